@@ -1,0 +1,41 @@
+"""Helpers shared by the subcommand modules: error reporting and consoles."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any, Callable, TypeVar
+
+from ..errors import ExpregError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exceptions that are the user's to fix: shown as one line, exit code 2.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, OverflowError, FloatingPointError, ExpregError, ImportError)
+
+
+def err_console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def user_errors(fn: F) -> F:
+    """Decorator: print ``error: ...`` on stderr and exit 2 for user errors; show warnings as one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import typer
+
+        def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None) -> None:
+            err_console().print(f"[yellow]warning:[/yellow] {message}", markup=True, soft_wrap=True)
+
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            try:
+                return fn(*args, **kwargs)
+            except USER_ERRORS as exc:
+                err_console().print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+                raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,52 @@
+"""Synthetic data of the experiments: points on the unit sphere, bounded labels.
+
+No downloads: the only real data set used elsewhere is scikit-learn's
+bundled diabetes data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .storage import load_npz
+from .validation import check_positive_int, check_X_y
+
+LABELS = ("uniform", "sign")
+
+
+def sphere(n: int, d: int, *, seed: int = 0) -> np.ndarray:
+    """n points uniform on the unit sphere S^{d-1}, shape (n, d), float64.
+
+    Distinct with probability one (d >= 2), so lambda > 0 (MATH.md 3).
+    """
+    n = check_positive_int(n, "n")
+    d = check_positive_int(d, "d")
+    rng = np.random.default_rng([int(seed), 1])
+    Z = rng.standard_normal((n, d))
+    if d == 1:
+        return np.sign(Z) + 0.0
+    return Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+
+def labels(n: int, kind: str = "uniform", *, seed: int = 0) -> np.ndarray:
+    """n labels: uniform on [-1, 1] ("uniform") or random signs ("sign"), shape (n,)."""
+    n = check_positive_int(n, "n")
+    rng = np.random.default_rng([int(seed), 2])
+    if kind == "uniform":
+        return rng.uniform(-1.0, 1.0, size=n)
+    if kind == "sign":
+        return rng.integers(0, 2, size=n) * 2.0 - 1.0
+    raise ValueError(f"labels kind {kind!r} is not known; choose one of {LABELS}")
+
+
+def make_dataset(n: int, d: int, *, seed: int = 0, label_kind: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
+    """(X, y): ``sphere(n, d)`` and ``labels(n, label_kind)`` of one seed."""
+    return sphere(n, d, seed=seed), labels(n, label_kind, seed=seed)
+
+
+def load_dataset(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read arrays ``X`` (n, d) and ``y`` (n,) from an ``.npz`` file, validated."""
+    data = load_npz(path, required=("X", "y"))
+    return check_X_y(data["X"], data["y"], dtype=np.float64)

@@ -1,0 +1,49 @@
+"""Exceptions raised by expreg.
+
+Every error names what was wrong, the value found, and what to do instead
+(STYLE.md, habit 7). They subclass the built-in exception a user would
+catch anyway, so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ExpregError(Exception):
+    """Base class of every expreg-specific exception."""
+
+
+class ExpOverflowError(ExpregError, FloatingPointError):
+    """exp(<w_r, x_i>) (or a product built from it) overflowed the dtype.
+
+    Raised instead of silently returning inf or NaN. Typical causes are
+    inputs far outside the unit ball, a step size that sent the weights
+    off, or float32 where float64 is needed.
+    """
+
+
+class TrainingDivergedError(ExpregError, FloatingPointError):
+    """Gradient descent blew up (loss grew without bound or exp overflowed).
+
+    Attributes
+    ----------
+    result : TrainResult
+        The run up to the last step whose loss was finite; ``result.net``
+        holds the last finite weights, never NaN.
+    lr : float
+        The step size that diverged.
+    suggested_lr : float
+        A step size that is stable on the linearised problem,
+        1 / lambda_max(H(W)) at the last finite weights.
+    """
+
+    def __init__(self, message: str, *, result: Any, lr: float, suggested_lr: float) -> None:
+        super().__init__(message)
+        self.result = result
+        self.lr = lr
+        self.suggested_lr = suggested_lr
+
+
+class CheckpointError(ExpregError, ValueError):
+    """A checkpoint or result file is missing, truncated or inconsistent."""

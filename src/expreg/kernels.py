@@ -1,0 +1,214 @@
+"""Kernels of MATH.md 3-4: closed forms, the empirical NTK, eigenvalues, trajectories.
+
+Pure functions of their inputs; NumPy float64 throughout (these are the
+theory quantities).
+
+Closed forms, for rows x_i of X and rho_ij = cos angle(x_i, x_j):
+
+    exp   H^cts_ij = <x_i,x_j> exp(||x_i + x_j||^2 / 2)
+          K_ij     = exp(||x_i + x_j||^2 / 2)                       (NNGP)
+    relu  H^cts_ij = <x_i,x_j> (pi - arccos rho_ij) / (2 pi)
+          K_ij     = ||x_i|| ||x_j|| (sqrt(1 - rho^2) + (pi - arccos rho) rho) / (2 pi)
+
+H^cts = E_{w ~ N(0, I)}[H^dis(W(0))] does not depend on the scaling s; the
+finite-width kernel H(W) = m s^2 H^dis(W) does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse.linalg
+
+from . import ops
+from .validation import check_X
+
+#: Above this n, extreme eigenvalues come from an iterative solver (ARPACK).
+DENSE_EIGEN_LIMIT = 2000
+
+
+def _gram_parts(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    G = X @ X.T
+    sq = np.diag(G).copy()
+    return G, sq
+
+
+def _cosines(G: np.ndarray, sq: np.ndarray) -> np.ndarray:
+    norms = np.sqrt(sq)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = G / np.outer(norms, norms)
+    rho = np.where(np.outer(norms, norms) > 0, rho, 0.0)
+    return np.clip(rho, -1.0, 1.0)
+
+
+def _exp_sum_sq(G: np.ndarray, sq: np.ndarray) -> np.ndarray:
+    expo = 0.5 * (sq[:, None] + sq[None, :]) + G  # ||x_i + x_j||^2 / 2
+    if expo.max() > 700:
+        raise OverflowError(
+            f"exp(||x_i + x_j||^2 / 2) overflows float64 (exponent up to {expo.max():.3g}); "
+            "scale the inputs into the unit ball"
+        )
+    return np.exp(expo)
+
+
+def ntk(X: Any, activation: str = "exp") -> np.ndarray:
+    """Infinite-width NTK H^cts (n x n), closed form (MATH.md 3).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ntk(np.array([[1.0, 0.0]]))  # unit vector: e^2 on the diagonal
+    array([[7.3890561]])
+    """
+    Xa = check_X(X, dtype=np.float64, warn_ball=False)
+    G, sq = _gram_parts(Xa)
+    if activation == "exp":
+        return G * _exp_sum_sq(G, sq)
+    if activation == "relu":
+        rho = _cosines(G, sq)
+        return G * (np.pi - np.arccos(rho)) / (2 * np.pi)
+    raise ValueError(f"activation={activation!r} is not known; choose 'exp' or 'relu'")
+
+
+def nngp(X: Any, activation: str = "exp") -> np.ndarray:
+    """Output covariance at independent initialisation, s = 1/sqrt(m) (MATH.md 3), (n x n)."""
+    Xa = check_X(X, dtype=np.float64, warn_ball=False)
+    G, sq = _gram_parts(Xa)
+    if activation == "exp":
+        return _exp_sum_sq(G, sq)
+    if activation == "relu":
+        rho = _cosines(G, sq)
+        norms = np.sqrt(sq)
+        return np.outer(norms, norms) * (np.sqrt(1 - rho**2) + (np.pi - np.arccos(rho)) * rho) / (2 * np.pi)
+    raise ValueError(f"activation={activation!r} is not known; choose 'exp' or 'relu'")
+
+
+def ntk_cross(X1: Any, X2: Any, activation: str = "exp") -> np.ndarray:
+    """H^cts between two sets of points (n1 x n2), for kernel regression."""
+    A = check_X(X1, name="X1", dtype=np.float64, warn_ball=False)
+    B = check_X(X2, name="X2", dtype=np.float64, warn_ball=False, d=A.shape[1])
+    G = A @ B.T
+    sa, sb = (A * A).sum(1), (B * B).sum(1)
+    if activation == "exp":
+        expo = 0.5 * (sa[:, None] + sb[None, :]) + G
+        if expo.max() > 700:
+            raise OverflowError("exp(||x + x'||^2 / 2) overflows float64; scale the inputs into the unit ball")
+        return G * np.exp(expo)
+    if activation == "relu":
+        nn = np.sqrt(np.outer(sa, sb))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.clip(np.where(nn > 0, G / nn, 0.0), -1, 1)
+        return G * (np.pi - np.arccos(rho)) / (2 * np.pi)
+    raise ValueError(f"activation={activation!r} is not known; choose 'exp' or 'relu'")
+
+
+def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
+    """Finite-width NTK H(W) (n x n), blocked over neurons (MATH.md 3).
+
+    H(W)_ij = s^2 sum_r <x_i,x_j> sigma'(<w_r,x_i>) sigma'(<w_r,x_j>).
+    With ``average=True`` returns the paper's H^dis = H / (m s^2), whose
+    expectation at initialisation is ``ntk(X)``. Computed in the net's dtype,
+    returned as float64.
+    """
+    be = net.backend
+    Xn = check_X(X, dtype=net.dtype, d=net.d)
+    Xb = be.asarray(Xn, net.dtype)
+    H = be.to_numpy(ops.gram(be, net.act, Xb, net.W, net.s, net.plan(Xn.shape[0]))).astype(np.float64)
+    if average:
+        H /= net.m * net.s**2
+    return H
+
+
+def extreme_eigenvalues(H: np.ndarray, *, method: str = "auto") -> tuple[float, float]:
+    """(lambda_min, lambda_max) of a symmetric matrix.
+
+    ``method``: "dense" (LAPACK, exact), "iterative" (ARPACK Lanczos on the
+    two ends), or "auto" (dense up to ``DENSE_EIGEN_LIMIT`` rows).
+    """
+    H = np.asarray(H, dtype=np.float64)
+    n = H.shape[0]
+    if method == "auto":
+        method = "dense" if n <= DENSE_EIGEN_LIMIT else "iterative"
+    if method == "dense" or n < 3:
+        w = scipy.linalg.eigh(H, eigvals_only=True, subset_by_index=None)
+        return float(w[0]), float(w[-1])
+    if method == "iterative":
+        hi = scipy.sparse.linalg.eigsh(H, k=1, which="LA", return_eigenvectors=False)[0]
+        lo = scipy.sparse.linalg.eigsh(H, k=1, which="SA", return_eigenvectors=False, tol=1e-10, maxiter=20 * n)[0]
+        return float(lo), float(hi)
+    raise ValueError(f"method={method!r} is not known; choose 'auto', 'dense' or 'iterative'")
+
+
+def lambda_min(H: np.ndarray, **kw: Any) -> float:
+    """Smallest eigenvalue of a symmetric matrix (lambda of MATH.md 3 when H = H^cts)."""
+    return extreme_eigenvalues(H, **kw)[0]
+
+
+def lambda_max(H: np.ndarray, **kw: Any) -> float:
+    """Largest eigenvalue of a symmetric matrix."""
+    return extreme_eigenvalues(H, **kw)[1]
+
+
+def operator_norm(A: np.ndarray) -> float:
+    """Spectral norm of a symmetric matrix: max |eigenvalue|."""
+    lo, hi = extreme_eigenvalues(A)
+    return max(abs(lo), abs(hi))
+
+
+@dataclass(frozen=True)
+class PredictedTrajectory:
+    """Residuals of GD on the linearised model, from one eigendecomposition.
+
+    r(t) = (I - lr H)^t r0 = V diag((1 - lr mu)^t) V^T r0 (MATH.md 4).
+    Call with an array of step counts to get an array (len(t), n).
+    """
+
+    eigenvalues: np.ndarray  # (n,)
+    eigenvectors: np.ndarray  # (n, n)
+    coefficients: np.ndarray  # V^T r0, (n,)
+    lr: float
+
+    def __call__(self, t: Any) -> np.ndarray:
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        factors = (1.0 - self.lr * self.eigenvalues)[None, :] ** t[:, None]  # (T, n)
+        return (factors * self.coefficients[None, :]) @ self.eigenvectors.T
+
+    def norms(self, t: Any) -> np.ndarray:
+        """||r(t)||_2 for each t, shape (len(t),), without forming r(t)."""
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        factors = (1.0 - self.lr * self.eigenvalues)[None, :] ** t[:, None]
+        return np.sqrt(((factors * self.coefficients[None, :]) ** 2).sum(axis=1))
+
+
+def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajectory:
+    """Kernel-predicted residual trajectory for kernel H (n x n) and step ``lr``.
+
+    For the network, pass H = m s^2 H^cts (or the empirical H(W(0))) and
+    r0 = u(0) - y.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> traj = predicted_trajectory(np.eye(2), np.ones(2), 0.5)
+    >>> traj([0, 1, 2]).tolist()
+    [[1.0, 1.0], [0.5, 0.5], [0.25, 0.25]]
+    """
+    H = np.asarray(H, dtype=np.float64)
+    mu, V = scipy.linalg.eigh(H)
+    r0 = np.asarray(r0, dtype=np.float64)
+    return PredictedTrajectory(eigenvalues=mu, eigenvectors=V, coefficients=V.T @ r0, lr=float(lr))
+
+
+def ntk_lambda(X: Any, activation: str = "exp") -> float:
+    """lambda = lambda_min(H^cts(X)) (MATH.md 3), refusing inputs where it is 0.
+
+    Raises ``ValueError`` for duplicate or zero rows (then lambda = 0).
+    """
+    from .validation import check_distinct
+
+    Xa = check_X(X, dtype=np.float64)
+    check_distinct(Xa)
+    return lambda_min(ntk(Xa, activation))

@@ -1,0 +1,228 @@
+"""ExpNet: the two-layer network of MATH.md 1-2, its weights and their use.
+
+    F(W, x) = s * sum_r a_r * sigma(<w_r, x>),   sigma = exp (or ReLU)
+
+W (d x m) is trained, a (m,) is fixed. ``ExpNet`` holds the state (weights,
+choices, backend); the arithmetic lives in ``ops``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .activations import Activation, get_activation
+from .backends import Array, Backend, canonical_dtype, get_backend
+from .initialisation import INITS, init_weights
+from .validation import check_positive_int, check_X, check_X_y
+
+SCALINGS = ("none", "ntk")
+
+
+@dataclass
+class ExpNet:
+    """A width-m two-layer network with exponential (or ReLU) activation.
+
+    Create one with :meth:`ExpNet.init`.
+
+    Attributes
+    ----------
+    W : array (d, m)
+        First-layer weights, column r is w_r. A NumPy array, or a torch
+        tensor for ``backend="torch"``.
+    a : array (m,)
+        Output signs a_r in {-1, +1}; never trained.
+    activation : {"exp", "relu"}
+    scaling : {"none", "ntk"}
+        s = 1 ("none", the paper's formula) or s = 1/sqrt(m) ("ntk").
+    init : {"coupled", "gaussian"}
+    seed : int
+    block : int or None
+        Neurons per block in the blocked passes; None picks by memory.
+    memory_budget : int or None
+        Bytes the forward pass may keep for the backward pass.
+    """
+
+    W: Array
+    a: Array
+    activation: str = "exp"
+    scaling: str = "none"
+    init: str = "coupled"
+    seed: int = 0
+    backend_name: str = "numpy"
+    device: str = "cpu"
+    block: int | None = None
+    memory_budget: int | None = None
+    _backend: Backend = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._backend = get_backend(self.backend_name, self.device)
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def init(
+        cls,
+        d: int,
+        m: int,
+        *,
+        seed: int = 0,
+        activation: str = "exp",
+        scaling: str = "none",
+        init: str = "coupled",
+        dtype: Any = np.float64,
+        backend: str = "numpy",
+        device: str | None = None,
+        block: int | None = None,
+        memory_budget: int | None = None,
+    ) -> "ExpNet":
+        """Draw a network as the paper does: w_r ~ N(0, I_d), a_r = +-1 (MATH.md 1).
+
+        Parameters
+        ----------
+        d : int
+            Input dimension.
+        m : int
+            Width (number of neurons); even for ``init="coupled"``.
+        seed : int
+            Seed; the same seed gives bit-identical weights on every backend
+            and for every sharding (see ``initialisation``).
+        activation : {"exp", "relu"}
+        scaling : {"none", "ntk"}
+            "none" is the paper's F = sum_r a_r exp(<w_r, x>); "ntk" multiplies
+            by 1/sqrt(m).
+        init : {"coupled", "gaussian"}
+            "coupled" pairs neurons (w, a), (w, -a) so F(W(0), .) = 0.
+        dtype : numpy.float64 (default) or numpy.float32
+        backend : {"numpy", "torch"}
+        device : str, optional
+            Torch device ("cpu", "cuda", ...); CPU for NumPy.
+        block, memory_budget : int, optional
+            Blocking of the passes (see ``ops.plan_blocks``).
+
+        Examples
+        --------
+        >>> net = ExpNet.init(3, 8, seed=0)
+        >>> net.W.shape, net.a.shape
+        ((3, 8), (8,))
+        """
+        d = check_positive_int(d, "d")
+        m = check_positive_int(m, "m")
+        seed = check_positive_int(seed, "seed", minimum=0)
+        get_activation(activation)
+        if scaling not in SCALINGS:
+            raise ValueError(f"scaling={scaling!r} is not known; choose 'none' (the paper's s = 1) or 'ntk' (s = 1/sqrt(m))")
+        if init not in INITS:
+            raise ValueError(f"init={init!r} is not known; choose 'coupled' or 'gaussian'")
+        if init == "coupled" and m % 2:
+            raise ValueError(f"init='coupled' pairs neurons, so m must be even; got m = {m}. Use m = {m + 1} or init='gaussian'")
+        dt = canonical_dtype(dtype)
+        be = get_backend(backend, device)
+        W, a = init_weights(d, 0, m, seed=seed, init=init, dtype=dt)
+        return cls(
+            W=be.asarray(W, dt),
+            a=be.asarray(a, dt),
+            activation=activation,
+            scaling=scaling,
+            init=init,
+            seed=seed,
+            backend_name=be.name,
+            device=be.device,
+            block=block,
+            memory_budget=memory_budget,
+        )
+
+    # ------------------------------------------------------------ properties
+    @property
+    def d(self) -> int:
+        """Input dimension."""
+        return int(self.W.shape[0])
+
+    @property
+    def m(self) -> int:
+        """Width."""
+        return int(self.W.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Floating dtype of the weights, as a NumPy dtype."""
+        return ops._dtype_of(self._backend, self.W)
+
+    @property
+    def s(self) -> float:
+        """Output scale s: 1 for "none", 1/sqrt(m) for "ntk"."""
+        return 1.0 if self.scaling == "none" else 1.0 / math.sqrt(self.m)
+
+    @property
+    def backend(self) -> Backend:
+        """The array backend the weights live on."""
+        return self._backend
+
+    @property
+    def act(self) -> Activation:
+        """The activation object used by ``ops``."""
+        return get_activation(self.activation)
+
+    def plan(self, n: int) -> ops.BlockPlan:
+        """Blocking of a pass over n points."""
+        return ops.plan_blocks(n, self.m, self.dtype.itemsize, block=self.block, memory_budget=self.memory_budget)
+
+    # --------------------------------------------------------------- compute
+    def _X(self, X: Any) -> Array:
+        Xn = check_X(X, dtype=self.dtype, d=self.d)
+        return self._backend.asarray(Xn, self.dtype)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """F(W, x_i) for each row of X; returns a NumPy array (n,).
+
+        Raises ``ExpOverflowError`` rather than returning inf or NaN.
+        """
+        Xb = self._X(X)
+        u = ops.forward(self._backend, self.act, Xb, self.W, self.a, self.s, self.plan(Xb.shape[0]))
+        return self._backend.to_numpy(u)
+
+    def loss(self, X: Any, y: Any) -> float:
+        """L(W) = 1/2 sum_i (F(W, x_i) - y_i)^2 (MATH.md 2)."""
+        Xn, yn = check_X_y(X, y, dtype=self.dtype, d=self.d)
+        u = self.predict(Xn)
+        r = u.astype(np.float64) - yn
+        return 0.5 * float(r @ r)
+
+    def gradient(self, X: Any, y: Any) -> np.ndarray:
+        """dL/dW, a NumPy array (d, m) (MATH.md 2)."""
+        Xn, yn = check_X_y(X, y, dtype=self.dtype, d=self.d)
+        be = self._backend
+        _, G = ops.forward_backward(
+            be, self.act, be.asarray(Xn, self.dtype), self.W, self.a, be.asarray(yn, self.dtype), self.s, self.plan(Xn.shape[0])
+        )
+        return be.to_numpy(G)
+
+    # ------------------------------------------------------------ utilities
+    def copy(self) -> "ExpNet":
+        """A deep copy (weights copied, settings shared)."""
+        return replace(self, W=self._backend.copy(self.W), a=self._backend.copy(self.a))
+
+    def with_weights(self, W: Array) -> "ExpNet":
+        """The same network with first-layer weights ``W`` (no copy)."""
+        return replace(self, W=W)
+
+    def to(self, backend: str = "numpy", device: str | None = None, dtype: Any = None) -> "ExpNet":
+        """This network on another backend, device or dtype (weights copied)."""
+        be = get_backend(backend, device)
+        dt = canonical_dtype(dtype) if dtype is not None else self.dtype
+        W = be.asarray(self._backend.to_numpy(self.W), dt)
+        a = be.asarray(self._backend.to_numpy(self.a), dt)
+        return replace(self, W=W, a=a, backend_name=be.name, device=be.device)
+
+    def weights_numpy(self) -> tuple[np.ndarray, np.ndarray]:
+        """(W, a) as NumPy arrays."""
+        return self._backend.to_numpy(self.W), self._backend.to_numpy(self.a)
+
+    def __repr__(self) -> str:
+        return (
+            f"ExpNet(d={self.d}, m={self.m}, activation={self.activation!r}, scaling={self.scaling!r}, "
+            f"init={self.init!r}, seed={self.seed}, dtype={self.dtype}, backend={self.backend_name!r}, device={self.device!r})"
+        )

@@ -1,0 +1,103 @@
+"""Input checks at the public boundary (STYLE.md, habit 1).
+
+Each check names the argument, what was found and what to do. Internal code
+trusts what these return: C-contiguous float arrays of the right shapes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+
+class InputOutsideUnitBallWarning(UserWarning):
+    """Inputs with ||x|| > 1: the theorem (MATH.md 4-5) assumes ||x_i|| <= 1."""
+
+
+def _as_float_array(value: Any, name: str, dtype: np.dtype | None) -> np.ndarray:
+    if _is_torch(value):
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}; convert it with numpy.asarray({name}, dtype=float)")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} is complex ({arr.dtype}); expreg works with real inputs")
+    target = dtype if dtype is not None else (arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64)
+    return np.ascontiguousarray(arr, dtype=target)
+
+
+def check_X(X: Any, *, name: str = "X", dtype: np.dtype | None = None, d: int | None = None, warn_ball: bool = True) -> np.ndarray:
+    """Validate inputs: 2-D (n, d), n >= 1, finite, numeric.
+
+    Parameters
+    ----------
+    d : int, optional
+        Expected number of columns (the network's input dimension).
+    warn_ball : bool
+        Warn (``InputOutsideUnitBallWarning``) when some ||x_i|| > 1.
+    """
+    arr = _as_float_array(X, name, dtype)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D with shape (n, d), got {arr.ndim}-D shape {arr.shape}; reshape it, e.g. {name}.reshape(-1, 1) for one feature")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); at least one point with at least one feature is needed")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ValueError(f"{name} contains NaN or inf ({bad} entries); remove or impute them first")
+    if d is not None and arr.shape[1] != d:
+        raise ValueError(f"{name} has {arr.shape[1]} features but the network expects d = {d}")
+    if warn_ball:
+        norms = np.linalg.norm(arr.astype(np.float64), axis=1)
+        if norms.max() > 1 + 1e-9:
+            warnings.warn(
+                f"{name} has {int((norms > 1 + 1e-9).sum())} rows with ||x|| > 1 (max {norms.max():.3g}); "
+                "the theorem assumes ||x_i|| <= 1 and exp grows fast: scale the inputs into the unit ball",
+                InputOutsideUnitBallWarning,
+                stacklevel=3,
+            )
+    return arr
+
+
+def check_y(y: Any, n: int, *, name: str = "y", dtype: np.dtype | None = None) -> np.ndarray:
+    """Validate targets: 1-D of length n (a column vector (n, 1) is accepted), finite."""
+    arr = _as_float_array(y, name, dtype)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = np.ascontiguousarray(arr[:, 0])
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D with n = {n} entries, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but X has n = {n} rows; they must match")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf ({int((~np.isfinite(arr)).sum())} entries); remove them first")
+    return arr
+
+
+def check_X_y(X: Any, y: Any, *, dtype: np.dtype | None = None, d: int | None = None, warn_ball: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a training set; see ``check_X`` and ``check_y``."""
+    Xa = check_X(X, dtype=dtype, d=d, warn_ball=warn_ball)
+    return Xa, check_y(y, Xa.shape[0], dtype=dtype or Xa.dtype)
+
+
+def check_distinct(X: np.ndarray) -> None:
+    """Raise if two rows of X coincide or a row is zero: then lambda = 0 (MATH.md 3)."""
+    if (np.linalg.norm(X, axis=1) == 0).any():
+        raise ValueError("X has a zero row; H^cts is singular (lambda = 0). Remove zero inputs before asking for lambda")
+    _, idx, counts = np.unique(X, axis=0, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        rows = sorted(idx[counts > 1].tolist())[:5]
+        raise ValueError(f"X has duplicate rows (first at rows {rows}); H^cts is singular (lambda = 0). Remove duplicates before asking for lambda")
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """An integer >= minimum (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
