@@ -1,0 +1,14 @@
+"""Shared fixtures: small synthetic data sets on the unit sphere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from expreg.data import make_dataset
+
+
+@pytest.fixture
+def small_data() -> tuple[np.ndarray, np.ndarray]:
+    """n = 12 points in d = 4, labels uniform in [-1, 1]."""
+    return make_dataset(12, 4, seed=3)
