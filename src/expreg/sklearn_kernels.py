@@ -1,0 +1,164 @@
+"""The infinite-width kernels of MATH.md 3 as scikit-learn kernels.
+
+``NTKKernel`` is H^cts, the limit of the network's tangent kernel (what
+gradient descent on a very wide network follows, MATH.md 4); ``NNGPKernel``
+is the output covariance at independent initialisation with s = 1/sqrt(m).
+Both come for ``activation="exp"`` (the paper's network) and ``"relu"``:
+
+    exp   NTK  k(x, x') = <x, x'> exp(||x + x'||^2 / 2)
+          NNGP k(x, x') = exp(||x + x'||^2 / 2)
+    relu  NTK  k(x, x') = <x, x'> (pi - arccos rho) / (2 pi)
+          NNGP k(x, x') = ||x|| ||x'|| (sqrt(1 - rho^2) + (pi - arccos rho) rho) / (2 pi)
+
+The formulas are evaluated by ``expreg.kernels`` (one implementation). The
+kernels are ``sklearn.gaussian_process.kernels.Kernel`` subclasses, so they
+
+* go into ``GaussianProcessRegressor``, alone or combined
+  (``ConstantKernel() * NTKKernel() + WhiteKernel()``: the constant and the
+  noise are then fitted, these kernels have no free hyperparameter);
+* are callables ``K(X, Y)`` usable as ``KernelRidge(kernel=NTKKernel())``
+  (scikit-learn evaluates a ``Kernel`` instance on whole matrices, not pair
+  by pair).
+
+The theory assumes ||x|| <= 1; exp grows fast, so map the inputs into the
+unit ball first (``expreg.sklearn.UnitBallScaler``) or set ``input_scale``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
+
+from . import kernels
+from .activations import ACTIVATIONS
+
+__all__ = ["NNGPKernel", "NTKKernel"]
+
+#: Rows per block when a cross kernel or a diagonal is built from square kernels.
+BLOCK = 256
+
+SquareFn = Callable[[np.ndarray, str], np.ndarray]
+
+
+def nngp_cross(X1: Any, X2: Any, activation: str = "exp") -> np.ndarray:
+    """NNGP kernel between two point sets, (n1, n2) (MATH.md 3).
+
+    ``expreg.kernels`` has the NNGP only as a square Gram matrix, so each
+    (block of X1, block of X2) pair is read off the Gram matrix of the two
+    blocks stacked: the same formula, at about four times the arithmetic.
+    """
+    A, B = _as_2d(X1, "X1"), _as_2d(X2, "X2")
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(f"X2 has {B.shape[1]} features but X1 has {A.shape[1]}; they must match")
+    out = np.empty((A.shape[0], B.shape[0]))
+    for i in range(0, A.shape[0], BLOCK):
+        a = A[i : i + BLOCK]
+        for j in range(0, B.shape[0], BLOCK):
+            b = B[j : j + BLOCK]
+            out[i : i + len(a), j : j + len(b)] = kernels.nngp(np.vstack([a, b]), activation)[: len(a), len(a) :]
+    return out
+
+
+def _diag_from_square(square: SquareFn, X: np.ndarray, activation: str) -> np.ndarray:
+    """k(x_i, x_i) for each row, (n,), from square Gram matrices of row blocks."""
+    return np.concatenate([np.diag(square(X[i : i + BLOCK], activation)) for i in range(0, X.shape[0], BLOCK)])
+
+
+def _as_2d(X: Any, name: str) -> np.ndarray:
+    arr = np.asarray(X, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n, d), got shape {arr.shape}")
+    return arr
+
+
+class _InfiniteWidthKernel(Kernel):
+    """Shared machinery: the input scale, evaluation, diagonal, no free hyperparameters."""
+
+    _name = "abstract"
+    _square: SquareFn
+    _cross: Callable[[np.ndarray, np.ndarray, str], np.ndarray]
+
+    def __init__(self, activation: str = "exp", input_scale: float = 1.0) -> None:
+        self.activation = activation
+        self.input_scale = input_scale
+
+    @property
+    def hyperparameter_input_scale(self) -> Hyperparameter:
+        """Fixed: the kernel has no hyperparameter a GP would optimise."""
+        return Hyperparameter("input_scale", "numeric", "fixed")
+
+    def _scaled(self, X: Any, name: str) -> np.ndarray:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation={self.activation!r} is not known; choose 'exp' or 'relu'")
+        c = self.input_scale
+        if isinstance(c, bool) or not isinstance(c, (int, float, np.floating, np.integer)) or not (math.isfinite(c) and c > 0):
+            raise ValueError(f"input_scale must be a positive finite number, got {c!r}")
+        return _as_2d(X, name) * float(c)
+
+    def __call__(self, X: Any, Y: Any = None, eval_gradient: bool = False) -> Any:
+        """Kernel matrix k(c x_i, c y_j), shape (n_X, n_Y); Y=None means Y = X.
+
+        With ``eval_gradient=True`` (only for Y=None) also returns the gradient
+        with respect to the (empty) vector of free hyperparameters, (n, n, 0).
+        """
+        A = self._scaled(X, "X")
+        if Y is None:
+            K = type(self)._square(A, self.activation)
+        else:
+            if eval_gradient:
+                raise ValueError("Gradient can only be evaluated when Y is None.")
+            K = type(self)._cross(A, self._scaled(Y, "Y"), self.activation)
+        if eval_gradient:
+            return K, np.empty((A.shape[0], A.shape[0], 0))
+        return K
+
+    def diag(self, X: Any) -> np.ndarray:
+        """k(x_i, x_i) for each row of X, shape (n,), without the n x n matrix."""
+        return _diag_from_square(type(self)._square, self._scaled(X, "X"), self.activation)
+
+    def is_stationary(self) -> bool:
+        """False: both kernels depend on the points, not only on x - x'."""
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(activation={self.activation!r}, input_scale={self.input_scale!r})"
+
+
+class NTKKernel(_InfiniteWidthKernel):
+    """Infinite-width neural tangent kernel H^cts (MATH.md 3).
+
+    Parameters
+    ----------
+    activation : {"exp", "relu"}, default="exp"
+    input_scale : float, default=1.0
+        Fixed factor c: k(x, x') = H^cts(c x, c x'). Not optimised.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.kernel_ridge import KernelRidge
+    >>> X = np.array([[0.6, 0.0], [0.0, 0.6], [0.3, 0.3]]); y = np.array([1.0, -1.0, 0.0])
+    >>> model = KernelRidge(alpha=1e-8, kernel=NTKKernel()).fit(X, y)
+    >>> np.round(model.predict(X), 6).tolist()
+    [1.0, -1.0, 0.0]
+    """
+
+    _square = staticmethod(kernels.ntk)
+    _cross = staticmethod(kernels.ntk_cross)
+
+
+class NNGPKernel(_InfiniteWidthKernel):
+    """Output covariance at independent initialisation, s = 1/sqrt(m) (MATH.md 3).
+
+    Parameters
+    ----------
+    activation : {"exp", "relu"}, default="exp"
+    input_scale : float, default=1.0
+        Fixed factor c: k(x, x') = K(c x, c x'). Not optimised.
+    """
+
+    _square = staticmethod(kernels.nngp)
+    _cross = staticmethod(nngp_cross)
