@@ -37,3 +37,21 @@ __all__ = [
     "theory",
     "train",
 ]
+
+#: Names served by optional modules, imported on first use (the core needs numpy + scipy only).
+_OPTIONAL = {"ExpRegressor": ("sklearn", "sklearn"), "UnitBallScaler": ("sklearn", "sklearn")}
+
+
+def __getattr__(name: str):  # PEP 562: lazy access to the optional front ends
+    if name in _OPTIONAL:
+        module, extra = _OPTIONAL[name]
+        import importlib
+
+        try:
+            mod = importlib.import_module(f"{__name__}.{module}")
+        except ImportError as exc:
+            if exc.name is None or exc.name.split(".")[0] != extra:
+                raise
+            raise ImportError(f"expreg.{name} needs scikit-learn, which is not installed: pip install 'expreg[{extra}]'") from exc
+        return getattr(mod, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
