@@ -34,8 +34,9 @@ class TrainingDivergedError(ExpregError, FloatingPointError):
     lr : float
         The step size that diverged.
     suggested_lr : float
-        A step size that is stable on the linearised problem,
-        1 / lambda_max(H(W)) at the last finite weights.
+        A step size to retry with: min(1 / lambda_max(H(W(0))), lr / 2),
+        stable on the linearised problem at the start (MATH.md 4) and
+        always below the step that diverged.
     """
 
     def __init__(self, message: str, *, result: Any, lr: float, suggested_lr: float) -> None:
@@ -47,3 +48,15 @@ class TrainingDivergedError(ExpregError, FloatingPointError):
 
 class CheckpointError(ExpregError, ValueError):
     """A checkpoint or result file is missing, truncated or inconsistent."""
+
+
+def overflow_checked() -> Any:
+    """Context manager silencing NumPy's overflow/invalid warnings inside the passes.
+
+    Overflow is detected explicitly (``ops`` checks every result for inf and
+    NaN and raises ``ExpOverflowError``), so NumPy's RuntimeWarnings on the
+    way there would only be noise (and errors under ``-W error``).
+    """
+    import numpy as np
+
+    return np.errstate(over="ignore", invalid="ignore")

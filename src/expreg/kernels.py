@@ -24,6 +24,7 @@ import scipy.linalg
 import scipy.sparse.linalg
 
 from . import ops
+from .errors import overflow_checked
 from .validation import check_X
 
 #: Above this n, extreme eigenvalues come from an iterative solver (ARPACK).
@@ -116,7 +117,8 @@ def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
     be = net.backend
     Xn = check_X(X, dtype=net.dtype, d=net.d)
     Xb = be.asarray(Xn, net.dtype)
-    H = be.to_numpy(ops.gram(be, net.act, Xb, net.W, net.s, net.plan(Xn.shape[0]))).astype(np.float64)
+    with overflow_checked():
+        H = be.to_numpy(ops.gram(be, net.act, Xb, net.W, net.s, net.plan(Xn.shape[0]))).astype(np.float64)
     if average:
         H /= net.m * net.s**2
     return H

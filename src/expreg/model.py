@@ -17,13 +17,14 @@ import numpy as np
 from . import ops
 from .activations import Activation, get_activation
 from .backends import Array, Backend, canonical_dtype, get_backend
+from .errors import overflow_checked
 from .initialisation import INITS, init_weights
-from .validation import check_positive_int, check_X, check_X_y
+from .validation import check_positive_int, check_X, check_X_y, check_y
 
 SCALINGS = ("none", "ntk")
 
 
-@dataclass
+@dataclass(eq=False)
 class ExpNet:
     """A width-m two-layer network with exponential (or ReLU) activation.
 
@@ -167,8 +168,16 @@ class ExpNet:
         return get_activation(self.activation)
 
     def plan(self, n: int) -> ops.BlockPlan:
-        """Blocking of a pass over n points."""
-        return ops.plan_blocks(n, self.m, self.dtype.itemsize, block=self.block, memory_budget=self.memory_budget)
+        """Blocking of a pass over n points.
+
+        For ``init="coupled"`` the block is rounded up to an even number, so
+        a pair (w, a), (w, -a) never straddles two blocks and its two terms
+        cancel exactly: F(W(0), x) = 0 for every block size.
+        """
+        plan = ops.plan_blocks(n, self.m, self.dtype.itemsize, block=self.block, memory_budget=self.memory_budget)
+        if self.init == "coupled" and plan.block % 2 and plan.block < self.m:
+            plan = replace(plan, block=plan.block + 1)
+        return plan
 
     # --------------------------------------------------------------- compute
     def _X(self, X: Any) -> Array:
@@ -180,14 +189,18 @@ class ExpNet:
 
         Raises ``ExpOverflowError`` rather than returning inf or NaN.
         """
-        Xb = self._X(X)
-        u = ops.forward(self._backend, self.act, Xb, self.W, self.a, self.s, self.plan(Xb.shape[0]))
+        return self._forward(self._X(X))
+
+    def _forward(self, Xb: Array) -> np.ndarray:
+        with overflow_checked():
+            u = ops.forward(self._backend, self.act, Xb, self.W, self.a, self.s, self.plan(Xb.shape[0]))
         return self._backend.to_numpy(u)
 
     def loss(self, X: Any, y: Any) -> float:
-        """L(W) = 1/2 sum_i (F(W, x_i) - y_i)^2 (MATH.md 2)."""
-        Xn, yn = check_X_y(X, y, dtype=self.dtype, d=self.d)
-        u = self.predict(Xn)
+        """L(W) = 1/2 sum_i (F(W, x_i) - y_i)^2 (MATH.md 2), accumulated in float64."""
+        Xn = check_X(X, dtype=self.dtype, d=self.d)
+        yn = check_y(y, Xn.shape[0], dtype=np.dtype(np.float64))
+        u = self._forward(self._backend.asarray(Xn, self.dtype))
         r = u.astype(np.float64) - yn
         return 0.5 * float(r @ r)
 
@@ -195,9 +208,10 @@ class ExpNet:
         """dL/dW, a NumPy array (d, m) (MATH.md 2)."""
         Xn, yn = check_X_y(X, y, dtype=self.dtype, d=self.d)
         be = self._backend
-        _, G = ops.forward_backward(
-            be, self.act, be.asarray(Xn, self.dtype), self.W, self.a, be.asarray(yn, self.dtype), self.s, self.plan(Xn.shape[0])
-        )
+        with overflow_checked():
+            _, G = ops.forward_backward(
+                be, self.act, be.asarray(Xn, self.dtype), self.W, self.a, be.asarray(yn, self.dtype), self.s, self.plan(Xn.shape[0])
+            )
         return be.to_numpy(G)
 
     # ------------------------------------------------------------ utilities

@@ -70,9 +70,12 @@ def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> di
     if not p.exists():
         raise FileNotFoundError(f"no file at {str(p)!r}")
     try:
-        with np.load(p, allow_pickle=False) as data:
+        loaded = np.load(p, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(f"it holds a single {type(loaded).__name__} (a .npy file), not named arrays")
+        with loaded as data:
             out = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise CheckpointError(f"{str(p)!r} is not a readable .npz file ({exc}); it may be truncated or corrupt") from exc
     missing = [k for k in required if k not in out]
     if missing:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import kernels, ops
-from .errors import CheckpointError, ExpOverflowError, TrainingDivergedError
+from .errors import CheckpointError, ExpOverflowError, TrainingDivergedError, overflow_checked
 from .model import ExpNet
 from .storage import load_npz, save_npz_atomic
 from .validation import check_positive_int, check_X_y
@@ -148,19 +149,24 @@ def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: Ex
         if lr == "auto":
             return 1.0 / (m * s * s * lambda_max_cts), "auto: 1/lambda_max(m s^2 H^cts)"
         if lr == "empirical":
-            assert net is not None and X is not None
+            if net is None or X is None:
+                raise ValueError("lr='empirical' needs the network and the inputs X")
             return 1.0 / kernels.lambda_max(kernels.empirical_ntk(net, X)), "empirical: 1/lambda_max(H(W(0)))"
         raise ValueError(f"lr={lr!r} is not known; use 'auto', 'empirical' or a positive number")
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
         raise TypeError(f"lr must be 'auto', 'empirical' or a number, got {type(lr).__name__}")
     if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr}")
+        raise ValueError(f"lr must be a positive finite number, got {lr}; use lr='auto' for 1/lambda_max(m s^2 H^cts)")
     return float(lr), "given"
 
 
-def _fingerprint(net: ExpNet, X: np.ndarray, y: np.ndarray, lr: float) -> str:
+def _fingerprint(net: ExpNet, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool) -> str:
+    """Hash of everything a run's trajectory depends on: W(0), a, settings, data, lr, what is recorded."""
     h = hashlib.sha256()
-    h.update(repr((net.d, net.m, net.seed, net.activation, net.scaling, net.init, str(net.dtype), float(lr))).encode())
+    h.update(repr((net.d, net.m, net.seed, net.activation, net.scaling, net.init, str(net.dtype), float(lr), record_every, bool(track_movement))).encode())
+    W0, a = net.weights_numpy()
+    h.update(np.ascontiguousarray(W0).tobytes())
+    h.update(np.ascontiguousarray(a).tobytes())
     h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
     h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
     return h.hexdigest()
@@ -201,11 +207,15 @@ def train(
     track_movement : bool
         Record weight movement each step (reads W and W(0): d m per step).
     progress : callable (step, residual) -> None, optional
-        Called after every step.
+        Called with (t, ||u(t) - y||_2) once step t is recorded, t = 0, 1, ...
+        An exception it raises stops the run (a checkpointed run then resumes).
     checkpoint : path, optional
         ``.npz`` file written atomically every ``checkpoint_every`` steps and
-        at the end; if it exists at start (same net, data and lr), the run
-        resumes from it.
+        at the end; if it exists at start (same W(0), data, lr and recording
+        settings), the run resumes from it and ends exactly as an
+        uninterrupted run would.
+    checkpoint_every : int
+        Steps between checkpoints.
 
     Returns
     -------
@@ -217,14 +227,17 @@ def train(
         The loss grew by more than ``DIVERGENCE_FACTOR`` or exp overflowed;
         the error's ``result`` holds the run up to the last finite weights
         and ``suggested_lr`` a stable step.
+    ExpOverflowError
+        exp overflows already at the initial weights (inputs far too large).
     """
     started = time.perf_counter()
     max_steps = check_positive_int(max_steps, "max_steps", minimum=0)
-    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon >= 0):
+    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    if isinstance(epsilon, bool) or not (isinstance(epsilon, (int, float, np.floating, np.integer)) and math.isfinite(epsilon) and epsilon >= 0):
         raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
     if record_every is not None:
         record_every = check_positive_int(record_every, "record_every", minimum=0)
-    Xn, yn = check_X_y(X, y, dtype=np.float64, d=net.d)
+    Xn, yn = check_X_y(X, y, dtype=np.dtype(np.float64), d=net.d)
     n = Xn.shape[0]
     be, act, s, dtype = net.backend, net.act, net.s, net.dtype
 
@@ -235,41 +248,70 @@ def train(
     Xb, yb = be.asarray(Xn, dtype), be.asarray(yn, dtype)
     W0 = net.W
     W = be.copy(W0)
+    W_prev: Any = None  # W(t-1): the last weights known to give a finite loss
+    spare = be.empty((net.d, net.m), dtype)  # buffer the next step is written into
     plan = net.plan(n)
     G = be.empty((net.d, net.m), dtype)
     history = History()
     start_step = 0
-    fingerprint = _fingerprint(net, Xn, yn, step) if checkpoint is not None else ""
-    if checkpoint is not None and Path(checkpoint).exists():
-        W, history, start_step = _load_checkpoint(Path(checkpoint), fingerprint, be, dtype, net)
+    path = Path(checkpoint) if checkpoint is not None else None
+    fingerprint = _fingerprint(net, Xn, yn, step, record_every, track_movement) if path is not None else ""
+    if path is not None and path.exists():
+        W, history, start_step = _load_checkpoint(path, fingerprint, be, dtype, net)
 
     def record_kernel(t: int, Wt: Any) -> None:
-        Hdis = kernels.empirical_ntk(net.with_weights(Wt), Xn, average=True)
+        try:
+            Hdis = kernels.empirical_ntk(net.with_weights(Wt), Xn, average=True)
+            deviation, lam = kernels.operator_norm(Hdis - H_cts), kernels.lambda_min(Hdis)
+        except ExpOverflowError as exc:  # a diagnostic must not end a run: record NaN and say so
+            warnings.warn(f"the kernel H(W({t})) overflowed ({exc}); its deviation and lambda_min are recorded as NaN", stacklevel=3)
+            deviation = lam = math.nan
         history.kernel_step.append(t)
-        history.kernel_deviation.append(kernels.operator_norm(Hdis - H_cts))
-        history.kernel_lambda_min.append(kernels.lambda_min(Hdis))
+        history.kernel_deviation.append(deviation)
+        history.kernel_lambda_min.append(lam)
 
     def finish(converged: bool, t: int, Wt: Any) -> TrainResult:
-        if record_every is None or (record_every and (not history.kernel_step or history.kernel_step[-1] != t)):
-            if not history.kernel_step or history.kernel_step[-1] != t:
-                record_kernel(t, Wt)
+        if record_every != 0 and (not history.kernel_step or history.kernel_step[-1] != t):
+            record_kernel(t, Wt)
         return TrainResult(
             converged=converged, steps=t, net=net.with_weights(Wt), lr=step, lr_rule=rule, epsilon=float(epsilon),
             history=history, lambda_cts=lam_min_cts, lambda_max_cts=lam_max_cts, seconds=time.perf_counter() - started,
         )
 
-    loss0 = None
+    def diverged(why: str, t: int, Wt: Any) -> TrainingDivergedError:
+        """The error for a run whose last finite weights are W(t) = ``Wt``."""
+        history.truncate(t)
+        try:
+            stable = 1.0 / kernels.lambda_max(kernels.empirical_ntk(net, Xn))
+            how = "1/lambda_max(H(W(0)))"
+        except ExpOverflowError:
+            stable = 1.0 / (net.m * s * s * lam_max_cts)
+            how = "1/lambda_max(m s^2 H^cts)"
+        safe = min(stable, step / 2)
+        if safe < stable:
+            how = f"half the step that diverged; {how} = {stable:.4g}"
+        result = finish(False, t, Wt)
+        return TrainingDivergedError(
+            f"gradient descent diverged with lr = {step:.4g}: {why}. The last finite weights (step {t}) are in "
+            f"error.result. Try lr = {safe:.4g} ({how}).",
+            result=result, lr=step, suggested_lr=safe,
+        )
+
+    loss0 = history.loss[0] if history.loss else None
     t = start_step
     while True:
         try:
-            u, G = ops.forward_backward(be, act, Xb, W, net.a, yb, s, plan, G)
+            with overflow_checked():
+                u, G = ops.forward_backward(be, act, Xb, W, net.a, yb, s, plan, G)
         except ExpOverflowError as exc:
-            raise _diverged(f"exp overflowed at step {t} ({exc})", t, W, G, step, net, Xn, history, finish) from exc
+            if W_prev is None:
+                raise ExpOverflowError(f"{exc} (at step {t}, before any step of this run: the inputs or initial weights are too large)") from exc
+            raise diverged(f"exp overflowed at step {t}", t - 1, W_prev) from exc
         r = be.to_numpy(u).astype(np.float64) - yn
         res = float(np.sqrt(r @ r))
         loss = 0.5 * res * res
         if loss0 is None:
-            loss0 = history.loss[0] if history.loss else loss
+            loss0 = loss
         if len(history.loss) == t:  # not yet recorded (a resumed run may have it)
             history.loss.append(loss)
             history.residual.append(res)
@@ -279,55 +321,50 @@ def train(
                 worst, frob = math.nan, math.nan
             history.max_movement.append(worst)
             history.frobenius_movement.append(frob)
-            if record_every and t % record_every == 0 or (record_every is None and t == 0):
+            if (record_every and t % record_every == 0) or (record_every is None and t == 0):
                 record_kernel(t, W)
-        if loss > DIVERGENCE_FACTOR * max(loss0, 1e-30) and t > 0:
-            raise _diverged(f"the loss grew from {loss0:.3g} to {loss:.3g} by step {t}", t, W, None, step, net, Xn, history, finish)
-        if res <= epsilon or t >= max_steps:
-            result = finish(res <= epsilon, t, W)
-            if checkpoint is not None:
-                _save_checkpoint(Path(checkpoint), fingerprint, be, W, history, t)
-            return result
-        W -= step * G  # the gradient step, in place
-        t += 1
+        if t > 0 and not loss <= DIVERGENCE_FACTOR * max(loss0, 1e-30):
+            raise diverged(f"the loss grew from {loss0:.3g} to {loss:.3g} by step {t}", t, W)
         if progress is not None:
             progress(t, res)
-        if checkpoint is not None and t % checkpoint_every == 0:
-            _save_checkpoint(Path(checkpoint), fingerprint, be, W, history, t - 1, pending_step=True)
-
-
-def _diverged(
-    why: str, t: int, W: Any, G: Any, lr: float, net: ExpNet, X: np.ndarray, history: History, finish: Callable[[bool, int, Any], TrainResult]
-) -> TrainingDivergedError:
-    """Build the divergence error around the last finite weights."""
-    if G is not None and t > 0:
-        W = W + lr * G  # undo the step that overflowed: W(t-1), to rounding
-        t -= 1
-    history.truncate(t)
-    try:
-        safe = 1.0 / kernels.lambda_max(kernels.empirical_ntk(net.with_weights(W), X))
-    except (ExpOverflowError, FloatingPointError, ValueError):
-        safe = math.nan
-    result = finish(False, t, W)
-    return TrainingDivergedError(
-        f"gradient descent diverged with lr = {lr:.4g}: {why}. The last finite weights (step {t}) are in "
-        f"error.result. Try lr <= {safe:.4g} (1/lambda_max(H(W)) at those weights), or lr='auto'.",
-        result=result, lr=lr, suggested_lr=safe,
-    )
+        if res <= epsilon or t >= max_steps:
+            result = finish(res <= epsilon, t, W)
+            if path is not None:
+                _save_checkpoint(path, fingerprint, be, W, history, t)
+            return result
+        # the gradient step W(t+1) = W(t) - lr G, written into the spare buffer so W(t) survives
+        spare[...] = G
+        spare *= -step
+        spare += W
+        W_prev, W = W, spare
+        spare = W_prev  # W(t-1) is no longer needed once W(t) is known finite
+        t += 1
+        if path is not None and t % checkpoint_every == 0:
+            _save_checkpoint(path, fingerprint, be, W, history, t - 1, pending_step=True)
 
 
 def _save_checkpoint(path: Path, fingerprint: str, be: Any, W: Any, history: History, t: int, pending_step: bool = False) -> None:
-    """Save W after ``t + pending_step`` steps with the history up to step t."""
+    """Save W after ``t + pending_step`` steps with the history up to step t (atomic write)."""
     save_npz_atomic(path, W=be.to_numpy(W), step=np.int64(t + int(pending_step)), fingerprint=np.array(fingerprint), **{f"h_{k}": v for k, v in history.as_arrays().items()})
 
 
+_HISTORY_KEYS = tuple(f"h_{k}" for k in History().__dict__)
+
+
 def _load_checkpoint(path: Path, fingerprint: str, be: Any, dtype: np.dtype, net: ExpNet) -> tuple[Any, History, int]:
-    data = load_npz(path, required=("W", "step", "fingerprint"))
+    """W, history and step of a checkpoint written by ``_save_checkpoint`` for this run."""
+    data = load_npz(path, required=("W", "step", "fingerprint", *_HISTORY_KEYS))
     if str(data["fingerprint"]) != fingerprint:
-        raise CheckpointError(f"checkpoint {str(path)!r} belongs to another run (network, data or lr differ); delete it or choose another path")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} belongs to another run (initial weights, data, lr or recording settings differ); "
+            "delete it or choose another path"
+        )
     if tuple(data["W"].shape) != (net.d, net.m):
         raise CheckpointError(f"checkpoint {str(path)!r} holds W of shape {data['W'].shape}, expected {(net.d, net.m)}")
     history = History.from_arrays({k[2:]: v for k, v in data.items() if k.startswith("h_")})
     step = int(data["step"])
-    history.truncate(step - 1) if len(history.loss) > step else None
+    if not (len(history.loss) in (step, step + 1) and np.isfinite(data["W"]).all()):
+        raise CheckpointError(f"checkpoint {str(path)!r} is inconsistent (step {step}, {len(history.loss)} history rows); delete it")
+    if len(history.loss) > step:
+        history.truncate(step - 1)
     return be.asarray(data["W"], dtype), history, step

@@ -17,15 +17,46 @@ class InputOutsideUnitBallWarning(UserWarning):
 
 
 def _as_float_array(value: Any, name: str, dtype: np.dtype | None) -> np.ndarray:
+    """``value`` as a C-contiguous float array of ``dtype``, checked finite.
+
+    Finiteness is checked before the cast, so a value that does not fit the
+    target dtype (e.g. 1e39 into float32) is reported as such, not as NaN.
+    """
     if _is_torch(value):
         value = value.detach().cpu().numpy()
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be read as a rectangular numeric array ({exc}); pass a NumPy array") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}; convert it with numpy.asarray({name}, dtype=float)")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} is complex ({arr.dtype}); expreg works with real inputs")
+    if np.issubdtype(arr.dtype, np.floating) and arr.size and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ValueError(f"{name} contains NaN or inf ({bad} entries); remove or impute them first")
     target = dtype if dtype is not None else (arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64)
-    return np.ascontiguousarray(arr, dtype=target)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=target)
+    if out.size and not np.isfinite(out).all():
+        raise ValueError(
+            f"{name} has entries too large for {np.dtype(target)} (largest |value| {float(np.abs(arr).max()):.3g}); "
+            "scale the inputs into the unit ball or use float64"
+        )
+    return out
+
+
+def _ball_tolerance(*dtypes: Any) -> float:
+    """How far above 1 a norm may lie and still be rounding of a unit vector in these dtypes."""
+    eps = float(np.finfo(np.float64).eps)
+    for dt in dtypes:
+        try:
+            npdt = np.dtype(str(dt).replace("torch.", "")) if dt is not None else None
+        except TypeError:
+            npdt = None
+        if npdt is not None and np.issubdtype(npdt, np.floating):
+            eps = max(eps, float(np.finfo(npdt).eps))
+    return max(1e-9, 16 * eps)
 
 
 def check_X(X: Any, *, name: str = "X", dtype: np.dtype | None = None, d: int | None = None, warn_ball: bool = True) -> np.ndarray:
@@ -43,16 +74,14 @@ def check_X(X: Any, *, name: str = "X", dtype: np.dtype | None = None, d: int | 
         raise ValueError(f"{name} must be 2-D with shape (n, d), got {arr.ndim}-D shape {arr.shape}; reshape it, e.g. {name}.reshape(-1, 1) for one feature")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); at least one point with at least one feature is needed")
-    if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise ValueError(f"{name} contains NaN or inf ({bad} entries); remove or impute them first")
     if d is not None and arr.shape[1] != d:
         raise ValueError(f"{name} has {arr.shape[1]} features but the network expects d = {d}")
     if warn_ball:
+        tol = _ball_tolerance(getattr(X, "dtype", None), arr.dtype)
         norms = np.linalg.norm(arr.astype(np.float64), axis=1)
-        if norms.max() > 1 + 1e-9:
+        if norms.max() > 1 + tol:
             warnings.warn(
-                f"{name} has {int((norms > 1 + 1e-9).sum())} rows with ||x|| > 1 (max {norms.max():.3g}); "
+                f"{name} has {int((norms > 1 + tol).sum())} rows with ||x|| > 1 (max {norms.max():.3g}); "
                 "the theorem assumes ||x_i|| <= 1 and exp grows fast: scale the inputs into the unit ball",
                 InputOutsideUnitBallWarning,
                 stacklevel=3,
@@ -69,8 +98,6 @@ def check_y(y: Any, n: int, *, name: str = "y", dtype: np.dtype | None = None) -
         raise ValueError(f"{name} must be 1-D with n = {n} entries, got shape {arr.shape}")
     if arr.shape[0] != n:
         raise ValueError(f"{name} has {arr.shape[0]} entries but X has n = {n} rows; they must match")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or inf ({int((~np.isfinite(arr)).sum())} entries); remove them first")
     return arr
 
 
