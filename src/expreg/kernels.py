@@ -125,23 +125,26 @@ def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
 
 
 def extreme_eigenvalues(H: np.ndarray, *, method: str = "auto") -> tuple[float, float]:
-    """(lambda_min, lambda_max) of a symmetric matrix.
+    """(lambda_min, lambda_max) of a symmetric matrix H (n x n).
 
     ``method``: "dense" (LAPACK, exact), "iterative" (ARPACK Lanczos on the
-    two ends), or "auto" (dense up to ``DENSE_EIGEN_LIMIT`` rows).
+    two ends, O(n^2) per iteration, for large n), or "auto" (dense up to
+    ``DENSE_EIGEN_LIMIT`` rows).
     """
+    if method not in ("auto", "dense", "iterative"):
+        raise ValueError(f"method={method!r} is not known; choose 'auto', 'dense' or 'iterative'")
     H = np.asarray(H, dtype=np.float64)
+    if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
+        raise ValueError(f"H must be a non-empty square matrix, got shape {H.shape}")
     n = H.shape[0]
     if method == "auto":
         method = "dense" if n <= DENSE_EIGEN_LIMIT else "iterative"
-    if method == "dense" or n < 3:
-        w = scipy.linalg.eigh(H, eigvals_only=True, subset_by_index=None)
+    if method == "dense" or n < 3:  # ARPACK needs k < n
+        w = scipy.linalg.eigh(H, eigvals_only=True)
         return float(w[0]), float(w[-1])
-    if method == "iterative":
-        hi = scipy.sparse.linalg.eigsh(H, k=1, which="LA", return_eigenvectors=False)[0]
-        lo = scipy.sparse.linalg.eigsh(H, k=1, which="SA", return_eigenvectors=False, tol=1e-10, maxiter=20 * n)[0]
-        return float(lo), float(hi)
-    raise ValueError(f"method={method!r} is not known; choose 'auto', 'dense' or 'iterative'")
+    hi = scipy.sparse.linalg.eigsh(H, k=1, which="LA", return_eigenvectors=False, tol=1e-12, maxiter=20 * n)[0]
+    lo = scipy.sparse.linalg.eigsh(H, k=1, which="SA", return_eigenvectors=False, tol=1e-12, maxiter=20 * n)[0]
+    return float(lo), float(hi)
 
 
 def lambda_min(H: np.ndarray, **kw: Any) -> float:

@@ -81,6 +81,13 @@ def required_width(n: int, lam: float, delta: float) -> WidthBound:
     n = _check_pos("n", n)
     lam = _check_pos("lambda", lam)
     delta = _check_prob("delta", delta)
+    # In x = log m, log term1 - x = c + 4 sqrt(2 (log(6n/delta) + x)) - x is concave, and term1
+    # dominates term2 (their log ratio is B + log 2 - 1 + log log(6n^2/delta) - R > 0 unless lambda
+    # is absurdly large), so once m = 1 violates the bound the widths that satisfy it are [m*, inf)
+    # and bisection in x finds m*, the minimal one.
+    if max(_log_width_terms(0.0, n, lam, delta)[:2]) <= 0.0:
+        t1, t2, B, R = _log_width_terms(0.0, n, lam, delta)
+        return WidthBound(m=1.0, log10_m=0.0, B=B, R=R, binding_term="concentration" if t1 >= t2 else "movement")
     lo, hi = 0.0, 1.0
     while max(_log_width_terms(hi, n, lam, delta)[:2]) > hi:
         hi *= 2
@@ -174,9 +181,9 @@ def theorem_quantities(n: int, lam: float, delta: float = 0.1, epsilon: float = 
     ``initial_residual`` defaults to sqrt(n), the worst case for |y_i| <= 1
     and coupled initialisation (u(0) = 0).
     """
+    epsilon = _check_pos("epsilon", epsilon)
     wb = required_width(n, lam, delta)
-    r0 = math.sqrt(n) if initial_residual is None else float(initial_residual)
-    _check_prob("epsilon", epsilon) if epsilon < 1 else _check_pos("epsilon", epsilon)
+    r0 = math.sqrt(n) if initial_residual is None else _check_pos("initial_residual", initial_residual)
     return TheoremQuantities(
         n=int(n), lam=float(lam), delta=float(delta), epsilon=float(epsilon), width=wb.m, log10_width=wb.log10_m,
         binding_term=wb.binding_term, B=wb.B, R=wb.R,
