@@ -14,7 +14,7 @@ class ExpregError(Exception):
     """Base class of every expreg-specific exception."""
 
 
-class ExpOverflowError(ExpregError, FloatingPointError):
+class ExpOverflowError(ExpregError, OverflowError, FloatingPointError):
     """exp(<w_r, x_i>) (or a product built from it) overflowed the dtype.
 
     Raised instead of silently returning inf or NaN. Typical causes are

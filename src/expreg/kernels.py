@@ -10,6 +10,8 @@ Closed forms, for rows x_i of X and rho_ij = cos angle(x_i, x_j):
     relu  H^cts_ij = <x_i,x_j> (pi - arccos rho_ij) / (2 pi)
           K_ij     = ||x_i|| ||x_j|| (sqrt(1 - rho^2) + (pi - arccos rho) rho) / (2 pi)
 
+(the angle arccos rho_ij is computed in a cancellation-free way, see ``_angles``).
+
 H^cts = E_{w ~ N(0, I)}[H^dis(W(0))] does not depend on the scaling s; the
 finite-width kernel H(W) = m s^2 H^dis(W) does.
 """
@@ -24,39 +26,60 @@ import scipy.linalg
 import scipy.sparse.linalg
 
 from . import ops
-from .errors import overflow_checked
+from .errors import ExpOverflowError, overflow_checked
 from .validation import check_X
 
 #: Above this n, extreme eigenvalues come from an iterative solver (ARPACK).
 DENSE_EIGEN_LIMIT = 2000
 
 
-def _gram_parts(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    G = X @ X.T
-    sq = np.diag(G).copy()
-    return G, sq
+def _angles(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """theta_ij = angle(a_i, b_j) in [0, pi] (n1 x n2), 0 where a row is zero.
+
+    Computed as 2 atan2(||u - v||, ||u + v||) on the unit vectors u, v, which
+    is accurate near 0 and pi, unlike arccos(rho): rounding of rho by 1e-16
+    near rho = 1 moves arccos by 1e-8 and would spoil the ReLU diagonal.
+    """
+    import scipy.spatial.distance
+
+    def unit(M: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(M, axis=1, keepdims=True)
+        return np.divide(M, norms, out=np.zeros_like(M), where=norms > 0)
+
+    U, V = unit(A), unit(B)
+    return 2.0 * np.arctan2(scipy.spatial.distance.cdist(U, V), scipy.spatial.distance.cdist(U, -V))
 
 
-def _cosines(G: np.ndarray, sq: np.ndarray) -> np.ndarray:
-    norms = np.sqrt(sq)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rho = G / np.outer(norms, norms)
-    rho = np.where(np.outer(norms, norms) > 0, rho, 0.0)
-    return np.clip(rho, -1.0, 1.0)
-
-
-def _exp_sum_sq(G: np.ndarray, sq: np.ndarray) -> np.ndarray:
-    expo = 0.5 * (sq[:, None] + sq[None, :]) + G  # ||x_i + x_j||^2 / 2
+def _exp_half_sum_sq(A: np.ndarray, B: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """exp(||a_i + b_j||^2 / 2) (n1 x n2), refusing to overflow."""
+    expo = 0.5 * ((A * A).sum(1)[:, None] + (B * B).sum(1)[None, :]) + G  # ||a_i + b_j||^2 / 2
     if expo.max() > 700:
-        raise OverflowError(
+        raise ExpOverflowError(
             f"exp(||x_i + x_j||^2 / 2) overflows float64 (exponent up to {expo.max():.3g}); "
             "scale the inputs into the unit ball"
         )
     return np.exp(expo)
 
 
+def _closed_form(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np.ndarray:
+    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B (MATH.md 3)."""
+    G = A @ B.T
+    if activation == "exp":
+        K = _exp_half_sum_sq(A, B, G)
+        return G * K if kind == "ntk" else K
+    if activation == "relu":
+        theta = _angles(A, B)
+        if kind == "ntk":
+            return G * (np.pi - theta) / (2 * np.pi)
+        norms = np.outer(np.linalg.norm(A, axis=1), np.linalg.norm(B, axis=1))
+        return norms * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi)
+    raise ValueError(f"activation={activation!r} is not known; choose 'exp' or 'relu'")
+
+
 def ntk(X: Any, activation: str = "exp") -> np.ndarray:
     """Infinite-width NTK H^cts (n x n), closed form (MATH.md 3).
+
+    H^cts_ij = E_{w ~ N(0, I)} <x_i, x_j> sigma'(<w, x_i>) sigma'(<w, x_j>).
 
     Examples
     --------
@@ -65,45 +88,23 @@ def ntk(X: Any, activation: str = "exp") -> np.ndarray:
     array([[7.3890561]])
     """
     Xa = check_X(X, dtype=np.float64, warn_ball=False)
-    G, sq = _gram_parts(Xa)
-    if activation == "exp":
-        return G * _exp_sum_sq(G, sq)
-    if activation == "relu":
-        rho = _cosines(G, sq)
-        return G * (np.pi - np.arccos(rho)) / (2 * np.pi)
-    raise ValueError(f"activation={activation!r} is not known; choose 'exp' or 'relu'")
+    return _closed_form(Xa, Xa, activation, "ntk")
 
 
 def nngp(X: Any, activation: str = "exp") -> np.ndarray:
-    """Output covariance at independent initialisation, s = 1/sqrt(m) (MATH.md 3), (n x n)."""
+    """Output covariance at independent initialisation, s = 1/sqrt(m) (MATH.md 3), (n x n).
+
+    K_ij = E_{w ~ N(0, I)} sigma(<w, x_i>) sigma(<w, x_j>).
+    """
     Xa = check_X(X, dtype=np.float64, warn_ball=False)
-    G, sq = _gram_parts(Xa)
-    if activation == "exp":
-        return _exp_sum_sq(G, sq)
-    if activation == "relu":
-        rho = _cosines(G, sq)
-        norms = np.sqrt(sq)
-        return np.outer(norms, norms) * (np.sqrt(1 - rho**2) + (np.pi - np.arccos(rho)) * rho) / (2 * np.pi)
-    raise ValueError(f"activation={activation!r} is not known; choose 'exp' or 'relu'")
+    return _closed_form(Xa, Xa, activation, "nngp")
 
 
 def ntk_cross(X1: Any, X2: Any, activation: str = "exp") -> np.ndarray:
     """H^cts between two sets of points (n1 x n2), for kernel regression."""
     A = check_X(X1, name="X1", dtype=np.float64, warn_ball=False)
     B = check_X(X2, name="X2", dtype=np.float64, warn_ball=False, d=A.shape[1])
-    G = A @ B.T
-    sa, sb = (A * A).sum(1), (B * B).sum(1)
-    if activation == "exp":
-        expo = 0.5 * (sa[:, None] + sb[None, :]) + G
-        if expo.max() > 700:
-            raise OverflowError("exp(||x + x'||^2 / 2) overflows float64; scale the inputs into the unit ball")
-        return G * np.exp(expo)
-    if activation == "relu":
-        nn = np.sqrt(np.outer(sa, sb))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rho = np.clip(np.where(nn > 0, G / nn, 0.0), -1, 1)
-        return G * (np.pi - np.arccos(rho)) / (2 * np.pi)
-    raise ValueError(f"activation={activation!r} is not known; choose 'exp' or 'relu'")
+    return _closed_form(A, B, activation, "ntk")
 
 
 def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
