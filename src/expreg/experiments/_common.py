@@ -1,0 +1,45 @@
+"""Pieces the experiment modules share: data, networks, safe training, subsampling."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..data import make_dataset
+from ..errors import TrainingDivergedError
+from ..model import ExpNet
+from ..train import TrainResult, train
+
+
+def dataset(n: int, d: int, seed: int, label_kind: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) on the unit sphere for one seed (``expreg.data.make_dataset``)."""
+    return make_dataset(n, d, seed=seed, label_kind=label_kind)
+
+
+def network(d: int, m: int, seed: int, activation: str, init: str, scaling: str) -> ExpNet:
+    """``ExpNet.init`` with the experiment's choices; the seed is offset from the data seed."""
+    return ExpNet.init(d, m, seed=10_000 + seed, activation=activation, init=init, scaling=scaling)
+
+
+def train_safely(net: ExpNet, X: np.ndarray, y: np.ndarray, **kw: Any) -> tuple[TrainResult, bool]:
+    """``train``, turning divergence into (the run up to the last finite step, diverged=True)."""
+    try:
+        return train(net, X, y, **kw), False
+    except TrainingDivergedError as exc:
+        return exc.result, True
+
+
+def subsample(values: Any, points: int = 200) -> tuple[list[int], list[float]]:
+    """(steps, values) at about ``points`` log-spaced steps (step 0 and the last always kept)."""
+    v = np.asarray(values, dtype=float)
+    if v.size <= points:
+        idx = np.arange(v.size)
+    else:
+        idx = np.unique(np.concatenate([[0], np.geomspace(1, v.size - 1, points).astype(int), [v.size - 1]]))
+    return idx.tolist(), v[idx].tolist()
+
+
+def finite_or_nan(x: float) -> float:
+    return float(x) if x is not None and math.isfinite(x) else math.nan

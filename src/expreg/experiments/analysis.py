@@ -1,0 +1,57 @@
+"""From the result table to a summary and figures, for one experiment directory.
+
+``analyse(directory)`` reads ``config.json`` (written by the runner), keeps
+the rows of that configuration (its hash), and writes ``summary.json``
+(headline numbers, tables, notes) and the figures under ``figures/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..storage import write_json_atomic
+from .base import get_experiment
+from .store import ResultStore
+
+
+def load_run_config(directory: str | Path) -> tuple[str, Any]:
+    """(experiment name, Config) from ``directory/config.json``."""
+    path = Path(directory) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no experiment results in {str(directory)!r} (missing config.json); run `expreg run EXPERIMENT --out ...` first")
+    meta = json.loads(path.read_text())
+    module = get_experiment(meta["experiment"])
+    return meta["experiment"], module.Config(**meta["config"])
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item"):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def analyse(directory: str | Path) -> dict[str, Any]:
+    """Write ``summary.json`` and the figures of the experiment in ``directory``; return the summary."""
+    directory = Path(directory)
+    name, cfg = load_run_config(directory)
+    module = get_experiment(name)
+    df = ResultStore(directory).read()
+    df = df[df.config_hash == cfg.config_hash].reset_index(drop=True) if len(df) else df
+    if not len(df):
+        raise ValueError(f"{str(directory)!r} holds no finished runs of configuration {cfg.config_hash}; run the experiment first")
+    summary = module.summarise(df, cfg)
+    stems = module.figures(df, cfg, directory / "figures")
+    out = {"experiment": name, "versioned_name": cfg.versioned_name, "description": module.description,
+           "config_hash": cfg.config_hash, "config": cfg.model_dump(mode="json"), "runs": int(len(df)),
+           "cpu_seconds": float(df.wall_seconds.sum()), "figures": stems, **summary}
+    write_json_atomic(directory / "summary.json", _jsonable(out))
+    return out

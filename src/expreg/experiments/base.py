@@ -1,0 +1,85 @@
+"""What an experiment is: a configuration, a list of tasks, and ``run_one``.
+
+Each experiment module (``convergence``, ``width``, ``lazy``, ``kernel``,
+``realdata``) defines:
+
+- ``Config``: a subclass of ``config.ExperimentConfig``;
+- ``PRESETS``: {"quick": {...}, "full": {...}} field overrides;
+- ``tasks(config) -> list[(params, seed)]``: the sweep, params a flat dict of
+  JSON scalars;
+- ``run_one(config, params, seed) -> dict``: one run's outcome figures (flat
+  dict; lists of floats allowed), pure apart from its compute;
+- ``summarise(df, config) -> dict``: headline numbers and tables;
+- ``figures(df, config, directory) -> list[str]``: figure stems written as
+  PNG and SVG.
+
+``execute`` is the one function a worker process runs; it is importable, so
+any ``concurrent.futures.Executor`` (a process pool, Dask) can run it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import import_module
+from types import ModuleType
+from typing import Any
+
+from .store import task_key
+
+#: Experiment name -> module (under expreg.experiments); the order of `expreg list`.
+EXPERIMENTS: dict[str, str] = {
+    "convergence": "convergence",
+    "width": "width",
+    "lazy": "lazy",
+    "kernel": "kernel",
+    "realdata": "realdata",
+}
+
+
+def get_experiment(name: str) -> ModuleType:
+    """The module of experiment ``name``; ValueError naming the known ones otherwise."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment {name!r} is not known; choose one of {', '.join(EXPERIMENTS)} (see `expreg list`)")
+    return import_module(f"{__package__}.{EXPERIMENTS[name]}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run: experiment, its configuration (as data), parameters and seed."""
+
+    experiment: str
+    config: dict[str, Any]
+    config_hash: str
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def key(self) -> str:
+        """The run's key in the result table (``store.task_key``)."""
+        return task_key(self.experiment, self.config_hash, self.params, self.seed)
+
+
+def make_tasks(name: str, config: Any) -> list[Task]:
+    """The sweep of experiment ``name`` under ``config``, as Tasks."""
+    module = get_experiment(name)
+    data = config.model_dump(mode="json")
+    return [Task(name, data, config.config_hash, dict(params), int(seed)) for params, seed in module.tasks(config)]
+
+
+def execute(task: Task) -> dict[str, Any]:
+    """Run one task (in a worker): its row, with key columns, parameters and wall time."""
+    module = get_experiment(task.experiment)
+    config = module.Config(**task.config)
+    started = time.perf_counter()
+    outcome = module.run_one(config, dict(task.params), task.seed)
+    row: dict[str, Any] = {
+        "key": task.key,
+        "experiment": config.versioned_name,
+        "config_hash": task.config_hash,
+        "seed": task.seed,
+        **task.params,
+        **outcome,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    return row

@@ -1,0 +1,157 @@
+"""Experiment configurations: pydantic models, presets, TOML loading, hashes.
+
+An experiment's configuration is data: a frozen pydantic model whose fields
+are the data regime (n, d), the network choices, the seeds and the budgets.
+Each experiment module defines one ``Config`` subclass of ``ExperimentConfig``
+and a ``PRESETS`` dict ("quick", "full") of field overrides.
+
+The configuration hash (``config_hash``) is the first 12 hex digits of the
+SHA-256 of the canonical JSON of every field; together with the task's
+parameters and seed it keys a run in the result table (``store``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+Activation = Literal["exp", "relu"]
+Init = Literal["coupled", "gaussian"]
+Scaling = Literal["none", "ntk"]
+
+
+class ExperimentConfig(BaseModel):
+    """Fields every experiment shares.
+
+    Attributes
+    ----------
+    d : int
+        Input dimension; data lie on the unit sphere S^{d-1} (``expreg.data``).
+    seeds : list of int
+        One run per seed; the seed draws the data set and the initialisation.
+    label_kind : {"uniform", "sign"}
+        Labels uniform on [-1, 1] or random signs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Experiment name and version; bump the version when run_one's meaning changes.
+    name: ClassVar[str] = "base"
+    version: ClassVar[int] = 1
+
+    d: int = Field(16, ge=1, le=4096)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    label_kind: Literal["uniform", "sign"] = "uniform"
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_ok(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("at least one seed is needed")
+        if len(set(v)) != len(v) or min(v) < 0:
+            raise ValueError(f"seeds must be distinct non-negative integers, got {v}")
+        return v
+
+    @property
+    def versioned_name(self) -> str:
+        """``name-vN``, e.g. ``width-v1``."""
+        return f"{self.name}-v{self.version}"
+
+    def canonical_json(self) -> str:
+        """Every field (and the versioned name) as sorted JSON: the hashed text."""
+        return json.dumps({"experiment": self.versioned_name, **self.model_dump(mode="json")}, sort_keys=True)
+
+    @property
+    def config_hash(self) -> str:
+        """First 12 hex digits of SHA-256 of ``canonical_json()``."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+
+
+def widths_field(default: list[int]) -> Any:
+    """A list-of-widths field (each >= 2)."""
+    return Field(default_factory=lambda: list(default), min_length=1)
+
+
+def check_widths(v: list[int], name: str = "widths") -> list[int]:
+    """Widths are even integers >= 2 (coupled initialisation pairs neurons), in increasing order."""
+    if any(m < 2 or m % 2 for m in v):
+        raise ValueError(f"{name} must be even integers >= 2 (coupled initialisation pairs neurons), got {v}")
+    if sorted(set(v)) != list(v):
+        raise ValueError(f"{name} must be distinct and increasing, got {v}")
+    return v
+
+
+def build_config(config_cls: type[ExperimentConfig], presets: dict[str, dict[str, Any]], preset: str = "quick",
+                 overrides: dict[str, Any] | None = None, source: str = "overrides") -> ExperimentConfig:
+    """The configuration of ``preset`` with ``overrides`` applied, validated.
+
+    Raises
+    ------
+    ValueError
+        Unknown preset, or a field that fails validation; the message names
+        the field, the value found and what is allowed.
+    """
+    if preset not in presets:
+        raise ValueError(f"preset {preset!r} is not known for experiment {config_cls.name!r}; choose one of {sorted(presets)}")
+    values = {**presets[preset], **(overrides or {})}
+    try:
+        return config_cls(**values)
+    except ValidationError as exc:
+        raise ValueError(f"invalid configuration for experiment {config_cls.name!r} (from {source}): {_explain(exc)}") from None
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        found = err.get("input")
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field {where!r} (value {found!r}); remove it or check its spelling")
+        else:
+            parts.append(f"field {where!r}: {err['msg']} (found {found!r})")
+    return "; ".join(parts)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file into a dict, with clear errors for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no configuration file at {str(p)!r}")
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{str(p)!r} is not valid TOML: {exc}") from None
+
+
+def load_config(config_cls: type[ExperimentConfig], presets: dict[str, dict[str, Any]], path: str | Path,
+                preset: str | None = None) -> ExperimentConfig:
+    """Configuration from a TOML file.
+
+    The file holds field values at its top level. Two optional keys are not
+    fields: ``experiment`` (must match the experiment's name) and ``preset``
+    (the preset the fields override; default "quick", or ``preset`` when given).
+
+    Example file for the width experiment::
+
+        experiment = "width"
+        preset = "quick"
+        ns = [8, 16, 32]
+        seeds = [0, 1, 2, 3, 4]
+    """
+    values = read_toml(path)
+    named = values.pop("experiment", config_cls.name)
+    if named != config_cls.name:
+        raise ValueError(f"{str(path)!r} configures experiment {named!r}, not {config_cls.name!r}; run `expreg run {named} --config {path}`")
+    base = values.pop("preset", None) or preset or "quick"
+    return build_config(config_cls, presets, base, values, source=str(path))

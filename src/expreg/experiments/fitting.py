@@ -1,0 +1,121 @@
+"""Power-law fits: slope of log y against log x, with a bootstrap interval over seeds.
+
+    log y = slope * log x + intercept        (least squares)
+
+``bootstrap_slope`` resamples seeds (the columns of a levels x seeds table)
+with replacement, recomputes a per-level statistic (median, mean, a
+quantile, an order statistic), refits, and returns the percentile interval.
+Seeds are resampled jointly across levels: seed s drew the data and the
+initialisation at every level, so the levels are not independent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+Statistic = Callable[[np.ndarray], float]
+
+
+@dataclass(frozen=True)
+class SlopeFit:
+    """A fitted exponent: y ~ exp(intercept) * x^slope, with interval [low, high] (nan without one)."""
+
+    slope: float
+    intercept: float
+    low: float = math.nan
+    high: float = math.nan
+    points: int = 0
+
+    def __str__(self) -> str:
+        if math.isfinite(self.low):
+            return f"{self.slope:.2f} [{self.low:.2f}, {self.high:.2f}]"
+        return f"{self.slope:.2f}"
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """exp(intercept) * x^slope."""
+        return np.exp(self.intercept) * np.asarray(x, dtype=float) ** self.slope
+
+
+def fit_loglog(x: np.ndarray, y: np.ndarray) -> SlopeFit:
+    """Least-squares fit of log y = slope log x + intercept over points with x, y > 0 finite.
+
+    Returns slope nan when fewer than two distinct x remain.
+
+    Examples
+    --------
+    >>> fit_loglog(np.array([1., 2., 4.]), np.array([3., 12., 48.])).slope
+    2.0
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    lx, ly = np.log(x[ok]), np.log(y[ok])
+    if np.unique(lx).size < 2:
+        return SlopeFit(math.nan, math.nan, points=int(ok.sum()))
+    slope, intercept = np.polyfit(lx, ly, 1)
+    return SlopeFit(float(round(slope, 12)), float(intercept), points=int(ok.sum()))
+
+
+def order_statistic(fraction: float) -> Statistic:
+    """The smallest value v such that at least ``fraction`` of the samples are <= v (nan samples count as +inf).
+
+    For per-seed thresholds m*_seed this is the smallest m at which at least
+    ``fraction`` of the seeds succeed (MATH.md 6), if success is monotone in m.
+    """
+
+    def stat(values: np.ndarray) -> float:
+        v = np.sort(np.where(np.isfinite(values), values, np.inf))
+        k = max(1, math.ceil(fraction * v.size - 1e-9))
+        return float(v[k - 1])
+
+    return stat
+
+
+def geometric_mean(values: np.ndarray) -> float:
+    """exp(mean(log v)) over finite positive values (nan when none)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.exp(np.log(v).mean())) if v.size else math.nan
+
+
+def bootstrap_slope(x: np.ndarray, table: np.ndarray, statistic: Statistic, *, n_boot: int = 1000,
+                    level: float = 0.9, seed: int = 0) -> SlopeFit:
+    """Slope of log statistic(table[i]) against log x[i], with a bootstrap interval over seeds.
+
+    Parameters
+    ----------
+    x : (L,) positive levels (n, or m)
+    table : (L, S) values per level and seed (nan: no value)
+    statistic : callable (S,) -> float
+    level : float
+        Coverage of the percentile interval (0.9: 5th to 95th percentile).
+
+    Returns
+    -------
+    SlopeFit with the point estimate from the full table and the interval
+    from ``n_boot`` resamples of the seed columns (resamples whose fit fails
+    are dropped).
+    """
+    x = np.asarray(x, dtype=float)
+    table = np.asarray(table, dtype=float)
+    if table.ndim != 2 or table.shape[0] != x.size:
+        raise ValueError(f"table must have shape (len(x), seeds) = ({x.size}, S), got {table.shape}")
+    point = fit_loglog(x, np.array([statistic(row) for row in table]))
+    if not math.isfinite(point.slope) or table.shape[1] < 2:
+        return point
+    rng = np.random.default_rng(seed)
+    slopes = []
+    for _ in range(n_boot):
+        cols = rng.integers(0, table.shape[1], size=table.shape[1])
+        f = fit_loglog(x, np.array([statistic(row[cols]) for row in table]))
+        if math.isfinite(f.slope):
+            slopes.append(f.slope)
+    if not slopes:
+        return point
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(slopes, [tail, 100 - tail])
+    return SlopeFit(point.slope, point.intercept, float(lo), float(hi), point.points)

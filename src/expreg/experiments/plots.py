@@ -1,0 +1,73 @@
+"""Figure helpers: matplotlib on the Agg backend, PNG + SVG, log axes, fitted lines.
+
+Every figure is saved twice, ``<stem>.png`` (for the HTML report) and
+``<stem>.svg``, atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..storage import atomic_open
+from .fitting import SlopeFit
+
+#: One colour per series, in order.
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22")
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.2, height: float = 4.0) -> tuple[Any, np.ndarray]:
+    """A figure with an (nrows, ncols) array of axes."""
+    plt = pyplot()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    return fig, axes
+
+
+def save(fig: Any, directory: str | Path, stem: str) -> str:
+    """Save ``fig`` as ``stem.png`` and ``stem.svg`` in ``directory`` (atomic); close it; return ``stem``."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        with atomic_open(d / f"{stem}.{ext}", "wb") as fh:
+            fig.savefig(fh, format=ext, dpi=110)
+    pyplot().close(fig)
+    return stem
+
+
+def plot_power_law(ax: Any, x: np.ndarray, y: np.ndarray, fit: SlopeFit, label: str, colour: str, marker: str = "o",
+                   scatter: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Points (x, y), optional per-seed scatter, and the fitted line, slope in the legend."""
+    if scatter is not None:
+        ax.scatter(scatter[0], scatter[1], s=10, alpha=0.3, color=colour, marker=marker)
+    ax.plot(x, y, marker=marker, linestyle="none", color=colour, label=f"{label}: slope {fit}")
+    if np.isfinite(fit.slope):
+        xs = np.geomspace(np.nanmin(x), np.nanmax(x), 50)
+        ax.plot(xs, fit.predict(xs), color=colour, linewidth=1.2, alpha=0.8)
+
+
+def log_axes(ax: Any, xlabel: str, ylabel: str, title: str = "", x: bool = True, y: bool = True) -> None:
+    """Label the axes, log scales, grid, legend."""
+    if x:
+        ax.set_xscale("log")
+    if y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)

@@ -1,0 +1,99 @@
+"""The report: one self-contained HTML file and a Markdown summary for a results directory.
+
+``build_report(out)`` looks for experiment directories under ``out`` (those
+with a ``config.json``), analyses each (``analysis.analyse``: summary.json
+and figures), and writes
+
+- ``out/report.html``: every figure embedded as a base64 PNG data URI (the
+  file opens anywhere, alone), headline numbers, tables, configurations;
+- ``out/report.md``: the headline numbers and tables, figures linked.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from ..storage import atomic_open
+from .analysis import analyse
+from .base import EXPERIMENTS
+
+
+def experiment_dirs(out: str | Path) -> list[Path]:
+    """Experiment directories under ``out``, in the order of ``EXPERIMENTS``."""
+    out = Path(out)
+    found = [out / name for name in EXPERIMENTS if (out / name / "config.json").is_file()]
+    return found
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _html_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "<p><em>no rows</em></p>"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _md_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "_no rows_\n"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r.get(c, "")).replace("|", "\\|") for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}dl.h dt{font-weight:600}dl.h dd{margin:0 0 .4em 1.5em;font-family:monospace}
+details{margin:.5em 0 1.5em}pre{background:#f7f7f7;padding:.6em;font-size:12px}"""
+
+
+def build_report(out: str | Path, *, analyse_first: bool = True) -> tuple[Path, Path, list[dict[str, Any]]]:
+    """Write ``report.html`` and ``report.md`` in ``out``; return their paths and the summaries."""
+    out = Path(out)
+    dirs = experiment_dirs(out)
+    if not dirs:
+        raise FileNotFoundError(f"no experiment results under {str(out)!r}; run e.g. `expreg run width --out {out}` first")
+    summaries = [analyse(d) if analyse_first else json.loads((d / "summary.json").read_text()) for d in dirs]
+    parts_html = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>expreg report</title><style>{CSS}</style></head><body>",
+                  "<h1>expreg: experiments on the over-parameterised exponential regression network</h1>",
+                  "<p>Gao, Mahadevan &amp; Song (2023): F(W, x) = s &sum;<sub>r</sub> a<sub>r</sub> exp(&lang;w<sub>r</sub>, x&rang;). "
+                  "Definitions: MATH.md section 6. [paper]: stated in the paper's abstract; [derived]: rebuilt from the analyses it names.</p>"]
+    parts_md = ["# expreg report\n", "Experiments of MATH.md 6; the HTML report (`report.html`) embeds every figure.\n"]
+    for d, s in zip(dirs, summaries):
+        parts_html.append(f"<h2 id='{s['experiment']}'>{html.escape(s['versioned_name'])}</h2><p>{html.escape(s['description'])} "
+                          f"({s['runs']} runs, {s['cpu_seconds']:.0f} CPU s, configuration {s['config_hash']})</p>")
+        parts_md.append(f"\n## {s['versioned_name']}\n\n{s['description']} ({s['runs']} runs, configuration `{s['config_hash']}`)\n")
+        parts_html.append("<dl class='h'>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in s["headline"].items()) + "</dl>")
+        parts_md.append("\n" + "".join(f"- **{k}** {v}\n" for k, v in s["headline"].items()))
+        for stem in s["figures"]:
+            png = d / "figures" / f"{stem}.png"
+            data = base64.b64encode(png.read_bytes()).decode()
+            parts_html.append(f"<figure><img alt='{html.escape(stem)}' src='data:image/png;base64,{data}'>"
+                              f"<figcaption>{html.escape(stem)} (SVG: {html.escape(s['experiment'])}/figures/{html.escape(stem)}.svg)</figcaption></figure>")
+            parts_md.append(f"\n![{stem}]({s['experiment']}/figures/{stem}.png)\n")
+        for title, rows in s.get("tables", {}).items():
+            parts_html.append(f"<h3>{html.escape(title)}</h3>" + _html_table(rows))
+            parts_md.append(f"\n### {title}\n\n" + _md_table(rows))
+        for note in s.get("notes", []):
+            parts_html.append(f"<p><small>{html.escape(note)}</small></p>")
+            parts_md.append(f"\n_{note}_\n")
+        parts_html.append(f"<details><summary>configuration</summary><pre>{html.escape(json.dumps(s['config'], indent=1))}</pre></details>")
+    parts_html.append("</body></html>")
+    html_path, md_path = out / "report.html", out / "report.md"
+    with atomic_open(html_path, "w") as fh:
+        fh.write("\n".join(parts_html))
+    with atomic_open(md_path, "w") as fh:
+        fh.write("".join(parts_md))
+    return html_path, md_path, summaries
