@@ -10,8 +10,12 @@ or ``numpy.float64``); each backend maps it to its own.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -44,6 +48,10 @@ class Backend:
 
     name: str = "abstract"
     device: str = "cpu"
+    #: Worker threads ``parallel`` may use (1: the calling thread only).
+    threads: int = 1
+    #: Default bytes of one block of activations (see ``ops.plan_blocks``).
+    block_bytes: int = 4 * 2**20
 
     # construction and conversion
     def asarray(self, x: Any, dtype: np.dtype) -> Array:  # pragma: no cover - interface
@@ -91,15 +99,52 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on CPU)."""
 
+    # blocked passes (``ops``): generic versions, overridden where faster
+    def exp_matvec_(self, Z: Array, a: Array, acc: Array) -> Array:
+        """Z <- exp(Z) in place and acc += Z @ a; returns Z. Z (n, b), a (b,), acc (n,)."""
+        self.exp_(Z)
+        acc += self.matmul(Z, a)
+        return Z
+
+    def sum_rows(self, x: Array) -> Array:
+        """Sum of a 2-D array over its first axis, in row order (a new array)."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def parallel(self, tasks: int, fn: Callable[[int, int], None]) -> None:
+        """Call ``fn(worker, task)`` for task = 0 .. tasks-1; worker < ``threads``.
+
+        Tasks may run concurrently and in any order; a worker index is held
+        by one thread at a time, so per-worker buffers need no lock. This
+        default runs them in order in the calling thread.
+        """
+        for t in range(tasks):
+            fn(0, t)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={self.device!r})"
 
 
 class NumpyBackend(Backend):
-    """The default backend: NumPy arrays on the CPU."""
+    """The default backend: NumPy arrays on the CPU.
+
+    ``parallel`` runs tasks on ``threads`` threads (default: the CPUs this
+    process may use, or ``EXPREG_NUM_THREADS``) with BLAS limited to one
+    thread meanwhile, so each core works on its own block of neurons. The
+    exponential uses ``fastpath`` (vectorised, fused with the row sums)
+    when numba is installed. Threads do not change results: ``ops`` sums
+    partial results in a fixed order whatever thread computed them.
+    """
 
     name = "numpy"
     device = "cpu"
+    block_bytes = 2**20
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = default_threads() if threads is None else int(threads)
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads!r}")
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def asarray(self, x: Any, dtype: np.dtype) -> np.ndarray:
         if _is_torch_tensor(x):
@@ -119,8 +164,52 @@ class NumpyBackend(Backend):
         return np.matmul(a, b, out=out)
 
     def exp_(self, x: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            return np.exp(x, out=x)
+        from . import fastpath
+
+        return fastpath.exp_(x)
+
+    def exp_matvec_(self, Z: np.ndarray, a: np.ndarray, acc: np.ndarray) -> np.ndarray:
+        from . import fastpath
+
+        return fastpath.exp_matvec_(Z, a, acc)
+
+    def sum_rows(self, x: np.ndarray) -> np.ndarray:
+        out = x[0].copy()
+        for row in x[1:]:
+            out += row
+        return out
+
+    def parallel(self, tasks: int, fn: Callable[[int, int], None]) -> None:
+        workers = min(self.threads, tasks)
+        limiter = _blas_single_thread() if workers > 1 else None
+        if limiter is None:
+            return Backend.parallel(self, tasks, fn)
+        todo = iter(range(tasks))  # shared; next() is atomic under the GIL
+        errors: list[BaseException] = []
+
+        def run(worker: int) -> None:
+            try:
+                for t in todo:
+                    fn(worker, t)
+            except BaseException as exc:  # re-raised in the caller below
+                errors.append(exc)
+
+        with limiter:
+            futures = [self._executor().submit(run, w) for w in range(1, workers)]
+            run(0)
+            for f in futures:
+                f.result()
+        if errors:
+            raise errors[0]
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(1, self.threads - 1), thread_name_prefix="expreg")
+            return self._pool
+
+    def __repr__(self) -> str:
+        return f"NumpyBackend(threads={self.threads})"
 
     def relu_(self, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, 0, out=x)
@@ -155,6 +244,11 @@ class TorchBackend(Backend):
                 f"device={device!r} was asked for but torch.cuda.is_available() is False; "
                 "use device='cpu' or install a CUDA build of PyTorch"
             )
+        # torch parallelises inside each operation (its intra-op threads on
+        # CPU, the whole device on CUDA): blocks run in order, and are large
+        # on a GPU so that each kernel launch does real work.
+        self.threads = 1
+        self.block_bytes = 256 * 2**20 if self.device != "cpu" else 16 * 2**20
 
     def _dtype(self, dtype: np.dtype) -> Any:
         return {np.dtype(np.float32): self._torch.float32, np.dtype(np.float64): self._torch.float64}[np.dtype(dtype)]
@@ -200,6 +294,17 @@ class TorchBackend(Backend):
     def copy(self, x: Any) -> Any:
         return x.clone()
 
+    def exp_matvec_(self, Z: Any, a: Any, acc: Any) -> Any:
+        Z.exp_()
+        acc.addmv_(Z, a)
+        return Z
+
+    def sum_rows(self, x: Any) -> Any:
+        out = x[0].clone()
+        for row in x[1:]:
+            out += row
+        return out
+
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
             self._torch.cuda.synchronize(self.device)
@@ -215,13 +320,60 @@ def _import_torch() -> Any:
     return torch
 
 
+def default_threads() -> int:
+    """Threads for the NumPy backend: ``EXPREG_NUM_THREADS``, else the usable CPUs."""
+    env = os.environ.get("EXPREG_NUM_THREADS")
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"EXPREG_NUM_THREADS={env!r} is not an integer; set it to a thread count such as 2") from None
+        if value < 1:
+            raise ValueError(f"EXPREG_NUM_THREADS={env!r} must be >= 1")
+        return value
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+_controller: Any = None
+_controller_lock = threading.Lock()
+
+
+def _blas_single_thread() -> AbstractContextManager[Any] | None:
+    """Context limiting BLAS to one thread, or None without threadpoolctl.
+
+    Without threadpoolctl, ``parallel`` falls back to one thread (BLAS then
+    uses its own threads), which is correct, only slower.
+    """
+    global _controller
+    with _controller_lock:
+        if _controller is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                _controller = False
+            else:
+                _controller = ThreadpoolController()
+    if _controller is False:
+        return None
+    if not _controller.select(user_api="blas").lib_controllers:
+        return nullcontext()
+    return _controller.limit(limits=1, user_api="blas")
+
+
 def _is_torch_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
 @lru_cache(maxsize=None)
-def get_backend(name: str = "numpy", device: str | None = None) -> Backend:
+def get_backend(name: str = "numpy", device: str | None = None, threads: int | None = None) -> Backend:
     """Return the backend called ``name`` (``"numpy"`` or ``"torch"``).
+
+    ``threads`` (NumPy only) sets the worker threads of the blocked passes;
+    default: ``EXPREG_NUM_THREADS`` or every usable CPU. Torch uses its own
+    intra-op threads (``torch.set_num_threads``).
 
     >>> get_backend("numpy").name
     'numpy'
@@ -231,7 +383,7 @@ def get_backend(name: str = "numpy", device: str | None = None) -> Backend:
     if name == "numpy":
         if device not in (None, "cpu"):
             raise ValueError(f"the numpy backend runs on the CPU only, got device={device!r}; use backend='torch'")
-        return NumpyBackend()
+        return NumpyBackend(threads)
     if name == "torch":
         return TorchBackend(device or "cpu")
     raise ValueError(f"unknown backend {name!r}; choose 'numpy' or 'torch'")

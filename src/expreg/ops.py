@@ -5,6 +5,21 @@ blocks of columns of W and never holds the n x m matrix exp(XW) whole,
 unless it fits the memory budget, in which case each block's activations
 are kept between the forward and backward passes instead of recomputed.
 
+One step, per block of b neurons (a block of n x b activations sized for
+cache):
+
+    Z = X W_block                 GEMM, written into a reused buffer
+    E = exp(Z) in place; acc += E a_block      (one fused pass, ``fastpath``)
+    ...after all blocks: u = s * sum(acc), r = u - y, Xr = X * r[:, None]...
+    G_block = (Xr^T E) * (s a_block)   GEMM straight into G's columns
+
+X^T (r[:, None] * E) = (X * r[:, None])^T E, so the residual scales the
+n x d matrix X once per step instead of every n x b block. Blocks are
+grouped into a fixed number of chunks that the backend's ``parallel`` runs
+on its threads; each chunk accumulates its own partial predictions, summed
+in chunk order, so thread counts never change results. Buffers (blocks,
+partial sums, kept activations) live in a workspace reused across steps.
+
 All functions take backend arrays (see ``backends``) and trust their
 inputs: validation happens at the public boundary (``validation``).
 
@@ -13,8 +28,10 @@ Shapes: X (n, d), W (d, m), a (m,), y (n,), u (n,), G (d, m), H (n, n).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -22,10 +39,14 @@ from .activations import Activation
 from .backends import Array, Backend
 from .errors import ExpOverflowError
 
-#: Default bytes for one block of activations (n x block): sized for cache.
-DEFAULT_BLOCK_BYTES = 4 * 2**20
+#: Default bytes for one block of activations (n x block), used when the backend is not known.
+DEFAULT_BLOCK_BYTES = 2**20
 #: Default bytes the forward pass may keep for reuse in the backward pass.
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
+#: Blocks are grouped into at most this many chunks (units of parallel work).
+MAX_CHUNKS = 64
+#: Workspaces kept for reuse (each holds up to the memory budget).
+WORKSPACE_CACHE_SIZE = 2
 
 
 @dataclass(frozen=True)
@@ -49,6 +70,17 @@ class BlockPlan:
         for lo in range(0, m, self.block):
             yield lo, min(lo + self.block, m)
 
+    def chunks(self, m: int) -> list[list[tuple[int, int]]]:
+        """The blocks of ``ranges(m)`` grouped into at most ``MAX_CHUNKS`` runs of neighbours.
+
+        The grouping depends on m and the block only (never on threads), so
+        partial sums per chunk make results independent of the thread count.
+        """
+        blocks = list(self.ranges(m))
+        k = len(blocks)
+        c = min(k, MAX_CHUNKS)
+        return [blocks[i * k // c : (i + 1) * k // c] for i in range(c)]
+
 
 def plan_blocks(
     n: int,
@@ -57,6 +89,7 @@ def plan_blocks(
     *,
     block: int | None = None,
     memory_budget: int | None = None,
+    backend: Backend | None = None,
 ) -> BlockPlan:
     """Choose the block size and whether to keep activations.
 
@@ -67,13 +100,18 @@ def plan_blocks(
     itemsize : int
         Bytes per array element (4 for float32, 8 for float64).
     block : int, optional
-        Neurons per block; default fills ``DEFAULT_BLOCK_BYTES``.
+        Neurons per block; default fills the backend's ``block_bytes``
+        (``DEFAULT_BLOCK_BYTES`` without a backend), rounded to a multiple
+        of 8 (whole SIMD vectors).
     memory_budget : int, optional
         Bytes allowed for the kept activations; default ``DEFAULT_MEMORY_BUDGET``.
+    backend : Backend, optional
+        The backend the passes will run on (it sets the default block).
     """
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     if block is None:
-        block = max(1, DEFAULT_BLOCK_BYTES // max(1, n * itemsize))
+        target = backend.block_bytes if backend is not None else DEFAULT_BLOCK_BYTES
+        block = max(8, (target // max(1, n * itemsize)) // 8 * 8)
     block = int(max(1, min(block, m)))
     keep = n * m * itemsize <= budget
     return BlockPlan(block=block, keep=keep)
@@ -87,6 +125,61 @@ def _overflow(what: str) -> ExpOverflowError:
     )
 
 
+# ------------------------------------------------------------------ workspace
+class _Workspace:
+    """Buffers of the passes for one (backend, n, d, m, dtype, plan), reused across steps.
+
+    z : one flat buffer of n * block per worker thread (recomputed blocks)
+    kept : flat buffer of n * m (block [lo, hi) at offset n * lo), when plan.keep
+    acc : (chunks, n) partial predictions, one row per chunk
+    xr : (n, d) the residual-scaled inputs X * r[:, None]
+    """
+
+    def __init__(self, backend: Backend, n: int, d: int, m: int, dtype: np.dtype, plan: BlockPlan, key: tuple[Any, ...]) -> None:
+        self.key = key
+        self.n = n
+        self.z = [backend.empty((n * plan.block,), dtype) for _ in range(max(1, backend.threads))]
+        self.kept = backend.empty((n * m,), dtype) if plan.keep else None
+        self.acc = backend.empty((len(plan.chunks(m)), n), dtype)
+        self.xr = backend.empty((n, d), dtype)
+
+    def block(self, worker: int, lo: int, hi: int) -> Array:
+        """A C-contiguous (n, hi - lo) buffer for block [lo, hi): kept or scratch."""
+        n = self.n
+        if self.kept is not None:
+            return self.kept[n * lo : n * hi].reshape(n, hi - lo)
+        return self.z[worker][: n * (hi - lo)].reshape(n, hi - lo)
+
+
+_workspaces: "OrderedDict[tuple[Any, ...], _Workspace]" = OrderedDict()
+_workspaces_lock = threading.Lock()
+
+
+def _acquire(backend: Backend, X: Array, W: Array, plan: BlockPlan) -> _Workspace:
+    """Take a workspace for these shapes out of the cache (or make one); give it back with ``_release``."""
+    n, d = int(X.shape[0]), int(X.shape[1])
+    m = int(W.shape[1])
+    dtype = _dtype_of(backend, X)
+    key = (id(backend), backend.device, backend.threads, n, d, m, dtype.str, plan)
+    with _workspaces_lock:
+        ws = _workspaces.pop(key, None)
+    return ws if ws is not None else _Workspace(backend, n, d, m, dtype, plan, key)
+
+
+def _release(ws: _Workspace) -> None:
+    with _workspaces_lock:
+        _workspaces[ws.key] = ws
+        while len(_workspaces) > WORKSPACE_CACHE_SIZE:
+            _workspaces.popitem(last=False)
+
+
+def release_workspaces() -> None:
+    """Free the buffers kept for reuse between steps (up to the memory budget each)."""
+    with _workspaces_lock:
+        _workspaces.clear()
+
+
+# ---------------------------------------------------------------- the passes
 def forward(
     backend: Backend,
     act: Activation,
@@ -121,17 +214,33 @@ def forward_pass(
     """Unscaled partial predictions sigma(X W) a (n,), and the kept blocks.
 
     The second value is the list of each block's activations when
-    ``plan.keep``, else None (the backward pass recomputes them).
+    ``plan.keep``, else None (the backward pass recomputes them). The kept
+    blocks are views of a buffer reused by the next pass with the same
+    shapes: consume them (``backward_pass``) before the next step.
     """
-    n = X.shape[0]
-    u = backend.zeros((n,), _dtype_of(backend, X))
-    kept: list[Array] | None = [] if plan.keep else None
-    for lo, hi in plan.ranges(W.shape[1]):
-        E = act.value_(backend, backend.matmul(X, W[:, lo:hi]))
-        u += backend.matmul(E, a[lo:hi])
-        if kept is not None:
-            kept.append(E)
+    ws = _acquire(backend, X, W, plan)
+    u = _forward(backend, act, X, W, a, plan, ws)
+    kept = [ws.block(0, lo, hi) for lo, hi in plan.ranges(int(W.shape[1]))] if plan.keep else None
+    _release(ws)
     return u, kept
+
+
+def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, plan: BlockPlan, ws: _Workspace) -> Array:
+    chunks = plan.chunks(int(W.shape[1]))
+    fused = act.name == "exp"
+
+    def chunk(worker: int, c: int) -> None:
+        acc = ws.acc[c]
+        acc[...] = 0
+        for lo, hi in chunks[c]:
+            Z = backend.matmul(X, W[:, lo:hi], out=ws.block(worker, lo, hi))
+            if fused:
+                backend.exp_matvec_(Z, a[lo:hi], acc)
+            else:
+                acc += backend.matmul(act.value_(backend, Z), a[lo:hi])
+
+    backend.parallel(len(chunks), chunk)
+    return backend.sum_rows(ws.acc)
 
 
 def backward_pass(
@@ -150,22 +259,52 @@ def backward_pass(
 
     ``kept`` (from ``forward_pass``) is consumed: its blocks are overwritten.
     """
-    XT = X.T
-    rc = r[:, None]
-    for k, (lo, hi) in enumerate(plan.ranges(W.shape[1])):
-        if kept is not None:
-            E = kept[k]
-            kept[k] = None  # release as we go
-        else:
-            E = act.value_(backend, backend.matmul(X, W[:, lo:hi]))
-        D = act.derivative(backend, E)
-        D *= rc
-        Gb = G[:, lo:hi]
-        if _contiguous_out_ok(backend, Gb):
-            backend.matmul(XT, D, out=Gb)
-        else:
-            Gb[...] = backend.matmul(XT, D)
-        Gb *= a[lo:hi] * scale
+    ws = _acquire(backend, X, W, BlockPlan(plan.block, keep=False))
+    try:
+        _backward(backend, act, X, W, a, r, scale, plan, kept, G, ws)
+    finally:
+        _release(ws)
+    return G
+
+
+def _backward(
+    backend: Backend,
+    act: Activation,
+    X: Array,
+    W: Array,
+    a: Array,
+    r: Array,
+    scale: float,
+    plan: BlockPlan,
+    kept: list[Array] | None,
+    G: Array,
+    ws: _Workspace,
+) -> Array:
+    m = int(W.shape[1])
+    chunks = plan.chunks(m)
+    first = [0]
+    for blocks in chunks[:-1]:
+        first.append(first[-1] + len(blocks))
+    ws.xr[...] = X * r[:, None]
+    XrT = ws.xr.T
+    sa = a * scale
+    direct = _contiguous_out_ok(backend, G[:, :1])
+
+    def chunk(worker: int, c: int) -> None:
+        for k, (lo, hi) in enumerate(chunks[c], start=first[c]):
+            if kept is not None:
+                E = kept[k]
+            else:
+                E = act.value_(backend, backend.matmul(X, W[:, lo:hi], out=ws.z[worker][: ws.n * (hi - lo)].reshape(ws.n, hi - lo)))
+            D = act.derivative(backend, E)
+            Gb = G[:, lo:hi]
+            if direct:
+                backend.matmul(XrT, D, out=Gb)
+            else:
+                Gb[...] = backend.matmul(XrT, D)
+            Gb *= sa[lo:hi]
+
+    backend.parallel(len(chunks), chunk)
     if not backend.all_finite(G):
         raise _overflow("the gradient dL/dW")
     return G
@@ -203,15 +342,20 @@ def forward_backward(
         Predictions (n,) and gradient (d, m). If the forward pass
         overflows, raises ``ExpOverflowError`` before ``G`` is touched.
     """
-    u, kept = forward_pass(backend, act, X, W, a, plan)
-    if reduce is not None:
-        u = reduce(u)
-    u *= scale
-    if not backend.all_finite(u):
-        raise _overflow("the predictions F(W, X)")
-    if G is None:
-        G = backend.empty(tuple(W.shape), _dtype_of(backend, X))
-    backward_pass(backend, act, X, W, a, u - y, scale, plan, kept, G)
+    ws = _acquire(backend, X, W, plan)
+    try:
+        u = _forward(backend, act, X, W, a, plan, ws)
+        if reduce is not None:
+            u = reduce(u)
+        u *= scale
+        if not backend.all_finite(u):
+            raise _overflow("the predictions F(W, X)")
+        if G is None:
+            G = backend.empty(tuple(W.shape), _dtype_of(backend, X))
+        kept = [ws.block(0, lo, hi) for lo, hi in plan.ranges(int(W.shape[1]))] if plan.keep else None
+        _backward(backend, act, X, W, a, u - y, scale, plan, kept, G, ws)
+    finally:
+        _release(ws)
     return u, G
 
 

@@ -1,0 +1,83 @@
+"""Time one implementation's gradient step on one shape, in this process; print JSON.
+
+Run by ``run_all.py`` in a fresh subprocess per measurement, so thread
+pools of different libraries never share a process and the peak resident
+memory (``ru_maxrss``) belongs to this one measurement.
+
+    python benchmarks/bench_step.py --impl expreg-numpy --n 1024 --d 32 --m 65536 --dtype float32
+
+Output (one JSON object): first_ms (first call: compilation included),
+ms_min and ms_median over the timed steps, reps, and memory in MiB:
+rss_base (after imports and data), rss_peak (ru_maxrss) and their
+difference ``step_mib``, the memory the step itself needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--impl", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--d", type=int, required=True)
+    p.add_argument("--m", type=int, required=True)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--reps", type=int, default=5, help="timed steps at most")
+    p.add_argument("--min-reps", type=int, default=2, help="timed steps at least")
+    p.add_argument("--budget-s", type=float, default=8.0, help="stop timing after this many seconds (once min-reps are done)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps before timing (the first includes compilation)")
+    args = p.parse_args(argv)
+
+    import numpy as np
+
+    import impls
+
+    X, y, W, a = impls.data(args.n, args.d, args.m, np.dtype(args.dtype))
+    step, sync, _ = impls.make(args.impl, X, y, W, a, device=args.device)
+    rss_base = _rss_mib()
+
+    t0 = time.perf_counter()
+    step()
+    sync()
+    first_ms = 1e3 * (time.perf_counter() - t0)
+    for _ in range(max(0, args.warmup - 1)):
+        step()
+        sync()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < args.reps and (len(times) < args.min_reps or time.perf_counter() - started < args.budget_s):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(1e3 * (time.perf_counter() - t0))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    out: dict[str, object] = {
+        "impl": args.impl, "n": args.n, "d": args.d, "m": args.m, "dtype": args.dtype, "device": args.device,
+        "first_ms": first_ms,
+        "ms_min": min(times) if times else first_ms,
+        "ms_median": statistics.median(times) if times else first_ms,
+        "reps": len(times),
+        "rss_base_mib": rss_base, "rss_peak_mib": peak, "step_mib": max(0.0, peak - rss_base),
+    }
+    print(json.dumps(out), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()

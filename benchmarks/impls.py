@@ -1,0 +1,204 @@
+"""One gradient-descent step of the exponential network, written the ways users write it.
+
+Every implementation does the same work per call (MATH.md 2):
+
+    u = s * exp(X W) a,  G = dL/dW for L = 1/2 ||u - y||^2,  W <- W - lr * G
+
+and returns nothing; ``make(name, ...)`` returns ``(step, sync, state)``
+where ``step()`` runs one step in place and ``sync()`` waits for queued
+work (CUDA). Each implementation imports its library lazily, so a
+benchmark subprocess only loads what it measures.
+
+Names
+-----
+expreg-numpy     expreg.ops on the NumPy backend (threads, fused exp, kept blocks)
+expreg-torch     expreg.ops on the PyTorch backend (same code path)
+torch-autograd   plain PyTorch: loss.backward()
+torch-compile    torch.compile of the same autograd step
+torch-manual     PyTorch with the hand-derived gradient
+jax-jit          jax.jit of W - lr * jax.grad(loss)(W)
+numpy-plain      plain NumPy with the hand-derived gradient (full n x m temporaries)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+NAMES = ("expreg-numpy", "expreg-torch", "torch-autograd", "torch-compile", "torch-manual", "jax-jit", "numpy-plain")
+LR = 1e-7  # small: the weights barely move, so repeated steps cost the same
+
+
+def data(n: int, d: int, m: int, dtype: Any, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X unit rows (n, d), y (n,), W0 (d, m) ~ N(0, 1), a (m,) = +-1) in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = rng.uniform(-1.0, 1.0, n)
+    W = rng.standard_normal((d, m), dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+    a = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    dt = np.dtype(dtype)
+    return X.astype(dt), y.astype(dt), W.astype(dt, copy=False), a.astype(dt)
+
+
+def make(name: str, X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, *, device: str = "cpu") -> tuple[Callable[[], None], Callable[[], None], dict[str, Any]]:
+    """Build the step ``name`` on copies of the data; see the module docstring."""
+    builders = {
+        "expreg-numpy": _expreg_numpy,
+        "expreg-torch": _expreg_torch,
+        "torch-autograd": _torch_autograd,
+        "torch-compile": _torch_compile,
+        "torch-manual": _torch_manual,
+        "jax-jit": _jax_jit,
+        "numpy-plain": _numpy_plain,
+    }
+    if name not in builders:
+        raise ValueError(f"unknown implementation {name!r}; choose one of {', '.join(NAMES)}")
+    if device != "cpu" and name in ("expreg-numpy", "numpy-plain", "jax-jit"):
+        raise ValueError(f"{name} runs on the CPU only, got device={device!r}")
+    return builders[name](X, y, W, a, device)
+
+
+def _expreg_numpy(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
+    from expreg import ops
+    from expreg.activations import EXP
+    from expreg.backends import get_backend
+
+    be = get_backend("numpy")
+    W = W.copy()
+    G = np.empty_like(W)
+    plan = ops.plan_blocks(X.shape[0], W.shape[1], W.dtype.itemsize, backend=be)
+
+    def step() -> None:
+        ops.forward_backward(be, EXP, X, W, a, y, 1.0, plan, G)
+        W[...] -= LR * G
+
+    return step, lambda: None, {"W": W, "plan": plan}
+
+
+def _expreg_torch(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
+    from expreg import ops
+    from expreg.activations import EXP
+    from expreg.backends import get_backend
+
+    be = get_backend("torch", device)
+    Xt, yt, Wt, at = (be.asarray(v, v.dtype) for v in (X, y, W, a))
+    G = be.empty(tuple(Wt.shape), W.dtype)
+    plan = ops.plan_blocks(X.shape[0], W.shape[1], W.dtype.itemsize, backend=be)
+
+    def step() -> None:
+        ops.forward_backward(be, EXP, Xt, Wt, at, yt, 1.0, plan, G)
+        Wt.sub_(G, alpha=LR)
+
+    return step, be.synchronize, {"W": Wt, "plan": plan}
+
+
+def _torch_tensors(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
+    import torch
+
+    return tuple(torch.as_tensor(v.copy(), device=device) for v in (X, y, W, a))
+
+
+def _sync_for(device: str) -> Callable[[], None]:
+    import torch
+
+    if device.startswith("cuda"):
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def _torch_loss(X: Any, y: Any, W: Any, a: Any) -> Any:
+    import torch
+
+    u = torch.exp(X @ W) @ a
+    return 0.5 * ((u - y) ** 2).sum()
+
+
+def _torch_autograd(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
+    import torch
+
+    Xt, yt, Wt, at = _torch_tensors(X, y, W, a, device)
+    Wt.requires_grad_(True)
+
+    def step() -> None:
+        loss = _torch_loss(Xt, yt, Wt, at)
+        loss.backward()
+        with torch.no_grad():
+            Wt.sub_(Wt.grad, alpha=LR)
+        Wt.grad = None
+
+    return step, _sync_for(device), {"W": Wt}
+
+
+def _torch_compile(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
+    import torch
+
+    Xt, yt, Wt, at = _torch_tensors(X, y, W, a, device)
+
+    def grad_step(W: Any) -> Any:
+        W = W.detach().requires_grad_(True)
+        loss = _torch_loss(Xt, yt, W, at)
+        (g,) = torch.autograd.grad(loss, W)
+        return g
+
+    compiled = torch.compile(grad_step)
+
+    def step() -> None:
+        g = compiled(Wt)
+        with torch.no_grad():
+            Wt.sub_(g, alpha=LR)
+
+    return step, _sync_for(device), {"W": Wt}
+
+
+def _torch_manual(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
+    import torch
+
+    Xt, yt, Wt, at = _torch_tensors(X, y, W, a, device)
+
+    @torch.no_grad()
+    def step() -> None:
+        E = torch.exp(Xt @ Wt)
+        r = E @ at - yt
+        E.mul_(r[:, None]).mul_(at)
+        Wt.sub_(Xt.T @ E, alpha=LR)
+
+    return step, _sync_for(device), {"W": Wt}
+
+
+def _jax_jit(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
+    import jax
+    import jax.numpy as jnp
+
+    if W.dtype == np.float64:
+        jax.config.update("jax_enable_x64", True)
+    Xj, yj, aj = (jnp.asarray(v) for v in (X, y, a))
+
+    def loss(W: Any) -> Any:
+        u = jnp.exp(Xj @ W) @ aj
+        return 0.5 * jnp.sum((u - yj) ** 2)
+
+    @jax.jit
+    def update(W: Any) -> Any:
+        return W - LR * jax.grad(loss)(W)
+
+    state = {"W": jnp.asarray(W)}
+
+    def step() -> None:
+        state["W"] = update(state["W"])
+
+    return step, lambda: state["W"].block_until_ready(), state
+
+
+def _numpy_plain(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
+    W = W.copy()
+
+    def step() -> None:
+        E = np.exp(X @ W)
+        r = E @ a - y
+        E *= r[:, None]
+        E *= a
+        W[...] -= LR * (X.T @ E)
+
+    return step, lambda: None, {"W": W}
