@@ -1,0 +1,76 @@
+"""Atomic writes and checked reads (storage.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import expreg.storage as storage
+from expreg import CheckpointError
+
+
+def test_atomic_open_replaces_the_target_only_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "f.bin"
+    with storage.atomic_open(target) as fh:
+        fh.write(b"old")
+    assert target.read_bytes() == b"old"
+    with pytest.raises(RuntimeError, match="boom"):
+        with storage.atomic_open(target) as fh:
+            fh.write(b"new but half")
+            raise RuntimeError("boom")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(target.parent) == ["f.bin"]  # the temporary file is gone
+    with pytest.raises(KeyboardInterrupt):
+        with storage.atomic_open(tmp_path / "g.bin") as fh:
+            fh.write(b"x")
+            raise KeyboardInterrupt
+    assert not (tmp_path / "g.bin").exists()
+
+
+def test_save_npz_atomic_round_trip_and_interrupted_write(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "a.npz"
+    storage.save_npz_atomic(path, W=np.arange(6.0).reshape(2, 3), step=np.int64(4))
+    data = storage.load_npz(path, required=("W", "step"))
+    assert np.array_equal(data["W"], np.arange(6.0).reshape(2, 3)) and int(data["step"]) == 4
+
+    def half_write(fh, **arrays):
+        fh.write(b"PK\x03\x04 partial")
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(storage.np, "savez", half_write)
+    with pytest.raises(OSError, match="simulated"):
+        storage.save_npz_atomic(path, W=np.zeros(1), step=np.int64(5))
+    monkeypatch.undo()
+    assert int(storage.load_npz(path)["step"]) == 4  # the previous file, intact
+    assert os.listdir(tmp_path) == ["a.npz"]
+
+
+def test_write_json_atomic_handles_numpy_and_paths(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    storage.write_json_atomic(path, {"x": np.float32(1.5), "v": np.arange(3), "p": Path("/a/b"), "n": np.int64(2)})
+    assert json.loads(path.read_text()) == {"x": 1.5, "v": [0, 1, 2], "p": "/a/b", "n": 2}
+    with pytest.raises(TypeError, match="set is not JSON serialisable"):
+        storage.write_json_atomic(path, {"bad": {1, 2}})
+    assert json.loads(path.read_text())["n"] == 2  # untouched by the failed write
+
+
+def test_load_npz_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no file at"):
+        storage.load_npz(tmp_path / "none.npz")
+    np.savez(tmp_path / "ok.npz", X=np.ones(2))
+    whole = (tmp_path / "ok.npz").read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        storage.load_npz(tmp_path / "trunc.npz")
+    (tmp_path / "junk.npz").write_bytes(np.random.default_rng(0).bytes(200))
+    with pytest.raises(CheckpointError, match="not a readable .npz"):
+        storage.load_npz(tmp_path / "junk.npz")
+    np.save(tmp_path / "single.npy", np.ones(3))
+    with pytest.raises(CheckpointError, match=r"a \.npy file"):
+        storage.load_npz(tmp_path / "single.npy")
+    with pytest.raises(CheckpointError, match=r"has no array named 'y' \(found: \['X'\]\)"):
+        storage.load_npz(tmp_path / "ok.npz", required=("X", "y"))

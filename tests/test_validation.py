@@ -1,0 +1,156 @@
+"""Every bad input of issue 2 gets a clear error naming the argument, what was found and what to do.
+
+Checked at the validation layer and through the public entry points that use
+it (ExpNet.predict/gradient/loss, train, kernels).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from expreg import ExpNet, InputOutsideUnitBallWarning, kernels, train
+from expreg.data import sphere
+from expreg.validation import check_distinct, check_positive_int, check_X, check_X_y, check_y
+
+GOOD_X = sphere(5, 3, seed=0)
+GOOD_Y = np.linspace(-1, 1, 5)
+
+
+def entry_points():
+    """(name, callable(X, y)) for every public function that takes training data."""
+    net = ExpNet.init(3, 8, seed=0)
+    return [
+        ("predict", lambda X, y: net.predict(X)),
+        ("gradient", lambda X, y: net.gradient(X, y)),
+        ("loss", lambda X, y: net.loss(X, y)),
+        ("train", lambda X, y: train(net, X, y, max_steps=1)),
+        ("ntk", lambda X, y: kernels.ntk(X)),
+        ("empirical_ntk", lambda X, y: kernels.empirical_ntk(net, X)),
+    ]
+
+
+def with_nan(X):
+    X = X.copy()
+    X[2, 1] = np.nan
+    return X
+
+
+def with_inf(X):
+    X = X.copy()
+    X[0, 0] = -np.inf
+    return X
+
+
+BAD_X = [
+    ("nan", with_nan(GOOD_X), ValueError, r"X contains NaN or inf \(1 entries\)"),
+    ("inf", with_inf(GOOD_X), ValueError, r"X contains NaN or inf \(1 entries\)"),
+    ("1-D", GOOD_X[:, 0], ValueError, r"X must be 2-D with shape \(n, d\), got 1-D shape \(5,\)"),
+    ("3-D", GOOD_X[None], ValueError, r"X must be 2-D .* got 3-D"),
+    ("no rows", np.zeros((0, 3)), ValueError, r"X is empty \(shape \(0, 3\)\)"),
+    ("strings", np.array([["a", "b", "c"]] * 5), TypeError, r"X must hold numbers, got dtype <U1"),
+    ("objects", np.array([[object()] * 3] * 5), TypeError, r"X must hold numbers, got dtype object"),
+    ("complex", GOOD_X + 0j, TypeError, r"X is complex"),
+    ("ragged", [[0.1, 0.2, 0.3], [0.1]], ValueError, r"X could not be read as a rectangular numeric array"),
+]
+
+
+@pytest.mark.parametrize("label, X, exc, pattern", BAD_X, ids=[b[0] for b in BAD_X])
+def test_bad_inputs_are_refused_everywhere(label, X, exc, pattern) -> None:
+    for name, fn in entry_points():
+        y = GOOD_Y if label not in ("no rows",) else np.zeros(0)
+        with pytest.raises(exc, match=pattern):
+            fn(X, y)
+
+
+BAD_Y = [
+    ("nan", np.array([0.1, np.nan, 0.2, 0.3, 0.4]), ValueError, r"y contains NaN or inf \(1 entries\)"),
+    ("inf", np.array([0.1, np.inf, 0.2, 0.3, 0.4]), ValueError, r"y contains NaN or inf"),
+    ("short", np.zeros(4), ValueError, r"y has 4 entries but X has n = 5 rows"),
+    ("2-D", np.zeros((5, 2)), ValueError, r"y must be 1-D with n = 5 entries, got shape \(5, 2\)"),
+    ("empty", np.zeros(0), ValueError, r"y has 0 entries but X has n = 5"),
+    ("strings", np.array(list("abcde")), TypeError, r"y must hold numbers"),
+]
+
+
+@pytest.mark.parametrize("label, y, exc, pattern", BAD_Y, ids=[b[0] for b in BAD_Y])
+def test_bad_targets_are_refused(label, y, exc, pattern) -> None:
+    for name, fn in entry_points():
+        if name in ("predict", "ntk", "empirical_ntk"):
+            continue
+        with pytest.raises(exc, match=pattern):
+            fn(GOOD_X, y)
+
+
+def test_column_vector_targets_and_integer_inputs_are_accepted() -> None:
+    X, y = check_X_y(np.eye(3, dtype=int), np.arange(3)[:, None])
+    assert X.dtype == np.float64 and y.shape == (3,)
+
+
+def test_dimension_mismatch_names_both_dimensions() -> None:
+    net = ExpNet.init(4, 8, seed=0)
+    for fn in (net.predict, lambda X: train(net, X, GOOD_Y), lambda X: kernels.empirical_ntk(net, X)):
+        with pytest.raises(ValueError, match=r"X has 3 features but the network expects d = 4"):
+            fn(GOOD_X)
+    with pytest.raises(ValueError, match=r"X2 has 2 features but the network expects d = 3"):
+        kernels.ntk_cross(GOOD_X, GOOD_X[:, :2])
+
+
+def test_inputs_outside_the_unit_ball_warn_but_work() -> None:
+    net = ExpNet.init(3, 8, seed=0)
+    X = GOOD_X.copy()
+    X[1] *= 1.5
+    with pytest.warns(InputOutsideUnitBallWarning, match=r"1 rows with \|\|x\|\| > 1 \(max 1.5\)"):
+        net.predict(X)
+    with pytest.warns(InputOutsideUnitBallWarning):
+        train(net, X, GOOD_Y, max_steps=1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unit_vectors_do_not_warn_in_either_precision(dtype) -> None:
+    # rounding to float32 may put ||x|| at 1 + 6e-8: that is not "outside the unit ball"
+    X = sphere(200, 7, seed=1)
+    net = ExpNet.init(7, 8, seed=0, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputOutsideUnitBallWarning)
+        net.predict(X)
+        net.predict(X.astype(np.float32))
+        check_X(X.astype(np.float32))
+
+
+def test_values_too_large_for_float32_are_named_as_such() -> None:
+    net = ExpNet.init(2, 4, seed=0, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"X has entries too large for float32 \(largest \|value\| 1e\+39\)"):
+            net.predict(np.array([[1e39, 0.0]]))
+
+
+def test_duplicate_or_zero_inputs_are_refused_when_lambda_is_asked_for() -> None:
+    X = np.vstack([GOOD_X, GOOD_X[1]])
+    with pytest.raises(ValueError, match=r"duplicate rows \(first at rows \[1\]\)"):
+        check_distinct(X)
+    with pytest.raises(ValueError, match="duplicate rows"):
+        kernels.ntk_lambda(X)
+    with pytest.raises(ValueError, match="zero row"):
+        check_distinct(np.vstack([GOOD_X, np.zeros(3)]))
+    check_distinct(GOOD_X)  # distinct: no error
+
+
+@pytest.mark.parametrize(
+    "value, exc, pattern",
+    [(0, ValueError, r"m must be >= 1, got 0"), (2.5, TypeError, r"m must be an integer, got float 2.5"),
+     (True, TypeError, r"got bool"), ("3", TypeError, r"got str")],
+)
+def test_check_positive_int(value, exc, pattern) -> None:
+    with pytest.raises(exc, match=pattern):
+        check_positive_int(value, "m")
+    assert check_positive_int(np.int64(3), "m") == 3
+
+
+def test_check_y_names_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"targets has 2 entries but X has n = 3"):
+        check_y(np.zeros(2), 3, name="targets")
+
