@@ -1,0 +1,149 @@
+"""Backends: the same ops code on NumPy and PyTorch gives the NumPy float64 answers.
+
+The NumPy float64 reference is itself checked against dense formulas,
+finite differences and torch autograd in test_ops.py. Tolerances, relative
+to the largest entry: torch float64 1e-10 (different BLAS, same maths);
+float32 2e-5 for one pass and 1e-5 after 20 gradient steps (about 100 ulp;
+3e-7 is typical: gradient descent at a stable step size damps rounding).
+PyTorch runs on the CPU here; the code is device-agnostic ("cuda" on a GPU).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from expreg import ExpNet, ops
+from expreg.activations import EXP
+from expreg.backends import NumpyBackend, canonical_dtype, default_threads, get_backend
+from expreg.data import make_dataset
+from expreg.train import train
+
+torch = pytest.importorskip("torch")  # part of the test extra: always present under `make test`
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ONE_PASS = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}
+
+
+def rel_err(x: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(np.asarray(x, np.float64) - ref).max() / (np.abs(ref).max() or 1.0))
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return make_dataset(10, 4, seed=1)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_predictions_and_gradients_agree_with_numpy_float64(backend: str, dtype: type, data: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = data
+    kw = dict(seed=3, init="gaussian", scaling="ntk", block=24)
+    ref = ExpNet.init(4, 256, **kw)
+    net = ExpNet.init(4, 256, dtype=dtype, backend=backend, device=DEVICE if backend == "torch" else None, **kw)
+    if backend == "torch":
+        assert isinstance(net.W, torch.Tensor) and net.W.device.type == DEVICE
+    tol = ONE_PASS[np.dtype(dtype)]
+    assert rel_err(net.predict(X), ref.predict(X)) < tol
+    assert rel_err(net.gradient(X, y), ref.gradient(X, y)) < tol
+
+
+@pytest.mark.parametrize("backend, dtype, tol", [("torch", np.float64, 1e-12), ("torch", np.float32, 1e-5), ("numpy", np.float32, 1e-5)])
+def test_twenty_step_trajectory_agrees_with_numpy_float64(backend: str, dtype: type, tol: float, data: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = data
+    kw = dict(seed=5, scaling="ntk", block=40)
+    ref = train(ExpNet.init(4, 400, **kw), X, y, lr=0.05, max_steps=20, epsilon=0.0, record_every=0)
+    net = ExpNet.init(4, 400, dtype=dtype, backend=backend, device=DEVICE if backend == "torch" else None, **kw)
+    res = train(net, X, y, lr=0.05, max_steps=20, epsilon=0.0, record_every=0)
+    assert res.steps == ref.steps == 20
+    assert ref.history.residual[-1] < 0.9 * ref.history.residual[0], "the reference run must actually descend"
+    assert rel_err(res.history.residual, np.asarray(ref.history.residual)) < tol
+    assert rel_err(res.net.weights_numpy()[0], ref.net.weights_numpy()[0]) < tol
+
+
+def test_torch_exp_matvec_and_sum_rows_match_numpy() -> None:
+    be_t, be_n = get_backend("torch", DEVICE), get_backend("numpy")
+    rng = np.random.default_rng(0)
+    Z, a, acc = rng.uniform(-2, 2, (6, 9)), rng.standard_normal(9), rng.standard_normal(6)
+    Zt, at, acct = (be_t.asarray(v.copy(), np.float64) for v in (Z, a, acc))  # as_tensor shares memory
+    be_t.exp_matvec_(Zt, at, acct)
+    Zn, accn = Z.copy(), acc.copy()
+    be_n.exp_matvec_(Zn, a, accn)
+    np.testing.assert_allclose(be_t.to_numpy(Zt), np.exp(Z), rtol=1e-14)
+    np.testing.assert_allclose(be_t.to_numpy(acct), acc + np.exp(Z) @ a, rtol=1e-12)
+    np.testing.assert_allclose(accn, acc + np.exp(Z) @ a, rtol=1e-12)
+    S = rng.standard_normal((5, 4))
+    np.testing.assert_allclose(be_t.to_numpy(be_t.sum_rows(be_t.asarray(S, np.float64))), S.sum(0), rtol=1e-14)
+    np.testing.assert_allclose(be_n.sum_rows(S), S.sum(0), rtol=1e-14)
+
+
+def test_torch_ops_pass_matches_numpy_with_uneven_blocks() -> None:
+    rng = np.random.default_rng(2)
+    X, W, a, y = rng.standard_normal((7, 3)) / 2, rng.standard_normal((3, 101)), rng.choice([-1.0, 1.0], 101), rng.standard_normal(7)
+    be_t = get_backend("torch", DEVICE)
+    for keep in (True, False):
+        plan = ops.BlockPlan(17, keep)
+        u_n, G_n = ops.forward_backward(get_backend("numpy"), EXP, X, W, a, y, 1.0, plan)
+        u_t, G_t = ops.forward_backward(be_t, EXP, *(be_t.asarray(v, np.float64) for v in (X, W, a, y)), 1.0, plan)
+        assert rel_err(be_t.to_numpy(u_t), u_n) < 1e-12 and rel_err(be_t.to_numpy(G_t), G_n) < 1e-12
+
+
+def test_parallel_runs_every_task_once_with_blas_on_one_thread() -> None:
+    from threadpoolctl import threadpool_info
+
+    be = NumpyBackend(threads=2)
+    seen: list[tuple[int, int, str]] = []
+    blas_threads: list[int] = []
+    lock = threading.Lock()
+
+    def task(worker: int, t: int) -> None:
+        with lock:
+            seen.append((worker, t, threading.current_thread().name))
+            blas_threads.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    be.parallel(50, task)
+    assert sorted(t for _, t, _ in seen) == list(range(50))
+    assert {w for w, _, _ in seen} <= {0, 1}
+    assert set(blas_threads) == {1}, "BLAS must run single-threaded inside the worker threads"
+
+
+def test_parallel_reraises_a_worker_error() -> None:
+    def task(worker: int, t: int) -> None:
+        if t == 7:
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        NumpyBackend(threads=2).parallel(20, task)
+
+
+def test_thread_count_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPREG_NUM_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("EXPREG_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="EXPREG_NUM_THREADS"):
+        default_threads()
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        NumpyBackend(threads=0)
+    assert get_backend("numpy", None, 2).threads == 2
+
+
+def test_errors_name_the_bad_value() -> None:
+    with pytest.raises(ValueError, match="'jax'"):
+        get_backend("jax")
+    with pytest.raises(ValueError, match="CPU only"):
+        get_backend("numpy", "cuda")
+    with pytest.raises(TypeError, match="int64"):
+        canonical_dtype(np.int64)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            get_backend("torch", "cuda")
+
+
+def test_block_sizes_follow_the_backend() -> None:
+    cpu, dev = get_backend("numpy"), get_backend("torch", DEVICE)
+    assert ops.plan_blocks(100, 10**6, 4, backend=cpu).block * 100 * 4 <= cpu.block_bytes
+    assert ops.plan_blocks(100, 10**6, 4, backend=dev).block >= ops.plan_blocks(100, 10**6, 4, backend=cpu).block
+    net = ExpNet.init(3, 10**4, backend="torch", device=DEVICE)
+    assert net.plan(50).block == ops.plan_blocks(50, 10**4, 8, backend=net.backend).block
