@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from importlib import import_module
 
-_COMMAND_MODULES = ("train_cmd", "theory_cmd", "experiments_cmd")
+_COMMAND_MODULES = ("train_cmd", "theory_cmd", "distributed_cmd", "experiments_cmd")
 
 
 def build_app():  # type: ignore[no-untyped-def]
