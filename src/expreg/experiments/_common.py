@@ -32,12 +32,12 @@ def train_safely(net: ExpNet, X: np.ndarray, y: np.ndarray, **kw: Any) -> tuple[
 
 
 def subsample(values: Any, points: int = 200) -> tuple[list[int], list[float]]:
-    """(steps, values) at about ``points`` log-spaced steps (step 0 and the last always kept)."""
+    """(steps, values) at about ``points`` evenly spaced steps (step 0 and the last always kept)."""
     v = np.asarray(values, dtype=float)
     if v.size <= points:
         idx = np.arange(v.size)
     else:
-        idx = np.unique(np.concatenate([[0], np.geomspace(1, v.size - 1, points).astype(int), [v.size - 1]]))
+        idx = np.unique(np.linspace(0, v.size - 1, points).round().astype(int))
     return idx.tolist(), v[idx].tolist()
 
 

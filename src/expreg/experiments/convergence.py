@@ -121,10 +121,13 @@ def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
         for i, (m, row) in enumerate(g.sort_values("m").set_index("m").iterrows()):
             c = plots.COLOURS[i % len(plots.COLOURS)]
             t = np.asarray(row.curve_step, dtype=float)
-            ax.plot(t + 1, row.curve_residual, color=c, label=f"m = {m}: GD")
-            ax.plot(t + 1, row.curve_predicted, color=c, linestyle="--", label=f"m = {m}: kernel prediction")
-            ax.plot(t + 1, row.curve_bound, color=c, linestyle=":", alpha=0.7, label=f"m = {m}: linear-rate bound")
+            ax.plot(t, row.curve_residual, color=c, label=f"m = {m}")
+            ax.plot(t, row.curve_predicted, color=c, linestyle="--")
+            ax.plot(t, row.curve_bound, color=c, linestyle=":", alpha=0.7)
+        for style, what in (("-", "GD"), ("--", "kernel prediction"), (":", "linear-rate bound")):
+            ax.plot([], [], color="k", linestyle=style, label=what)
+        ax.set_ylim(bottom=cfg.epsilon / 10)
         ax.axhline(cfg.epsilon, color="k", linewidth=0.8, alpha=0.5)
-        plots.log_axes(ax, "step t + 1", "||u(t) - y||_2",
-                       f"{act}, n = {cfg.n}, d = {cfg.d}, {cfg.init} init, scaling {cfg.scaling}, seed {int(g.seed.min()) if len(g) else 0}")
+        plots.log_axes(ax, "step t (a straight line is a linear rate)", "||u(t) - y||_2 (log scale)",
+                       f"{act}, n = {cfg.n}, d = {cfg.d}, {cfg.init} init, scaling {cfg.scaling}, seed {int(g.seed.min()) if len(g) else 0}", x=False)
     return [plots.save(fig, directory, "convergence_residuals")]

@@ -189,11 +189,13 @@ class RichProgress:
 
 
 def run_experiment(name: str, config: Any, out: str | Path, *, jobs: int | None = None, scheduler: str | None = None,
-                   show_progress: bool = True, max_retries: int = 3) -> SweepResult:
+                   show_progress: bool = True, max_retries: int = 3,
+                   executor_factory: Callable[[], Executor] | None = None) -> SweepResult:
     """Run experiment ``name`` under ``config``: tasks into ``out/name/results.parquet``.
 
     Writes ``out/name/config.json`` (the configuration, its hash) first; the
-    analysis (``analysis.analyse``) is separate.
+    analysis (``analysis.analyse``) is separate. ``executor_factory``
+    replaces ``make_executor(jobs, scheduler)`` (e.g. a thread pool in tests).
     """
     from ..storage import write_json_atomic
 
@@ -204,7 +206,7 @@ def run_experiment(name: str, config: Any, out: str | Path, *, jobs: int | None 
                                                   "config_hash": config.config_hash, "config": config.model_dump(mode="json")})
     tasks = make_tasks(name, config)
     store.compact()
-    factory = lambda: make_executor(jobs, scheduler)  # noqa: E731
+    factory = executor_factory or (lambda: make_executor(jobs, scheduler))
     if show_progress:
         with RichProgress(name) as bar:
             result = run_tasks(tasks, store, factory, progress=bar, max_retries=max_retries)

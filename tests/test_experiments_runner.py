@@ -1,0 +1,83 @@
+"""Sweeps: resume, executor independence, a killed worker, failing tasks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from expreg.experiments import ResultStore, Task, execute, get_config, make_executor, make_tasks, run_tasks
+from expreg.experiments.runner import SweepError
+
+
+def threads():
+    return ThreadPoolExecutor(max_workers=2)
+
+
+def test_resume_skips_finished_runs(tmp_path):
+    tasks = make_tasks("lazy", get_config("lazy", "tiny"))
+    store = ResultStore(tmp_path)
+    first = run_tasks(tasks[:5], store, threads)
+    assert (first.executed, first.skipped) == (5, 0)
+    seen = []
+    second = run_tasks(tasks, store, threads, progress=lambda done, total: seen.append((done, total)))
+    assert (second.executed, second.skipped) == (len(tasks) - 5, 5)
+    assert seen[0] == (5, len(tasks)) and seen[-1] == (len(tasks), len(tasks))
+    third = run_tasks(tasks, store, threads)
+    assert (third.executed, third.skipped, third.rounds) == (0, len(tasks), 0)
+    df = store.read()
+    assert sorted(df.key) == sorted(t.key for t in tasks)
+
+
+def test_killed_worker_loses_nothing_and_runs_each_task_once(tmp_path):
+    cfg = get_config("convergence", "tiny", seeds=list(range(10)))
+    tasks = make_tasks("convergence", cfg)
+    store = ResultStore(tmp_path)
+    killed = []
+
+    def kill_one_worker(executor):
+        if killed:
+            return
+
+        def killer():
+            deadline = time.time() + 60
+            while time.time() < deadline and len(store.done_keys()) < 2:  # some rows finished, others in flight
+                time.sleep(0.05)
+            pid = next(iter(executor._processes))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+        threading.Thread(target=killer, daemon=True).start()
+
+    result = run_tasks(tasks, store, lambda: make_executor(2), on_executor=kill_one_worker)
+    assert killed, "the worker was not killed"
+    assert result.rounds >= 2, "the broken pool was not replaced"
+    df = store.read()
+    assert len(df) == len(tasks) and sorted(df.key) == sorted(t.key for t in tasks)
+    parts_rows = sum(1 for _ in store.parts_dir.glob("part-*.parquet"))
+    assert parts_rows == len(tasks)  # one part per finished run: nothing written twice
+    # a retried run gives the same outcome as a run executed directly
+    row = df[df.key == tasks[-1].key].iloc[0]
+    direct = execute(tasks[-1])
+    assert row.steps == direct["steps"] and np.isclose(row.final_residual, direct["final_residual"])
+
+
+def test_failing_task_is_reported_and_others_saved(tmp_path):
+    good = make_tasks("kernel", get_config("kernel", "tiny"))[:3]
+    bad = Task("kernel", {**good[0].config, "n": -1}, good[0].config_hash, good[0].params, 99)
+    store = ResultStore(tmp_path)
+    with pytest.raises(SweepError, match=r"(?s)1 of 4 runs failed.*seed 99"):
+        run_tasks(good + [bad], store, threads)
+    assert store.done_keys() == {t.key for t in good}
+
+
+def test_make_executor_arguments():
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        make_executor(0)
+    with pytest.raises(ValueError, match="scheduler"):
+        make_executor(1, scheduler="tcp://127.0.0.1:8786")
