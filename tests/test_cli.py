@@ -1,0 +1,182 @@
+"""The ``expreg`` command: ``train`` and ``theory`` (issue 2, items 6-8).
+
+The issue's headline command runs once through the installed console script
+(a subprocess); the other cases go through typer's CliRunner in-process.
+Results are checked against the library (same seed, same numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from expreg import ExpNet, kernels, make_dataset, theory, train
+from expreg.cli import build_app, main
+
+EXPREG = Path(sys.executable).parent / "expreg"
+REQUIRED_KEYS = {"n", "d", "m", "seed", "lr", "converged", "steps", "final_residual", "lambda_min", "max_movement", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def app():
+    return build_app()
+
+
+def invoke(app, args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_headline_command_converges_and_prints_one_json_object() -> None:
+    proc = subprocess.run([str(EXPREG), "train", "--n", "64", "--d", "16", "--m", "16384", "--seed", "0", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    assert REQUIRED_KEYS <= set(out)
+    assert (out["n"], out["d"], out["m"], out["seed"]) == (64, 16, 16384, 0)
+    assert out["converged"] is True and out["final_residual"] <= 1e-3 and out["steps"] > 0
+    X, _ = make_dataset(64, 16, seed=0)
+    assert out["lambda_min"] == pytest.approx(kernels.ntk_lambda(X), rel=1e-9)
+    assert out["lr"] == pytest.approx(1 / (16384 * np.linalg.eigvalsh(kernels.ntk(X))[-1]), rel=1e-9)
+    assert out["seconds"] > 0 and out["max_movement"] > 0
+
+
+def test_bad_input_through_the_console_script_has_no_traceback() -> None:
+    proc = subprocess.run([str(EXPREG), "train", "--m", "0", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: m must be >= 1, got 0")
+    assert "Traceback" not in proc.stderr + proc.stdout and proc.stdout == ""
+
+
+def test_train_json_matches_the_library(app) -> None:
+    res = invoke(app, ["train", "--n", 8, "--d", 5, "--m", 256, "--seed", 2, "--epsilon", 1e-2, "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    X, y = make_dataset(8, 5, seed=2)
+    lib = train(ExpNet.init(5, 256, seed=2), X, y, epsilon=1e-2, max_steps=20000)
+    assert lib.converged and out["converged"] is True
+    assert out["steps"] == lib.steps and out["final_residual"] == pytest.approx(lib.final_residual, rel=1e-12)
+
+
+def test_train_on_a_data_file(app, tmp_path: Path) -> None:
+    X, y = make_dataset(10, 3, seed=7)
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    res = invoke(app, ["train", "--data", tmp_path / "data.npz", "--m", 512, "--epsilon", 1e-2, "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert (out["n"], out["d"]) == (10, 3) and out["converged"] is True
+    assert out["lambda_min"] == pytest.approx(kernels.ntk_lambda(X), rel=1e-9)
+
+
+def test_train_table_output_and_checkpoint(app, tmp_path: Path) -> None:
+    ck = tmp_path / "ck.npz"
+    res = invoke(app, ["train", "--n", 6, "--d", 3, "--m", 128, "--epsilon", 1e-2, "--checkpoint", ck, "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "converged" in res.stdout and "final_residual" in res.stdout and ck.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--m", "0"], "m must be >= 1, got 0"),
+        (["--m", "7"], "m must be even; got m = 7"),
+        (["--n", "0"], "n must be >= 1, got 0"),
+        (["--lr", "-1"], "lr must be a positive finite number"),
+        (["--lr", "fast"], "--lr must be 'auto', 'empirical' or a number, got 'fast'"),
+        (["--epsilon", "-1"], "epsilon must be a finite number >= 0"),
+        (["--data", "MISSING"], "no file at"),
+        (["--data", "NOY"], "has no array named 'y'"),
+        (["--data", "CORRUPT"], "not a readable .npz file"),
+        (["--data", "NAN"], "X contains NaN or inf"),
+        (["--data", "SHAPE"], "y has 2 entries but X has n = 3 rows"),
+        (["--data", "TEXT"], "X must hold numbers"),
+        (["--lr", "1e4"], "diverged with lr = 1e+04"),
+    ],
+)
+def test_bad_input_gives_error_line_and_exit_code_2(app, tmp_path: Path, args, message) -> None:
+    files = {
+        "MISSING": tmp_path / "missing.npz",
+        "NOY": tmp_path / "noy.npz",
+        "CORRUPT": tmp_path / "corrupt.npz",
+        "NAN": tmp_path / "nan.npz",
+        "SHAPE": tmp_path / "shape.npz",
+        "TEXT": tmp_path / "text.npz",
+    }
+    np.savez(files["NOY"], X=np.eye(3))
+    files["CORRUPT"].write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    np.savez(files["NAN"], X=np.array([[np.nan, 0.0], [0.0, 1.0]]), y=np.ones(2))
+    np.savez(files["SHAPE"], X=np.eye(3), y=np.ones(2))
+    np.savez(files["TEXT"], X=np.array([["a", "b"]]), y=np.ones(1))
+    args = [str(files.get(a, a)) for a in args]
+    res = invoke(app, ["train", "--n", "6", "--d", "3", "--m", "64", "--max-steps", "50", "--json", *args])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("error: ") and message in " ".join(res.stderr.split())
+    assert "Traceback" not in res.output and res.stdout == ""
+
+
+def test_inputs_outside_the_unit_ball_give_a_warning_line(app, tmp_path: Path) -> None:
+    X, y = make_dataset(6, 3, seed=0)
+    np.savez(tmp_path / "big.npz", X=1.2 * X, y=y)
+    res = invoke(app, ["train", "--data", tmp_path / "big.npz", "--m", 256, "--epsilon", 1e-2, "--json"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.startswith("warning: X has 6 rows with ||x|| > 1")
+    assert json.loads(res.stdout)["n"] == 6
+
+
+def test_main_returns_the_exit_code() -> None:
+    assert main(["theory", "--n", "10", "--lambda", "0.5", "--json"]) == 0
+    assert main(["train", "--m", "0"]) == 2
+
+
+def test_theory_prints_every_quantity_with_provenance(app) -> None:
+    res = invoke(app, ["theory", "--n", 20, "--lambda", 0.5, "--delta", 0.1])
+    assert res.exit_code == 0, res.output
+    for name in ("B", "R", "m (theorem width)", "eta (step size)", "T (iterations)", "movement bound", "[derived]", "[paper]"):
+        assert name in res.stdout, name
+    q = theory.theorem_quantities(20, 0.5, 0.1)
+    assert f"{q.B:.6g}" in res.stdout
+
+
+def test_theory_json_matches_the_library(app) -> None:
+    res = invoke(app, ["theory", "--n", 64, "--lambda", 1.68, "--delta", 0.05, "--epsilon", 1e-2, "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    q = theory.theorem_quantities(64, 1.68, 0.05, 1e-2)
+    assert out["width"] == pytest.approx(q.width, rel=1e-12) and out["B"] == pytest.approx(q.B, rel=1e-12)
+    assert out["step_size"] == pytest.approx(q.step_size, rel=1e-12) and out["iterations"] == pytest.approx(q.iterations, rel=1e-12)
+
+
+def test_theory_computes_lambda_from_data(app, tmp_path: Path) -> None:
+    X, y = make_dataset(12, 4, seed=3)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    res = invoke(app, ["theory", "--n", 999, "--data", tmp_path / "d.npz", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["n"] == 12 and out["lam"] == pytest.approx(kernels.ntk_lambda(X), rel=1e-12)
+    res = invoke(app, ["theory", "--n", 9, "--d", 3, "--seed", 1, "--json"])  # synthetic data
+    assert json.loads(res.stdout)["lam"] == pytest.approx(kernels.ntk_lambda(make_dataset(9, 3, seed=1)[0]), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--n", "10", "--lambda", "0.5", "--delta", "2"], "delta must lie in (0, 1), got 2.0"),
+        (["--n", "10", "--lambda", "-1"], "lambda must be a positive finite number, got -1.0"),
+        (["--n", "10", "--data", "DUP"], "duplicate rows"),
+    ],
+)
+def test_theory_bad_input(app, tmp_path: Path, args, message) -> None:
+    X = make_dataset(5, 3, seed=0)[0]
+    np.savez(tmp_path / "dup.npz", X=np.vstack([X, X[0]]), y=np.zeros(6))
+    args = [str(tmp_path / "dup.npz") if a == "DUP" else a for a in args]
+    res = invoke(app, ["theory", *args])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("error: ") and message in " ".join(res.stderr.split())
+    assert "Traceback" not in res.output
