@@ -233,3 +233,11 @@ def test_predicted_trajectory_matches_matrix_powers() -> None:
         expect = np.linalg.matrix_power(M, t) @ r0
         np.testing.assert_allclose(R[k], expect, rtol=1e-10, atol=1e-12)
         assert traj.norms([t])[0] == pytest.approx(np.linalg.norm(expect), rel=1e-10)
+
+
+def test_predicted_trajectory_refuses_fractional_or_negative_steps() -> None:
+    traj = kernels.predicted_trajectory(np.eye(2), np.ones(2), 0.5)
+    with pytest.raises(ValueError, match="non-negative integer step counts"):
+        traj([0.5])
+    with pytest.raises(ValueError, match="non-negative integer"):
+        traj.norms([-1])

@@ -224,3 +224,9 @@ def test_shape_properties_and_scale() -> None:
     assert net.s == pytest.approx(0.25)
     assert ExpNet.init(5, 16, seed=0).s == 1.0
     assert set(np.unique(net.a)) <= {-1.0, 1.0}
+
+
+def test_with_weights_checks_the_shape() -> None:
+    net = ExpNet.init(2, 4, seed=0)
+    with pytest.raises(ValueError, match=r"W must have the shape \(d, m\) = \(2, 4\) of this network, got \(4, 2\)"):
+        net.with_weights(np.zeros((4, 2)))

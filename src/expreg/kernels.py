@@ -178,15 +178,23 @@ class PredictedTrajectory:
     lr: float
 
     def __call__(self, t: Any) -> np.ndarray:
-        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        t = _steps(t)
         factors = (1.0 - self.lr * self.eigenvalues)[None, :] ** t[:, None]  # (T, n)
         return (factors * self.coefficients[None, :]) @ self.eigenvectors.T
 
     def norms(self, t: Any) -> np.ndarray:
         """||r(t)||_2 for each t, shape (len(t),), without forming r(t)."""
-        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        t = _steps(t)
         factors = (1.0 - self.lr * self.eigenvalues)[None, :] ** t[:, None]
         return np.sqrt(((factors * self.coefficients[None, :]) ** 2).sum(axis=1))
+
+
+def _steps(t: Any) -> np.ndarray:
+    """Step counts as float64 (k,), refusing negative or fractional steps ((1 - lr mu)^t may be < 0)."""
+    arr = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr != np.round(arr)):
+        raise ValueError(f"t must be non-negative integer step counts, got {t!r}")
+    return arr
 
 
 def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajectory:

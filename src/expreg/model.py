@@ -220,7 +220,9 @@ class ExpNet:
         return replace(self, W=self._backend.copy(self.W), a=self._backend.copy(self.a))
 
     def with_weights(self, W: Array) -> "ExpNet":
-        """The same network with first-layer weights ``W`` (no copy)."""
+        """The same network with first-layer weights ``W`` (d, m) (no copy)."""
+        if tuple(W.shape) != tuple(self.W.shape):
+            raise ValueError(f"W must have the shape (d, m) = {tuple(self.W.shape)} of this network, got {tuple(W.shape)}")
         return replace(self, W=W)
 
     def to(self, backend: str = "numpy", device: str | None = None, dtype: Any = None) -> "ExpNet":
