@@ -215,6 +215,16 @@ class ExpNet:
         return be.to_numpy(G)
 
     # ------------------------------------------------------------ utilities
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle weights and settings only; the backend (thread pool, torch module) is per process."""
+        state = dict(self.__dict__)
+        state.pop("_backend", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._backend = get_backend(self.backend_name, self.device)
+
     def copy(self) -> "ExpNet":
         """A deep copy (weights copied, settings shared)."""
         return replace(self, W=self._backend.copy(self.W), a=self._backend.copy(self.a))
