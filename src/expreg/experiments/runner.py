@@ -9,7 +9,7 @@ already on disk; the runner builds a new executor and resubmits the tasks
 still missing, at most ``max_retries`` times, so every run appears once.
 
 ``make_executor`` is the one place an executor is built: a local process
-pool today; a scheduler address (Dask) can be added there.
+pool, or, given a scheduler address, a Dask cluster (``dask_executor``).
 """
 
 from __future__ import annotations
@@ -65,11 +65,14 @@ def make_executor(jobs: int | None = None, scheduler: str | None = None) -> Exec
     jobs : int, optional
         Worker processes of the local pool; default all cores.
     scheduler : str, optional
-        Address of a distributed scheduler. Not supported yet: a later
-        extension returns ``distributed.Client(scheduler).get_executor()`` here.
+        Address of a running Dask scheduler ("tcp://HOST:PORT"): the tasks go
+        to its workers through ``distributed.Client(scheduler).get_executor()``
+        (``dask_executor.DaskExecutor``); ``jobs`` is then unused.
     """
     if scheduler is not None:
-        raise ValueError(f"scheduler={scheduler!r}: distributed schedulers are not supported yet; omit it to use a local process pool")
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor(scheduler)
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
