@@ -30,8 +30,17 @@ install-demo: $(VENV)/.demo-installed
 install-test: $(VENV)/.test-installed
 install-bench: $(VENV)/.bench-installed
 
+# The main job: quick presets of three experiments (about 2-3 minutes on 2 cores), then the report.
+# Re-running resumes: finished runs are skipped. DEMO_OUT and DEMO_JOBS can be overridden.
+DEMO_OUT  ?= results/demo
+DEMO_JOBS ?=
 demo: install-demo
-	$(VENV)/bin/expreg train --n 64 --d 16 --m 16384 --seed 0
+	$(VENV)/bin/expreg run convergence --preset quick --out $(DEMO_OUT) $(if $(DEMO_JOBS),--jobs $(DEMO_JOBS))
+	$(VENV)/bin/expreg run lazy --preset quick --out $(DEMO_OUT) $(if $(DEMO_JOBS),--jobs $(DEMO_JOBS))
+	$(VENV)/bin/expreg run width --preset quick --out $(DEMO_OUT) $(if $(DEMO_JOBS),--jobs $(DEMO_JOBS))
+	@echo
+	@echo "== headline numbers (width: m* ~ n^a, the theorem says a = 2) =="
+	@$(VENV)/bin/expreg report $(DEMO_OUT)
 
 test: install-test
 	$(PY) -m pytest -q
