@@ -28,6 +28,7 @@ def run_command(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file of configuration fields (overrides the preset it names, default quick)."),
     out: Path = typer.Option(Path("results"), "--out", help="Results directory: DIR/EXPERIMENT/results.parquet, figures, DIR/report.html."),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="Worker processes (default: all cores)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run on an existing Dask cluster: its scheduler address, tcp://HOST:PORT (--jobs is then unused)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run an experiment (resuming: runs already in the table are skipped), then write the report."""
@@ -36,7 +37,7 @@ def run_command(
     if jobs is not None and jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     cfg = get_config(experiment, preset=preset, config_file=config)
-    result = run_experiment(experiment, cfg, out, jobs=jobs, show_progress=not quiet)
+    result = run_experiment(experiment, cfg, out, jobs=jobs, scheduler=scheduler, show_progress=not quiet)
     typer.echo(f"{experiment}: {result.executed} runs done now, {result.skipped} already in the table "
                f"({out / experiment / 'results.parquet'}, configuration {cfg.config_hash})")
     html_path, md_path, summaries = build_report(out)

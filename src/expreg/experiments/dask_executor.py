@@ -1,0 +1,92 @@
+"""Sweeps on an existing Dask cluster: a ``concurrent.futures.Executor`` over ``distributed.Client``.
+
+``runner.make_executor(scheduler="tcp://HOST:PORT")`` returns a
+``DaskExecutor``; the runner then drives it exactly as the local process
+pool (one code path): rows are appended to the Parquet table as futures
+complete, so a Dask sweep can be watched and resumed the same way.
+
+A worker that dies while running a task (killed, out of memory) is the
+scheduler's to handle: Dask reruns the task on another worker, up to
+``distributed.scheduler.allowed-failures`` times (default 3), after which
+the future raises ``KilledWorker`` and the runner reports that run as failed.
+The driver writes each row once, when its future completes, so a retried run
+still appears once in the table.
+
+This module needs ``dask[distributed]`` (``pip install 'expreg[dask]'``);
+nothing else in expreg imports it.
+"""
+
+from __future__ import annotations
+
+import socket
+from concurrent.futures import Executor, Future
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+#: Seconds to wait for the scheduler to answer when connecting.
+CONNECT_TIMEOUT_S = 10.0
+
+
+class DaskExecutor(Executor):
+    """``Client(address).get_executor()``, closing its client on shutdown.
+
+    Parameters
+    ----------
+    address : str
+        Scheduler address, e.g. ``"tcp://10.0.0.5:8786"``.
+    timeout_s : float
+        How long to wait for the scheduler when connecting.
+
+    Raises
+    ------
+    ImportError
+        dask.distributed is not installed.
+    ValueError
+        Nothing answers at ``address``.
+    """
+
+    def __init__(self, address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        try:
+            from distributed import Client
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("--scheduler needs Dask: install it with `pip install 'expreg[dask]'`") from exc
+        _probe(address, timeout_s)
+        try:
+            self._client = Client(address, timeout=timeout_s, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ValueError(f"scheduler={address!r}: could not connect to the Dask scheduler ({exc}); check the address and that it is running") from exc
+        self._inner = self._client.get_executor(pure=False)  # each submit is its own task, even for equal arguments
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` (for dashboards, worker lists...)."""
+        return self._client
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[type-arg]
+        return self._inner.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Wait for (or cancel) this executor's tasks, then close the client; the cluster keeps running."""
+        try:
+            self._inner.shutdown(wait=wait and not cancel_futures)
+        finally:
+            self._client.close()
+
+
+def _probe(address: str, timeout_s: float) -> None:
+    """Fail fast with a clear error when nothing listens at a ``tcp://`` address."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls") or parts.hostname is None:
+        raise ValueError(f"scheduler={address!r} is not a Dask scheduler address; give it as tcp://HOST:PORT")
+    try:
+        port = parts.port or 8786
+    except ValueError:
+        raise ValueError(f"scheduler={address!r} has no valid port; give it as tcp://HOST:PORT") from None
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=min(timeout_s, 5.0)):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"scheduler={address!r}: nothing answers there ({exc.strerror or exc}); start a scheduler "
+            "(e.g. `dask scheduler --host 127.0.0.1`) or omit --scheduler to use the local process pool"
+        ) from None

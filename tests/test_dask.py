@@ -1,0 +1,112 @@
+"""Sweeps on a Dask cluster (experiments.dask_executor) against the local process pool.
+
+The cluster is a LocalCluster of 2 worker processes (1 thread each) on
+127.0.0.1; the sweep is the "lazy" experiment's tiny preset (12 runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import cloudpickle
+import pandas as pd
+import pytest
+from distributed import LocalCluster
+
+from expreg.experiments import ResultStore, get_config, make_executor, make_tasks, run_experiment, run_tasks
+from expreg.experiments.dask_executor import DaskExecutor
+
+EXPERIMENT = "lazy"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR) as c:
+        yield c
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _table(directory: Path) -> pd.DataFrame:
+    """The result table without the wall times, one row per run, ordered by key."""
+    df = ResultStore(directory).read().drop(columns=["wall_seconds"])
+    assert df.key.is_unique
+    return df.sort_values("key").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def local_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The sweep on the local default: a process pool of 2 workers."""
+    out = tmp_path_factory.mktemp("local")
+    run_experiment(EXPERIMENT, get_config(EXPERIMENT, "tiny"), out, jobs=2, show_progress=False)
+    return _table(out / EXPERIMENT)
+
+
+def _executed_on_cluster(cluster: Any) -> int:
+    """Tasks of ``execute`` whose results the cluster's scheduler received (transitions into "memory")."""
+    prefix = cluster.scheduler.task_prefixes.get("execute")
+    return 0 if prefix is None else int(prefix.state_counts.get("memory", 0))
+
+
+def test_dask_sweep_gives_the_local_table(cluster: Any, local_table: pd.DataFrame, tmp_path: Path) -> None:
+    cfg = get_config(EXPERIMENT, "tiny")
+    before = _executed_on_cluster(cluster)
+    result = run_experiment(EXPERIMENT, cfg, tmp_path, scheduler=cluster.scheduler_address, show_progress=False)
+    n = len(make_tasks(EXPERIMENT, cfg))
+    assert (result.executed, result.skipped, result.rounds) == (n, 0, 1)
+    assert _executed_on_cluster(cluster) - before == n  # the runs went to the cluster
+    pd.testing.assert_frame_equal(_table(tmp_path / EXPERIMENT), local_table)
+    again = run_experiment(EXPERIMENT, cfg, tmp_path, scheduler=cluster.scheduler_address, show_progress=False)
+    assert (again.executed, again.skipped) == (0, n)  # resumed: nothing to do
+
+
+def _die_on_first_attempt(marker_dir: str, doomed: frozenset[str], fn: Callable[..., Any], task: Any) -> Any:
+    """In a Dask worker: SIGKILL this worker process the first time a doomed task runs; run it otherwise."""
+    marker = os.path.join(marker_dir, f"killed-{task.key}")
+    if task.key in doomed:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:  # the retry
+            with open(os.path.join(marker_dir, f"ran-{task.key}"), "w") as fh:
+                fh.write(str(os.getpid()))
+        else:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return fn(task)
+
+
+class _KillingExecutor(DaskExecutor):
+    def __init__(self, address: str, marker_dir: Path, doomed: frozenset[str]) -> None:
+        super().__init__(address)
+        self._marker_dir, self._doomed = str(marker_dir), doomed
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return super().submit(_die_on_first_attempt, self._marker_dir, self._doomed, fn, *args, **kwargs)
+
+
+def test_killed_dask_worker_loses_nothing_and_writes_each_run_once(cluster: Any, local_table: pd.DataFrame, tmp_path: Path) -> None:
+    tasks = make_tasks(EXPERIMENT, get_config(EXPERIMENT, "tiny"))
+    doomed = frozenset({tasks[5].key})
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    store = ResultStore(tmp_path / "table")
+    result = run_tasks(tasks, store, lambda: _KillingExecutor(cluster.scheduler_address, markers, doomed))
+    for key in doomed:  # the doomed run killed its worker, then ran again in another process
+        killed_pid = (markers / f"killed-{key}").read_text()
+        assert (markers / f"ran-{key}").read_text() != killed_pid
+    assert result.executed == len(tasks) and not result.failures
+    assert sum(1 for _ in store.parts_dir.glob("part-*.parquet")) == len(tasks)  # one write per run: none twice
+    pd.testing.assert_frame_equal(_table(store.directory), local_table)
+
+
+def test_unreachable_scheduler_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"scheduler='tcp://127.0.0.1:9'.*nothing answers"):
+        make_executor(scheduler="tcp://127.0.0.1:9")
+    with pytest.raises(ValueError, match="not a Dask scheduler address"):
+        make_executor(scheduler="http://127.0.0.1:8786")
