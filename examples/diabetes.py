@@ -49,7 +49,7 @@ from expreg.sklearn_kernels import NTKKernel  # noqa: E402
 from expreg.storage import atomic_open  # noqa: E402
 
 WIDTHS = (64, 256, 1024, 4096)
-QUICK_WIDTHS = (64, 256)
+QUICK_WIDTHS = (32, 128)
 MAX_STEPS = 100
 KRR_ALPHA = 1.0
 
@@ -118,7 +118,7 @@ def figure(rows: list[dict[str, float | str]], widths: tuple[int, ...], out: Pat
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 folds and widths 64, 256 (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="3 folds and widths 32, 128 (a smoke run)")
     parser.add_argument("--out", type=Path, default=Path("diabetes_cv.png"), help="PNG file for the figure")
     args = parser.parse_args(argv)
     widths, folds = (QUICK_WIDTHS, 3) if args.quick else (WIDTHS, 5)
