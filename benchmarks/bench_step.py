@@ -8,8 +8,9 @@ memory (``ru_maxrss``) belongs to this one measurement.
 
 Output (one JSON object): first_ms (first call: compilation included),
 ms_min and ms_median over the timed steps, reps, and memory in MiB:
-rss_base (after imports and data), rss_peak (ru_maxrss) and their
-difference ``step_mib``, the memory the step itself needed.
+rss_start (after imports), rss_base (after the data and the step's set-up),
+rss_peak (ru_maxrss), and ``step_mib`` = rss_peak - rss_base, the memory
+the step itself needed beyond its inputs.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     import impls
 
+    rss_start = _rss_mib()
     X, y, W, a = impls.data(args.n, args.d, args.m, np.dtype(args.dtype))
     step, sync, _ = impls.make(args.impl, X, y, W, a, device=args.device)
     rss_base = _rss_mib()
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "ms_min": min(times) if times else first_ms,
         "ms_median": statistics.median(times) if times else first_ms,
         "reps": len(times),
-        "rss_base_mib": rss_base, "rss_peak_mib": peak, "step_mib": max(0.0, peak - rss_base),
+        "rss_start_mib": rss_start, "rss_base_mib": rss_base, "rss_peak_mib": peak, "step_mib": max(0.0, peak - rss_base),
     }
     print(json.dumps(out), flush=True)
     return out

@@ -65,9 +65,11 @@ def _expreg_numpy(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, de
     from expreg.activations import EXP
     from expreg.backends import get_backend
 
+    from expreg import fastpath
+
     be = get_backend("numpy")
-    W = W.copy()
-    G = np.empty_like(W)
+    G = np.empty_like(W)  # W is this process's own copy: updated in place
+    fastpath.exp_matvec_(np.zeros((1, 8), W.dtype), np.zeros(8, W.dtype), np.zeros(1, W.dtype))  # compile now, not in the first step
     plan = ops.plan_blocks(X.shape[0], W.shape[1], W.dtype.itemsize, backend=be)
 
     def step() -> None:

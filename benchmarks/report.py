@@ -1,0 +1,170 @@
+"""Render ``run_all.py``'s results as benchmarks/RESULTS.md (markdown tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from limits import limit_ms
+
+COMPETITORS = ("torch-autograd", "torch-compile", "jax-jit")
+TARGET_SPEEDUP = {"float32": 1.5, "float64": 1.2}
+
+NOTES = """\
+## How to read this
+
+- **ms/step**: best of the timed steps (up to 5, after 1-2 warm-up steps; the
+  first call, compilation included, is listed apart), one fresh subprocess per
+  cell, so libraries never share thread pools. Every implementation does the
+  same step: u = exp(XW)a, G = dL/dW, W <- W - lr G (`benchmarks/impls.py`).
+  The median is in results.json.
+- **speed-up**: (this row's ms) / (expreg's best backend's ms) on the same
+  shape and dtype; above 1 means expreg is faster.
+- **of limit**: compute limit / ms, where the limit is 4ndm flops at the
+  large-GEMM rate plus nm exponentials at the fastest vectorised exp rate
+  measured (both on all cores, no memory traffic: `benchmarks/limits.py`).
+- **step MiB**: peak resident memory (ru_maxrss) of the process minus its
+  resident memory once the inputs were built: what the step itself needed.
+- The machine is shared with other work (the load average before each cell
+  is in results.json): absolute times move between runs; ratios measured
+  within one run are what count. The lead reruns `make bench` at the end.
+- expreg's NumPy backend: blocks of neurons (1 MiB of activations) run on a
+  thread per core (BLAS limited to one thread meanwhile); each block's GEMM
+  writes into a reused buffer, a numba kernel computes exp in place
+  (vectorised polynomial) fused with the partial predictions, and the block
+  stays in memory (up to a 2 GiB budget) for the backward GEMM
+  G_block = (X * r)^T E_block. Without numba it falls back to np.exp.
+  The PyTorch backend runs the same `expreg.ops` code with torch tensors.
+"""
+
+
+def _fmt_ms(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def _best_expreg(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    ok = [r for r in rows if r["impl"].startswith("expreg") and "error" not in r]
+    return min(ok, key=lambda r: r["ms_min"]) if ok else None
+
+
+def _limit(results: dict[str, Any], n: int, d: int, m: int, dtype: str) -> float | None:
+    lim = results.get("limits") or {}
+    if dtype not in lim:
+        return None
+    return limit_ms(n, d, m, lim[dtype]["gemm_best"], lim[dtype]["exp_best"])
+
+
+def render(results: dict[str, Any]) -> str:
+    mi = results["machine"]
+    out = [
+        "# Benchmarks: one gradient step of the exponential network (issue 4)",
+        "",
+        f"Command: `{results['command'].strip()}` (`make bench` runs `python benchmarks/run_all.py`), "
+        f"started {results['started']}, {results.get('minutes', 0):.1f} min.",
+        "",
+        f"Machine: {mi.get('cpu', '?')}, {mi.get('cores')} cores, {mi.get('mem_total_gib', 0):.0f} GiB; "
+        f"Python {mi.get('python')}, numpy {mi.get('numpy')}, numba {mi.get('numba')}, torch {mi.get('torch')}, jax {mi.get('jax')}; "
+        f"device {results['device']}.",
+        "",
+    ]
+    loads = [r.get("load_before", 0) for r in results.get("steps", [])]
+    if loads:
+        out += [f"Load average before the cells: {min(loads):.1f} to {max(loads):.1f} (2 cores; above ~2 means other work competed).", ""]
+    out += _limits_section(results) + _targets_section(results) + _steps_section(results) + _memory_section(results) + [NOTES]
+    return "\n".join(out)
+
+
+def _limits_section(results: dict[str, Any]) -> list[str]:
+    lim = results.get("limits")
+    if not lim or "error" in lim:
+        return [] if not lim else ["## Compute limit", "", f"not measured: {lim['error']}", ""]
+    out = ["## Compute limit", "", "| dtype | GEMM GFLOP/s (numpy / torch) | exp G/s on all cores | limit ms: " + " / ".join(f"({n},{d},{m})" for n, d, m in _shapes(results)) + " |", "|---|---|---|---|"]
+    for dt in ("float32", "float64"):
+        g, e = lim[dt]["gemm_flops"], lim[dt]["exp_per_s"]
+        gs = " / ".join(f"{v / 1e9:.0f}" for v in g.values())
+        es = ", ".join(f"{k} {v / 1e9:.2f}" for k, v in e.items())
+        ls = " / ".join(_fmt_ms(_limit(results, n, d, m, dt)) for n, d, m in _shapes(results))
+        out.append(f"| {dt} | {gs} | {es} | {ls} |")
+    return out + [""]
+
+
+def _shapes(results: dict[str, Any]) -> list[tuple[int, int, int]]:
+    seen: list[tuple[int, int, int]] = []
+    for r in results.get("steps", []):
+        s = (r["n"], r["d"], r["m"])
+        if s not in seen:
+            seen.append(s)
+    return seen
+
+
+def _groups(results: dict[str, Any]) -> list[tuple[str, tuple[int, int, int], list[dict[str, Any]]]]:
+    groups = []
+    for dt in ("float32", "float64"):
+        for s in _shapes(results):
+            rows = [r for r in results.get("steps", []) if r["dtype"] == dt and (r["n"], r["d"], r["m"]) == s]
+            if rows:
+                groups.append((dt, s, rows))
+    return groups
+
+
+def _targets_section(results: dict[str, Any]) -> list[str]:
+    out = ["## Targets", "", "| shape (n, d, m) | dtype | expreg best (ms) | fastest of autograd / compile / JAX (ms) | speed-up | target | of limit |", "|---|---|---|---|---|---|---|"]
+    for dt, (n, d, m), rows in _groups(results):
+        best = _best_expreg(rows)
+        comp = [r for r in rows if r["impl"] in COMPETITORS and "error" not in r]
+        if best is None or not comp:
+            continue
+        fastest = min(comp, key=lambda r: r["ms_min"])
+        speedup = fastest["ms_min"] / best["ms_min"]
+        lim = _limit(results, n, d, m, dt)
+        frac = f"{lim / best['ms_min']:.2f}" if lim else "-"
+        if lim and dt == "float32" and d >= 32:
+            frac += " (target 0.5: " + ("met" if lim / best["ms_min"] >= 0.5 else "NOT met") + ")"
+        target = TARGET_SPEEDUP[dt]
+        verdict = "met" if speedup >= target else "NOT met"
+        out.append(f"| ({n}, {d}, {m}) | {dt} | {_fmt_ms(best['ms_min'])} ({best['impl']}) | {_fmt_ms(fastest['ms_min'])} ({fastest['impl']}) | {speedup:.2f}x | {target}x: {verdict} | {frac} |")
+    return out + [""]
+
+
+def _steps_section(results: dict[str, Any]) -> list[str]:
+    out = ["## Step time", "", "| shape (n, d, m) | dtype | implementation | ms/step | first call (ms) | speed-up of expreg | of limit | step MiB |", "|---|---|---|---|---|---|---|---|"]
+    for dt, (n, d, m), rows in _groups(results):
+        best = _best_expreg(rows)
+        lim = _limit(results, n, d, m, dt)
+        for r in rows:
+            if "error" in r:
+                out.append(f"| ({n}, {d}, {m}) | {dt} | {r['impl']} | {r['error']} | | | | |")
+                continue
+            sp = f"{r['ms_min'] / best['ms_min']:.2f}x" if best else "-"
+            fr = f"{lim / r['ms_min']:.2f}" if lim else "-"
+            out.append(f"| ({n}, {d}, {m}) | {dt} | {r['impl']} | {_fmt_ms(r['ms_min'])} | {_fmt_ms(r['first_ms'])} | {sp} | {fr} | {r['step_mib']:,.0f} |")
+    return out + [""]
+
+
+def _memory_section(results: dict[str, Any]) -> list[str]:
+    mem = results.get("memory")
+    if not mem:
+        return []
+    lim_gib = mem["limit_bytes"] / 2**30
+    out = [f"## Memory: the widest network each approach trains (n = {mem['n']}, d = {mem['d']}, float32, {lim_gib:.0f} GiB)", ""]
+    e = mem["expreg"]
+    if "error" in e:
+        out.append(f"expreg at m = {e['m']:,}: {e['error']}")
+    else:
+        out.append(
+            f"expreg (NumPy backend) trained m = {e['m']:,} (2^{e['m'].bit_length() - 1}) neurons: one step in {e['first_ms'] / 1e3:.1f} s "
+            f"({e['steps_per_s']:.3f} steps/s), peak resident memory {e['rss_peak_mib'] / 1024:.2f} GiB "
+            f"(the full activation matrix would be {mem['n'] * e['m'] * 4 / 2**30:,.0f} GiB)."
+        )
+    out += ["", "| approach | measured peak (m: MiB) | bytes per neuron | largest m within the limit (estimate) |", "|---|---|---|---|"]
+    if "error" not in e:
+        out.append(f"| expreg-numpy | {e['m']:,}: {e['rss_peak_mib']:,.0f} | {e['bytes_per_neuron']:,.0f} | {e['max_m_est']:,} |")
+    for impl, entry in mem.get("alternatives", {}).items():
+        pts = ", ".join(f"{p['m']:,}: " + (p["error"] if "error" in p else f"{p['rss_peak_mib']:,.0f}") for p in entry["points"])
+        bpn = f"{entry['bytes_per_neuron']:,.0f}" if entry.get("bytes_per_neuron") else "-"
+        mx = f"{entry['max_m_est']:,}" if entry.get("max_m_est") else "-"
+        out.append(f"| {impl} | {pts} | {bpn} | {mx} |")
+    out += ["", "Alternatives' limits are extrapolated linearly from their peaks at the two widths (never run out of memory on purpose);"
+            " expreg's from its measured peak at the large width.", ""]
+    return out

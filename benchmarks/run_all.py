@@ -1,0 +1,164 @@
+"""Every benchmark of issue 4 in one run; writes results.json and RESULTS.md.
+
+    python benchmarks/run_all.py            # full run (what `make bench` does), < 15 min on 2 cores
+    python benchmarks/run_all.py --quick    # float32 only, fewer repetitions, memory test at 2^22
+    python benchmarks/run_all.py --device cuda   # the PyTorch step table on a GPU
+
+1. The compute limit of the machine (``limits.py``).
+2. The step table: ms per gradient step of each implementation
+   (``impls.py``) on (n, d, m) = (1024, 32, 65536), (2048, 16, 131072),
+   (512, 128, 32768) in float32 and float64, each in its own subprocess
+   (``bench_step.py``), with peak memory.
+3. The memory test: n = 4096, d = 16, float32; expreg trains m = 2^24 for
+   a step; each approach's largest width within 16 GiB is estimated from
+   its measured peak memory per neuron (two small widths), never by
+   running it out of memory.
+
+Subprocesses are killed above ``--mem-cap-gib`` of resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import report  # noqa: E402
+from runner import run_script  # noqa: E402
+
+SHAPES = [(1024, 32, 65536), (2048, 16, 131072), (512, 128, 32768)]
+CPU_IMPLS = ["expreg-numpy", "expreg-torch", "torch-autograd", "torch-compile", "torch-manual", "jax-jit", "numpy-plain"]
+GPU_IMPLS = ["expreg-torch", "torch-autograd", "torch-compile", "torch-manual"]
+MEMORY_N, MEMORY_D, MEMORY_LIMIT = 4096, 16, 16 * 2**30
+MEMORY_PROBE_WIDTHS = (2**13, 2**14)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores and library versions."""
+    info: dict[str, Any] = {"python": platform.python_version(), "cores": len(os.sched_getaffinity(0))}
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        info["mem_total_gib"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except OSError:
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    for pkg in ("numpy", "numba", "torch", "jax", "expreg"):
+        try:
+            info[pkg] = version(pkg)
+        except PackageNotFoundError:
+            info[pkg] = None
+    return info
+
+
+def step_table(impls: list[str], dtypes: list[str], device: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    for dtype in dtypes:
+        for n, d, m in SHAPES:
+            for impl in impls:
+                cli = ["--impl", impl, "--n", str(n), "--d", str(d), "--m", str(m), "--dtype", dtype, "--device", device,
+                       "--reps", str(args.reps), "--budget-s", str(args.budget_s), "--warmup", "2" if impl in ("torch-compile", "jax-jit") else "1"]
+                row = {"impl": impl, "n": n, "d": d, "m": m, "dtype": dtype, "device": device}
+                row.update(run_script("bench_step.py", cli, cap_bytes=args.mem_cap, timeout_s=args.timeout_s))
+                rows.append(row)
+                _progress(row)
+    return rows
+
+
+def memory_test(impls: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Largest trainable width for n = 4096, d = 16, float32 within 16 GiB, per approach."""
+    out: dict[str, Any] = {"n": MEMORY_N, "d": MEMORY_D, "dtype": "float32", "limit_bytes": MEMORY_LIMIT}
+    base = ["--n", str(MEMORY_N), "--d", str(MEMORY_D), "--dtype", "float32", "--reps", "0", "--warmup", "1"]
+    m_big = 2**22 if args.quick else 2**24
+    run = run_script("bench_step.py", ["--impl", "expreg-numpy", "--m", str(m_big), *base], cap_bytes=args.mem_cap, timeout_s=900)
+    run["m"] = m_big
+    _progress({"impl": "expreg-numpy (memory)", **run})
+    if "error" not in run:
+        per_neuron = (run["rss_peak_mib"] - run["rss_start_mib"]) * 2**20 / m_big
+        run["bytes_per_neuron"] = per_neuron
+        run["max_m_est"] = int((MEMORY_LIMIT - run["rss_start_mib"] * 2**20) / per_neuron)
+        run["steps_per_s"] = 1e3 / run["first_ms"]
+    out["expreg"] = run
+    alternatives: dict[str, Any] = {}
+    for impl in impls:
+        if impl.startswith("expreg"):
+            continue
+        points = []
+        for m in MEMORY_PROBE_WIDTHS:
+            r = run_script("bench_step.py", ["--impl", impl, "--m", str(m), *base], cap_bytes=args.mem_cap, timeout_s=args.timeout_s)
+            points.append({"m": m, **r})
+            _progress({"impl": f"{impl} (memory)", "m": m, **r})
+        entry: dict[str, Any] = {"points": points}
+        if all("error" not in p for p in points):
+            (m1, p1), (m2, p2) = [(p["m"], p["rss_peak_mib"] * 2**20) for p in points]
+            slope = (p2 - p1) / (m2 - m1)
+            entry["bytes_per_neuron"] = slope
+            entry["max_m_est"] = int(m1 + (MEMORY_LIMIT - p1) / slope) if slope > 0 else None
+        alternatives[impl] = entry
+    out["alternatives"] = alternatives
+    return out
+
+
+def _progress(row: dict[str, Any]) -> None:
+    what = row.get("error") or f"{row.get('ms_min', 0):.1f} ms (first {row.get('first_ms', 0):.0f} ms, peak {row.get('rss_peak_mib', 0):.0f} MiB)"
+    shape = f"({row.get('n')}, {row.get('d')}, {row.get('m')}) {row.get('dtype', '')}"
+    print(f"  {row['impl']:<28} {shape:<28} {what}   [load {row.get('load_before', 0):.1f}]", flush=True)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="float32 only, fewer repetitions, memory test at m = 2^22")
+    p.add_argument("--device", default="cpu", help="cpu (everything) or cuda (the PyTorch implementations on the GPU)")
+    p.add_argument("--impls", nargs="*", default=None, help="subset of implementations")
+    p.add_argument("--dtypes", nargs="*", default=None, choices=["float32", "float64"])
+    p.add_argument("--reps", type=int, default=None, help="timed steps per measurement (default 5, quick 2)")
+    p.add_argument("--budget-s", type=float, default=None, help="seconds of timed steps per measurement (default 6, quick 2)")
+    p.add_argument("--mem-cap-gib", type=float, default=14.0, help="kill any measurement above this resident memory")
+    p.add_argument("--timeout-s", type=float, default=300.0)
+    p.add_argument("--no-memory", action="store_true", help="skip the memory test")
+    p.add_argument("--out", default=str(HERE / "results.json"))
+    p.add_argument("--md", default=str(HERE / "RESULTS.md"))
+    args = p.parse_args(argv)
+    args.mem_cap = int(args.mem_cap_gib * 2**30)
+    args.reps = args.reps or (2 if args.quick else 5)
+    args.budget_s = args.budget_s if args.budget_s is not None else (2.0 if args.quick else 6.0)
+    gpu = args.device != "cpu"
+    impls = args.impls or (GPU_IMPLS if gpu else CPU_IMPLS)
+    dtypes = args.dtypes or (["float32"] if args.quick else ["float32", "float64"])
+
+    started = time.time()
+    results: dict[str, Any] = {
+        "command": "python benchmarks/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "machine": machine_info(), "quick": args.quick, "device": args.device,
+    }
+    if not gpu:
+        print("compute limit ...", flush=True)
+        results["limits"] = run_script("limits.py", [], cap_bytes=args.mem_cap, timeout_s=args.timeout_s)
+    print("step table ...", flush=True)
+    results["steps"] = step_table(impls, dtypes, args.device, args)
+    if not gpu and not args.no_memory:
+        print("memory test ...", flush=True)
+        results["memory"] = memory_test(impls, args)
+    results["minutes"] = (time.time() - started) / 60
+    from expreg.storage import atomic_open, write_json_atomic
+
+    write_json_atomic(args.out, results)
+    with atomic_open(args.md, "w") as f:
+        f.write(report.render(results))
+    print(f"wrote {args.out} and {args.md} in {results['minutes']:.1f} min")
+    return results
+
+
+if __name__ == "__main__":
+    main()
