@@ -168,8 +168,8 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
     >>> import numpy as np
     >>> from expreg import ExpRegressor
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(20, 3)); y = np.sin(X[:, 0])
-    >>> model = ExpRegressor(width=256, max_steps=5000, random_state=0).fit(X, y)
+    >>> X = rng.normal(size=(10, 3)); y = np.sin(X[:, 0])
+    >>> model = ExpRegressor(width=256, max_steps=20_000, random_state=0).fit(X, y)
     >>> bool(model.converged_), model.predict(X[:2]).shape
     (True, (2,))
     """

@@ -142,8 +142,8 @@ class NTKKernel(_InfiniteWidthKernel):
     >>> from sklearn.kernel_ridge import KernelRidge
     >>> X = np.array([[0.6, 0.0], [0.0, 0.6], [0.3, 0.3]]); y = np.array([1.0, -1.0, 0.0])
     >>> model = KernelRidge(alpha=1e-8, kernel=NTKKernel()).fit(X, y)
-    >>> np.round(model.predict(X), 6).tolist()
-    [1.0, -1.0, 0.0]
+    >>> bool(np.allclose(model.predict(X), y, atol=1e-6))  # interpolates: H^cts is positive definite
+    True
     """
 
     _square = staticmethod(kernels.ntk)
