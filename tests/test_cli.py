@@ -92,7 +92,7 @@ def test_train_table_output_and_checkpoint(app, tmp_path: Path) -> None:
         (["--lr", "fast"], "--lr must be 'auto', 'empirical' or a number, got 'fast'"),
         (["--epsilon", "-1"], "epsilon must be a finite number >= 0"),
         (["--data", "MISSING"], "no file at"),
-        (["--data", "NOY"], "has no array named 'y'"),
+        (["--data", "NOY"], "has no array named 'y' (found: ['X'])"),
         (["--data", "CORRUPT"], "not a readable .npz file"),
         (["--data", "NAN"], "X contains NaN or inf"),
         (["--data", "SHAPE"], "y has 2 entries but X has n = 3 rows"),
@@ -169,7 +169,7 @@ def test_theory_computes_lambda_from_data(app, tmp_path: Path) -> None:
     [
         (["--n", "10", "--lambda", "0.5", "--delta", "2"], "delta must lie in (0, 1), got 2.0"),
         (["--n", "10", "--lambda", "-1"], "lambda must be a positive finite number, got -1.0"),
-        (["--n", "10", "--data", "DUP"], "duplicate rows"),
+        (["--n", "10", "--data", "DUP"], "duplicate rows (first at rows [0])"),
     ],
 )
 def test_theory_bad_input(app, tmp_path: Path, args, message) -> None:
@@ -180,3 +180,13 @@ def test_theory_bad_input(app, tmp_path: Path, args, message) -> None:
     assert res.exit_code == 2, res.output
     assert res.stderr.startswith("error: ") and message in " ".join(res.stderr.split())
     assert "Traceback" not in res.output
+
+
+def test_interrupt_is_one_line_and_exit_code_130(app, monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules["expreg.train"], "train", interrupted)
+    res = invoke(app, ["train", "--n", 4, "--d", 2, "--m", 8, "--json"])
+    assert res.exit_code == 130
+    assert res.stderr.startswith("error: interrupted") and "Traceback" not in res.output

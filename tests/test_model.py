@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from expreg import ExpNet, ExpOverflowError
+from expreg import ExpNet, ExpOverflowError, InputOutsideUnitBallWarning
 
 ACTIVATIONS = ("exp", "relu")
 SCALINGS = ("none", "ntk")
@@ -230,3 +230,14 @@ def test_with_weights_checks_the_shape() -> None:
     net = ExpNet.init(2, 4, seed=0)
     with pytest.raises(ValueError, match=r"W must have the shape \(d, m\) = \(2, 4\) of this network, got \(4, 2\)"):
         net.with_weights(np.zeros((4, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_predict_with_huge_inputs_warns_then_raises(dtype) -> None:
+    net = ExpNet.init(3, 16, seed=0, init="gaussian", dtype=dtype)
+    X = 1e3 * ball_points(4, 3, seed=1, radius=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.warns(InputOutsideUnitBallWarning):
+            with pytest.raises(ExpOverflowError, match="Scale the inputs into the unit ball"):
+                net.predict(X)

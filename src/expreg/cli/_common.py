@@ -26,16 +26,20 @@ def user_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import typer
+        from rich.markup import escape
 
         def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None) -> None:
-            err_console().print(f"[yellow]warning:[/yellow] {message}", markup=True, soft_wrap=True)
+            err_console().print(f"[yellow]warning:[/yellow] {escape(str(message))}", markup=True, soft_wrap=True)
 
         with warnings.catch_warnings():
             warnings.showwarning = show
             try:
                 return fn(*args, **kwargs)
             except USER_ERRORS as exc:
-                err_console().print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+                err_console().print(f"[red]error:[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
                 raise typer.Exit(2) from None
+            except KeyboardInterrupt:
+                err_console().print("[red]error:[/red] interrupted; a run with --checkpoint resumes when started again with the same arguments", markup=True, soft_wrap=True)
+                raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
