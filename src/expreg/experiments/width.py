@@ -5,8 +5,9 @@ a geometric grid of widths (``search.smallest_passing``: doubling, then
 bisection; the neurons of a seed are nested across widths, neuron r depends
 only on (seed, r)):
 
-- m_conv(seed): the smallest grid width at which GD reaches
-  ||u - y||_2 <= epsilon within ``max_steps`` (divergence counts as failure);
+- m_conv(seed): the smallest grid width (up to ``m_max_conv``) at which GD
+  reaches ||u - y||_2 <= epsilon within ``max_steps`` (divergence counts as
+  failure);
 - m_lazy(seed): the smallest grid width whose run stays in the proof's regime,
   sup_t ||H^dis(W(t)) - H^cts||_op <= lambda / 2, the sup taken over t = 0 and
   every ``lazy_record_every`` steps of a run of at most ``lazy_max_steps``
@@ -51,6 +52,7 @@ class Config(ExperimentConfig):
     max_steps: int = Field(2000, ge=1)
     m_min: int = Field(2, ge=2)
     m_max: int = Field(2**18, ge=2)
+    m_max_conv: int = Field(2**14, ge=2, description="largest width the convergence search tries (each failing probe costs max_steps steps)")
     grid_ratio: float = Field(2**0.5, gt=1, le=16)
     lazy: bool = True
     lazy_max_steps: int = Field(300, ge=1)
@@ -75,9 +77,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"ns": [4, 8, 16, 32], "d": 16, "seeds": [0, 1, 2], "max_steps": 1500, "m_max": 2**16, "grid_ratio": 2.0,
               "inits": ["coupled"], "scalings": ["none"], "lazy_max_steps": 150, "lazy_record_every": 50},
     "full": {"ns": [8, 16, 32, 64], "d": 16, "seeds": [0, 1, 2, 3, 4], "max_steps": 3000, "m_max": 2**18,
-             "grid_ratio": 2**0.5, "lazy_max_steps": 200, "lazy_record_every": 40},
+             "grid_ratio": 2**0.5, "lazy_max_steps": 100, "lazy_record_every": 25},
     "tiny": {"ns": [3, 6], "d": 4, "seeds": [0, 1], "activations": ["exp"], "inits": ["coupled"], "scalings": ["none"],
-             "max_steps": 600, "m_max": 2**12, "grid_ratio": 2.0, "lazy_max_steps": 60, "lazy_record_every": 30, "n_boot": 50},
+             "max_steps": 600, "m_max": 2**12, "m_max_conv": 2**10, "grid_ratio": 2.0, "lazy_max_steps": 60, "lazy_record_every": 30, "n_boot": 50},
 }
 
 
@@ -107,7 +109,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
                                         record_every=cfg.lazy_record_every, track_movement=False)
         return not diverged and max(result.history.kernel_deviation) <= lam / 2
 
-    i_conv, probes_conv = smallest_passing(grid, converges)
+    i_conv, probes_conv = smallest_passing([m for m in grid if m <= cfg.m_max_conv], converges)
     row: dict[str, Any] = {
         "lambda": float(lam),
         "m_conv": float(grid[i_conv]) if i_conv is not None else math.nan,
@@ -168,7 +170,7 @@ def summarise(df: Any, cfg: Config) -> dict[str, Any]:
                      "exponent of lambda(n)": f"{e['lambda_fit'].slope:.2f}", "theorem": THEOREM_EXPONENT})
         for i, n in enumerate(e["n"]):
             per_n.append({"activation": e["activation"], "init": e["init"], "scaling": e["scaling"], "n": n,
-                          "lambda": e["lambda"][i], "m*_conv": _fmt_m(e["m_conv"][i], cfg.m_max),
+                          "lambda": e["lambda"][i], "m*_conv": _fmt_m(e["m_conv"][i], cfg.m_max_conv),
                           "m*_lazy": _fmt_m(e["m_lazy"][i], cfg.m_max) if cfg.lazy else "-"})
     return {"headline": headline, "tables": {"fitted exponents": fits, "m* per n": per_n},
             "notes": [f"m* = smallest grid width (ratio {cfg.grid_ratio:.3g}, {cfg.m_min}..{cfg.m_max}) at which >= {cfg.quantile:.0%} of "
