@@ -308,8 +308,12 @@ def train(
                 raise ExpOverflowError(f"{exc} (at step {t}, before any step of this run: the inputs or initial weights are too large)") from exc
             raise diverged(f"exp overflowed at step {t}", t - 1, W_prev) from exc
         r = be.to_numpy(u).astype(np.float64) - yn
-        res = float(np.sqrt(r @ r))
+        res = _norm(r)
         loss = 0.5 * res * res
+        if not math.isfinite(loss):  # u finite but ||u - y||^2 beyond float64
+            if W_prev is None:
+                raise ExpOverflowError(f"the loss 1/2 ||u - y||^2 overflows float64 at step {t}, before any step of this run; scale the inputs or targets")
+            raise diverged(f"the loss overflowed float64 at step {t}", t - 1, W_prev)
         if loss0 is None:
             loss0 = loss
         if len(history.loss) == t:  # not yet recorded (a resumed run may have it)
@@ -341,6 +345,15 @@ def train(
         t += 1
         if path is not None and t % checkpoint_every == 0:
             _save_checkpoint(path, fingerprint, be, W, history, t - 1, pending_step=True)
+
+
+def _norm(r: np.ndarray) -> float:
+    """||r||_2 without overflow of the squares (inf only when the norm itself is)."""
+    big = float(np.abs(r).max())
+    if big == 0.0 or not math.isfinite(big):
+        return big
+    q = r / big
+    return big * math.sqrt(float(q @ q))
 
 
 def _save_checkpoint(path: Path, fingerprint: str, be: Any, W: Any, history: History, t: int, pending_step: bool = False) -> None:
