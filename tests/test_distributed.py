@@ -260,6 +260,29 @@ class _FourRanks(Communicator):
     world_size = 4
 
 
+class _RankZeroOfTwo(Communicator):
+    """Rank 0 of 2 whose peer never writes: collectives are the identity (enough for a checkpoint check)."""
+
+    world_size = 2
+
+
+def test_checkpoint_dir_not_shared_by_every_rank_is_an_error(tmp_path: Path) -> None:
+    X, y = _data()
+    with pytest.raises(CheckpointError, match="not shared by every rank"):
+        train_sharded(NetSpec(3, 8, init="gaussian"), X, y, max_steps=5, checkpoint_dir=tmp_path, checkpoint_every=2, comm=_RankZeroOfTwo())
+    assert not (tmp_path / ckpt.MANIFEST).exists()  # the step was never recorded as complete
+
+
+def test_command_line_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from expreg.cli import main
+
+    assert main(["distributed", "--n", "6", "--d", "3", "--m", "7"]) == 2  # coupled needs m even
+    assert main(["distributed", "--m", "8", "--device", "cuda"]) == 2  # CUDA needs the torch backend
+    err = capsys.readouterr().err
+    assert "error: init='coupled' pairs neurons, so m must be even; got m = 7" in err
+    assert "error: device='cuda' needs --backend torch" in err
+
+
 def test_bad_input_is_refused_with_a_clear_error() -> None:
     X, y = _data()
     with pytest.raises(ValueError, match="smaller than the number of ranks"):

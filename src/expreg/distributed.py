@@ -22,8 +22,10 @@ step-size rules, divergence test and history are those of ``expreg.train``.
 
 Launch with torchrun (gloo on CPU, NCCL when ``device`` is CUDA)::
 
-    torchrun --nproc-per-node 2 -m expreg.distributed --n 64 --d 16 --m 100000 \\
+    torchrun --nproc-per-node 2 -m expreg.distributed -- --n 64 --d 16 --m 100000 \\
         --checkpoint-dir run/
+
+(after ``--``, so that torchrun does not read --n, --d, --m as its own options)
 
 or in Python, inside an initialised process group, ``train_sharded(spec, X, y)``.
 Without a process group it runs as the only rank.
@@ -47,7 +49,7 @@ from . import kernels, ops
 from .activations import get_activation
 from .backends import Array, canonical_dtype, get_backend
 from .distributed_comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
-from .errors import ExpOverflowError, TrainingDivergedError
+from .errors import CheckpointError, ExpOverflowError, TrainingDivergedError
 from .initialisation import INITS, init_weights
 from .model import SCALINGS
 from .train import DIVERGENCE_FACTOR, History, resolve_lr
@@ -439,15 +441,22 @@ def _resume(sh: _Shard, directory: Path, fp: str, W: Array, history: History) ->
 
 
 def _checkpoint(sh: _Shard, directory: Path, fp: str, W: Array, history: History, t: int, *, final: bool) -> None:
-    """Every rank writes its file; after a barrier rank 0 records the step and deletes the older ones."""
+    """Every rank writes its file; once all files are seen by all ranks, rank 0 records the step and deletes the older ones."""
     comm = sh.comm
     ckpt.save_shard(directory, step=t, rank=comm.rank, world_size=comm.world_size, lo=sh.lo, hi=sh.hi, m=sh.spec.m,
                     W=sh.be.to_numpy(W), history=history, fingerprint=fp)
     comm.barrier()
+    files = [ckpt.shard_path(directory, t, r, comm.world_size) for r in range(comm.world_size)]
+    unseen = comm.sum(np.array([float(not all(f.exists() for f in files))]))[0]  # also a second barrier
+    if unseen > 0:
+        raise CheckpointError(
+            f"checkpoint_dir {str(directory)!r} is not shared by every rank: some rank cannot see the files of step {t} "
+            "the others wrote. Put it on a file system every rank mounts (or omit checkpoints)."
+        )
     if comm.rank == 0:
         shards = [shard_range(sh.spec.m, comm.world_size, r) for r in range(comm.world_size)]
         ckpt.write_manifest(directory, step=t, world_size=comm.world_size, m=sh.spec.m, d=sh.spec.d, fingerprint=fp, shards=shards, final=final)
-        ckpt.prune(directory, [ckpt.shard_path(directory, t, r, comm.world_size) for r in range(comm.world_size)])
+        ckpt.prune(directory, files)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,11 @@
 """``expreg distributed``: width-sharded training, one process per rank (launched by torchrun).
 
     torchrun --nproc-per-node 2 --no-python expreg distributed --m 100001 --init gaussian --checkpoint-dir run/
-    torchrun --nproc-per-node 2 -m expreg.distributed --m 100001 --init gaussian --checkpoint-dir run/
+    torchrun --nproc-per-node 2 -m expreg.distributed -- --m 100001 --init gaussian --checkpoint-dir run/
 
-Run without torchrun it trains as the only rank. Rank 0 prints the summary.
+(torchrun takes an abbreviated --n, --d or --m as its own option unless the
+arguments follow ``--``.) Run without torchrun it trains as the only rank.
+Rank 0 prints the summary.
 """
 
 from __future__ import annotations
