@@ -241,3 +241,12 @@ def test_predicted_trajectory_refuses_fractional_or_negative_steps() -> None:
         traj([0.5])
     with pytest.raises(ValueError, match="non-negative integer"):
         traj.norms([-1])
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import expreg.kernels
+
+    failures, tried = doctest.testmod(expreg.kernels, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried > 0 and failures == 0

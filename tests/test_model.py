@@ -241,3 +241,12 @@ def test_predict_with_huge_inputs_warns_then_raises(dtype) -> None:
         with pytest.warns(InputOutsideUnitBallWarning):
             with pytest.raises(ExpOverflowError, match="Scale the inputs into the unit ball"):
                 net.predict(X)
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import expreg.model
+
+    failures, tried = doctest.testmod(expreg.model, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried > 0 and failures == 0

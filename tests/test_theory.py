@@ -129,3 +129,12 @@ def test_linear_rate_bound_holds_for_a_lazy_run() -> None:
     t = np.arange(res.steps + 1)
     bound = theory.linear_rate_curve(t, res.lr, net.m, net.s, kernels.ntk_lambda(X), res.initial_residual)
     assert np.all(np.asarray(res.history.residual) <= bound * (1 + 1e-9))
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import expreg.theory
+
+    failures, tried = doctest.testmod(expreg.theory, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried > 0 and failures == 0
