@@ -250,3 +250,13 @@ def test_docstring_examples_run() -> None:
 
     failures, tried = doctest.testmod(expreg.model, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
+
+
+def test_loss_overflow_is_an_error_not_inf() -> None:
+    net = ExpNet(W=np.array([[400.0, 0.0]]), a=np.array([1.0, -1.0]), init="gaussian")
+    X = np.array([[1.0]])
+    assert np.isfinite(net.predict(X)).all()  # exp(400) ~ 5e173 fits float64, its square does not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ExpOverflowError, match="the loss .* overflows float64"):
+            net.loss(X, np.zeros(1))

@@ -17,7 +17,7 @@ import numpy as np
 from . import ops
 from .activations import Activation, get_activation
 from .backends import Array, Backend, canonical_dtype, get_backend
-from .errors import overflow_checked
+from .errors import ExpOverflowError, overflow_checked
 from .initialisation import INITS, init_weights
 from .validation import check_positive_int, check_X, check_X_y, check_y
 
@@ -202,7 +202,11 @@ class ExpNet:
         yn = check_y(y, Xn.shape[0], dtype=np.dtype(np.float64))
         u = self._forward(self._backend.asarray(Xn, self.dtype))
         r = u.astype(np.float64) - yn
-        return 0.5 * float(r @ r)
+        with overflow_checked():
+            value = 0.5 * float(r @ r)
+        if not np.isfinite(value):
+            raise ExpOverflowError(f"the loss 1/2 ||F(W, X) - y||^2 overflows float64 (largest |F - y| = {np.abs(r).max():.3g}); scale the inputs into the unit ball")
+        return value
 
     def gradient(self, X: Any, y: Any) -> np.ndarray:
         """dL/dW, a NumPy array (d, m) (MATH.md 2)."""
