@@ -12,7 +12,7 @@ from sklearn.kernel_ridge import KernelRidge
 
 from expreg import kernels, sklearn_kernels
 from expreg.data import make_dataset
-from expreg.sklearn_kernels import NNGPKernel, NTKKernel, nngp_cross
+from expreg.sklearn_kernels import NNGPKernel, NTKKernel
 
 ACTIVATIONS = ("exp", "relu")
 ALL = [NTKKernel(a) for a in ACTIVATIONS] + [NNGPKernel(a) for a in ACTIVATIONS]
@@ -86,8 +86,8 @@ def test_relu_kernels_by_monte_carlo():
 
 
 def test_nngp_cross_checks_shapes():
-    with pytest.raises(ValueError, match="X2 has 2 features but X1 has 3"):
-        nngp_cross(np.ones((2, 3)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="X2 has 2 features but the network expects d = 3"):
+        kernels.nngp_cross(np.ones((2, 3)), np.ones((2, 2)))
 
 
 # ------------------------------------------------------------ the Kernel interface

@@ -336,3 +336,9 @@ def test_huge_but_finite_predictions_at_the_start_are_an_overflow_error() -> Non
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(ExpOverflowError, match="before any step"):
             train(net, X, np.array([0.3, -0.2]))
+
+
+def test_auto_lr_with_all_zero_inputs_is_a_clear_error():
+    net = ExpNet.init(3, 8, seed=0)
+    with pytest.raises(ValueError, match="lambda_max\\(H\\^cts\\) > 0"):
+        train(net, np.zeros((4, 3)), np.ones(4))

@@ -107,6 +107,13 @@ def ntk_cross(X1: Any, X2: Any, activation: str = "exp") -> np.ndarray:
     return _closed_form(A, B, activation, "ntk")
 
 
+def nngp_cross(X1: Any, X2: Any, activation: str = "exp") -> np.ndarray:
+    """NNGP kernel K between two sets of points (n1 x n2), for GP prediction."""
+    A = check_X(X1, name="X1", dtype=np.float64, warn_ball=False)
+    B = check_X(X2, name="X2", dtype=np.float64, warn_ball=False, d=A.shape[1])
+    return _closed_form(A, B, activation, "nngp")
+
+
 def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
     """Finite-width NTK H(W) (n x n), blocked over neurons (MATH.md 3).
 

@@ -43,25 +43,6 @@ BLOCK = 256
 SquareFn = Callable[[np.ndarray, str], np.ndarray]
 
 
-def nngp_cross(X1: Any, X2: Any, activation: str = "exp") -> np.ndarray:
-    """NNGP kernel between two point sets, (n1, n2) (MATH.md 3).
-
-    ``expreg.kernels`` has the NNGP only as a square Gram matrix, so each
-    (block of X1, block of X2) pair is read off the Gram matrix of the two
-    blocks stacked: the same formula, at about four times the arithmetic.
-    """
-    A, B = _as_2d(X1, "X1"), _as_2d(X2, "X2")
-    if A.shape[1] != B.shape[1]:
-        raise ValueError(f"X2 has {B.shape[1]} features but X1 has {A.shape[1]}; they must match")
-    out = np.empty((A.shape[0], B.shape[0]))
-    for i in range(0, A.shape[0], BLOCK):
-        a = A[i : i + BLOCK]
-        for j in range(0, B.shape[0], BLOCK):
-            b = B[j : j + BLOCK]
-            out[i : i + len(a), j : j + len(b)] = kernels.nngp(np.vstack([a, b]), activation)[: len(a), len(a) :]
-    return out
-
-
 def _diag_from_square(square: SquareFn, X: np.ndarray, activation: str) -> np.ndarray:
     """k(x_i, x_i) for each row, (n,), from square Gram matrices of row blocks."""
     return np.concatenate([np.diag(square(X[i : i + BLOCK], activation)) for i in range(0, X.shape[0], BLOCK)])
@@ -161,4 +142,4 @@ class NNGPKernel(_InfiniteWidthKernel):
     """
 
     _square = staticmethod(kernels.nngp)
-    _cross = staticmethod(nngp_cross)
+    _cross = staticmethod(kernels.nngp_cross)

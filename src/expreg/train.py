@@ -147,6 +147,11 @@ def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: Ex
     """
     if isinstance(lr, str):
         if lr == "auto":
+            if not lambda_max_cts > 0:
+                raise ValueError(
+                    f"lr='auto' needs lambda_max(H^cts) > 0, got {lambda_max_cts:.3g}: every input is zero, so the "
+                    "gradient vanishes and there is nothing to train; check X or pass a number as lr"
+                )
             return 1.0 / (m * s * s * lambda_max_cts), "auto: 1/lambda_max(m s^2 H^cts)"
         if lr == "empirical":
             if net is None or X is None:
