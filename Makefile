@@ -45,8 +45,10 @@ demo: install-demo
 test: install-test
 	$(PY) -m pytest -q
 
+# `make bench BENCH_ARGS=--quick` for a short run; see benchmarks/run_all.py --help
+BENCH_ARGS ?=
 bench: install-bench
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -12,7 +12,7 @@ TARGET_SPEEDUP = {"float32": 1.5, "float64": 1.2}
 NOTES = """\
 ## How to read this
 
-- **ms/step**: best of the timed steps (up to 5, after 1-2 warm-up steps; the
+- **ms/step**: best of the timed steps (up to 3, after 1-2 warm-up steps; the
   first call, compilation included, is listed apart), one fresh subprocess per
   cell, so libraries never share thread pools. Every implementation does the
   same step: u = exp(XW)a, G = dL/dW, W <- W - lr G (`benchmarks/impls.py`).

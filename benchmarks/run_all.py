@@ -2,7 +2,7 @@
 
     python benchmarks/run_all.py            # full run (what `make bench` does), < 15 min on 2 cores
     python benchmarks/run_all.py --quick    # float32 only, fewer repetitions, memory test at 2^22
-    python benchmarks/run_all.py --device cuda   # the PyTorch step table on a GPU
+    python benchmarks/run_all.py --device cuda   # the PyTorch step table on a GPU -> RESULTS-cuda.md
 
 1. The compute limit of the machine (``limits.py``).
 2. The step table: ms per gradient step of each implementation
@@ -121,18 +121,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--device", default="cpu", help="cpu (everything) or cuda (the PyTorch implementations on the GPU)")
     p.add_argument("--impls", nargs="*", default=None, help="subset of implementations")
     p.add_argument("--dtypes", nargs="*", default=None, choices=["float32", "float64"])
-    p.add_argument("--reps", type=int, default=None, help="timed steps per measurement (default 5, quick 2)")
-    p.add_argument("--budget-s", type=float, default=None, help="seconds of timed steps per measurement (default 6, quick 2)")
+    p.add_argument("--reps", type=int, default=None, help="timed steps per measurement (default 3, quick 2)")
+    p.add_argument("--budget-s", type=float, default=None, help="seconds of timed steps per measurement (default 4, quick 2)")
     p.add_argument("--mem-cap-gib", type=float, default=14.0, help="kill any measurement above this resident memory")
     p.add_argument("--timeout-s", type=float, default=300.0)
     p.add_argument("--no-memory", action="store_true", help="skip the memory test")
-    p.add_argument("--out", default=str(HERE / "results.json"))
-    p.add_argument("--md", default=str(HERE / "RESULTS.md"))
+    p.add_argument("--out", default=None, help="default benchmarks/results.json (results-cuda.json on a GPU)")
+    p.add_argument("--md", default=None, help="default benchmarks/RESULTS.md (RESULTS-cuda.md on a GPU)")
     args = p.parse_args(argv)
     args.mem_cap = int(args.mem_cap_gib * 2**30)
-    args.reps = args.reps or (2 if args.quick else 5)
-    args.budget_s = args.budget_s if args.budget_s is not None else (2.0 if args.quick else 6.0)
+    args.reps = args.reps or (2 if args.quick else 3)
+    args.budget_s = args.budget_s if args.budget_s is not None else (2.0 if args.quick else 4.0)
     gpu = args.device != "cpu"
+    args.out = args.out or str(HERE / ("results-cuda.json" if gpu else "results.json"))
+    args.md = args.md or str(HERE / ("RESULTS-cuda.md" if gpu else "RESULTS.md"))
     impls = args.impls or (GPU_IMPLS if gpu else CPU_IMPLS)
     dtypes = args.dtypes or (["float32"] if args.quick else ["float32", "float64"])
 

@@ -100,6 +100,20 @@ def _compile() -> dict[str, Callable[..., None]]:
 
         return types.float64(types.int64), codegen
 
+    @intrinsic
+    def _int_of_f32(typingctx: Any, x: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], ir.IntType(32))
+
+        return types.int32(types.float32), codegen
+
+    @intrinsic
+    def _int_of_f64(typingctx: Any, x: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], ir.IntType(64))
+
+        return types.int64(types.float64), codegen
+
     # Reassociation lets LLVM vectorise the row sum; no 'nnan'/'ninf', so
     # inf and NaN keep their meaning (overflow detection relies on them).
     fm = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -111,8 +125,11 @@ def _compile() -> dict[str, Callable[..., None]]:
     @njit(inline="always", fastmath=fe)
     def exp32(x: float) -> float:
         # exp(x) = 2^k exp(f), |f| <= ln2/2; Cephes expf polynomial (~1 ulp).
-        # Out-of-range x give garbage here, replaced by the selects below.
-        kf = np.floor(x * f32(1.44269504088896341) + f32(0.5))
+        # k = round(x / ln2) by the 1.5 * 2^23 trick: k sits in t's low bits
+        # (no float -> int conversion). Out-of-range x give garbage here,
+        # replaced by the selects below.
+        t = x * f32(1.44269504088896341) + f32(12582912.0)
+        kf = t - f32(12582912.0)
         f = x - kf * f32(0.693359375)
         f = f - kf * f32(-2.12194440e-4)
         p = f32(1.9875691500e-4)
@@ -122,7 +139,7 @@ def _compile() -> dict[str, Callable[..., None]]:
         p = p * f + f32(1.6666665459e-1)
         p = p * f + f32(5.0000001201e-1)
         p = p * (f * f) + f + f32(1.0)
-        scale = _bits_f32((i32(kf) + i32(126)) << i32(23))
+        scale = _bits_f32((_int_of_f32(t) - i32(0x4B400000 - 126)) << i32(23))
         r = p * scale * f32(2.0)
         r = f32(np.inf) if x > f32(88.72283905206835) else r
         r = f32(0.0) if x < f32(-86.0) else r
@@ -131,7 +148,8 @@ def _compile() -> dict[str, Callable[..., None]]:
     @njit(inline="always", fastmath=fe)
     def exp64(x: float) -> float:
         # exp(x) = 2^k exp(f), |f| <= ln2/2; degree-12 Taylor (error < 2e-16).
-        kf = np.floor(x * f64(1.4426950408889634) + f64(0.5))
+        t = x * f64(1.4426950408889634) + f64(6755399441055744.0)  # 1.5 * 2^52
+        kf = t - f64(6755399441055744.0)
         f = x - kf * f64(6.93147180369123816490e-01)
         f = f - kf * f64(1.90821492927058770002e-10)
         p = f64(1.0 / 479001600.0)
@@ -146,7 +164,7 @@ def _compile() -> dict[str, Callable[..., None]]:
         p = p * f + f64(1.0 / 6.0)
         p = p * f + f64(0.5)
         p = p * (f * f) + f + f64(1.0)
-        scale = _bits_f64((i64(kf) + i64(1022)) << i64(52))
+        scale = _bits_f64((_int_of_f64(t) - i64(0x4338000000000000 - 1022)) << i64(52))
         r = p * scale * f64(2.0)
         r = f64(np.inf) if x > f64(709.782712893384) else r
         r = f64(0.0) if x < f64(-707.0) else r
