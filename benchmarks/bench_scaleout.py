@@ -2,6 +2,7 @@
 
     python benchmarks/bench_scaleout.py            # full: the "width" quick sweep, m = 2^17
     python benchmarks/bench_scaleout.py --quick    # the "convergence" tiny sweep, m = 2^15
+    python benchmarks/bench_scaleout.py --markdown-only   # rewrite the RESULTS.md section from scaleout.json
 
 1. Sweep throughput: one experiment sweep run end to end (pool start-up
    included) on the local process pool (``make_executor(jobs)``) and on a
@@ -105,8 +106,10 @@ def sharded_steps(n: int, d: int, m: int, steps: int, world: int | None, threads
 # ---------------------------------------------------------------- report
 def markdown(results: dict[str, Any]) -> str:
     """The "## Scale-out" section."""
-    lines = [SECTION, "", f"Command: `{results['command']}` ({results['date']}; {results['machine']}). "
-             "Timings on a shared 2-core machine with other jobs running are noisy.", "",
+    lo, hi = results.get("load_average", ["?", "?"])
+    lines = [SECTION, "", f"Command: `{results['command']}` ({results['date']}; {results['machine']}; 1-minute load average "
+             f"{lo} at the start, {hi} at the end: other jobs shared the cores, so speed-ups from a second worker are "
+             "understated and every figure is noisy).", "",
              "Sweep throughput: one sweep end to end, start-up of the workers included (the Dask cluster itself is "
              "started before the clock).", "",
              "| executor | workers | sweep | runs | seconds | runs/s |", "|---|---|---|---|---|---|"]
@@ -142,10 +145,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--dtype", default="float64")
     parser.add_argument("--init-method", default=None)
+    parser.add_argument("--markdown-only", action="store_true",
+                        help="only (re)write the RESULTS.md section from benchmarks/scaleout.json (e.g. after run_all.py rewrote the file)")
     args = parser.parse_args()
     if args.mode == "_train":
         _train_worker(args)
         return
+    if args.markdown_only:
+        write_section(HERE / "RESULTS.md", markdown(json.loads((HERE / "scaleout.json").read_text())))
+        return
+    load_before = os.getloadavg()[0]
     experiment, preset = ("convergence", "tiny") if args.quick else ("width", "quick")
     m = args.m or (2**15 if args.quick else 2**17)
     steps = args.steps or (10 if args.quick else 30)
@@ -158,7 +167,7 @@ def main() -> None:
         print(f"sharded P={r['processes']} dist={r['torch_distributed']} threads={r['threads_per_process']}: {r['steps_per_s']:.2f} steps/s", flush=True)
     results = {"command": "python benchmarks/bench_scaleout.py" + (" --quick" if args.quick else ""),
                "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-               "sweeps": sweeps, "sharded": sharded}
+               "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)], "sweeps": sweeps, "sharded": sharded}
     (HERE / "scaleout.json").write_text(json.dumps(results, indent=2))
     write_section(HERE / "RESULTS.md", markdown(results))
 

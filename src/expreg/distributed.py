@@ -322,7 +322,7 @@ def train_sharded(
     comm = communicator() if comm is None else comm
     max_steps = check_positive_int(max_steps, "max_steps", minimum=0)
     checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
-    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon >= 0):
+    if isinstance(epsilon, bool) or not (isinstance(epsilon, (int, float, np.floating, np.integer)) and math.isfinite(epsilon) and epsilon >= 0):
         raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
     if record_every is not None:
         record_every = check_positive_int(record_every, "record_every", minimum=0)
