@@ -53,6 +53,7 @@ from .errors import CheckpointError, ExpOverflowError, TrainingDivergedError
 from .initialisation import INITS, init_weights
 from .model import SCALINGS
 from .train import DIVERGENCE_FACTOR, History, resolve_lr
+from .train import _norm as residual_norm  # the overflow-free ||u - y|| of expreg.train
 from .validation import check_positive_int, check_X_y
 
 ProgressFn = Callable[[int, float], None]
@@ -381,10 +382,10 @@ def train_sharded(
             result=finish(False, t, Wt), lr=step, suggested_lr=safe,
         )
 
-    def overflowed(t: int) -> Exception:
+    def overflowed(t: int, what: str = "exp overflowed") -> Exception:
         if W_prev is None:
-            return ExpOverflowError(f"exp overflowed at step {t}, before any step of this run: the inputs or initial weights are too large")
-        return diverged(f"exp overflowed at step {t}", t - 1, W_prev)
+            return ExpOverflowError(f"{what} at step {t}, before any step of this run: the inputs, targets or initial weights are too large")
+        return diverged(f"{what} at step {t}", t - 1, W_prev)
 
     loss0 = history.loss[0] if history.loss else None
     t = start
@@ -396,8 +397,10 @@ def train_sharded(
         if any_overflow:  # some rank's gradient overflowed
             raise overflowed(t)
         r = be.to_numpy(u).astype(np.float64) - yn
-        res = float(np.sqrt(r @ r))
+        res = residual_norm(r)
         loss = 0.5 * res * res
+        if not math.isfinite(loss):  # u finite but ||u - y||^2 beyond float64
+            raise overflowed(t, "the loss 1/2 ||u - y||^2 overflowed float64")
         if loss0 is None:
             loss0 = loss
         if len(history.loss) == t:
