@@ -1,0 +1,135 @@
+"""numba kernels of ``fastpath`` (imported only when numba is installed).
+
+Module-level functions, so numba's on-disk cache (``cache=True``) spares
+later processes the compilation (about 2 s). See ``fastpath`` for the
+accuracy of the exponential and the fallback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+# Reassociation lets LLVM vectorise the row sum; no 'nnan'/'ninf', so
+# inf and NaN keep their meaning (overflow detection relies on them).
+FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# The exp itself must not be reassociated (Cody-Waite needs its order).
+FE = {"contract"}
+f32, f64, i32, i64 = np.float32, np.float64, np.int32, np.int64
+nan32, nan64 = f32(np.nan), f64(np.nan)
+
+
+def _bitcast(src: Any, dst: Any, dst_ir: Any) -> Any:
+    @intrinsic
+    def cast(typingctx: Any, x: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], dst_ir)
+
+        return dst(src), codegen
+
+    return cast
+
+
+_bits_f32 = _bitcast(types.int32, types.float32, ir.FloatType())
+_bits_f64 = _bitcast(types.int64, types.float64, ir.DoubleType())
+_int_of_f32 = _bitcast(types.float32, types.int32, ir.IntType(32))
+_int_of_f64 = _bitcast(types.float64, types.int64, ir.IntType(64))
+
+
+@njit(inline="always", fastmath=FE)
+def exp32(x: float) -> float:
+    # exp(x) = 2^k exp(f), |f| <= ln2/2; Cephes expf polynomial (~1 ulp).
+    # k = round(x / ln2) by the 1.5 * 2^23 trick: k sits in t's low bits
+    # (no float -> int conversion). Out-of-range x give garbage here,
+    # replaced by the selects below.
+    t = x * f32(1.44269504088896341) + f32(12582912.0)
+    kf = t - f32(12582912.0)
+    f = x - kf * f32(0.693359375)
+    f = f - kf * f32(-2.12194440e-4)
+    p = f32(1.9875691500e-4)
+    p = p * f + f32(1.3981999507e-3)
+    p = p * f + f32(8.3334519073e-3)
+    p = p * f + f32(4.1665795894e-2)
+    p = p * f + f32(1.6666665459e-1)
+    p = p * f + f32(5.0000001201e-1)
+    p = p * (f * f) + f + f32(1.0)
+    scale = _bits_f32((_int_of_f32(t) - i32(0x4B400000 - 126)) << i32(23))
+    r = p * scale * f32(2.0)
+    r = f32(np.inf) if x > f32(88.72283905206835) else r
+    r = f32(0.0) if x < f32(-86.0) else r
+    return nan32 if x != x else r
+
+
+@njit(inline="always", fastmath=FE)
+def exp64(x: float) -> float:
+    # exp(x) = 2^k exp(f), |f| <= ln2/2; degree-12 Taylor (error < 2e-16).
+    t = x * f64(1.4426950408889634) + f64(6755399441055744.0)  # 1.5 * 2^52
+    kf = t - f64(6755399441055744.0)
+    f = x - kf * f64(6.93147180369123816490e-01)
+    f = f - kf * f64(1.90821492927058770002e-10)
+    p = f64(1.0 / 479001600.0)
+    p = p * f + f64(1.0 / 39916800.0)
+    p = p * f + f64(1.0 / 3628800.0)
+    p = p * f + f64(1.0 / 362880.0)
+    p = p * f + f64(1.0 / 40320.0)
+    p = p * f + f64(1.0 / 5040.0)
+    p = p * f + f64(1.0 / 720.0)
+    p = p * f + f64(1.0 / 120.0)
+    p = p * f + f64(1.0 / 24.0)
+    p = p * f + f64(1.0 / 6.0)
+    p = p * f + f64(0.5)
+    p = p * (f * f) + f + f64(1.0)
+    scale = _bits_f64((_int_of_f64(t) - i64(0x4338000000000000 - 1022)) << i64(52))
+    r = p * scale * f64(2.0)
+    r = f64(np.inf) if x > f64(709.782712893384) else r
+    r = f64(0.0) if x < f64(-707.0) else r
+    return nan64 if x != x else r
+
+
+def expf(x):  # type: ignore[no-untyped-def]  # pragma: no cover - numba compares signatures: no annotations
+    """exp of one float32 or float64, dispatched on the type in compiled code."""
+    raise NotImplementedError
+
+
+@overload(expf, inline="always")
+def _expf(x):  # type: ignore[no-untyped-def]  # no annotations: numba compares them with the lambdas
+    if x == types.float32:
+        return lambda x: exp32(x)
+    if x == types.float64:
+        return lambda x: exp64(x)
+    return None
+
+
+@njit(fastmath=FE, cache=True)
+def exp_row(z: np.ndarray) -> None:
+    """z <- exp(z) in place, z 1-D contiguous."""
+    for j in range(z.shape[0]):
+        z[j] = expf(z[j])
+
+
+@njit(fastmath=FM, cache=True)
+def dot(z: np.ndarray, a: np.ndarray) -> Any:
+    """sum_j z[j] a[j] (reassociated: vectorised)."""
+    s = z.dtype.type(0.0)
+    for j in range(z.shape[0]):
+        s += z[j] * a[j]
+    return s
+
+
+@njit(nogil=True, cache=True)
+def exp_matvec(Z: np.ndarray, a: np.ndarray, acc: np.ndarray) -> None:
+    """Z <- exp(Z), acc += Z @ a, row by row (each row stays in L1)."""
+    for i in range(Z.shape[0]):
+        row = Z[i]
+        exp_row(row)
+        acc[i] += dot(row, a)
+
+
+@njit(nogil=True, cache=True)
+def exp_flat(z: np.ndarray) -> None:
+    """z <- exp(z) for a 1-D contiguous array, releasing the GIL."""
+    exp_row(z)
