@@ -40,7 +40,7 @@ demo: install-demo
 	$(VENV)/bin/expreg run width --preset quick --out $(DEMO_OUT) $(if $(DEMO_JOBS),--jobs $(DEMO_JOBS))
 	@echo
 	@echo "== headline numbers (width: m* ~ n^a, the theorem says a = 2) =="
-	@$(VENV)/bin/expreg report $(DEMO_OUT)
+	@$(VENV)/bin/expreg report --reuse $(DEMO_OUT)
 
 test: install-test
 	$(PY) -m pytest -q

@@ -87,3 +87,23 @@ def test_cli_config_file_and_errors(tmp_path, capsys):
     assert "preset 'huge' is not known" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "no experiment results" in capsys.readouterr().err
+
+
+def test_reuse_and_experiments_without_runs(results, tmp_path):
+    build_report(results)
+    stamp = (results / "lazy" / "summary.json").stat().st_mtime_ns
+    _, _, summaries = build_report(results, fresh=False)  # up-to-date summaries are reused, not recomputed
+    assert (results / "lazy" / "summary.json").stat().st_mtime_ns == stamp and len(summaries) == 2
+    # an experiment that has a configuration but no finished run yet is listed, not fatal
+    import shutil
+
+    shutil.copytree(results, tmp_path / "r")
+    (tmp_path / "r" / "width").mkdir()
+    from expreg.storage import write_json_atomic
+
+    cfg = get_config("width", "tiny")
+    write_json_atomic(tmp_path / "r" / "width" / "config.json", {"experiment": "width", "versioned_name": cfg.versioned_name,
+                                                                 "config_hash": cfg.config_hash, "config": cfg.model_dump(mode="json")})
+    html_path, md_path, summaries = build_report(tmp_path / "r", fresh=False)
+    assert [s["experiment"] for s in summaries] == ["lazy", "kernel"]
+    assert "No finished runs yet: width" in md_path.read_text()

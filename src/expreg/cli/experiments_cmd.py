@@ -40,7 +40,7 @@ def run_command(
     result = run_experiment(experiment, cfg, out, jobs=jobs, scheduler=scheduler, show_progress=not quiet)
     typer.echo(f"{experiment}: {result.executed} runs done now, {result.skipped} already in the table "
                f"({out / experiment / 'results.parquet'}, configuration {cfg.config_hash})")
-    html_path, md_path, summaries = build_report(out)
+    html_path, md_path, summaries = build_report(out, fresh=[experiment])
     _print_headlines([s for s in summaries if s["experiment"] == experiment])
     typer.echo(f"report: {html_path.resolve()}")
 
@@ -48,11 +48,12 @@ def run_command(
 @user_errors
 def report_command(
     directory: Path = typer.Argument(Path("results"), help="Results directory given to `expreg run --out`."),
+    fresh: bool = typer.Option(True, "--fresh/--reuse", help="Re-analyse every experiment, or reuse summaries newer than their results."),
 ) -> None:
     """Analyse every experiment under DIRECTORY: figures, report.html and report.md."""
     from ..experiments import build_report
 
-    html_path, md_path, summaries = build_report(directory)
+    html_path, md_path, summaries = build_report(directory, fresh=fresh)
     _print_headlines(summaries)
     typer.echo(f"report: {html_path.resolve()}")
     typer.echo(f"summary: {md_path.resolve()}")

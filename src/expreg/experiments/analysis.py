@@ -17,14 +17,22 @@ from .base import get_experiment
 from .store import ResultStore
 
 
-def load_run_config(directory: str | Path) -> tuple[str, Any]:
-    """(experiment name, Config) from ``directory/config.json``."""
+class NoRunsError(ValueError):
+    """An experiment directory without a finished run of its configuration."""
+
+
+def load_run_config(directory: str | Path) -> tuple[str, Any, str]:
+    """(experiment name, Config, configuration hash of the run) from ``directory/config.json``.
+
+    The hash is the one recorded by the run: a configuration written by an
+    older version (fewer fields) still selects its own rows.
+    """
     path = Path(directory) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no experiment results in {str(directory)!r} (missing config.json); run `expreg run EXPERIMENT --out ...` first")
     meta = json.loads(path.read_text())
     module = get_experiment(meta["experiment"])
-    return meta["experiment"], module.Config(**meta["config"])
+    return meta["experiment"], module.Config(**meta["config"]), meta["config_hash"]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -42,16 +50,16 @@ def _jsonable(obj: Any) -> Any:
 def analyse(directory: str | Path) -> dict[str, Any]:
     """Write ``summary.json`` and the figures of the experiment in ``directory``; return the summary."""
     directory = Path(directory)
-    name, cfg = load_run_config(directory)
+    name, cfg, config_hash = load_run_config(directory)
     module = get_experiment(name)
     df = ResultStore(directory).read()
-    df = df[df.config_hash == cfg.config_hash].reset_index(drop=True) if len(df) else df
+    df = df[df.config_hash == config_hash].reset_index(drop=True) if len(df) else df
     if not len(df):
-        raise ValueError(f"{str(directory)!r} holds no finished runs of configuration {cfg.config_hash}; run the experiment first")
+        raise NoRunsError(f"{str(directory)!r} holds no finished runs of configuration {config_hash}; run the experiment first")
     summary = module.summarise(df, cfg)
     stems = module.figures(df, cfg, directory / "figures")
     out = {"experiment": name, "versioned_name": cfg.versioned_name, "description": module.description,
-           "config_hash": cfg.config_hash, "config": cfg.model_dump(mode="json"), "runs": int(len(df)),
+           "config_hash": config_hash, "config": cfg.model_dump(mode="json"), "runs": int(len(df)),
            "cpu_seconds": float(df.wall_seconds.sum()), "figures": stems, **summary}
     write_json_atomic(directory / "summary.json", _jsonable(out))
     return out

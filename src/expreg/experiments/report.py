@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..storage import atomic_open
-from .analysis import analyse
+from .analysis import NoRunsError, analyse
 from .base import EXPERIMENTS
 
 
@@ -59,18 +59,47 @@ th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}dl.h dt{font-weig
 details{margin:.5em 0 1.5em}pre{background:#f7f7f7;padding:.6em;font-size:12px}"""
 
 
-def build_report(out: str | Path, *, analyse_first: bool = True) -> tuple[Path, Path, list[dict[str, Any]]]:
-    """Write ``report.html`` and ``report.md`` in ``out``; return their paths and the summaries."""
+def _up_to_date(d: Path) -> dict[str, Any] | None:
+    """The experiment's summary.json if it is newer than its results and of the recorded configuration."""
+    summary, table, config = d / "summary.json", d / "results.parquet", d / "config.json"
+    if not (summary.is_file() and table.is_file()) or summary.stat().st_mtime < max(table.stat().st_mtime, config.stat().st_mtime):
+        return None
+    s = json.loads(summary.read_text())
+    if s.get("config_hash") != json.loads(config.read_text()).get("config_hash"):
+        return None
+    if not all((d / "figures" / f"{stem}.png").is_file() for stem in s.get("figures", [])):
+        return None
+    return s
+
+
+def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Path, Path, list[dict[str, Any]]]:
+    """Write ``report.html`` and ``report.md`` in ``out``; return their paths and the summaries.
+
+    ``fresh``: True re-analyses every experiment; False reuses each
+    up-to-date ``summary.json`` (newer than the results, same configuration);
+    a list of names re-analyses those and reuses the others.
+    """
     out = Path(out)
     dirs = experiment_dirs(out)
     if not dirs:
         raise FileNotFoundError(f"no experiment results under {str(out)!r}; run e.g. `expreg run width --out {out}` first")
-    summaries = [analyse(d) if analyse_first else json.loads((d / "summary.json").read_text()) for d in dirs]
+    summaries, kept, pending = [], [], []
+    for d in dirs:
+        try:
+            again = fresh if isinstance(fresh, bool) else d.name in fresh
+            summaries.append((None if again else _up_to_date(d)) or analyse(d))
+            kept.append(d)
+        except NoRunsError:
+            pending.append(d.name)
+    dirs = kept
     parts_html = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>expreg report</title><style>{CSS}</style></head><body>",
                   "<h1>expreg: experiments on the over-parameterised exponential regression network</h1>",
                   "<p>Gao, Mahadevan &amp; Song (2023): F(W, x) = s &sum;<sub>r</sub> a<sub>r</sub> exp(&lang;w<sub>r</sub>, x&rang;). "
                   "Definitions: MATH.md section 6. [paper]: stated in the paper's abstract; [derived]: rebuilt from the analyses it names.</p>"]
     parts_md = ["# expreg report\n", "Experiments of MATH.md 6; the HTML report (`report.html`) embeds every figure.\n"]
+    if pending:
+        parts_html.append(f"<p>No finished runs yet: {html.escape(', '.join(pending))}.</p>")
+        parts_md.append(f"\nNo finished runs yet: {', '.join(pending)}.\n")
     for d, s in zip(dirs, summaries):
         parts_html.append(f"<h2 id='{s['experiment']}'>{html.escape(s['versioned_name'])}</h2><p>{html.escape(s['description'])} "
                           f"({s['runs']} runs, {s['cpu_seconds']:.0f} CPU s, configuration {s['config_hash']})</p>")
