@@ -136,8 +136,9 @@ def run_tasks(
         if on_executor:
             on_executor(executor)
         broken = False
+        futures: dict[Future[Any], Task] = {}
         try:
-            futures: dict[Future[Any], Task] = {executor.submit(execute, t): t for t in pending.values()}
+            futures = {executor.submit(execute, t): t for t in pending.values()}
             for fut in as_completed(futures):
                 task = futures[fut]
                 try:
@@ -154,8 +155,10 @@ def run_tasks(
                 result.executed += 1
                 if progress:
                     progress(total - len(pending) - len(result.failures), total)
-        finally:
-            executor.shutdown(wait=not broken, cancel_futures=True)
+        finally:  # only the Executor interface: cancel what has not started, then shut down
+            for fut in futures:
+                fut.cancel()
+            executor.shutdown(wait=not broken)
     if result.failures:
         first = next(iter(result.failures.values()))
         raise SweepError(f"{len(result.failures)} of {total} runs failed; finished rows are saved. First failure: {first}")
