@@ -66,7 +66,7 @@ def test_cli_run_resume_report_list(tmp_path, capsys):
     assert f"report: {(tmp_path / 'report.html').resolve()}" in out
     assert main(args) == 0
     assert "0 runs done now, 6 already in the table" in capsys.readouterr().out
-    assert main(["report", str(tmp_path)]) == 0
+    assert main(["report", "--reuse", str(tmp_path)]) == 0
     assert "report.md" in capsys.readouterr().out
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
