@@ -61,7 +61,7 @@ class Config(ExperimentConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"widths": [64, 256, 1024], "seeds": [0, 1], "max_steps": 300},
-    "full": {"widths": [64, 256, 1024, 4096, 16384], "seeds": [0, 1, 2, 3, 4], "max_steps": 2000},
+    "full": {"widths": [64, 256, 1024, 4096], "seeds": [0, 1, 2, 3, 4], "max_steps": 1000},
     "tiny": {"widths": [32, 128], "ridges": [1e-2], "seeds": [0], "max_steps": 30},
 }
 
