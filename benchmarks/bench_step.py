@@ -7,7 +7,9 @@ memory (``ru_maxrss``) belongs to this one measurement.
     python benchmarks/bench_step.py --impl expreg-numpy --n 1024 --d 32 --m 65536 --dtype float32
 
 Output (one JSON object): first_ms (first call: compilation included),
-ms_min and ms_median over the timed steps, reps, and memory in MiB:
+ms_min and ms_median over the timed steps, cpu_ms_min (CPU time of all the
+process's threads, spinning included: less sensitive to other work on the
+machine than wall time), reps, and memory in MiB:
 rss_start (after imports), rss_base (after the data and the step's set-up),
 rss_peak (ru_maxrss), and ``step_mib`` = rss_peak - rss_base, the memory
 the step itself needed beyond its inputs.
@@ -62,12 +64,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         step()
         sync()
     times: list[float] = []
+    cpu: list[float] = []
     started = time.perf_counter()
     while len(times) < args.reps and (len(times) < args.min_reps or time.perf_counter() - started < args.budget_s):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         step()
         sync()
         times.append(1e3 * (time.perf_counter() - t0))
+        cpu.append(1e3 * (time.process_time() - c0))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
     out: dict[str, object] = {
         "impl": args.impl, "n": args.n, "d": args.d, "m": args.m, "dtype": args.dtype, "device": args.device,
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "ms_min": min(times) if times else first_ms,
         "ms_median": statistics.median(times) if times else first_ms,
         "reps": len(times),
+        "cpu_ms_min": min(cpu) if cpu else None,  # CPU time of all threads: robust to other load
         "rss_start_mib": rss_start, "rss_base_mib": rss_base, "rss_peak_mib": peak, "step_mib": max(0.0, peak - rss_base),
     }
     print(json.dumps(out), flush=True)
