@@ -240,3 +240,13 @@ def test_plan_blocks_and_chunks() -> None:
     chunks = ops.BlockPlan(3, False).chunks(1000)
     assert len(chunks) == ops.MAX_CHUNKS
     assert [r for c in chunks for r in c] == list(ops.BlockPlan(3, False).ranges(1000))
+
+
+def test_overflow_of_the_gradient_alone_is_detected() -> None:
+    X, W, a, y = problem(dtype=np.float32)
+    W[:, 5] = 69.0 * X[2]  # exp(69) ~ 1e30 is finite in float32, and so is u; r * exp(69) ~ 1e60 is not
+    G = np.zeros_like(W)
+    u = ops.forward(get_backend("numpy"), EXP, X, W, a, 1.0, ops.BlockPlan(8, True))
+    assert np.isfinite(u).all()
+    with pytest.raises(ExpOverflowError, match="gradient"):
+        ops.forward_backward(get_backend("numpy", None, 2), EXP, X, W, a, y, 1.0, ops.BlockPlan(8, True), G)

@@ -180,17 +180,22 @@ class NumpyBackend(Backend):
         return out
 
     def parallel(self, tasks: int, fn: Callable[[int, int], None]) -> None:
+        # Overflow is detected explicitly by ``ops`` (inf/NaN checks), so
+        # NumPy's overflow warnings are silenced in every thread (errstate is
+        # per thread: workers do not inherit the caller's).
         workers = min(self.threads, tasks)
         limiter = _blas_single_thread() if workers > 1 else None
         if limiter is None:
-            return Backend.parallel(self, tasks, fn)
+            with np.errstate(over="ignore", invalid="ignore"):
+                return Backend.parallel(self, tasks, fn)
         todo = iter(range(tasks))  # shared; next() is atomic under the GIL
         errors: list[BaseException] = []
 
         def run(worker: int) -> None:
             try:
-                for t in todo:
-                    fn(worker, t)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    for t in todo:
+                        fn(worker, t)
             except BaseException as exc:  # re-raised in the caller below
                 errors.append(exc)
 

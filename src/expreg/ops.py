@@ -132,7 +132,8 @@ class _Workspace:
     z : one flat buffer of n * block per worker thread (recomputed blocks)
     kept : flat buffer of n * m (block [lo, hi) at offset n * lo), when plan.keep
     acc : (chunks, n) partial predictions, one row per chunk
-    xr : (n, d) the residual-scaled inputs X * r[:, None]
+    xrt : (d, n) the residual-scaled inputs (X * r[:, None])^T, C-contiguous
+    finite : one flag per chunk: its gradient columns are all finite
     """
 
     def __init__(self, backend: Backend, n: int, d: int, m: int, dtype: np.dtype, plan: BlockPlan, key: tuple[Any, ...]) -> None:
@@ -141,7 +142,8 @@ class _Workspace:
         self.z = [backend.empty((n * plan.block,), dtype) for _ in range(max(1, backend.threads))]
         self.kept = backend.empty((n * m,), dtype) if plan.keep else None
         self.acc = backend.empty((len(plan.chunks(m)), n), dtype)
-        self.xr = backend.empty((n, d), dtype)
+        self.xrt = backend.empty((d, n), dtype)
+        self.finite = [True] * len(plan.chunks(m))
 
     def block(self, worker: int, lo: int, hi: int) -> Array:
         """A C-contiguous (n, hi - lo) buffer for block [lo, hi): kept or scratch."""
@@ -285,8 +287,8 @@ def _backward(
     first = [0]
     for blocks in chunks[:-1]:
         first.append(first[-1] + len(blocks))
-    ws.xr[...] = X * r[:, None]
-    XrT = ws.xr.T
+    ws.xrt[...] = (X * r[:, None]).T
+    XrT = ws.xrt
     sa = a * scale
     direct = _contiguous_out_ok(backend, G[:, :1])
 
@@ -303,9 +305,11 @@ def _backward(
             else:
                 Gb[...] = backend.matmul(XrT, D)
             Gb *= sa[lo:hi]
+        lo, hi = chunks[c][0][0], chunks[c][-1][1]
+        ws.finite[c] = backend.all_finite(G[:, lo:hi])  # checked in parallel, chunk by chunk
 
     backend.parallel(len(chunks), chunk)
-    if not backend.all_finite(G):
+    if not all(ws.finite):
         raise _overflow("the gradient dL/dW")
     return G
 
