@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--impls", nargs="*", default=None, help="subset of implementations")
     p.add_argument("--dtypes", nargs="*", default=None, choices=["float32", "float64"])
     p.add_argument("--reps", type=int, default=None, help="timed steps per measurement (default 3, quick 2)")
-    p.add_argument("--budget-s", type=float, default=None, help="seconds of timed steps per measurement (default 4, quick 2)")
+    p.add_argument("--budget-s", type=float, default=None, help="seconds of timed steps per measurement (default 3, quick 2)")
     p.add_argument("--mem-cap-gib", type=float, default=14.0, help="kill any measurement above this resident memory")
     p.add_argument("--timeout-s", type=float, default=300.0)
     p.add_argument("--no-memory", action="store_true", help="skip the memory test")
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     args.mem_cap = int(args.mem_cap_gib * 2**30)
     args.reps = args.reps or (2 if args.quick else 3)
-    args.budget_s = args.budget_s if args.budget_s is not None else (2.0 if args.quick else 4.0)
+    args.budget_s = args.budget_s if args.budget_s is not None else (2.0 if args.quick else 3.0)
     gpu = args.device != "cpu"
     args.out = args.out or str(HERE / ("results-cuda.json" if gpu else "results.json"))
     args.md = args.md or str(HERE / ("RESULTS-cuda.md" if gpu else "RESULTS.md"))
