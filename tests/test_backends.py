@@ -147,3 +147,12 @@ def test_block_sizes_follow_the_backend() -> None:
     assert ops.plan_blocks(100, 10**6, 4, backend=dev).block >= ops.plan_blocks(100, 10**6, 4, backend=cpu).block
     net = ExpNet.init(3, 10**4, backend="torch", device=DEVICE)
     assert net.plan(50).block == ops.plan_blocks(50, 10**4, 8, backend=net.backend).block
+
+
+def test_core_import_loads_no_optional_library() -> None:
+    import subprocess
+    import sys
+
+    code = "import expreg, sys; print(sorted(m for m in ('numba', 'threadpoolctl', 'torch', 'jax') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

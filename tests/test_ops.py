@@ -250,3 +250,17 @@ def test_overflow_of_the_gradient_alone_is_detected() -> None:
     assert np.isfinite(u).all()
     with pytest.raises(ExpOverflowError, match="gradient"):
         ops.forward_backward(get_backend("numpy", None, 2), EXP, X, W, a, y, 1.0, ops.BlockPlan(8, True), G)
+
+
+def test_without_numba_the_numpy_fallback_gives_the_same_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, W, a, y = problem(dtype=np.float32, seed=14)
+    fast = ops.forward_backward(get_backend("numpy"), EXP, X, W, a, y, 1.0, ops.BlockPlan(16, True))
+    monkeypatch.setattr(fastpath, "_kernels", None)
+    monkeypatch.setattr(fastpath, "_failed", None)
+    monkeypatch.setitem(__import__("sys").modules, "expreg._fastkernels", None)  # import now fails
+    monkeypatch.delattr(__import__("expreg"), "_fastkernels", raising=False)
+    assert not fastpath.enabled()
+    slow = ops.forward_backward(get_backend("numpy"), EXP, X, W, a, y, 1.0, ops.BlockPlan(16, True))
+    u_ref, G_ref = dense_reference(X, W, a, y, 1.0)
+    for got in (fast, slow):
+        assert close(got[0], u_ref, np.float32) and close(got[1], G_ref, np.float32)
