@@ -34,10 +34,10 @@ NOTES = """\
   stays in memory (up to a 2 GiB budget) for the backward GEMM
   G_block = (X * r)^T E_block. Without numba it falls back to np.exp.
   The PyTorch backend runs the same `expreg.ops` code with torch tensors.
-- On this CPU, PyTorch's own matrix product is slow for the skinny products
-  of the step (X W with d = 16 or 32: about 5-10 GFLOP/s against OpenBLAS's
-  60), which is why every PyTorch row, expreg's PyTorch backend included,
-  trails the NumPy ones; the PyTorch backend is there for GPUs.
+- expreg's PyTorch backend runs the same blocked code, but on the CPU its
+  exp is not fused with the row sums and its blocks run one after another
+  (PyTorch threads each operation), so the NumPy backend is the faster one
+  here; the PyTorch backend is there for GPUs.
 - **speed-up in CPU time**: the same ratio on CPU time (all of a process's
   threads, spinning included; `cpu_ms_min` in results.json), a measure of
   the work that other load on the machine disturbs far less than wall time.

@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--mem-cap-gib", type=float, default=14.0, help="kill any measurement above this resident memory")
     p.add_argument("--timeout-s", type=float, default=300.0)
     p.add_argument("--no-memory", action="store_true", help="skip the memory test")
+    p.add_argument("--render", action="store_true", help="only rewrite the markdown from the existing results file")
     p.add_argument("--out", default=None, help="default benchmarks/results.json (results-cuda.json on a GPU)")
     p.add_argument("--md", default=None, help="default benchmarks/RESULTS.md (RESULTS-cuda.md on a GPU)")
     args = p.parse_args(argv)
@@ -137,6 +138,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.md = args.md or str(HERE / ("RESULTS-cuda.md" if gpu else "RESULTS.md"))
     impls = args.impls or (GPU_IMPLS if gpu else CPU_IMPLS)
     dtypes = args.dtypes or (["float32"] if args.quick else ["float32", "float64"])
+
+    from expreg.storage import atomic_open, write_json_atomic
+
+    if args.render:
+        import json
+
+        results = json.loads(Path(args.out).read_text())
+        with atomic_open(args.md, "w") as f:
+            f.write(report.render(results))
+        print(f"wrote {args.md} from {args.out}")
+        return results
 
     started = time.time()
     results: dict[str, Any] = {
@@ -153,8 +165,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("memory test ...", flush=True)
         results["memory"] = memory_test(impls, args)
     results["minutes"] = (time.time() - started) / 60
-    from expreg.storage import atomic_open, write_json_atomic
-
     write_json_atomic(args.out, results)
     with atomic_open(args.md, "w") as f:
         f.write(report.render(results))
