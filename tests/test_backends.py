@@ -156,3 +156,31 @@ def test_core_import_loads_no_optional_library() -> None:
     code = "import expreg, sys; print(sorted(m for m in ('numba', 'threadpoolctl', 'torch', 'jax') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_parallel_works_in_a_forked_child() -> None:
+    import multiprocessing as mp
+
+    _FORKED["be"].parallel(4, lambda w, t: None)  # the parent's pool threads exist before the fork
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_forked_sum, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the child hung or failed"
+    assert queue.get(timeout=5) == sum(range(40))
+
+
+_FORKED = {"be": NumpyBackend(threads=2)}
+
+
+def _forked_sum(queue: "object") -> None:
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def task(worker: int, t: int) -> None:
+        with lock:
+            done.append(t)
+
+    _FORKED["be"].parallel(40, task)
+    queue.put(sum(done))  # type: ignore[attr-defined]

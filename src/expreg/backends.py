@@ -144,6 +144,7 @@ class NumpyBackend(Backend):
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads!r}")
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
         self._pool_lock = threading.Lock()
 
     def asarray(self, x: Any, dtype: np.dtype) -> np.ndarray:
@@ -201,16 +202,18 @@ class NumpyBackend(Backend):
 
         with limiter:
             futures = [self._executor().submit(run, w) for w in range(1, workers)]
-            run(0)
+            run(0)  # the caller works too, so every task is done even if no pool thread starts
             for f in futures:
-                f.result()
+                if not f.cancel():  # started: wait for its last task
+                    f.result()
         if errors:
             raise errors[0]
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
-            if self._pool is None:
+            if self._pool is None or self._pool_pid != os.getpid():  # a forked child gets no threads: new pool
                 self._pool = ThreadPoolExecutor(max_workers=max(1, self.threads - 1), thread_name_prefix="expreg")
+                self._pool_pid = os.getpid()
             return self._pool
 
     def __repr__(self) -> str:
