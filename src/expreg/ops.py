@@ -262,8 +262,9 @@ def backward_pass(
     ``kept`` (from ``forward_pass``) is consumed: its blocks are overwritten.
     """
     ws = _acquire(backend, X, W, BlockPlan(plan.block, keep=False))
+    blocks = None if kept is None else (lambda k, lo, hi: kept[k])
     try:
-        _backward(backend, act, X, W, a, r, scale, plan, kept, G, ws)
+        _backward(backend, act, X, W, a, r, scale, plan, blocks, G, ws)
     finally:
         _release(ws)
     return G
@@ -278,10 +279,11 @@ def _backward(
     r: Array,
     scale: float,
     plan: BlockPlan,
-    kept: list[Array] | None,
+    kept: Callable[[int, int, int], Array] | None,
     G: Array,
     ws: _Workspace,
 ) -> Array:
+    """The backward pass; ``kept(k, lo, hi)`` returns block k's kept activations (None: recompute)."""
     m = int(W.shape[1])
     chunks = plan.chunks(m)
     first = [0]
@@ -295,7 +297,7 @@ def _backward(
     def chunk(worker: int, c: int) -> None:
         for k, (lo, hi) in enumerate(chunks[c], start=first[c]):
             if kept is not None:
-                E = kept[k]
+                E = kept(k, lo, hi)
             else:
                 E = act.value_(backend, backend.matmul(X, W[:, lo:hi], out=ws.z[worker][: ws.n * (hi - lo)].reshape(ws.n, hi - lo)))
             D = act.derivative(backend, E)
@@ -356,7 +358,7 @@ def forward_backward(
             raise _overflow("the predictions F(W, X)")
         if G is None:
             G = backend.empty(tuple(W.shape), _dtype_of(backend, X))
-        kept = [ws.block(0, lo, hi) for lo, hi in plan.ranges(int(W.shape[1]))] if plan.keep else None
+        kept = (lambda k, lo, hi: ws.block(0, lo, hi)) if plan.keep else None
         _backward(backend, act, X, W, a, u - y, scale, plan, kept, G, ws)
     finally:
         _release(ws)
