@@ -79,8 +79,8 @@ def test_fused_exp_matvec_and_numpy_fallback_agree_with_float64(dtype: type, mon
     a = rng.standard_normal(37).astype(dtype)
     ref_E = np.exp(Z.astype(np.float64))
     ref_acc = 1.0 + ref_E @ a
-    for env in ("1", "0"):
-        monkeypatch.setenv("EXPREG_FASTPATH", env)
+    for disabled in (False, True):
+        monkeypatch.setattr(fastpath, "_disabled", disabled)
         Zc, acc = Z.copy(), np.ones(7, dtype=dtype)
         fastpath.exp_matvec_(Zc, a, acc)
         assert close(Zc, ref_E, dtype) and close(acc, ref_acc, dtype)
@@ -264,3 +264,11 @@ def test_without_numba_the_numpy_fallback_gives_the_same_step(monkeypatch: pytes
     u_ref, G_ref = dense_reference(X, W, a, y, 1.0)
     for got in (fast, slow):
         assert close(got[0], u_ref, np.float32) and close(got[1], G_ref, np.float32)
+
+
+def test_environment_variable_turns_the_fast_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPREG_FASTPATH", "0")
+    monkeypatch.setattr(fastpath, "_disabled", None)  # as in a fresh process
+    assert not fastpath.enabled()
+    x = np.array([0.0, 1.0])
+    np.testing.assert_array_equal(fastpath.exp_(x.copy()), np.exp(x))

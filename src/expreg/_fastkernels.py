@@ -20,7 +20,6 @@ FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # The exp itself must not be reassociated (Cody-Waite needs its order).
 FE = {"contract"}
 f32, f64, i32, i64 = np.float32, np.float64, np.int32, np.int64
-nan32, nan64 = f32(np.nan), f64(np.nan)
 
 
 def _bitcast(src: Any, dst: Any, dst_ir: Any) -> Any:
@@ -50,18 +49,18 @@ def exp32(x: float) -> float:
     kf = t - f32(12582912.0)
     f = x - kf * f32(0.693359375)
     f = f - kf * f32(-2.12194440e-4)
-    p = f32(1.9875691500e-4)
-    p = p * f + f32(1.3981999507e-3)
-    p = p * f + f32(8.3334519073e-3)
-    p = p * f + f32(4.1665795894e-2)
-    p = p * f + f32(1.6666665459e-1)
-    p = p * f + f32(5.0000001201e-1)
-    p = p * (f * f) + f + f32(1.0)
-    scale = _bits_f32((_int_of_f32(t) - i32(0x4B400000 - 126)) << i32(23))
-    r = p * scale * f32(2.0)
+    # Coefficients doubled so that 2^k needs no extra multiply (bias 126, not 127).
+    p = f32(2 * 1.9875691500e-4)
+    p = p * f + f32(2 * 1.3981999507e-3)
+    p = p * f + f32(2 * 8.3334519073e-3)
+    p = p * f + f32(2 * 4.1665795894e-2)
+    p = p * f + f32(2 * 1.6666665459e-1)
+    p = p * f + f32(2 * 5.0000001201e-1)
+    p = p * (f * f) + (f * f32(2.0) + f32(2.0))
+    r = p * _bits_f32((_int_of_f32(t) - i32(0x4B400000 - 126)) << i32(23))
+    # NaN needs no select: it propagates through t, p and r, and fails both tests.
     r = f32(np.inf) if x > f32(88.72283905206835) else r
-    r = f32(0.0) if x < f32(-86.0) else r
-    return nan32 if x != x else r
+    return f32(0.0) if x < f32(-86.0) else r
 
 
 @njit(inline="always", fastmath=FE)
@@ -71,23 +70,21 @@ def exp64(x: float) -> float:
     kf = t - f64(6755399441055744.0)
     f = x - kf * f64(6.93147180369123816490e-01)
     f = f - kf * f64(1.90821492927058770002e-10)
-    p = f64(1.0 / 479001600.0)
-    p = p * f + f64(1.0 / 39916800.0)
-    p = p * f + f64(1.0 / 3628800.0)
-    p = p * f + f64(1.0 / 362880.0)
-    p = p * f + f64(1.0 / 40320.0)
-    p = p * f + f64(1.0 / 5040.0)
-    p = p * f + f64(1.0 / 720.0)
-    p = p * f + f64(1.0 / 120.0)
-    p = p * f + f64(1.0 / 24.0)
-    p = p * f + f64(1.0 / 6.0)
-    p = p * f + f64(0.5)
-    p = p * (f * f) + f + f64(1.0)
-    scale = _bits_f64((_int_of_f64(t) - i64(0x4338000000000000 - 1022)) << i64(52))
-    r = p * scale * f64(2.0)
+    p = f64(2.0 / 479001600.0)
+    p = p * f + f64(2.0 / 39916800.0)
+    p = p * f + f64(2.0 / 3628800.0)
+    p = p * f + f64(2.0 / 362880.0)
+    p = p * f + f64(2.0 / 40320.0)
+    p = p * f + f64(2.0 / 5040.0)
+    p = p * f + f64(2.0 / 720.0)
+    p = p * f + f64(2.0 / 120.0)
+    p = p * f + f64(2.0 / 24.0)
+    p = p * f + f64(2.0 / 6.0)
+    p = p * f + f64(1.0)
+    p = p * (f * f) + (f * f64(2.0) + f64(2.0))
+    r = p * _bits_f64((_int_of_f64(t) - i64(0x4338000000000000 - 1022)) << i64(52))
     r = f64(np.inf) if x > f64(709.782712893384) else r
-    r = f64(0.0) if x < f64(-707.0) else r
-    return nan64 if x != x else r
+    return f64(0.0) if x < f64(-707.0) else r
 
 
 def expf(x):  # type: ignore[no-untyped-def]  # pragma: no cover - numba compares signatures: no annotations

@@ -13,7 +13,7 @@ Cody-Waite range-reduced polynomial exp (vectorised by LLVM: 8 float32 or
 while the row is in L1, releasing the GIL so that ``ops`` can run blocks
 on all cores. It compiles on first use per dtype (about 2 s) and is
 cached on disk by numba for later processes. Without numba, or with
-``EXPREG_FASTPATH=0`` in the environment, it falls back to ``np.exp``
+``EXPREG_FASTPATH=0`` in the environment (read once), it falls back to ``np.exp``
 followed by a matrix-vector product; results agree to rounding.
 
 Accuracy (measured against float64 ``np.exp`` in tests/test_ops.py):
@@ -47,28 +47,37 @@ def exp_matvec_(Z: np.ndarray, a: np.ndarray, acc: np.ndarray) -> np.ndarray:
     All three arrays share one floating dtype; Z is C-contiguous.
     """
     kernels = _get()
-    if kernels is None or not Z.flags.c_contiguous or Z.dtype not in (np.float32, np.float64):
-        with np.errstate(over="ignore", invalid="ignore"):
-            np.exp(Z, out=Z)
-            acc += Z @ a
+    if kernels is not None and Z.dtype.char in "fd" and Z.flags.c_contiguous:
+        kernels["exp_matvec"](Z, a, acc)
         return Z
-    kernels[Z.dtype.name](Z, a, acc)
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.exp(Z, out=Z)
+        acc += Z @ a
     return Z
 
 
 def exp_(Z: np.ndarray) -> np.ndarray:
     """exp in place with the compiled kernel (np.exp when unavailable); returns Z."""
     kernels = _get()
-    if kernels is None or not Z.flags.c_contiguous or Z.dtype not in (np.float32, np.float64):
-        with np.errstate(over="ignore"):
-            return np.exp(Z, out=Z)
-    kernels["exp_" + Z.dtype.name](Z.reshape(-1))
-    return Z
+    if kernels is not None and Z.dtype.char in "fd" and Z.flags.c_contiguous:
+        kernels["exp"](Z.reshape(-1))
+        return Z
+    with np.errstate(over="ignore"):
+        return np.exp(Z, out=Z)
+
+
+#: True when EXPREG_FASTPATH=0 (read at the first call; tests may set it directly).
+_disabled: bool | None = None
 
 
 def _get() -> dict[str, Callable[..., None]] | None:
-    global _kernels, _failed
-    if os.environ.get("EXPREG_FASTPATH", "1") in ("0", "false", "no", "off"):
+    """The compiled kernels, or None (numba missing, or EXPREG_FASTPATH=0)."""
+    global _kernels, _failed, _disabled
+    if _kernels is not None and _disabled is False:  # the hot path: two comparisons
+        return _kernels
+    if _disabled is None:
+        _disabled = os.environ.get("EXPREG_FASTPATH", "1").lower() in ("0", "false", "no", "off")
+    if _disabled:
         return None
     if _kernels is not None or _failed is not None:
         return _kernels
@@ -85,4 +94,4 @@ def _compile() -> dict[str, Callable[..., None]]:
     """Import the numba kernels (compiled on first call per dtype, cached on disk)."""
     from . import _fastkernels as k  # ImportError without numba -> fallback
 
-    return {"float32": k.exp_matvec, "float64": k.exp_matvec, "exp_float32": k.exp_flat, "exp_float64": k.exp_flat}
+    return {"exp_matvec": k.exp_matvec, "exp": k.exp_flat}
