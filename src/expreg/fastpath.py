@@ -9,7 +9,7 @@ NumPy's ``exp`` is a separate pass at about 0.5 G exp/s per core in
 float32 and 0.18 in float64 on this AVX2 machine. With numba installed
 (the ``fast`` extra), ``_fastkernels`` holds one loop that computes a
 Cody-Waite range-reduced polynomial exp (vectorised by LLVM: 8 float32 or
-4 float64 lanes, about 1.4 and 0.4 G exp/s per core) and each row's sum
+4 float64 lanes, about 1.9 and 0.5 G exp/s per core) and each row's sum
 while the row is in L1, releasing the GIL so that ``ops`` can run blocks
 on all cores. It compiles on first use per dtype (about 2 s) and is
 cached on disk by numba for later processes. Without numba, or with
