@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import cloudpickle
+import dask
 import pandas as pd
 import pytest
 from distributed import LocalCluster
@@ -27,8 +28,10 @@ EXPERIMENT = "lazy"
 @pytest.fixture(scope="module")
 def cluster() -> Any:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR) as c:
-        yield c
+    # a client gathering a result from the killed worker retries the connection until this timeout (default 30 s)
+    with dask.config.set({"distributed.comm.timeouts.connect": "5s"}):
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR) as c:
+            yield c
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
@@ -103,6 +106,13 @@ def test_killed_dask_worker_loses_nothing_and_writes_each_run_once(cluster: Any,
     assert result.executed == len(tasks) and not result.failures
     assert sum(1 for _ in store.parts_dir.glob("part-*.parquet")) == len(tasks)  # one write per run: none twice
     pd.testing.assert_frame_equal(_table(store.directory), local_table)
+
+
+def test_a_cluster_without_workers_is_announced() -> None:
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR) as empty:
+        with pytest.warns(UserWarning, match="has no workers yet"):
+            executor = make_executor(scheduler=empty.scheduler_address)
+        executor.shutdown()
 
 
 def test_unreachable_scheduler_is_a_clear_error() -> None:

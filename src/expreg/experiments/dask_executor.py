@@ -19,6 +19,7 @@ nothing else in expreg imports it.
 from __future__ import annotations
 
 import socket
+import warnings
 from concurrent.futures import Executor, Future
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -56,6 +57,9 @@ class DaskExecutor(Executor):
         except (OSError, TimeoutError) as exc:
             raise ValueError(f"scheduler={address!r}: could not connect to the Dask scheduler ({exc}); check the address and that it is running") from exc
         self._inner = self._client.get_executor(pure=False)  # each submit is its own task, even for equal arguments
+        if not self._client.scheduler_info().get("workers"):
+            warnings.warn(f"the Dask cluster at {address} has no workers yet: the runs wait until workers connect "
+                          f"(e.g. `dask worker {address}`)", stacklevel=3)
 
     @property
     def client(self) -> Any:
