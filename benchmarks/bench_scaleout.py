@@ -53,7 +53,7 @@ def sweep_throughput(experiment: str, preset: str, workers: int, kind: str) -> d
             from distributed import LocalCluster
 
             with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                              dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+                              dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
                 started = time.perf_counter()  # cluster start-up excluded: it is already running for a user
                 run_tasks(tasks, store, lambda: make_executor(scheduler=cluster.scheduler_address))
                 seconds = time.perf_counter() - started

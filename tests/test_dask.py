@@ -30,7 +30,7 @@ def cluster() -> Any:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     # a client gathering a result from the killed worker retries the connection until this timeout (default 30 s)
     with dask.config.set({"distributed.comm.timeouts.connect": "5s"}):
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR) as c:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as c:
             yield c
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
@@ -109,7 +109,7 @@ def test_killed_dask_worker_loses_nothing_and_writes_each_run_once(cluster: Any,
 
 
 def test_a_cluster_without_workers_is_announced() -> None:
-    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR) as empty:
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as empty:
         with pytest.warns(UserWarning, match="has no workers yet"):
             executor = make_executor(scheduler=empty.scheduler_address)
         executor.shutdown()
