@@ -14,7 +14,9 @@ NOTES = """\
 
 - **ms/step**: best of the timed steps (up to 3, after 1-2 warm-up steps; the
   first call, compilation included, is listed apart), one fresh subprocess per
-  cell, so libraries never share thread pools. Every implementation does the
+  cell, so libraries never share thread pools. expreg-numpy, torch-compile and
+  jax-jit are measured in two rounds minutes apart and keep their better one
+  (`ms_rounds` in results.json), so a burst of other load cannot decide a ratio. Every implementation does the
   same step: u = exp(XW)a, G = dL/dW, W <- W - lr G (`benchmarks/impls.py`).
   The median is in results.json.
 - **speed-up**: (this row's ms) / (expreg's best backend's ms) on the same
