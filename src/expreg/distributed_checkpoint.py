@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .descent import History
 from .errors import CheckpointError
 from .storage import load_npz, save_npz_atomic, write_json_atomic
-from .train import History
 
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step(\d{10})-rank(\d{5})-of(\d{5})\.npz$")

@@ -9,68 +9,22 @@ deviation ||H^dis(W(t)) - H^cts||_op and lambda_min(H^dis(W(t))).
 from __future__ import annotations
 
 import hashlib
-import math
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from . import kernels, ops
-from .errors import CheckpointError, ExpOverflowError, TrainingDivergedError, overflow_checked
+from . import descent
+from .descent import DIVERGENCE_FACTOR, History, ProgressFn, Run, resolve_lr
+from .distributed_comm import Communicator
+from .errors import CheckpointError
 from .model import ExpNet
 from .storage import load_npz, save_npz_atomic
-from .validation import check_positive_int, check_X_y
+from .validation import check_X_y
 
-#: The loss may grow at most this factor above its initial value before the run counts as diverged.
-DIVERGENCE_FACTOR = 1e4
-
-ProgressFn = Callable[[int, float], None]
-
-
-@dataclass
-class History:
-    """Per-step records of a run; arrays indexed by step t = 0 .. steps.
-
-    Attributes
-    ----------
-    loss : (T+1,) 1/2 ||u(t) - y||^2
-    residual : (T+1,) ||u(t) - y||_2
-    max_movement : (T+1,) max_r ||w_r(t) - w_r(0)||_2
-    frobenius_movement : (T+1,) ||W(t) - W(0)||_F
-    kernel_step : (K,) steps at which the kernel was recorded
-    kernel_deviation : (K,) ||H^dis(W(t)) - H^cts||_op
-    kernel_lambda_min : (K,) lambda_min(H^dis(W(t)))
-    """
-
-    loss: list[float] = field(default_factory=list)
-    residual: list[float] = field(default_factory=list)
-    max_movement: list[float] = field(default_factory=list)
-    frobenius_movement: list[float] = field(default_factory=list)
-    kernel_step: list[int] = field(default_factory=list)
-    kernel_deviation: list[float] = field(default_factory=list)
-    kernel_lambda_min: list[float] = field(default_factory=list)
-
-    def as_arrays(self) -> dict[str, np.ndarray]:
-        """Every record as a NumPy array, keyed by field name."""
-        return {k: np.asarray(v) for k, v in self.__dict__.items()}
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "History":
-        h = cls()
-        for k in h.__dict__:
-            setattr(h, k, np.asarray(arrays[k]).tolist())
-        return h
-
-    def truncate(self, steps: int) -> None:
-        """Drop records after step ``steps``."""
-        for k in ("loss", "residual", "max_movement", "frobenius_movement"):
-            del getattr(self, k)[steps + 1 :]
-        keep = [i for i, t in enumerate(self.kernel_step) if t <= steps]
-        for k in ("kernel_step", "kernel_deviation", "kernel_lambda_min"):
-            setattr(self, k, [getattr(self, k)[i] for i in keep])
+__all__ = ["DIVERGENCE_FACTOR", "History", "TrainResult", "resolve_lr", "train"]
 
 
 @dataclass
@@ -137,32 +91,6 @@ class TrainResult:
             "frobenius_movement": float(self.history.frobenius_movement[-1]),
             "seconds": float(self.seconds),
         }
-
-
-def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: ExpNet | None = None, X: np.ndarray | None = None) -> tuple[float, str]:
-    """Turn ``lr`` ("auto", "empirical" or a positive number) into (step, rule).
-
-    "auto" = 1 / lambda_max(m s^2 H^cts); "empirical" = 1 / lambda_max(H(W(0)))
-    (MATH.md 4).
-    """
-    if isinstance(lr, str):
-        if lr == "auto":
-            if not lambda_max_cts > 0:
-                raise ValueError(
-                    f"lr='auto' needs lambda_max(H^cts) > 0, got {lambda_max_cts:.3g}: every input is zero, so the "
-                    "gradient vanishes and there is nothing to train; check X or pass a number as lr"
-                )
-            return 1.0 / (m * s * s * lambda_max_cts), "auto: 1/lambda_max(m s^2 H^cts)"
-        if lr == "empirical":
-            if net is None or X is None:
-                raise ValueError("lr='empirical' needs the network and the inputs X")
-            return 1.0 / kernels.lambda_max(kernels.empirical_ntk(net, X)), "empirical: 1/lambda_max(H(W(0)))"
-        raise ValueError(f"lr={lr!r} is not known; use 'auto', 'empirical' or a positive number")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
-        raise TypeError(f"lr must be 'auto', 'empirical' or a number, got {type(lr).__name__}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr}; use lr='auto' for 1/lambda_max(m s^2 H^cts)")
-    return float(lr), "given"
 
 
 def _fingerprint(net: ExpNet, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool) -> str:
@@ -236,134 +164,43 @@ def train(
         exp overflows already at the initial weights (inputs far too large).
     """
     started = time.perf_counter()
-    max_steps = check_positive_int(max_steps, "max_steps", minimum=0)
-    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
-    if isinstance(epsilon, bool) or not (isinstance(epsilon, (int, float, np.floating, np.integer)) and math.isfinite(epsilon) and epsilon >= 0):
-        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
-    if record_every is not None:
-        record_every = check_positive_int(record_every, "record_every", minimum=0)
+    settings = descent.check_settings(epsilon, max_steps, record_every, track_movement, checkpoint_every)
     Xn, yn = check_X_y(X, y, dtype=np.dtype(np.float64), d=net.d)
-    n = Xn.shape[0]
-    be, act, s, dtype = net.backend, net.act, net.s, net.dtype
+    shard = descent.Shard(net.backend, net.act, Xn, yn, net.W, net.a, net.s, net.m, net.plan(Xn.shape[0]), Communicator(), net.dtype)
 
-    H_cts = kernels.ntk(Xn, net.activation)
-    lam_min_cts, lam_max_cts = kernels.extreme_eigenvalues(H_cts)
-    step, rule = resolve_lr(lr, net.m, s, lam_max_cts, net, Xn)
-
-    Xb, yb = be.asarray(Xn, dtype), be.asarray(yn, dtype)
-    W0 = net.W
-    W = be.copy(W0)
-    W_prev: Any = None  # W(t-1): the last weights known to give a finite loss
-    spare = be.empty((net.d, net.m), dtype)  # buffer the next step is written into
-    plan = net.plan(n)
-    G = be.empty((net.d, net.m), dtype)
-    history = History()
-    start_step = 0
-    path = Path(checkpoint) if checkpoint is not None else None
-    fingerprint = _fingerprint(net, Xn, yn, step, record_every, track_movement) if path is not None else ""
-    if path is not None and path.exists():
-        W, history, start_step = _load_checkpoint(path, fingerprint, be, dtype, net)
-
-    def record_kernel(t: int, Wt: Any) -> None:
-        try:
-            Hdis = kernels.empirical_ntk(net.with_weights(Wt), Xn, average=True)
-            deviation, lam = kernels.operator_norm(Hdis - H_cts), kernels.lambda_min(Hdis)
-        except ExpOverflowError as exc:  # a diagnostic must not end a run: record NaN and say so
-            warnings.warn(f"the kernel H(W({t})) overflowed ({exc}); its deviation and lambda_min are recorded as NaN", stacklevel=3)
-            deviation = lam = math.nan
-        history.kernel_step.append(t)
-        history.kernel_deviation.append(deviation)
-        history.kernel_lambda_min.append(lam)
-
-    def finish(converged: bool, t: int, Wt: Any) -> TrainResult:
-        if record_every != 0 and (not history.kernel_step or history.kernel_step[-1] != t):
-            record_kernel(t, Wt)
+    def make_result(run: Run) -> TrainResult:
         return TrainResult(
-            converged=converged, steps=t, net=net.with_weights(Wt), lr=step, lr_rule=rule, epsilon=float(epsilon),
-            history=history, lambda_cts=lam_min_cts, lambda_max_cts=lam_max_cts, seconds=time.perf_counter() - started,
+            converged=run.converged, steps=run.steps, net=net.with_weights(run.W), lr=run.lr, lr_rule=run.lr_rule, epsilon=run.epsilon,
+            history=run.history, lambda_cts=run.lambda_cts, lambda_max_cts=run.lambda_max_cts, seconds=time.perf_counter() - started,
         )
 
-    def diverged(why: str, t: int, Wt: Any) -> TrainingDivergedError:
-        """The error for a run whose last finite weights are W(t) = ``Wt``."""
-        history.truncate(t)
-        try:
-            stable = 1.0 / kernels.lambda_max(kernels.empirical_ntk(net, Xn))
-            how = "1/lambda_max(H(W(0)))"
-        except ExpOverflowError:
-            stable = 1.0 / (net.m * s * s * lam_max_cts)
-            how = "1/lambda_max(m s^2 H^cts)"
-        safe = min(stable, step / 2)
-        if safe < stable:
-            how = f"half the step that diverged; {how} = {stable:.4g}"
-        result = finish(False, t, Wt)
-        return TrainingDivergedError(
-            f"gradient descent diverged with lr = {step:.4g}: {why}. The last finite weights (step {t}) are in "
-            f"error.result. Try lr = {safe:.4g} ({how}).",
-            result=result, lr=step, suggested_lr=safe,
-        )
+    def checkpoints(step: float) -> _FileCheckpoint:
+        fingerprint = _fingerprint(net, Xn, yn, step, settings.record_every, settings.track_movement)
+        return _FileCheckpoint(Path(checkpoint), fingerprint, net)  # type: ignore[arg-type]
 
-    loss0 = history.loss[0] if history.loss else None
-    t = start_step
-    while True:
-        try:
-            with overflow_checked():
-                u, G = ops.forward_backward(be, act, Xb, W, net.a, yb, s, plan, G)
-        except ExpOverflowError as exc:
-            if W_prev is None:
-                raise ExpOverflowError(f"{exc} (at step {t}, before any step of this run: the inputs or initial weights are too large)") from exc
-            raise diverged(f"exp overflowed at step {t}", t - 1, W_prev) from exc
-        r = be.to_numpy(u).astype(np.float64) - yn
-        res = _norm(r)
-        loss = 0.5 * res * res
-        if not math.isfinite(loss):  # u finite but ||u - y||^2 beyond float64
-            if W_prev is None:
-                raise ExpOverflowError(f"the loss 1/2 ||u - y||^2 overflows float64 at step {t}, before any step of this run; scale the inputs or targets")
-            raise diverged(f"the loss overflowed float64 at step {t}", t - 1, W_prev)
-        if loss0 is None:
-            loss0 = loss
-        if len(history.loss) == t:  # not yet recorded (a resumed run may have it)
-            history.loss.append(loss)
-            history.residual.append(res)
-            if track_movement:
-                worst, frob = ops.movement(be, W, W0, plan) if t else (0.0, 0.0)
-            else:
-                worst, frob = math.nan, math.nan
-            history.max_movement.append(worst)
-            history.frobenius_movement.append(frob)
-            if (record_every and t % record_every == 0) or (record_every is None and t == 0):
-                record_kernel(t, W)
-        if t > 0 and not loss <= DIVERGENCE_FACTOR * max(loss0, 1e-30):
-            raise diverged(f"the loss grew from {loss0:.3g} to {loss:.3g} by step {t}", t, W)
-        if progress is not None:
-            progress(t, res)
-        if res <= epsilon or t >= max_steps:
-            result = finish(res <= epsilon, t, W)
-            if path is not None:
-                _save_checkpoint(path, fingerprint, be, W, history, t)
-            return result
-        # the gradient step W(t+1) = W(t) - lr G, written into the spare buffer so W(t) survives
-        spare[...] = G
-        spare *= -step
-        spare += W
-        W_prev, W = W, spare
-        spare = W_prev  # W(t-1) is no longer needed once W(t) is known finite
-        t += 1
-        if path is not None and t % checkpoint_every == 0:
-            _save_checkpoint(path, fingerprint, be, W, history, t - 1, pending_step=True)
+    return descent.descend(shard, lr, settings, make_result, progress=progress, checkpoints=checkpoints if checkpoint is not None else None)
 
 
-def _norm(r: np.ndarray) -> float:
-    """||r||_2 without overflow of the squares (inf only when the norm itself is)."""
-    big = float(np.abs(r).max())
-    if big == 0.0 or not math.isfinite(big):
-        return big
-    q = r / big
-    return big * math.sqrt(float(q @ q))
+@dataclass
+class _FileCheckpoint:
+    """The checkpoint of a single-process run: one ``.npz`` file (``descent.Checkpoints``)."""
+
+    path: Path
+    fingerprint: str
+    net: ExpNet
+
+    def resume(self) -> tuple[Any, History, int] | None:
+        if not self.path.exists():
+            return None
+        return _load_checkpoint(self.path, self.fingerprint, self.net.backend, self.net.dtype, self.net)
+
+    def save(self, W: Any, history: History, step: int, *, final: bool) -> None:
+        _save_checkpoint(self.path, self.fingerprint, self.net.backend, W, history, step)
 
 
-def _save_checkpoint(path: Path, fingerprint: str, be: Any, W: Any, history: History, t: int, pending_step: bool = False) -> None:
-    """Save W after ``t + pending_step`` steps with the history up to step t (atomic write)."""
-    save_npz_atomic(path, W=be.to_numpy(W), step=np.int64(t + int(pending_step)), fingerprint=np.array(fingerprint), **{f"h_{k}": v for k, v in history.as_arrays().items()})
+def _save_checkpoint(path: Path, fingerprint: str, be: Any, W: Any, history: History, step: int) -> None:
+    """Save W after ``step`` steps with the history up to step - 1 or ``step`` (atomic write)."""
+    save_npz_atomic(path, W=be.to_numpy(W), step=np.int64(step), fingerprint=np.array(fingerprint), **{f"h_{k}": v for k, v in history.as_arrays().items()})
 
 
 _HISTORY_KEYS = tuple(f"h_{k}" for k in History().__dict__)

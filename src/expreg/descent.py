@@ -1,0 +1,409 @@
+"""The one gradient-descent loop of MATH.md 2, for a whole network or one rank's slice of it.
+
+``descend`` runs W <- W - lr * dL/dW until ||u - y||_2 <= epsilon (the
+paper's stopping rule) or ``max_steps``, recording per step the loss, the
+residual norm and the weight movement, and every ``record_every`` steps the
+kernel deviation ||H^dis(W(t)) - H^cts||_op and lambda_min(H^dis(W(t))).
+
+What differs between ``expreg.train`` (one process, the whole network) and
+``expreg.distributed.train_sharded`` (neurons split over ranks) is held by
+two small objects:
+
+* ``Shard``: this rank's neurons, with the three collective computations a
+  step needs (the all-reduce of the partial predictions, the global Gram
+  matrix, the global movement and overflow flag). With the single-process
+  ``Communicator`` every collective is the identity and the shard is the
+  whole network.
+* ``Checkpoints``: where a run saves and resumes (one ``.npz`` file for
+  ``train``; per-rank files and a manifest for ``train_sharded``).
+
+The caller turns the finished ``Run`` into its own result type.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Protocol, TypeVar
+
+import numpy as np
+
+from . import kernels, ops
+from .activations import Activation
+from .backends import Array, Backend
+from .distributed_comm import Communicator
+from .errors import ExpOverflowError, TrainingDivergedError
+from .validation import check_positive_int
+
+#: The loss may grow at most this factor above its initial value before the run counts as diverged.
+DIVERGENCE_FACTOR = 1e4
+
+ProgressFn = Callable[[int, float], None]
+R = TypeVar("R")
+
+
+@dataclass
+class History:
+    """Per-step records of a run; arrays indexed by step t = 0 .. steps.
+
+    Attributes
+    ----------
+    loss : (T+1,) 1/2 ||u(t) - y||^2
+    residual : (T+1,) ||u(t) - y||_2
+    max_movement : (T+1,) max_r ||w_r(t) - w_r(0)||_2
+    frobenius_movement : (T+1,) ||W(t) - W(0)||_F
+    kernel_step : (K,) steps at which the kernel was recorded
+    kernel_deviation : (K,) ||H^dis(W(t)) - H^cts||_op
+    kernel_lambda_min : (K,) lambda_min(H^dis(W(t)))
+    """
+
+    loss: list[float] = field(default_factory=list)
+    residual: list[float] = field(default_factory=list)
+    max_movement: list[float] = field(default_factory=list)
+    frobenius_movement: list[float] = field(default_factory=list)
+    kernel_step: list[int] = field(default_factory=list)
+    kernel_deviation: list[float] = field(default_factory=list)
+    kernel_lambda_min: list[float] = field(default_factory=list)
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        """Every record as a NumPy array, keyed by field name."""
+        return {k: np.asarray(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "History":
+        h = cls()
+        for k in h.__dict__:
+            setattr(h, k, np.asarray(arrays[k]).tolist())
+        return h
+
+    def truncate(self, steps: int) -> None:
+        """Drop records after step ``steps``."""
+        for k in ("loss", "residual", "max_movement", "frobenius_movement"):
+            del getattr(self, k)[steps + 1 :]
+        keep = [i for i, t in enumerate(self.kernel_step) if t <= steps]
+        for k in ("kernel_step", "kernel_deviation", "kernel_lambda_min"):
+            setattr(self, k, [getattr(self, k)[i] for i in keep])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated options of a descent (see ``expreg.train`` for their meaning)."""
+
+    epsilon: float
+    max_steps: int
+    record_every: int | None
+    track_movement: bool
+    checkpoint_every: int
+
+
+def check_settings(epsilon: Any, max_steps: Any, record_every: Any, track_movement: bool, checkpoint_every: Any) -> Settings:
+    """Validate the options shared by ``train`` and ``train_sharded``; errors name the argument."""
+    max_steps = check_positive_int(max_steps, "max_steps", minimum=0)
+    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    if isinstance(epsilon, bool) or not (isinstance(epsilon, (int, float, np.floating, np.integer)) and math.isfinite(epsilon) and epsilon >= 0):
+        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
+    if record_every is not None:
+        record_every = check_positive_int(record_every, "record_every", minimum=0)
+    return Settings(float(epsilon), max_steps, record_every, bool(track_movement), checkpoint_every)
+
+
+def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: Any = None, X: np.ndarray | None = None,
+               *, gram0: Callable[[], np.ndarray] | None = None) -> tuple[float, str]:
+    """Turn ``lr`` ("auto", "empirical" or a positive number) into (step, rule).
+
+    "auto" = 1 / lambda_max(m s^2 H^cts); "empirical" = 1 / lambda_max(H(W(0)))
+    (MATH.md 4), H(W(0)) from ``gram0()`` or else ``kernels.empirical_ntk(net, X)``.
+    """
+    if isinstance(lr, str):
+        if lr == "auto":
+            if not lambda_max_cts > 0:
+                raise ValueError(
+                    f"lr='auto' needs lambda_max(H^cts) > 0, got {lambda_max_cts:.3g}: every input is zero, so the "
+                    "gradient vanishes and there is nothing to train; check X or pass a number as lr"
+                )
+            return 1.0 / (m * s * s * lambda_max_cts), "auto: 1/lambda_max(m s^2 H^cts)"
+        if lr == "empirical":
+            if gram0 is None:
+                if net is None or X is None:
+                    raise ValueError("lr='empirical' needs the network and the inputs X")
+                gram0 = lambda: kernels.empirical_ntk(net, X)  # noqa: E731
+            return 1.0 / kernels.lambda_max(gram0()), "empirical: 1/lambda_max(H(W(0)))"
+        raise ValueError(f"lr={lr!r} is not known; use 'auto', 'empirical' or a positive number")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
+        raise TypeError(f"lr must be 'auto', 'empirical' or a number, got {type(lr).__name__}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr}; use lr='auto' for 1/lambda_max(m s^2 H^cts)")
+    return float(lr), "given"
+
+
+def residual_norm(r: np.ndarray) -> float:
+    """||r||_2 without overflow of the squares (inf only when the norm itself is)."""
+    big = float(np.abs(r).max())
+    if big == 0.0 or not math.isfinite(big):
+        return big
+    q = r / big
+    return big * math.sqrt(float(q @ q))
+
+
+@dataclass
+class Shard:
+    """One rank's neurons ``lo .. hi-1`` of a width-m network and the collectives of a step.
+
+    With the single-process ``Communicator`` (lo, hi) = (0, m) and every
+    collective is the identity: the shard is the whole network.
+
+    Attributes
+    ----------
+    be : Backend
+    act : Activation
+    Xn : ndarray (n, d) float64, yn : ndarray (n,) float64
+        The training data (the same on every rank).
+    W0 : array (d, hi - lo)
+        This rank's initial weights (backend array, the run's dtype).
+    a : array (hi - lo,)
+    s : float
+        Output scale of the *whole* network.
+    m : int
+        Global width.
+    plan : ops.BlockPlan
+        Blocking of this rank's passes.
+    comm : Communicator
+    """
+
+    be: Backend
+    act: Activation
+    Xn: np.ndarray
+    yn: np.ndarray
+    W0: Array
+    a: Array
+    s: float
+    m: int
+    plan: ops.BlockPlan
+    comm: Communicator
+    dtype: np.dtype
+
+    def __post_init__(self) -> None:
+        self.Xb, self.yb = self.be.asarray(self.Xn, self.dtype), self.be.asarray(self.yn, self.dtype)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(d, hi - lo): the shape of this rank's W."""
+        return tuple(self.W0.shape)  # type: ignore[return-value]
+
+    def gram(self, W: Array) -> np.ndarray:
+        """H(W) of the whole network (n, n) float64, the same on every rank (MATH.md 3)."""
+        n = self.Xn.shape[0]
+        buf = np.zeros(n * n + 1)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected by ops
+                H = ops.gram(self.be, self.act, self.Xb, W, self.s, self.plan)
+            buf[:-1] = self.be.to_numpy(H).astype(np.float64).ravel()
+        except ExpOverflowError:
+            buf[-1] = 1.0  # tell the other ranks rather than leave them waiting
+        buf = self.comm.sum(buf)
+        if buf[-1] > 0:
+            raise ExpOverflowError("exp overflowed while computing the empirical kernel H(W) on some rank; lower the step size or use float64")
+        return buf[:-1].reshape(n, n)
+
+    def forward_backward(self, W: Array, G: Array) -> tuple[Array | None, bool]:
+        """(u, backward_overflowed), G written in place. u is None when the predictions overflowed (on every rank alike)."""
+        reduced: list[Array] = []
+
+        def all_reduce(u_partial: Array) -> Array:
+            reduced.append(self.comm.sum_(u_partial))
+            return reduced[0]
+
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected by ops
+                u, _ = ops.forward_backward(self.be, self.act, self.Xb, W, self.a, self.yb, self.s, self.plan, G, reduce=all_reduce)
+        except ExpOverflowError:
+            if not reduced or not self.be.all_finite(reduced[0]):
+                return None, False  # forward overflow: u is global, every rank sees it
+            return reduced[0], True  # only this rank's gradient overflowed
+        return u, False
+
+    def step_scalars(self, W: Array, *, moved: bool, overflow: bool) -> tuple[float, float, bool]:
+        """(max_r ||w_r - w_r(0)||, ||W - W(0)||_F, any rank overflowed) over all ranks.
+
+        One sum all-reduce of [||W_k - W_k(0)||_F^2, flag], and one max
+        all-reduce when ``moved`` (else the movement is 0).
+        """
+        worst, frob = ops.movement(self.be, W, self.W0, self.plan) if moved else (0.0, 0.0)
+        frob_sq, flags = self.comm.sum(np.array([frob * frob, float(overflow)]))
+        if moved:
+            worst = float(self.comm.max(np.array([worst]))[0])
+        return worst, math.sqrt(frob_sq), bool(flags > 0)
+
+
+class Checkpoints(Protocol):
+    """Where a run saves its state and resumes from (every rank calls both, collectively)."""
+
+    def resume(self) -> tuple[Array, History, int] | None:
+        """(this rank's W after ``step`` steps, history up to step - 1, step), or None to start afresh."""
+
+    def save(self, W: Array, history: History, step: int, *, final: bool) -> None:
+        """Save W after ``step`` steps with ``history`` (up to step - 1, or up to ``step`` when final)."""
+
+
+@dataclass
+class Run:
+    """A finished (or diverged) descent, for the caller to wrap in its result type.
+
+    ``W`` is this rank's W(steps); ``history`` is global (identical on every rank).
+    """
+
+    converged: bool
+    steps: int
+    W: Array
+    lr: float
+    lr_rule: str
+    epsilon: float
+    history: History
+    lambda_cts: float
+    lambda_max_cts: float
+
+
+@dataclass
+class _Descent(Generic[R]):
+    """The state of one descent: the loop and what it records (internal; see ``descend``)."""
+
+    shard: Shard
+    settings: Settings
+    make_result: Callable[[Run], R]
+    lr: float | str
+    history: History = field(default_factory=History)
+
+    def __post_init__(self) -> None:
+        sh = self.shard
+        self.H_cts = kernels.ntk(sh.Xn, sh.act.name)
+        self.lam_min, self.lam_max = kernels.extreme_eigenvalues(self.H_cts)
+        self.step, self.rule = resolve_lr(self.lr, sh.m, sh.s, self.lam_max, gram0=lambda: sh.gram(sh.W0))
+
+    def record_kernel(self, t: int, Wt: Array) -> None:
+        sh = self.shard
+        try:
+            Hdis = sh.gram(Wt) / (sh.m * sh.s**2)
+            deviation, lam = kernels.operator_norm(Hdis - self.H_cts), kernels.lambda_min(Hdis)
+        except ExpOverflowError as exc:  # a diagnostic must not end a run: record NaN and say so
+            warnings.warn(f"the kernel H(W({t})) overflowed ({exc}); its deviation and lambda_min are recorded as NaN", stacklevel=4)
+            deviation = lam = math.nan
+        self.history.kernel_step.append(t)
+        self.history.kernel_deviation.append(deviation)
+        self.history.kernel_lambda_min.append(lam)
+
+    def finish(self, converged: bool, t: int, Wt: Array) -> R:
+        h = self.history
+        if self.settings.record_every != 0 and (not h.kernel_step or h.kernel_step[-1] != t):
+            self.record_kernel(t, Wt)
+        return self.make_result(Run(converged, t, Wt, self.step, self.rule, self.settings.epsilon, h, self.lam_min, self.lam_max))
+
+    def diverged(self, why: str, t: int, Wt: Array) -> TrainingDivergedError:
+        """The error for a run whose last finite weights are W(t) = ``Wt``."""
+        sh = self.shard
+        self.history.truncate(t)
+        try:
+            stable, how = 1.0 / kernels.lambda_max(sh.gram(sh.W0)), "1/lambda_max(H(W(0)))"
+        except ExpOverflowError:
+            stable, how = 1.0 / (sh.m * sh.s * sh.s * self.lam_max), "1/lambda_max(m s^2 H^cts)"
+        safe = min(stable, self.step / 2)
+        if safe < stable:
+            how = f"half the step that diverged; {how} = {stable:.4g}"
+        result = self.finish(False, t, Wt)
+        return TrainingDivergedError(
+            f"gradient descent diverged with lr = {self.step:.4g}: {why}. The last finite weights (step {t}) are in "
+            f"error.result. Try lr = {safe:.4g} ({how}).",
+            result=result, lr=self.step, suggested_lr=safe,
+        )
+
+
+def descend(
+    shard: Shard,
+    lr: float | str,
+    settings: Settings,
+    make_result: Callable[[Run], R],
+    *,
+    progress: ProgressFn | None = None,
+    checkpoints: Callable[[float], Checkpoints] | None = None,
+) -> R:
+    """Full-batch gradient descent on L(W) = 1/2 ||F(W, X) - y||^2 (MATH.md 2); returns ``make_result(run)``.
+
+    Parameters
+    ----------
+    shard : Shard
+        This rank's neurons W(0) (not modified) and the data.
+    lr : "auto", "empirical" or float
+        See ``resolve_lr``; H(W(0)) comes from ``shard.gram``.
+    settings : Settings
+        From ``check_settings``.
+    make_result : callable Run -> R
+    progress : callable (step, residual) -> None, optional
+    checkpoints : callable step_size -> Checkpoints, optional
+        Built once the step size is known (it is part of a run's identity).
+
+    Raises
+    ------
+    TrainingDivergedError
+        The loss grew by more than ``DIVERGENCE_FACTOR`` or exp overflowed;
+        the error's ``result`` is ``make_result`` of the run up to the last
+        finite weights, and ``suggested_lr`` a stable step.
+    ExpOverflowError
+        exp (or the loss) overflows already at the first step of this run.
+    """
+    run: _Descent[R] = _Descent(shard, settings, make_result, lr)
+    step, cfg, be, history = run.step, settings, shard.be, run.history
+    store = checkpoints(step) if checkpoints is not None else None
+
+    W, t = be.copy(shard.W0), 0
+    resumed = store.resume() if store is not None else None
+    if resumed is not None:
+        W, history, t = resumed
+        run.history = history
+    W_prev: Array = None  # W(t-1): the last weights known to give a finite loss
+    spare = be.empty(shard.shape, shard.dtype)  # buffer the next step is written into
+    G = be.empty(shard.shape, shard.dtype)
+
+    def overflowed(what: str) -> Exception:
+        if W_prev is None:
+            return ExpOverflowError(f"{what} at step {t}, before any step of this run: the inputs, targets or initial weights are too large")
+        return run.diverged(f"{what} at step {t}", t - 1, W_prev)
+
+    loss0 = history.loss[0] if history.loss else None
+    while True:
+        u, grad_overflow = shard.forward_backward(W, G)
+        if u is None:  # the predictions overflowed, alike on every rank
+            raise overflowed("exp overflowed")
+        worst, frob, any_overflow = shard.step_scalars(W, moved=cfg.track_movement and t > 0, overflow=grad_overflow)
+        if any_overflow:  # some rank's gradient overflowed
+            raise overflowed("exp overflowed")
+        res = residual_norm(be.to_numpy(u).astype(np.float64) - shard.yn)
+        loss = 0.5 * res * res
+        if not math.isfinite(loss):  # u finite but ||u - y||^2 beyond float64
+            raise overflowed("the loss 1/2 ||u - y||^2 overflowed float64")
+        if loss0 is None:
+            loss0 = loss
+        if len(history.loss) == t:  # not yet recorded (a resumed run may have it)
+            history.loss.append(loss)
+            history.residual.append(res)
+            history.max_movement.append(worst if cfg.track_movement else math.nan)
+            history.frobenius_movement.append(frob if cfg.track_movement else math.nan)
+            if (cfg.record_every and t % cfg.record_every == 0) or (cfg.record_every is None and t == 0):
+                run.record_kernel(t, W)
+        if t > 0 and not loss <= DIVERGENCE_FACTOR * max(loss0, 1e-30):
+            raise run.diverged(f"the loss grew from {loss0:.3g} to {loss:.3g} by step {t}", t, W)
+        if progress is not None:
+            progress(t, res)
+        if res <= cfg.epsilon or t >= cfg.max_steps:
+            result = run.finish(res <= cfg.epsilon, t, W)
+            if store is not None:
+                store.save(W, history, t, final=True)
+            return result
+        # the gradient step W(t+1) = W(t) - lr G, written into the spare buffer so W(t) survives
+        spare[...] = G
+        spare *= -step
+        spare += W
+        W_prev, W = W, spare
+        spare = W_prev  # W(t-1) is no longer needed once W(t) is known finite
+        t += 1
+        if store is not None and t % cfg.checkpoint_every == 0:
+            store.save(W, history, t, final=False)
