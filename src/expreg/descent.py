@@ -17,7 +17,7 @@ two small objects:
 * ``Checkpoints``: where a run saves and resumes (one ``.npz`` file for
   ``train``; per-rank files and a manifest for ``train_sharded``).
 
-The caller turns the finished ``Run`` into its own result type.
+The caller turns the finished run into its own result type (``make_result``).
 """
 
 from __future__ import annotations
@@ -246,22 +246,46 @@ class Checkpoints(Protocol):
         """Save W after ``step`` steps with ``history`` (up to step - 1, or up to ``step`` when final)."""
 
 
-@dataclass
-class Run:
-    """A finished (or diverged) descent, for the caller to wrap in its result type.
+#: Fields every result type of a descent has, passed to ``make_result`` as keywords.
+RESULT_FIELDS = ("converged", "steps", "lr", "lr_rule", "epsilon", "history", "lambda_cts", "lambda_max_cts")
 
-    ``W`` is this rank's W(steps); ``history`` is global (identical on every rank).
-    """
+MakeResult = Callable[[Array, "dict[str, Any]"], R]
 
-    converged: bool
-    steps: int
-    W: Array
-    lr: float
-    lr_rule: str
-    epsilon: float
+
+class ResultFigures:
+    """Headline figures of a result with the ``RESULT_FIELDS`` and ``seconds`` (mixin of ``TrainResult``, ``ShardedTrainResult``)."""
+
     history: History
-    lambda_cts: float
-    lambda_max_cts: float
+
+    @property
+    def final_residual(self) -> float:
+        return float(self.history.residual[-1])
+
+    @property
+    def initial_residual(self) -> float:
+        return float(self.history.residual[0])
+
+    @property
+    def max_movement(self) -> float:
+        return float(self.history.max_movement[-1])
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready headline figures."""
+        r: Any = self
+        return {
+            "converged": bool(r.converged),
+            "steps": int(r.steps),
+            "lr": float(r.lr),
+            "lr_rule": r.lr_rule,
+            "epsilon": float(r.epsilon),
+            "initial_residual": self.initial_residual,
+            "final_residual": self.final_residual,
+            "lambda_min": float(r.lambda_cts),
+            "lambda_max": float(r.lambda_max_cts),
+            "max_movement": self.max_movement,
+            "frobenius_movement": float(self.history.frobenius_movement[-1]),
+            "seconds": float(r.seconds),
+        }
 
 
 @dataclass
@@ -270,7 +294,7 @@ class _Descent(Generic[R]):
 
     shard: Shard
     settings: Settings
-    make_result: Callable[[Run], R]
+    make_result: MakeResult[R]
     lr: float | str
     history: History = field(default_factory=History)
 
@@ -296,7 +320,8 @@ class _Descent(Generic[R]):
         h = self.history
         if self.settings.record_every != 0 and (not h.kernel_step or h.kernel_step[-1] != t):
             self.record_kernel(t, Wt)
-        return self.make_result(Run(converged, t, Wt, self.step, self.rule, self.settings.epsilon, h, self.lam_min, self.lam_max))
+        return self.make_result(Wt, dict(converged=converged, steps=t, lr=self.step, lr_rule=self.rule, epsilon=self.settings.epsilon,
+                                         history=h, lambda_cts=self.lam_min, lambda_max_cts=self.lam_max))
 
     def diverged(self, why: str, t: int, Wt: Array) -> TrainingDivergedError:
         """The error for a run whose last finite weights are W(t) = ``Wt``."""
@@ -321,7 +346,7 @@ def descend(
     shard: Shard,
     lr: float | str,
     settings: Settings,
-    make_result: Callable[[Run], R],
+    make_result: MakeResult[R],
     *,
     progress: ProgressFn | None = None,
     checkpoints: Callable[[float], Checkpoints] | None = None,
@@ -336,7 +361,9 @@ def descend(
         See ``resolve_lr``; H(W(0)) comes from ``shard.gram``.
     settings : Settings
         From ``check_settings``.
-    make_result : callable Run -> R
+    make_result : callable (W, fields) -> R
+        Builds the caller's result from this rank's W(steps) and a dict of
+        the ``RESULT_FIELDS`` (``history`` is global, identical on every rank).
     progress : callable (step, residual) -> None, optional
     checkpoints : callable step_size -> Checkpoints, optional
         Built once the step size is known (it is part of a run's identity).

@@ -49,7 +49,7 @@ from . import descent, ops
 from . import distributed_checkpoint as ckpt
 from .activations import get_activation
 from .backends import Array, canonical_dtype, get_backend
-from .descent import History, ProgressFn, Run
+from .descent import History, ProgressFn, ResultFigures
 from .distributed_comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
 from .errors import CheckpointError
 from .initialisation import INITS, init_weights
@@ -129,11 +129,11 @@ class NetSpec:
 
 # --------------------------------------------------------------------------- the run
 @dataclass
-class ShardedTrainResult:
+class ShardedTrainResult(ResultFigures):
     """What ``train_sharded`` returns on each rank.
 
     The same fields as ``expreg.TrainResult``, with the rank's slice of the
-    network instead of the whole network.
+    network instead of the whole network; the same figures (``ResultFigures``).
 
     Attributes
     ----------
@@ -171,10 +171,6 @@ class ShardedTrainResult:
     lambda_max_cts: float
     seconds: float
 
-    @property
-    def final_residual(self) -> float:
-        return float(self.history.residual[-1])
-
     def weights_numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """(W, a) of this rank as NumPy arrays, shapes (d, hi - lo) and (hi - lo,)."""
         def host(x: Array) -> np.ndarray:
@@ -184,13 +180,7 @@ class ShardedTrainResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready headline figures (the keys of ``TrainResult.summary``, plus the sharding)."""
-        return {
-            "converged": bool(self.converged), "steps": int(self.steps), "lr": float(self.lr), "lr_rule": self.lr_rule,
-            "epsilon": float(self.epsilon), "initial_residual": float(self.history.residual[0]),
-            "final_residual": self.final_residual, "lambda_min": float(self.lambda_cts), "lambda_max": float(self.lambda_max_cts),
-            "max_movement": float(self.history.max_movement[-1]), "frobenius_movement": float(self.history.frobenius_movement[-1]),
-            "seconds": float(self.seconds), "m": int(self.m), "world_size": int(self.world_size),
-        }
+        return {**super().summary(), "m": int(self.m), "world_size": int(self.world_size)}
 
 
 def fingerprint(spec: NetSpec, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool) -> str:
@@ -268,12 +258,9 @@ def train_sharded(
     shard = _shard(spec, comm, Xn, yn)
     lo, hi = shard_range(spec.m, comm.world_size, comm.rank)
 
-    def make_result(run: Run) -> ShardedTrainResult:
-        return ShardedTrainResult(
-            converged=run.converged, steps=run.steps, W=run.W, a=shard.a, lo=lo, hi=hi, m=spec.m, rank=comm.rank,
-            world_size=comm.world_size, lr=run.lr, lr_rule=run.lr_rule, epsilon=run.epsilon, history=run.history,
-            lambda_cts=run.lambda_cts, lambda_max_cts=run.lambda_max_cts, seconds=time.perf_counter() - started,
-        )
+    def make_result(W: Array, fields: dict[str, Any]) -> ShardedTrainResult:
+        return ShardedTrainResult(W=W, a=shard.a, lo=lo, hi=hi, m=spec.m, rank=comm.rank, world_size=comm.world_size,
+                                  seconds=time.perf_counter() - started, **fields)
 
     def checkpoints(step: float) -> _ShardedCheckpoints:
         fp = fingerprint(spec, Xn, yn, step, settings.record_every, settings.track_movement)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import descent
-from .descent import DIVERGENCE_FACTOR, History, ProgressFn, Run, resolve_lr
+from .descent import DIVERGENCE_FACTOR, History, ProgressFn, ResultFigures, resolve_lr
 from .distributed_comm import Communicator
 from .errors import CheckpointError
 from .model import ExpNet
@@ -28,8 +28,8 @@ __all__ = ["DIVERGENCE_FACTOR", "History", "TrainResult", "resolve_lr", "train"]
 
 
 @dataclass
-class TrainResult:
-    """What ``train`` returns.
+class TrainResult(ResultFigures):
+    """What ``train`` returns (``final_residual``, ``initial_residual``, ``max_movement``, ``summary()``: ``ResultFigures``).
 
     Attributes
     ----------
@@ -62,35 +62,6 @@ class TrainResult:
     lambda_cts: float
     lambda_max_cts: float
     seconds: float
-
-    @property
-    def final_residual(self) -> float:
-        return float(self.history.residual[-1])
-
-    @property
-    def initial_residual(self) -> float:
-        return float(self.history.residual[0])
-
-    @property
-    def max_movement(self) -> float:
-        return float(self.history.max_movement[-1])
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready headline figures."""
-        return {
-            "converged": bool(self.converged),
-            "steps": int(self.steps),
-            "lr": float(self.lr),
-            "lr_rule": self.lr_rule,
-            "epsilon": float(self.epsilon),
-            "initial_residual": self.initial_residual,
-            "final_residual": self.final_residual,
-            "lambda_min": float(self.lambda_cts),
-            "lambda_max": float(self.lambda_max_cts),
-            "max_movement": self.max_movement,
-            "frobenius_movement": float(self.history.frobenius_movement[-1]),
-            "seconds": float(self.seconds),
-        }
 
 
 def _fingerprint(net: ExpNet, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool) -> str:
@@ -168,11 +139,8 @@ def train(
     Xn, yn = check_X_y(X, y, dtype=np.dtype(np.float64), d=net.d)
     shard = descent.Shard(net.backend, net.act, Xn, yn, net.W, net.a, net.s, net.m, net.plan(Xn.shape[0]), Communicator(), net.dtype)
 
-    def make_result(run: Run) -> TrainResult:
-        return TrainResult(
-            converged=run.converged, steps=run.steps, net=net.with_weights(run.W), lr=run.lr, lr_rule=run.lr_rule, epsilon=run.epsilon,
-            history=run.history, lambda_cts=run.lambda_cts, lambda_max_cts=run.lambda_max_cts, seconds=time.perf_counter() - started,
-        )
+    def make_result(W: Any, fields: dict[str, Any]) -> TrainResult:
+        return TrainResult(net=net.with_weights(W), seconds=time.perf_counter() - started, **fields)
 
     def checkpoints(step: float) -> _FileCheckpoint:
         fingerprint = _fingerprint(net, Xn, yn, step, settings.record_every, settings.track_movement)
