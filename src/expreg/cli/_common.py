@@ -43,3 +43,16 @@ def user_errors(fn: F) -> F:
                 raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def print_summary(title: str, summary: dict[str, Any]) -> None:
+    """Print a run's summary as a two-column table on stdout (floats to 6 significant digits)."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for k, v in summary.items():
+        table.add_row(k, f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else str(v))
+    Console().print(table)

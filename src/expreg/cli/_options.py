@@ -1,0 +1,151 @@
+"""The options ``expreg train`` and ``expreg distributed`` share: data, network and descent.
+
+A command decorated with ``run_options(...)`` takes a ``RunOptions`` as its
+first parameter instead of the sixteen shared ones; the decorator gives the
+command line those options (first, in this order) followed by the command's
+own. Only the help of ``--m``, ``--backend`` and ``--device`` may differ
+between commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from dataclasses import dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import typer
+
+
+class Activation(str, Enum):
+    exp = "exp"
+    relu = "relu"
+
+
+class Scaling(str, Enum):
+    none = "none"
+    ntk = "ntk"
+
+
+class Init(str, Enum):
+    coupled = "coupled"
+    gaussian = "gaussian"
+
+
+class Labels(str, Enum):
+    uniform = "uniform"
+    sign = "sign"
+
+
+class DType(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+def parse_lr(text: str) -> float | str:
+    """``--lr``: 'auto', 'empirical' or a number."""
+    if text in ("auto", "empirical"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--lr must be 'auto', 'empirical' or a number, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The shared options as given on the command line (n, d apply to synthetic data only)."""
+
+    n: int
+    d: int
+    m: int
+    seed: int
+    activation: Activation
+    scaling: Scaling
+    init: Init
+    labels: Labels
+    data: Optional[Path]
+    lr: str
+    epsilon: float
+    max_steps: int
+    record_every: Optional[int]
+    dtype: DType
+    backend: str
+    device: Optional[str]
+
+    def dataset(self) -> tuple[np.ndarray, np.ndarray]:
+        """(X (n, d), y (n,)): the arrays of ``--data``, else synthetic data of ``--n``, ``--d``, ``--seed``, ``--labels``."""
+        from .. import data as data_mod
+
+        if self.data is not None:
+            return data_mod.load_dataset(self.data)
+        return data_mod.make_dataset(self.n, self.d, seed=self.seed, label_kind=self.labels.value)
+
+    def network(self) -> dict[str, Any]:
+        """Keywords of ``ExpNet.init`` and ``NetSpec`` besides d and m."""
+        return dict(seed=self.seed, activation=self.activation.value, scaling=self.scaling.value, init=self.init.value,
+                    dtype=np.dtype(self.dtype.value), backend=self.backend, device=self.device)
+
+    def descent(self) -> dict[str, Any]:
+        """Keywords of ``train`` and ``train_sharded``: lr, epsilon, max_steps, record_every."""
+        return dict(lr=parse_lr(self.lr), epsilon=self.epsilon, max_steps=self.max_steps, record_every=self.record_every)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings a summary reports: seed .. backend."""
+        return {"seed": self.seed, "activation": self.activation.value, "scaling": self.scaling.value, "init": self.init.value,
+                "dtype": self.dtype.value, "backend": self.backend}
+
+
+def _shared(m_help: str, backend_help: str, device_help: str) -> dict[str, Any]:
+    """name -> typer.Option of every ``RunOptions`` field, in field order."""
+    return {
+        "n": typer.Option(64, help="Number of data points (synthetic data)."),
+        "d": typer.Option(16, help="Input dimension (synthetic data)."),
+        "m": typer.Option(16384, help=m_help),
+        "seed": typer.Option(0, help="Seed of the data and of the initialisation."),
+        "activation": typer.Option(Activation.exp, help="Activation function."),
+        "scaling": typer.Option(Scaling.none, help="'none': the paper's F = sum a_r exp(<w_r,x>); 'ntk': times 1/sqrt(m)."),
+        "init": typer.Option(Init.coupled, help="'coupled': paired neurons, F(W(0),x) = 0; 'gaussian': independent."),
+        "labels": typer.Option(Labels.uniform, help="Synthetic labels: uniform on [-1,1] or random signs."),
+        "data": typer.Option(None, "--data", help="Train on arrays X (n x d) and y (n) from this .npz file instead."),
+        "lr": typer.Option("auto", help="Step size: 'auto' (1/lambda_max(m s^2 H^cts)), 'empirical' (1/lambda_max(H(W(0)))) or a number."),
+        "epsilon": typer.Option(1e-3, help="Stop when ||u - y||_2 <= epsilon."),
+        "max_steps": typer.Option(20000, help="Step budget."),
+        "record_every": typer.Option(None, help="Record the kernel deviation every this many steps (default: first and last step)."),
+        "dtype": typer.Option(DType.float64, help="Floating-point precision."),
+        "backend": typer.Option("numpy", help=backend_help),
+        "device": typer.Option(None, help=device_help),
+    }
+
+
+def run_options(*, m_help: str, backend_help: str, device_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: ``command(opts: RunOptions, **own)`` becomes a typer command with the shared options, then its own.
+
+    The help of ``--m``, ``--backend`` and ``--device`` is the command's; the
+    rest is shared. The returned function's signature is what typer reads.
+    """
+    hints = typing.get_type_hints(RunOptions)
+    options = _shared(m_help, backend_help, device_help)
+    shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=options[f.name], annotation=hints[f.name])
+              for f in fields(RunOptions)]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        own_hints = typing.get_type_hints(command)
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=own_hints[p.name])
+               for p in list(inspect.signature(command).parameters.values())[1:]]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            opts = RunOptions(**{p.name: kwargs.pop(p.name) for p in shared})
+            return command(opts, **kwargs)
+
+        del wrapper.__wrapped__  # typer must read the signature below, not the command's
+        wrapper.__signature__ = inspect.Signature(shared + own)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in shared + own}
+        return wrapper
+
+    return decorate
