@@ -1,0 +1,52 @@
+"""The options ``expreg train`` and ``expreg distributed`` share (expreg.cli._options)."""
+
+from __future__ import annotations
+
+import pytest
+import typer.main
+
+from expreg.cli import build_app
+from expreg.cli._options import RunOptions, parse_lr
+
+SHARED = [
+    "n", "d", "m", "seed", "activation", "scaling", "init", "labels", "data", "lr", "epsilon", "max_steps", "record_every", "dtype",
+    "backend", "device",
+]
+
+
+def _params(name: str) -> list:
+    group = typer.main.get_command(build_app())
+    return group.commands[name].params  # type: ignore[attr-defined]
+
+
+def test_both_commands_lead_with_the_same_options_then_their_own() -> None:
+    train, dist = _params("train"), _params("distributed")
+    assert [p.name for p in train[: len(SHARED)]] == [p.name for p in dist[: len(SHARED)]] == SHARED
+    assert [p.name for p in train[len(SHARED):]] == ["checkpoint", "json_out", "quiet"]
+    assert [p.name for p in dist[len(SHARED):]] == ["checkpoint_dir", "checkpoint_every", "init_method", "log_every", "json_out"]
+    for a, b in zip(train, dist[: len(SHARED)]):
+        assert (a.opts, a.default, a.type_descriptor.annotation, a.required) == (b.opts, b.default, b.type_descriptor.annotation, b.required), a.name
+        assert (a.help == b.help) == (a.name not in ("m", "backend", "device")), a.name
+    assert {p.name: p.default for p in train[:3]} == {"n": 64, "d": 16, "m": 16384}
+
+
+def test_parse_lr() -> None:
+    assert (parse_lr("auto"), parse_lr("empirical"), parse_lr("1e-3")) == ("auto", "empirical", 1e-3)
+    with pytest.raises(ValueError, match="--lr must be 'auto', 'empirical' or a number, got 'fast'"):
+        parse_lr("fast")
+
+
+def test_run_options_make_the_synthetic_data_of_their_seed() -> None:
+    import numpy as np
+
+    import expreg
+    from expreg.cli._options import Activation, DType, Init, Labels, Scaling
+
+    opts = RunOptions(5, 3, 8, 7, Activation.exp, Scaling.ntk, Init.gaussian, Labels.sign, None, "0.5", 1e-3, 10, None, DType.float32,
+                      "numpy", None)
+    X, y = opts.dataset()
+    X_ref, y_ref = expreg.make_dataset(5, 3, seed=7, label_kind="sign")
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    assert opts.descent() == dict(lr=0.5, epsilon=1e-3, max_steps=10, record_every=None)
+    assert opts.network()["dtype"] == np.float32 and opts.network()["scaling"] == "ntk"

@@ -1,0 +1,150 @@
+"""The shared gradient-descent loop (expreg.descent) and its hooks (MATH.md 2, 3).
+
+The per-step collectives of ``Shard`` are checked against direct NumPy
+formulas; the loop with a two-rank communicator (threads exchanging arrays
+in memory, no torch) against single-process ``expreg.train``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import expreg
+from expreg import ExpNet, TrainingDivergedError, descent
+from expreg.distributed import NetSpec, shard_range, train_sharded
+from expreg.distributed_comm import Communicator
+
+
+# ------------------------------------------------------------------ helpers
+def test_residual_norm_matches_numpy_and_does_not_overflow() -> None:
+    r = np.random.default_rng(0).standard_normal(50)
+    assert descent.residual_norm(r) == pytest.approx(np.linalg.norm(r), rel=1e-15)
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.sqrt(np.sum((1e200 * r) ** 2)))  # the naive form overflows
+    assert descent.residual_norm(1e200 * r) == pytest.approx(1e200 * np.linalg.norm(r), rel=1e-14)
+    assert descent.residual_norm(np.zeros(3)) == 0.0
+    assert descent.residual_norm(np.array([1.0, np.inf])) == np.inf
+
+
+def test_check_settings_names_the_argument() -> None:
+    assert descent.check_settings(0, 5, None, True, 1) == descent.Settings(0.0, 5, None, True, 1)
+    with pytest.raises(ValueError, match="epsilon must be a finite number >= 0, got inf"):
+        descent.check_settings(float("inf"), 5, None, True, 1)
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+        descent.check_settings(0.1, 5, None, True, 0)
+
+
+def test_single_process_shard_matches_the_formulas() -> None:
+    """u = s exp(XW) a, G = s X^T (r * exp(XW) * a), H = s^2 (XX^T) * (DD^T), movement of W - W(0)."""
+    X, y = expreg.make_dataset(7, 3, seed=1)
+    net = ExpNet.init(3, 10, seed=2, init="gaussian", scaling="ntk")
+    sh = descent.Shard(net.backend, net.act, X, y, net.W, net.a, net.s, net.m, net.plan(7), Communicator(), net.dtype)
+    W0, a = net.weights_numpy()
+    W = W0 + 0.1 * np.random.default_rng(3).standard_normal(W0.shape)
+    D = np.exp(X @ W)
+    u_ref = net.s * D @ a
+    G = np.empty_like(W)
+    u, grad_overflow = sh.forward_backward(W, G)
+    np.testing.assert_allclose(u, u_ref, rtol=1e-13)
+    np.testing.assert_allclose(G, net.s * X.T @ ((u_ref - y)[:, None] * D * a[None, :]), rtol=1e-12, atol=1e-15)
+    assert not grad_overflow
+    np.testing.assert_allclose(sh.gram(W), net.s**2 * (X @ X.T) * (D @ D.T), rtol=1e-13)
+    worst, frob, flag = sh.step_scalars(W, moved=True, overflow=False)
+    assert worst == pytest.approx(np.linalg.norm(W - W0, axis=0).max(), rel=1e-14)
+    assert frob == pytest.approx(np.linalg.norm(W - W0), rel=1e-14)
+    assert not flag and sh.step_scalars(W, moved=False, overflow=True) == (0.0, 0.0, True)
+
+
+def test_forward_overflow_is_reported_as_no_predictions() -> None:
+    X, y = expreg.make_dataset(4, 2, seed=0)
+    net = ExpNet.init(2, 8, seed=0, init="gaussian")
+    sh = descent.Shard(net.backend, net.act, X, y, net.W, net.a, net.s, net.m, net.plan(4), Communicator(), net.dtype)
+    assert sh.forward_backward(1e4 * np.asarray(net.W), np.empty((2, 8))) == (None, False)
+
+
+# ------------------------------------------------------------------ the loop over two in-memory ranks
+class _Exchange:
+    """Arrays handed between threads; every rank reduces the same list in rank order."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.slots = size, [None] * size
+        self.barrier = threading.Barrier(size, timeout=60)
+
+    def reduce(self, rank: int, v: np.ndarray, op: Callable[[list[Any]], np.ndarray]) -> np.ndarray:
+        self.slots[rank] = np.array(v, dtype=np.float64)
+        self.barrier.wait()
+        out = op(self.slots)
+        self.barrier.wait()  # nobody overwrites a slot before every rank has read it
+        return out
+
+
+class _ThreadCommunicator(Communicator):
+    def __init__(self, exchange: _Exchange, rank: int) -> None:
+        self.exchange, self.rank, self.world_size = exchange, rank, exchange.size
+
+    def sum_(self, x: Any) -> Any:
+        x[...] = self.sum(x)
+        return x
+
+    def sum(self, v: np.ndarray) -> np.ndarray:
+        return self.exchange.reduce(self.rank, v, lambda s: np.sum(s, axis=0))
+
+    def max(self, v: np.ndarray) -> np.ndarray:
+        return self.exchange.reduce(self.rank, v, lambda s: np.max(s, axis=0))
+
+    def barrier(self) -> None:
+        self.sum(np.zeros(1))
+
+
+def _two_ranks(spec: NetSpec, X: np.ndarray, y: np.ndarray, **kw: Any) -> list[tuple[Any, bool]]:
+    """train_sharded on 2 thread-ranks: (result, diverged) per rank."""
+    exchange, out = _Exchange(2), [None, None]
+
+    def rank(r: int) -> None:
+        try:
+            out[r] = (train_sharded(spec, X, y, comm=_ThreadCommunicator(exchange, r), **kw), False)
+        except TrainingDivergedError as exc:
+            out[r] = (exc.result, True)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            exchange.barrier.abort()
+            out[r] = (exc, None)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for res, div in out:  # type: ignore[misc]
+        if div is None:
+            raise res
+    return out  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    "spec_kw, train_kw, diverges",
+    [
+        (dict(d=3, m=9, seed=4, init="gaussian", scaling="ntk"), dict(max_steps=12, record_every=5, epsilon=1e-6), False),
+        (dict(d=3, m=6, seed=3, init="coupled", scaling="ntk"), dict(lr=0.15, max_steps=15, record_every=4, epsilon=1e-6), True),
+    ],
+)
+def test_two_in_memory_ranks_run_the_loop_of_train(spec_kw: dict[str, Any], train_kw: dict[str, Any], diverges: bool) -> None:
+    X, y = expreg.make_dataset(6, 3, seed=2)
+    spec = NetSpec(**spec_kw)
+    ranks = _two_ranks(spec, X, y, **train_kw)
+    try:
+        ref, ref_diverged = expreg.train(ExpNet.init(spec.d, spec.m, **{k: v for k, v in spec_kw.items() if k not in ("d", "m")}), X, y, **train_kw), False
+    except TrainingDivergedError as exc:
+        ref, ref_diverged = exc.result, True
+    assert [div for _, div in ranks] == [diverges, diverges] and ref_diverged == diverges
+    W = np.concatenate([res.weights_numpy()[0] for res, _ in ranks], axis=1)
+    assert [(res.lo, res.hi) for res, _ in ranks] == [shard_range(spec.m, 2, r) for r in range(2)]
+    np.testing.assert_allclose(W, ref.net.weights_numpy()[0], rtol=1e-10, atol=1e-12)
+    for res, _ in ranks:
+        assert res.steps == ref.steps
+        for key, values in res.history.as_arrays().items():
+            np.testing.assert_allclose(values, ref.history.as_arrays()[key], rtol=1e-10, atol=1e-12, err_msg=key)
+        assert res.summary().keys() == {**ref.summary(), "m": 0, "world_size": 0}.keys()
