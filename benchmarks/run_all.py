@@ -134,6 +134,23 @@ def _progress(row: dict[str, Any]) -> None:
     print(f"  {row['impl']:<28} {shape:<28} {what}   [load {row.get('load_before', 0):.1f}]", flush=True)
 
 
+
+#: Sections of RESULTS.md that other scripts own (bench_scaleout.py); kept when the file is rewritten.
+FOREIGN_SECTIONS = ("\n## Scale-out\n",)
+
+
+def write_markdown(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, keeping the sections other benchmarks appended."""
+    from expreg.storage import atomic_open
+
+    target = Path(path)
+    old = target.read_text() if target.exists() else ""
+    starts = [old.index(h) for h in FOREIGN_SECTIONS if h in old]
+    tail = old[min(starts):] if starts else ""
+    with atomic_open(target, "w") as f:
+        f.write(text.rstrip("\n") + "\n" + tail)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="float32 only, fewer repetitions, memory test at m = 2^22")
@@ -160,14 +177,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     impls = args.impls or (GPU_IMPLS if gpu else CPU_IMPLS)
     dtypes = args.dtypes or (["float32"] if args.quick else ["float32", "float64"])
 
-    from expreg.storage import atomic_open, write_json_atomic
+    from expreg.storage import write_json_atomic
 
     if args.render:
         import json
 
         results = json.loads(Path(args.out).read_text())
-        with atomic_open(args.md, "w") as f:
-            f.write(report.render(results))
+        write_markdown(args.md, report.render(results))
         print(f"wrote {args.md} from {args.out}")
         return results
 
@@ -187,8 +203,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["memory"] = memory_test(impls, args)
     results["minutes"] = (time.time() - started) / 60
     write_json_atomic(args.out, results)
-    with atomic_open(args.md, "w") as f:
-        f.write(report.render(results))
+    write_markdown(args.md, report.render(results))
     print(f"wrote {args.out} and {args.md} in {results['minutes']:.1f} min")
     return results
 
