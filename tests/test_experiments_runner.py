@@ -81,3 +81,13 @@ def test_make_executor_arguments():
         make_executor(0)
     with pytest.raises(ValueError, match="scheduler"):
         make_executor(1, scheduler="tcp://127.0.0.1:8786")
+
+
+def test_pool_workers_share_the_cores_without_oversubscribing():
+    from expreg.backends import default_threads
+    from expreg.experiments.runner import default_jobs
+
+    for jobs in (1, 2):
+        with make_executor(jobs) as pool:
+            threads = pool.submit(default_threads).result(timeout=60)
+        assert threads == max(1, default_jobs() // jobs)

@@ -45,10 +45,16 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _limit_threads() -> None:
-    """Worker initialiser: one BLAS/OpenMP thread per worker (the pool provides the parallelism)."""
+def _limit_threads(expreg_threads: int = 1) -> None:
+    """Worker initialiser: one BLAS/OpenMP thread per worker (the pool provides the parallelism).
+
+    ``expreg_threads`` is the size of expreg's own thread pool in this worker
+    (``EXPREG_NUM_THREADS``): the cores divided among the workers, so that
+    workers times threads never oversubscribes the machine.
+    """
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
+    os.environ["EXPREG_NUM_THREADS"] = str(max(1, int(expreg_threads)))
     try:
         from threadpoolctl import threadpool_limits
 
@@ -77,7 +83,10 @@ def make_executor(jobs: int | None = None, scheduler: str | None = None) -> Exec
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     # spawn: no fork of a process that runs threads (the progress bar), same on every OS
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads)
+    threads = max(1, default_jobs() // jobs)
+    return ProcessPoolExecutor(
+        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads, initargs=(threads,)
+    )
 
 
 @dataclass
