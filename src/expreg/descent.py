@@ -169,6 +169,8 @@ class Shard:
     plan : ops.BlockPlan
         Blocking of this rank's passes.
     comm : Communicator
+    dtype : numpy dtype
+        Of the arithmetic (W0, a and the data on the backend).
     """
 
     be: Backend
@@ -246,14 +248,16 @@ class Checkpoints(Protocol):
         """Save W after ``step`` steps with ``history`` (up to step - 1, or up to ``step`` when final)."""
 
 
-#: Fields every result type of a descent has, passed to ``make_result`` as keywords.
-RESULT_FIELDS = ("converged", "steps", "lr", "lr_rule", "epsilon", "history", "lambda_cts", "lambda_max_cts")
-
-MakeResult = Callable[[Array, "dict[str, Any]"], R]
+#: ``make_result(W, fields)``: the caller's result from this rank's W(steps) and the fields every
+#: result has (converged, steps, lr, lr_rule, epsilon, history, lambda_cts, lambda_max_cts).
+MakeResult = Callable[[Array, dict[str, Any]], R]
 
 
 class ResultFigures:
-    """Headline figures of a result with the ``RESULT_FIELDS`` and ``seconds`` (mixin of ``TrainResult``, ``ShardedTrainResult``)."""
+    """Headline figures of a result with the fields of ``MakeResult`` and ``seconds``.
+
+    The mixin of ``TrainResult`` and ``ShardedTrainResult`` (it adds no dataclass fields).
+    """
 
     history: History
 
@@ -363,7 +367,7 @@ def descend(
         From ``check_settings``.
     make_result : callable (W, fields) -> R
         Builds the caller's result from this rank's W(steps) and a dict of
-        the ``RESULT_FIELDS`` (``history`` is global, identical on every rank).
+        the shared fields (``MakeResult``; ``history`` is global, identical on every rank).
     progress : callable (step, residual) -> None, optional
     checkpoints : callable step_size -> Checkpoints, optional
         Built once the step size is known (it is part of a run's identity).
