@@ -272,3 +272,11 @@ def test_environment_variable_turns_the_fast_path_off(monkeypatch: pytest.Monkey
     assert not fastpath.enabled()
     x = np.array([0.0, 1.0])
     np.testing.assert_array_equal(fastpath.exp_(x.copy()), np.exp(x))
+
+
+def test_plan_blocks_keeps_coupled_pairs_in_one_block():
+    from expreg.ops import plan_blocks
+
+    assert plan_blocks(4, 100, 8, block=7, pairs=True).block == 8
+    assert plan_blocks(4, 100, 8, block=7).block == 7
+    assert plan_blocks(4, 7, 8, block=7, pairs=True).block == 7  # one block holds everything already

@@ -39,7 +39,7 @@ import hashlib
 import math
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -198,9 +198,8 @@ def _shard(spec: NetSpec, comm: Communicator, Xn: np.ndarray, yn: np.ndarray) ->
     lo, hi = shard_range(spec.m, comm.world_size, comm.rank)
     be = get_backend(spec.backend, spec.device)
     W0, a = init_weights(spec.d, lo, hi, seed=spec.seed, init=spec.init, dtype=spec.dtype)
-    plan = ops.plan_blocks(Xn.shape[0], hi - lo, spec.dtype.itemsize, block=spec.block, memory_budget=spec.memory_budget)
-    if spec.init == "coupled" and plan.block % 2 and plan.block < hi - lo:
-        plan = replace(plan, block=plan.block + 1)  # keep pairs in one block (as ExpNet.plan): exact cancellation
+    plan = ops.plan_blocks(Xn.shape[0], hi - lo, spec.dtype.itemsize, block=spec.block, memory_budget=spec.memory_budget,
+                           backend=be, pairs=spec.init == "coupled")  # as ExpNet.plan
     return descent.Shard(be, get_activation(spec.activation), Xn, yn, be.asarray(W0, spec.dtype), be.asarray(a, spec.dtype),
                          spec.s, spec.m, plan, comm, spec.dtype)
 

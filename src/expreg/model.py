@@ -174,10 +174,8 @@ class ExpNet:
         a pair (w, a), (w, -a) never straddles two blocks and its two terms
         cancel exactly: F(W(0), x) = 0 for every block size.
         """
-        plan = ops.plan_blocks(n, self.m, self.dtype.itemsize, block=self.block, memory_budget=self.memory_budget, backend=self._backend)
-        if self.init == "coupled" and plan.block % 2 and plan.block < self.m:
-            plan = replace(plan, block=plan.block + 1)
-        return plan
+        return ops.plan_blocks(n, self.m, self.dtype.itemsize, block=self.block, memory_budget=self.memory_budget,
+                               backend=self._backend, pairs=self.init == "coupled")
 
     # --------------------------------------------------------------- compute
     def _X(self, X: Any) -> Array:

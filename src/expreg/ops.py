@@ -90,6 +90,7 @@ def plan_blocks(
     block: int | None = None,
     memory_budget: int | None = None,
     backend: Backend | None = None,
+    pairs: bool = False,
 ) -> BlockPlan:
     """Choose the block size and whether to keep activations.
 
@@ -107,12 +108,18 @@ def plan_blocks(
         Bytes allowed for the kept activations; default ``DEFAULT_MEMORY_BUDGET``.
     backend : Backend, optional
         The backend the passes will run on (it sets the default block).
+    pairs : bool
+        Round the block up to an even number, so that a coupled pair of
+        neurons (2p, 2p+1) never straddles two blocks and its two terms
+        cancel exactly (F(W(0), x) = 0 for every block size).
     """
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     if block is None:
         target = backend.block_bytes if backend is not None else DEFAULT_BLOCK_BYTES
         block = max(8, (target // max(1, n * itemsize)) // 8 * 8)
     block = int(max(1, min(block, m)))
+    if pairs and block % 2 and block < m:
+        block += 1
     keep = n * m * itemsize <= budget
     return BlockPlan(block=block, keep=keep)
 
