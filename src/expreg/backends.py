@@ -108,7 +108,10 @@ class Backend:
 
     def sum_rows(self, x: Array) -> Array:
         """Sum of a 2-D array over its first axis, in row order (a new array)."""
-        raise NotImplementedError  # pragma: no cover - interface
+        out = self.copy(x[0])
+        for row in x[1:]:
+            out += row
+        return out
 
     def parallel(self, tasks: int, fn: Callable[[int, int], None]) -> None:
         """Call ``fn(worker, task)`` for task = 0 .. tasks-1; worker < ``threads``.
@@ -173,12 +176,6 @@ class NumpyBackend(Backend):
         from . import fastpath
 
         return fastpath.exp_matvec_(Z, a, acc)
-
-    def sum_rows(self, x: np.ndarray) -> np.ndarray:
-        out = x[0].copy()
-        for row in x[1:]:
-            out += row
-        return out
 
     def parallel(self, tasks: int, fn: Callable[[int, int], None]) -> None:
         # Overflow is detected explicitly by ``ops`` (inf/NaN checks), so
@@ -306,12 +303,6 @@ class TorchBackend(Backend):
         Z.exp_()
         acc.addmv_(Z, a)
         return Z
-
-    def sum_rows(self, x: Any) -> Any:
-        out = x[0].clone()
-        for row in x[1:]:
-            out += row
-        return out
 
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
