@@ -306,7 +306,7 @@ def _backward(
             if kept is not None:
                 E = kept(k, lo, hi)
             else:
-                E = act.value_(backend, backend.matmul(X, W[:, lo:hi], out=ws.z[worker][: ws.n * (hi - lo)].reshape(ws.n, hi - lo)))
+                E = act.value_(backend, backend.matmul(X, W[:, lo:hi], out=ws.block(worker, lo, hi)))
             D = act.derivative(backend, E)
             Gb = G[:, lo:hi]
             if direct:
