@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import overflow_checked
+
 Array = Any  # numpy.ndarray or torch.Tensor
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -184,14 +186,14 @@ class NumpyBackend(Backend):
         workers = min(self.threads, tasks)
         limiter = _blas_single_thread() if workers > 1 else None
         if limiter is None:
-            with np.errstate(over="ignore", invalid="ignore"):
+            with overflow_checked():
                 return Backend.parallel(self, tasks, fn)
         todo = iter(range(tasks))  # shared; next() is atomic under the GIL
         errors: list[BaseException] = []
 
         def run(worker: int) -> None:
             try:
-                with np.errstate(over="ignore", invalid="ignore"):
+                with overflow_checked():
                     for t in todo:
                         fn(worker, t)
             except BaseException as exc:  # re-raised in the caller below

@@ -33,7 +33,7 @@ from . import kernels, ops
 from .activations import Activation
 from .backends import Array, Backend
 from .distributed_comm import Communicator
-from .errors import ExpOverflowError, TrainingDivergedError
+from .errors import ExpOverflowError, TrainingDivergedError, overflow_checked
 from .validation import check_positive_int
 
 #: The loss may grow at most this factor above its initial value before the run counts as diverged.
@@ -198,7 +198,7 @@ class Shard:
         n = self.Xn.shape[0]
         buf = np.zeros(n * n + 1)
         try:
-            with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected by ops
+            with overflow_checked():  # overflow is detected by ops
                 H = ops.gram(self.be, self.act, self.Xb, W, self.s, self.plan)
             buf[:-1] = self.be.to_numpy(H).astype(np.float64).ravel()
         except ExpOverflowError:
@@ -217,7 +217,7 @@ class Shard:
             return reduced[0]
 
         try:
-            with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected by ops
+            with overflow_checked():  # overflow is detected by ops
                 u, _ = ops.forward_backward(self.be, self.act, self.Xb, W, self.a, self.yb, self.s, self.plan, G, reduce=all_reduce)
         except ExpOverflowError:
             if not reduced or not self.be.all_finite(reduced[0]):
