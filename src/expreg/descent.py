@@ -22,6 +22,7 @@ The caller turns the finished run into its own result type (``make_result``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -135,6 +136,25 @@ def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: An
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr}; use lr='auto' for 1/lambda_max(m s^2 H^cts)")
     return float(lr), "given"
+
+
+def run_fingerprint(net: Any, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool,
+                    weights: tuple[np.ndarray, ...] = ()) -> str:
+    """Identity of a run for its checkpoints (sha256 hex digest).
+
+    Hashes the settings of ``net`` (an ``ExpNet`` or a ``NetSpec``: d, m, seed,
+    activation, scaling, init, dtype), the step size, what is recorded, then
+    ``weights`` (W(0) and a, for a network not drawn from its seed alone) and
+    the data X (n, d), y (n,) as float64.
+    """
+    h = hashlib.sha256()
+    h.update(repr((net.d, net.m, net.seed, net.activation, net.scaling, net.init, str(net.dtype), float(lr),
+                   record_every, bool(track_movement))).encode())
+    for w in weights:
+        h.update(np.ascontiguousarray(w).tobytes())
+    h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+    return h.hexdigest()
 
 
 def residual_norm(r: np.ndarray) -> float:

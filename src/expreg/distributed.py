@@ -35,7 +35,6 @@ Without a process group it runs as the only rank.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 import time
@@ -185,12 +184,7 @@ class ShardedTrainResult(ResultFigures):
 
 def fingerprint(spec: NetSpec, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool) -> str:
     """Identity of a run for its checkpoints: network, data, step size and recording (not the number of ranks)."""
-    h = hashlib.sha256()
-    h.update(repr((spec.d, spec.m, spec.seed, spec.activation, spec.scaling, spec.init, str(spec.dtype), float(lr),
-                   record_every, bool(track_movement))).encode())
-    h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
-    return h.hexdigest()
+    return descent.run_fingerprint(spec, X, y, lr, record_every, track_movement)
 
 
 def _shard(spec: NetSpec, comm: Communicator, Xn: np.ndarray, yn: np.ndarray) -> descent.Shard:

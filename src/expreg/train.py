@@ -8,7 +8,6 @@ deviation ||H^dis(W(t)) - H^cts||_op and lambda_min(H^dis(W(t))).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,18 +61,6 @@ class TrainResult(ResultFigures):
     lambda_cts: float
     lambda_max_cts: float
     seconds: float
-
-
-def _fingerprint(net: ExpNet, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool) -> str:
-    """Hash of everything a run's trajectory depends on: W(0), a, settings, data, lr, what is recorded."""
-    h = hashlib.sha256()
-    h.update(repr((net.d, net.m, net.seed, net.activation, net.scaling, net.init, str(net.dtype), float(lr), record_every, bool(track_movement))).encode())
-    W0, a = net.weights_numpy()
-    h.update(np.ascontiguousarray(W0).tobytes())
-    h.update(np.ascontiguousarray(a).tobytes())
-    h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
-    return h.hexdigest()
 
 
 def train(
@@ -143,7 +130,7 @@ def train(
         return TrainResult(net=net.with_weights(W), seconds=time.perf_counter() - started, **fields)
 
     def checkpoints(step: float) -> _FileCheckpoint:
-        fingerprint = _fingerprint(net, Xn, yn, step, settings.record_every, settings.track_movement)
+        fingerprint = descent.run_fingerprint(net, Xn, yn, step, settings.record_every, settings.track_movement, weights=net.weights_numpy())
         return _FileCheckpoint(Path(checkpoint), fingerprint, net)  # type: ignore[arg-type]
 
     return descent.descend(shard, lr, settings, make_result, progress=progress, checkpoints=checkpoints if checkpoint is not None else None)
