@@ -51,9 +51,9 @@ from .backends import Array, canonical_dtype, get_backend
 from .descent import History, ProgressFn, ResultFigures
 from .distributed_comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
 from .errors import CheckpointError
-from .initialisation import INITS, init_weights
-from .model import SCALINGS
-from .validation import check_positive_int, check_X_y
+from .initialisation import init_weights
+from .model import check_network
+from .validation import check_X_y
 
 __all__ = [
     "Communicator", "NetSpec", "ShardedTrainResult", "TorchCommunicator", "communicator", "fingerprint",
@@ -108,16 +108,7 @@ class NetSpec:
     memory_budget: int | None = None
 
     def __post_init__(self) -> None:
-        check_positive_int(self.d, "d")
-        check_positive_int(self.m, "m")
-        check_positive_int(self.seed, "seed", minimum=0)
-        get_activation(self.activation)
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"scaling={self.scaling!r} is not known; choose 'none' (s = 1) or 'ntk' (s = 1/sqrt(m))")
-        if self.init not in INITS:
-            raise ValueError(f"init={self.init!r} is not known; choose 'coupled' or 'gaussian'")
-        if self.init == "coupled" and self.m % 2:
-            raise ValueError(f"init='coupled' pairs neurons, so m must be even; got m = {self.m}. Use m = {self.m + 1} or init='gaussian'")
+        check_network(self.d, self.m, self.seed, self.activation, self.scaling, self.init)
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
 
     @property

@@ -24,6 +24,24 @@ from .validation import check_positive_int, check_X, check_X_y, check_y
 SCALINGS = ("none", "ntk")
 
 
+def check_network(d: Any, m: Any, seed: Any, activation: str, scaling: str, init: str) -> tuple[int, int, int]:
+    """Validate the settings that define a network (MATH.md 1); returns (d, m, seed) as ints.
+
+    Shared by ``ExpNet.init`` and ``distributed.NetSpec``; errors name the argument.
+    """
+    d = check_positive_int(d, "d")
+    m = check_positive_int(m, "m")
+    seed = check_positive_int(seed, "seed", minimum=0)
+    get_activation(activation)
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling={scaling!r} is not known; choose 'none' (the paper's s = 1) or 'ntk' (s = 1/sqrt(m))")
+    if init not in INITS:
+        raise ValueError(f"init={init!r} is not known; choose 'coupled' or 'gaussian'")
+    if init == "coupled" and m % 2:
+        raise ValueError(f"init='coupled' pairs neurons, so m must be even; got m = {m}. Use m = {m + 1} or init='gaussian'")
+    return d, m, seed
+
+
 @dataclass(eq=False)
 class ExpNet:
     """A width-m two-layer network with exponential (or ReLU) activation.
@@ -110,16 +128,7 @@ class ExpNet:
         >>> net.W.shape, net.a.shape
         ((3, 8), (8,))
         """
-        d = check_positive_int(d, "d")
-        m = check_positive_int(m, "m")
-        seed = check_positive_int(seed, "seed", minimum=0)
-        get_activation(activation)
-        if scaling not in SCALINGS:
-            raise ValueError(f"scaling={scaling!r} is not known; choose 'none' (the paper's s = 1) or 'ntk' (s = 1/sqrt(m))")
-        if init not in INITS:
-            raise ValueError(f"init={init!r} is not known; choose 'coupled' or 'gaussian'")
-        if init == "coupled" and m % 2:
-            raise ValueError(f"init='coupled' pairs neurons, so m must be even; got m = {m}. Use m = {m + 1} or init='gaussian'")
+        d, m, seed = check_network(d, m, seed, activation, scaling, init)
         dt = canonical_dtype(dtype)
         be = get_backend(backend, device)
         W, a = init_weights(d, 0, m, seed=seed, init=init, dtype=dt)
