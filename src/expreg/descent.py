@@ -78,6 +78,15 @@ class History:
             setattr(h, k, np.asarray(arrays[k]).tolist())
         return h
 
+    def npz_fields(self) -> dict[str, np.ndarray]:
+        """The records as ``.npz`` entries ``h_<field>``: the key format of every checkpoint."""
+        return {f"h_{k}": v for k, v in self.as_arrays().items()}
+
+    @classmethod
+    def from_npz_fields(cls, data: dict[str, np.ndarray]) -> "History":
+        """The history stored in ``data`` (a loaded ``.npz``) by ``npz_fields``; other entries are ignored."""
+        return cls.from_arrays({k[2:]: v for k, v in data.items() if k.startswith("h_")})
+
     def truncate(self, steps: int) -> None:
         """Drop records after step ``steps``."""
         for k in ("loss", "residual", "max_movement", "frobenius_movement"):

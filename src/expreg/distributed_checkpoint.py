@@ -68,7 +68,7 @@ def save_shard(
         m=np.int64(m),
         step=np.int64(step),
         fingerprint=np.array(fingerprint),
-        **{f"h_{k}": v for k, v in history.as_arrays().items()},
+        **history.npz_fields(),
     )
     return path
 
@@ -145,7 +145,7 @@ def read_slice(
         if s_lo < s_hi:
             W[:, s_lo - lo : s_hi - lo] = data["W"][:, s_lo - f_lo : s_hi - f_lo]
         if history is None:
-            history = History.from_arrays({k[2:]: v for k, v in data.items() if k.startswith("h_")})
+            history = History.from_npz_fields(data)
     if covered != m:
         raise CheckpointError(f"the files of step {step} in {str(directory)!r} cover neurons 0..{covered - 1}, not 0..{m - 1}")
     assert W is not None and history is not None

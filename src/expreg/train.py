@@ -155,10 +155,10 @@ class _FileCheckpoint:
 
 def _save_checkpoint(path: Path, fingerprint: str, be: Any, W: Any, history: History, step: int) -> None:
     """Save W after ``step`` steps with the history up to step - 1 or ``step`` (atomic write)."""
-    save_npz_atomic(path, W=be.to_numpy(W), step=np.int64(step), fingerprint=np.array(fingerprint), **{f"h_{k}": v for k, v in history.as_arrays().items()})
+    save_npz_atomic(path, W=be.to_numpy(W), step=np.int64(step), fingerprint=np.array(fingerprint), **history.npz_fields())
 
 
-_HISTORY_KEYS = tuple(f"h_{k}" for k in History().__dict__)
+_HISTORY_KEYS = tuple(History().npz_fields())
 
 
 def _load_checkpoint(path: Path, fingerprint: str, be: Any, dtype: np.dtype, net: ExpNet) -> tuple[Any, History, int]:
@@ -171,7 +171,7 @@ def _load_checkpoint(path: Path, fingerprint: str, be: Any, dtype: np.dtype, net
         )
     if tuple(data["W"].shape) != (net.d, net.m):
         raise CheckpointError(f"checkpoint {str(path)!r} holds W of shape {data['W'].shape}, expected {(net.d, net.m)}")
-    history = History.from_arrays({k[2:]: v for k, v in data.items() if k.startswith("h_")})
+    history = History.from_npz_fields(data)
     step = int(data["step"])
     if not (len(history.loss) in (step, step + 1) and np.isfinite(data["W"]).all()):
         raise CheckpointError(f"checkpoint {str(path)!r} is inconsistent (step {step}, {len(history.loss)} history rows); delete it")
