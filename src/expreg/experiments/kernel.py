@@ -66,7 +66,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     H_cts = kernels.ntk(X, params["activation"])
     lam = kernels.lambda_min(H_cts)
     net = network(cfg.d, params["m"], seed, params["activation"], cfg.init, cfg.scaling)
-    H0 = kernels.empirical_ntk(net, X) / (net.m * net.s**2)
+    H0 = kernels.empirical_ntk(net, X, average=True)  # H^dis(W(0))
     dev = kernels.operator_norm(H0 - H_cts)
     row: dict[str, Any] = {"lambda": float(lam), "deviation": float(dev), "relative_deviation": float(dev / lam),
                            "lambda_min_init": float(kernels.lambda_min(H0)), "trained": False,
