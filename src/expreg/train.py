@@ -136,6 +136,9 @@ def train(
     return descent.descend(shard, lr, settings, make_result, progress=progress, checkpoints=checkpoints if checkpoint is not None else None)
 
 
+_HISTORY_KEYS = tuple(History().npz_fields())
+
+
 @dataclass
 class _FileCheckpoint:
     """The checkpoint of a single-process run: one ``.npz`` file (``descent.Checkpoints``)."""
@@ -145,36 +148,27 @@ class _FileCheckpoint:
     net: ExpNet
 
     def resume(self) -> tuple[Any, History, int] | None:
+        """W, history and step of the checkpoint ``save`` wrote for this run, or None when there is none."""
         if not self.path.exists():
             return None
-        return _load_checkpoint(self.path, self.fingerprint, self.net.backend, self.net.dtype, self.net)
+        path, net = self.path, self.net
+        data = load_npz(path, required=("W", "step", "fingerprint", *_HISTORY_KEYS))
+        if str(data["fingerprint"]) != self.fingerprint:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} belongs to another run (initial weights, data, lr or recording settings differ); "
+                "delete it or choose another path"
+            )
+        if tuple(data["W"].shape) != (net.d, net.m):
+            raise CheckpointError(f"checkpoint {str(path)!r} holds W of shape {data['W'].shape}, expected {(net.d, net.m)}")
+        history = History.from_npz_fields(data)
+        step = int(data["step"])
+        if not (len(history.loss) in (step, step + 1) and np.isfinite(data["W"]).all()):
+            raise CheckpointError(f"checkpoint {str(path)!r} is inconsistent (step {step}, {len(history.loss)} history rows); delete it")
+        if len(history.loss) > step:
+            history.truncate(step - 1)
+        return net.backend.asarray(data["W"], net.dtype), history, step
 
     def save(self, W: Any, history: History, step: int, *, final: bool) -> None:
-        _save_checkpoint(self.path, self.fingerprint, self.net.backend, W, history, step)
-
-
-def _save_checkpoint(path: Path, fingerprint: str, be: Any, W: Any, history: History, step: int) -> None:
-    """Save W after ``step`` steps with the history up to step - 1 or ``step`` (atomic write)."""
-    save_npz_atomic(path, W=be.to_numpy(W), step=np.int64(step), fingerprint=np.array(fingerprint), **history.npz_fields())
-
-
-_HISTORY_KEYS = tuple(History().npz_fields())
-
-
-def _load_checkpoint(path: Path, fingerprint: str, be: Any, dtype: np.dtype, net: ExpNet) -> tuple[Any, History, int]:
-    """W, history and step of a checkpoint written by ``_save_checkpoint`` for this run."""
-    data = load_npz(path, required=("W", "step", "fingerprint", *_HISTORY_KEYS))
-    if str(data["fingerprint"]) != fingerprint:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} belongs to another run (initial weights, data, lr or recording settings differ); "
-            "delete it or choose another path"
-        )
-    if tuple(data["W"].shape) != (net.d, net.m):
-        raise CheckpointError(f"checkpoint {str(path)!r} holds W of shape {data['W'].shape}, expected {(net.d, net.m)}")
-    history = History.from_npz_fields(data)
-    step = int(data["step"])
-    if not (len(history.loss) in (step, step + 1) and np.isfinite(data["W"]).all()):
-        raise CheckpointError(f"checkpoint {str(path)!r} is inconsistent (step {step}, {len(history.loss)} history rows); delete it")
-    if len(history.loss) > step:
-        history.truncate(step - 1)
-    return be.asarray(data["W"], dtype), history, step
+        """Save W after ``step`` steps with the history up to step - 1 or ``step`` (atomic write)."""
+        save_npz_atomic(self.path, W=self.net.backend.to_numpy(W), step=np.int64(step), fingerprint=np.array(self.fingerprint),
+                        **history.npz_fields())
