@@ -34,7 +34,9 @@ DENSE_EIGEN_LIMIT = 2000
 
 
 def _angles(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """theta_ij = angle(a_i, b_j) in [0, pi] (n1 x n2), 0 where a row is zero.
+    """theta_ij = angle(a_i, b_j) in [0, pi] (n1 x n2); pi/2 where one row is zero, 0 where both are.
+
+    (Every closed form multiplies the angle of a zero row by a zero norm or inner product.)
 
     Computed as 2 atan2(||u - v||, ||u + v||) on the unit vectors u, v, which
     is accurate near 0 and pi, unlike arccos(rho): rounding of rho by 1e-16
