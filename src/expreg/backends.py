@@ -332,10 +332,15 @@ def default_threads() -> int:
         if value < 1:
             raise ValueError(f"EXPREG_NUM_THREADS={env!r} must be >= 1")
         return value
+    return usable_cpus()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; ``os.cpu_count()`` off Linux), at least 1."""
     try:
-        return len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        return max(1, os.cpu_count() or 1)
 
 
 _controller: Any = None

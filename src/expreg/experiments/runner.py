@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..backends import usable_cpus
 from .base import Task, execute, get_experiment, make_tasks
 from .store import ResultStore
 
@@ -38,11 +39,8 @@ class SweepError(RuntimeError):
 
 
 def default_jobs() -> int:
-    """Cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """Cores this process may use (``backends.usable_cpus``)."""
+    return usable_cpus()
 
 
 def _limit_threads(expreg_threads: int = 1) -> None:
