@@ -205,9 +205,9 @@ class ExpNet:
 
     def loss(self, X: Any, y: Any) -> float:
         """L(W) = 1/2 sum_i (F(W, x_i) - y_i)^2 (MATH.md 2), accumulated in float64."""
-        Xn = check_X(X, dtype=self.dtype, d=self.d)
-        yn = check_y(y, Xn.shape[0], dtype=np.dtype(np.float64))
-        u = self._forward(self._backend.asarray(Xn, self.dtype))
+        Xb = self._X(X)
+        yn = check_y(y, int(Xb.shape[0]), dtype=np.dtype(np.float64))
+        u = self._forward(Xb)
         r = u.astype(np.float64) - yn
         with overflow_checked():
             value = 0.5 * float(r @ r)
