@@ -178,9 +178,8 @@ def fingerprint(spec: NetSpec, X: np.ndarray, y: np.ndarray, lr: float, record_e
     return descent.run_fingerprint(spec, X, y, lr, record_every, track_movement)
 
 
-def _shard(spec: NetSpec, comm: Communicator, Xn: np.ndarray, yn: np.ndarray) -> descent.Shard:
-    """This rank's slice ``shard_range(m, P, rank)`` of the network ``spec``, drawn from (seed, r) alone."""
-    lo, hi = shard_range(spec.m, comm.world_size, comm.rank)
+def _shard(spec: NetSpec, comm: Communicator, Xn: np.ndarray, yn: np.ndarray, lo: int, hi: int) -> descent.Shard:
+    """Neurons ``lo .. hi-1`` (this rank's ``shard_range``) of the network ``spec``, drawn from (seed, r) alone."""
     be = get_backend(spec.backend, spec.device)
     W0, a = init_weights(spec.d, lo, hi, seed=spec.seed, init=spec.init, dtype=spec.dtype)
     plan = ops.plan_blocks(Xn.shape[0], hi - lo, spec.dtype.itemsize, block=spec.block, memory_budget=spec.memory_budget,
@@ -239,8 +238,8 @@ def train_sharded(
     if spec.m < comm.world_size:
         raise ValueError(f"width m = {spec.m} is smaller than the number of ranks ({comm.world_size}); launch at most m processes")
     Xn, yn = check_X_y(X, y, dtype=np.float64, d=spec.d)
-    shard = _shard(spec, comm, Xn, yn)
     lo, hi = shard_range(spec.m, comm.world_size, comm.rank)
+    shard = _shard(spec, comm, Xn, yn, lo, hi)
 
     def make_result(W: Array, fields: dict[str, Any]) -> ShardedTrainResult:
         return ShardedTrainResult(W=W, a=shard.a, lo=lo, hi=hi, m=spec.m, rank=comm.rank, world_size=comm.world_size,
