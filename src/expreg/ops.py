@@ -141,6 +141,7 @@ class _Workspace:
     acc : (chunks, n) partial predictions, one row per chunk
     xrt : (d, n) the residual-scaled inputs (X * r[:, None])^T, C-contiguous
     finite : one flag per chunk: its gradient columns are all finite
+    chunks : ``plan.chunks(m)``; first : the index of each chunk's first block
     """
 
     def __init__(self, backend: Backend, n: int, d: int, m: int, dtype: np.dtype, plan: BlockPlan, key: tuple[Any, ...]) -> None:
@@ -148,9 +149,13 @@ class _Workspace:
         self.n = n
         self.z = [backend.empty((n * plan.block,), dtype) for _ in range(max(1, backend.threads))]
         self.kept = backend.empty((n * m,), dtype) if plan.keep else None
-        self.acc = backend.empty((len(plan.chunks(m)), n), dtype)
+        self.chunks = plan.chunks(m)
+        self.first = [0]
+        for blocks in self.chunks[:-1]:
+            self.first.append(self.first[-1] + len(blocks))
+        self.acc = backend.empty((len(self.chunks), n), dtype)
         self.xrt = backend.empty((d, n), dtype)
-        self.finite = [True] * len(plan.chunks(m))
+        self.finite = [True] * len(self.chunks)
 
     def block(self, worker: int, lo: int, hi: int) -> Array:
         """A C-contiguous (n, hi - lo) buffer for block [lo, hi): kept or scratch."""
@@ -228,14 +233,14 @@ def forward_pass(
     shapes: consume them (``backward_pass``) before the next step.
     """
     ws = _acquire(backend, X, W, plan)
-    u = _forward(backend, act, X, W, a, plan, ws)
+    u = _forward(backend, act, X, W, a, ws)
     kept = [ws.block(0, lo, hi) for lo, hi in plan.ranges(int(W.shape[1]))] if plan.keep else None
     _release(ws)
     return u, kept
 
 
-def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, plan: BlockPlan, ws: _Workspace) -> Array:
-    chunks = plan.chunks(int(W.shape[1]))
+def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, ws: _Workspace) -> Array:
+    chunks = ws.chunks
     fused = act.name == "exp"
 
     def chunk(worker: int, c: int) -> None:
@@ -271,7 +276,7 @@ def backward_pass(
     ws = _acquire(backend, X, W, BlockPlan(plan.block, keep=False))
     blocks = None if kept is None else (lambda k, lo, hi: kept[k])
     try:
-        _backward(backend, act, X, W, a, r, scale, plan, blocks, G, ws)
+        _backward(backend, act, X, W, a, r, scale, blocks, G, ws)
     finally:
         _release(ws)
     return G
@@ -285,17 +290,12 @@ def _backward(
     a: Array,
     r: Array,
     scale: float,
-    plan: BlockPlan,
     kept: Callable[[int, int, int], Array] | None,
     G: Array,
     ws: _Workspace,
 ) -> Array:
     """The backward pass; ``kept(k, lo, hi)`` returns block k's kept activations (None: recompute)."""
-    m = int(W.shape[1])
-    chunks = plan.chunks(m)
-    first = [0]
-    for blocks in chunks[:-1]:
-        first.append(first[-1] + len(blocks))
+    chunks, first = ws.chunks, ws.first
     ws.xrt[...] = (X * r[:, None]).T
     XrT = ws.xrt
     sa = a * scale
@@ -357,7 +357,7 @@ def forward_backward(
     """
     ws = _acquire(backend, X, W, plan)
     try:
-        u = _forward(backend, act, X, W, a, plan, ws)
+        u = _forward(backend, act, X, W, a, ws)
         if reduce is not None:
             u = reduce(u)
         u *= scale
@@ -366,7 +366,7 @@ def forward_backward(
         if G is None:
             G = backend.empty(tuple(W.shape), _dtype_of(backend, X))
         kept = (lambda k, lo, hi: ws.block(0, lo, hi)) if plan.keep else None
-        _backward(backend, act, X, W, a, u - y, scale, plan, kept, G, ws)
+        _backward(backend, act, X, W, a, u - y, scale, kept, G, ws)
     finally:
         _release(ws)
     return u, G
