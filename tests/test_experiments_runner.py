@@ -91,3 +91,32 @@ def test_pool_workers_share_the_cores_without_oversubscribing():
         with make_executor(jobs) as pool:
             threads = pool.submit(default_threads).result(timeout=60)
         assert threads == max(1, default_jobs() // jobs)
+
+
+class _FlakyOnce(ThreadPoolExecutor):
+    """Runs tasks in threads; the first attempt of one task raises, as a lost cluster worker might."""
+
+    def __init__(self, flaky_key: str, calls: dict[str, int]) -> None:
+        super().__init__(max_workers=2)
+        self._flaky_key, self._calls = flaky_key, calls
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        task = args[0]
+        self._calls[task.key] = self._calls.get(task.key, 0) + 1
+        if task.key == self._flaky_key and self._calls[task.key] == 1:
+            def boom(*_a, **_k):
+                raise RuntimeError("transient: worker lost while its result was in transit")
+            return super().submit(boom)
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_transient_task_error_is_retried_once(tmp_path):
+    tasks = make_tasks("kernel", get_config("kernel", "tiny"))[:3]
+    calls: dict[str, int] = {}
+    store = ResultStore(tmp_path)
+    result = run_tasks(tasks, store, lambda: _FlakyOnce(tasks[1].key, calls))
+    assert not result.failures and result.executed == 3 and result.rounds == 2
+    assert calls[tasks[1].key] == 2 and calls[tasks[0].key] == 1  # only the failed run ran again
+    assert store.done_keys() == {t.key for t in tasks}
+    with pytest.raises(SweepError, match="1 of 3 runs failed"):  # a run that fails every time is still reported
+        run_tasks(tasks, ResultStore(tmp_path / "again"), lambda: _FlakyOnce(tasks[1].key, {}), max_attempts=1)

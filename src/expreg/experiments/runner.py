@@ -103,6 +103,7 @@ def run_tasks(
     executor_factory: Callable[[], Executor],
     *,
     max_retries: int = 3,
+    max_attempts: int = 2,
     progress: ProgressFn | None = None,
     on_executor: Callable[[Executor], None] | None = None,
 ) -> SweepResult:
@@ -116,7 +117,13 @@ def run_tasks(
         Called once per round; a round ends when every submitted future is
         done (or the executor broke).
     max_retries : int
-        Extra rounds after the first for tasks lost to a broken executor.
+        Extra rounds after the first for tasks lost to a broken executor or
+        to an exception.
+    max_attempts : int
+        Times a task that raised is run before it counts as failed. A
+        second attempt absorbs transient errors of a cluster (a worker lost
+        while its result was in transit); a deterministic error fails again
+        and is reported with its last message.
     progress : callable (done, total), optional
         Called with runs done (skipped ones included) out of the total.
     on_executor : callable, optional
@@ -134,6 +141,7 @@ def run_tasks(
         unique.setdefault(t.key, t)
     pending = {k: t for k, t in unique.items() if k not in done}
     result = SweepResult(skipped=len(unique) - len(pending))
+    attempts: dict[str, int] = {}
     total = len(unique)
     if progress:
         progress(result.skipped, total)
@@ -153,9 +161,11 @@ def run_tasks(
                 except BrokenExecutor:
                     broken = True
                     continue
-                except Exception as exc:  # a bug or bad input in run_one: keep going, report at the end
-                    result.failures[task.key] = f"{type(exc).__name__}: {exc} (params {task.params}, seed {task.seed})"
-                    pending.pop(task.key, None)
+                except Exception as exc:  # keep going; retried next round, then reported at the end
+                    attempts[task.key] = attempts.get(task.key, 0) + 1
+                    if attempts[task.key] >= max_attempts:
+                        result.failures[task.key] = f"{type(exc).__name__}: {exc} (params {task.params}, seed {task.seed})"
+                        pending.pop(task.key, None)
                     continue
                 store.append([row])
                 pending.pop(task.key, None)
