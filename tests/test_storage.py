@@ -67,8 +67,9 @@ def test_load_npz_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         storage.load_npz(tmp_path / "trunc.npz")
     (tmp_path / "junk.npz").write_bytes(np.random.default_rng(0).bytes(200))
-    with pytest.raises(CheckpointError, match="not a readable .npz"):
+    with pytest.raises(CheckpointError, match="not a readable .npz") as junk:
         storage.load_npz(tmp_path / "junk.npz")
+    assert "pickle" not in str(junk.value)  # no advice to load a corrupt file unsafely
     np.save(tmp_path / "single.npy", np.ones(3))
     with pytest.raises(CheckpointError, match=r"a \.npy file"):
         storage.load_npz(tmp_path / "single.npy")

@@ -69,6 +69,12 @@ def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> di
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no file at {str(p)!r}")
+    if not zipfile.is_zipfile(p):  # before np.load, whose message for such files is about pickles
+        with open(p, "rb") as fh:
+            npy = fh.read(6) == b"\x93NUMPY"
+        what = "a single array (a .npy file), not named arrays" if npy else "no complete zip archive (it may be truncated or corrupt, or another format)"
+        names = ", ".join(f"{k}={k}" for k in required) or "..."
+        raise CheckpointError(f"{str(p)!r} is not a readable .npz file: it holds {what}; write it with numpy.savez(path, {names})")
     try:
         loaded = np.load(p, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
