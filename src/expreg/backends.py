@@ -108,14 +108,22 @@ class Backend:
         acc += self.matmul(Z, a)
         return Z
 
-    def zeros_symmetric(self, n: int, dtype: np.dtype) -> Array:
-        """A zero (n, n) accumulator for ``rank_update_``."""
+    # Gram accumulation (``ops.GramAccumulator``): S = sum of D D^T over blocks D (n, k)
+    def row_panels(self, n: int) -> list[tuple[int, int]]:
+        """Row ranges that split the work of one Gram block into tasks for ``parallel``."""
+        return [(0, n)]
+
+    def gram_state(self, n: int, dtype: np.dtype) -> Any:
+        """A zero accumulator for S (n x n); only ``rank_update_`` and ``gram_lower`` read it."""
         return self.zeros((n, n), dtype)
 
-    def rank_update_(self, S: Array, D: Array) -> Array:
-        """S += D D^T in place, at least on and below the diagonal; returns S. D (n, k)."""
-        S += self.matmul(D, D.T)
-        return S
+    def rank_update_(self, state: Any, D: Array) -> None:
+        """state += D D^T (at least on and below the diagonal). D (n, k)."""
+        state += self.matmul(D, D.T)
+
+    def gram_lower(self, state: Any) -> np.ndarray:
+        """The lower triangle of S (diagonal included, zeros above) as a NumPy float64 (n, n) array."""
+        return np.tril(self.to_numpy(state)).astype(np.float64, copy=False)
 
     def sum_rows(self, x: Array) -> Array:
         """Sum of a 2-D array over its first axis, in row order (a new array)."""
@@ -227,17 +235,17 @@ class NumpyBackend(Backend):
     def __repr__(self) -> str:
         return f"NumpyBackend(threads={self.threads})"
 
-    def zeros_symmetric(self, n: int, dtype: np.dtype) -> np.ndarray:
-        return np.zeros((n, n), dtype=dtype, order="F")  # BLAS updates it in place
+    def row_panels(self, n: int) -> list[tuple[int, int]]:
+        return _row_panels(n)
 
-    def rank_update_(self, S: np.ndarray, D: np.ndarray) -> np.ndarray:
-        """S += D D^T on and below the diagonal with BLAS ``syrk`` (n^2 k flops); S from ``zeros_symmetric``."""
-        import scipy.linalg.blas
+    def gram_state(self, n: int, dtype: np.dtype) -> "_PanelGram":
+        return _PanelGram(self, n, dtype)
 
-        syrk = scipy.linalg.blas.ssyrk if S.dtype == np.float32 else scipy.linalg.blas.dsyrk
-        # D (n, k) C-contiguous is D^T (k, n) Fortran-contiguous: trans=1 gives D D^T without a copy.
-        syrk(1.0, np.ascontiguousarray(D).T, beta=1.0, c=S, trans=1, lower=1, overwrite_c=1)
-        return S
+    def rank_update_(self, state: "_PanelGram", D: np.ndarray) -> None:
+        state.update(np.ascontiguousarray(D))
+
+    def gram_lower(self, state: "_PanelGram") -> np.ndarray:
+        return state.lower()
 
     def relu_(self, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, 0, out=x)
@@ -256,6 +264,58 @@ class NumpyBackend(Backend):
 
     def copy(self, x: np.ndarray) -> np.ndarray:
         return x.copy()
+
+
+def _row_panels(n: int) -> list[tuple[int, int]]:
+    """Row ranges [r_p, r_{p+1}) with r_p ~ n sqrt(p / P): each panel's share of the lower triangle
+    (r_{p+1}^2 - r_p^2) / 2 is about equal. P depends on n only (never on threads), so results
+    do not depend on the thread count."""
+    panels = 1 if n < 256 else min(8, n // 128)
+    bounds = sorted({0, n, *(min(n, int(round(n * np.sqrt(p / panels) / 8)) * 8) for p in range(1, panels))})
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+class _PanelGram:
+    """The lower triangle of S = sum D D^T (n x n) as row panels, each updated by one thread.
+
+    Panel p (rows r0..r1) holds its diagonal block (r1 - r0)^2, updated by BLAS ``syrk``
+    (half the flops of a GEMM), and the rectangle left of it (r1 - r0) x r0, updated by
+    ``gemm``; every buffer is Fortran-ordered so BLAS writes it in place (a C-contiguous
+    D (n, k) is D^T Fortran-contiguous: no copies). Panels run on the backend's threads
+    with BLAS on one thread each (``parallel``), as the step's blocks do.
+    """
+
+    def __init__(self, backend: "NumpyBackend", n: int, dtype: np.dtype) -> None:
+        import scipy.linalg.blas
+
+        self.backend = backend
+        self.n = n
+        self.panels = _row_panels(n)
+        self.diag = [np.zeros((r1 - r0, r1 - r0), dtype=dtype, order="F") for r0, r1 in self.panels]
+        self.left = [np.zeros((r1 - r0, r0), dtype=dtype, order="F") for r0, r1 in self.panels]
+        single = np.dtype(dtype) == np.float32
+        self._syrk = scipy.linalg.blas.ssyrk if single else scipy.linalg.blas.dsyrk
+        self._gemm = scipy.linalg.blas.sgemm if single else scipy.linalg.blas.dgemm
+
+    def update(self, D: np.ndarray) -> None:
+        """Add D D^T, D (n, k) C-contiguous."""
+
+        def panel(worker: int, p: int) -> None:
+            r0, r1 = self.panels[p]
+            Dp = D[r0:r1].T  # (k, r1 - r0), Fortran-contiguous
+            self._syrk(1.0, Dp, beta=1.0, c=self.diag[p], trans=1, lower=1, overwrite_c=1)
+            if r0:
+                self._gemm(1.0, Dp, D[:r0].T, beta=1.0, c=self.left[p], trans_a=1, overwrite_c=1)
+
+        self.backend.parallel(len(self.panels), panel)
+
+    def lower(self) -> np.ndarray:
+        """The lower triangle of S (zeros above) as a float64 (n, n) array, Fortran-ordered like the panels."""
+        S = np.zeros((self.n, self.n), order="F")
+        for (r0, r1), diag, left in zip(self.panels, self.diag, self.left):
+            S[r0:r1, r0:r1] = np.tril(diag)
+            S[r0:r1, :r0] = left
+        return S
 
 
 class TorchBackend(Backend):
@@ -322,9 +382,12 @@ class TorchBackend(Backend):
     def copy(self, x: Any) -> Any:
         return x.clone()
 
-    def rank_update_(self, S: Any, D: Any) -> Any:
-        """S += D D^T with one ``addmm_`` (no host synchronisation)."""
-        return S.addmm_(D, D.T)
+    def rank_update_(self, state: Any, D: Any) -> None:
+        """S += D D^T with one ``addmm_`` (queued on the device, no host synchronisation)."""
+        state.addmm_(D, D.T)
+
+    def gram_lower(self, state: Any) -> np.ndarray:
+        return self.to_numpy(self._torch.tril(state)).astype(np.float64, copy=False)
 
     def exp_matvec_(self, Z: Any, a: Any, acc: Any) -> Any:
         Z.exp_()
