@@ -18,10 +18,16 @@ largest and smallest eigenvalues and its spectral norm. Each is computed by
 Iterative results agree with the dense ones to a relative 1e-10 of the
 spectral norm (``tol``); when ARPACK does not converge, or the shifted matrix
 has no Cholesky factor, the dense method answers instead.
+
+Up to ``SINGLE_THREAD_LIMIT`` rows the solvers run with BLAS on one thread
+(threadpoolctl, when installed): their many small BLAS calls gain nothing
+from threads, and on a machine whose cores are busy OpenBLAS's threads wait
+on each other (measured on 2 shared cores: 10 to 100 times slower).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -29,7 +35,9 @@ import scipy.linalg
 import scipy.sparse.linalg
 
 #: Up to this many rows, "auto" uses the dense LAPACK solver.
-DENSE_LIMIT = 384
+DENSE_LIMIT = 512
+#: Up to this many rows, the solvers run with BLAS on one thread.
+SINGLE_THREAD_LIMIT = 2048
 #: Relative tolerance of the Lanczos runs (ARPACK's ``tol``).
 TOL = 1e-10
 METHODS = ("auto", "dense", "iterative")
@@ -42,6 +50,14 @@ def _square(H: Any, name: str = "H") -> np.ndarray:
     if not np.isfinite(A).all():
         raise ValueError(f"{name} contains NaN or inf ({int((~np.isfinite(A)).sum())} entries); its eigenvalues are undefined")
     return A
+
+
+def _threads(n: int) -> AbstractContextManager[Any]:
+    """BLAS on one thread for n <= ``SINGLE_THREAD_LIMIT`` (a no-op above, or without threadpoolctl)."""
+    from .backends import _blas_single_thread
+
+    limiter = _blas_single_thread() if n <= SINGLE_THREAD_LIMIT else None
+    return limiter if limiter is not None else nullcontext()
 
 
 def _method(method: str, n: int) -> str:
@@ -87,13 +103,8 @@ def _dense(A: np.ndarray) -> tuple[float, float]:
     return float(w[0]), float(w[-1])
 
 
-def extreme_eigenvalues(H: Any, *, method: str = "auto") -> tuple[float, float]:
-    """(lambda_min, lambda_max) of a symmetric matrix H (n x n).
-
-    ``method``: "dense", "iterative" (Lanczos; lambda_min by shift-invert when
-    H is positive semi-definite) or "auto" (dense up to ``DENSE_LIMIT`` rows).
-    """
-    A = _square(H)
+# The solvers proper: A is a checked float64 square matrix (``_square``).
+def _extreme_eigenvalues(A: np.ndarray, *, method: str) -> tuple[float, float]:
     if _method(method, A.shape[0]) == "dense":
         return _dense(A)
     lo = _lambda_min_shift_invert(A)
@@ -105,9 +116,7 @@ def extreme_eigenvalues(H: Any, *, method: str = "auto") -> tuple[float, float]:
     return lo, hi
 
 
-def lambda_min(H: Any, *, method: str = "auto") -> float:
-    """Smallest eigenvalue of a symmetric matrix (lambda of MATH.md 3 when H = H^cts)."""
-    A = _square(H)
+def _lambda_min(A: np.ndarray, *, method: str) -> float:
     if _method(method, A.shape[0]) == "dense":
         return _dense(A)[0]
     lo = _lambda_min_shift_invert(A)
@@ -116,26 +125,52 @@ def lambda_min(H: Any, *, method: str = "auto") -> float:
     return lo if lo is not None else _dense(A)[0]
 
 
-def lambda_max(H: Any, *, method: str = "auto") -> float:
-    """Largest eigenvalue of a symmetric matrix."""
-    A = _square(H)
+def _lambda_max(A: np.ndarray, *, method: str) -> float:
     if _method(method, A.shape[0]) == "dense":
         return _dense(A)[1]
     hi = _eigsh(A, which="LA")
     return hi if hi is not None else _dense(A)[1]
 
 
+def _operator_norm(A: np.ndarray, *, method: str) -> float:
+    if _method(method, A.shape[0]) != "dense":
+        v = _eigsh(A, which="LM")
+        if v is not None:
+            return abs(v)
+    lo, hi = _dense(A)
+    return max(abs(lo), abs(hi))
+
+
+def extreme_eigenvalues(H: Any, *, method: str = "auto") -> tuple[float, float]:
+    """(lambda_min, lambda_max) of a symmetric matrix H (n x n).
+
+    ``method``: "dense", "iterative" (Lanczos; lambda_min by shift-invert when
+    H is positive semi-definite) or "auto" (dense up to ``DENSE_LIMIT`` rows).
+    """
+    A = _square(H)
+    with _threads(A.shape[0]):
+        return _extreme_eigenvalues(A, method=method)
+
+
+def lambda_min(H: Any, *, method: str = "auto") -> float:
+    """Smallest eigenvalue of a symmetric matrix (lambda of MATH.md 3 when H = H^cts)."""
+    A = _square(H)
+    with _threads(A.shape[0]):
+        return _lambda_min(A, method=method)
+
+
+def lambda_max(H: Any, *, method: str = "auto") -> float:
+    """Largest eigenvalue of a symmetric matrix."""
+    A = _square(H)
+    with _threads(A.shape[0]):
+        return _lambda_max(A, method=method)
+
+
 def operator_norm(A: Any, *, method: str = "auto") -> float:
     """Spectral norm ||A||_2 = max |eigenvalue| of a symmetric matrix (one Lanczos run from the top)."""
     M = _square(A, "A")
-    if _method(method, M.shape[0]) == "dense":
-        lo, hi = _dense(M)
-        return max(abs(lo), abs(hi))
-    v = _eigsh(M, which="LM")
-    if v is None:
-        lo, hi = _dense(M)
-        return max(abs(lo), abs(hi))
-    return abs(v)
+    with _threads(M.shape[0]):
+        return _operator_norm(M, method=method)
 
 
 def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") -> tuple[float, float]:
@@ -165,4 +200,5 @@ def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") ->
     B = _square(H_cts, "H_cts")
     if A.shape != B.shape:
         raise ValueError(f"Hdis has shape {A.shape} but H_cts has shape {B.shape}; they must be kernels of the same points")
-    return operator_norm(A - B, method=method), lambda_min(A, method=method)
+    with _threads(A.shape[0]):
+        return _operator_norm(A - B, method=method), _lambda_min(A, method=method)
