@@ -52,17 +52,34 @@ def _angles(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 def _exp_half_sum_sq(A: np.ndarray, B: np.ndarray, G: np.ndarray) -> np.ndarray:
     """exp(||a_i + b_j||^2 / 2) (n1 x n2), refusing to overflow."""
-    expo = 0.5 * ((A * A).sum(1)[:, None] + (B * B).sum(1)[None, :]) + G  # ||a_i + b_j||^2 / 2
-    if expo.max() > 700:
+    with np.errstate(over="ignore", invalid="ignore"):
+        expo = 0.5 * ((A * A).sum(1)[:, None] + (B * B).sum(1)[None, :]) + G  # ||a_i + b_j||^2 / 2
+    top = expo.max()
+    if not top <= 700:  # also true when top is NaN (norms that overflowed: inf - inf)
         raise ExpOverflowError(
-            f"exp(||x_i + x_j||^2 / 2) overflows float64 (exponent up to {expo.max():.3g}); "
+            f"exp(||x_i + x_j||^2 / 2) overflows float64 (exponent up to {top:.3g}); "
             "scale the inputs into the unit ball"
         )
     return np.exp(expo)
 
 
 def _closed_form(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np.ndarray:
-    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B (MATH.md 3)."""
+    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B (MATH.md 3).
+
+    Raises ``ExpOverflowError`` rather than return a matrix with inf or NaN entries.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        K = _closed_form_unchecked(A, B, activation, kind)
+    if not (np.isfinite(K.max()) and np.isfinite(K.min())):  # NaN propagates through max and min
+        largest = max(float(np.abs(A).max()), float(np.abs(B).max()))
+        raise ExpOverflowError(
+            f"the {kind.upper()} kernel of these inputs is not finite in float64 (largest |x| entry {largest:.3g}); "
+            "scale the inputs into the unit ball"
+        )
+    return K
+
+
+def _closed_form_unchecked(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np.ndarray:
     G = A @ B.T
     if activation == "exp":
         K = _exp_half_sum_sq(A, B, G)
@@ -178,9 +195,16 @@ def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajecto
     >>> traj([0, 1, 2]).tolist()
     [[1.0, 1.0], [0.5, 0.5], [0.25, 0.25]]
     """
-    H = np.asarray(H, dtype=np.float64)
-    mu, V = scipy.linalg.eigh(H)
+    from .eigen import _square
+
+    H = _square(H)
     r0 = np.asarray(r0, dtype=np.float64)
+    if r0.shape != (H.shape[0],) or not np.isfinite(r0).all():
+        raise ValueError(f"r0 must be a finite vector of length n = {H.shape[0]}, got shape {r0.shape}"
+                         + ("" if r0.shape != (H.shape[0],) else " with NaN or inf entries"))
+    if not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite step size, got {lr!r}")
+    mu, V = scipy.linalg.eigh(H)
     return PredictedTrajectory(eigenvalues=mu, eigenvectors=V, coefficients=V.T @ r0, lr=float(lr))
 
 

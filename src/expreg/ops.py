@@ -472,7 +472,10 @@ class GramAccumulator:
         np.multiply(H, self._xxt.T if H.flags.f_contiguous else self._xxt, out=H)  # X X^T is symmetric: same layout as H
         H *= factor
         if not (np.isfinite(H.max()) and np.isfinite(H.min())):  # NaN propagates through max/min
-            raise _overflow("the empirical kernel H(W)")
+            raise ExpOverflowError(
+                "the empirical kernel H(W) has inf or NaN entries: some sigma(<w_r, x_i>) or <x_i, x_j> overflowed "
+                f"{self.dtype} (exp: beyond about 88 in float32, 709 in float64). Scale the inputs into the unit ball or use float64."
+            )
         return H
 
 
