@@ -136,7 +136,7 @@ def _progress(row: dict[str, Any]) -> None:
 
 
 #: Sections of RESULTS.md that other scripts own (bench_scaleout.py); kept when the file is rewritten.
-FOREIGN_SECTIONS = ("\n## Scale-out\n",)
+FOREIGN_SECTIONS = ("\n## Scale-out\n", "\n## Kernel\n", "\n## Nested-width scan\n", "\n## Eigenvalues\n")
 
 
 def write_markdown(path: str, text: str) -> None:
@@ -149,6 +149,32 @@ def write_markdown(path: str, text: str) -> None:
     tail = old[min(starts):] if starts else ""
     with atomic_open(target, "w") as f:
         f.write(text.rstrip("\n") + "\n" + tail)
+
+
+def _kernel_section(args: argparse.Namespace) -> None:
+    import bench_kernel
+
+    where = [] if args.device == "cpu" else ["--device", args.device, "--impls", "expreg-torch", "torch-plain",
+                                             "--out", str(HERE / "kernel-cuda.json")]
+    bench_kernel.main(["--md", args.md, *(["--dtypes", "float32", "--rounds", "2"] if args.quick else []), *where])
+
+
+def _scan_section(args: argparse.Namespace) -> None:
+    import bench_scan
+
+    where = [] if args.device == "cpu" else ["--device", args.device, "--out", str(HERE / "scan-cuda.json")]
+    bench_scan.main(["--md", args.md, *(["--dtypes", "float32", "--rounds", "1"] if args.quick else []), *where])
+
+
+def _eigen_section(args: argparse.Namespace) -> None:
+    import bench_eigen
+
+    if args.device == "cpu":
+        bench_eigen.main(["--md", args.md, *(["--ns", "512", "1024", "2048", "--rounds", "1"] if args.quick else [])])
+
+
+#: Sections run after the step table, each by its own script (issue 10: kernel, scan, eigenvalues).
+SECTIONS = [("kernel", _kernel_section), ("scan", _scan_section), ("eigenvalues", _eigen_section)]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -201,6 +227,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not gpu and not args.no_memory:
         print("memory test ...", flush=True)
         results["memory"] = memory_test(impls, args)
+    for name, section in SECTIONS:  # each writes its own JSON and its own section of the markdown
+        print(f"{name} ...", flush=True)
+        section(args)
     results["minutes"] = (time.time() - started) / 60
     write_json_atomic(args.out, results)
     write_markdown(args.md, report.render(results))
