@@ -8,10 +8,13 @@ largest and smallest eigenvalues and its spectral norm. Each is computed by
 - ``"iterative"``: Lanczos (ARPACK, ``scipy.sparse.linalg.eigsh``) on
   matrix-vector products, O(n^2) each: the spectral norm as the eigenvalue
   of largest magnitude (one run), lambda_max as the largest algebraic one,
-  and lambda_min in shift-invert mode about a shift just below the spectrum,
-  where each Lanczos step is one solve with a Cholesky factor (n^3 / 3 flops
-  once, at BLAS-3 speed), so it converges in a few steps even when the small
-  eigenvalues cluster, where plain Lanczos from the bottom takes thousands;
+  and lambda_min in shift-invert mode about a shift certified below the
+  spectrum by a Cholesky factorisation (n^3 / 3 flops once, at BLAS-3 speed;
+  each Lanczos step is one solve with the factor), so it converges in a few
+  steps even when the small eigenvalues cluster (a singular kernel), where
+  plain Lanczos from the bottom takes thousands and can settle on a wrong one
+  (lambda_min of an indefinite matrix, whose shifted factorisation fails all
+  the way down, comes from the dense solver);
 - ``"auto"``: dense up to ``DENSE_LIMIT`` rows, iterative above
   (thresholds measured, see benchmarks/RESULTS.md).
 
@@ -77,25 +80,45 @@ def _eigsh(A: np.ndarray, **kw: Any) -> float | None:
 
 
 def _lambda_min_shift_invert(A: np.ndarray) -> float | None:
-    """lambda_min by Lanczos on (A - sigma I)^{-1}, sigma just below the spectrum (Cholesky solves).
+    """lambda_min by Lanczos on (A - sigma I)^{-1}, sigma below the spectrum (Cholesky solves).
 
-    sigma = -1e-9 ||A||_F lies below the spectrum of a positive semi-definite A
-    (a kernel) by a margin far above rounding. If the shifted matrix has no
-    Cholesky factor (A is indefinite), returns None.
+    A Cholesky factor of A - sigma I exists (in floating point) only when every
+    eigenvalue of A lies above sigma, up to n eps ||A||: its success certifies
+    the shift, and the largest eigenvalue mu of the inverse gives
+    lambda_min = sigma + 1 / mu. The shift starts at -1e-9 ||A||_F (a positive
+    semi-definite kernel) and moves down tenfold while the factorisation
+    fails (a kernel accumulated in float32 is indefinite at the level of its
+    rounding, about 1e-7 ||A||); below -1e-2 ||A||_F, or when ARPACK does not
+    converge, returns None (the caller then uses the dense solver). Never
+    Lanczos from the bottom: on the cluster of zero eigenvalues of a singular
+    kernel it takes thousands of steps and can settle on a wrong one.
     """
     n = A.shape[0]
     scale = float(np.linalg.norm(A))
-    sigma = -1e-9 * scale if scale > 0 else -1.0
-    try:
-        factor = scipy.linalg.cho_factor(A - sigma * np.eye(n), lower=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        return None
-    op = scipy.sparse.linalg.LinearOperator((n, n), matvec=lambda v: scipy.linalg.cho_solve(factor, v, check_finite=False), dtype=np.float64)
-    try:
-        mu = scipy.sparse.linalg.eigsh(op, k=1, which="LA", return_eigenvectors=False, tol=TOL, maxiter=20 * n)[0]
-    except scipy.sparse.linalg.ArpackNoConvergence:
-        return None
-    return float(sigma + 1.0 / mu)
+    if scale == 0:
+        return 0.0
+    for k in range(8):
+        sigma = -(10.0**k) * 1e-9 * scale
+        try:
+            factor = scipy.linalg.cho_factor(A - sigma * np.eye(n), lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+        op = scipy.sparse.linalg.LinearOperator((n, n), matvec=lambda v: scipy.linalg.cho_solve(factor, v, check_finite=False),
+                                                dtype=np.float64)
+        # ARPACK's tol is relative to mu, so lambda - sigma = 1/mu is known to (lambda - sigma) * tol:
+        # a loose tol suffices when lambda_min is near the shift (where the small eigenvalues
+        # cluster and a tight one costs hundreds of steps); tightened only when it is not.
+        tol, target = 1e-3, TOL * scale
+        while True:
+            try:
+                mu = scipy.sparse.linalg.eigsh(op, k=1, which="LA", return_eigenvectors=False, tol=tol, maxiter=20 * n)[0]
+            except scipy.sparse.linalg.ArpackNoConvergence:
+                return None
+            gap = 1.0 / float(mu)
+            if gap * tol <= target or tol <= 1e-14:
+                return sigma + gap
+            tol = max(1e-14, target / gap / 10)
+    return None
 
 
 def _dense(A: np.ndarray) -> tuple[float, float]:
@@ -108,8 +131,6 @@ def _extreme_eigenvalues(A: np.ndarray, *, method: str) -> tuple[float, float]:
     if _method(method, A.shape[0]) == "dense":
         return _dense(A)
     lo = _lambda_min_shift_invert(A)
-    if lo is None:
-        lo = _eigsh(A, which="SA")
     hi = _eigsh(A, which="LA")
     if lo is None or hi is None:
         return _dense(A)
@@ -120,8 +141,6 @@ def _lambda_min(A: np.ndarray, *, method: str) -> float:
     if _method(method, A.shape[0]) == "dense":
         return _dense(A)[0]
     lo = _lambda_min_shift_invert(A)
-    if lo is None:
-        lo = _eigsh(A, which="SA")
     return lo if lo is not None else _dense(A)[0]
 
 
