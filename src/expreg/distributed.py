@@ -264,6 +264,10 @@ class _ShardedCheckpoints:
     lo: int
     hi: int
 
+    @property
+    def location(self) -> str:
+        return str(self.directory)
+
     def resume(self) -> tuple[Array, History, int] | None:
         """This rank's slice of the newest complete checkpoint, if any; every rank must agree on it."""
         found = ckpt.latest_complete_step(self.directory)

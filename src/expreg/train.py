@@ -147,6 +147,10 @@ class _FileCheckpoint:
     fingerprint: str
     net: ExpNet
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     def resume(self) -> tuple[Any, History, int] | None:
         """W, history and step of the checkpoint ``save`` wrote for this run, or None when there is none."""
         if not self.path.exists():
