@@ -14,14 +14,13 @@ import threading
 
 import numpy as np
 import pytest
+import torch  # part of the test extra: a missing torch fails the suite rather than skipping its tests
 
 from expreg import ExpNet, ops
 from expreg.activations import EXP
 from expreg.backends import NumpyBackend, canonical_dtype, default_threads, get_backend
 from expreg.data import make_dataset
 from expreg.train import train
-
-torch = pytest.importorskip("torch")  # part of the test extra: always present under `make test`
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ONE_PASS = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}

@@ -123,7 +123,7 @@ def test_gradient_matches_central_finite_differences() -> None:
 
 
 def test_gradient_matches_torch_autograd() -> None:
-    torch = pytest.importorskip("torch")
+    import torch  # part of the test extra: never skipped
     X, W, a, y = problem(n=9, d=4, m=30, seed=5)
     s = 1 / np.sqrt(30)
     _, G = ops.forward_backward(get_backend("numpy"), EXP, X, W, a, y, s, ops.BlockPlan(8, False))
