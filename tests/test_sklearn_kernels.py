@@ -38,11 +38,13 @@ def _feature_averages(activation: str, X: np.ndarray, Y: np.ndarray, m: int = 10
     W, a = ExpNet.init(X.shape[1], m, seed=1, init="gaussian", activation=activation).weights_numpy()
     ZX, ZY = X @ W, Y @ W  # (n, m) pre-activations <w_r, x>
     if activation == "exp":
-        value = lambda Z: np.exp(Z)  # noqa: E731
-        slope = value
+        value = slope = np.exp
     else:
-        value = lambda Z: np.maximum(Z, 0.0)  # noqa: E731
-        slope = lambda Z: (Z > 0).astype(float)  # noqa: E731
+        def value(Z: np.ndarray) -> np.ndarray:
+            return np.maximum(Z, 0.0)
+
+        def slope(Z: np.ndarray) -> np.ndarray:
+            return (Z > 0).astype(float)
 
     def mean_and_error(FX: np.ndarray, FY: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, second = FX @ FY.T / m, (FX**2) @ (FY**2).T / m

@@ -279,7 +279,7 @@ def test_resume_honours_the_budget_and_tolerance_given_now(tmp_path: Path, ckpt_
     with pytest.raises(CheckpointError, match=f"holds step {full.steps}, past max_steps = {short}"):
         train(net, X, y, checkpoint=path, **{**kw, "max_steps": short})
     loose = float(full.history.residual[3])  # an uninterrupted run with this tolerance stops at step 3
-    with pytest.raises(CheckpointError, match=f"already at step 3"):
+    with pytest.raises(CheckpointError, match="already at step 3"):
         train(net, X, y, checkpoint=path, **{**kw, "epsilon": loose})
     # a tighter tolerance and a larger budget continue from the final checkpoint to the uninterrupted run's end
     longer = {**kw, "epsilon": 1e-5, "max_steps": full.steps + 30}

@@ -181,7 +181,6 @@ def check_ranks_agree(comm: Communicator, fields: Sequence[tuple[str, Any]], err
         differs, naming the first such field, its range over the ranks
         (numbers) and this rank's value.
     """
-    names = [name for name, _ in fields]
     digests = np.array([_digest(v) for _, v in fields])
     numbers = np.array([_number(v) if _number(v) is not None else 0.0 for _, v in fields])
     flags = np.zeros(comm.world_size)

@@ -20,7 +20,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 import typer
 
-
 #: Size of the synthetic data when --n / --d are not given.
 DEFAULT_N, DEFAULT_D = 64, 16
 

@@ -43,8 +43,8 @@ def distributed_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the summary on stdout (rank 0)."),
 ) -> None:
     """Train one network with its neurons split over the ranks of a torchrun launch (gloo on CPU, NCCL on CUDA)."""
-    from ..distributed import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
     from ..descent import ResultNotSavedError
+    from ..distributed import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
     from ..storage import check_writable
 
     device, backend = opts.device, opts.backend
