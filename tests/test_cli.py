@@ -246,7 +246,7 @@ def test_theory_json_matches_the_library(app) -> None:
 def test_theory_computes_lambda_from_data(app, tmp_path: Path) -> None:
     X, y = make_dataset(12, 4, seed=3)
     np.savez(tmp_path / "d.npz", X=X, y=y)
-    res = invoke(app, ["theory", "--n", 999, "--data", tmp_path / "d.npz", "--json"])
+    res = invoke(app, ["theory", "--data", tmp_path / "d.npz", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["n"] == 12 and out["lam"] == pytest.approx(kernels.ntk_lambda(X), rel=1e-12)
@@ -259,7 +259,12 @@ def test_theory_computes_lambda_from_data(app, tmp_path: Path) -> None:
     [
         (["--n", "10", "--lambda", "0.5", "--delta", "2"], "delta must lie in (0, 1), got 2.0"),
         (["--n", "10", "--lambda", "-1"], "lambda must be a positive finite number, got -1.0"),
-        (["--n", "10", "--data", "DUP"], "duplicate rows (first at rows [0])"),
+        (["--data", "DUP"], "duplicate rows (first at rows [0])"),
+        (["--n", "10", "--data", "DUP"], "--n 10 does not match the data: X in"),
+        (["--d", "2", "--data", "DUP"], "--d 2 does not match the data"),
+        (["--lambda", "0.5", "--data", "DUP"], "--lambda and --data both given"),
+        (["--lambda", "0.5"], "--n is needed"),
+        (["--n", "10000000"], "lambda of n = 10000000 points (the n x n kernel H^cts and its eigenvalues) needs at least 2.13 PiB"),
     ],
 )
 def test_theory_bad_input(app, tmp_path: Path, args, message) -> None:
