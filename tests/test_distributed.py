@@ -450,3 +450,20 @@ def test_a_rank_alone_stops_after_the_timeout(tmp_path: Path) -> None:
     with _Ranks(tmp_path, [[*SMALL, "--m", "8", "--timeout", "2"]], world=2) as ranks:
         [(rc, out, err)] = ranks.results()
     assert rc == 2 and out == "" and err.startswith("error: rank 0 of 2 could not form the process group within 2 s"), err
+
+
+def test_a_failed_final_save_keeps_the_finished_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from expreg.descent import ResultNotSavedError
+
+    spec, kw = CONFIGS["gaussian_odd_m"]
+    X, y = _data()
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_shard", disk_full)
+    with pytest.raises(ResultNotSavedError, match=r"finished \(step 15.*No space left on device") as info:
+        train_sharded(NetSpec(**spec), X, y, checkpoint_dir=tmp_path, checkpoint_every=100, **kw)
+    full = train_sharded(NetSpec(**spec), X, y, **kw)
+    np.testing.assert_array_equal(info.value.result.W, full.W)
+    _assert_same_run(info.value.result.W, info.value.result.history, full.W, full.history, rtol=0)
