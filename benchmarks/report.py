@@ -195,6 +195,8 @@ CUDA_COMMANDS = (
      "H(W) = (X X^T) o (E E^T): expreg's blocked ops.gram against the plain torch reference, n = 256, 1024, 4096, m = 65536"),
     ("scan", "python benchmarks/run_all.py --device cuda --section scan",
      "the largest n whose nested-width scan (widths 1024 ... 2^20, criterion at each) finishes within the section's 8.5 minutes"),
+    ("scale-out", "python benchmarks/bench_scaleout.py --device cuda",
+     "width-sharded training on the torch backend: one process, and NCCL ranks of one GPU each (the last section, written by that script)"),
 )
 
 
