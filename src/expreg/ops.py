@@ -20,6 +20,11 @@ on its threads; each chunk accumulates its own partial predictions, summed
 in chunk order, so thread counts never change results. Buffers (blocks,
 partial sums, kept activations) live in a workspace reused across steps.
 
+Overflow checks stay on the device: each chunk of the gradient and the
+predictions get a 0-d finiteness flag, and ``forward_backward`` reads
+them back together, once per call (on a GPU, every read to the host is a
+synchronisation).
+
 All functions take backend arrays (see ``backends``) and trust their
 inputs: validation happens at the public boundary (``validation``).
 
