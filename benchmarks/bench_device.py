@@ -7,26 +7,25 @@ Run by ``run_all.py --device cuda --section kernel|scan`` (one subprocess
 each); runs on ``--device cpu`` too (small sizes: a smoke test).
 
 kernel
-    H(W) = (X X^T) o (E diag(a^2) E^T), E = exp(X W) (MATH.md 3), on one
-    device: expreg's blocked pass (``ops.gram`` on the torch backend, the
-    code ``kernels.empirical_ntk`` runs) against the plain torch reference
-    ``(X @ X.T) * ((E * a**2) @ E.T)`` with E whole in memory. ms per call
-    (best of ``--reps``, synchronised), their ratio (expreg / reference:
-    below 1 means expreg is faster), and the rate on the 2 n^2 m flops of
-    the GEMM, and their largest relative difference.
+    H(W) = (X X^T) o (E diag(a^2) E^T), E = exp(X W) (MATH.md 3), with X
+    and W on the device: expreg's ``ops.gram`` on the torch backend (the
+    code ``kernels.empirical_ntk`` runs: rank-k updates of
+    ``ops.GramAccumulator`` on the device, the float64 NumPy result on the
+    host) against the plain torch reference ``(X @ X.T) * ((E * a**2) @
+    E.T)`` with E whole in memory, brought to the host as float64 (the same
+    output): ``ratio`` (below 1: expreg is faster). Also the device part
+    alone (the rank-k updates against the reference left on the device:
+    ``device_ratio``, TFLOP/s on the 2 n^2 m flops of the GEMM), and the
+    largest relative difference of the two results. ms per call: best of
+    ``--reps``, synchronised.
 scan
-    For n = n_start, 2 n_start, ... one pass over neurons accumulates
-    H(W) for nested widths m = m_min, 2 m_min, ..., m_max (neuron r is the
-    same at every width) with ``ops.gram`` on each new block of neurons, and
-    hands H^dis = H / m to the width experiment's criterion at every grid
-    width: ||H^dis - H^cts||_op against lambda_min(H^cts) / 2 (``eigvalsh``
-    on the device). The scan of each n must finish within what is left of
-    ``--budget-s``; the result names the largest n that did, the seconds of
-    each, and the growth factor to the next n.
-
-Until the scan engine of issue 10 item 2 lands, the scan here is this
-stand-in built from ``ops.gram``; ``scan_once`` is the one function to
-replace by it.
+    For n = n_start, 2 n_start, ... the width experiment's scan:
+    ``scan.nested_gram`` (one pass over neurons on the device, H^dis handed
+    out at widths m = m_min, 2 m_min, ..., m_max) and at each width
+    ``eigen.lazy_criteria`` against H^cts (on the host). The scan of each n
+    must finish within what is left of ``--budget-s``; the result names the
+    largest n that did, the seconds of each (Gram and eigenvalues apart),
+    and the growth factor to the next n.
 """
 
 from __future__ import annotations
@@ -70,62 +69,63 @@ def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> d
     dt = np.dtype(dtype)
     X, _, W, a = impls.data(n, d, m, dt)
     Xt, Wt, at = (be.asarray(v, dt) for v in (X, W, a))
-    plan = ops.plan_blocks(n, m, dt.itemsize, backend=be)
+    block = ops.gram_block(n, dt.itemsize, be)
 
     def expreg_gram() -> Any:
-        return ops.gram(be, EXP, Xt, Wt, 1.0, plan)  # a = +-1: a^2 = 1, the same kernel
+        return ops.gram(be, EXP, Xt, Wt, 1.0)  # the user's path: a = +-1, a^2 = 1; float64 NumPy (n, n)
+
+    def expreg_on_device() -> Any:
+        acc = ops.GramAccumulator(be, EXP, Xt, block=block)
+        acc.add(Wt)  # the rank-k updates only: S stays on the device
+        return acc.S
 
     def reference() -> Any:
         E = torch.exp(Xt @ Wt)
         return (Xt @ Xt.T) * ((E * at**2) @ E.T)
 
+    def reference_to_host() -> Any:
+        return reference().cpu().numpy().astype(np.float64)  # the same output as ops.gram
+
     ms_expreg, H = _timed(expreg_gram, be.synchronize, reps)
-    ms_ref, H_ref = _timed(reference, be.synchronize, reps)
-    rel = float((H - H_ref).abs().max() / H_ref.abs().max())
-    return {"n": n, "d": d, "m": m, "dtype": dtype, "device": device, "block": plan.block,
-            "expreg_ms": ms_expreg, "reference_ms": ms_ref, "ratio": ms_expreg / ms_ref,
-            "expreg_tflops": 2.0 * n * n * m / (ms_expreg * 1e-3) / 1e12, "reference_tflops": 2.0 * n * n * m / (ms_ref * 1e-3) / 1e12,
+    ms_dev, _ = _timed(expreg_on_device, be.synchronize, reps)
+    ms_ref, _ = _timed(reference, be.synchronize, reps)
+    ms_ref_host, H_ref = _timed(reference_to_host, be.synchronize, reps)
+    rel = float(np.abs(H - H_ref).max() / np.abs(H_ref).max())
+    return {"n": n, "d": d, "m": m, "dtype": dtype, "device": device, "block": block,
+            "expreg_ms": ms_expreg, "reference_host_ms": ms_ref_host, "ratio": ms_expreg / ms_ref_host,
+            "expreg_device_ms": ms_dev, "reference_ms": ms_ref, "device_ratio": ms_dev / ms_ref,
+            "expreg_device_tflops": 2.0 * n * n * m / (ms_dev * 1e-3) / 1e12, "reference_tflops": 2.0 * n * n * m / (ms_ref * 1e-3) / 1e12,
             "max_rel_diff": rel}
 
 
 def scan_once(n: int, d: int, m_min: int, m_max: int, dtype: str, device: str, deadline: float, seed: int = 0) -> dict[str, Any]:
-    """One nested-width scan at n points; stops early (``finished`` False) at ``deadline`` (perf_counter)."""
-    import torch
-
-    from expreg import kernels, ops
-    from expreg.activations import EXP
+    """One nested-width scan at n points (``scan.nested_gram`` and ``eigen.lazy_criteria``); stops early at ``deadline``."""
+    from expreg import eigen, kernels, scan
     from expreg.backends import get_backend
     from expreg.data import make_dataset
 
-    started = time.perf_counter()
     be = get_backend("torch", device)
-    dt = np.dtype(dtype)
+    started = time.perf_counter()  # imports apart: the data, H^cts, lambda_min(H^cts) and the scan count
     X, _ = make_dataset(n, d, seed=seed)
-    Xt = be.asarray(X, dt)
-    H_cts = be.asarray(kernels.ntk(X), dt)
-    lam = float(torch.linalg.eigvalsh(H_cts)[0])
-    gen = torch.Generator(device=be.device).manual_seed(seed)
-    W = torch.randn((d, m_max), generator=gen, device=be.device, dtype=H_cts.dtype)  # neuron r: column r at every width
-    H = be.zeros((n, n), dt)
+    H_cts = kernels.ntk(X)
+    lam = eigen.lambda_min(H_cts)
+    widths_grid = [m_min * 2**k for k in range(int(math.log2(m_max // m_min)) + 1)]
     widths, deviations = [], []
     gram_s = eig_s = 0.0
-    lo = 0
-    m = m_min
     finished = True
-    while m <= m_max:
-        t0 = time.perf_counter()
-        H += ops.gram(be, EXP, Xt, W[:, lo:m], 1.0, ops.plan_blocks(n, m - lo, dt.itemsize, backend=be))
-        be.synchronize()
+    t0 = time.perf_counter()
+    for m, Hdis in scan.nested_gram(X, widths_grid, seed=seed, init="gaussian", dtype=np.dtype(dtype), backend=be):
         t1 = time.perf_counter()
-        ev = torch.linalg.eigvalsh(H / m - H_cts)
-        deviations.append(float(torch.maximum(ev[-1], -ev[0])))
-        widths.append(m)
-        eig_s += time.perf_counter() - t1
+        deviation, _ = eigen.lazy_criteria(Hdis, H_cts, lam)
+        t2 = time.perf_counter()
         gram_s += t1 - t0
-        lo, m = m, 2 * m
-        if time.perf_counter() > deadline and m <= m_max:
+        eig_s += t2 - t1
+        widths.append(m)
+        deviations.append(deviation)
+        if t2 > deadline and m < widths_grid[-1]:
             finished = False
             break
+        t0 = time.perf_counter()
     seconds = time.perf_counter() - started
     lazy = [w for w, dev in zip(widths, deviations) if dev <= lam / 2]
     return {"n": n, "d": d, "dtype": dtype, "device": device, "m_min": m_min, "m_max": m_max, "finished": finished,

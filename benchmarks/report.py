@@ -192,9 +192,9 @@ CUDA_COMMANDS = (
     ("step", "python benchmarks/run_all.py --device cuda --section step",
      "ms per gradient step, expreg-torch against torch.compile, PyTorch autograd, hand-written PyTorch and jax.jit on the same GPU"),
     ("kernel", "python benchmarks/run_all.py --device cuda --section kernel",
-     "H(W) = (X X^T) o (E E^T): expreg's blocked ops.gram against the plain torch reference, n = 256, 1024, 4096, m = 65536"),
+     "H(W) = (X X^T) o (E E^T): expreg's ops.gram (kernels.empirical_ntk's code) against the plain torch reference, n = 256, 1024, 4096, m = 65536"),
     ("scan", "python benchmarks/run_all.py --device cuda --section scan",
-     "the largest n whose nested-width scan (widths 1024 ... 2^20, criterion at each) finishes within the section's 8.5 minutes"),
+     "the largest n whose nested-width scan (scan.nested_gram, widths 1024 ... 2^20, eigen.lazy_criteria at each) finishes within 7 minutes (the section's 8.5 less a margin)"),
     ("scale-out", "python benchmarks/bench_scaleout.py --device cuda",
      "width-sharded training on the torch backend: one process, and NCCL ranks of one GPU each (the last section, written by that script)"),
 )
@@ -251,12 +251,16 @@ def _cuda_kernel(entry: dict[str, Any]) -> list[str]:
     k = entry.get("kernel", {})
     if "error" in k:
         return [f"Not measured: {k['error']}"]
-    out = ["| n | d | m | dtype | expreg ops.gram (ms) | plain torch (ms) | expreg / plain | expreg TFLOP/s | plain TFLOP/s | max rel. difference |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| n | d | m | dtype | expreg ops.gram (ms) | plain torch, to host (ms) | expreg / plain | on the device: expreg rank-k (ms) | plain torch (ms) "
+           "| expreg / plain | expreg TFLOP/s | plain TFLOP/s | max rel. difference |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in k.get("cells", []):
-        out.append(f"| {c['n']} | {c['d']} | {c['m']} | {c['dtype']} | {_fmt_ms(c['expreg_ms'])} | {_fmt_ms(c['reference_ms'])} | {c['ratio']:.2f} | "
-                   f"{c['expreg_tflops']:.1f} | {c['reference_tflops']:.1f} | {c['max_rel_diff']:.1e} |")
-    return out + ["", "plain torch: `E = torch.exp(X @ W)`, `(X @ X.T) * ((E * a**2) @ E.T)` with E whole; TFLOP/s on 2 n^2 m flops; "
+        out.append(f"| {c['n']} | {c['d']} | {c['m']} | {c['dtype']} | {_fmt_ms(c['expreg_ms'])} | {_fmt_ms(c['reference_host_ms'])} | {c['ratio']:.2f} | "
+                   f"{_fmt_ms(c['expreg_device_ms'])} | {_fmt_ms(c['reference_ms'])} | {c['device_ratio']:.2f} | "
+                   f"{c['expreg_device_tflops']:.1f} | {c['reference_tflops']:.1f} | {c['max_rel_diff']:.1e} |")
+    return out + ["", "expreg ops.gram: what `kernels.empirical_ntk` runs (rank-k updates on the device, the Hadamard factor in float64 on the host); "
+                  "plain torch: `E = torch.exp(X @ W)`, `(X @ X.T) * ((E * a**2) @ E.T)` with E whole, then to the host as float64 (the same output). "
+                  "On the device: the rank-k updates alone against the plain product left on the device. TFLOP/s on 2 n^2 m flops; "
                   "best of 5 synchronised calls; TF32 off (float32 is float32 on both sides)."]
 
 
@@ -272,6 +276,7 @@ def _cuda_scan(entry: dict[str, Any]) -> list[str]:
     for r in s.get("runs", []):
         out.append(f"| {r['n']} | {r['d']} | {r['dtype']} | {r['widths']} | {r['last_width']:,} | {'yes' if r['finished'] else 'no'} | "
                    f"{r['seconds']:.1f} | {r['gram_s']:.1f} | {r['eigen_s']:.1f} | {r['widths_per_s']:.2f} | {r['lambda_min_cts']:.3g} | {r['m_lazy'] or '-'} |")
-    return out + ["", "Each n: one pass over neurons accumulating H(W) (`ops.gram` on each new block of neurons), "
-                  "||H^dis - H^cts||_op by `torch.linalg.eigvalsh` at every grid width (ratio 2), H^cts closed form; m_lazy: "
-                  "the first width with ||H^dis - H^cts||_op <= lambda_min(H^cts) / 2 (the width experiment's lazy criterion at t = 0)."]
+    return out + ["", "Each n: `scan.nested_gram` (one pass over neurons on the GPU, H^dis handed to the host at every grid width, ratio 2) "
+                  "and `eigen.lazy_criteria` (||H^dis - H^cts||_op and lambda_min(H^dis), on the CPU) at each width; seconds include "
+                  "H^cts and lambda_min(H^cts). m_lazy: the first width with ||H^dis - H^cts||_op <= lambda_min(H^cts) / 2 "
+                  "(the width experiment's lazy criterion at t = 0)."]
