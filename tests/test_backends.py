@@ -303,3 +303,15 @@ def test_scratch_blocks_exist_only_when_activations_are_recomputed(keep: bool) -
     assert (ws.kept is not None) == keep
     assert all(z is None for z in ws.z) == keep  # kept activations: the n x block scratch is never allocated
     ops.release_workspaces()
+
+
+def test_numpy_sum_rows_adds_rows_in_order_like_the_loop() -> None:
+    # Row order is what keeps results independent of the thread count (ops sums partial predictions per chunk):
+    # the vectorised reduction must round exactly as the row-by-row loop of the generic Backend.sum_rows.
+    from expreg.backends import Backend
+
+    rng = np.random.default_rng(5)
+    be = get_backend("numpy")
+    for dtype in (np.float32, np.float64):
+        x = (rng.standard_normal((64, 999)) * 10.0 ** rng.uniform(-6, 6, (64, 1))).astype(dtype)
+        np.testing.assert_array_equal(be.sum_rows(x), Backend.sum_rows(be, x))
