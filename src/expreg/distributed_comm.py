@@ -166,7 +166,8 @@ def init_from_environment(device: str | None = None, init_method: str | None = N
     cuda = device is not None and device.startswith("cuda")
     if cuda:
         if device == "cuda":
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            device = f"cuda:{_env_int('LOCAL_RANK') if 'LOCAL_RANK' in os.environ else 0}"
+        check_cuda_device(torch, device)
         torch.cuda.set_device(torch.device(device))
     if not dist.is_initialized():
         try:
@@ -179,6 +180,17 @@ def init_from_environment(device: str | None = None, init_method: str | None = N
                 "same rendezvous (MASTER_ADDR/MASTER_PORT or --init-method), or raise --timeout"
             ) from exc
     return TorchCommunicator(timeout_s=timeout_s), device
+
+
+def check_cuda_device(torch: Any, device: str) -> None:
+    """Raise a one-line ValueError unless ``device`` ("cuda:k") is a GPU this process can use."""
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} needs CUDA, but torch.cuda.is_available() is False here (a CPU build of PyTorch, "
+                         "or no GPU visible); run with device='cpu' (gloo) or install a CUDA build of PyTorch")
+    index, count = torch.device(device).index or 0, torch.cuda.device_count()
+    if index >= count:
+        raise ValueError(f"device {device} does not exist: {count} GPU(s) are visible here (LOCAL_RANK={os.environ.get('LOCAL_RANK')}); "
+                         f"start at most {count} ranks per node (torchrun --nproc-per-node {count}) or widen CUDA_VISIBLE_DEVICES")
 
 
 def _env_int(name: str) -> int:
