@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import descent
+from . import descent, streams
 from .descent import DIVERGENCE_FACTOR, History, ProgressFn, ResultFigures, resolve_lr
 from .distributed_comm import Communicator
 from .errors import CheckpointError
@@ -104,7 +104,11 @@ def train(
         ``.npz`` file written atomically every ``checkpoint_every`` steps and
         at the end; if it exists at start (same W(0), data, lr and recording
         settings), the run resumes from it and ends exactly as an
-        uninterrupted run would.
+        uninterrupted run with the settings given now would: epsilon and
+        max_steps may change between runs (a finished run can be continued
+        with a tighter epsilon or a larger budget), but a checkpoint past
+        the step where the new settings stop is refused (``CheckpointError``),
+        since the weights of that step are not kept.
     checkpoint_every : int
         Steps between checkpoints.
 
@@ -120,6 +124,12 @@ def train(
         and ``suggested_lr`` a stable step.
     ExpOverflowError
         exp overflows already at the initial weights (inputs far too large).
+    CheckpointError
+        The checkpoint belongs to another run, is corrupt, or is past the
+        step where ``epsilon`` or ``max_steps`` stop this run.
+    ResultNotSavedError
+        The run finished but its final checkpoint could not be written;
+        ``error.result`` is the ``TrainResult``.
     """
     started = time.perf_counter()
     settings = descent.check_settings(epsilon, max_steps, record_every, track_movement, checkpoint_every)
@@ -147,12 +157,17 @@ class _FileCheckpoint:
     fingerprint: str
     net: ExpNet
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     def resume(self) -> tuple[Any, History, int] | None:
         """W, history and step of the checkpoint ``save`` wrote for this run, or None when there is none."""
         if not self.path.exists():
             return None
         path, net = self.path, self.net
         data = load_npz(path, required=("W", "step", "fingerprint", *_HISTORY_KEYS))
+        streams.check_checkpoint(data, path)
         if str(data["fingerprint"]) != self.fingerprint:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} belongs to another run (initial weights, data, lr or recording settings differ); "
@@ -171,4 +186,5 @@ class _FileCheckpoint:
     def save(self, W: Any, history: History, step: int, *, final: bool) -> None:
         """Save W after ``step`` steps with the history up to step - 1 or ``step`` (atomic write)."""
         save_npz_atomic(self.path, W=self.net.backend.to_numpy(W), step=np.int64(step), fingerprint=np.array(self.fingerprint),
+                        streams=np.int64(streams.VERSION),
                         **history.npz_fields())
