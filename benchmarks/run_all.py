@@ -201,26 +201,22 @@ def write_markdown(path: str, text: str) -> None:
 def _kernel_section(args: argparse.Namespace) -> None:
     import bench_kernel
 
-    where = [] if args.device == "cpu" else ["--device", args.device, "--impls", "expreg-torch", "torch-plain",
-                                             "--out", str(HERE / "kernel-cuda.json")]
-    bench_kernel.main(["--md", args.md, *(["--dtypes", "float32", "--rounds", "2"] if args.quick else []), *where])
+    bench_kernel.main(["--md", args.md, *(["--dtypes", "float32", "--rounds", "2"] if args.quick else [])])
 
 
 def _scan_section(args: argparse.Namespace) -> None:
     import bench_scan
 
-    where = [] if args.device == "cpu" else ["--device", args.device, "--out", str(HERE / "scan-cuda.json")]
-    bench_scan.main(["--md", args.md, *(["--dtypes", "float32", "--rounds", "1"] if args.quick else []), *where])
+    bench_scan.main(["--md", args.md, *(["--dtypes", "float32", "--rounds", "1"] if args.quick else [])])
 
 
 def _eigen_section(args: argparse.Namespace) -> None:
     import bench_eigen
 
-    if args.device == "cpu":
-        bench_eigen.main(["--md", args.md, *(["--ns", "512", "1024", "2048", "--rounds", "1"] if args.quick else [])])
+    bench_eigen.main(["--md", args.md, *(["--ns", "512", "1024", "2048", "--rounds", "1"] if args.quick else [])])
 
 
-#: Sections run after the step table, each by its own script (issue 10: kernel, scan, eigenvalues).
+#: CPU sections run after the step table, each by its own script (issue 10: kernel, scan, eigenvalues).
 SECTIONS = [("kernel", _kernel_section), ("scan", _scan_section), ("eigenvalues", _eigen_section)]
 
 
