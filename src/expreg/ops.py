@@ -20,6 +20,15 @@ on its threads; each chunk accumulates its own partial predictions, summed
 in chunk order, so thread counts never change results. Buffers (blocks,
 partial sums, kept activations) live in a workspace reused across steps.
 
+The Gram pass (``GramAccumulator``, used by ``gram`` and ``scan``) needs
+n^2 m flops against n d m for a step, so its blocks are larger (a few
+hundred neurons and more, ``gram_block``): per block, D = sigma'(X W_block)
+is formed by row panels on the backend's threads, then S += D D^T as a
+symmetric rank-k update (NumPy: BLAS syrk on each panel's diagonal block,
+gemm left of it, one BLAS thread per panel; PyTorch: one ``addmm_``), and
+the Hadamard factor X X^T is applied once, in float64, when the kernel is
+read.
+
 Overflow checks stay on the device: each chunk of the gradient and the
 predictions get a 0-d finiteness flag, and ``forward_backward`` reads
 them back together, once per call (on a GPU, every read to the host is a
