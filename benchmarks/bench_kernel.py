@@ -15,7 +15,10 @@ Every implementation computes the same n x n matrix (MATH.md 3), s = 1:
 - ``jax-jit``       ``jax.jit`` of the same expression (float64 with x64 enabled)
 - ``torch-plain``   the same expression in PyTorch
 - ``neural-tangents``  ``nt.empirical_ntk_fn`` of the same network (``f(W) = exp(X W) a``), when the
-  separate virtual environment ``--nt-python`` (neural-tangents 0.6.5 needs jax 0.4.23) exists
+  separate virtual environment ``--nt-python`` (neural-tangents 0.6.5 needs jax 0.4.23) exists, made with
+
+      python -m venv benchmarks/.nt-venv
+      benchmarks/.nt-venv/bin/pip install neural-tangents==0.6.5 "jax[cpu]==0.4.23" jaxlib==0.4.23 "numpy<2"
 
 All run in this one process, interleaved round by round (each cell keeps its
 fastest round), so other load on the machine hits them alike; the ratio
@@ -163,7 +166,7 @@ print(json.dumps({{'seconds': best, 'rel_err': float(np.abs(H - R).max() / np.ab
 
 
 def section(ns: list[int] | None = None, d: int = 32, m: int = 8192, dtypes: list[str] | None = None, rounds: int = 3,
-            impls: list[str] | None = None, device: str = "cpu", nt_python: str | None = None) -> dict[str, Any]:
+            impls: list[str] | None = None, device: str = "cpu", nt_python: str | None = None, nt_max_n: int = 512) -> dict[str, Any]:
     """Every cell of the kernel table; the dict ``render`` turns into markdown."""
     ns = ns or [256, 512, 1024, 2048, 4096]
     dtypes = dtypes or ["float32", "float64"]
@@ -172,7 +175,7 @@ def section(ns: list[int] | None = None, d: int = 32, m: int = 8192, dtypes: lis
     for dtype in dtypes:
         for n in ns:
             row = measure_cell(n, d, m, dtype, impls, rounds, device)
-            if nt_python and Path(nt_python).exists():
+            if nt_python and Path(nt_python).exists() and n <= nt_max_n:
                 row["neural_tangents"] = neural_tangents(nt_python, n, d, m, dtype, rounds)
             rows.append(row)
             secs = "  ".join(f"{k} {v * 1e3:.0f} ms" for k, v in row["seconds"].items())
@@ -189,7 +192,10 @@ def render(result: dict[str, Any], command: str) -> str:
            f"Command: `{command}`. H = (X X^T) o (E diag(a^2) E^T), E = exp(X W), d = {rows[0]['d']}, m = {rows[0]['m']}; "
            "ms per kernel (best round, all implementations interleaved in one process). "
            "Target (issue 10): expreg <= 0.8x numpy-plain.", ""]
-    if not nt:
+    if nt:
+        out += ["neural-tangents 0.6.5 (jax 0.4.23, its own venv): `jax.jit(nt.empirical_ntk_fn(f, vmap_axes=0))` with f(W, x) = exp(x W) a; "
+                "it forms the n x (d m) Jacobian, so it runs only up to `--nt-max-n`.", ""]
+    else:
         out += ["neural-tangents: not measured (no separate venv with neural-tangents 0.6.5 / jax 0.4.23 given via --nt-python).", ""]
     head = ("| n | dtype | " + " | ".join(impls) + (" | neural-tangents" if nt else "") +
             " | expreg / numpy-plain | expreg / faster numpy | expreg GFLOP/s (n^2 m) | expreg rel. err | load |")
@@ -233,11 +239,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--impls", nargs="*", default=list(IMPLS), choices=list(IMPLS))
     p.add_argument("--device", default="cpu", help="torch device of expreg-torch and torch-plain")
     p.add_argument("--nt-python", default=str(HERE / ".nt-venv" / "bin" / "python"), help="python of a venv with neural-tangents")
+    p.add_argument("--nt-max-n", type=int, default=512,
+                   help="largest n for neural-tangents (its Jacobian is n x d m: d times the work and memory of the kernel)")
     p.add_argument("--out", default=str(HERE / "kernel.json"))
     p.add_argument("--md", default=str(HERE / "RESULTS.md"))
     args = p.parse_args(argv)
     command = "python benchmarks/bench_kernel.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    result = section(args.ns, args.d, args.m, args.dtypes, args.rounds, args.impls, args.device, args.nt_python)
+    result = section(args.ns, args.d, args.m, args.dtypes, args.rounds, args.impls, args.device, args.nt_python, args.nt_max_n)
     result["command"] = command.strip()
     from expreg.storage import write_json_atomic
 
