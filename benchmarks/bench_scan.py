@@ -110,7 +110,7 @@ def render(result: dict[str, Any], command: str) -> str:
     g = result["grid"]
     out = [SECTION.strip(), "",
            f"Command: `{command}`. {g['count']} even widths from {g['m_min']} to {g['m_max']} (ratio {g['ratio']:.4g}), d = {result['rows'][0]['d']}, "
-           "one seed, device {result['rows'][0].get('device', 'cpu')}; grid widths per second (best round, one process).", "",
+           f"one seed, device {result['rows'][0].get('device', 'cpu')}; grid widths per second (best round, one process).", "",
            "| n | dtype | scan (widths/s) | scan + lazy criteria (widths/s) | per-width empirical_ntk (widths/s) | scan speed-up | scan GFLOP/s (n^2 m_max) | load |",
            "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:

@@ -279,6 +279,7 @@ def test_closed_forms_refuse_inputs_whose_kernel_is_not_finite(activation: str, 
         getattr(kernels, fn)(*args, activation=activation)
 
 
+@pytest.mark.filterwarnings("ignore::expreg.InputOutsideUnitBallWarning", "ignore::RuntimeWarning")
 def test_empirical_ntk_refuses_overflowing_inner_products_for_relu() -> None:
     net = ExpNet.init(3, 8, seed=0, activation="relu")
     X = np.random.default_rng(1).normal(size=(4, 3)) * 1e200  # relu never overflows, <x_i, x_j> does
