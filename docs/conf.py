@@ -67,7 +67,7 @@ sphinx_gallery_conf = {
     "examples_dirs": str(HERE.parent / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "ignore_pattern": r"(__init__|/diabetes)\.py$",
+    "ignore_pattern": r"(__init__|(^|[/\\])diabetes)\.py$",  # diabetes.py is the script plot_diabetes.py imports
     "download_all_examples": False,
     "remove_config_comments": True,
     "abort_on_example_error": True,
@@ -104,5 +104,13 @@ def _generate(app):  # noqa: ANN001
     gen_results.write(HERE / "results", HERE / "results.md")
 
 
+def _skip_member(app, what, name, obj, skip, options):  # noqa: ANN001
+    """Leave out scikit-learn's generated metadata-routing methods (set_*_request, get_metadata_routing)."""
+    if name == "get_metadata_routing" or (name.startswith("set_") and name.endswith("_request")):
+        return True
+    return None
+
+
 def setup(app):  # noqa: ANN001
-    app.connect("builder-inited", _generate)
+    app.connect("autodoc-skip-member", _skip_member)
+    app.connect("builder-inited", _generate, priority=100)  # before autosummary reads api/index.rst

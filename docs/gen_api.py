@@ -73,6 +73,15 @@ def module_names(path: str) -> list[str]:
     return sorted(names, key=str.lower)
 
 
+def _module_directive(path: str) -> str:
+    """The module's own docstring (``automodule``), or a bare target when ``path`` is only an attribute of expreg."""
+    try:
+        importlib.import_module(path)
+    except ModuleNotFoundError:
+        return f".. py:module:: {path}\n"
+    return f".. automodule:: {path}\n   :no-members:\n"
+
+
 def _autosummary(names: list[str]) -> str:
     return ".. autosummary::\n   :toctree: generated\n   :nosignatures:\n\n" + "".join(f"   {n}\n" for n in names) + "\n"
 
@@ -97,6 +106,7 @@ def render() -> str:
     for title, path, blurb in SUBMODULES:
         heading = f"{title}: ``{path}``"
         out.append(f"{heading}\n{'-' * len(heading)}\n")
+        out.append(_module_directive(path))
         out.append(f".. currentmodule:: {path}\n")
         out.append(f"{blurb}\n")
         out.append(_autosummary(module_names(path)))

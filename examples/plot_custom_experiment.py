@@ -45,8 +45,8 @@ print(cfg.model_dump())
 # finishes; running the same call again would skip them all. By default the
 # tasks go to a pool of worker processes (``jobs=N``), which in a script of
 # your own needs the usual ``if __name__ == "__main__":`` guard of
-# :mod:`multiprocessing`; this page runs them in one thread instead
-# (``executor_factory`` takes any :class:`concurrent.futures.Executor`).
+# ``multiprocessing``; this page runs them in one thread instead
+# (``executor_factory`` takes any ``concurrent.futures.Executor``).
 from concurrent.futures import ThreadPoolExecutor
 
 sweep = run_experiment("convergence", cfg, out, show_progress=False,

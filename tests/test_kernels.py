@@ -1,9 +1,9 @@
-"""Kernels (MATH.md 3-4) against independent truth.
+"""Kernels (docs/theory.md sections 3-4) against independent truth.
 
 - closed forms of H^cts and the NNGP kernel against Gauss-Hermite quadrature
   in d = 1 and d = 2 (exp), and against angular quadrature and Monte Carlo (ReLU);
 - H^cts against the Monte-Carlo mean of H^dis(W(0)), whose error must fall like
-  1/sqrt(m) (exp has heavy tails, MATH.md 3: the slope test uses inputs of norm
+  1/sqrt(m) (exp has heavy tails, docs/theory.md section 3: the slope test uses inputs of norm
   0.6, the unbiasedness test unit vectors with an error bar from the sample);
 - the empirical kernel against an explicit Jacobian J J^T;
 - eigenvalues dense vs iterative vs numpy; the predicted trajectory against
@@ -87,7 +87,7 @@ def test_closed_form_diagonals_for_unit_vectors() -> None:
     np.testing.assert_allclose(np.diag(kernels.nngp(X)), np.e**2)
     np.testing.assert_allclose(np.diag(kernels.ntk(X, "relu")), 0.5)
     np.testing.assert_allclose(np.diag(kernels.nngp(X, "relu")), 0.5)
-    # H^cts_ij = rho e^{1 + rho} for unit vectors (MATH.md 3)
+    # H^cts_ij = rho e^{1 + rho} for unit vectors (docs/theory.md section 3)
     rho = X @ X.T
     np.testing.assert_allclose(kernels.ntk(X), rho * np.exp(1 + rho), rtol=1e-13)
 

@@ -63,7 +63,7 @@ def _gauss_hermite_2d(n: int = 80) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_exp_kernels_are_expectations_over_the_initialisation():
-    """Independent truth (MATH.md 3): NNGP = E_w[e^<w,x> e^<w,x'>], NTK = <x,x'> times the same, in d = 2."""
+    """Independent truth (docs/theory.md section 3): NNGP = E_w[e^<w,x> e^<w,x'>], NTK = <x,x'> times the same, in d = 2."""
     X = np.array([[0.6, 0.1], [-0.3, 0.5], [0.2, -0.7]])
     Y = np.array([[0.5, 0.5], [-0.1, -0.2]])
     nodes, weights = _gauss_hermite_2d()

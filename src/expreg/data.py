@@ -19,7 +19,7 @@ LABELS = ("uniform", "sign")
 def sphere(n: int, d: int, *, seed: int = 0) -> np.ndarray:
     """n points uniform on the unit sphere S^{d-1}, shape (n, d), float64.
 
-    Distinct with probability one (d >= 2), so lambda > 0 (MATH.md 3).
+    Distinct with probability one (d >= 2), so lambda > 0 (docs/theory.md section 3).
     """
     n = check_positive_int(n, "n")
     d = check_positive_int(d, "d")

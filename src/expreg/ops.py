@@ -1,4 +1,4 @@
-"""Blocked forward, backward and Gram passes: the hot path (MATH.md 2-3).
+"""Blocked forward, backward and Gram passes: the hot path (docs/theory.md sections 2-3).
 
 Neurons are independent given the residual, so every pass walks over
 blocks of columns of W and never holds the n x m matrix exp(XW) whole,
@@ -203,7 +203,7 @@ def forward(
     scale: float,
     plan: BlockPlan,
 ) -> Array:
-    """Predictions u = s * sigma(X W) a, shape (n,) (MATH.md 1).
+    """Predictions u = s * sigma(X W) a, shape (n,) (docs/theory.md section 1).
 
     Raises
     ------
@@ -335,7 +335,7 @@ def forward_backward(
     G: Array | None = None,
     reduce: Callable[[Array], Array] | None = None,
 ) -> tuple[Array, Array]:
-    """Predictions and the gradient of L = 1/2 ||u - y||^2 (MATH.md 2).
+    """Predictions and the gradient of L = 1/2 ||u - y||^2 (docs/theory.md section 2).
 
     u = s * sigma(X W) a                                  (n,)
     G = s * X^T ( r[:, None] * sigma'(X W) * a[None, :] )  (d, m), r = u - y
@@ -347,7 +347,7 @@ def forward_backward(
     reduce : callable, optional
         Applied to the partial sum sigma(X W) a before scaling; a
         width-sharded run passes an all-reduce (sum over ranks) here, the
-        only communication of a step (MATH.md 2).
+        only communication of a step (docs/theory.md section 2).
 
     Returns
     -------
@@ -380,7 +380,7 @@ def gram(
     scale: float,
     plan: BlockPlan,
 ) -> Array:
-    """Finite-width NTK H(W) = s^2 (X X^T) * (D D^T), D = sigma'(X W) (MATH.md 3).
+    """Finite-width NTK H(W) = s^2 (X X^T) * (D D^T), D = sigma'(X W) (docs/theory.md section 3).
 
     Shape (n, n). Divide by m s^2 for the paper's average form H^dis.
     """

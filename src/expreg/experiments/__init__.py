@@ -1,4 +1,4 @@
-"""Experiments that test the theorem (MATH.md 6): configurations, sweeps, results, report.
+"""Experiments that test the theorem (docs/theory.md section 6): configurations, sweeps, results, report.
 
 Needs the ``experiments`` extra (pydantic, pandas, pyarrow, matplotlib, rich);
 ``realdata`` also needs scikit-learn. Nothing here is imported by ``import expreg``.

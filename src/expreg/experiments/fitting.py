@@ -64,7 +64,7 @@ def order_statistic(fraction: float) -> Statistic:
     """The smallest value v such that at least ``fraction`` of the samples are <= v (nan samples count as +inf).
 
     For per-seed thresholds m*_seed this is the smallest m at which at least
-    ``fraction`` of the seeds succeed (MATH.md 6), if success is monotone in m.
+    ``fraction`` of the seeds succeed (docs/theory.md section 6), if success is monotone in m.
     """
 
     def stat(values: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""Smallest grid point that passes a test: doubling, then bisection (MATH.md 6).
+"""Smallest grid point that passes a test: doubling, then bisection (docs/theory.md section 6).
 
 The grid is increasing; the test is assumed monotone (fail below a
 threshold, pass from it on). Doubling probes indices 0, 1, 3, 7, ... until a
