@@ -89,6 +89,8 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
 }
 html_static_path: list[str] = []
+# pages without sub-pages need no left sidebar
+html_sidebars = {page: [] for page in ("index", "getting_started", "theory", "results")}
 html_show_sourcelink = False
 
 # Offline: no intersphinx. Unresolved Python cross-references are errors.
