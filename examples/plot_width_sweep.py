@@ -52,10 +52,12 @@ def kernel_passes(X, net_seed):
 # heavy-tailed), so each seed's threshold is recorded as an interval: the
 # earliest passing width and the width from which every larger one passes.
 def interval(passes):
+    """(earliest pass, stable pass) on the grid; the stable pass is inf when the cap fails (right-censored)."""
     first = widths[int(np.argmax(passes))] if passes.any() else np.inf
+    if not passes[-1]:
+        return first, np.inf
     failing = np.flatnonzero(~passes)
-    stable = widths[failing[-1] + 1] if failing.size and failing[-1] + 1 < len(widths) else (widths[0] if not failing.size else np.inf)
-    return first, stable
+    return first, widths[failing[-1] + 1] if failing.size else widths[0]
 
 
 lazy = {}

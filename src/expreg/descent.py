@@ -46,7 +46,7 @@ R = TypeVar("R")
 
 @dataclass
 class History:
-    """Per-step records of a run; arrays indexed by step t = 0 .. steps.
+    """Per-step records of a run; arrays indexed by step t = 0, 1, ..., steps.
 
     Attributes
     ----------

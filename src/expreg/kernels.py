@@ -3,7 +3,7 @@
 Pure functions of their inputs; NumPy float64 throughout (these are the
 theory quantities).
 
-Closed forms, for rows x_i of X and rho_ij = cos angle(x_i, x_j):
+Closed forms, for rows x_i of X and rho_ij = cos angle(x_i, x_j)::
 
     exp   H^cts_ij = <x_i,x_j> exp(||x_i + x_j||^2 / 2)
           K_ij     = exp(||x_i + x_j||^2 / 2)                       (NNGP)
