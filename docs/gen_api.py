@@ -24,7 +24,9 @@ SUBMODULES: list[tuple[str, str, str]] = [
     ("Data", "expreg.data", "Synthetic data on the unit sphere and ``.npz`` loading."),
     ("Initialisation", "expreg.initialisation", "The initial weights, drawn neuron by neuron so that widths are nested (theory section 1)."),
     ("scikit-learn kernels", "expreg.sklearn_kernels", "H^cts and the NNGP kernel as scikit-learn ``Kernel`` objects (needs ``expreg[sklearn]``)."),
+    ("Random streams", "expreg.streams", "One independent random stream per kind of random object (theory section 1)."),
     ("Experiments", "expreg.experiments", "Configurations, sweeps, result tables and the report (needs ``expreg[experiments]``)."),
+    ("Censored regression", "expreg.experiments.censored", "Censored lognormal regression of thresholds, profile-likelihood intervals, local exponents (theory section 6)."),
     ("Width-sharded training", "expreg.distributed", "Gradient descent with the neurons split over torch.distributed ranks (needs ``expreg[torch]``)."),
     ("Sharded checkpoints", "expreg.distributed_checkpoint", "Checkpoints of a width-sharded run, readable with any number of ranks."),
 ]
