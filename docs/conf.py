@@ -21,6 +21,10 @@ import expreg  # noqa: E402
 import gen_api  # noqa: E402
 import gen_results  # noqa: E402
 
+# Generated pages: written here, before Sphinx looks for source files (autosummary reads api/index.rst then).
+gen_api.write(HERE / "api" / "index.rst")
+gen_results.write(HERE / "results", HERE / "results.md")
+
 project = "expreg"
 author = "the expreg developers"
 copyright = "2026, the expreg developers"
@@ -101,11 +105,6 @@ nitpick_ignore_regex = [
 ]
 
 
-def _generate(app):  # noqa: ANN001
-    gen_api.write(HERE / "api" / "index.rst")
-    gen_results.write(HERE / "results", HERE / "results.md")
-
-
 def _skip_member(app, what, name, obj, skip, options):  # noqa: ANN001
     """Leave out scikit-learn's generated metadata-routing methods (set_*_request, get_metadata_routing)."""
     if name == "get_metadata_routing" or (name.startswith("set_") and name.endswith("_request")):
@@ -115,4 +114,3 @@ def _skip_member(app, what, name, obj, skip, options):  # noqa: ANN001
 
 def setup(app):  # noqa: ANN001
     app.connect("autodoc-skip-member", _skip_member)
-    app.connect("builder-inited", _generate, priority=100)  # before autosummary reads api/index.rst
