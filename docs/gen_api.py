@@ -20,12 +20,15 @@ from types import ModuleType
 #: (title, module path, one-line description) of each documented submodule, in page order.
 SUBMODULES: list[tuple[str, str, str]] = [
     ("Kernels", "expreg.kernels", "Closed-form infinite-width kernels, the finite-width NTK, eigenvalues, the kernel-predicted trajectory (theory section 3-4)."),
+    ("Eigenvalues", "expreg.eigen", "Extreme eigenvalues, spectral norms and the two lazy-regime criteria (theory section 3-4)."),
+    ("Nested-width scan", "expreg.scan", "H^dis at every width of a grid in one pass over the neurons (theory section 6)."),
     ("Theorem calculator", "expreg.theory", "The theorem's width, step size, iterations and bounds, each tagged [paper] or [derived] (theory section 4-5)."),
     ("Data", "expreg.data", "Synthetic data on the unit sphere and ``.npz`` loading."),
     ("Initialisation", "expreg.initialisation", "The initial weights, drawn neuron by neuron so that widths are nested (theory section 1)."),
     ("scikit-learn kernels", "expreg.sklearn_kernels", "H^cts and the NNGP kernel as scikit-learn ``Kernel`` objects (needs ``expreg[sklearn]``)."),
     ("Random streams", "expreg.streams", "One independent random stream per kind of random object (theory section 1)."),
     ("Experiments", "expreg.experiments", "Configurations, sweeps, result tables and the report (needs ``expreg[experiments]``)."),
+    ("Width thresholds", "expreg.experiments.thresholds", "Per-seed threshold intervals from a scan over widths, censoring, when to stop (theory section 6)."),
     ("Censored regression", "expreg.experiments.censored", "Censored lognormal regression of thresholds, profile-likelihood intervals, local exponents (theory section 6)."),
     ("Width-sharded training", "expreg.distributed", "Gradient descent with the neurons split over torch.distributed ranks (needs ``expreg[torch]``)."),
     ("Sharded checkpoints", "expreg.distributed_checkpoint", "Checkpoints of a width-sharded run, readable with any number of ranks."),
@@ -116,12 +119,28 @@ def render() -> str:
 
 
 def write(path: str | Path) -> None:
-    """Write the page to ``path`` if its text changed (so Sphinx does not rebuild it needlessly)."""
+    """Write the page to ``path`` if its text changed (so Sphinx does not rebuild it needlessly).
+
+    Stubs that autosummary generated earlier (``generated/``) for names the
+    page no longer lists are deleted, so pages of names that are gone do not linger.
+    """
     path = Path(path)
     text = render()
     if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    listed = set(documented_names())
+    for stub in (path.parent / "generated").glob("*.rst"):
+        if stub.stem not in listed:
+            stub.unlink()
+
+
+def documented_names() -> list[str]:
+    """The full dotted name of every entry of the page (the stems of autosummary's stub files)."""
+    names = [f"expreg.{n}" for n in top_level_names()]
+    for _, path, _ in SUBMODULES:
+        names += [f"{path}.{n}" for n in module_names(path)]
+    return names
 
 
 if __name__ == "__main__":

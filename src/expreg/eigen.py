@@ -126,7 +126,7 @@ def lambda_max(H: Any, *, method: str = "auto") -> float:
 
 
 def operator_norm(A: Any, *, method: str = "auto") -> float:
-    """Spectral norm ||A||_2 = max |eigenvalue| of a symmetric matrix (one Lanczos run from the top)."""
+    """Spectral norm ||A||_2 = the largest absolute eigenvalue of a symmetric matrix (one Lanczos run from the top)."""
     M = _square(A, "A")
     if _method(method, M.shape[0]) == "dense":
         lo, hi = _dense(M)
