@@ -95,7 +95,7 @@ def test_closed_form_diagonals_for_unit_vectors() -> None:
 def test_ntk_cross_matches_quadrature_on_two_point_sets() -> None:
     """H^cts(X, Y) of two different point sets in d = 2: Gauss-Hermite for exp, a fine angular grid for ReLU.
 
-    exp:  <x, y> E[e^<w,x> e^<w,y>];  ReLU: <x, y> P(<w,x> > 0, <w,y> > 0), w ~ N(0, I_2) (MATH.md 3).
+    exp:  <x, y> E[e^<w,x> e^<w,y>];  ReLU: <x, y> P(<w,x> > 0, <w,y> > 0), w ~ N(0, I_2) (docs/theory.md section 3).
     """
     X, Y = points_in_ball(5, 2, seed=11), points_in_ball(3, 2, seed=12)
     moment = gh_expectation(lambda nodes: np.exp(nodes @ X.T)[:, :, None] * np.exp(nodes @ Y.T)[:, None, :], 2)
