@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -34,36 +32,58 @@ def test_resume_skips_finished_runs(tmp_path):
     assert sorted(df.key) == sorted(t.key for t in tasks)
 
 
+def _die_on_first_attempt(marker_dir: str, doomed: frozenset, fn, task):
+    """In a pool worker: SIGKILL this worker the first time a doomed task runs; run it otherwise."""
+    if task.key in doomed:
+        try:
+            fd = os.open(os.path.join(marker_dir, f"killed-{task.key}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:  # the retry
+            with open(os.path.join(marker_dir, f"ran-{task.key}"), "w") as fh:
+                fh.write(str(os.getpid()))
+        else:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return fn(task)
+
+
+class _Dooming(Executor):
+    """A process pool whose tasks in ``doomed`` kill their worker on their first attempt."""
+
+    def __init__(self, marker_dir, doomed: frozenset) -> None:
+        self._inner, self._marker_dir, self._doomed = make_executor(2), str(marker_dir), doomed
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        return self._inner.submit(_die_on_first_attempt, self._marker_dir, self._doomed, fn, *args, **kwargs)
+
+    def shutdown(self, wait=True, *, cancel_futures=False):  # type: ignore[override]
+        self._inner.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _rows_in_parts(store: ResultStore) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return [k for p in store.parts_dir.glob("part-*.parquet") for k in pq.read_table(p, columns=["key"]).column("key").to_pylist()]
+
+
 def test_killed_worker_loses_nothing_and_runs_each_task_once(tmp_path):
-    cfg = get_config("convergence", "tiny", seeds=list(range(10)))
-    tasks = make_tasks("convergence", cfg)
-    store = ResultStore(tmp_path)
-    killed = []
-
-    def kill_one_worker(executor):
-        if killed:
-            return
-
-        def killer():
-            deadline = time.time() + 60
-            while time.time() < deadline and len(store.done_keys()) < 2:  # some rows finished, others in flight
-                time.sleep(0.05)
-            pid = next(iter(executor._processes))
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-
-        threading.Thread(target=killer, daemon=True).start()
-
-    result = run_tasks(tasks, store, lambda: make_executor(2), on_executor=kill_one_worker)
-    assert killed, "the worker was not killed"
+    tasks = make_tasks("convergence", get_config("convergence", "tiny", seeds=list(range(6))))
+    doomed = frozenset({tasks[len(tasks) // 2].key})
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    store = ResultStore(tmp_path / "table")
+    result = run_tasks(tasks, store, lambda: _Dooming(markers, doomed))
+    for key in doomed:  # the doomed run killed its worker, then ran again in another process
+        killed_pid = (markers / f"killed-{key}").read_text()
+        assert (markers / f"ran-{key}").read_text() != killed_pid
     assert result.rounds >= 2, "the broken pool was not replaced"
-    df = store.read()
-    assert len(df) == len(tasks) and sorted(df.key) == sorted(t.key for t in tasks)
-    parts_rows = sum(1 for _ in store.parts_dir.glob("part-*.parquet"))
-    assert parts_rows == len(tasks)  # one part per finished run: nothing written twice
+    assert result.executed == len(tasks) and not result.failures
+    keys = _rows_in_parts(store)
+    assert sorted(keys) == sorted(t.key for t in tasks)  # every run written once: none lost, none twice
     # a retried run gives the same outcome as a run executed directly
-    row = df[df.key == tasks[-1].key].iloc[0]
-    direct = execute(tasks[-1])
+    df = store.read()
+    row = df[df.key == next(iter(doomed))].iloc[0]
+    direct = execute(next(t for t in tasks if t.key in doomed))
     assert row.steps == direct["steps"] and np.isclose(row.final_residual, direct["final_residual"])
 
 
@@ -120,3 +140,119 @@ def test_transient_task_error_is_retried_once(tmp_path):
     assert store.done_keys() == {t.key for t in tasks}
     with pytest.raises(SweepError, match="1 of 3 runs failed"):  # a run that fails every time is still reported
         run_tasks(tasks, ResultStore(tmp_path / "again"), lambda: _FlakyOnce(tasks[1].key, {}), max_attempts=1)
+
+
+# --- a real sweep from the command line, ended by a signal -------------------------------------
+
+#: lazy, tiny preset with 60 seeds: 360 short runs (several seconds), long enough to be interrupted.
+SWEEP_TOML = 'experiment = "lazy"\npreset = "tiny"\nseeds = [%s]\n' % ", ".join(str(s) for s in range(60))
+WAIT_S = 120.0  # bound on every wait for the sweep (the machine may be loaded); none is a timing assertion
+
+
+@pytest.fixture
+def sweep_cli(tmp_path):
+    """Start `expreg run lazy` in its own session; at teardown kill whatever it left (by pid)."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    started: list = []
+    config = tmp_path / "sweep.toml"
+    config.write_text(SWEEP_TOML)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(__import__("expreg").__file__)))
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def start(out):
+        cmd = [sys.executable, "-c", "import sys; from expreg.cli import main; sys.exit(main(sys.argv[1:]))",
+               "run", "lazy", "--config", str(config), "--out", str(out), "--jobs", "2", "--quiet"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        started.append(psutil.Process(proc.pid))
+        return proc
+
+    def track(procs):
+        started.extend(procs)
+
+    start.track = track
+    yield start
+    for p in started:  # psutil.Process checks the pid still names the process it saw
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def _wait_for(condition, what: str):
+    import time
+
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def _alive(procs) -> list:
+    import psutil
+
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _sweep_under_way(sweep_cli, out):
+    """Start the sweep; return (driver, its descendants) once finished rows are on disk."""
+    import psutil
+
+    proc = sweep_cli(out)
+    parts = out / "lazy" / "parts"
+    _wait_for(lambda: proc.poll() is not None or any(parts.glob("part-*.parquet")), "the first finished rows")
+    assert proc.poll() is None, f"the sweep ended before it was interrupted: {proc.communicate()}"
+    descendants = psutil.Process(proc.pid).children(recursive=True)
+    sweep_cli.track(descendants)
+    assert len(descendants) >= 2  # the two workers (and the server they fork from)
+    return proc, descendants
+
+
+def _saved_keys(out) -> set[str]:
+    return ResultStore(out / "lazy").done_keys()
+
+
+def test_kill_9_of_the_driver_ends_its_workers_and_a_rerun_resumes(sweep_cli, tmp_path):
+    out = tmp_path / "out"
+    proc, workers = _sweep_under_way(sweep_cli, out)
+    proc.kill()
+    proc.wait()
+    _wait_for(lambda: not _alive(workers), "the workers to exit after their driver was killed")
+    saved = _saved_keys(out)
+    assert saved  # finished rows written before the kill are kept
+    rerun = sweep_cli(out)
+    stdout, stderr = rerun.communicate(timeout=280)
+    assert rerun.returncode == 0, stderr
+    total = len(make_tasks("lazy", get_config("lazy", config_file=tmp_path / "sweep.toml")))
+    assert f"{total - len(saved)} runs done now, {len(saved)} already in the table" in stdout  # resumed
+    df = ResultStore(out / "lazy").read()
+    assert len(df) == total and df.key.is_unique
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the driver", "Ctrl-C (SIGINT to the process group)"])
+def test_sigterm_and_ctrl_c_end_the_sweep_cleanly(sweep_cli, tmp_path, how):
+    import re
+
+    out = tmp_path / "out"
+    proc, workers = _sweep_under_way(sweep_cli, out)
+    if how.startswith("SIGTERM"):
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    _, stderr = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 130, stderr
+    message = re.search(r"(\d+) of (\d+) runs are saved in .*run the same command again to resume", " ".join(stderr.split()))
+    assert message, stderr
+    assert "Traceback" not in stderr
+    assert int(message.group(1)) == len(_saved_keys(out)) > 0  # every finished run written, as the message says
+    _wait_for(lambda: not _alive(workers), "the workers to exit")
