@@ -32,8 +32,14 @@ def test_resume_skips_finished_runs(tmp_path):
     assert sorted(df.key) == sorted(t.key for t in tasks)
 
 
-def _die_on_first_attempt(marker_dir: str, doomed: frozenset, fn, task):
-    """In a pool worker: SIGKILL this worker the first time a doomed task runs; run it otherwise."""
+def _die_on_first_attempt(marker_dir: str, doomed: frozenset, fn, batch):
+    """In a pool worker: SIGKILL this worker the first time a batch holding a doomed task runs; run it otherwise."""
+    for task in batch:
+        _kill_first_time(marker_dir, doomed, task)
+    return fn(batch)
+
+
+def _kill_first_time(marker_dir: str, doomed: frozenset, task) -> None:
     if task.key in doomed:
         try:
             fd = os.open(os.path.join(marker_dir, f"killed-{task.key}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -44,7 +50,6 @@ def _die_on_first_attempt(marker_dir: str, doomed: frozenset, fn, task):
             os.write(fd, str(os.getpid()).encode())
             os.close(fd)
             os.kill(os.getpid(), signal.SIGKILL)
-    return fn(task)
 
 
 class _Dooming(Executor):
@@ -121,9 +126,10 @@ class _FlakyOnce(ThreadPoolExecutor):
         self._flaky_key, self._calls = flaky_key, calls
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
-        task = args[0]
-        self._calls[task.key] = self._calls.get(task.key, 0) + 1
-        if task.key == self._flaky_key and self._calls[task.key] == 1:
+        batch = args[0]
+        for task in batch:
+            self._calls[task.key] = self._calls.get(task.key, 0) + 1
+        if any(task.key == self._flaky_key and self._calls[task.key] == 1 for task in batch):
             def boom(*_a, **_k):
                 raise RuntimeError("transient: worker lost while its result was in transit")
             return super().submit(boom)
@@ -256,3 +262,55 @@ def test_sigterm_and_ctrl_c_end_the_sweep_cleanly(sweep_cli, tmp_path, how):
     assert "Traceback" not in stderr
     assert int(message.group(1)) == len(_saved_keys(out)) > 0  # every finished run written, as the message says
     _wait_for(lambda: not _alive(workers), "the workers to exit")
+
+
+def test_batch_size_follows_the_runs_seconds():
+    from expreg.experiments.runner import MAX_BATCH, _BatchSizer
+
+    sizer = _BatchSizer(0.25)
+    assert sizer.size(left=100, slots=4) == 1  # nothing measured yet: one run at a time
+    sizer.observe(0.05)
+    assert sizer.size(left=100, slots=4) == 5  # 0.25 s / 0.05 s
+    assert sizer.size(left=10, slots=4) == 3  # no more than an even share of what is left: ceil(10 / 4)
+    sizer.observe(0.001)  # average (0.05 + 0.001) / 2
+    assert sizer.size(left=1000, slots=4) == int(0.25 / 0.0255)
+    for _ in range(20):
+        sizer.observe(1e-4)
+    assert sizer.size(left=1000, slots=4) == MAX_BATCH
+    sizer.observe(10.0)
+    assert sizer.size(left=1000, slots=4) == 1  # long runs travel alone
+    assert _BatchSizer(0.0).size(left=1000, slots=4) == 1  # batching off
+
+
+class _CountingPool(ThreadPoolExecutor):
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__(max_workers=2)
+        self._sizes = sizes
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        self._sizes.append(len(args[0]))
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_small_runs_travel_in_batches_and_each_is_written_once(tmp_path):
+    tasks = make_tasks("lazy", get_config("lazy", "tiny", seeds=list(range(8))))
+    sizes: list[int] = []
+    store = ResultStore(tmp_path)
+    result = run_tasks(tasks, store, lambda: _CountingPool(sizes), batch_s=10.0)  # tiny runs: batches grow to the cap
+    assert result.executed == len(tasks) and sum(sizes) == len(tasks)
+    assert sizes[0] == 1 and max(sizes) > 1 and len(sizes) < len(tasks)
+    assert sorted(_rows_in_parts(store)) == sorted(t.key for t in tasks)
+    row = store.read().set_index("key").loc[tasks[-1].key]
+    direct = execute(tasks[-1])
+    assert row.steps == direct["steps"] and row.max_movement == direct["max_movement"]
+
+
+def test_a_failing_run_in_a_batch_spares_the_others():
+    from expreg.experiments.base import execute_batch
+
+    good = make_tasks("kernel", get_config("kernel", "tiny"))[:2]
+    bad = Task("kernel", {**good[0].config, "n": -1}, good[0].config_hash, good[0].params, 99)
+    (ok0, row0), (ok1, err), (ok2, row2) = execute_batch([good[0], bad, good[1]])
+    assert ok0 and ok2 and not ok1
+    assert err.startswith("ValidationError") and "n" in err
+    assert row0["key"] == good[0].key and row2["key"] == good[1].key

@@ -24,7 +24,8 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..backends import usable_cpus
-from .base import Task, execute, get_experiment, make_tasks
+from .base import Task, execute_batch, get_experiment, make_tasks
 from .store import ResultStore
 
 try:  # BrokenExecutor is the base of BrokenProcessPool and BrokenThreadPool
@@ -172,6 +173,49 @@ class _RowWriter:
         self._last = time.monotonic()
 
 
+#: Seconds of runs one submission to a worker carries (``_BatchSizer``).
+BATCH_SECONDS = 0.25
+#: Runs one submission carries at most.
+MAX_BATCH = 16
+
+
+class _BatchSizer:
+    """How many runs the next submission carries: about ``batch_s`` seconds of them.
+
+    A submission costs a round trip between driver and worker (pickling,
+    pipes, waking two processes: a millisecond on an idle machine, tens on
+    a loaded one), as much as a small run. The sizer keeps a moving average
+    of the last runs' seconds and sends ``batch_s / average`` runs at a time
+    (at most ``MAX_BATCH``); one run at a time until a run has finished,
+    and never more than an even share of what is left, so the last batches
+    still spread over every worker. A batch's rows come back when the whole
+    batch is done: a kill of the driver loses at most the batches in flight.
+    """
+
+    def __init__(self, batch_s: float) -> None:
+        self._batch_s = batch_s
+        self._per_run: float | None = None
+
+    def observe(self, seconds: float) -> None:
+        """A run took ``seconds``."""
+        self._per_run = seconds if self._per_run is None else 0.5 * (self._per_run + seconds)
+
+    def size(self, left: int, slots: int) -> int:
+        """Runs for the next submission, with ``left`` runs not yet submitted and ``slots`` submissions in flight at most."""
+        if self._per_run is None or self._batch_s <= 0:
+            return 1
+        share = -(-left // max(1, slots))  # ceil(left / slots)
+        return max(1, min(int(self._batch_s / max(self._per_run, 1e-9)), MAX_BATCH, share))
+
+
+def _capacity(executor: Executor) -> int:
+    """Tasks ``executor`` runs at once: its ``workers`` (Dask), its ``_max_workers`` (concurrent.futures pools), else 1."""
+    workers = getattr(executor, "workers", None)
+    if workers is None:
+        workers = getattr(executor, "_max_workers", None)
+    return max(1, int(workers or 1))
+
+
 @dataclass
 class SweepResult:
     """What ``run_tasks`` did: runs executed now, runs skipped (already done), retries used."""
@@ -192,6 +236,7 @@ def run_tasks(
     progress: ProgressFn | None = None,
     on_executor: Callable[[Executor], None] | None = None,
     flush_s: float = FLUSH_SECONDS,
+    batch_s: float = BATCH_SECONDS,
 ) -> SweepResult:
     """Run every task not yet in ``store``; save the rows as their futures complete.
 
@@ -218,6 +263,10 @@ def run_tasks(
         Finished rows are written together, one part file at most every
         ``flush_s`` seconds (0: one per run), and always before returning
         or raising (``_RowWriter``).
+    batch_s : float
+        Small runs travel together: each submission (``execute_batch``)
+        carries about ``batch_s`` seconds of runs, judged from the runs
+        finished so far (``_BatchSizer``; 0: one run per submission).
 
     Raises
     ------
@@ -238,36 +287,49 @@ def run_tasks(
     attempts: dict[str, int] = {}
     total = len(unique)
     writer = _RowWriter(store, flush_s)
+    sizer = _BatchSizer(batch_s)
     if progress:
         progress(result.skipped, total)
     while pending and result.rounds <= max_retries:
         result.rounds += 1
         executor: Executor | None = None
         broken = interrupted = False
-        futures: dict[Future[Any], Task] = {}
+        futures: dict[Future[Any], list[Task]] = {}
         try:
             executor = executor_factory()
             if on_executor:
                 on_executor(executor)
-            futures = {executor.submit(execute, t): t for t in pending.values()}
-            for fut in as_completed(futures):
-                task = futures[fut]
-                try:
-                    row = fut.result()
-                except BrokenExecutor:
-                    broken = True
-                    continue
-                except Exception as exc:  # keep going; retried next round, then reported at the end
-                    attempts[task.key] = attempts.get(task.key, 0) + 1
-                    if attempts[task.key] >= max_attempts:
-                        result.failures[task.key] = f"{type(exc).__name__}: {exc} (params {task.params}, seed {task.seed})"
-                        pending.pop(task.key, None)
-                    continue
-                writer.add(row)
-                pending.pop(task.key, None)
-                result.executed += 1
-                if progress:
-                    progress(total - len(pending) - len(result.failures), total)
+            queue = deque(pending.values())
+            while queue or futures:
+                slots = 2 * _capacity(executor)  # a batch queued behind each running one: no worker waits for the driver
+                while queue and not broken and len(futures) < slots:
+                    batch = [queue.popleft() for _ in range(sizer.size(len(queue), slots))]
+                    futures[executor.submit(execute_batch, batch)] = batch
+                if not futures:
+                    break
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    batch = futures.pop(fut)
+                    try:
+                        outcomes = fut.result()
+                    except BrokenExecutor:  # the batch is still pending: run again next round
+                        broken = True
+                        continue
+                    except Exception as exc:  # the whole submission failed (e.g. a cluster worker lost)
+                        outcomes = [(False, f"{type(exc).__name__}: {exc}")] * len(batch)
+                    for task, (ok, value) in zip(batch, outcomes):
+                        if ok:
+                            writer.add(value)
+                            sizer.observe(float(value.get("wall_seconds", 0.0)))
+                            pending.pop(task.key, None)
+                            result.executed += 1
+                            continue
+                        attempts[task.key] = attempts.get(task.key, 0) + 1  # retried next round, then reported
+                        if attempts[task.key] >= max_attempts:
+                            result.failures[task.key] = f"{value} (params {task.params}, seed {task.seed})"
+                            pending.pop(task.key, None)
+                    if progress:
+                        progress(total - len(pending) - len(result.failures), total)
         except KeyboardInterrupt as exc:
             interrupted = True
             saved = total - len(pending) - len(result.failures)
