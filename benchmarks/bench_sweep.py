@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_json_atomic(args.out, results)
     write_section(args.md, markdown(results))
     print(f"wrote {args.out} and the {SECTION!r} section of {args.md}")
+    print(json.dumps(results))  # last line: what run_all.py records
     return results
 
 
