@@ -8,12 +8,12 @@ Every figure is measured in this one process, the old way beside the new:
 
 1. Worker start-up. *cold*: a fresh interpreter that imports the worker
    module and loads the compiled kernels (``python -c "import
-   expreg.experiments.worker"``), which is what every spawned pool worker
+   expreg.experiments.warm"``), which is what every spawned pool worker
    paid before its first run, against a bare ``python -c pass``. *pool*:
-   seconds from ``make_executor(2)`` to the first result of each worker,
+   seconds from ``make_executor(2)`` to a finished tiny run in each worker,
    for the first pool of the process (the forkserver starts and preloads)
    and for a later pool (workers forked warm), and the same for a pool of
-   spawned workers (the old executor).
+   spawned workers (the old executor: each imports and loads by itself).
 2. Per-run overhead: a sweep of many small runs on one worker; overhead =
    (sweep seconds - the runs' own seconds, as the rows record them) / the
    runs' own seconds, for the new runner (one part file per second) and the
@@ -56,18 +56,29 @@ def cold_start(reps: int) -> dict[str, float]:
         return min(times)
 
     bare = best("pass")
-    worker = best("import expreg.experiments.worker as w, expreg.fastpath as f; assert f.enabled()")
+    worker = best("import expreg.experiments.warm, expreg.fastpath as f; assert f.enabled()")
     return {"python_bare_s": bare, "worker_import_s": worker, "worker_startup_cold_s": worker - bare}
 
 
+def _run_in(task: Any) -> int:
+    """In a worker: run ``task``; this worker's pid."""
+    from expreg.experiments import execute
+
+    execute(task)
+    return os.getpid()
+
+
 def pool_start(factory: Callable[[], Any], workers: int) -> float:
-    """Seconds from building a pool to a result from each of its ``workers`` processes."""
+    """Seconds from building a pool to a finished tiny run (m = 64, a few ms) in each of its ``workers`` processes."""
+    from expreg.experiments import get_config, make_tasks
+
+    task = make_tasks("lazy", get_config("lazy", "tiny"))[0]
     started = time.perf_counter()
     executor = factory()
     try:
         pids: set[int] = set()
-        while len(pids) < workers:  # a no-op per worker; a fast worker may answer twice before the other starts
-            futures = [executor.submit(os.getpid) for _ in range(workers)]
+        while len(pids) < workers:  # a fast worker may answer twice before the other starts
+            futures = [executor.submit(_run_in, task) for _ in range(workers)]
             wait(futures)
             pids.update(f.result() for f in futures)
         return time.perf_counter() - started
@@ -177,7 +188,7 @@ def markdown(r: dict[str, Any]) -> str:
              f"| fresh interpreter, bare (`python -c pass`) | {c['python_bare_s']:.2f} |",
              f"| fresh interpreter importing the worker module, kernels loaded from numba's cache | {c['worker_import_s']:.2f} |",
              f"| = what each spawned worker paid before its first run | {c['worker_startup_cold_s']:.2f} |",
-             f"| `make_executor(2)` to a result from each worker, first pool of the process (forkserver starts and preloads) | {ps['forkserver_first_pool_s']:.2f} |",
+             f"| `make_executor(2)` to a finished tiny run in each worker, first pool of the process (forkserver starts and preloads) | {ps['forkserver_first_pool_s']:.2f} |",
              f"| the same, a later pool (workers forked warm) | {ps['forkserver_later_pool_s']:.2f} |",
              f"| the same with spawned workers (the executor before) | {ps['spawn_pool_s']:.2f} |",
              "", f"Per-run overhead ({ov['sweep']}): (sweep seconds - the runs' own seconds) / the runs' own seconds.", "",

@@ -12,9 +12,9 @@ the future raises ``KilledWorker`` and the runner reports that run as failed.
 The driver writes each row once, when its future completes, so a retried run
 still appears once in the table.
 
-Start the workers with ``--preload expreg.experiments.worker`` to have each
+Start the workers with ``--preload expreg.experiments.warm`` to have each
 import the experiments and load the compiled kernels before its first task
-(``dask worker tcp://HOST:PORT --preload expreg.experiments.worker``).
+(``dask worker tcp://HOST:PORT --preload expreg.experiments.warm``).
 
 This module needs ``dask[distributed]`` (``pip install 'expreg[dask]'``);
 nothing else in expreg imports it.

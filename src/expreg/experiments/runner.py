@@ -53,8 +53,8 @@ def default_jobs() -> int:
     return usable_cpus()
 
 
-#: Modules the worker server imports once (``worker``: experiments and compiled kernels).
-WORKER_PRELOAD = [f"{__package__}.worker"]
+#: Modules the worker server imports once (``warm``: experiments and compiled kernels).
+WORKER_PRELOAD = [f"{__package__}.warm"]
 
 
 def _mp_context() -> Any:

@@ -1,13 +1,13 @@
 """The worker side of a local sweep: a warm start and an exit when the driver is gone.
 
-Importing this module warms a process up for sweep tasks: it imports
-``base`` and every experiment module and loads the compiled kernels
-(``fastpath.warm_up``: about 1.5 s in a fresh process, numba most of it).
-``runner.make_executor`` names it as the preload of multiprocessing's
-*forkserver*: one server process per driver imports it once, and each pool
-worker is forked from that server, so a worker starts in milliseconds
+``preload`` warms a process up for sweep tasks: it imports every experiment
+module and loads the compiled kernels (``fastpath.warm_up``: about 1.5 s in
+a fresh process, numba most of it). Importing ``expreg.experiments.warm``
+calls it: ``runner.make_executor`` names that module as the preload of
+multiprocessing's *forkserver*, so one server process per driver pays it
+once and each pool worker, forked from that server, starts in milliseconds
 instead of paying the imports again. A Dask worker started with
-``dask worker --preload expreg.experiments.worker ...`` is warmed the same
+``dask worker --preload expreg.experiments.warm ...`` is warmed the same
 way before its first task.
 
 ``init_worker`` is the pool's initializer: it limits BLAS and expreg's own
@@ -34,7 +34,8 @@ from .base import EXPERIMENTS
 ORPHAN_EXIT_CODE = 75
 
 
-def _preload() -> None:
+def preload() -> None:
+    """Import every experiment module (those whose optional dependencies are installed) and load the kernels."""
     for module in EXPERIMENTS.values():
         try:
             import_module(f"{__package__}.{module}")
@@ -83,6 +84,3 @@ def watch_parent() -> threading.Thread | None:
     thread = threading.Thread(target=wait_then_exit, name="expreg-parent-watch", daemon=True)
     thread.start()
     return thread
-
-
-_preload()
