@@ -217,7 +217,7 @@ def test_overflow_in_the_fast_path_is_detected(dtype: type, keep: bool) -> None:
 def test_gram_matches_dense_kernel() -> None:
     X, W, _, _ = problem(seed=12)
     s = 0.2
-    H = ops.gram(get_backend("numpy"), EXP, X, W, s, ops.BlockPlan(30, False))
+    H = ops.gram(get_backend("numpy"), EXP, X, W, s, block=30)
     D = np.exp(X @ W)
     np.testing.assert_allclose(H, s * s * (X @ X.T) * (D @ D.T), rtol=1e-12)
 

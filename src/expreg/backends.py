@@ -108,6 +108,15 @@ class Backend:
         acc += self.matmul(Z, a)
         return Z
 
+    def zeros_symmetric(self, n: int, dtype: np.dtype) -> Array:
+        """A zero (n, n) accumulator for ``rank_update_``."""
+        return self.zeros((n, n), dtype)
+
+    def rank_update_(self, S: Array, D: Array) -> Array:
+        """S += D D^T in place, at least on and below the diagonal; returns S. D (n, k)."""
+        S += self.matmul(D, D.T)
+        return S
+
     def sum_rows(self, x: Array) -> Array:
         """Sum of a 2-D array over its first axis, in row order (a new array)."""
         out = self.copy(x[0])
@@ -218,6 +227,18 @@ class NumpyBackend(Backend):
     def __repr__(self) -> str:
         return f"NumpyBackend(threads={self.threads})"
 
+    def zeros_symmetric(self, n: int, dtype: np.dtype) -> np.ndarray:
+        return np.zeros((n, n), dtype=dtype, order="F")  # BLAS updates it in place
+
+    def rank_update_(self, S: np.ndarray, D: np.ndarray) -> np.ndarray:
+        """S += D D^T on and below the diagonal with BLAS ``syrk`` (n^2 k flops); S from ``zeros_symmetric``."""
+        import scipy.linalg.blas
+
+        syrk = scipy.linalg.blas.ssyrk if S.dtype == np.float32 else scipy.linalg.blas.dsyrk
+        # D (n, k) C-contiguous is D^T (k, n) Fortran-contiguous: trans=1 gives D D^T without a copy.
+        syrk(1.0, np.ascontiguousarray(D).T, beta=1.0, c=S, trans=1, lower=1, overwrite_c=1)
+        return S
+
     def relu_(self, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, 0, out=x)
 
@@ -300,6 +321,10 @@ class TorchBackend(Backend):
 
     def copy(self, x: Any) -> Any:
         return x.clone()
+
+    def rank_update_(self, S: Any, D: Any) -> Any:
+        """S += D D^T with one ``addmm_`` (no host synchronisation)."""
+        return S.addmm_(D, D.T)
 
     def exp_matvec_(self, Z: Any, a: Any, acc: Any) -> Any:
         Z.exp_()

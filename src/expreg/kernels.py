@@ -23,14 +23,12 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse.linalg
 
 from . import ops
+from .eigen import extreme_eigenvalues, lambda_max, lambda_min, lazy_criteria, operator_norm  # noqa: F401  (re-exported)
 from .errors import ExpOverflowError, overflow_checked
 from .validation import check_X
 
-#: Above this n, extreme eigenvalues come from an iterative solver (ARPACK).
-DENSE_EIGEN_LIMIT = 2000
 
 
 def _angles(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -128,49 +126,10 @@ def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
     Xn = check_X(X, dtype=net.dtype, d=net.d)
     Xb = be.asarray(Xn, net.dtype)
     with overflow_checked():
-        H = be.to_numpy(ops.gram(be, net.act, Xb, net.W, net.s, net.plan(Xn.shape[0]))).astype(np.float64)
+        H = ops.gram(be, net.act, Xb, net.W, net.s, a=net.a, block=net.block)
     if average:
         H /= net.m * net.s**2
     return H
-
-
-def extreme_eigenvalues(H: np.ndarray, *, method: str = "auto") -> tuple[float, float]:
-    """(lambda_min, lambda_max) of a symmetric matrix H (n x n).
-
-    ``method``: "dense" (LAPACK, exact), "iterative" (ARPACK Lanczos on the
-    two ends, O(n^2) per iteration, for large n), or "auto" (dense up to
-    ``DENSE_EIGEN_LIMIT`` rows).
-    """
-    if method not in ("auto", "dense", "iterative"):
-        raise ValueError(f"method={method!r} is not known; choose 'auto', 'dense' or 'iterative'")
-    H = np.asarray(H, dtype=np.float64)
-    if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
-        raise ValueError(f"H must be a non-empty square matrix, got shape {H.shape}")
-    n = H.shape[0]
-    if method == "auto":
-        method = "dense" if n <= DENSE_EIGEN_LIMIT else "iterative"
-    if method == "dense" or n < 3:  # ARPACK needs k < n
-        w = scipy.linalg.eigh(H, eigvals_only=True)
-        return float(w[0]), float(w[-1])
-    hi = scipy.sparse.linalg.eigsh(H, k=1, which="LA", return_eigenvectors=False, tol=1e-12, maxiter=20 * n)[0]
-    lo = scipy.sparse.linalg.eigsh(H, k=1, which="SA", return_eigenvectors=False, tol=1e-12, maxiter=20 * n)[0]
-    return float(lo), float(hi)
-
-
-def lambda_min(H: np.ndarray, **kw: Any) -> float:
-    """Smallest eigenvalue of a symmetric matrix (lambda of MATH.md 3 when H = H^cts)."""
-    return extreme_eigenvalues(H, **kw)[0]
-
-
-def lambda_max(H: np.ndarray, **kw: Any) -> float:
-    """Largest eigenvalue of a symmetric matrix."""
-    return extreme_eigenvalues(H, **kw)[1]
-
-
-def operator_norm(A: np.ndarray) -> float:
-    """Spectral norm of a symmetric matrix: max |eigenvalue|."""
-    lo, hi = extreme_eigenvalues(A)
-    return max(abs(lo), abs(hi))
 
 
 @dataclass(frozen=True)

@@ -372,30 +372,126 @@ def forward_backward(
     return u, G
 
 
+#: Bytes of one block of activations in the Gram passes (larger than a step's: the
+#: rank-k update reads and writes the n x n accumulator once per block, so k must be
+#: a few hundred for it to run at the machine's GEMM rate).
+GRAM_BLOCK_BYTES = 16 * 2**20
+#: Neurons per Gram block: at least this many (when m allows) ...
+GRAM_MIN_BLOCK = 256
+#: ... and at most this many.
+GRAM_MAX_BLOCK = 4096
+
+
+def gram_block(n: int, itemsize: int, backend: Backend | None = None) -> int:
+    """Neurons per block of the Gram passes: the n x block activations fill about ``GRAM_BLOCK_BYTES``.
+
+    Clipped to [``GRAM_MIN_BLOCK``, ``GRAM_MAX_BLOCK``] on the CPU; on a GPU the
+    backend's (larger) ``block_bytes`` sets it.
+    """
+    target = GRAM_BLOCK_BYTES
+    if backend is not None and backend.device != "cpu":
+        target = max(target, backend.block_bytes)
+        return max(GRAM_MIN_BLOCK, target // max(1, n * itemsize) // 8 * 8)
+    return int(min(GRAM_MAX_BLOCK, max(GRAM_MIN_BLOCK, target // max(1, n * itemsize) // 8 * 8)))
+
+
+class GramAccumulator:
+    """The Gram matrix of the neurons' features, accumulated block by block (MATH.md 3).
+
+        S = sum_r a_r^2 sigma'(X w_r) sigma'(X w_r)^T          (n x n)
+
+    over every neuron handed to :meth:`add`, as a symmetric rank-k update per
+    block of k neurons (BLAS ``syrk`` on NumPy: n^2 k flops, half a GEMM's;
+    ``addmm_`` on PyTorch), accumulated in the dtype of X. :meth:`kernel`
+    returns c (X X^T) o S, the Hadamard factor applied once, whenever asked:
+    the nested-width scan (``expreg.scan``) asks at every grid width, the
+    empirical kernel (``gram``) once at the end. Memory: the accumulator
+    (n^2) and one block of activations (n * block).
+
+    Parameters
+    ----------
+    backend : Backend
+    act : Activation
+    X : backend array (n, d)
+        Inputs in the dtype of the accumulation (float32 or float64).
+    block : int
+        Neurons per rank-k update; ``add`` splits longer weight matrices.
+    """
+
+    def __init__(self, backend: Backend, act: Activation, X: Array, *, block: int) -> None:
+        self.backend = backend
+        self.act = act
+        self.X = X
+        self.n = int(X.shape[0])
+        self.block = int(block)
+        self.dtype = _dtype_of(backend, X)
+        self.S = backend.zeros_symmetric(self.n, self.dtype)
+        self._buf = backend.empty((self.n * self.block,), self.dtype)
+        self._xxt: np.ndarray | None = None
+        #: Neurons accumulated so far.
+        self.count = 0
+
+    def add(self, W: Array, a: Array | None = None) -> None:
+        """Accumulate the neurons in the columns of W (d, k); ``a`` (k,) their output weights (None: a_r^2 = 1)."""
+        be, n = self.backend, self.n
+        k = int(W.shape[1])
+        for lo in range(0, k, self.block):
+            hi = min(lo + self.block, k)
+            Z = be.matmul(self.X, W[:, lo:hi], out=self._buf[: n * (hi - lo)].reshape(n, hi - lo))
+            D = self.act.derivative(be, self.act.value_(be, Z))
+            if a is not None:
+                D *= abs(a[lo:hi])
+            be.rank_update_(self.S, D)
+        self.count += k
+
+    def kernel(self, factor: float) -> np.ndarray:
+        """factor * (X X^T) o S as a symmetric NumPy float64 array (n, n).
+
+        The Hadamard product and the factor are applied in float64 (the
+        accumulation stays in the dtype of X).
+
+        Raises
+        ------
+        ExpOverflowError
+            If any entry is inf or NaN (an activation overflowed).
+        """
+        if self._xxt is None:
+            Xf = self.backend.to_numpy(self.X).astype(np.float64)
+            self._xxt = Xf @ Xf.T
+        H = np.tril(self.backend.to_numpy(self.S)).astype(np.float64, copy=False)
+        H += H.T  # the diagonal doubles: halved exactly below
+        H[np.diag_indices(self.n)] *= 0.5
+        H *= self._xxt
+        H *= factor
+        if not np.isfinite(H).all():
+            raise _overflow("the empirical kernel H(W)")
+        return H
+
+
 def gram(
     backend: Backend,
     act: Activation,
     X: Array,
     W: Array,
     scale: float,
-    plan: BlockPlan,
-) -> Array:
-    """Finite-width NTK H(W) = s^2 (X X^T) * (D D^T), D = sigma'(X W) (MATH.md 3).
+    *,
+    a: Array | None = None,
+    block: int | None = None,
+) -> np.ndarray:
+    """Finite-width NTK H(W) = s^2 (X X^T) o (D diag(a^2) D^T), D = sigma'(X W) (MATH.md 3).
 
-    Shape (n, n). Divide by m s^2 for the paper's average form H^dis.
+    Shape (n, n), a NumPy float64 array (accumulated in the dtype of X by
+    ``GramAccumulator``). ``a`` (m,) defaults to a_r^2 = 1, which holds for
+    every network expreg draws. Divide by m s^2 for the paper's average
+    form H^dis.
     """
-    n = X.shape[0]
-    m = W.shape[1]
-    S = backend.zeros((n, n), _dtype_of(backend, X))
-    for lo, hi in plan.ranges(m):
-        E = act.value_(backend, backend.matmul(X, W[:, lo:hi]))
-        D = act.derivative(backend, E)
-        S += backend.matmul(D, D.T)
-    H = backend.matmul(X, X.T) * S
-    H *= scale * scale
-    if not backend.all_finite(H):
-        raise _overflow("the empirical kernel H(W)")
-    return H
+    n = int(X.shape[0])
+    dtype = _dtype_of(backend, X)
+    if block is None:
+        block = gram_block(n, dtype.itemsize, backend)
+    acc = GramAccumulator(backend, act, X, block=max(1, min(int(block), int(W.shape[1]))))
+    acc.add(W, a)
+    return acc.kernel(scale * scale)
 
 
 def movement(backend: Backend, W: Array, W0: Array, plan: BlockPlan) -> tuple[float, float]:
