@@ -186,7 +186,7 @@ def markdown(r: dict[str, Any]) -> str:
     """The "## Sweeps" section."""
     lo, hi = r["load_average"][0], r["load_average"][-1]
     c, ps, ov = r["cold"], r["pool_start"], r["overhead"]
-    lines = [SECTION, "", f"Command: `{r['command']}` ({r['date']}; {r['machine']}; 1-minute load average {lo} at the start, "
+    lines = [SECTION, "", f"Command: `{r['command'].strip()}` ({r['date']}; {r['machine']}; 1-minute load average {lo} at the start, "
              f"{hi} at the end: other jobs shared the cores, so every figure is noisy and a second worker's gain is understated).", "",
              "Worker start-up (seconds):", "",
              "| what | seconds |", "|---|---|",
