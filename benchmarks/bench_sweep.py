@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for rnd in range(rounds):
         row: dict[str, Any] = {"round": rnd + 1, "sweep": f"lazy {preset}"}
         for jobs in (1, 2):
-            row[f"jobs{jobs}"] = sweep(tasks, lambda: make_executor(jobs), FLUSH_SECONDS)
+            row[f"jobs{jobs}"] = sweep(tasks, lambda jobs=jobs: make_executor(jobs), FLUSH_SECONDS)
         row["speedup"] = row["jobs1"]["seconds"] / row["jobs2"]["seconds"]
         results["throughput"].append(row)
         print(json.dumps(row), flush=True)

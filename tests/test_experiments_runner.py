@@ -151,7 +151,7 @@ def test_transient_task_error_is_retried_once(tmp_path):
 # --- a real sweep from the command line, ended by a signal -------------------------------------
 
 #: lazy, tiny preset with 60 seeds: 360 short runs (several seconds), long enough to be interrupted.
-SWEEP_TOML = 'experiment = "lazy"\npreset = "tiny"\nseeds = [%s]\n' % ", ".join(str(s) for s in range(60))
+SWEEP_TOML = 'experiment = "lazy"\npreset = "tiny"\nseeds = [{}]\n'.format(", ".join(str(s) for s in range(60)))
 WAIT_S = 120.0  # bound on every wait for the sweep (the machine may be loaded); none is a timing assertion
 
 
