@@ -69,17 +69,21 @@ class Installed:
 
     def run(self, *args: str | Path, extra_env: dict[str, str] | None = None, timeout: float = 240) -> str:
         env = {**self.env, **(extra_env or {})}
-        proc = subprocess.run([str(a) for a in args], cwd=self.workdir, env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            [str(a) for a in args], cwd=self.workdir, env=env, capture_output=True, text=True, timeout=timeout
+        )
         assert proc.returncode == 0, f"{args} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         return proc.stdout
 
 
 def _clean_env(home: Path) -> dict[str, str]:
     """The environment without PYTHONPATH and numba/expreg settings; HOME and caches in home."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
-           and not k.startswith(("NUMBA_", "EXPREG_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
+        and not k.startswith(("NUMBA_", "EXPREG_"))
+    }
     env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "cache"), PYTHONNOUSERSITE="1")
     return env
 
@@ -89,9 +93,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     out = tmp_path_factory.mktemp("dist")
     # --no-isolation: build with this environment's setuptools (declared in the `pack`
     # extra) instead of fetching it, so the test runs offline
-    proc = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(REPO)],
-                          capture_output=True, text=True, timeout=600,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert proc.returncode == 0, f"python -m build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     wheels, sdists = sorted(out.glob("*.whl")), sorted(out.glob("*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in out.iterdir())
@@ -108,11 +116,35 @@ def installed(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     env = _clean_env(home)  # without PYTHONPATH, pip would take the repo's src/ for an installed expreg
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                    "--no-index", "--disable-pip-version-check", str(built.wheel)],
-                   check=True, timeout=300, cwd=work, env=env)
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True, cwd=work, env=env).stdout.strip())
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            str(built.wheel),
+        ],
+        check=True,
+        timeout=300,
+        cwd=work,
+        env=env,
+    )
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=work,
+            env=env,
+        ).stdout.strip()
+    )
     assert (site / "expreg" / "__init__.py").is_file(), "the wheel did not install into the fresh venv"
     # this environment's third-party packages, after the venv's own site-packages
     (site / "_test_env_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -120,8 +152,12 @@ def installed(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def test_twine_check_passes_on_wheel_and_sdist(built: Built) -> None:
-    proc = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(built.wheel), str(built.sdist)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", str(built.wheel), str(built.sdist)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("PASSED") == 2, proc.stdout
 
@@ -157,9 +193,11 @@ def test_sdist_holds_sources_tests_and_citation(built: Built) -> None:
 
 
 def test_installed_wheel_imports_from_the_venv_not_the_repo(installed: Installed) -> None:
-    out = installed.run(installed.python, "-c",
-                        "import expreg, importlib.metadata as m, json, sys;"
-                        "print(json.dumps({'file': expreg.__file__, 'version': m.version('expreg'), 'path': sys.path}))")
+    probe = (
+        "import expreg, importlib.metadata as m, json, sys; print(json.dumps({'file': expreg.__file__, "
+        "'version': m.version('expreg'), 'path': sys.path}))"
+    )
+    out = installed.run(installed.python, "-c", probe)
     info = json.loads(out)
     assert Path(info["file"]).resolve().is_relative_to(installed.site.resolve())
     assert not Path(info["file"]).resolve().is_relative_to(REPO)
