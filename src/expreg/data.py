@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import streams
 from .storage import load_npz
 from .validation import check_positive_int, check_X_y
 
@@ -19,11 +20,14 @@ LABELS = ("uniform", "sign")
 def sphere(n: int, d: int, *, seed: int = 0) -> np.ndarray:
     """n points uniform on the unit sphere S^{d-1}, shape (n, d), float64.
 
+    Drawn from the ``streams.DATA_POINTS`` stream of ``seed``: independent of the
+    labels and of every network of any seed.
+
     Distinct with probability one (d >= 2), so lambda > 0 (MATH.md 3).
     """
     n = check_positive_int(n, "n")
     d = check_positive_int(d, "d")
-    rng = np.random.default_rng([int(seed), 1])
+    rng = streams.generator(int(seed), streams.DATA_POINTS)
     Z = rng.standard_normal((n, d))
     if d == 1:
         return np.sign(Z) + 0.0
@@ -31,9 +35,12 @@ def sphere(n: int, d: int, *, seed: int = 0) -> np.ndarray:
 
 
 def labels(n: int, kind: str = "uniform", *, seed: int = 0) -> np.ndarray:
-    """n labels: uniform on [-1, 1] ("uniform") or random signs ("sign"), shape (n,)."""
+    """n labels: uniform on [-1, 1] ("uniform") or random signs ("sign"), shape (n,).
+
+    Drawn from the ``streams.DATA_LABELS`` stream of ``seed``.
+    """
     n = check_positive_int(n, "n")
-    rng = np.random.default_rng([int(seed), 2])
+    rng = streams.generator(int(seed), streams.DATA_LABELS)
     if kind == "uniform":
         return rng.uniform(-1.0, 1.0, size=n)
     if kind == "sign":

@@ -30,7 +30,7 @@ from typing import Any, Callable, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from . import kernels, ops
+from . import kernels, ops, streams
 from .activations import Activation
 from .backends import Array, Backend
 from .distributed_comm import Communicator
@@ -152,13 +152,14 @@ def run_fingerprint(net: Any, X: np.ndarray, y: np.ndarray, lr: float, record_ev
     """Identity of a run for its checkpoints (sha256 hex digest).
 
     Hashes the settings of ``net`` (an ``ExpNet`` or a ``NetSpec``: d, m, seed,
-    activation, scaling, init, dtype), the step size, what is recorded, then
+    activation, scaling, init, dtype), the step size, what is recorded, the
+    random-stream scheme (``streams.VERSION``), then
     ``weights`` (W(0) and a, for a network not drawn from its seed alone) and
     the data X (n, d), y (n,) as float64.
     """
     h = hashlib.sha256()
     h.update(repr((net.d, net.m, net.seed, net.activation, net.scaling, net.init, str(net.dtype), float(lr),
-                   record_every, bool(track_movement))).encode())
+                   record_every, bool(track_movement), streams.VERSION)).encode())
     for w in weights:
         h.update(np.ascontiguousarray(w).tobytes())
     h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import streams
 from .descent import History
 from .errors import CheckpointError
 from .storage import load_npz, save_npz_atomic, write_json_atomic
@@ -68,6 +69,7 @@ def save_shard(
         m=np.int64(m),
         step=np.int64(step),
         fingerprint=np.array(fingerprint),
+        streams=np.int64(streams.VERSION),
         **history.npz_fields(),
     )
     return path
@@ -127,6 +129,7 @@ def read_slice(
     covered = 0
     for path in files:
         data = load_npz(path, required=_REQUIRED)
+        streams.check_checkpoint(data, path)
         if str(data["fingerprint"]) != fingerprint:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} belongs to another run (network, data or lr differ); "

@@ -1,7 +1,8 @@
 """Initial weights of MATH.md 1: w_r(0) ~ N(0, I_d), a_r uniform on {-1, +1}.
 
 Neurons are drawn in fixed chunks of ``CHUNK`` neurons, chunk k from the
-generator ``numpy.random.default_rng([seed, k])``. Hence neuron r's weights
+generator ``streams.generator(seed, streams.NETWORK, k)``, a stream of its
+own (never one of the data's, whatever the seeds). Hence neuron r's weights
 depend only on (seed, r, d, init): the first m' neurons of a width-m network
 are the width-m' network, and any contiguous slice of neurons (a shard of a
 width-sharded run) is drawn without drawing the rest. Weights are drawn in
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import streams
+
 CHUNK = 4096  # neurons per generator; even, so coupled pairs never straddle chunks
 INITS = ("coupled", "gaussian")
 
 
 def _chunk(seed: int, k: int, d: int, init: str) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng([int(seed), int(k)])
+    rng = streams.generator(int(seed), streams.NETWORK, int(k))
     if init == "gaussian":
         w = rng.standard_normal((CHUNK, d))
         a = rng.integers(0, 2, size=CHUNK) * 2.0 - 1.0

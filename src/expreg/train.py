@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import descent
+from . import descent, streams
 from .descent import DIVERGENCE_FACTOR, History, ProgressFn, ResultFigures, resolve_lr
 from .distributed_comm import Communicator
 from .errors import CheckpointError
@@ -153,6 +153,7 @@ class _FileCheckpoint:
             return None
         path, net = self.path, self.net
         data = load_npz(path, required=("W", "step", "fingerprint", *_HISTORY_KEYS))
+        streams.check_checkpoint(data, path)
         if str(data["fingerprint"]) != self.fingerprint:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} belongs to another run (initial weights, data, lr or recording settings differ); "
@@ -171,4 +172,5 @@ class _FileCheckpoint:
     def save(self, W: Any, history: History, step: int, *, final: bool) -> None:
         """Save W after ``step`` steps with the history up to step - 1 or ``step`` (atomic write)."""
         save_npz_atomic(self.path, W=self.net.backend.to_numpy(W), step=np.int64(step), fingerprint=np.array(self.fingerprint),
+                        streams=np.int64(streams.VERSION),
                         **history.npz_fields())

@@ -19,8 +19,8 @@ def dataset(n: int, d: int, seed: int, label_kind: str = "uniform") -> tuple[np.
 
 
 def network(d: int, m: int, seed: int, activation: str, init: str, scaling: str) -> ExpNet:
-    """``ExpNet.init`` with the experiment's choices; the seed is offset from the data seed."""
-    return ExpNet.init(d, m, seed=10_000 + seed, activation=activation, init=init, scaling=scaling)
+    """``ExpNet.init`` with the experiment's choices (its weights draw from the network's own streams, see ``expreg.streams``)."""
+    return ExpNet.init(d, m, seed=seed, activation=activation, init=init, scaling=scaling)
 
 
 def train_safely(net: ExpNet, X: np.ndarray, y: np.ndarray, **kw: Any) -> tuple[TrainResult, bool]:

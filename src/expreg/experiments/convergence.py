@@ -50,7 +50,7 @@ class Config(ExperimentConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"n": 16, "d": 16, "widths": [64, 512, 4096], "seeds": [0, 1], "max_steps": 1500},
     "full": {"n": 64, "d": 16, "widths": [256, 1024, 4096, 16384, 65536], "seeds": [0, 1, 2, 3, 4], "max_steps": 4000},
-    "tiny": {"n": 6, "d": 4, "widths": [16, 256], "seeds": [0, 1], "activations": ["exp"], "max_steps": 400, "epsilon": 1e-2},
+    "tiny": {"n": 6, "d": 4, "widths": [32, 256], "seeds": [0, 1], "activations": ["exp"], "max_steps": 400, "epsilon": 1e-2},
 }
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.linalg
 from pydantic import Field, field_validator
 
-from .. import kernels
+from .. import kernels, streams
 from ._common import network, train_safely
 from .config import ExperimentConfig, Init, Scaling, check_widths
 
@@ -71,7 +71,7 @@ def load_split(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray,
     from sklearn.datasets import load_diabetes  # bundled with scikit-learn: no download
 
     X, y = load_diabetes(return_X_y=True)
-    rng = np.random.default_rng([seed, 7])
+    rng = streams.generator(seed, streams.SPLIT)
     order = rng.permutation(len(y))
     n_test = int(round(test_fraction * len(y)))
     test, train = order[:n_test], order[n_test:]
