@@ -26,9 +26,9 @@ def test_toml_overrides_its_preset(tmp_path):
     path = write(tmp_path, 'experiment = "width"\npreset = "full"\nns = [4, 8]\nseeds = [5, 6]\n')
     cfg = get_config("width", config_file=path)
     assert cfg.ns == [4, 8] and cfg.seeds == [5, 6]
-    assert cfg.m_max == width.PRESETS["full"]["m_max"]  # untouched fields come from the named preset
+    assert cfg.m_cap == width.PRESETS["full"]["m_cap"]  # untouched fields come from the named preset
     tasks = make_tasks("width", cfg)
-    assert len(tasks) == 2 * 2 * len(cfg.activations) * len(cfg.inits) * len(cfg.scalings)
+    assert len(tasks) == 2 * 2 * len(cfg.ds) * len(cfg.activations) * len(cfg.inits)  # scalings run inside a task
 
 
 def test_hash_is_stable_and_tracks_every_field():

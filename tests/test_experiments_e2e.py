@@ -47,28 +47,36 @@ def test_convergence(tmp_path):
 
 
 def test_width(tmp_path):
-    cfg, df, summary = run("width", tmp_path)
-    grid = geometric_grid(cfg.m_min, cfg.m_max, cfg.grid_ratio)
-    finite(df, ["lambda", "m_conv"])
-    assert set(df.m_conv.astype(int)) <= set(grid)
-    lazy = df.m_lazy.dropna()
-    assert len(lazy) and set(lazy.astype(int)) <= set(grid)
-    # m_lazy is nan (not found up to m_max) exactly where the table says "> m_max"
-    from expreg.experiments._common import dataset, network
+    from expreg.experiments.width import task_seed
+    from expreg.model import ExpNet
+
+    cfg, df, summary = run("width", tmp_path, scan_dtype="float64")
+    grid = [float(m) for m in cfg.grid]
+    finite(df, ["lambda", "lambda_max", "theorem_log10_m"])
     for _, row in df.iterrows():
-        X, _ = dataset(int(row.n), cfg.d, int(row.seed))
+        X, _ = __import__("expreg").make_dataset(int(row.n), 4, seed=int(row.task_seed))
         Hc = kernels.ntk(X)
         assert row["lambda"] == pytest.approx(kernels.lambda_min(Hc), rel=1e-12)
-        if np.isfinite(row.m_lazy):  # the lazy criterion holds at W(0), checked independently of the search
-            net = network(cfg.d, int(row.m_lazy), int(row.seed), "exp", "coupled", "none")
-            assert kernels.operator_norm(kernels.empirical_ntk(net, X, average=True) - Hc) <= row["lambda"] / 2
-    per_n = summary["tables"]["m* per n"]
-    for entry in per_n:
-        values = df[df.n == entry["n"]].m_lazy
-        assert (entry["m*_lazy"] == f"> {cfg.m_max}") == bool(values.isna().any())
-    keys = [k for k in summary["headline"] if "m*_conv" in k]
-    assert keys and all("theorem: 2" in summary["headline"][k] for k in keys)
-    assert {"fitted exponents", "m* per n"} <= set(summary["tables"])
+        assert int(row.task_seed) == task_seed(int(row.seed), int(row.n), 4)
+        widths = list(row.scan_widths)
+        assert widths == grid[: len(widths)]
+        # every scanned width re-checked independently: a fresh ExpNet of that width and the blocked empirical NTK
+        for m, dev, eig in list(zip(widths, row.scan_op, row.scan_eig))[:: max(1, len(widths) // 6)]:
+            net = ExpNet.init(4, int(m), seed=int(row.task_seed))
+            Hd = kernels.empirical_ntk(net, X, average=True)
+            assert dev == pytest.approx(kernels.operator_norm(Hd - Hc) / row["lambda"], rel=1e-6, abs=1e-9)
+            assert eig == pytest.approx(kernels.lambda_min(Hd) / row["lambda"], rel=1e-6, abs=1e-9)
+        # the interval brackets the crossing: fail at lower (when on the grid), pass from upper on
+        for crit, ok in (("op", [v <= 0.5 for v in row.scan_op]), ("eig", [v >= 0.5 for v in row.scan_eig])):
+            lower, upper = row[f"{crit}_lower"], row[f"{crit}_upper"]
+            if lower > 0:
+                assert not ok[widths.index(lower)]
+            if np.isfinite(upper):
+                assert all(ok[widths.index(upper):])
+            else:
+                assert not ok[-1] and widths[-1] == grid[-1]
+    assert {"fitted exponents", "local exponents", "m* per n"} <= set(summary["tables"])
+    assert any("m*_op" in k for k in summary["headline"])
 
 
 def test_lazy_movement_shrinks_with_width(tmp_path):

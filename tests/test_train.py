@@ -1,8 +1,8 @@
-"""Gradient descent (MATH.md 2, 4): convergence, kernel-predicted trajectory,
+"""Gradient descent (docs/theory.md sections 2, 4): convergence, kernel-predicted trajectory,
 history bookkeeping, divergence, determinism and checkpoints.
 
-Truth used here: an explicit NumPy gradient-descent loop written from MATH.md 2,
-the kernel trajectory (I - eta H)^t r0 of MATH.md 4, direct recomputation of
+Truth used here: an explicit NumPy gradient-descent loop written from docs/theory.md section 2,
+the kernel trajectory (I - eta H)^t r0 of docs/theory.md section 4, direct recomputation of
 the recorded quantities, and an uninterrupted run for the checkpoint tests.
 """
 
@@ -49,7 +49,7 @@ def test_residual_follows_kernel_predicted_trajectory(paper_run) -> None:
       steps is at most about T * eta * ||H(W(T)) - H(W(0))|| * ||r0||, which we
       compute (about 1e-4 ||r0|| here; measured deviations are ~5e-7 ||r0||).
     - H = m s^2 H^cts: at m = 4096 the finite-width kernel differs from its mean
-      by about e^2 / sqrt(m) ~ 11% entrywise (heavy tails, MATH.md 3), so only
+      by about e^2 / sqrt(m) ~ 11% entrywise (heavy tails, docs/theory.md section 3), so only
       5% of ||r0|| is asked for (measured: 1.4%).
     """
     X, y, net, res = paper_run
@@ -93,7 +93,7 @@ def test_history_records_what_it_says(paper_run) -> None:
 
 
 def explicit_gd(W0, a, X, y, lr, steps, s=1.0):
-    """MATH.md 2 written out: Z = XW, E = exp(Z), u = s E a, G = s X^T (r * E * a)."""
+    """docs/theory.md section 2 written out: Z = XW, E = exp(Z), u = s E a, G = s X^T (r * E * a)."""
     W = W0.copy()
     res = []
     for _ in range(steps + 1):
@@ -268,6 +268,32 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, ckpt_problem
     _same_run(resumed, full)
     # running again from the final checkpoint reproduces the same result once more
     _same_run(train(net, X, y, checkpoint=path, checkpoint_every=5, **kw), full)
+
+
+def test_resume_honours_the_budget_and_tolerance_given_now(tmp_path: Path, ckpt_problem) -> None:
+    """A resumed run ends exactly as an uninterrupted run with the new settings, or is refused (issue 11, item 4)."""
+    X, y, net, kw, full = ckpt_problem
+    path = tmp_path / "run.npz"
+    _same_run(train(net, X, y, checkpoint=path, checkpoint_every=5, **kw), full)  # finished: final checkpoint at full.steps
+    short = full.steps // 2
+    with pytest.raises(CheckpointError, match=f"holds step {full.steps}, past max_steps = {short}"):
+        train(net, X, y, checkpoint=path, **{**kw, "max_steps": short})
+    loose = float(full.history.residual[3])  # an uninterrupted run with this tolerance stops at step 3
+    with pytest.raises(CheckpointError, match="already at step 3"):
+        train(net, X, y, checkpoint=path, **{**kw, "epsilon": loose})
+    # a tighter tolerance and a larger budget continue from the final checkpoint to the uninterrupted run's end
+    longer = {**kw, "epsilon": 1e-5, "max_steps": full.steps + 30}
+    _same_run(train(net, X, y, checkpoint=path, checkpoint_every=5, **longer), train(net, X, y, **longer))
+    # an interrupted run resumed with a smaller budget (still past its checkpoint) stops where that budget says
+    path2 = tmp_path / "run2.npz"
+    with pytest.raises(Stop):
+        train(net, X, y, checkpoint=path2, checkpoint_every=5, progress=_stop_at(12), **kw)
+    for budget in (10, 17):
+        shorter = {**kw, "max_steps": budget}
+        (tmp_path / f"copy{budget}.npz").write_bytes(path2.read_bytes())
+        resumed = train(net, X, y, checkpoint=tmp_path / f"copy{budget}.npz", checkpoint_every=5, **shorter)
+        assert resumed.steps == budget and not resumed.converged
+        _same_run(resumed, train(net, X, y, **shorter))
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path: Path, ckpt_problem) -> None:

@@ -1,9 +1,9 @@
-"""Kernels of MATH.md 3-4: closed forms, the empirical NTK, eigenvalues, trajectories.
+"""Kernels of docs/theory.md sections 3-4: closed forms, the empirical NTK, eigenvalues, trajectories.
 
 Pure functions of their inputs; NumPy float64 throughout (these are the
 theory quantities).
 
-Closed forms, for rows x_i of X and rho_ij = cos angle(x_i, x_j):
+Closed forms, for rows x_i of X and rho_ij = cos angle(x_i, x_j)::
 
     exp   H^cts_ij = <x_i,x_j> exp(||x_i + x_j||^2 / 2)
           K_ij     = exp(||x_i + x_j||^2 / 2)                       (NNGP)
@@ -23,14 +23,12 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse.linalg
 
 from . import ops
+from .eigen import extreme_eigenvalues, lambda_max, lambda_min, lazy_criteria, operator_norm  # noqa: F401  (re-exported)
 from .errors import ExpOverflowError, overflow_checked
 from .validation import check_X
 
-#: Above this n, extreme eigenvalues come from an iterative solver (ARPACK).
-DENSE_EIGEN_LIMIT = 2000
 
 
 def _angles(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -64,7 +62,7 @@ def _exp_half_sum_sq(A: np.ndarray, B: np.ndarray, G: np.ndarray) -> np.ndarray:
 
 
 def _closed_form(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np.ndarray:
-    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B (MATH.md 3)."""
+    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B (docs/theory.md section 3)."""
     G = A @ B.T
     if activation == "exp":
         K = _exp_half_sum_sq(A, B, G)
@@ -79,7 +77,7 @@ def _closed_form(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np
 
 
 def ntk(X: Any, activation: str = "exp") -> np.ndarray:
-    """Infinite-width NTK H^cts (n x n), closed form (MATH.md 3).
+    """Infinite-width NTK H^cts (n x n), closed form (docs/theory.md section 3).
 
     H^cts_ij = E_{w ~ N(0, I)} <x_i, x_j> sigma'(<w, x_i>) sigma'(<w, x_j>).
 
@@ -94,7 +92,7 @@ def ntk(X: Any, activation: str = "exp") -> np.ndarray:
 
 
 def nngp(X: Any, activation: str = "exp") -> np.ndarray:
-    """Output covariance at independent initialisation, s = 1/sqrt(m) (MATH.md 3), (n x n).
+    """Output covariance at independent initialisation, s = 1/sqrt(m) (docs/theory.md section 3), (n x n).
 
     K_ij = E_{w ~ N(0, I)} sigma(<w, x_i>) sigma(<w, x_j>).
     """
@@ -117,7 +115,7 @@ def nngp_cross(X1: Any, X2: Any, activation: str = "exp") -> np.ndarray:
 
 
 def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
-    """Finite-width NTK H(W) (n x n), blocked over neurons (MATH.md 3).
+    """Finite-width NTK H(W) (n x n), blocked over neurons (docs/theory.md section 3).
 
     H(W)_ij = s^2 sum_r <x_i,x_j> sigma'(<w_r,x_i>) sigma'(<w_r,x_j>).
     With ``average=True`` returns the paper's H^dis = H / (m s^2), whose
@@ -128,56 +126,17 @@ def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
     Xn = check_X(X, dtype=net.dtype, d=net.d)
     Xb = be.asarray(Xn, net.dtype)
     with overflow_checked():
-        H = be.to_numpy(ops.gram(be, net.act, Xb, net.W, net.s, net.plan(Xn.shape[0]))).astype(np.float64)
+        H = ops.gram(be, net.act, Xb, net.W, net.s, a=net.a, block=net.block)
     if average:
         H /= net.m * net.s**2
     return H
-
-
-def extreme_eigenvalues(H: np.ndarray, *, method: str = "auto") -> tuple[float, float]:
-    """(lambda_min, lambda_max) of a symmetric matrix H (n x n).
-
-    ``method``: "dense" (LAPACK, exact), "iterative" (ARPACK Lanczos on the
-    two ends, O(n^2) per iteration, for large n), or "auto" (dense up to
-    ``DENSE_EIGEN_LIMIT`` rows).
-    """
-    if method not in ("auto", "dense", "iterative"):
-        raise ValueError(f"method={method!r} is not known; choose 'auto', 'dense' or 'iterative'")
-    H = np.asarray(H, dtype=np.float64)
-    if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
-        raise ValueError(f"H must be a non-empty square matrix, got shape {H.shape}")
-    n = H.shape[0]
-    if method == "auto":
-        method = "dense" if n <= DENSE_EIGEN_LIMIT else "iterative"
-    if method == "dense" or n < 3:  # ARPACK needs k < n
-        w = scipy.linalg.eigh(H, eigvals_only=True)
-        return float(w[0]), float(w[-1])
-    hi = scipy.sparse.linalg.eigsh(H, k=1, which="LA", return_eigenvectors=False, tol=1e-12, maxiter=20 * n)[0]
-    lo = scipy.sparse.linalg.eigsh(H, k=1, which="SA", return_eigenvectors=False, tol=1e-12, maxiter=20 * n)[0]
-    return float(lo), float(hi)
-
-
-def lambda_min(H: np.ndarray, **kw: Any) -> float:
-    """Smallest eigenvalue of a symmetric matrix (lambda of MATH.md 3 when H = H^cts)."""
-    return extreme_eigenvalues(H, **kw)[0]
-
-
-def lambda_max(H: np.ndarray, **kw: Any) -> float:
-    """Largest eigenvalue of a symmetric matrix."""
-    return extreme_eigenvalues(H, **kw)[1]
-
-
-def operator_norm(A: np.ndarray) -> float:
-    """Spectral norm of a symmetric matrix: max |eigenvalue|."""
-    lo, hi = extreme_eigenvalues(A)
-    return max(abs(lo), abs(hi))
 
 
 @dataclass(frozen=True)
 class PredictedTrajectory:
     """Residuals of GD on the linearised model, from one eigendecomposition.
 
-    r(t) = (I - lr H)^t r0 = V diag((1 - lr mu)^t) V^T r0 (MATH.md 4).
+    r(t) = (I - lr H)^t r0 = V diag((1 - lr mu)^t) V^T r0 (docs/theory.md section 4).
     Call with an array of step counts to get an array (len(t), n).
     """
 
@@ -226,7 +185,7 @@ def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajecto
 
 
 def ntk_lambda(X: Any, activation: str = "exp") -> float:
-    """lambda = lambda_min(H^cts(X)) (MATH.md 3), refusing inputs where it is 0.
+    """lambda = lambda_min(H^cts(X)) (docs/theory.md section 3), refusing inputs where it is 0.
 
     Raises ``ValueError`` for duplicate or zero rows (then lambda = 0).
     """

@@ -1,4 +1,4 @@
-"""Blocked forward, backward and Gram passes: the hot path (MATH.md 2-3).
+"""Blocked forward, backward and Gram passes: the hot path (docs/theory.md sections 2-3).
 
 Neurons are independent given the residual, so every pass walks over
 blocks of columns of W and never holds the n x m matrix exp(XW) whole,
@@ -20,6 +20,11 @@ on its threads; each chunk accumulates its own partial predictions, summed
 in chunk order, so thread counts never change results. Buffers (blocks,
 partial sums, kept activations) live in a workspace reused across steps.
 
+Overflow checks stay on the device: each chunk of the gradient and the
+predictions get a 0-d finiteness flag, and ``forward_backward`` reads
+them back together, once per call (on a GPU, every read to the host is a
+synchronisation).
+
 All functions take backend arrays (see ``backends``) and trust their
 inputs: validation happens at the public boundary (``validation``).
 
@@ -37,12 +42,14 @@ import numpy as np
 
 from .activations import Activation
 from .backends import Array, Backend
-from .errors import ExpOverflowError
+from .errors import ExpOverflowError, overflow_checked
 
 #: Default bytes for one block of activations (n x block), used when the backend is not known.
 DEFAULT_BLOCK_BYTES = 2**20
-#: Default bytes the forward pass may keep for reuse in the backward pass.
+#: Default bytes the forward pass may keep for reuse in the backward pass (host memory).
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
+#: On a device (CUDA), the default budget is this fraction of the device memory the process may use.
+DEVICE_MEMORY_FRACTION = 0.5
 #: Blocks are grouped into at most this many chunks (units of parallel work).
 MAX_CHUNKS = 64
 #: Workspaces kept for reuse (each holds up to the memory budget).
@@ -105,15 +112,17 @@ def plan_blocks(
         (``DEFAULT_BLOCK_BYTES`` without a backend), rounded to a multiple
         of 8 (whole SIMD vectors).
     memory_budget : int, optional
-        Bytes allowed for the kept activations; default ``DEFAULT_MEMORY_BUDGET``.
+        Bytes allowed for the kept activations; default ``DEFAULT_MEMORY_BUDGET``
+        on the host, and ``DEVICE_MEMORY_FRACTION`` of the backend's
+        ``device_memory()`` on a GPU.
     backend : Backend, optional
-        The backend the passes will run on (it sets the default block).
+        The backend the passes will run on (it sets the default block and budget).
     pairs : bool
         Round the block up to an even number, so that a coupled pair of
         neurons (2p, 2p+1) never straddles two blocks and its two terms
         cancel exactly (F(W(0), x) = 0 for every block size).
     """
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    budget = default_memory_budget(backend) if memory_budget is None else int(memory_budget)
     if block is None:
         target = backend.block_bytes if backend is not None else DEFAULT_BLOCK_BYTES
         block = max(8, (target // max(1, n * itemsize)) // 8 * 8)
@@ -122,6 +131,12 @@ def plan_blocks(
         block += 1
     keep = n * m * itemsize <= budget
     return BlockPlan(block=block, keep=keep)
+
+
+def default_memory_budget(backend: Backend | None = None) -> int:
+    """Bytes of activations a pass may keep: ``DEVICE_MEMORY_FRACTION`` of a device's memory, else ``DEFAULT_MEMORY_BUDGET``."""
+    device = backend.device_memory() if backend is not None else None
+    return DEFAULT_MEMORY_BUDGET if device is None else int(DEVICE_MEMORY_FRACTION * device)
 
 
 def _overflow(what: str) -> ExpOverflowError:
@@ -136,18 +151,21 @@ def _overflow(what: str) -> ExpOverflowError:
 class _Workspace:
     """Buffers of the passes for one (backend, n, d, m, dtype, plan), reused across steps.
 
-    z : one flat buffer of n * block per worker thread (recomputed blocks)
+    z : one flat buffer of n * block per worker thread (recomputed blocks),
+        allocated on first use (never when plan.keep)
     kept : flat buffer of n * m (block [lo, hi) at offset n * lo), when plan.keep
     acc : (chunks, n) partial predictions, one row per chunk
     xrt : (d, n) the residual-scaled inputs (X * r[:, None])^T, C-contiguous
-    finite : one flag per chunk: its gradient columns are all finite
+    finite : one 0-d device flag per chunk: its gradient columns are all finite
+        (read back once per step, with the predictions' flag)
     chunks : ``plan.chunks(m)``; first : the index of each chunk's first block
     """
 
     def __init__(self, backend: Backend, n: int, d: int, m: int, dtype: np.dtype, plan: BlockPlan, key: tuple[Any, ...]) -> None:
         self.key = key
         self.n = n
-        self.z = [backend.empty((n * plan.block,), dtype) for _ in range(max(1, backend.threads))]
+        self._new_z = lambda: backend.empty((n * plan.block,), dtype)
+        self.z: list[Array | None] = [None] * max(1, backend.threads)
         self.kept = backend.empty((n * m,), dtype) if plan.keep else None
         self.chunks = plan.chunks(m)
         self.first = [0]
@@ -155,14 +173,17 @@ class _Workspace:
             self.first.append(self.first[-1] + len(blocks))
         self.acc = backend.empty((len(self.chunks), n), dtype)
         self.xrt = backend.empty((d, n), dtype)
-        self.finite = [True] * len(self.chunks)
+        self.finite: list[Array] = [None] * len(self.chunks)
 
     def block(self, worker: int, lo: int, hi: int) -> Array:
         """A C-contiguous (n, hi - lo) buffer for block [lo, hi): kept or scratch."""
         n = self.n
         if self.kept is not None:
             return self.kept[n * lo : n * hi].reshape(n, hi - lo)
-        return self.z[worker][: n * (hi - lo)].reshape(n, hi - lo)
+        z = self.z[worker]
+        if z is None:  # each worker index is held by one thread at a time: no race
+            z = self.z[worker] = self._new_z()
+        return z[: n * (hi - lo)].reshape(n, hi - lo)
 
 
 _workspaces: "OrderedDict[tuple[Any, ...], _Workspace]" = OrderedDict()
@@ -203,7 +224,7 @@ def forward(
     scale: float,
     plan: BlockPlan,
 ) -> Array:
-    """Predictions u = s * sigma(X W) a, shape (n,) (MATH.md 1).
+    """Predictions u = s * sigma(X W) a, shape (n,) (docs/theory.md section 1).
 
     Raises
     ------
@@ -245,7 +266,6 @@ def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, ws
 
     def chunk(worker: int, c: int) -> None:
         acc = ws.acc[c]
-        acc[...] = 0
         for lo, hi in chunks[c]:
             Z = backend.matmul(X, W[:, lo:hi], out=ws.block(worker, lo, hi))
             if fused:
@@ -253,6 +273,7 @@ def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, ws
             else:
                 acc += backend.matmul(act.value_(backend, Z), a[lo:hi])
 
+    ws.acc[...] = 0  # one fill for all chunks' partial sums
     backend.parallel(len(chunks), chunk)
     return backend.sum_rows(ws.acc)
 
@@ -272,11 +293,18 @@ def backward_pass(
     """G = s * X^T ( r[:, None] * sigma'(X W) * a[None, :] ), written into G (d, m).
 
     ``kept`` (from ``forward_pass``) is consumed: its blocks are overwritten.
+
+    Raises
+    ------
+    ExpOverflowError
+        If some entry of G is inf or NaN (one flag read from the device).
     """
     ws = _acquire(backend, X, W, BlockPlan(plan.block, keep=False))
     blocks = None if kept is None else (lambda k, lo, hi: kept[k])
     try:
         _backward(backend, act, X, W, a, r, scale, blocks, G, ws)
+        if not all(backend.to_bools(ws.finite)):
+            raise _overflow("the gradient dL/dW")
     finally:
         _release(ws)
     return G
@@ -293,13 +321,16 @@ def _backward(
     kept: Callable[[int, int, int], Array] | None,
     G: Array,
     ws: _Workspace,
-) -> Array:
-    """The backward pass; ``kept(k, lo, hi)`` returns block k's kept activations (None: recompute)."""
+) -> None:
+    """The backward pass into G; ``kept(k, lo, hi)`` returns block k's kept activations (None: recompute).
+
+    Sets ``ws.finite`` (one device flag per chunk) and reads nothing back
+    to the host: the caller reads the flags, once per step.
+    """
     chunks, first = ws.chunks, ws.first
     ws.xrt[...] = (X * r[:, None]).T
     XrT = ws.xrt
     sa = a * scale
-    direct = _contiguous_out_ok(backend, G[:, :1])
 
     def chunk(worker: int, c: int) -> None:
         for k, (lo, hi) in enumerate(chunks[c], start=first[c]):
@@ -309,18 +340,15 @@ def _backward(
                 E = act.value_(backend, backend.matmul(X, W[:, lo:hi], out=ws.block(worker, lo, hi)))
             D = act.derivative(backend, E)
             Gb = G[:, lo:hi]
-            if direct:
+            if _matmul_out_ok(backend, Gb):
                 backend.matmul(XrT, D, out=Gb)
             else:
                 Gb[...] = backend.matmul(XrT, D)
             Gb *= sa[lo:hi]
         lo, hi = chunks[c][0][0], chunks[c][-1][1]
-        ws.finite[c] = backend.all_finite(G[:, lo:hi])  # checked in parallel, chunk by chunk
+        ws.finite[c] = backend.isfinite_all(G[:, lo:hi])  # a device flag, computed chunk by chunk
 
     backend.parallel(len(chunks), chunk)
-    if not all(ws.finite):
-        raise _overflow("the gradient dL/dW")
-    return G
 
 
 def forward_backward(
@@ -335,7 +363,7 @@ def forward_backward(
     G: Array | None = None,
     reduce: Callable[[Array], Array] | None = None,
 ) -> tuple[Array, Array]:
-    """Predictions and the gradient of L = 1/2 ||u - y||^2 (MATH.md 2).
+    """Predictions and the gradient of L = 1/2 ||u - y||^2 (docs/theory.md section 2).
 
     u = s * sigma(X W) a                                  (n,)
     G = s * X^T ( r[:, None] * sigma'(X W) * a[None, :] )  (d, m), r = u - y
@@ -347,29 +375,137 @@ def forward_backward(
     reduce : callable, optional
         Applied to the partial sum sigma(X W) a before scaling; a
         width-sharded run passes an all-reduce (sum over ranks) here, the
-        only communication of a step (MATH.md 2).
+        only communication of a step (docs/theory.md section 2).
 
     Returns
     -------
     u, G
-        Predictions (n,) and gradient (d, m). If the forward pass
-        overflows, raises ``ExpOverflowError`` before ``G`` is touched.
+        Predictions (n,) and gradient (d, m).
+
+    Raises
+    ------
+    ExpOverflowError
+        If u (message: "the predictions") or else G ("the gradient") has an
+        inf or NaN. Both are checked together at the end, in one read from
+        the device (the only host synchronisation of the call), so G is
+        overwritten (with values of no use) even when u overflowed.
     """
     ws = _acquire(backend, X, W, plan)
     try:
-        u = _forward(backend, act, X, W, a, ws)
-        if reduce is not None:
-            u = reduce(u)
-        u *= scale
-        if not backend.all_finite(u):
+        with overflow_checked():  # inf/NaN are detected below, not warned about on the way
+            u = _forward(backend, act, X, W, a, ws)
+            if reduce is not None:
+                u = reduce(u)
+            u *= scale
+            u_finite = backend.isfinite_all(u)
+            if G is None:
+                G = backend.empty(tuple(W.shape), _dtype_of(backend, X))
+            kept = (lambda k, lo, hi: ws.block(0, lo, hi)) if plan.keep else None
+            _backward(backend, act, X, W, a, u - y, scale, kept, G, ws)
+        finite = backend.to_bools([u_finite, *ws.finite])
+        if not finite[0]:
             raise _overflow("the predictions F(W, X)")
-        if G is None:
-            G = backend.empty(tuple(W.shape), _dtype_of(backend, X))
-        kept = (lambda k, lo, hi: ws.block(0, lo, hi)) if plan.keep else None
-        _backward(backend, act, X, W, a, u - y, scale, kept, G, ws)
+        if not all(finite[1:]):
+            raise _overflow("the gradient dL/dW")
     finally:
         _release(ws)
     return u, G
+
+
+#: Bytes of one block of activations in the Gram passes (larger than a step's: the
+#: rank-k update reads and writes the n x n accumulator once per block, so k must be
+#: a few hundred for it to run at the machine's GEMM rate).
+GRAM_BLOCK_BYTES = 16 * 2**20
+#: Neurons per Gram block: at least this many (when m allows) ...
+GRAM_MIN_BLOCK = 256
+#: ... and at most this many.
+GRAM_MAX_BLOCK = 4096
+
+
+def gram_block(n: int, itemsize: int, backend: Backend | None = None) -> int:
+    """Neurons per block of the Gram passes: the n x block activations fill about ``GRAM_BLOCK_BYTES``.
+
+    Clipped to [``GRAM_MIN_BLOCK``, ``GRAM_MAX_BLOCK``] on the CPU; on a GPU the
+    backend's (larger) ``block_bytes`` sets it.
+    """
+    target = GRAM_BLOCK_BYTES
+    if backend is not None and backend.device != "cpu":
+        target = max(target, backend.block_bytes)
+        return max(GRAM_MIN_BLOCK, target // max(1, n * itemsize) // 8 * 8)
+    return int(min(GRAM_MAX_BLOCK, max(GRAM_MIN_BLOCK, target // max(1, n * itemsize) // 8 * 8)))
+
+
+class GramAccumulator:
+    """The Gram matrix of the neurons' features, accumulated block by block (docs/theory.md section 3).
+
+        S = sum_r a_r^2 sigma'(X w_r) sigma'(X w_r)^T          (n x n)
+
+    over every neuron handed to :meth:`add`, as a symmetric rank-k update per
+    block of k neurons (BLAS ``syrk`` on NumPy: n^2 k flops, half a GEMM's;
+    ``addmm_`` on PyTorch), accumulated in the dtype of X. :meth:`kernel`
+    returns c (X X^T) o S, the Hadamard factor applied once, whenever asked:
+    the nested-width scan (``expreg.scan``) asks at every grid width, the
+    empirical kernel (``gram``) once at the end. Memory: the accumulator
+    (n^2) and one block of activations (n * block).
+
+    Parameters
+    ----------
+    backend : Backend
+    act : Activation
+    X : backend array (n, d)
+        Inputs in the dtype of the accumulation (float32 or float64).
+    block : int
+        Neurons per rank-k update; ``add`` splits longer weight matrices.
+    """
+
+    def __init__(self, backend: Backend, act: Activation, X: Array, *, block: int) -> None:
+        self.backend = backend
+        self.act = act
+        self.X = X
+        self.n = int(X.shape[0])
+        self.block = int(block)
+        self.dtype = _dtype_of(backend, X)
+        self.S = backend.zeros_symmetric(self.n, self.dtype)
+        self._buf = backend.empty((self.n * self.block,), self.dtype)
+        self._xxt: np.ndarray | None = None
+        #: Neurons accumulated so far.
+        self.count = 0
+
+    def add(self, W: Array, a: Array | None = None) -> None:
+        """Accumulate the neurons in the columns of W (d, k); ``a`` (k,) their output weights (None: a_r^2 = 1)."""
+        be, n = self.backend, self.n
+        k = int(W.shape[1])
+        for lo in range(0, k, self.block):
+            hi = min(lo + self.block, k)
+            Z = be.matmul(self.X, W[:, lo:hi], out=self._buf[: n * (hi - lo)].reshape(n, hi - lo))
+            D = self.act.derivative(be, self.act.value_(be, Z))
+            if a is not None:
+                D *= abs(a[lo:hi])
+            be.rank_update_(self.S, D)
+        self.count += k
+
+    def kernel(self, factor: float) -> np.ndarray:
+        """factor * (X X^T) o S as a symmetric NumPy float64 array (n, n).
+
+        The Hadamard product and the factor are applied in float64 (the
+        accumulation stays in the dtype of X).
+
+        Raises
+        ------
+        ExpOverflowError
+            If any entry is inf or NaN (an activation overflowed).
+        """
+        if self._xxt is None:
+            Xf = self.backend.to_numpy(self.X).astype(np.float64)
+            self._xxt = Xf @ Xf.T
+        H = np.tril(self.backend.to_numpy(self.S)).astype(np.float64, copy=False)
+        H += H.T  # the diagonal doubles: halved exactly below
+        H[np.diag_indices(self.n)] *= 0.5
+        H *= self._xxt
+        H *= factor
+        if not np.isfinite(H).all():
+            raise _overflow("the empirical kernel H(W)")
+        return H
 
 
 def gram(
@@ -378,37 +514,39 @@ def gram(
     X: Array,
     W: Array,
     scale: float,
-    plan: BlockPlan,
-) -> Array:
-    """Finite-width NTK H(W) = s^2 (X X^T) * (D D^T), D = sigma'(X W) (MATH.md 3).
+    *,
+    a: Array | None = None,
+    block: int | None = None,
+) -> np.ndarray:
+    """Finite-width NTK H(W) = s^2 (X X^T) o (D diag(a^2) D^T), D = sigma'(X W) (docs/theory.md section 3).
 
-    Shape (n, n). Divide by m s^2 for the paper's average form H^dis.
+    Shape (n, n), a NumPy float64 array (accumulated in the dtype of X by
+    ``GramAccumulator``). ``a`` (m,) defaults to a_r^2 = 1, which holds for
+    every network expreg draws. Divide by m s^2 for the paper's average
+    form H^dis.
     """
-    n = X.shape[0]
-    m = W.shape[1]
-    S = backend.zeros((n, n), _dtype_of(backend, X))
-    for lo, hi in plan.ranges(m):
-        E = act.value_(backend, backend.matmul(X, W[:, lo:hi]))
-        D = act.derivative(backend, E)
-        S += backend.matmul(D, D.T)
-    H = backend.matmul(X, X.T) * S
-    H *= scale * scale
-    if not backend.all_finite(H):
-        raise _overflow("the empirical kernel H(W)")
-    return H
+    n = int(X.shape[0])
+    dtype = _dtype_of(backend, X)
+    if block is None:
+        block = gram_block(n, dtype.itemsize, backend)
+    acc = GramAccumulator(backend, act, X, block=max(1, min(int(block), int(W.shape[1]))))
+    acc.add(W, a)
+    return acc.kernel(scale * scale)
 
 
 def movement(backend: Backend, W: Array, W0: Array, plan: BlockPlan) -> tuple[float, float]:
-    """(max_r ||w_r - w_r(0)||_2, ||W - W(0)||_F), blocked over neurons."""
-    m = W.shape[1]
-    worst = 0.0
-    total = 0.0
+    """(max_r ||w_r - w_r(0)||_2, ||W - W(0)||_F), blocked over neurons.
+
+    The m column norms are computed block by block on the device and read
+    back in one copy (m numbers); max and sum of squares (in float64) are
+    taken on the host.
+    """
+    m = int(W.shape[1])
+    norms = backend.empty((m,), _dtype_of(backend, W))
     for lo, hi in plan.ranges(m):
-        diff = W[:, lo:hi] - W0[:, lo:hi]
-        norms = backend.to_numpy(backend.column_norms(diff))
-        worst = max(worst, float(norms.max()))
-        total += float((norms.astype(np.float64) ** 2).sum())
-    return worst, float(np.sqrt(total))
+        norms[lo:hi] = backend.column_norms(W[:, lo:hi] - W0[:, lo:hi])
+    host = backend.to_numpy(norms).astype(np.float64)
+    return float(host.max()), float(np.sqrt((host**2).sum()))
 
 
 def _dtype_of(backend: Backend, x: Array) -> np.dtype:
@@ -417,6 +555,17 @@ def _dtype_of(backend: Backend, x: Array) -> np.dtype:
     return np.dtype(str(x.dtype).replace("torch.", ""))
 
 
-def _contiguous_out_ok(backend: Backend, out: Array) -> bool:
-    # np.matmul(out=) accepts strided views; torch's out= must be contiguous.
-    return backend.name == "numpy" or out.is_contiguous()
+def _matmul_out_ok(backend: Backend, out: Array) -> bool:
+    """Whether ``matmul(..., out=out)`` writes a 2-D view in place.
+
+    NumPy's matmul takes any strided view. torch's (BLAS and cuBLAS alike)
+    writes in place into a matrix with one unit stride and the other at
+    least the extent of that dimension (a leading dimension), which the
+    column blocks G[:, lo:hi] of a C-contiguous G are; other layouts it
+    computes elsewhere and copies.
+    """
+    if backend.name == "numpy":
+        return True
+    rows, cols = (int(v) for v in out.shape)
+    s0, s1 = (int(v) for v in out.stride())
+    return (s1 == 1 and s0 >= max(1, cols)) or (s0 == 1 and s1 >= max(1, rows))

@@ -13,6 +13,7 @@ domain              spawn key                    drawn by
 ``DATA_LABELS``     ``(2,)``                     ``data.labels`` (the targets y)
 ``NETWORK``         ``(3, k)``                   ``initialisation``: chunk k of neurons
 ``SPLIT``           ``(4,)``                     ``experiments.realdata``: train/test split
+``TASK``            ``(5, *keys)``               ``derive``: a seed per experiment task
 ==================  ===========================  ================================
 
 ``VERSION`` is stored in every checkpoint. Version 1 (expreg 0.1) drew data
@@ -32,8 +33,9 @@ DATA_POINTS = 1
 DATA_LABELS = 2
 NETWORK = 3
 SPLIT = 4
+TASK = 5
 
-_DOMAINS = {DATA_POINTS: "data points", DATA_LABELS: "data labels", NETWORK: "network", SPLIT: "train/test split"}
+_DOMAINS = {DATA_POINTS: "data points", DATA_LABELS: "data labels", NETWORK: "network", SPLIT: "train/test split", TASK: "experiment task"}
 
 
 def generator(seed: int, domain: int, *index: int) -> np.random.Generator:
@@ -44,7 +46,7 @@ def generator(seed: int, domain: int, *index: int) -> np.random.Generator:
     seed : int
         Non-negative user seed.
     domain : int
-        ``DATA_POINTS``, ``DATA_LABELS``, ``NETWORK`` or ``SPLIT``.
+        ``DATA_POINTS``, ``DATA_LABELS``, ``NETWORK``, ``SPLIT`` or ``TASK``.
     *index : int
         Further non-negative keys (the chunk number for ``NETWORK``).
 
@@ -60,6 +62,18 @@ def generator(seed: int, domain: int, *index: int) -> np.random.Generator:
     if int(seed) < 0 or any(int(i) < 0 for i in index):
         raise ValueError(f"seed and stream index must be non-negative, got seed={seed}, index={index}")
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(domain), *(int(i) for i in index))))
+
+
+def derive(seed: int, *keys: int) -> int:
+    """A seed in [0, 2^63) for the task ``keys`` (e.g. (n, d)) of an experiment seed, from the ``TASK`` stream.
+
+    Tasks with different keys get seeds drawn from independent streams, so
+    their data and networks are independent even for the same experiment seed.
+
+    >>> derive(0, 8, 16) != derive(0, 16, 16)
+    True
+    """
+    return int(generator(seed, TASK, *keys).integers(0, 2**63, dtype=np.uint64))
 
 
 def check_checkpoint(data: dict[str, np.ndarray], path: object) -> None:

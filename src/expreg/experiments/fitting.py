@@ -60,21 +60,6 @@ def fit_loglog(x: np.ndarray, y: np.ndarray) -> SlopeFit:
     return SlopeFit(float(round(slope, 12)), float(intercept), points=int(ok.sum()))
 
 
-def order_statistic(fraction: float) -> Statistic:
-    """The smallest value v such that at least ``fraction`` of the samples are <= v (nan samples count as +inf).
-
-    For per-seed thresholds m*_seed this is the smallest m at which at least
-    ``fraction`` of the seeds succeed (MATH.md 6), if success is monotone in m.
-    """
-
-    def stat(values: np.ndarray) -> float:
-        v = np.sort(np.where(np.isfinite(values), values, np.inf))
-        k = max(1, math.ceil(fraction * v.size - 1e-9))
-        return float(v[k - 1])
-
-    return stat
-
-
 def geometric_mean(values: np.ndarray) -> float:
     """exp(mean(log v)) over finite positive values (nan when none)."""
     v = np.asarray(values, dtype=float)

@@ -1,23 +1,44 @@
-"""Experiment ``width``: how wide must the network be as n grows? (MATH.md 6)
+"""Experiment ``width``: how wide must the network be as n grows? (docs/theory.md, section 6)
 
-For each n, activation, initialisation, scaling and seed, two searches over
-a geometric grid of widths (``search.smallest_passing``: doubling, then
-bisection; the neurons of a seed are nested across widths, neuron r depends
-only on (seed, r)):
+One task per (activation, init, d, n, seed). Its data and its network draw
+from the seed ``streams.derive(seed, n, d)``, so every task is independent of
+every other (and data of weights, ``expreg.streams``).
 
-- m_conv(seed): the smallest grid width (up to ``m_max_conv``) at which GD
-  reaches ||u - y||_2 <= epsilon within ``max_steps`` (divergence counts as
-  failure);
-- m_lazy(seed): the smallest grid width whose run stays in the proof's regime,
-  sup_t ||H^dis(W(t)) - H^cts||_op <= lambda / 2, the sup taken over t = 0 and
-  every ``lazy_record_every`` steps of a run of at most ``lazy_max_steps``
-  steps (a width failing at t = 0 is rejected without training).
+1. **Lazy scan** (one pass over neurons, ``scan.nested_gram``): H^dis(W(0))
+   of the width-m network for every m of a geometric grid (ratio
+   ``grid_ratio``, 2^(1/4) by default, from ``m_min``), and at each m the two
+   criteria of the proof
 
-m*_conv(n) is the smallest width at which at least ``quantile`` (90%) of the
-seeds converge: under monotonicity in m, the ceil(0.9 S)-th smallest
-m_conv(seed). Same for m*_lazy(n). The exponents are slopes of log m*
-against log n with a bootstrap interval over seeds (``fitting``), printed
-next to the theorem's 2 ([paper]: m = n^{2+o(1)} for s = 1, coupled init).
+   - ``op``:  ||H^dis(W(0)) - H^cts||_op <= lambda / 2   (the proof's concentration step)
+   - ``eig``: lambda_min(H^dis(W(0))) >= lambda / 2        (what the linear rate needs)
+
+   The scan stops once both criteria have passed at every grid width over a
+   factor ``confirm_factor`` (or at ``m_cap``), or, from width ``give_up_from``
+   on, once the ``op`` criterion is hopeless: ``eig`` confirmed and
+   ||H^dis - H^cts|| / lambda * sqrt(m / m_cap) > ``give_up`` / 2, i.e. even a
+   decay like m^-1/2 would leave the deviation ``give_up`` times above
+   lambda/2 at the cap (the seed is then right-censored at that width: a
+   stopping rule that depends only on what was observed keeps the censored
+   likelihood valid). Each criterion gives the seed's
+   threshold as an interval (lower, upper] (``thresholds.threshold``: the
+   earliest pass and the stable pass), right-censored when the cap is reached
+   without a stable pass.
+2. **Convergence** (``conv_*`` columns, one entry per scaling), for n <=
+   ``conv_n_max`` and d in ``conv_ds``: GD at each grid width, bottom up, with
+   step 1/lambda_max(H(W(0))) (the empirical kernel: small widths do not
+   diverge merely because H(W(0)) is larger than m s^2 H^cts) and a step budget
+   of ``budget_factor`` times the kernel-predicted number of steps to epsilon
+   (at least ``min_steps``, at most ``max_steps``). Outcomes per width:
+   converged, diverged (recorded as such), out of budget. Threshold interval of
+   "converged" as above.
+3. **Along training** (``train_*`` columns), for n <= ``train_n_max``, d in
+   ``train_ds`` and the first ``train_seeds`` seeds: GD (lr "auto") at the
+   seed's stable ``op`` and ``eig`` widths until ||u - y|| <= epsilon, recording
+   both criteria every ceil(T/``record_points``) steps (T the step budget, as in
+   2.); the sup over the run says whether training moves the threshold.
+
+The analysis (``width_analysis``) fits the censored lognormal regression of
+``censored`` to the intervals.
 """
 
 from __future__ import annotations
@@ -28,192 +49,267 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from .. import kernels, theory
-from ._common import dataset, network, train_safely
+from .. import kernels, streams, theory
+from ..backends import get_backend
+from ..data import make_dataset
+from ..model import ExpNet
+from ..eigen import lazy_criteria
+from ..scan import nested_gram
+from ._common import train_safely
 from .config import Activation, ExperimentConfig, Init, Scaling
-from .fitting import bootstrap_slope, fit_loglog, order_statistic
-from .search import geometric_grid, smallest_passing
+from .search import geometric_grid
+from .thresholds import Threshold, confirmed, threshold
 
 name = "width"
-description = "Smallest convergent width m*_conv(n) and smallest lazy width m*_lazy(n): fitted exponents vs the theorem's 2."
+description = ("Width thresholds per seed from nested scans (proof's criteria at init, GD convergence, along training); "
+               "censored lognormal fits of m* against n and lambda(n).")
 
-THEOREM_EXPONENT = 2.0
+#: The two kernel criteria of the scan: name -> what passes.
+CRITERIA = {"op": "||H^dis(W(0)) - H^cts||_op <= lambda/2", "eig": "lambda_min(H^dis(W(0))) >= lambda/2"}
 
 
 class Config(ExperimentConfig):
+    """The width experiment's fields (``d`` of the base class is not used: see ``ds``)."""
+
     name = "width"
-    version = 1
+    version = 2
 
-    ns: list[int] = Field(default_factory=lambda: [8, 16, 32, 64], min_length=2)
-    activations: list[Activation] = Field(default_factory=lambda: ["exp", "relu"], min_length=1)
-    inits: list[Init] = Field(default_factory=lambda: ["coupled", "gaussian"], min_length=1)
-    scalings: list[Scaling] = Field(default_factory=lambda: ["none", "ntk"], min_length=1)
+    d: int | None = Field(None, description="not used by this experiment: it takes a list, `ds`")
+    ns: list[int] = Field(default_factory=lambda: [8, 16, 32, 64, 128], min_length=2)
+    ds: list[int] = Field(default_factory=lambda: [16], min_length=1)
+    activations: list[Activation] = Field(default_factory=lambda: ["exp"], min_length=1)
+    inits: list[Init] = Field(default_factory=lambda: ["coupled"], min_length=1)
+    scalings: list[Scaling] = Field(default_factory=lambda: ["none"], min_length=1)
+    m_min: int = Field(2, ge=2, description="first grid width (below every passing width)")
+    m_cap: int = Field(2**20, ge=2, description="largest width the lazy scan reaches; beyond it thresholds are right-censored")
+    grid_ratio: float = Field(2**0.25, gt=1, le=4)
+    confirm_factor: float = Field(2.0, ge=1, description="a scan stops once passes held over this factor of width")
+    give_up: float = Field(4.0, ge=0, description="stop a hopeless op scan (see lazy_scan); 0 never stops early")
+    give_up_from: int = Field(2**16, ge=2, description="the earliest width at which a scan may give up")
+    scan_dtype: str = Field("float32", pattern="^(float32|float64)$", description="dtype of the features exp(X W) in the scan")
+    scan_device: str = Field("cpu", pattern="^(cpu|cuda(:[0-9]+)?)$",
+                             description="cpu: NumPy; cuda or cuda:K: the PyTorch backend on that GPU (needs expreg[torch] with CUDA)")
     epsilon: float = Field(1e-2, gt=0)
-    max_steps: int = Field(2000, ge=1)
-    m_min: int = Field(2, ge=2)
-    m_max: int = Field(2**18, ge=2)
-    m_max_conv: int = Field(2**14, ge=2, description="largest width the convergence search tries (each failing probe costs max_steps steps)")
-    grid_ratio: float = Field(2**0.5, gt=1, le=16)
-    lazy: bool = True
-    lazy_max_steps: int = Field(300, ge=1)
-    lazy_record_every: int = Field(25, ge=1)
-    quantile: float = Field(0.9, gt=0, le=1)
-    n_boot: int = Field(1000, ge=0)
+    conv: bool = True
+    conv_n_max: int = Field(64, ge=2)
+    conv_ds: list[int] | None = Field(None, description="d values with the convergence scan (None: all of ds)")
+    m_max_conv: int = Field(2**12, ge=2)
+    budget_factor: float = Field(4.0, ge=1)
+    min_steps: int = Field(200, ge=1)
+    max_steps: int = Field(20_000, ge=1)
+    train_n_max: int = Field(64, ge=0)
+    train_ds: list[int] | None = Field(None, description="d values with the along-training runs (None: all of ds)")
+    train_seeds: int = Field(5, ge=0, description="along-training runs for the first this many seeds")
+    record_points: int = Field(40, ge=2)
+    level: float = Field(0.9, gt=0, lt=1, description="coverage of every interval")
+    quantile: float = Field(0.9, gt=0, lt=1, description="the reported width m*_q(n): the fitted q-quantile over seeds")
+    window: float = Field(4.0, gt=1, description="local exponents: fits over windows [n0, window n0]")
 
-    @field_validator("ns")
+    @field_validator("ns", "ds")
     @classmethod
-    def _ns(cls, v: list[int]) -> list[int]:
-        if min(v) < 2 or sorted(set(v)) != list(v):
-            raise ValueError(f"ns must be distinct increasing integers >= 2, got {v}")
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if min(v) < 1 or sorted(set(v)) != list(v):
+            raise ValueError(f"must be distinct increasing positive integers, got {v}")
         return v
 
     @model_validator(mode="after")
-    def _grid(self) -> "Config":
-        geometric_grid(self.m_min, self.m_max, self.grid_ratio)
+    def _checks(self) -> "Config":
+        geometric_grid(self.m_min, self.m_cap, self.grid_ratio)
+        if min(self.ns) < 2:
+            raise ValueError(f"ns must be >= 2, got {self.ns}")
+        if self.d is not None:
+            raise ValueError("the width experiment takes a list `ds`, not `d`")
         return self
 
+    @property
+    def grid(self) -> list[int]:
+        """The scan's widths m_min * grid_ratio^k (even), up to m_cap."""
+        return geometric_grid(self.m_min, self.m_cap, self.grid_ratio)
 
+    def conv_runs(self, n: int, d: int) -> bool:
+        return self.conv and n <= self.conv_n_max and d in (self.conv_ds if self.conv_ds is not None else self.ds)
+
+    def train_runs(self, n: int, d: int, seed: int) -> bool:
+        ds = self.train_ds if self.train_ds is not None else self.ds
+        return n <= self.train_n_max and d in ds and seed in self.seeds[: self.train_seeds]
+
+
+_BASE = {"activations": ["exp"], "inits": ["coupled"], "scalings": ["none"]}
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"ns": [4, 8, 16, 32], "d": 16, "seeds": [0, 1, 2], "max_steps": 1500, "m_max": 2**16, "grid_ratio": 2.0,
-              "inits": ["coupled"], "scalings": ["none"], "lazy_max_steps": 150, "lazy_record_every": 50},
-    "full": {"ns": [8, 16, 32, 64], "d": 16, "seeds": [0, 1, 2, 3, 4], "max_steps": 3000, "m_max": 2**18,
-             "grid_ratio": 2**0.5, "lazy_max_steps": 100, "lazy_record_every": 25},
-    "tiny": {"ns": [3, 6], "d": 4, "seeds": [0, 1], "activations": ["exp"], "inits": ["coupled"], "scalings": ["none"],
-             "max_steps": 600, "m_max": 2**12, "m_max_conv": 2**10, "grid_ratio": 2.0, "lazy_max_steps": 60, "lazy_record_every": 30, "n_boot": 50},
+    "tiny": {**_BASE, "ns": [4, 8], "ds": [4], "seeds": [0, 1], "m_cap": 2**13, "grid_ratio": 2**0.5, "conv_n_max": 8,
+             "m_max_conv": 256, "max_steps": 3000, "train_n_max": 8, "train_seeds": 1, "record_points": 5},
+    "quick": {**_BASE, "ns": [8, 16, 32, 64], "ds": [16], "seeds": list(range(8)), "m_cap": 2**19, "conv_n_max": 32,
+              "train_n_max": 32, "train_seeds": 2},
+    # the paper's setting (exp, coupled, s = 1), n = 8 .. 512, d = 8, 16, 32, 20 seeds: the README's numbers
+    "full": {**_BASE, "ns": [8, 16, 32, 64, 128, 256, 512], "ds": [8, 16, 32], "seeds": list(range(20)), "m_cap": 2**22,
+             "conv_n_max": 64, "conv_ds": [16], "train_n_max": 128, "train_ds": [32], "train_seeds": 5},
+    # every variant at d = 16, n <= 128: initialisation, scaling and activation compared
+    "compare": {"ns": [8, 16, 32, 64, 128], "ds": [16], "seeds": list(range(12)), "activations": ["exp", "relu"],
+                "inits": ["coupled", "gaussian"], "scalings": ["none", "ntk"], "m_cap": 2**21, "conv_n_max": 64,
+                "train_n_max": 32, "train_seeds": 3},
+    # n to 2048: for a GPU (scan_device = "cuda", the default here) or, with scan_device = "cpu", a Dask cluster
+    "large": {**_BASE, "ns": [64, 128, 256, 512, 1024, 2048], "ds": [16, 32, 64], "seeds": list(range(20)), "m_cap": 2**26,
+              "scan_device": "cuda", "conv": False, "train_n_max": 256, "train_ds": [64], "train_seeds": 5},
 }
 
 
 def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
-    """One task per (activation, init, scaling, n, seed): both searches run inside it."""
-    return [({"activation": a, "init": i, "scaling": s, "n": n}, seed)
-            for a in cfg.activations for i in cfg.inits for s in cfg.scalings for n in cfg.ns for seed in cfg.seeds]
+    """One task per (activation, init, d, n, seed); the scalings are looped inside (the scan does not depend on s)."""
+    return [({"activation": a, "init": i, "d": d, "n": n}, seed)
+            for a in cfg.activations for i in cfg.inits for d in cfg.ds for n in cfg.ns for seed in cfg.seeds]
+
+
+def task_seed(seed: int, n: int, d: int) -> int:
+    """The seed of the data and the network of task (n, d, seed): ``streams.derive``, independent across tasks."""
+    return streams.derive(seed, n, d)
+
+
+def _interval_columns(prefix: str, t: Threshold) -> dict[str, float]:
+    return {f"{prefix}_first": t.first, f"{prefix}_stable": t.stable, f"{prefix}_lower": t.lower, f"{prefix}_upper": t.upper,
+            f"{prefix}_scanned_to": t.scanned_to}
+
+
+def lazy_scan(cfg: Config, X: np.ndarray, H_cts: np.ndarray, lam: float, seed: int, activation: str, init: str
+              ) -> tuple[list[int], list[float], list[float]]:
+    """(widths, ||H^dis - H^cts||_op / lambda, lambda_min(H^dis) / lambda) over the grid.
+
+    Stops once both criteria are confirmed, or when the op criterion is hopeless (module docstring).
+    Eigenvalues by dense LAPACK: H^dis of a narrow network is singular (rank <= d m) and, accumulated in
+    float32, slightly indefinite, where Lanczos in shift-invert mode is slow and can be wrong.
+    """
+    widths: list[int] = []
+    dev: list[float] = []
+    eig: list[float] = []
+    dtype = np.dtype(cfg.scan_dtype)
+    backend = get_backend("numpy") if cfg.scan_device == "cpu" else get_backend("torch", device=cfg.scan_device)
+    for m, Hdis in nested_gram(X, cfg.grid, seed=seed, activation=activation, init=init, dtype=dtype, backend=backend):
+        d_op, l_min = lazy_criteria(Hdis, H_cts, lam, method="dense")
+        widths.append(m)
+        dev.append(d_op / lam)
+        eig.append(l_min / lam)
+        eig_done = confirmed(widths, [v >= 0.5 for v in eig], cfg.confirm_factor)
+        if eig_done and confirmed(widths, [v <= 0.5 for v in dev], cfg.confirm_factor):
+            break
+        if (cfg.give_up and eig_done and m >= cfg.give_up_from and dev[-1] > 0.5
+                and dev[-1] * math.sqrt(m / cfg.m_cap) > cfg.give_up / 2):
+            break
+    return widths, dev, eig
+
+
+def steps_to_epsilon(H: np.ndarray, r0: np.ndarray, lr: float, epsilon: float, cap: int) -> float:
+    """Kernel-predicted steps until ||(I - lr H)^t r0|| <= epsilon (inf when beyond ``cap``)."""
+    traj = kernels.predicted_trajectory(H, r0, lr)
+    if traj.norms([cap])[0] > epsilon:
+        return math.inf
+    lo, hi = 0, 1
+    while traj.norms([hi])[0] > epsilon:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if traj.norms([mid])[0] > epsilon:
+            lo = mid
+        else:
+            hi = mid
+    return float(hi) if traj.norms([0])[0] > epsilon else 0.0
+
+
+def budget(cfg: Config, predicted: float) -> int:
+    """Step budget: budget_factor x the kernel-predicted steps, within [min_steps, max_steps]."""
+    if not math.isfinite(predicted):
+        return cfg.max_steps
+    return int(min(cfg.max_steps, max(cfg.min_steps, math.ceil(cfg.budget_factor * predicted))))
+
+
+def converges(cfg: Config, X: np.ndarray, y: np.ndarray, m: int, seed: int, activation: str, init: str, scaling: str
+              ) -> tuple[str, int]:
+    """One convergence probe at width m: ("converged" | "diverged" | "budget", steps)."""
+    net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)
+    H0 = kernels.empirical_ntk(net, X)
+    lr = 1.0 / kernels.lambda_max(H0)
+    r0 = net.predict(X) - y
+    steps = budget(cfg, steps_to_epsilon(H0, r0, lr, cfg.epsilon, cfg.max_steps))
+    result, diverged = train_safely(net, X, y, lr=lr, epsilon=cfg.epsilon, max_steps=steps, record_every=0, track_movement=False)
+    if diverged:
+        return "diverged", int(result.steps)
+    return ("converged" if result.converged else "budget"), int(result.steps)
+
+
+def conv_scan(cfg: Config, X: np.ndarray, y: np.ndarray, seed: int, activation: str, init: str, scaling: str
+              ) -> tuple[list[int], list[str], list[int]]:
+    """Convergence probes bottom up over the grid (to m_max_conv), stopping once convergence is confirmed."""
+    widths: list[int] = []
+    outcomes: list[str] = []
+    steps: list[int] = []
+    for m in geometric_grid(cfg.m_min, cfg.m_max_conv, cfg.grid_ratio):
+        outcome, t = converges(cfg, X, y, m, seed, activation, init, scaling)
+        widths.append(m)
+        outcomes.append(outcome)
+        steps.append(t)
+        if confirmed(widths, [o == "converged" for o in outcomes], cfg.confirm_factor):
+            break
+    return widths, outcomes, steps
+
+
+def along_training(cfg: Config, X: np.ndarray, y: np.ndarray, lam: float, m: int, seed: int, activation: str, init: str,
+                   scaling: str) -> dict[str, float]:
+    """GD (lr "auto") at width m to epsilon; sup_t ||H^dis(W(t)) - H^cts|| / lambda and min_t lambda_min(H^dis(W(t))) / lambda."""
+    net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)
+    H = m * net.s**2 * kernels.ntk(X, activation)
+    lr = 1.0 / kernels.lambda_max(H)
+    steps = budget(cfg, steps_to_epsilon(H, net.predict(X) - y, lr, cfg.epsilon, cfg.max_steps))
+    every = max(1, math.ceil(steps / cfg.record_points))
+    result, diverged = train_safely(net, X, y, lr=lr, epsilon=cfg.epsilon, max_steps=steps, record_every=every,
+                                    track_movement=True)
+    h = result.history
+    return {"m": float(m), "steps": float(result.steps), "converged": float(result.converged and not diverged),
+            "records": float(len(h.kernel_step)), "dev0": h.kernel_deviation[0] / lam,
+            "sup_dev": float(np.max(h.kernel_deviation)) / lam, "eig0": h.kernel_lambda_min[0] / lam,
+            "inf_eig": float(np.min(h.kernel_lambda_min)) / lam, "max_movement": float(np.max(h.max_movement))}
 
 
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
-    act, init, scaling, n = params["activation"], params["init"], params["scaling"], params["n"]
-    X, y = dataset(n, cfg.d, seed, cfg.label_kind)
+    act, init, d, n = params["activation"], params["init"], int(params["d"]), int(params["n"])
+    ts = task_seed(seed, n, d)
+    X, y = make_dataset(n, d, seed=ts, label_kind=cfg.label_kind)
     H_cts = kernels.ntk(X, act)
-    lam = kernels.lambda_min(H_cts)
-    grid = geometric_grid(cfg.m_min, cfg.m_max, cfg.grid_ratio)
-
-    def converges(m: int) -> bool:
-        result, diverged = train_safely(network(cfg.d, m, seed, act, init, scaling), X, y, epsilon=cfg.epsilon,
-                                        max_steps=cfg.max_steps, record_every=0, track_movement=False)
-        return result.converged and not diverged
-
-    def lazy(m: int) -> bool:
-        net = network(cfg.d, m, seed, act, init, scaling)
-        if kernels.operator_norm(kernels.empirical_ntk(net, X, average=True) - H_cts) > lam / 2:
-            return False
-        result, diverged = train_safely(net, X, y, epsilon=cfg.epsilon, max_steps=cfg.lazy_max_steps,
-                                        record_every=cfg.lazy_record_every, track_movement=False)
-        return not diverged and max(result.history.kernel_deviation) <= lam / 2
-
-    i_conv, probes_conv = smallest_passing([m for m in grid if m <= cfg.m_max_conv], converges)
+    lam, lam_max = kernels.extreme_eigenvalues(H_cts, method="dense")
+    widths, dev, eig = lazy_scan(cfg, X, H_cts, lam, ts, act, init)
+    t_op = threshold(widths, [v <= 0.5 for v in dev])
+    t_eig = threshold(widths, [v >= 0.5 for v in eig])
     row: dict[str, Any] = {
-        "lambda": float(lam),
-        "m_conv": float(grid[i_conv]) if i_conv is not None else math.nan,
-        "probes_conv": probes_conv,
+        "task_seed": str(ts), "lambda": float(lam), "lambda_max": float(lam_max),
         "theorem_log10_m": float(theory.required_width(n, lam, 0.1).log10_m) if act == "exp" else math.nan,
+        "scan_widths": [float(w) for w in widths], "scan_op": dev, "scan_eig": eig,
+        **_interval_columns("op", t_op), **_interval_columns("eig", t_eig),
     }
-    if cfg.lazy:
-        i_lazy, probes_lazy = smallest_passing(grid, lazy)
-        row.update(m_lazy=float(grid[i_lazy]) if i_lazy is not None else math.nan, probes_lazy=probes_lazy)
-    else:
-        row.update(m_lazy=math.nan, probes_lazy=0)
+    conv: dict[str, list[float]] = {k: [] for k in ("first", "stable", "lower", "upper", "scanned_to", "diverged", "budget")}
+    train: dict[str, list[float]] = {}
+    for scaling in cfg.scalings:
+        if cfg.conv_runs(n, d):
+            cw, outcomes, _ = conv_scan(cfg, X, y, ts, act, init, scaling)
+            t = threshold(cw, [o == "converged" for o in outcomes])
+            for k, v in (("first", t.first), ("stable", t.stable), ("lower", t.lower), ("upper", t.upper), ("scanned_to", t.scanned_to),
+                         ("diverged", float(outcomes.count("diverged"))), ("budget", float(outcomes.count("budget")))):
+                conv[k].append(v)
+        if cfg.train_runs(n, d, seed):
+            for crit, t in (("op", t_op), ("eig", t_eig)):
+                if t.censored:
+                    continue
+                for k, v in along_training(cfg, X, y, lam, int(t.upper), ts, act, init, scaling).items():
+                    train.setdefault(f"train_{crit}_{k}", [math.nan] * len(cfg.scalings))
+                    train[f"train_{crit}_{k}"][cfg.scalings.index(scaling)] = v
+    row.update({f"conv_{k}": v for k, v in conv.items() if v})
+    row.update(train)
     return row
 
 
-VARIANT = ["activation", "init", "scaling"]
-
-
-def _seed_table(g: Any, column: str, ns: list[int], seeds: list[int]) -> np.ndarray:
-    """(len(ns), len(seeds)) table of ``column`` (nan where missing)."""
-    piv = g.pivot_table(index="n", columns="seed", values=column, aggfunc="first", dropna=False)
-    return piv.reindex(index=ns, columns=seeds).to_numpy(dtype=float)
-
-
-def exponents(df: Any, cfg: Config) -> list[dict[str, Any]]:
-    """Per variant: m*(n) for both criteria, lambda(n), and the fitted exponents with bootstrap intervals."""
-    out = []
-    stat = order_statistic(cfg.quantile)
-    for key, g in df.groupby(VARIANT, sort=True):
-        ns = sorted(int(v) for v in set(g.n))
-        seeds = sorted(int(v) for v in set(g.seed))
-        entry: dict[str, Any] = dict(zip(VARIANT, key))
-        entry["n"] = ns
-        entry["lambda"] = [float(np.median(g[g.n == n]["lambda"])) for n in ns]
-        entry["lambda_fit"] = fit_loglog(np.array(ns), np.array(entry["lambda"]))
-        entry["theorem_log10_m"] = [float(np.median(g[g.n == n]["theorem_log10_m"])) for n in ns]
-        for crit in ("conv", "lazy"):
-            table = _seed_table(g, f"m_{crit}", ns, seeds)
-            entry[f"m_{crit}"] = [stat(row) for row in table]
-            entry[f"m_{crit}_seeds"] = table
-            entry[f"fit_{crit}"] = bootstrap_slope(np.array(ns, dtype=float), table, stat, n_boot=cfg.n_boot)
-        out.append(entry)
-    return out
-
-
-def _fmt_m(v: float, m_max: int) -> str:
-    return f"> {m_max}" if not math.isfinite(v) else f"{int(v)}"
-
-
 def summarise(df: Any, cfg: Config) -> dict[str, Any]:
-    headline: dict[str, str] = {}
-    fits, per_n = [], []
-    for e in exponents(df, cfg):
-        label = f"{e['activation']}, {e['init']}, {e['scaling']}"
-        for crit in ("conv", "lazy"):
-            f = e[f"fit_{crit}"]
-            headline[f"{label}: m*_{crit} ~ n^a, a ="] = f"{f} (theorem: {THEOREM_EXPONENT:g})"
-        fits.append({"activation": e["activation"], "init": e["init"], "scaling": e["scaling"],
-                     "exponent m*_conv [90% CI]": str(e["fit_conv"]), "exponent m*_lazy [90% CI]": str(e["fit_lazy"]),
-                     "exponent of lambda(n)": f"{e['lambda_fit'].slope:.2f}", "theorem": THEOREM_EXPONENT})
-        for i, n in enumerate(e["n"]):
-            per_n.append({"activation": e["activation"], "init": e["init"], "scaling": e["scaling"], "n": n,
-                          "lambda": e["lambda"][i], "m*_conv": _fmt_m(e["m_conv"][i], cfg.m_max_conv),
-                          "m*_lazy": _fmt_m(e["m_lazy"][i], cfg.m_max) if cfg.lazy else "-",
-                          "theorem's m [derived], log10": f"{e['theorem_log10_m'][i]:.1f}" if e["activation"] == "exp" else "-"})
-    return {"headline": headline, "tables": {"fitted exponents": fits, "m* per n": per_n},
-            "notes": [f"m* = smallest grid width (ratio {cfg.grid_ratio:.3g}, {cfg.m_min}..{cfg.m_max}) at which >= {cfg.quantile:.0%} of "
-                      f"{len(cfg.seeds)} seeds pass; intervals: 90% bootstrap over seeds ({cfg.n_boot} resamples).",
-                      "with few seeds the 90% order statistic is the largest seed's m*, so the bootstrap interval's upper end "
-                      "often equals the point estimate.",
-                      "theorem's m [derived]: MATH.md 5 full form with delta = 0.1 (s = 1, coupled init; shown for every exp variant).",
-                      "theorem exponent 2: [paper] m = n^{2+o(1)} log(n/delta) for s = 1 and coupled init; "
-                      "[derived] about 4 for gaussian init or s = 1/sqrt(m) (MATH.md 1)."]}
+    from .width_analysis import summarise as _summarise
+
+    return _summarise(df, cfg)
 
 
 def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
-    from . import plots
+    from .width_analysis import figures as _figures
 
-    ex = exponents(df, cfg)
-    acts = sorted(set(df.activation))
-    fig, axes = plots.new_figure(ncols=2, nrows=len(acts))
-    markers = {"coupled": "o", "gaussian": "s"}
-    for r, act in enumerate(acts):
-        for c, crit in enumerate(("conv", "lazy")):
-            ax = axes[r][c]
-            for i, e in enumerate(x for x in ex if x["activation"] == act):
-                ns = np.array(e["n"], dtype=float)
-                colour = plots.COLOURS[i % len(plots.COLOURS)]
-                seeds_tab = e[f"m_{crit}_seeds"]
-                sx = np.repeat(ns, seeds_tab.shape[1])
-                plots.plot_power_law(ax, ns, np.array(e[f"m_{crit}"]), e[f"fit_{crit}"], f"{e['init']}, s={e['scaling']}", colour,
-                                     markers.get(e["init"], "o"), scatter=(sx, seeds_tab.ravel()))
-            ref = np.array([min(cfg.ns), max(cfg.ns)], dtype=float)
-            y_ref = np.nanmin([np.nanmin(np.where(np.isfinite(e[f"m_{crit}"]), e[f"m_{crit}"], np.nan)) for e in ex
-                               if e["activation"] == act] or [1.0])
-            if np.isfinite(y_ref):
-                ax.plot(ref, y_ref * (ref / ref[0]) ** THEOREM_EXPONENT, color="k", linestyle=":", label="slope 2 (theorem)")
-            what = "m*_conv: GD reaches epsilon" if crit == "conv" else "m*_lazy: sup_t ||H^dis - H^cts|| <= lambda/2"
-            plots.log_axes(ax, "n (data points)", f"m* ({cfg.quantile:.0%} of seeds)", f"{act}: {what}")
-    stems = [plots.save(fig, directory, "width_exponents")]
-    fig, axes = plots.new_figure()
-    ax = axes[0][0]
-    for i, act in enumerate(acts):
-        e = next(x for x in ex if x["activation"] == act)
-        plots.plot_power_law(ax, np.array(e["n"], dtype=float), np.array(e["lambda"]), e["lambda_fit"], f"lambda, {act}", plots.COLOURS[i])
-    plots.log_axes(ax, "n (data points)", "lambda = lambda_min(H^cts) (median over seeds)", f"d = {cfg.d}")
-    stems.append(plots.save(fig, directory, "width_lambda"))
-    return stems
+    return _figures(df, cfg, directory)

@@ -1,0 +1,168 @@
+"""Extreme eigenvalues of symmetric n x n matrices, by the cheapest accurate method (docs/theory.md sections 3-4).
+
+The criteria of the theory need three numbers of a symmetric matrix: its
+largest and smallest eigenvalues and its spectral norm. Each is computed by
+
+- ``"dense"``: LAPACK (``scipy.linalg.eigvalsh``): a tridiagonal reduction,
+  4/3 n^3 flops, half of them in memory-bound BLAS-2; exact to rounding;
+- ``"iterative"``: Lanczos (ARPACK, ``scipy.sparse.linalg.eigsh``) on
+  matrix-vector products, O(n^2) each: the spectral norm as the eigenvalue
+  of largest magnitude (one run), lambda_max as the largest algebraic one,
+  and lambda_min in shift-invert mode about a shift just below the spectrum,
+  where each Lanczos step is one solve with a Cholesky factor (n^3 / 3 flops
+  once, at BLAS-3 speed), so it converges in a few steps even when the small
+  eigenvalues cluster, where plain Lanczos from the bottom takes thousands;
+- ``"auto"``: dense up to ``DENSE_LIMIT`` rows, iterative above
+  (thresholds measured, see benchmarks/RESULTS.md).
+
+Iterative results agree with the dense ones to a relative 1e-10 of the
+spectral norm (``tol``); when ARPACK does not converge, or the shifted matrix
+has no Cholesky factor, the dense method answers instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse.linalg
+
+#: Up to this many rows, "auto" uses the dense LAPACK solver.
+DENSE_LIMIT = 384
+#: Relative tolerance of the Lanczos runs (ARPACK's ``tol``).
+TOL = 1e-10
+METHODS = ("auto", "dense", "iterative")
+
+
+def _square(H: Any, name: str = "H") -> np.ndarray:
+    A = np.asarray(H, dtype=np.float64)
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty square matrix, got shape {A.shape}")
+    if not np.isfinite(A).all():
+        raise ValueError(f"{name} contains NaN or inf ({int((~np.isfinite(A)).sum())} entries); its eigenvalues are undefined")
+    return A
+
+
+def _method(method: str, n: int) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not known; choose 'auto', 'dense' or 'iterative'")
+    if method == "auto":
+        method = "dense" if n <= DENSE_LIMIT else "iterative"
+    return "dense" if n < 3 else method  # ARPACK needs k < n - 1
+
+
+def _eigsh(A: np.ndarray, **kw: Any) -> float | None:
+    """One eigenvalue from ARPACK, or None when it does not converge."""
+    try:
+        return float(scipy.sparse.linalg.eigsh(A, k=1, return_eigenvectors=False, tol=TOL, maxiter=20 * A.shape[0], **kw)[0])
+    except scipy.sparse.linalg.ArpackNoConvergence:
+        return None
+
+
+def _lambda_min_shift_invert(A: np.ndarray) -> float | None:
+    """lambda_min by Lanczos on (A - sigma I)^{-1}, sigma just below the spectrum (Cholesky solves).
+
+    sigma = -1e-9 ||A||_F lies below the spectrum of a positive semi-definite A
+    (a kernel) by a margin far above rounding. If the shifted matrix has no
+    Cholesky factor (A is indefinite), returns None.
+    """
+    n = A.shape[0]
+    scale = float(np.linalg.norm(A))
+    sigma = -1e-9 * scale if scale > 0 else -1.0
+    try:
+        factor = scipy.linalg.cho_factor(A - sigma * np.eye(n), lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    op = scipy.sparse.linalg.LinearOperator((n, n), matvec=lambda v: scipy.linalg.cho_solve(factor, v, check_finite=False), dtype=np.float64)
+    try:
+        mu = scipy.sparse.linalg.eigsh(op, k=1, which="LA", return_eigenvectors=False, tol=TOL, maxiter=20 * n)[0]
+    except scipy.sparse.linalg.ArpackNoConvergence:
+        return None
+    return float(sigma + 1.0 / mu)
+
+
+def _dense(A: np.ndarray) -> tuple[float, float]:
+    w = scipy.linalg.eigvalsh(A, check_finite=False)
+    return float(w[0]), float(w[-1])
+
+
+def extreme_eigenvalues(H: Any, *, method: str = "auto") -> tuple[float, float]:
+    """(lambda_min, lambda_max) of a symmetric matrix H (n x n).
+
+    ``method``: "dense", "iterative" (Lanczos; lambda_min by shift-invert when
+    H is positive semi-definite) or "auto" (dense up to ``DENSE_LIMIT`` rows).
+    """
+    A = _square(H)
+    if _method(method, A.shape[0]) == "dense":
+        return _dense(A)
+    lo = _lambda_min_shift_invert(A)
+    if lo is None:
+        lo = _eigsh(A, which="SA")
+    hi = _eigsh(A, which="LA")
+    if lo is None or hi is None:
+        return _dense(A)
+    return lo, hi
+
+
+def lambda_min(H: Any, *, method: str = "auto") -> float:
+    """Smallest eigenvalue of a symmetric matrix (lambda of docs/theory.md section 3 when H = H^cts)."""
+    A = _square(H)
+    if _method(method, A.shape[0]) == "dense":
+        return _dense(A)[0]
+    lo = _lambda_min_shift_invert(A)
+    if lo is None:
+        lo = _eigsh(A, which="SA")
+    return lo if lo is not None else _dense(A)[0]
+
+
+def lambda_max(H: Any, *, method: str = "auto") -> float:
+    """Largest eigenvalue of a symmetric matrix."""
+    A = _square(H)
+    if _method(method, A.shape[0]) == "dense":
+        return _dense(A)[1]
+    hi = _eigsh(A, which="LA")
+    return hi if hi is not None else _dense(A)[1]
+
+
+def operator_norm(A: Any, *, method: str = "auto") -> float:
+    """Spectral norm ||A||_2 = the largest absolute eigenvalue of a symmetric matrix (one Lanczos run from the top)."""
+    M = _square(A, "A")
+    if _method(method, M.shape[0]) == "dense":
+        lo, hi = _dense(M)
+        return max(abs(lo), abs(hi))
+    v = _eigsh(M, which="LM")
+    if v is None:
+        lo, hi = _dense(M)
+        return max(abs(lo), abs(hi))
+    return abs(v)
+
+
+def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") -> tuple[float, float]:
+    """The two numbers of the lazy regime (docs/theory.md section 4): (||H^dis - H^cts||_2, lambda_min(H^dis)).
+
+    Parameters
+    ----------
+    Hdis, H_cts : arrays (n, n)
+        The finite-width kernel H^dis (e.g. from ``scan.nested_gram``) and the
+        closed form H^cts (``kernels.ntk``).
+    lam : float
+        lambda = lambda_min(H^cts) (> 0): the scale the criteria compare with
+        (deviation <= lam / 2, lambda_min(H^dis) >= lam / 2); refused if not
+        positive and finite.
+    method : {"auto", "dense", "iterative"}
+
+    Returns
+    -------
+    deviation_op : float
+        Spectral norm of H^dis - H^cts.
+    lambda_min_Hdis : float
+        Smallest eigenvalue of H^dis.
+    """
+    if not (np.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam = lambda_min(H^cts) must be positive and finite, got {lam!r}")
+    A = _square(Hdis, "Hdis")
+    B = _square(H_cts, "H_cts")
+    if A.shape != B.shape:
+        raise ValueError(f"Hdis has shape {A.shape} but H_cts has shape {B.shape}; they must be kernels of the same points")
+    return operator_norm(A - B, method=method), lambda_min(A, method=method)

@@ -1,0 +1,133 @@
+"""The nested-width scan: H^dis of every width of a grid in one pass over neurons (docs/theory.md sections 3, 6).
+
+The neurons of a seed are nested (``initialisation``): the width-m network
+is the first m neurons of any wider one. The kernel of the width-m network,
+
+    H^dis_m = (1/m) (X X^T) o sum_{r<m} sigma'(X w_r) sigma'(X w_r)^T      (n x n, a_r^2 = 1),
+
+is therefore a running sum: one pass over neurons 0 .. max(widths) - 1,
+accumulated by ``ops.GramAccumulator`` (a symmetric rank-k update per
+block, the same code as ``kernels.empirical_ntk``), hands out H^dis_m at
+each grid width m. The whole grid costs what the widest kernel costs; memory
+stays O(n^2 + n * block) whatever the widths.
+
+Example
+-------
+>>> import numpy as np
+>>> X = np.eye(3)[:2] * 0.5
+>>> [(m, H.shape) for m, H in nested_gram(X, [2, 6], seed=0)]
+[(2, (2, 2)), (6, (2, 2))]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from . import ops
+from .activations import get_activation
+from .backends import Backend, canonical_dtype, get_backend
+from .errors import overflow_checked
+from .initialisation import INITS, init_weights
+from .validation import check_X
+
+#: Neurons drawn per call of ``init_weights`` (at least): one generator chunk of ``initialisation``.
+DRAW = 4096
+
+
+def _check_widths(widths: Sequence[int]) -> list[int]:
+    try:
+        ws = [int(m) for m in widths]
+    except (TypeError, ValueError):
+        raise TypeError(f"widths must be a sequence of integers, got {widths!r}") from None
+    if not ws:
+        raise ValueError("widths is empty; give at least one width m >= 1")
+    if any(m != w for m, w in zip(ws, widths)) or ws[0] < 1 or any(b <= a for a, b in zip(ws, ws[1:])):
+        raise ValueError(f"widths must be strictly increasing integers >= 1, got {list(widths)}; sort them and drop duplicates")
+    return ws
+
+
+def nested_gram(
+    X: np.ndarray,
+    widths: Sequence[int],
+    *,
+    seed: int,
+    activation: str = "exp",
+    init: str = "coupled",
+    dtype: Any = np.float64,
+    backend: Backend | str | None = None,
+    block: int | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(m, H^dis_m)`` for each width m of ``widths`` (increasing), in one pass over neurons.
+
+    H^dis_m = (1/m) (X X^T) o (sum_{r<m} sigma'(X w_r) sigma'(X w_r)^T), the
+    kernel of the width-m network of this seed (a_r^2 = 1; it equals
+    ``kernels.empirical_ntk(ExpNet.init(d, m, seed=seed, activation=activation,
+    init=init, dtype=dtype), X, average=True)``). Weights are drawn with
+    ``initialisation.init_weights(d, lo, hi, seed=seed, init=init, dtype=dtype)``.
+
+    Parameters
+    ----------
+    X : array (n, d)
+        Inputs (finite).
+    widths : sequence of int
+        Strictly increasing widths >= 1; need not be multiples of the block
+        (blocks are split at grid widths). With ``init="coupled"`` an odd
+        width is the first m neurons (one pair left unfinished), which is
+        not a network ``ExpNet.init`` would draw.
+    seed : int
+        The network's seed (>= 0).
+    activation : {"exp", "relu"}
+    init : {"coupled", "gaussian"}
+    dtype : numpy.float64 or numpy.float32
+        Dtype of the weights, activations and the accumulation; each yielded
+        matrix is float64.
+    backend : Backend or {"numpy", "torch"}, optional
+        Where to compute (default NumPy).
+    block : int, optional
+        Neurons per rank-k update (default ``ops.gram_block``).
+
+    Yields
+    ------
+    m : int
+    H : ndarray (n, n), float64, symmetric
+        A fresh array (the caller may keep or modify it).
+
+    Raises
+    ------
+    ExpOverflowError
+        When an activation overflows (inputs far outside the unit ball).
+    """
+    dt = canonical_dtype(dtype)
+    Xn = check_X(X, dtype=dt, warn_ball=False)
+    ws = _check_widths(widths)
+    get_activation(activation)
+    if init not in INITS:
+        raise ValueError(f"init={init!r} is not known; choose 'coupled' or 'gaussian'")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    be = backend if isinstance(backend, Backend) else get_backend(backend or "numpy")
+    return _scan(be, Xn, ws, int(seed), activation, init, dt, block)
+
+
+def _scan(be: Backend, Xn: np.ndarray, widths: list[int], seed: int, activation: str, init: str,
+          dt: np.dtype, block: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    n, d = Xn.shape
+    act = get_activation(activation)
+    if block is None:
+        block = ops.gram_block(n, dt.itemsize, be)
+    block = max(1, min(int(block), widths[-1]))
+    acc = ops.GramAccumulator(be, act, be.asarray(Xn, dt), block=block)
+    draw = max(block, DRAW)
+    W = None
+    w_lo = w_hi = 0  # drawn neurons [w_lo, w_hi), held in W
+    for m in widths:
+        while acc.count < m:
+            if acc.count >= w_hi:
+                w_lo, w_hi = acc.count, min(acc.count + draw, widths[-1])
+                W = be.asarray(init_weights(d, w_lo, w_hi, seed=seed, init=init, dtype=dt)[0], dt)
+            hi = min(m, w_hi)
+            with overflow_checked():
+                acc.add(W[:, acc.count - w_lo : hi - w_lo])
+        yield m, acc.kernel(1.0 / m)
