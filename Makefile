@@ -7,6 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH  ?= torch==2.13.0
 
 .PHONY: demo test bench docs install-demo install-test install-bench install-docs clean
+.PHONY: test-min install-min dist lint install-lint
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,5 +64,49 @@ BENCH_ARGS ?=
 bench: install-bench
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
+# `make test-min`: the whole suite at the lowest versions pyproject.toml declares
+# (uv's lowest-direct resolution: each declared dependency at its lower bound, the
+# rest at the newest that fits), in its own venv. torch stays the CPU build pinned
+# above: pip installs it from local disk, and uv leaves it out of its resolution
+# (a lowest-direct torch from the registry would be a multi-GB CUDA build).
+# --upgrade-package setuptools: the venv already has a newer one, which uv would keep.
+VENV_MIN ?= .venv-min
+PY_MIN   := $(VENV_MIN)/bin/python
+
+$(VENV_MIN)/.min-installed: pyproject.toml
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(PY_MIN) -m pip install -q --disable-pip-version-check uv '$(TORCH)'
+	echo torch > $(VENV_MIN)/excludes.txt
+	$(VENV_MIN)/bin/uv pip install -q --python $(PY_MIN) --resolution lowest-direct \
+	    --excludes $(VENV_MIN)/excludes.txt --upgrade-package setuptools -e '.[test]'
+	touch $@
+
+install-min: $(VENV_MIN)/.min-installed
+
+test-min: install-min
+	$(VENV_MIN)/bin/uv pip list --python $(PY_MIN) > $(VENV_MIN)/versions.txt
+	$(PY_MIN) -m pytest -q --doctest-modules src/expreg tests
+
+# `make dist`: the sdist and wheel in dist/, checked by twine.
+dist: install-test
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
+# `make lint`: ruff (lint and format check) and mypy, configured in pyproject.toml.
+$(VENV)/.lint-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q '$(TORCH)'
+	$(PIP) install -q -e '.[test,lint]'
+	touch $@
+
+install-lint: $(VENV)/.lint-installed
+
+lint: install-lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache docs/_build docs/api/generated docs/auto_examples
+	rm -rf $(VENV) $(VENV_MIN) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf docs/_build docs/api/generated docs/auto_examples
