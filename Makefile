@@ -6,7 +6,8 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # The tests and benchmarks pin this CPU build of PyTorch (it installs from local disk here).
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test bench install-demo install-test install-bench clean
+.PHONY: demo test bench docs install-demo install-test install-bench install-docs clean
+.PHONY: test-min install-min dist lint install-lint
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +27,15 @@ $(VENV)/.bench-installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e '.[test,bench]'
 	touch $@
 
+$(VENV)/.docs-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q '$(TORCH)'
+	$(PIP) install -q -e '.[docs]'
+	touch $@
+
 install-demo: $(VENV)/.demo-installed
 install-test: $(VENV)/.test-installed
 install-bench: $(VENV)/.bench-installed
+install-docs: $(VENV)/.docs-installed
 
 # The main job: quick presets of three experiments (about 2-3 minutes on 2 cores), then the report.
 # Re-running resumes: finished runs are skipped. DEMO_OUT and DEMO_JOBS can be overridden.
@@ -42,13 +49,64 @@ demo: install-demo
 	@echo "== headline numbers (width: m* ~ n^a, the theorem says a = 2) =="
 	@$(VENV)/bin/expreg report --reuse $(DEMO_OUT)
 
-test: install-test
-	$(PY) -m pytest -q
+# The suite, the docstring examples of src/expreg, then the docs build (a broken example or reference fails).
+test: install-test install-docs
+	$(PY) -m pytest -q --doctest-modules src/expreg tests
+	$(MAKE) --no-print-directory docs
+
+# The documentation site into docs/_build/html: warnings are errors, no network (the gallery runs its examples).
+docs: install-docs
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
 
 # `make bench BENCH_ARGS=--quick` for a short run; see benchmarks/run_all.py --help
 BENCH_ARGS ?=
 bench: install-bench
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
+# `make test-min`: the whole suite at the lowest versions pyproject.toml declares
+# (uv's lowest-direct resolution: each declared dependency at its lower bound, the
+# rest at the newest that fits), in its own venv. torch stays the CPU build pinned
+# above: pip installs it from local disk, and uv leaves it out of its resolution
+# (a lowest-direct torch from the registry would be a multi-GB CUDA build).
+# --upgrade-package setuptools: the venv already has a newer one, which uv would keep.
+VENV_MIN ?= .venv-min
+PY_MIN   := $(VENV_MIN)/bin/python
+
+$(VENV_MIN)/.min-installed: pyproject.toml
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(PY_MIN) -m pip install -q --disable-pip-version-check uv '$(TORCH)'
+	echo torch > $(VENV_MIN)/excludes.txt
+	$(VENV_MIN)/bin/uv pip install -q --python $(PY_MIN) --resolution lowest-direct \
+	    --excludes $(VENV_MIN)/excludes.txt --upgrade-package setuptools -e '.[test]'
+	touch $@
+
+install-min: $(VENV_MIN)/.min-installed
+
+test-min: install-min
+	$(VENV_MIN)/bin/uv pip list --python $(PY_MIN) > $(VENV_MIN)/versions.txt
+	$(PY_MIN) -m pytest -q --doctest-modules src/expreg tests
+
+# `make dist`: the sdist and wheel in dist/, checked by twine.
+dist: install-test
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
+# `make lint`: ruff (lint and format check) and mypy, configured in pyproject.toml.
+$(VENV)/.lint-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q '$(TORCH)'
+	$(PIP) install -q -e '.[test,lint]'
+	touch $@
+
+install-lint: $(VENV)/.lint-installed
+
+lint: install-lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf docs/_build docs/api/generated docs/auto_examples

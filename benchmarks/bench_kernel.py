@@ -3,7 +3,7 @@
     python benchmarks/bench_kernel.py                   # n = 256 .. 4096, m = 8192, d = 32, both dtypes
     python benchmarks/bench_kernel.py --ns 256 1024 --m 65536 --dtypes float32
 
-Every implementation computes the same n x n matrix (MATH.md 3), s = 1:
+Every implementation computes the same n x n matrix (docs/theory.md section 3), s = 1:
 
     H = (X X^T) o (E diag(a^2) E^T),   E = exp(X W)   (X (n, d), W (d, m), a = +-1)
 

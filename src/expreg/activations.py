@@ -1,4 +1,4 @@
-"""The two activations of MATH.md 1: exp (the paper's) and ReLU (for comparison).
+"""The two activations of docs/theory.md section 1: exp (the paper's) and ReLU (for comparison).
 
 An activation supplies, over a backend, the value sigma(Z) computed in place
 and the derivative sigma'(Z) expressed through that value (exp: E itself;

@@ -1,9 +1,9 @@
-"""Kernels of MATH.md 3-4: closed forms, the empirical NTK, eigenvalues, trajectories.
+"""Kernels of docs/theory.md sections 3-4: closed forms, the empirical NTK, eigenvalues, trajectories.
 
 Pure functions of their inputs; NumPy float64 throughout (these are the
 theory quantities).
 
-Closed forms, for rows x_i of X and rho_ij = cos angle(x_i, x_j):
+Closed forms, for rows x_i of X and rho_ij = cos angle(x_i, x_j)::
 
     exp   H^cts_ij = <x_i,x_j> exp(||x_i + x_j||^2 / 2)
           K_ij     = exp(||x_i + x_j||^2 / 2)                       (NNGP)
@@ -64,7 +64,7 @@ def _exp_half_sum_sq(A: np.ndarray, B: np.ndarray, G: np.ndarray) -> np.ndarray:
 
 
 def _closed_form(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np.ndarray:
-    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B (MATH.md 3).
+    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B (docs/theory.md section 3).
 
     Raises ``ExpOverflowError`` rather than return a matrix with inf or NaN entries.
     """
@@ -94,7 +94,7 @@ def _closed_form_unchecked(A: np.ndarray, B: np.ndarray, activation: str, kind: 
 
 
 def ntk(X: Any, activation: str = "exp") -> np.ndarray:
-    """Infinite-width NTK H^cts (n x n), closed form (MATH.md 3).
+    """Infinite-width NTK H^cts (n x n), closed form (docs/theory.md section 3).
 
     H^cts_ij = E_{w ~ N(0, I)} <x_i, x_j> sigma'(<w, x_i>) sigma'(<w, x_j>).
 
@@ -109,7 +109,7 @@ def ntk(X: Any, activation: str = "exp") -> np.ndarray:
 
 
 def nngp(X: Any, activation: str = "exp") -> np.ndarray:
-    """Output covariance at independent initialisation, s = 1/sqrt(m) (MATH.md 3), (n x n).
+    """Output covariance at independent initialisation, s = 1/sqrt(m) (docs/theory.md section 3), (n x n).
 
     K_ij = E_{w ~ N(0, I)} sigma(<w, x_i>) sigma(<w, x_j>).
     """
@@ -132,7 +132,7 @@ def nngp_cross(X1: Any, X2: Any, activation: str = "exp") -> np.ndarray:
 
 
 def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
-    """Finite-width NTK H(W) (n x n), blocked over neurons (MATH.md 3).
+    """Finite-width NTK H(W) (n x n), blocked over neurons (docs/theory.md section 3).
 
     H(W)_ij = s^2 sum_r <x_i,x_j> sigma'(<w_r,x_i>) sigma'(<w_r,x_j>).
     With ``average=True`` returns the paper's H^dis = H / (m s^2), whose
@@ -153,7 +153,7 @@ def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
 class PredictedTrajectory:
     """Residuals of GD on the linearised model, from one eigendecomposition.
 
-    r(t) = (I - lr H)^t r0 = V diag((1 - lr mu)^t) V^T r0 (MATH.md 4).
+    r(t) = (I - lr H)^t r0 = V diag((1 - lr mu)^t) V^T r0 (docs/theory.md section 4).
     Call with an array of step counts to get an array (len(t), n).
     """
 
@@ -209,7 +209,7 @@ def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajecto
 
 
 def ntk_lambda(X: Any, activation: str = "exp") -> float:
-    """lambda = lambda_min(H^cts(X)) (MATH.md 3), refusing inputs where it is 0.
+    """lambda = lambda_min(H^cts(X)) (docs/theory.md section 3), refusing inputs where it is 0.
 
     Raises ``ValueError`` for duplicate or zero rows (then lambda = 0).
     """
