@@ -105,7 +105,7 @@ def build(name: str, X: np.ndarray, net: Any, device: str) -> Callable[[], np.nd
 def measure_cell(n: int, d: int, m: int, dtype: str, impls: list[str], rounds: int, device: str) -> dict[str, Any]:
     """Seconds (best of ``rounds``, after one warm-up) of each implementation on one (n, d, m, dtype)."""
     X, net = problem(n, d, m, np.dtype(dtype))
-    W, a = net.weights_numpy()
+    W, _ = net.weights_numpy()
     X64, W64 = X.astype(np.float64), W.astype(np.float64)
     E64 = np.exp(X64 @ W64)
     truth = (E64 @ E64.T) * (X64 @ X64.T)

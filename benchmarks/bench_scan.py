@@ -35,7 +35,7 @@ def grid(m_min: int, m_max: int, ratio: float) -> list[int]:
     out: list[int] = []
     k = 0
     while True:
-        m = int(round(m_min * ratio**k / 2)) * 2
+        m = round(m_min * ratio**k / 2) * 2
         if m > m_max:
             return out
         if not out or m > out[-1]:

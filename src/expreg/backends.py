@@ -10,6 +10,7 @@ or ``numpy.float64``); each backend maps it to its own.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -298,8 +299,8 @@ def _row_panels(n: int) -> list[tuple[int, int]]:
     (r_{p+1}^2 - r_p^2) / 2 is about equal. P depends on n only (never on threads), so results
     do not depend on the thread count."""
     panels = 1 if n < 256 else min(8, n // 128)
-    bounds = sorted({0, n, *(min(n, int(round(n * np.sqrt(p / panels) / 8)) * 8) for p in range(1, panels))})
-    return list(zip(bounds[:-1], bounds[1:]))
+    bounds = sorted({0, n, *(min(n, round(n * np.sqrt(p / panels) / 8) * 8) for p in range(1, panels))})
+    return list(itertools.pairwise(bounds))
 
 
 class _PanelGram:
@@ -339,7 +340,7 @@ class _PanelGram:
     def lower(self) -> np.ndarray:
         """The lower triangle of S (zeros above) as a float64 (n, n) array, Fortran-ordered like the panels."""
         S = np.zeros((self.n, self.n), order="F")
-        for (r0, r1), diag, left in zip(self.panels, self.diag, self.left):
+        for (r0, r1), diag, left in zip(self.panels, self.diag, self.left, strict=True):
             S[r0:r1, r0:r1] = np.tril(diag)
             S[r0:r1, :r0] = left
         return S

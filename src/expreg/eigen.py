@@ -104,7 +104,7 @@ def _lambda_min_shift_invert(A: np.ndarray) -> float | None:
             factor = scipy.linalg.cho_factor(A - sigma * np.eye(n), lower=True, check_finite=False)
         except np.linalg.LinAlgError:
             continue
-        op = scipy.sparse.linalg.LinearOperator((n, n), matvec=lambda v: scipy.linalg.cho_solve(factor, v, check_finite=False),
+        op = scipy.sparse.linalg.LinearOperator((n, n), matvec=lambda v, f=factor: scipy.linalg.cho_solve(f, v, check_finite=False),
                                                 dtype=np.float64)
         # ARPACK's tol is relative to mu, so lambda - sigma = 1/mu is known to (lambda - sigma) * tol:
         # a loose tol suffices when lambda_min is near the shift (where the small eigenvalues

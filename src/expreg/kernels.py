@@ -25,7 +25,13 @@ import numpy as np
 import scipy.linalg
 
 from . import ops
-from .eigen import extreme_eigenvalues, lambda_max, lambda_min, lazy_criteria, operator_norm  # noqa: F401  (re-exported)
+from .eigen import (  # re-exported: the kernels' eigenvalues live in eigen
+    extreme_eigenvalues as extreme_eigenvalues,
+    lambda_max as lambda_max,
+    lambda_min as lambda_min,
+    lazy_criteria as lazy_criteria,
+    operator_norm as operator_norm,
+)
 from .errors import ExpOverflowError, overflow_checked
 from .validation import check_X
 

@@ -490,7 +490,8 @@ class GramAccumulator:
             D = self._buf[: n * (hi - lo)].reshape(n, hi - lo)
             Wb, ab = W[:, lo:hi], (None if a is None else abs(a[lo:hi]))
 
-            def features(worker: int, p: int) -> None:  # D = sigma'(X W_b) |a_b|, by row panels
+            def features(worker: int, p: int, D: Array = D, Wb: Array = Wb, ab: Array | None = ab) -> None:
+                # D = sigma'(X W_b) |a_b|, by row panels
                 r0, r1 = self.panels[p]
                 Dp = act.value_(be, be.matmul(self.X[r0:r1], Wb, out=D[r0:r1]))
                 if not act.derivative_is_value:
