@@ -199,7 +199,7 @@ def test_dimension_mismatch_between_net_and_inputs() -> None:
         (dict(d=3, m=4, activation="tanh"), ValueError, r"activation='tanh'"),
         (dict(d=3, m=4, scaling="mup"), ValueError, r"scaling='mup'"),
         (dict(d=3, m=4, init="orthogonal"), ValueError, r"init='orthogonal'"),
-        (dict(d=3, m=4, dtype=np.int32), TypeError, r"dtype int32 is not supported"),
+        (dict(d=3, m=4, dtype=np.int32), TypeError, r"dtype='int32' is not known; choose one of 'float64', 'float32'"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, exc, pattern) -> None:

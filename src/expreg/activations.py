@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .backends import Array, Backend
+from .choices import Registry
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,12 @@ class Activation:
 EXP = Activation("exp", lambda be, z: be.exp_(z), derivative_is_value=True)
 RELU = Activation("relu", lambda be, z: be.relu_(z), derivative_is_value=False)
 
-ACTIVATIONS = {"exp": EXP, "relu": RELU}
+#: Every activation by name: the one declaration of the ``activation`` choice.
+ACTIVATIONS: Registry[Activation] = Registry("activation")
+ACTIVATIONS.register(EXP.name, EXP)
+ACTIVATIONS.register(RELU.name, RELU)
 
 
 def get_activation(name: str) -> Activation:
-    """Return the activation called ``name`` (``"exp"`` or ``"relu"``)."""
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"activation={name!r} is not known; choose 'exp' or 'relu'") from None
+    """Return the activation called ``name`` (one of ``ACTIVATIONS``, e.g. ``"exp"``)."""
+    return ACTIVATIONS[name]

@@ -19,21 +19,22 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .choices import BackendName, DType, unknown_choice
 from .errors import overflow_checked
 
 Array = Any  # numpy.ndarray or torch.Tensor
 
-SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+SUPPORTED_DTYPES = tuple(np.dtype(name) for name in DType.values())
 
 
 def canonical_dtype(dtype: Any) -> np.dtype:
     """Return ``dtype`` as a supported NumPy floating dtype or raise TypeError."""
     try:
         dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype {dtype!r} is not a NumPy dtype; use numpy.float32 or numpy.float64") from exc
+    except TypeError:
+        raise unknown_choice("dtype", dtype, DType.values(), TypeError) from None
     if dt not in SUPPORTED_DTYPES:
-        raise TypeError(f"dtype {dt} is not supported; use numpy.float32 or numpy.float64")
+        raise unknown_choice("dtype", str(dt), DType.values(), TypeError)
     return dt
 
 
@@ -417,4 +418,4 @@ def get_backend(name: str = "numpy", device: str | None = None, threads: int | N
         return NumpyBackend(threads)
     if name == "torch":
         return TorchBackend(device or "cpu")
-    raise ValueError(f"unknown backend {name!r}; choose 'numpy' or 'torch'")
+    raise unknown_choice(BackendName.option, name, BackendName.values())

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.linalg
 
 from . import ops
+from .activations import get_activation
 from .eigen import extreme_eigenvalues, lambda_max, lambda_min, lazy_criteria, operator_norm  # noqa: F401  (re-exported)
 from .errors import ExpOverflowError, overflow_checked
 from .validation import check_X
@@ -63,6 +64,7 @@ def _exp_half_sum_sq(A: np.ndarray, B: np.ndarray, G: np.ndarray) -> np.ndarray:
 
 def _closed_form(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np.ndarray:
     """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B (MATH.md 3)."""
+    activation = get_activation(activation).name
     G = A @ B.T
     if activation == "exp":
         K = _exp_half_sum_sq(A, B, G)
@@ -73,7 +75,7 @@ def _closed_form(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np
             return G * (np.pi - theta) / (2 * np.pi)
         norms = np.outer(np.linalg.norm(A, axis=1), np.linalg.norm(B, axis=1))
         return norms * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi)
-    raise ValueError(f"activation={activation!r} is not known; choose 'exp' or 'relu'")
+    raise AssertionError(f"no closed form for activation {activation!r}")
 
 
 def ntk(X: Any, activation: str = "exp") -> np.ndarray:

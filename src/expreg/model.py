@@ -17,11 +17,12 @@ import numpy as np
 from . import ops
 from .activations import Activation, get_activation
 from .backends import Array, Backend, canonical_dtype, get_backend
+from .choices import Init, Scaling
 from .errors import ExpOverflowError, overflow_checked
-from .initialisation import INITS, init_weights
+from .initialisation import init_weights
 from .validation import check_positive_int, check_X, check_X_y, check_y
 
-SCALINGS = ("none", "ntk")
+SCALINGS = Scaling.values()
 
 
 def check_network(d: Any, m: Any, seed: Any, activation: str, scaling: str, init: str) -> tuple[int, int, int]:
@@ -33,10 +34,8 @@ def check_network(d: Any, m: Any, seed: Any, activation: str, scaling: str, init
     m = check_positive_int(m, "m")
     seed = check_positive_int(seed, "seed", minimum=0)
     get_activation(activation)
-    if scaling not in SCALINGS:
-        raise ValueError(f"scaling={scaling!r} is not known; choose 'none' (the paper's s = 1) or 'ntk' (s = 1/sqrt(m))")
-    if init not in INITS:
-        raise ValueError(f"init={init!r} is not known; choose 'coupled' or 'gaussian'")
+    Scaling.check(scaling)
+    Init.check(init)
     if init == "coupled" and m % 2:
         raise ValueError(f"init='coupled' pairs neurons, so m must be even; got m = {m}. Use m = {m + 1} or init='gaussian'")
     return d, m, seed

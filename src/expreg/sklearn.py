@@ -26,9 +26,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .activations import ACTIVATIONS
 from .backends import canonical_dtype
+from .choices import Init, Scaling
 from .errors import TrainingDivergedError
-from .initialisation import INITS
-from .model import SCALINGS, ExpNet
+from .model import ExpNet
 from .train import TrainResult, train
 from .validation import InputOutsideUnitBallWarning
 
@@ -277,9 +277,9 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"width must be a positive integer, got {w!r}")
         if self.init == "coupled" and w % 2:
             raise ValueError(f"width={w} is odd but init='coupled' pairs neurons; use width={w + 1} or init='gaussian'")
-        _check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        _check_choice("scaling", self.scaling, SCALINGS)
-        _check_choice("init", self.init, INITS)
+        ACTIVATIONS.check(self.activation)
+        Scaling.check(self.scaling)
+        Init.check(self.init)
         lr = self.learning_rate
         if not (isinstance(lr, str) and lr == "auto") and not _is_positive_real(lr):
             raise ValueError(f"learning_rate must be 'auto' or a positive finite number, got {lr!r}")
@@ -295,7 +295,7 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         try:
             return canonical_dtype(self.dtype)
         except TypeError as exc:
-            raise ValueError(f"dtype={self.dtype!r} is not supported; use 'float64' or 'float32'") from exc
+            raise ValueError(str(exc)) from None
 
     # -------------------------------------------------------------- predict
     def predict(self, X: Any) -> np.ndarray:
@@ -318,11 +318,6 @@ def _target_map(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = Y.mean(axis=0)
     spread = np.abs(Y - mean).max(axis=0)
     return mean, np.where(spread > 0, spread, 1.0)
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name}={value!r} is not known; choose one of {', '.join(map(repr, choices))}")
 
 
 def _is_real(x: Any) -> bool:

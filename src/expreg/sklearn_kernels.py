@@ -72,8 +72,7 @@ class _InfiniteWidthKernel(Kernel):
         return Hyperparameter("input_scale", "numeric", "fixed")
 
     def _scaled(self, X: Any, name: str) -> np.ndarray:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation={self.activation!r} is not known; choose 'exp' or 'relu'")
+        ACTIVATIONS.check(self.activation)
         c = self.input_scale
         if isinstance(c, bool) or not isinstance(c, (int, float, np.floating, np.integer)) or not (math.isfinite(c) and c > 0):
             raise ValueError(f"input_scale must be a positive finite number, got {c!r}")

@@ -13,37 +13,20 @@ import functools
 import inspect
 import typing
 from dataclasses import dataclass, fields
-from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import typer
 
+from ..activations import ACTIVATIONS
+from ..choices import BackendName, DType, Init, LabelKind, Scaling
 
-class Activation(str, Enum):
-    exp = "exp"
-    relu = "relu"
+#: The option types: the choices of ``expreg.choices`` (activations: those registered at import).
+Activation = ACTIVATIONS.as_choice("Activation")
+Labels = LabelKind
 
-
-class Scaling(str, Enum):
-    none = "none"
-    ntk = "ntk"
-
-
-class Init(str, Enum):
-    coupled = "coupled"
-    gaussian = "gaussian"
-
-
-class Labels(str, Enum):
-    uniform = "uniform"
-    sign = "sign"
-
-
-class DType(str, Enum):
-    float64 = "float64"
-    float32 = "float32"
+__all__ = ["Activation", "BackendName", "DType", "Init", "Labels", "RunOptions", "Scaling", "parse_lr", "run_options"]
 
 
 def parse_lr(text: str) -> float | str:
@@ -74,7 +57,7 @@ class RunOptions:
     max_steps: int
     record_every: Optional[int]
     dtype: DType
-    backend: str
+    backend: BackendName
     device: Optional[str]
 
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
@@ -83,12 +66,13 @@ class RunOptions:
 
         if self.data is not None:
             return data_mod.load_dataset(self.data)
-        return data_mod.make_dataset(self.n, self.d, seed=self.seed, label_kind=self.labels.value)
+        return data_mod.make_dataset(self.n, self.d, seed=self.seed, label_kind=LabelKind.check(self.labels))
 
     def network(self) -> dict[str, Any]:
         """Keywords of ``ExpNet.init`` and ``NetSpec`` besides d and m."""
-        return dict(seed=self.seed, activation=self.activation.value, scaling=self.scaling.value, init=self.init.value,
-                    dtype=np.dtype(self.dtype.value), backend=self.backend, device=self.device)
+        return dict(seed=self.seed, activation=ACTIVATIONS.check(self.activation), scaling=Scaling.check(self.scaling),
+                    init=Init.check(self.init), dtype=np.dtype(DType.check(self.dtype)), backend=BackendName.check(self.backend),
+                    device=self.device)
 
     def descent(self) -> dict[str, Any]:
         """Keywords of ``train`` and ``train_sharded``: lr, epsilon, max_steps, record_every."""
@@ -96,8 +80,9 @@ class RunOptions:
 
     def describe(self) -> dict[str, Any]:
         """The settings a summary reports: seed .. backend."""
-        return {"seed": self.seed, "activation": self.activation.value, "scaling": self.scaling.value, "init": self.init.value,
-                "dtype": self.dtype.value, "backend": self.backend}
+        net = self.network()
+        return {"seed": self.seed, "activation": net["activation"], "scaling": net["scaling"], "init": net["init"],
+                "dtype": DType.check(self.dtype), "backend": net["backend"]}
 
 
 def _shared(m_help: str, backend_help: str, device_help: str) -> dict[str, Any]:
@@ -117,7 +102,7 @@ def _shared(m_help: str, backend_help: str, device_help: str) -> dict[str, Any]:
         "max_steps": typer.Option(20000, help="Step budget."),
         "record_every": typer.Option(None, help="Record the kernel deviation every this many steps (default: first and last step)."),
         "dtype": typer.Option(DType.float64, help="Floating-point precision."),
-        "backend": typer.Option("numpy", help=backend_help),
+        "backend": typer.Option(BackendName.numpy, help=backend_help),
         "device": typer.Option(None, help=device_help),
     }
 

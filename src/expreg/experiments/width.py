@@ -55,7 +55,7 @@ from ..model import ExpNet
 from ..eigen import lazy_criteria
 from ..scan import nested_gram
 from ._common import train_safely
-from .config import Activation, ExperimentConfig, Init, Scaling
+from .config import Activation, DType, ExperimentConfig, Init, Scaling
 from .search import geometric_grid
 from .thresholds import Threshold, confirmed, threshold
 
@@ -85,7 +85,7 @@ class Config(ExperimentConfig):
     confirm_factor: float = Field(2.0, ge=1, description="a scan stops once passes held over this factor of width")
     give_up: float = Field(4.0, ge=0, description="stop a hopeless op scan (see lazy_scan); 0 never stops early")
     give_up_from: int = Field(2**16, ge=2, description="the earliest width at which a scan may give up")
-    scan_dtype: str = Field("float32", pattern="^(float32|float64)$", description="dtype of the features exp(X W) in the scan")
+    scan_dtype: DType = Field("float32", description="dtype of the features exp(X W) in the scan")
     epsilon: float = Field(1e-2, gt=0)
     conv: bool = True
     conv_n_max: int = Field(64, ge=2)
