@@ -241,17 +241,13 @@ def forward_pass(
 
 def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, ws: _Workspace) -> Array:
     chunks = ws.chunks
-    fused = act.name == "exp"
 
     def chunk(worker: int, c: int) -> None:
         acc = ws.acc[c]
         acc[...] = 0
         for lo, hi in chunks[c]:
             Z = backend.matmul(X, W[:, lo:hi], out=ws.block(worker, lo, hi))
-            if fused:
-                backend.exp_matvec_(Z, a[lo:hi], acc)
-            else:
-                acc += backend.matmul(act.value_(backend, Z), a[lo:hi])
+            act.value_matvec_(backend, Z, a[lo:hi], acc)
 
     backend.parallel(len(chunks), chunk)
     return backend.sum_rows(ws.acc)

@@ -3,14 +3,14 @@
 ``NTKKernel`` is H^cts, the limit of the network's tangent kernel (what
 gradient descent on a very wide network follows, MATH.md 4); ``NNGPKernel``
 is the output covariance at independent initialisation with s = 1/sqrt(m).
-Both come for ``activation="exp"`` (the paper's network) and ``"relu"``:
+Both come for every registered activation (``activations.ACTIVATIONS``:
+``"exp"``, the paper's network, and ``"relu"``); e.g. for exp
 
-    exp   NTK  k(x, x') = <x, x'> exp(||x + x'||^2 / 2)
-          NNGP k(x, x') = exp(||x + x'||^2 / 2)
-    relu  NTK  k(x, x') = <x, x'> (pi - arccos rho) / (2 pi)
-          NNGP k(x, x') = ||x|| ||x'|| (sqrt(1 - rho^2) + (pi - arccos rho) rho) / (2 pi)
+    NTK  k(x, x') = <x, x'> exp(||x + x'||^2 / 2)
+    NNGP k(x, x') = exp(||x + x'||^2 / 2)
 
-The formulas are evaluated by ``expreg.kernels`` (one implementation). The
+The formulas are the activation's own (``Activation.ntk``, ``.nngp``),
+evaluated through ``expreg.kernels`` (one implementation). The
 kernels are ``sklearn.gaussian_process.kernels.Kernel`` subclasses, so they
 
 * go into ``GaussianProcessRegressor``, alone or combined

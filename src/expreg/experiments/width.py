@@ -50,6 +50,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from .. import kernels, streams, theory
+from ..activations import get_activation
 from ..data import make_dataset
 from ..model import ExpNet
 from ..eigen import lazy_criteria
@@ -272,7 +273,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     t_eig = threshold(widths, [v >= 0.5 for v in eig])
     row: dict[str, Any] = {
         "task_seed": str(ts), "lambda": float(lam), "lambda_max": float(lam_max),
-        "theorem_log10_m": float(theory.required_width(n, lam, 0.1).log10_m) if act == "exp" else math.nan,
+        "theorem_log10_m": float(theory.required_width(n, lam, 0.1).log10_m) if get_activation(act).theorem else math.nan,
         "scan_widths": [float(w) for w in widths], "scan_op": dev, "scan_eig": eig,
         **_interval_columns("op", t_op), **_interval_columns("eig", t_eig),
     }
