@@ -92,11 +92,11 @@ class Backend:
         """Euclidean norm of each column of a 2-D array."""
         raise NotImplementedError
 
-    def norm(self, x: Array) -> float:  # pragma: no cover
-        """Euclidean (Frobenius) norm as a Python float."""
+    def copy(self, x: Array) -> Array:  # pragma: no cover
         raise NotImplementedError
 
-    def copy(self, x: Array) -> Array:  # pragma: no cover
+    def dtype_of(self, x: Array) -> np.dtype:  # pragma: no cover
+        """The dtype of an array of this backend, as a NumPy dtype."""
         raise NotImplementedError
 
     def synchronize(self) -> None:
@@ -163,9 +163,7 @@ class NumpyBackend(Backend):
         self._pool_lock = threading.Lock()
 
     def asarray(self, x: Any, dtype: np.dtype) -> np.ndarray:
-        if _is_torch_tensor(x):
-            x = x.detach().cpu().numpy()
-        return np.ascontiguousarray(x, dtype=dtype)
+        return np.ascontiguousarray(host_array(x), dtype=dtype)
 
     def to_numpy(self, x: Array) -> np.ndarray:
         return np.asarray(x)
@@ -252,11 +250,11 @@ class NumpyBackend(Backend):
     def column_norms(self, x: np.ndarray) -> np.ndarray:
         return np.sqrt(np.einsum("ij,ij->j", x, x))
 
-    def norm(self, x: np.ndarray) -> float:
-        return float(np.linalg.norm(x))
-
     def copy(self, x: np.ndarray) -> np.ndarray:
         return x.copy()
+
+    def dtype_of(self, x: np.ndarray) -> np.dtype:
+        return x.dtype
 
 
 class TorchBackend(Backend):
@@ -317,11 +315,11 @@ class TorchBackend(Backend):
     def column_norms(self, x: Any) -> Any:
         return self._torch.linalg.vector_norm(x, dim=0)
 
-    def norm(self, x: Any) -> float:
-        return float(self._torch.linalg.vector_norm(x).item())
-
     def copy(self, x: Any) -> Any:
         return x.clone()
+
+    def dtype_of(self, x: Any) -> np.dtype:
+        return np.dtype(str(x.dtype).replace("torch.", ""))
 
     def rank_update_(self, S: Any, D: Any) -> Any:
         """S += D D^T with one ``addmm_`` (no host synchronisation)."""
@@ -395,8 +393,14 @@ def _blas_single_thread() -> AbstractContextManager[Any] | None:
     return _controller.limit(limits=1, user_api="blas")
 
 
-def _is_torch_tensor(x: Any) -> bool:
+def is_torch_tensor(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (checked without importing torch)."""
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def host_array(x: Any) -> Any:
+    """A torch tensor as a NumPy array on the host (detached); anything else unchanged."""
+    return x.detach().cpu().numpy() if is_torch_tensor(x) else x
 
 
 @lru_cache(maxsize=None)

@@ -35,7 +35,7 @@ from .activations import Activation
 from .backends import Array, Backend
 from .distributed_comm import Communicator
 from .errors import ExpOverflowError, TrainingDivergedError, overflow_checked
-from .validation import check_positive_int
+from .validation import check_nonnegative, check_positive, check_positive_int, is_number
 
 #: The loss may grow at most this factor above its initial value before the run counts as diverged.
 DIVERGENCE_FACTOR = 1e4
@@ -111,8 +111,7 @@ def check_settings(epsilon: Any, max_steps: Any, record_every: Any, track_moveme
     """Validate the options shared by ``train`` and ``train_sharded``; errors name the argument."""
     max_steps = check_positive_int(max_steps, "max_steps", minimum=0)
     checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
-    if isinstance(epsilon, bool) or not (isinstance(epsilon, (int, float, np.floating, np.integer)) and math.isfinite(epsilon) and epsilon >= 0):
-        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
+    epsilon = check_nonnegative(epsilon, "epsilon")
     if record_every is not None:
         record_every = check_positive_int(record_every, "record_every", minimum=0)
     return Settings(float(epsilon), max_steps, record_every, bool(track_movement), checkpoint_every)
@@ -140,11 +139,9 @@ def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: An
                 gram0 = lambda: kernels.empirical_ntk(net, X)  # noqa: E731
             return 1.0 / kernels.lambda_max(gram0()), "empirical: 1/lambda_max(H(W(0)))"
         raise ValueError(f"lr={lr!r} is not known; use 'auto', 'empirical' or a positive number")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
+    if not is_number(lr):
         raise TypeError(f"lr must be 'auto', 'empirical' or a number, got {type(lr).__name__}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr}; use lr='auto' for 1/lambda_max(m s^2 H^cts)")
-    return float(lr), "given"
+    return check_positive(lr, "lr", hint="; use lr='auto' for 1/lambda_max(m s^2 H^cts)"), "given"
 
 
 def run_fingerprint(net: Any, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool,

@@ -114,6 +114,23 @@ class PredictedTrajectory:
         factors = (1.0 - self.lr * self.eigenvalues)[None, :] ** t[:, None]
         return np.sqrt(((factors * self.coefficients[None, :]) ** 2).sum(axis=1))
 
+    def extension(self, K: Any, t: Any) -> np.ndarray:
+        """Change of the predictions at other points after t steps, shape (len(t), k).
+
+        GD on the linearised model moves f(x) by -lr K(x, X) r(j) at step j,
+        so after t steps f(x, t) - f(x, 0) = -K V diag(g(t)) V^T r0 with
+        g(t) = sum_{j<t} lr (1 - lr mu)^j = (1 - (1 - lr mu)^t) / mu (lr t where mu = 0).
+        K (k, n) is the kernel between the k new points and the training
+        points, e.g. ``ntk_cross(X_new, X)`` scaled as H was.
+        """
+        t = _steps(t)
+        mu = self.eigenvalues
+        decay = (1.0 - self.lr * mu)[None, :] ** t[:, None]  # (T, n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain = np.where(mu > 0, (1.0 - decay) / mu, self.lr * t[:, None])
+        K = np.asarray(K, dtype=np.float64)
+        return (K @ (self.eigenvectors @ (-gain * self.coefficients[None, :]).T)).T
+
 
 def _steps(t: Any) -> np.ndarray:
     """Step counts as float64 (k,), refusing negative or fractional steps ((1 - lr mu)^t may be < 0)."""

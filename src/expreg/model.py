@@ -158,7 +158,7 @@ class ExpNet:
     @property
     def dtype(self) -> np.dtype:
         """Floating dtype of the weights, as a NumPy dtype."""
-        return ops._dtype_of(self._backend, self.W)
+        return self._backend.dtype_of(self.W)
 
     @property
     def s(self) -> float:

@@ -504,9 +504,7 @@ def movement(backend: Backend, W: Array, W0: Array, plan: BlockPlan) -> tuple[fl
 
 
 def _dtype_of(backend: Backend, x: Array) -> np.dtype:
-    if backend.name == "numpy":
-        return x.dtype
-    return np.dtype(str(x.dtype).replace("torch.", ""))
+    return backend.dtype_of(x)
 
 
 def _contiguous_out_ok(backend: Backend, out: Array) -> bool:

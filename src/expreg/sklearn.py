@@ -30,7 +30,7 @@ from .choices import Init, Scaling
 from .errors import TrainingDivergedError
 from .model import ExpNet
 from .train import TrainResult, train
-from .validation import InputOutsideUnitBallWarning
+from .validation import InputOutsideUnitBallWarning, check_nonnegative, check_positive
 
 __all__ = ["ExpRegressor", "UnitBallScaler"]
 
@@ -281,11 +281,12 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         Scaling.check(self.scaling)
         Init.check(self.init)
         lr = self.learning_rate
-        if not (isinstance(lr, str) and lr == "auto") and not _is_positive_real(lr):
-            raise ValueError(f"learning_rate must be 'auto' or a positive finite number, got {lr!r}")
-        eps = self.epsilon
-        if not (_is_real(eps) and math.isfinite(eps) and eps >= 0):
-            raise ValueError(f"epsilon must be a finite number >= 0, got {eps!r}")
+        if not (isinstance(lr, str) and lr == "auto"):
+            try:
+                check_positive(lr, "learning_rate")
+            except ValueError:
+                raise ValueError(f"learning_rate must be 'auto' or a positive finite number, got {lr!r}") from None
+        check_nonnegative(self.epsilon, "epsilon")
         steps = self.max_steps
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
             raise ValueError(f"max_steps must be an integer >= 0, got {steps!r}")
@@ -318,11 +319,3 @@ def _target_map(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = Y.mean(axis=0)
     spread = np.abs(Y - mean).max(axis=0)
     return mean, np.where(spread > 0, spread, 1.0)
-
-
-def _is_real(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _is_positive_real(x: Any) -> bool:
-    return _is_real(x) and math.isfinite(x) and x > 0

@@ -26,7 +26,6 @@ unit ball first (``expreg.sklearn.UnitBallScaler``) or set ``input_scale``.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
@@ -34,6 +33,7 @@ from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from . import kernels
 from .activations import ACTIVATIONS
+from .validation import check_positive
 
 __all__ = ["NNGPKernel", "NTKKernel"]
 
@@ -73,10 +73,7 @@ class _InfiniteWidthKernel(Kernel):
 
     def _scaled(self, X: Any, name: str) -> np.ndarray:
         ACTIVATIONS.check(self.activation)
-        c = self.input_scale
-        if isinstance(c, bool) or not isinstance(c, (int, float, np.floating, np.integer)) or not (math.isfinite(c) and c > 0):
-            raise ValueError(f"input_scale must be a positive finite number, got {c!r}")
-        return _as_2d(X, name) * float(c)
+        return _as_2d(X, name) * check_positive(self.input_scale, "input_scale")
 
     def __call__(self, X: Any, Y: Any = None, eval_gradient: bool = False) -> Any:
         """Kernel matrix k(c x_i, c y_j), shape (n_X, n_Y); Y=None means Y = X.

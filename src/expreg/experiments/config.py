@@ -88,11 +88,6 @@ class ExperimentConfig(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
 
-def widths_field(default: list[int]) -> Any:
-    """A list-of-widths field (each >= 2)."""
-    return Field(default_factory=lambda: list(default), min_length=1)
-
-
 def check_widths(v: list[int], name: str = "widths") -> list[int]:
     """Widths are even integers >= 2 (coupled initialisation pairs neurons), in increasing order."""
     if any(m < 2 or m % 2 for m in v):
