@@ -3,6 +3,7 @@
     python benchmarks/bench_scaleout.py            # full: the "width" quick sweep, m = 2^17
     python benchmarks/bench_scaleout.py --quick    # the "convergence" tiny sweep, m = 2^15
     python benchmarks/bench_scaleout.py --markdown-only   # rewrite the RESULTS.md section from scaleout.json
+    python benchmarks/bench_scaleout.py --device cuda     # on a GPU: sharded training only (torch backend, NCCL)
 
 1. Sweep throughput: one experiment sweep run end to end (pool start-up
    included) on the local process pool (``make_executor(jobs)``) and on a
@@ -14,7 +15,11 @@
    measured from step 1 to the last step (set-up and the first step excluded).
 
 Results go to ``benchmarks/scaleout.json`` and replace (or append) the
-"## Scale-out" section at the end of ``benchmarks/RESULTS.md``.
+"## Scale-out" section at the end of ``benchmarks/RESULTS.md``. With
+``--device cuda`` only part 2 runs, on the torch backend (one process
+without torch.distributed, then NCCL ranks, one GPU each: P = 1, and P = 2
+where two GPUs are visible), into ``scaleout-cuda.json`` and the same
+section of ``RESULTS-cuda.md``.
 """
 
 from __future__ import annotations
@@ -70,10 +75,13 @@ def _train_worker(args: argparse.Namespace) -> None:
     import expreg
     from expreg.distributed import NetSpec, init_from_environment, shutdown, train_sharded
 
-    comm, _ = init_from_environment(None, args.init_method)
+    gpu = args.device != "cpu"
+    comm, device = init_from_environment(args.device if gpu else None, args.init_method)
     X, y = expreg.make_dataset(args.n, args.d, seed=0)
     stamps: dict[int, float] = {}
-    result = train_sharded(NetSpec(args.d, args.m, seed=0, init="gaussian", scaling="ntk", dtype=np.dtype(args.dtype)), X, y,
+    spec = NetSpec(args.d, args.m, seed=0, init="gaussian", scaling="ntk", dtype=np.dtype(args.dtype),
+                   backend="torch" if gpu else "numpy", device=device if gpu else None)
+    result = train_sharded(spec, X, y,
                            epsilon=0.0, max_steps=args.steps, record_every=0, comm=comm,
                            progress=lambda t, r: stamps.__setitem__(t, time.perf_counter()))
     shutdown(comm)
@@ -83,9 +91,10 @@ def _train_worker(args: argparse.Namespace) -> None:
                           "final_residual": result.final_residual, "world_size": comm.world_size}))
 
 
-def sharded_steps(n: int, d: int, m: int, steps: int, world: int | None, threads: int, dtype: str) -> dict[str, Any]:
-    """Steps per second of ``train_sharded`` on ``world`` gloo ranks (None: one process, no torch.distributed)."""
-    cmd = [sys.executable, __file__, "_train", "--n", str(n), "--d", str(d), "--m", str(m), "--steps", str(steps), "--dtype", dtype]
+def sharded_steps(n: int, d: int, m: int, steps: int, world: int | None, threads: int, dtype: str, device: str = "cpu") -> dict[str, Any]:
+    """Steps per second of ``train_sharded`` on ``world`` ranks, gloo (CPU) or NCCL (CUDA) (None: one process, no torch.distributed)."""
+    cmd = [sys.executable, __file__, "_train", "--n", str(n), "--d", str(d), "--m", str(m), "--steps", str(steps), "--dtype", dtype,
+           "--device", device]
     env = {**os.environ, "EXPREG_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "GLOO_SOCKET_IFNAME": "lo"}
     env.pop("WORLD_SIZE", None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +109,7 @@ def sharded_steps(n: int, d: int, m: int, steps: int, world: int | None, threads
         raise RuntimeError(f"a rank failed: return codes {[p.returncode for p in procs]}")
     row = json.loads(outs[0].strip().splitlines()[-1])
     return {"n": n, "d": d, "m": m, "dtype": dtype, "processes": world or 1, "torch_distributed": world is not None,
-            "threads_per_process": threads, **row}
+            "threads_per_process": threads, "device": device, **row}
 
 
 # ---------------------------------------------------------------- report
@@ -115,14 +124,19 @@ def markdown(results: dict[str, Any]) -> str:
              "| executor | workers | sweep | runs | seconds | runs/s |", "|---|---|---|---|---|---|"]
     for r in results["sweeps"]:
         lines.append(f"| {r['executor']} | {r['workers']} | {r['experiment']} {r['preset']} | {r['runs']} | {r['seconds']:.1f} | {r['runs_per_s']:.2f} |")
+    gpu = results.get("device", "cpu") != "cpu"
+    if gpu:
+        lines = lines[:3] + ["", f"GPU: {results.get('gpu', '?')}; sweeps are not measured on the GPU (they run on the CPU)."]
     lines += ["", "Width-sharded training (`train_sharded`, gaussian init, scaling ntk, lr auto), steps/s from step 1 "
               "to the last step:", "",
-              "| processes | torch.distributed | threads/process | n | d | m | dtype | steps | steps/s |", "|---|---|---|---|---|---|---|---|---|"]
+              "| processes | torch.distributed | device | threads/process | n | d | m | dtype | steps | steps/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["sharded"]:
-        lines.append(f"| {r['processes']} | {'gloo' if r['torch_distributed'] else 'no'} | {r['threads_per_process']} | {r['n']} | {r['d']} | "
+        dist = ("nccl" if gpu else "gloo") if r["torch_distributed"] else "no"
+        lines.append(f"| {r['processes']} | {dist} | {r.get('device', 'cpu')} | {r['threads_per_process']} | {r['n']} | {r['d']} | "
                      f"{r['m']} | {r['dtype']} | {r['steps']} | {r['steps_per_s']:.2f} |")
-    lines += ["", "GPU (NCCL, 1 GPU): not measured: no GPU machine was available to this session.", ""]
-    return "\n".join(lines)
+    if not gpu:
+        lines += ["", "GPU (NCCL): `python benchmarks/bench_scaleout.py --device cuda` writes the same table to RESULTS-cuda.md."]
+    return "\n".join(lines + [""])
 
 
 def write_section(path: Path, text: str) -> None:
@@ -145,31 +159,44 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--dtype", default="float64")
     parser.add_argument("--init-method", default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: sharded training on the torch backend, NCCL between ranks")
     parser.add_argument("--markdown-only", action="store_true",
                         help="only (re)write the RESULTS.md section from benchmarks/scaleout.json (e.g. after run_all.py rewrote the file)")
     args = parser.parse_args()
     if args.mode == "_train":
         _train_worker(args)
         return
+    gpu = args.device != "cpu"
+    json_path, md_path = (HERE / "scaleout-cuda.json", HERE / "RESULTS-cuda.md") if gpu else (HERE / "scaleout.json", HERE / "RESULTS.md")
     if args.markdown_only:
-        write_section(HERE / "RESULTS.md", markdown(json.loads((HERE / "scaleout.json").read_text())))
+        write_section(md_path, markdown(json.loads(json_path.read_text())))
         return
     load_before = os.getloadavg()[0]
     experiment, preset = ("convergence", "tiny") if args.quick else ("width", "quick")
-    m = args.m or (2**15 if args.quick else 2**17)
+    m = args.m or ((2**15 if args.quick else 2**17) * (16 if gpu else 1))
     steps = args.steps or (10 if args.quick else 30)
-    sweeps = [sweep_throughput(experiment, preset, w, kind) for kind in ("pool", "dask") for w in (1, 2)]
+    sweeps = [] if gpu else [sweep_throughput(experiment, preset, w, kind) for kind in ("pool", "dask") for w in (1, 2)]
     for r in sweeps:
         print(f"sweep {r['executor']:5s} {r['workers']} workers: {r['runs_per_s']:.2f} runs/s ({r['seconds']:.1f} s)", flush=True)
-    sharded = [sharded_steps(args.n, args.d, m, steps, world, threads, args.dtype)
-               for world, threads in ((None, 1), (None, 2), (1, 2), (2, 1))]
+    layouts = ((None, 1), (None, 2), (1, 2), (2, 1))
+    gpu_name = None
+    if gpu:
+        import torch  # the parent only counts the GPUs (no CUDA context); each rank takes one
+
+        gpus = torch.cuda.device_count()
+        if gpus < 1:
+            raise SystemExit("--device cuda: torch sees no GPU here (torch.cuda.device_count() is 0); run without --device")
+        gpu_name = torch.cuda.get_device_name(0)
+        layouts = ((None, 1), (1, 1)) + (((2, 1),) if gpus >= 2 else ())
+    sharded = [sharded_steps(args.n, args.d, m, steps, world, threads, args.dtype, args.device) for world, threads in layouts]
     for r in sharded:
         print(f"sharded P={r['processes']} dist={r['torch_distributed']} threads={r['threads_per_process']}: {r['steps_per_s']:.2f} steps/s", flush=True)
-    results = {"command": "python benchmarks/bench_scaleout.py" + (" --quick" if args.quick else ""),
+    results = {"command": "python benchmarks/bench_scaleout.py" + (" --quick" if args.quick else "") + (f" --device {args.device}" if gpu else ""),
                "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-               "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)], "sweeps": sweeps, "sharded": sharded}
-    (HERE / "scaleout.json").write_text(json.dumps(results, indent=2))
-    write_section(HERE / "RESULTS.md", markdown(results))
+               "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)], "sweeps": sweeps, "sharded": sharded,
+               "device": args.device, "gpu": gpu_name}
+    json_path.write_text(json.dumps(results, indent=2))
+    write_section(md_path, markdown(results))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,11 @@ process's threads, spinning included: less sensitive to other work on the
 machine than wall time), reps, and memory in MiB:
 rss_start (after imports), rss_base (after the data and the step's set-up),
 rss_peak (ru_maxrss), and ``step_mib`` = rss_peak - rss_base, the memory
-the step itself needed beyond its inputs.
+the step itself needed beyond its inputs. On CUDA (torch implementations),
+``step_mib`` is device memory instead: torch.cuda.max_memory_allocated
+during the steps minus the memory allocated once the inputs were built
+(``memory`` says which). ``runs_on`` names the device that ran the step
+(JAX's own device for jax-jit).
 """
 
 from __future__ import annotations
@@ -53,8 +57,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     rss_start = _rss_mib()
     X, y, W, a = impls.data(args.n, args.d, args.m, np.dtype(args.dtype))
-    step, sync, _ = impls.make(args.impl, X, y, W, a, device=args.device)
+    step, sync, state = impls.make(args.impl, X, y, W, a, device=args.device)
     rss_base = _rss_mib()
+    cuda = _torch_cuda(args)
+    if cuda is not None:
+        cuda.synchronize()
+        cuda.reset_peak_memory_stats()
+        device_base = cuda.memory_allocated() / 2**20
 
     t0 = time.perf_counter()
     step()
@@ -73,17 +82,33 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         times.append(1e3 * (time.perf_counter() - t0))
         cpu.append(1e3 * (time.process_time() - c0))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    memory: dict[str, object] = {"memory": "host RSS", "step_mib": max(0.0, peak - rss_base)}
+    if cuda is not None:
+        device_peak = cuda.max_memory_allocated() / 2**20
+        memory = {"memory": "CUDA allocated", "step_mib": max(0.0, device_peak - device_base),
+                  "device_base_mib": device_base, "device_peak_mib": device_peak}
     out: dict[str, object] = {
         "impl": args.impl, "n": args.n, "d": args.d, "m": args.m, "dtype": args.dtype, "device": args.device,
+        "runs_on": state.get("runs_on", args.device),
         "first_ms": first_ms,
         "ms_min": min(times) if times else first_ms,
         "ms_median": statistics.median(times) if times else first_ms,
         "reps": len(times),
         "cpu_ms_min": min(cpu) if cpu else None,  # CPU time of all threads: robust to other load
-        "rss_start_mib": rss_start, "rss_base_mib": rss_base, "rss_peak_mib": peak, "step_mib": max(0.0, peak - rss_base),
+        "rss_start_mib": rss_start, "rss_base_mib": rss_base, "rss_peak_mib": peak, **memory,
     }
     print(json.dumps(out), flush=True)
     return out
+
+
+def _torch_cuda(args: argparse.Namespace) -> object | None:
+    """torch.cuda when this measurement runs a torch implementation on a GPU, else None."""
+    if not args.device.startswith("cuda") or not args.impl.startswith(("torch", "expreg-torch")):
+        return None
+    import torch
+
+    torch.cuda.set_device(torch.device(args.device))
+    return torch.cuda
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ Every implementation does the same work per call (MATH.md 2):
 
 and returns nothing; ``make(name, ...)`` returns ``(step, sync, state)``
 where ``step()`` runs one step in place and ``sync()`` waits for queued
-work (CUDA). Each implementation imports its library lazily, so a
-benchmark subprocess only loads what it measures.
+work (CUDA), and ``state["runs_on"]`` names the device the step really
+runs on (``device_label``). Each implementation imports its library
+lazily, so a benchmark subprocess only loads what it measures.
 
 Names
 -----
@@ -16,7 +17,7 @@ expreg-torch     expreg.ops on the PyTorch backend (same code path)
 torch-autograd   plain PyTorch: loss.backward()
 torch-compile    torch.compile of the same autograd step
 torch-manual     PyTorch with the hand-derived gradient
-jax-jit          jax.jit of W - lr * jax.grad(loss)(W)
+jax-jit          jax.jit of W - lr * jax.grad(loss)(W), on jax's CPU or GPU device as asked
 numpy-plain      plain NumPy with the hand-derived gradient (full n x m temporaries)
 """
 
@@ -55,9 +56,20 @@ def make(name: str, X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, 
     }
     if name not in builders:
         raise ValueError(f"unknown implementation {name!r}; choose one of {', '.join(NAMES)}")
-    if device != "cpu" and name in ("expreg-numpy", "numpy-plain", "jax-jit"):
+    if device != "cpu" and name in ("expreg-numpy", "numpy-plain"):
         raise ValueError(f"{name} runs on the CPU only, got device={device!r}")
-    return builders[name](X, y, W, a, device)
+    step, sync, state = builders[name](X, y, W, a, device)
+    state.setdefault("runs_on", device_label("torch" if name.startswith(("torch", "expreg-torch")) else "numpy", device))
+    return step, sync, state
+
+
+def device_label(library: str, device: str) -> str:
+    """What runs a step: ``"cpu"``, or a torch CUDA device with its name (``"cuda:0 (NVIDIA H100 80GB HBM3)"``)."""
+    if library == "torch" and device.startswith("cuda"):
+        import torch
+
+        return f"{torch.device(device)} ({torch.cuda.get_device_name(torch.device(device))})"
+    return "cpu"
 
 
 def _expreg_numpy(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
@@ -175,7 +187,12 @@ def _jax_jit(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device:
 
     if W.dtype == np.float64:
         jax.config.update("jax_enable_x64", True)
-    Xj, yj, aj = (jnp.asarray(v) for v in (X, y, a))
+    platform = "cpu" if device == "cpu" else "gpu"
+    try:
+        dev = jax.devices(platform)[0]  # asked for by name: JAX's default device may be another one
+    except RuntimeError as exc:
+        raise RuntimeError(f"jax has no {platform} device here ({exc}); install jax[cuda12] for a GPU") from None
+    Xj, yj, aj = (jax.device_put(v, dev) for v in (X, y, a))
 
     def loss(W: Any) -> Any:
         u = jnp.exp(Xj @ W) @ aj
@@ -185,7 +202,7 @@ def _jax_jit(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device:
     def update(W: Any) -> Any:
         return W - LR * jax.grad(loss)(W)
 
-    state = {"W": jnp.asarray(W)}
+    state = {"W": jax.device_put(W, dev), "runs_on": f"{dev.platform}:{dev.id} ({dev.device_kind}), jax"}
 
     def step() -> None:
         state["W"] = update(state["W"])

@@ -43,9 +43,11 @@ NOTES = """\
 - **speed-up in CPU time**: the same ratio on CPU time (all of a process's
   threads, spinning included; `cpu_ms_min` in results.json), a measure of
   the work that other load on the machine disturbs far less than wall time.
-- On a GPU: `python benchmarks/run_all.py --device cuda` writes the same
-  table for the CUDA backend against PyTorch autograd and torch.compile
-  on that GPU to RESULTS-cuda.md.
+- On a GPU: `python benchmarks/run_all.py --device cuda --section step`
+  (then `--section kernel`, `--section scan`) writes the step table of the
+  CUDA backend against PyTorch autograd, torch.compile and JAX on that GPU,
+  the kernel against a plain torch reference and the scan's reach to
+  RESULTS-cuda.md (one command each, each under ten minutes).
 """
 
 
@@ -183,3 +185,98 @@ def _memory_section(results: dict[str, Any]) -> list[str]:
     out += ["", "Alternatives' limits are extrapolated linearly from their peaks at the two widths (never run out of memory on purpose);"
             " expreg's from its measured peak at the large width.", ""]
     return out
+
+
+# ------------------------------------------------------------------ GPU (RESULTS-cuda.md)
+CUDA_COMMANDS = (
+    ("step", "python benchmarks/run_all.py --device cuda --section step",
+     "ms per gradient step, expreg-torch against torch.compile, PyTorch autograd, hand-written PyTorch and jax.jit on the same GPU"),
+    ("kernel", "python benchmarks/run_all.py --device cuda --section kernel",
+     "H(W) = (X X^T) o (E E^T): expreg's ops.gram (kernels.empirical_ntk's code) against the plain torch reference, n = 256, 1024, 4096, m = 65536"),
+    ("scan", "python benchmarks/run_all.py --device cuda --section scan",
+     "the largest n whose nested-width scan (scan.nested_gram, widths 1024 ... 2^20, eigen.lazy_criteria at each) finishes within 7 minutes (the section's 8.5 less a margin)"),
+    ("scale-out", "python benchmarks/bench_scaleout.py --device cuda",
+     "width-sharded training on the torch backend: one process, and NCCL ranks of one GPU each (the last section, written by that script)"),
+)
+
+
+def render_cuda(results: dict[str, Any]) -> str:
+    """RESULTS-cuda.md from ``run_all.py --device cuda`` results (any subset of the sections)."""
+    sections = results.get("sections", {})
+    out = ["# Benchmarks on a GPU (issue 10, item 5)", ""]
+    if not sections:
+        out += ["No GPU has run these yet.", ""]
+    out += ["One command per section, each under ten minutes (it stops starting measurements after 8.5 minutes),",
+            "each rewriting its own section here and in `benchmarks/results-cuda.json`. They need a CUDA build of",
+            "PyTorch, and jax[cuda12] for the JAX column (without it that column says why it is empty):", ""]
+    out += [f"- `{cmd}`: {what}" for _, cmd, what in CUDA_COMMANDS] + [""]
+    for name, render in (("step", _cuda_steps), ("kernel", _cuda_kernel), ("scan", _cuda_scan)):
+        entry = sections.get(name)
+        out += [f"## {name.capitalize()}", ""]
+        if entry is None:
+            out += ["Not measured yet.", ""]
+            continue
+        out += [f"Command: `{entry['command'].strip()}`, started {entry['started']}, {entry.get('minutes', 0):.1f} min.", "", _gpu_line(entry["machine"]), ""]
+        out += render(entry) + [""]
+    return "\n".join(out)
+
+
+def _gpu_line(mi: dict[str, Any]) -> str:
+    gpu = mi.get("gpu") or f"GPU not identified ({mi.get('gpu_error', '?')})"
+    return (f"Machine: {gpu}, {mi.get('gpu_mem_gib', 0):.0f} GiB, compute capability {mi.get('compute_capability', '?')}, "
+            f"CUDA {mi.get('cuda', '?')}, driver {mi.get('driver', '?')}; {mi.get('cpu', '?')}, {mi.get('cores')} cores; "
+            f"torch {mi.get('torch')}, jax {mi.get('jax')} (jaxlib {mi.get('jaxlib')}), numpy {mi.get('numpy')}.")
+
+
+def _cuda_steps(entry: dict[str, Any]) -> list[str]:
+    out = ["| shape (n, d, m) | dtype | implementation | runs on | ms/step | first call (ms) | speed-up of expreg-torch | step MiB (device) |",
+           "|---|---|---|---|---|---|---|---|"]
+    results = {"steps": entry.get("steps", [])}
+    for dt, (n, d, m), rows in _groups(results):
+        ref = next((r for r in rows if r["impl"] == "expreg-torch" and "error" not in r), None)
+        for r in rows:
+            if "error" in r:
+                out.append(f"| ({n}, {d}, {m}) | {dt} | {r['impl']} | | {r['error']} | | | |")
+                continue
+            sp = f"{r['ms_min'] / ref['ms_min']:.2f}x" if ref else "-"
+            mem = f"{r['step_mib']:,.0f}" + ("" if r.get("memory", "").startswith("CUDA") else " (host RSS)")
+            out.append(f"| ({n}, {d}, {m}) | {dt} | {r['impl']} | {r.get('runs_on', r.get('device'))} | {_fmt_ms(r['ms_min'])} | "
+                       f"{_fmt_ms(r['first_ms'])} | {sp} | {mem} |")
+    return out + ["", "speed-up: this row's ms / expreg-torch's ms on the same shape and dtype (above 1: expreg is faster). "
+                  "step MiB: torch.cuda.max_memory_allocated during the steps minus the memory held once the inputs were built "
+                  "(JAX's allocator is not visible to torch: its row is host RSS)."]
+
+
+def _cuda_kernel(entry: dict[str, Any]) -> list[str]:
+    k = entry.get("kernel", {})
+    if "error" in k:
+        return [f"Not measured: {k['error']}"]
+    out = ["| n | d | m | dtype | expreg ops.gram (ms) | plain torch, to host (ms) | expreg / plain | on the device: expreg rank-k (ms) | plain torch (ms) "
+           "| expreg / plain | expreg TFLOP/s | plain TFLOP/s | max rel. difference |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in k.get("cells", []):
+        out.append(f"| {c['n']} | {c['d']} | {c['m']} | {c['dtype']} | {_fmt_ms(c['expreg_ms'])} | {_fmt_ms(c['reference_host_ms'])} | {c['ratio']:.2f} | "
+                   f"{_fmt_ms(c['expreg_device_ms'])} | {_fmt_ms(c['reference_ms'])} | {c['device_ratio']:.2f} | "
+                   f"{c['expreg_device_tflops']:.1f} | {c['reference_tflops']:.1f} | {c['max_rel_diff']:.1e} |")
+    return out + ["", "expreg ops.gram: what `kernels.empirical_ntk` runs (rank-k updates on the device, the Hadamard factor in float64 on the host); "
+                  "plain torch: `E = torch.exp(X @ W)`, `(X @ X.T) * ((E * a**2) @ E.T)` with E whole, then to the host as float64 (the same output). "
+                  "On the device: the rank-k updates alone against the plain product left on the device. TFLOP/s on 2 n^2 m flops; "
+                  "best of 5 synchronised calls; TF32 off (float32 is float32 on both sides)."]
+
+
+def _cuda_scan(entry: dict[str, Any]) -> list[str]:
+    s = entry.get("scan", {})
+    if "error" in s:
+        return [f"Not measured: {s['error']}"]
+    n = s.get("largest_n")
+    out = [f"Largest n whose scan finished within {s['budget_s'] / 60:.1f} minutes: **{n if n else 'none'}**"
+           + (f" ({s['largest_n_seconds']:.0f} s; the next n would take about {s['next_n_growth']:.1f}x as long)." if n else "."), "",
+           "| n | d | dtype | widths | last width | finished | seconds | Gram s | eigen s | widths/s | lambda_min(H^cts) | m_lazy |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in s.get("runs", []):
+        out.append(f"| {r['n']} | {r['d']} | {r['dtype']} | {r['widths']} | {r['last_width']:,} | {'yes' if r['finished'] else 'no'} | "
+                   f"{r['seconds']:.1f} | {r['gram_s']:.1f} | {r['eigen_s']:.1f} | {r['widths_per_s']:.2f} | {r['lambda_min_cts']:.3g} | {r['m_lazy'] or '-'} |")
+    return out + ["", "Each n: `scan.nested_gram` (one pass over neurons on the GPU, H^dis handed to the host at every grid width, ratio 2) "
+                  "and `eigen.lazy_criteria` (||H^dis - H^cts||_op and lambda_min(H^dis), on the CPU) at each width; seconds include "
+                  "H^cts and lambda_min(H^cts). m_lazy: the first width with ||H^dis - H^cts||_op <= lambda_min(H^cts) / 2 "
+                  "(the width experiment's lazy criterion at t = 0)."]

@@ -2,7 +2,14 @@
 
     python benchmarks/run_all.py            # full run (what `make bench` does), < 15 min on 2 cores
     python benchmarks/run_all.py --quick    # float32 only, fewer repetitions, memory test at 2^22
-    python benchmarks/run_all.py --device cuda   # the PyTorch step table on a GPU -> RESULTS-cuda.md
+
+On a GPU (a CUDA build of PyTorch; jax[cuda12] for the JAX column), one
+command per section, each well under ten minutes, each rewriting its own
+section of RESULTS-cuda.md (results-cuda.json keeps the others):
+
+    python benchmarks/run_all.py --device cuda --section step     # expreg-torch vs torch.compile, autograd, JAX: same GPU
+    python benchmarks/run_all.py --device cuda --section kernel   # H(W): expreg vs a plain torch reference (bench_device.py)
+    python benchmarks/run_all.py --device cuda --section scan     # the largest n a nested-width scan finishes in 9 minutes
 
 1. The compute limit of the machine (``limits.py``).
 2. The step table: ms per gradient step of each implementation
@@ -20,6 +27,7 @@ Subprocesses are killed above ``--mem-cap-gib`` of resident memory.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -35,16 +43,46 @@ from runner import run_script  # noqa: E402
 
 SHAPES = [(1024, 32, 65536), (2048, 16, 131072), (512, 128, 32768)]
 CPU_IMPLS = ["expreg-numpy", "expreg-torch", "torch-autograd", "torch-compile", "torch-manual", "jax-jit", "numpy-plain"]
-GPU_IMPLS = ["expreg-torch", "torch-autograd", "torch-compile", "torch-manual"]
-#: Rerun in every round: expreg's best CPU backend and the two fastest competitors
+GPU_IMPLS = ["expreg-torch", "torch-autograd", "torch-compile", "torch-manual", "jax-jit"]
+#: Rerun in every round: expreg's best backend on the device and the two fastest competitors
 #: (PyTorch autograd trails torch.compile everywhere; see RESULTS.md).
 CONTEST = ("expreg-numpy", "torch-compile", "jax-jit")
+GPU_CONTEST = ("expreg-torch", "torch-compile", "jax-jit")
+#: Sections of a GPU run (one command each); a CPU run does the step table, limits and memory test together.
+GPU_SECTIONS = ("step", "kernel", "scan")
+#: A GPU section stops starting new measurements after this many minutes (each command stays under ten).
+GPU_MINUTES = 8.5
 MEMORY_N, MEMORY_D, MEMORY_LIMIT = 4096, 16, 16 * 2**30
 MEMORY_PROBE_WIDTHS = (2**13, 2**14)
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores and library versions."""
+def gpu_info(device: str) -> dict[str, Any]:
+    """GPU name, memory, compute capability, CUDA and driver versions, asked of torch in a subprocess.
+
+    A subprocess, so that this parent never holds a CUDA context (memory on
+    the device) while the measurements run.
+    """
+    code = ("import json, torch; d = torch.device(%r); p = torch.cuda.get_device_properties(d); "
+            "print(json.dumps({'gpu': p.name, 'gpu_mem_gib': p.total_memory / 2**30, 'compute_capability': f'{p.major}.{p.minor}', "
+            "'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version(), 'gpus_visible': torch.cuda.device_count()}))") % device
+    import subprocess
+
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        info: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"gpu_error": out.stderr.strip()[-300:]}
+    except (subprocess.TimeoutExpired, IndexError, ValueError) as exc:
+        info = {"gpu_error": str(exc)}
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+        if smi.returncode == 0:
+            info["driver"] = smi.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        pass
+    return info
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """CPU model, cores and library versions; on a GPU also ``gpu_info``."""
     info: dict[str, Any] = {"python": platform.python_version(), "cores": len(os.sched_getaffinity(0))}
     try:
         for line in open("/proc/cpuinfo"):
@@ -56,11 +94,13 @@ def machine_info() -> dict[str, Any]:
         pass
     from importlib.metadata import PackageNotFoundError, version
 
-    for pkg in ("numpy", "numba", "torch", "jax", "expreg"):
+    for pkg in ("numpy", "numba", "torch", "jax", "jaxlib", "expreg"):
         try:
             info[pkg] = version(pkg)
         except PackageNotFoundError:
             info[pkg] = None
+    if device != "cpu":
+        info.update(gpu_info(device))
     return info
 
 
@@ -72,13 +112,20 @@ def step_table(impls: list[str], dtypes: list[str], device: str, args: argparse.
     load on the machine cannot decide a ratio.
     """
     best: dict[tuple[Any, ...], dict[str, Any]] = {}
+    contest = CONTEST if device == "cpu" else GPU_CONTEST
+    stop_at = time.time() + 60 * args.max_minutes if args.max_minutes else None
     for rnd in range(args.rounds):
         if rnd:
             print(f"step table, round {rnd + 1} ...", flush=True)
         for dtype in dtypes:
             for n, d, m in SHAPES:
                 for impl in impls:
-                    if rnd and impl not in CONTEST:
+                    if rnd and impl not in contest:
+                        continue
+                    if stop_at is not None and time.time() > stop_at:
+                        key = (dtype, n, d, m, impl)
+                        best.setdefault(key, {"impl": impl, "n": n, "d": d, "m": m, "dtype": dtype, "device": device, "round": rnd + 1,
+                                              "error": f"not run: the section's {args.max_minutes:g} minutes were spent"})
                         continue
                     cli = ["--impl", impl, "--n", str(n), "--d", str(d), "--m", str(m), "--dtype", dtype, "--device", device,
                            "--reps", str(args.reps), "--budget-s", str(args.budget_s), "--warmup", "2" if impl in ("torch-compile", "jax-jit") else "1"]
@@ -154,24 +201,29 @@ def write_markdown(path: str, text: str) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="float32 only, fewer repetitions, memory test at m = 2^22")
-    p.add_argument("--device", default="cpu", help="cpu (everything) or cuda (the PyTorch implementations on the GPU)")
+    p.add_argument("--device", default="cpu", help="cpu (everything) or cuda (the PyTorch implementations and JAX on the GPU)")
+    p.add_argument("--section", default="step", choices=GPU_SECTIONS,
+                   help="on a GPU: which section this command measures (step table, kernel, scan); a CPU run does its step table, limits and memory test")
+    p.add_argument("--device-args", default="", help="extra arguments for bench_device.py (kernel and scan sections), e.g. \"--ns 1024 --m 16384\"")
+    p.add_argument("--max-minutes", type=float, default=None, help=f"stop starting measurements after this long (default {GPU_MINUTES} on a GPU, none on the CPU)")
     p.add_argument("--impls", nargs="*", default=None, help="subset of implementations")
     p.add_argument("--dtypes", nargs="*", default=None, choices=["float32", "float64"])
     p.add_argument("--reps", type=int, default=None, help="timed steps per measurement (default 3, quick 2)")
     p.add_argument("--budget-s", type=float, default=None, help="seconds of timed steps per measurement (default 3, quick 2)")
     p.add_argument("--rounds", type=int, default=None, help="passes over the table, best kept per cell (default 2, quick 1)")
-    p.add_argument("--mem-cap-gib", type=float, default=14.0, help="kill any measurement above this resident memory")
+    p.add_argument("--mem-cap-gib", type=float, default=None, help="kill any measurement above this resident memory (default 14 GiB; 64 on a GPU machine)")
     p.add_argument("--timeout-s", type=float, default=300.0)
     p.add_argument("--no-memory", action="store_true", help="skip the memory test")
     p.add_argument("--render", action="store_true", help="only rewrite the markdown from the existing results file")
     p.add_argument("--out", default=None, help="default benchmarks/results.json (results-cuda.json on a GPU)")
     p.add_argument("--md", default=None, help="default benchmarks/RESULTS.md (RESULTS-cuda.md on a GPU)")
     args = p.parse_args(argv)
-    args.mem_cap = int(args.mem_cap_gib * 2**30)
-    args.reps = args.reps or (2 if args.quick else 3)
-    args.rounds = args.rounds or (1 if args.quick else 2)
-    args.budget_s = args.budget_s if args.budget_s is not None else (2.0 if args.quick else 3.0)
     gpu = args.device != "cpu"
+    args.reps = args.reps or (2 if args.quick else 3)
+    args.rounds = args.rounds or (1 if args.quick or gpu else 2)  # a lent GPU is not shared: one round
+    args.budget_s = args.budget_s if args.budget_s is not None else (2.0 if args.quick else 3.0)
+    args.max_minutes = args.max_minutes if args.max_minutes is not None else (GPU_MINUTES if gpu else None)
+    args.mem_cap = int((args.mem_cap_gib or (64.0 if gpu else 14.0)) * 2**30)
     args.out = args.out or str(HERE / ("results-cuda.json" if gpu else "results.json"))
     args.md = args.md or str(HERE / ("RESULTS-cuda.md" if gpu else "RESULTS.md"))
     impls = args.impls or (GPU_IMPLS if gpu else CPU_IMPLS)
@@ -180,18 +232,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from expreg.storage import write_json_atomic
 
     if args.render:
-        import json
-
         results = json.loads(Path(args.out).read_text())
-        write_markdown(args.md, report.render(results))
+        write_markdown(args.md, report.render_cuda(results) if gpu else report.render(results))
         print(f"wrote {args.md} from {args.out}")
         return results
+    if gpu:
+        return gpu_section(args, impls, dtypes, argv)
 
     started = time.time()
     results: dict[str, Any] = {
         "command": "python benchmarks/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
-        "machine": machine_info(), "quick": args.quick, "device": args.device,
+        "machine": machine_info(args.device), "quick": args.quick, "device": args.device,
     }
     if not gpu:
         print("compute limit ...", flush=True)
@@ -205,6 +257,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_json_atomic(args.out, results)
     write_markdown(args.md, report.render(results))
     print(f"wrote {args.out} and {args.md} in {results['minutes']:.1f} min")
+    return results
+
+
+def gpu_section(args: argparse.Namespace, impls: list[str], dtypes: list[str], argv: list[str] | None) -> dict[str, Any]:
+    """Measure one section on the GPU and merge it into results-cuda.json (the other sections are kept)."""
+    from expreg.storage import write_json_atomic
+
+    path = Path(args.out)
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"device": args.device, "sections": {}}
+    started = time.time()
+    entry: dict[str, Any] = {
+        "command": "python benchmarks/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)), "machine": machine_info(args.device),
+    }
+    print(f"{args.section} on {entry['machine'].get('gpu', args.device)} ...", flush=True)
+    limit = 60 * args.max_minutes + 60  # the scan stops itself at its budget; this only guards a hang
+    if args.section == "step":
+        entry["steps"] = step_table(impls, dtypes, args.device, args)
+    elif args.section == "kernel":
+        entry["kernel"] = run_script("bench_device.py", ["kernel", "--device", args.device, "--dtypes", *dtypes, *args.device_args.split()],
+                                     cap_bytes=args.mem_cap, timeout_s=limit)
+    else:
+        budget = 60 * args.max_minutes - 90  # a width's eigenvalues may overrun the scan's budget: keep a margin before the kill
+        entry["scan"] = run_script("bench_device.py", ["scan", "--device", args.device, "--dtypes", dtypes[0], "--budget-s", f"{budget:.0f}",
+                                                       *args.device_args.split()],
+                                   cap_bytes=args.mem_cap, timeout_s=limit)
+    entry["minutes"] = (time.time() - started) / 60
+    results["sections"][args.section] = entry
+    write_json_atomic(path, results)
+    write_markdown(args.md, report.render_cuda(results))
+    print(f"wrote {path} and {args.md} in {entry['minutes']:.1f} min")
     return results
 
 

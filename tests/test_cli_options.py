@@ -23,11 +23,11 @@ def test_both_commands_lead_with_the_same_options_then_their_own() -> None:
     train, dist = _params("train"), _params("distributed")
     assert [p.name for p in train[: len(SHARED)]] == [p.name for p in dist[: len(SHARED)]] == SHARED
     assert [p.name for p in train[len(SHARED):]] == ["checkpoint", "json_out", "quiet"]
-    assert [p.name for p in dist[len(SHARED):]] == ["checkpoint_dir", "checkpoint_every", "init_method", "log_every", "json_out"]
+    assert [p.name for p in dist[len(SHARED):]] == ["checkpoint_dir", "checkpoint_every", "init_method", "log_every", "timeout", "json_out"]
     for a, b in zip(train, dist[: len(SHARED)]):
         assert (a.opts, a.default, a.type_descriptor.annotation, a.required) == (b.opts, b.default, b.type_descriptor.annotation, b.required), a.name
         assert (a.help == b.help) == (a.name not in ("m", "backend", "device")), a.name
-    assert {p.name: p.default for p in train[:3]} == {"n": 64, "d": 16, "m": 16384}
+    assert {p.name: p.default for p in train[:3]} == {"n": None, "d": None, "m": 16384}  # n, d: 64, 16 unless --data
 
 
 def test_parse_lr() -> None:

@@ -58,3 +58,23 @@ def test_task_key_depends_on_every_part():
 def test_append_nothing_writes_nothing(tmp_path):
     assert ResultStore(tmp_path).append([]) is None
     assert not (tmp_path / "parts").exists()
+
+
+def test_every_unreadable_part_is_named_in_one_message(tmp_path):
+    from expreg.errors import CheckpointError
+
+    store = ResultStore(tmp_path)
+    good = store.append(rows(["a"]))
+    bad1 = store.parts_dir / "part-0bad.parquet"
+    bad1.write_bytes(b"PAR1 not a parquet file")
+    bad2 = store.append(rows(["b"]))
+    bad2.write_bytes(bad2.read_bytes()[:-20])  # a copy cut short
+    for reader in (store.read, store.done_keys):
+        with pytest.raises(CheckpointError) as info:
+            reader()
+        message = str(info.value)
+        assert "2 result file(s)" in message and str(bad1) in message and str(bad2) in message and str(good) not in message
+        assert "Move them out of the directory" in message and "recomputed" in message
+    for bad in (bad1, bad2):  # as the message says: moved aside, the other rows are read
+        bad.rename(tmp_path / bad.name)
+    assert store.done_keys() == {"a"}

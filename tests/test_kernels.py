@@ -92,13 +92,18 @@ def test_closed_form_diagonals_for_unit_vectors() -> None:
     np.testing.assert_allclose(kernels.ntk(X), rho * np.exp(1 + rho), rtol=1e-13)
 
 
-@pytest.mark.parametrize("activation", ["exp", "relu"])
-def test_ntk_cross_agrees_with_ntk(activation: str) -> None:
-    X = points_in_ball(8, 3, seed=1)
-    H = kernels.ntk(X, activation)
-    np.testing.assert_allclose(kernels.ntk_cross(X, X, activation), H, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(kernels.ntk_cross(X[:3], X[5:], activation), H[:3, 5:], rtol=1e-13, atol=1e-15)
-    assert np.allclose(H, H.T) and np.linalg.eigvalsh(H).min() > 0
+def test_ntk_cross_matches_quadrature_on_two_point_sets() -> None:
+    """H^cts(X, Y) of two different point sets in d = 2: Gauss-Hermite for exp, a fine angular grid for ReLU.
+
+    exp:  <x, y> E[e^<w,x> e^<w,y>];  ReLU: <x, y> P(<w,x> > 0, <w,y> > 0), w ~ N(0, I_2) (MATH.md 3).
+    """
+    X, Y = points_in_ball(5, 2, seed=11), points_in_ball(3, 2, seed=12)
+    moment = gh_expectation(lambda nodes: np.exp(nodes @ X.T)[:, :, None] * np.exp(nodes @ Y.T)[:, None, :], 2)
+    np.testing.assert_allclose(kernels.ntk_cross(X, Y), (X @ Y.T) * moment, rtol=1e-10)
+    phi = (np.arange(200_000) + 0.5) * (2 * np.pi / 200_000)  # the direction of w is uniform; only signs matter
+    U = np.stack([np.cos(phi), np.sin(phi)], axis=1)
+    both = ((U @ X.T) > 0).astype(float).T @ ((U @ Y.T) > 0).astype(float) / len(phi)
+    np.testing.assert_allclose(kernels.ntk_cross(X, Y, "relu"), (X @ Y.T) * both, atol=1e-5)
 
 
 # ----------------------------------------------------- Monte Carlo at finite width
@@ -183,7 +188,21 @@ def test_closed_forms_overflow_is_an_error_not_inf() -> None:
 
 
 # ------------------------------------------------------------------ eigenvalues
-def test_extreme_eigenvalues_dense_iterative_and_numpy_agree() -> None:
+@pytest.mark.parametrize("n, method", [(40, "dense"), (40, "iterative"), (150, "iterative"), (150, "auto")])
+def test_extreme_eigenvalues_of_a_matrix_with_known_spectrum(n: int, method: str) -> None:
+    """tridiag(-1, 2, -1) of size n has eigenvalues 4 sin^2(k pi / (2 (n + 1))), k = 1..n (closed form)."""
+    T = 2 * np.eye(n) - np.eye(n, k=1) - np.eye(n, k=-1)
+    k = np.arange(1, n + 1)
+    spectrum = 4 * np.sin(k * np.pi / (2 * (n + 1))) ** 2
+    lo, hi = kernels.extreme_eigenvalues(T, method=method)
+    assert lo == pytest.approx(spectrum[0], rel=1e-8) and hi == pytest.approx(spectrum[-1], rel=1e-10)
+    assert kernels.lambda_min(T, method=method) == pytest.approx(spectrum[0], rel=1e-8)
+    assert kernels.lambda_max(T, method=method) == pytest.approx(spectrum[-1], rel=1e-10)
+    # T - 3 I has eigenvalues spectrum - 3, all in (-3, 1): the largest in modulus is spectrum[0] - 3
+    assert kernels.operator_norm(T - 3 * np.eye(n)) == pytest.approx(3 - spectrum[0], rel=1e-10)
+
+
+def test_extreme_eigenvalues_of_the_ntk_agree_with_numpy() -> None:
     X = sphere(120, 6, seed=0)
     H = kernels.ntk(X)
     truth = np.linalg.eigvalsh(H)
@@ -191,8 +210,6 @@ def test_extreme_eigenvalues_dense_iterative_and_numpy_agree() -> None:
     lo_i, hi_i = kernels.extreme_eigenvalues(H, method="iterative")
     assert lo_d == pytest.approx(truth[0], rel=1e-10) and hi_d == pytest.approx(truth[-1], rel=1e-12)
     assert lo_i == pytest.approx(truth[0], rel=1e-8) and hi_i == pytest.approx(truth[-1], rel=1e-10)
-    assert kernels.lambda_min(H) == lo_d and kernels.lambda_max(H) == hi_d
-    assert kernels.operator_norm(H - 100 * np.eye(120)) == pytest.approx(max(abs(truth[0] - 100), abs(truth[-1] - 100)))
 
 
 def test_extreme_eigenvalues_bad_arguments() -> None:

@@ -1,4 +1,4 @@
-"""NTKKernel and NNGPKernel: agreement with expreg.kernels and with quadrature, GP and kernel ridge use."""
+"""NTKKernel and NNGPKernel: against the average over a wide network's neurons and quadrature; GP and kernel ridge use."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
 from sklearn.kernel_ridge import KernelRidge
 
-from expreg import kernels, sklearn_kernels
+from expreg import ExpNet, kernels, sklearn_kernels
 from expreg.data import make_dataset
 from expreg.sklearn_kernels import NNGPKernel, NTKKernel
 
@@ -27,25 +27,49 @@ def points() -> tuple[np.ndarray, np.ndarray]:
     return X / (1.2 * np.linalg.norm(X, axis=1).max()), Y / (1.1 * np.linalg.norm(Y, axis=1).max())
 
 
-# ------------------------------------------------------ agreement with expreg.kernels
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_ntk_kernel_is_kernels_ntk(points, activation):
-    X, Y = points
-    k = NTKKernel(activation)
-    np.testing.assert_array_equal(k(X), kernels.ntk(X, activation))
-    np.testing.assert_array_equal(k(X, Y), kernels.ntk_cross(X, Y, activation))
-    np.testing.assert_allclose(NTKKernel(activation, input_scale=0.7)(X, Y), kernels.ntk_cross(0.7 * X, 0.7 * Y, activation), rtol=1e-15)
+# ------------------------------------------------------ against the network's features
+def _feature_averages(activation: str, X: np.ndarray, Y: np.ndarray, m: int = 100_000) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Monte-Carlo NNGP and NTK over the m neurons of a freshly drawn network: {kernel: (mean, standard error)}.
+
+    NNGP(x, y) = E_w[sigma(<w,x>) sigma(<w,y>)] and NTK(x, y) = <x, y> E_w[a^2 sigma'(<w,x>) sigma'(<w,y>)],
+    w ~ N(0, I_d), a = +-1 (MATH.md 3), averaged over the network's neurons w_r, a_r. The standard error of
+    each entry comes from the sample's own second moment (heavy tails for exp: about e^2 / sqrt(m) for unit inputs).
+    """
+    W, a = ExpNet.init(X.shape[1], m, seed=1, init="gaussian", activation=activation).weights_numpy()
+    ZX, ZY = X @ W, Y @ W  # (n, m) pre-activations <w_r, x>
+    if activation == "exp":
+        value = slope = np.exp
+    else:
+        def value(Z: np.ndarray) -> np.ndarray:
+            return np.maximum(Z, 0.0)
+
+        def slope(Z: np.ndarray) -> np.ndarray:
+            return (Z > 0).astype(float)
+
+    def mean_and_error(FX: np.ndarray, FY: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, second = FX @ FY.T / m, (FX**2) @ (FY**2).T / m
+        return mean, np.sqrt(np.maximum(second - mean**2, 0.0) / m)
+
+    nngp = mean_and_error(value(ZX), value(ZY))
+    ntk_mean, ntk_err = mean_and_error(slope(ZX) * a, slope(ZY) * a)
+    G = X @ Y.T
+    return {"nngp": nngp, "ntk": (G * ntk_mean, np.abs(G) * ntk_err)}
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_nngp_kernel_is_kernels_nngp(points, activation, monkeypatch):
+def test_kernels_are_averages_over_a_wide_network(points, activation, monkeypatch):
+    """NTKKernel and NNGPKernel, square and cross, blocked and not, with input_scale: within 6 standard errors of the features' mean."""
     X, Y = points
-    np.testing.assert_array_equal(NNGPKernel(activation)(X), kernels.nngp(X, activation))
-    # The cross kernel, in blocks smaller than the data, is the off-diagonal block of the joint Gram matrix.
-    monkeypatch.setattr(sklearn_kernels, "BLOCK", 3)
-    joint = kernels.nngp(np.vstack([X, Y]), activation)
-    np.testing.assert_allclose(NNGPKernel(activation)(X, Y), joint[: len(X), len(X) :], rtol=1e-13)
-    np.testing.assert_allclose(NNGPKernel(activation)(X, X), kernels.nngp(X, activation), rtol=1e-13)
+    monkeypatch.setattr(sklearn_kernels, "BLOCK", 3)  # several blocks and a short last one
+    for scale in (1.0, 0.7):
+        mc = _feature_averages(activation, scale * np.vstack([X, Y]), scale * np.vstack([X, Y]))
+        for name, kernel in (("ntk", NTKKernel(activation, input_scale=scale)), ("nngp", NNGPKernel(activation, input_scale=scale))):
+            mean, err = mc[name]
+            for K, rows, cols in ((kernel(X), slice(0, 11), slice(0, 11)), (kernel(X, Y), slice(0, 11), slice(11, 18)),
+                                  (kernel(Y), slice(11, 18), slice(11, 18))):
+                gap = np.abs(K - mean[rows, cols])
+                assert (gap <= 6 * err[rows, cols] + 1e-12).all(), (name, scale, float((gap / (err[rows, cols] + 1e-300)).max()))
+                assert np.median(err[rows, cols] / np.abs(mean[rows, cols]).clip(1e-3)) < 0.05  # the check has teeth
 
 
 @pytest.mark.parametrize("kernel", ALL, ids=repr)

@@ -75,3 +75,41 @@ def test_load_npz_errors(tmp_path: Path) -> None:
         storage.load_npz(tmp_path / "single.npy")
     with pytest.raises(CheckpointError, match=r"has no array named 'y' \(found: \['X'\]\)"):
         storage.load_npz(tmp_path / "ok.npz", required=("X", "y"))
+
+
+def test_load_npz_checks_sizes_from_the_headers_and_reads_only_what_is_asked(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.ones((4, 3)), y=np.zeros(4), big=np.zeros(1000))
+    assert sorted(storage.load_npz(path, required=("X",), only=("X", "y"))) == ["X", "y"]
+    def no_memory(need: int, what: str, **kw) -> None:
+        raise MemoryError(f"{what}: {need}")
+
+    monkeypatch.setattr(storage, "check_fits", no_memory)
+    with pytest.raises(MemoryError, match="reading X, y from .*: 128"):  # 12 + 4 float64, from the headers
+        storage.load_npz(path, only=("X", "y"))
+    cut = tmp_path / "cut.npz"  # an archive whose X claims more rows than it stores (rebuilt, so the zip itself is whole)
+    import zipfile
+
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(cut, "w") as dst:
+        dst.writestr("X.npy", src.read("X.npy")[:-8])
+        dst.writestr("y.npy", src.read("y.npy"))
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match=r"'X' of .* claims shape \(4, 3\) of float64 \(96 bytes\) but 88 bytes are stored"):
+        storage.load_npz(cut)
+
+
+def test_check_writable(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    storage.check_writable(tmp_path / "ck.npz", "--checkpoint")
+    storage.check_writable(tmp_path / "new", "--out", directory=True)
+    assert (tmp_path / "new").is_dir() and os.listdir(tmp_path / "new") == []  # created, the probe removed
+    with pytest.raises(NotADirectoryError, match="'.*f' is a file, not a directory"):
+        storage.check_writable(tmp_path / "f" / "sub" / "ck.npz", "--checkpoint")
+    with pytest.raises(NotADirectoryError, match="is a file, not a directory; choose a directory"):
+        storage.check_writable(tmp_path / "f", "--checkpoint-dir", directory=True)
+    with pytest.raises(IsADirectoryError, match="is a directory; give a file name"):
+        storage.check_writable(tmp_path, "--checkpoint")
+    with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
+        storage.check_writable(tmp_path / "a" / "b", "--out", directory=True)
+    with pytest.raises(OSError, match="cannot be written"):
+        storage.check_writable("/proc/expreg-ck.npz", "--checkpoint")

@@ -270,6 +270,32 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, ckpt_problem
     _same_run(train(net, X, y, checkpoint=path, checkpoint_every=5, **kw), full)
 
 
+def test_resume_honours_the_budget_and_tolerance_given_now(tmp_path: Path, ckpt_problem) -> None:
+    """A resumed run ends exactly as an uninterrupted run with the new settings, or is refused (issue 11, item 4)."""
+    X, y, net, kw, full = ckpt_problem
+    path = tmp_path / "run.npz"
+    _same_run(train(net, X, y, checkpoint=path, checkpoint_every=5, **kw), full)  # finished: final checkpoint at full.steps
+    short = full.steps // 2
+    with pytest.raises(CheckpointError, match=f"holds step {full.steps}, past max_steps = {short}"):
+        train(net, X, y, checkpoint=path, **{**kw, "max_steps": short})
+    loose = float(full.history.residual[3])  # an uninterrupted run with this tolerance stops at step 3
+    with pytest.raises(CheckpointError, match="already at step 3"):
+        train(net, X, y, checkpoint=path, **{**kw, "epsilon": loose})
+    # a tighter tolerance and a larger budget continue from the final checkpoint to the uninterrupted run's end
+    longer = {**kw, "epsilon": 1e-5, "max_steps": full.steps + 30}
+    _same_run(train(net, X, y, checkpoint=path, checkpoint_every=5, **longer), train(net, X, y, **longer))
+    # an interrupted run resumed with a smaller budget (still past its checkpoint) stops where that budget says
+    path2 = tmp_path / "run2.npz"
+    with pytest.raises(Stop):
+        train(net, X, y, checkpoint=path2, checkpoint_every=5, progress=_stop_at(12), **kw)
+    for budget in (10, 17):
+        shorter = {**kw, "max_steps": budget}
+        (tmp_path / f"copy{budget}.npz").write_bytes(path2.read_bytes())
+        resumed = train(net, X, y, checkpoint=tmp_path / f"copy{budget}.npz", checkpoint_every=5, **shorter)
+        assert resumed.steps == budget and not resumed.converged
+        _same_run(resumed, train(net, X, y, **shorter))
+
+
 def test_checkpoint_of_another_run_is_refused(tmp_path: Path, ckpt_problem) -> None:
     X, y, net, kw, _ = ckpt_problem
     path = tmp_path / "run.npz"

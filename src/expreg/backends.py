@@ -86,7 +86,20 @@ class Backend:
         raise NotImplementedError
 
     def all_finite(self, x: Array) -> bool:  # pragma: no cover
+        """Whether every entry of ``x`` is finite (reads one flag back to the host)."""
         raise NotImplementedError
+
+    def isfinite_all(self, x: Array) -> Array:  # pragma: no cover
+        """A 0-d boolean array on the device: every entry of ``x`` is finite (no host read)."""
+        raise NotImplementedError
+
+    def to_bools(self, flags: list[Array]) -> list[bool]:  # pragma: no cover
+        """The 0-d flags of ``isfinite_all`` as Python bools, in one read from the device."""
+        raise NotImplementedError
+
+    def device_memory(self) -> int | None:
+        """Bytes of device memory this process may use (free plus what it holds), None for host memory."""
+        return None
 
     def column_norms(self, x: Array) -> Array:  # pragma: no cover
         """Euclidean norm of each column of a 2-D array."""
@@ -119,7 +132,11 @@ class Backend:
         return S
 
     def sum_rows(self, x: Array) -> Array:
-        """Sum of a 2-D array over its first axis, in row order (a new array)."""
+        """Sum of a 2-D array over its first axis (a new array), the same for a given shape and device.
+
+        This generic version adds the rows in order; backends override it
+        with one vectorised reduction.
+        """
         out = self.copy(x[0])
         for row in x[1:]:
             out += row
@@ -247,6 +264,16 @@ class NumpyBackend(Backend):
     def all_finite(self, x: np.ndarray) -> bool:
         return bool(np.isfinite(x).all())
 
+    def isfinite_all(self, x: np.ndarray) -> Any:
+        return np.isfinite(x).all()
+
+    def to_bools(self, flags: list[Any]) -> list[bool]:
+        return [bool(f) for f in flags]
+
+    def sum_rows(self, x: np.ndarray) -> np.ndarray:
+        # A reduction over the first axis of a C-contiguous array adds whole rows in order.
+        return x.sum(axis=0)
+
     def column_norms(self, x: np.ndarray) -> np.ndarray:
         return np.sqrt(np.einsum("ij,ij->j", x, x))
 
@@ -311,6 +338,22 @@ class TorchBackend(Backend):
 
     def all_finite(self, x: Any) -> bool:
         return bool(self._torch.isfinite(x).all().item())
+
+    def isfinite_all(self, x: Any) -> Any:
+        return self._torch.isfinite(x).all()
+
+    def to_bools(self, flags: list[Any]) -> list[bool]:
+        return [bool(f) for f in self._torch.stack(flags).tolist()]  # one device-to-host copy
+
+    def sum_rows(self, x: Any) -> Any:
+        return x.sum(dim=0)  # one kernel (not one per row)
+
+    def device_memory(self) -> int | None:
+        if not self.device.startswith("cuda"):
+            return None
+        cuda = self._torch.cuda
+        free, _ = cuda.mem_get_info(self.device)
+        return int(free + cuda.memory_reserved(self.device))  # what torch's allocator holds is ours to reuse
 
     def column_norms(self, x: Any) -> Any:
         return self._torch.linalg.vector_norm(x, dim=0)

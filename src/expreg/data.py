@@ -53,7 +53,13 @@ def make_dataset(n: int, d: int, *, seed: int = 0, label_kind: str = "uniform") 
     return sphere(n, d, seed=seed), labels(n, label_kind, seed=seed)
 
 
-def load_dataset(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read arrays ``X`` (n, d) and ``y`` (n,) from an ``.npz`` file, validated."""
-    data = load_npz(path, required=("X", "y"))
-    return check_X_y(data["X"], data["y"], dtype=np.float64)
+def load_dataset(path: str | Path, *, warn_ball: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Read arrays ``X`` (n, d) and ``y`` (n,) from an ``.npz`` file, validated.
+
+    Only ``X`` and ``y`` are read, each after its header's size was checked
+    against the bytes stored and the memory available (``storage.load_npz``).
+    ``warn_ball``: warn when some ||x_i|| > 1 (off when the caller's training
+    warns anyway).
+    """
+    data = load_npz(path, required=("X", "y"), only=("X", "y"))
+    return check_X_y(data["X"], data["y"], dtype=np.float64, warn_ball=warn_ball)

@@ -34,7 +34,7 @@ from . import kernels, ops, streams
 from .activations import Activation
 from .backends import Array, Backend
 from .distributed_comm import Communicator
-from .errors import ExpOverflowError, TrainingDivergedError, overflow_checked
+from .errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError, overflow_checked
 from .validation import check_nonnegative, check_positive, check_positive_int, is_number
 
 #: The loss may grow at most this factor above its initial value before the run counts as diverged.
@@ -42,6 +42,20 @@ DIVERGENCE_FACTOR = 1e4
 
 ProgressFn = Callable[[int, float], None]
 R = TypeVar("R")
+
+
+class ResultNotSavedError(ExpregError, OSError):
+    """A run finished but its final checkpoint could not be written.
+
+    Attributes
+    ----------
+    result : TrainResult or ShardedTrainResult
+        The finished run: nothing is lost but the file.
+    """
+
+    def __init__(self, message: str, *, result: Any) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -267,6 +281,10 @@ class Shard:
 class Checkpoints(Protocol):
     """Where a run saves its state and resumes from (every rank calls both, collectively)."""
 
+    @property
+    def location(self) -> str:
+        """The file or directory, for messages."""
+
     def resume(self) -> tuple[Array, History, int] | None:
         """(this rank's W after ``step`` steps, history up to step - 1, step), or None to start afresh."""
 
@@ -277,6 +295,34 @@ class Checkpoints(Protocol):
 #: ``make_result(W, fields)``: the caller's result from this rank's W(steps) and the fields every
 #: result has (converged, steps, lr, lr_rule, epsilon, history, lambda_cts, lambda_max_cts).
 MakeResult = Callable[[Array, dict[str, Any]], R]
+
+
+def check_resumable(history: History, step: int, settings: Settings, location: str) -> None:
+    """Refuse a checkpoint of ``step`` steps that an uninterrupted run with ``settings`` would never have reached.
+
+    An uninterrupted run stops at the first t with ||u(t) - y|| <= epsilon or
+    t = max_steps. ``history`` holds the residuals of steps 0 .. step - 1:
+    if one of them is <= epsilon, or step > max_steps, that run would have
+    stopped before ``step`` and the checkpoint's weights are not its result.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the step the run would have stopped at and what to do.
+    """
+    hit = next((t for t, r in enumerate(history.residual[:step]) if r <= settings.epsilon), None)
+    restart = f"delete {location!r} (or choose another checkpoint) to rerun from the start with these settings"
+    if hit is not None:
+        raise CheckpointError(
+            f"the checkpoint {location!r} holds step {step}, but ||u - y|| = {history.residual[hit]:.4g} <= epsilon = "
+            f"{settings.epsilon:g} already at step {hit}: a run with epsilon = {settings.epsilon:g} stops there, and the "
+            f"weights of step {hit} are not kept. Use epsilon < {min(history.residual[:step]):.4g} to continue from step {step}, or {restart}"
+        )
+    if step > settings.max_steps:
+        raise CheckpointError(
+            f"the checkpoint {location!r} holds step {step}, past max_steps = {settings.max_steps}: a run with this budget stops "
+            f"at step {settings.max_steps}, whose weights are not kept. Use max_steps >= {step} to continue from it, or {restart}"
+        )
 
 
 class ResultFigures:
@@ -415,6 +461,7 @@ def descend(
     resumed = store.resume() if store is not None else None
     if resumed is not None:
         W, history, t = resumed
+        check_resumable(history, t, cfg, store.location)  # type: ignore[union-attr]
         run.history = history
     W_prev: Array = None  # W(t-1): the last weights known to give a finite loss
     spare = be.empty(shard.shape, shard.dtype)  # buffer the next step is written into
@@ -453,7 +500,13 @@ def descend(
         if res <= cfg.epsilon or t >= cfg.max_steps:
             result = run.finish(res <= cfg.epsilon, t, W)
             if store is not None:
-                store.save(W, history, t, final=True)
+                try:
+                    store.save(W, history, t, final=True)
+                except (OSError, CheckpointError) as exc:
+                    raise ResultNotSavedError(
+                        f"the run finished (step {t}, ||u - y|| = {res:.4g}) but its final checkpoint could not be written: {exc}. "
+                        "The result is in error.result (the command prints it); free space or fix the path, then run again to "
+                        "save it (it resumes from the last checkpoint)", result=result) from exc
             return result
         # the gradient step W(t+1) = W(t) - lr G, written into the spare buffer so W(t) survives
         spare[...] = G

@@ -31,16 +31,25 @@ Launch with torchrun (gloo on CPU, NCCL when ``device`` is CUDA)::
 
 or in Python, inside an initialised process group, ``train_sharded(spec, X, y)``.
 Without a process group it runs as the only rank.
+
+Before the first step the ranks check that they agree (``check_ranks_agree``):
+each all-reduces a digest of every setting (network, step size, stopping
+rule, recording, checkpoints) and of its data, so that ranks launched with
+different arguments or data all stop with one message naming the first
+setting that differs, instead of training a wrong network (with m = 1001 on
+one rank and 2001 on the other, neurons 501..1000 would be dropped). A rank
+that fails its own checks tells the others, which stop too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,14 +59,14 @@ from .activations import get_activation
 from .backends import Array, canonical_dtype, get_backend
 from .descent import History, ProgressFn, ResultFigures
 from .distributed_comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
-from .errors import CheckpointError
+from .errors import CheckpointError, ExpregError
 from .initialisation import init_weights
 from .model import check_network
 from .validation import check_X_y
 
 __all__ = [
-    "Communicator", "NetSpec", "ShardedTrainResult", "TorchCommunicator", "communicator", "fingerprint",
-    "init_from_environment", "shard_range", "shutdown", "train_sharded",
+    "Communicator", "NetSpec", "RanksDisagreeError", "ShardedTrainResult", "TorchCommunicator", "check_ranks_agree", "communicator",
+    "fingerprint", "init_from_environment", "shard_range", "shutdown", "train_sharded",
 ]
 
 
@@ -115,6 +124,92 @@ class NetSpec:
     def s(self) -> float:
         """Output scale of the whole network: 1 ("none") or 1/sqrt(m) ("ntk")."""
         return 1.0 if self.scaling == "none" else 1.0 / math.sqrt(self.m)
+
+
+# --------------------------------------------------------------------------- agreement
+class RanksDisagreeError(ExpregError, ValueError):
+    """The ranks of a sharded run were given different settings or data, or another rank failed its checks."""
+
+
+def _digest(value: Any) -> float:
+    """52 bits of sha256 of ``value`` (arrays: shape, dtype and bytes; else ``repr``), exact in float64."""
+    h = hashlib.sha256()
+    if isinstance(value, np.ndarray):
+        h.update(repr((value.shape, str(value.dtype))).encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    else:
+        h.update(repr(value).encode())
+    return float(int(h.hexdigest()[:13], 16))
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (ints exact up to 2^53), else None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return float(value)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} with sha256 digest {int(_digest(value)):013x}"
+    return repr(value)
+
+
+def check_ranks_agree(comm: Communicator, fields: Sequence[tuple[str, Any]], error: BaseException | None = None) -> None:
+    """Stop every rank, with one message, unless all ranks hold the same ``fields`` and none failed.
+
+    Collective: every rank must call it with the same field names in the same
+    order. One max all-reduce of [failed flag per rank, digests, -digests,
+    values, -values] (2 k + 2 k + P float64 for k fields) gives each field's
+    largest and smallest digest and value over the ranks.
+
+    Parameters
+    ----------
+    comm : Communicator
+    fields : sequence of (name, value)
+        Settings and data of this rank (arrays are hashed whole).
+    error : exception, optional
+        This rank's own failure before this point: it is re-raised here,
+        after the other ranks were told, so that they stop too.
+
+    Raises
+    ------
+    error
+        On the rank that failed.
+    RanksDisagreeError
+        On every other rank when some rank failed; on every rank when a field
+        differs, naming the first such field, its range over the ranks
+        (numbers) and this rank's value.
+    """
+    digests = np.array([_digest(v) for _, v in fields])
+    numbers = np.array([_number(v) if _number(v) is not None else 0.0 for _, v in fields])
+    flags = np.zeros(comm.world_size)
+    flags[comm.rank] = float(error is not None)
+    reduced = comm.max(np.concatenate([flags, digests, -digests, numbers, -numbers]))
+    k, P = len(fields), comm.world_size
+    failed = [r for r in range(P) if reduced[r] > 0]
+    hi_d, lo_d, hi_v, lo_v = reduced[P : P + k], -reduced[P + k : P + 2 * k], reduced[P + 2 * k : P + 3 * k], -reduced[P + 3 * k :]
+    if error is not None:
+        raise error
+    if failed:
+        raise RanksDisagreeError(
+            f"rank {comm.rank} stops: rank(s) {', '.join(map(str, failed))} of {P} stopped before training with an error of their "
+            "own (see their output); fix it and relaunch every rank"
+        )
+    for i, (name, value) in enumerate(fields):
+        if hi_d[i] != lo_d[i]:
+            spread = f" (from {lo_v[i]:.10g} to {hi_v[i]:.10g} over the ranks)" if _number(value) is not None else ""
+            raise RanksDisagreeError(
+                f"the ranks were launched with different settings: {name} differs{spread}; rank {comm.rank} has {_show(value)}. "
+                "Launch every rank with the same arguments and the same data"
+            )
+
+
+def run_fields(spec: "NetSpec", X: np.ndarray | None, y: np.ndarray | None, **settings: Any) -> list[tuple[str, Any]]:
+    """What the ranks of one run must agree on: n, the network ``spec`` (not its device), ``settings``, then X and y."""
+    n = None if X is None else int(X.shape[0])
+    network = [(k, getattr(spec, k)) for k in ("d", "m", "seed", "activation", "scaling", "init", "backend")]
+    return [("n", n), *network, ("dtype", str(spec.dtype)), *settings.items(), ("X", X), ("y", y)]
 
 
 # --------------------------------------------------------------------------- the run
@@ -229,15 +324,30 @@ def train_sharded(
 
     Raises
     ------
+    RanksDisagreeError
+        On every rank, before any step, when the ranks were given different
+        arguments or data (the first field that differs is named), or when
+        another rank's arguments were invalid (this rank's own ValueError).
+    PeerLostError
+        Another rank is gone or did not answer within the timeout.
     TrainingDivergedError
         On every rank alike; ``error.result`` is a ``ShardedTrainResult``.
     """
     started = time.perf_counter()
     comm = communicator() if comm is None else comm
-    settings = descent.check_settings(epsilon, max_steps, record_every, track_movement, checkpoint_every)
-    if spec.m < comm.world_size:
-        raise ValueError(f"width m = {spec.m} is smaller than the number of ranks ({comm.world_size}); launch at most m processes")
-    Xn, yn = check_X_y(X, y, dtype=np.float64, d=spec.d)
+    error: Exception | None = None
+    Xn = yn = None
+    try:
+        settings = descent.check_settings(epsilon, max_steps, record_every, track_movement, checkpoint_every)
+        if spec.m < comm.world_size:
+            raise ValueError(f"width m = {spec.m} is smaller than the number of ranks ({comm.world_size}); launch at most m processes")
+        Xn, yn = check_X_y(X, y, dtype=np.float64, d=spec.d)
+    except (ValueError, TypeError) as exc:  # told to the other ranks before it is raised here
+        error = exc
+    check_ranks_agree(comm, run_fields(spec, Xn, yn, lr=lr, epsilon=epsilon, max_steps=max_steps, record_every=record_every,
+                                       track_movement=track_movement, checkpoints=checkpoint_dir is not None,
+                                       checkpoint_every=checkpoint_every), error)
+    assert Xn is not None and yn is not None
     lo, hi = shard_range(spec.m, comm.world_size, comm.rank)
     shard = _shard(spec, comm, Xn, yn, lo, hi)
 
@@ -263,6 +373,10 @@ class _ShardedCheckpoints:
     fp: str
     lo: int
     hi: int
+
+    @property
+    def location(self) -> str:
+        return str(self.directory)
 
     def resume(self) -> tuple[Array, History, int] | None:
         """This rank's slice of the newest complete checkpoint, if any; every rank must agree on it."""

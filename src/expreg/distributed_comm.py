@@ -3,11 +3,16 @@
 ``Communicator`` is the single-process version (every collective the
 identity); ``TorchCommunicator`` wraps an initialised process group, gloo on
 CPU or NCCL on CUDA. torch is imported only when a process group is used.
+
+A collective that fails because another rank is gone (killed, crashed, or
+stopped by an error of its own) or did not answer within the timeout raises
+``PeerLostError``, one line saying so, instead of torch's traceback.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import timedelta
 from typing import Any
@@ -15,6 +20,15 @@ from typing import Any
 import numpy as np
 
 from .backends import Array
+from .errors import ExpregError
+
+#: Seconds a collective (or the start-up rendezvous) waits for the other ranks: long enough for the
+#: slowest rank to load its data and draw its neurons, short enough that a lost rank is noticed.
+DEFAULT_TIMEOUT_S = 300.0
+
+
+class PeerLostError(ExpregError, RuntimeError):
+    """A collective failed: another rank is gone or did not answer within the timeout."""
 
 
 class Communicator:
@@ -47,32 +61,42 @@ class Communicator:
 class TorchCommunicator(Communicator):
     """Collectives over an initialised ``torch.distributed`` process group (gloo or NCCL)."""
 
-    def __init__(self, group: Any = None) -> None:
+    def __init__(self, group: Any = None, timeout_s: float | None = None) -> None:
         import torch
         import torch.distributed as dist
 
-        self._torch, self._dist, self._group = torch, dist, group
+        self._torch, self._dist, self._group, self.timeout_s = torch, dist, group, timeout_s
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
         nccl = dist.get_backend(group) == "nccl"
         self._device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
 
+    def _all_reduce(self, t: Any, op: Any = None) -> None:
+        """``dist.all_reduce`` in place; a failure (a rank gone, a timeout) becomes ``PeerLostError``."""
+        try:
+            if op is None:
+                self._dist.all_reduce(t, group=self._group)
+            else:
+                self._dist.all_reduce(t, op=op, group=self._group)
+        except RuntimeError as exc:  # torch's DistBackendError and gloo's errors are RuntimeErrors
+            raise peer_lost(self.rank, self.world_size, exc, self.timeout_s) from exc
+
     def sum_(self, x: Array) -> Array:
         if isinstance(x, np.ndarray):
             t = self._torch.from_numpy(x)  # shares memory with x
             if self._device.type == "cpu":
-                self._dist.all_reduce(t, group=self._group)
+                self._all_reduce(t)
             else:
                 on_device = t.to(self._device)
-                self._dist.all_reduce(on_device, group=self._group)
+                self._all_reduce(on_device)
                 t.copy_(on_device.cpu())
             return x
-        self._dist.all_reduce(x, group=self._group)
+        self._all_reduce(x)
         return x
 
     def _reduce(self, v: np.ndarray, op: Any) -> np.ndarray:
         t = self._torch.tensor(np.asarray(v, dtype=np.float64), device=self._device)
-        self._dist.all_reduce(t, op=op, group=self._group)
+        self._all_reduce(t, op)
         return t.cpu().numpy()
 
     def sum(self, v: np.ndarray) -> np.ndarray:
@@ -85,6 +109,23 @@ class TorchCommunicator(Communicator):
         self.sum(np.zeros(1))  # an all-reduce: works on gloo and NCCL alike
 
 
+def _cause(exc: BaseException) -> str:
+    """The first sentence of a torch / gloo error, without its source-file prefix."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [""])[0])
+    return (text.split(". ")[0] or type(exc).__name__)[:160]
+
+
+def peer_lost(rank: int, world_size: int, exc: BaseException, timeout_s: float | None) -> PeerLostError:
+    """The one-line error of rank ``rank`` whose collective failed with ``exc``."""
+    cause = _cause(exc)
+    wait = f" within the timeout ({timeout_s:g} s, --timeout)" if timeout_s else ""
+    return PeerLostError(
+        f"rank {rank} of {world_size} lost contact with the other ranks ({cause}): a rank was killed, crashed or stopped with "
+        f"an error of its own (see its output), or did not answer{wait}. Relaunch the same command on every rank; with "
+        "--checkpoint-dir it resumes from the last checkpoint"
+    )
+
+
 def communicator(group: Any = None) -> Communicator:
     """The communicator of ``group`` if torch.distributed is initialised, else the single-process one."""
     if "torch.distributed" in sys.modules:
@@ -95,7 +136,8 @@ def communicator(group: Any = None) -> Communicator:
     return Communicator()
 
 
-def init_from_environment(device: str | None = None, init_method: str | None = None, timeout_s: float = 1800.0) -> tuple[Communicator, str | None]:
+def init_from_environment(device: str | None = None, init_method: str | None = None,
+                          timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[Communicator, str | None]:
     """Join the process group described by RANK and WORLD_SIZE (as torchrun sets them).
 
     Parameters
@@ -107,11 +149,14 @@ def init_from_environment(device: str | None = None, init_method: str | None = N
         MASTER_PORT, set by torchrun). "file:///shared/path" needs no
         listening socket.
     timeout_s : float
-        How long a collective waits for a rank before failing.
+        How long the rendezvous and each collective wait for the other ranks
+        before failing with ``PeerLostError`` (default ``DEFAULT_TIMEOUT_S``).
 
     Without WORLD_SIZE in the environment, returns the single-process
     communicator. Returns (communicator, device).
     """
+    if isinstance(timeout_s, bool) or not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < float("inf")):
+        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
     if "WORLD_SIZE" not in os.environ:
         return communicator(), device
     import torch
@@ -121,12 +166,31 @@ def init_from_environment(device: str | None = None, init_method: str | None = N
     cuda = device is not None and device.startswith("cuda")
     if cuda:
         if device == "cuda":
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            device = f"cuda:{_env_int('LOCAL_RANK') if 'LOCAL_RANK' in os.environ else 0}"
+        check_cuda_device(torch, device)
         torch.cuda.set_device(torch.device(device))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", init_method=init_method or "env://", rank=rank, world_size=world_size,
-                                timeout=timedelta(seconds=timeout_s))
-    return TorchCommunicator(), device
+        try:
+            dist.init_process_group("nccl" if cuda else "gloo", init_method=init_method or "env://", rank=rank, world_size=world_size,
+                                    timeout=timedelta(seconds=timeout_s))
+        except RuntimeError as exc:  # DistStoreError, DistNetworkError: the other ranks never came
+            raise PeerLostError(
+                f"rank {rank} of {world_size} could not form the process group within {timeout_s:g} s "
+                f"({_cause(exc)}): start all {world_size} ranks with the "
+                "same rendezvous (MASTER_ADDR/MASTER_PORT or --init-method), or raise --timeout"
+            ) from exc
+    return TorchCommunicator(timeout_s=timeout_s), device
+
+
+def check_cuda_device(torch: Any, device: str) -> None:
+    """Raise a one-line ValueError unless ``device`` ("cuda:k") is a GPU this process can use."""
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} needs CUDA, but torch.cuda.is_available() is False here (a CPU build of PyTorch, "
+                         "or no GPU visible); run with device='cpu' (gloo) or install a CUDA build of PyTorch")
+    index, count = torch.device(device).index or 0, torch.cuda.device_count()
+    if index >= count:
+        raise ValueError(f"device {device} does not exist: {count} GPU(s) are visible here (LOCAL_RANK={os.environ.get('LOCAL_RANK')}); "
+                         f"start at most {count} ranks per node (torchrun --nproc-per-node {count}) or widen CUDA_VISIBLE_DEVICES")
 
 
 def _env_int(name: str) -> int:

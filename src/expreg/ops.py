@@ -20,6 +20,11 @@ on its threads; each chunk accumulates its own partial predictions, summed
 in chunk order, so thread counts never change results. Buffers (blocks,
 partial sums, kept activations) live in a workspace reused across steps.
 
+Overflow checks stay on the device: each chunk of the gradient and the
+predictions get a 0-d finiteness flag, and ``forward_backward`` reads
+them back together, once per call (on a GPU, every read to the host is a
+synchronisation).
+
 All functions take backend arrays (see ``backends``) and trust their
 inputs: validation happens at the public boundary (``validation``).
 
@@ -37,12 +42,14 @@ import numpy as np
 
 from .activations import Activation
 from .backends import Array, Backend
-from .errors import ExpOverflowError
+from .errors import ExpOverflowError, overflow_checked
 
 #: Default bytes for one block of activations (n x block), used when the backend is not known.
 DEFAULT_BLOCK_BYTES = 2**20
-#: Default bytes the forward pass may keep for reuse in the backward pass.
+#: Default bytes the forward pass may keep for reuse in the backward pass (host memory).
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
+#: On a device (CUDA), the default budget is this fraction of the device memory the process may use.
+DEVICE_MEMORY_FRACTION = 0.5
 #: Blocks are grouped into at most this many chunks (units of parallel work).
 MAX_CHUNKS = 64
 #: Workspaces kept for reuse (each holds up to the memory budget).
@@ -105,15 +112,17 @@ def plan_blocks(
         (``DEFAULT_BLOCK_BYTES`` without a backend), rounded to a multiple
         of 8 (whole SIMD vectors).
     memory_budget : int, optional
-        Bytes allowed for the kept activations; default ``DEFAULT_MEMORY_BUDGET``.
+        Bytes allowed for the kept activations; default ``DEFAULT_MEMORY_BUDGET``
+        on the host, and ``DEVICE_MEMORY_FRACTION`` of the backend's
+        ``device_memory()`` on a GPU.
     backend : Backend, optional
-        The backend the passes will run on (it sets the default block).
+        The backend the passes will run on (it sets the default block and budget).
     pairs : bool
         Round the block up to an even number, so that a coupled pair of
         neurons (2p, 2p+1) never straddles two blocks and its two terms
         cancel exactly (F(W(0), x) = 0 for every block size).
     """
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    budget = default_memory_budget(backend) if memory_budget is None else int(memory_budget)
     if block is None:
         target = backend.block_bytes if backend is not None else DEFAULT_BLOCK_BYTES
         block = max(8, (target // max(1, n * itemsize)) // 8 * 8)
@@ -122,6 +131,12 @@ def plan_blocks(
         block += 1
     keep = n * m * itemsize <= budget
     return BlockPlan(block=block, keep=keep)
+
+
+def default_memory_budget(backend: Backend | None = None) -> int:
+    """Bytes of activations a pass may keep: ``DEVICE_MEMORY_FRACTION`` of a device's memory, else ``DEFAULT_MEMORY_BUDGET``."""
+    device = backend.device_memory() if backend is not None else None
+    return DEFAULT_MEMORY_BUDGET if device is None else int(DEVICE_MEMORY_FRACTION * device)
 
 
 def _overflow(what: str) -> ExpOverflowError:
@@ -136,18 +151,21 @@ def _overflow(what: str) -> ExpOverflowError:
 class _Workspace:
     """Buffers of the passes for one (backend, n, d, m, dtype, plan), reused across steps.
 
-    z : one flat buffer of n * block per worker thread (recomputed blocks)
+    z : one flat buffer of n * block per worker thread (recomputed blocks),
+        allocated on first use (never when plan.keep)
     kept : flat buffer of n * m (block [lo, hi) at offset n * lo), when plan.keep
     acc : (chunks, n) partial predictions, one row per chunk
     xrt : (d, n) the residual-scaled inputs (X * r[:, None])^T, C-contiguous
-    finite : one flag per chunk: its gradient columns are all finite
+    finite : one 0-d device flag per chunk: its gradient columns are all finite
+        (read back once per step, with the predictions' flag)
     chunks : ``plan.chunks(m)``; first : the index of each chunk's first block
     """
 
     def __init__(self, backend: Backend, n: int, d: int, m: int, dtype: np.dtype, plan: BlockPlan, key: tuple[Any, ...]) -> None:
         self.key = key
         self.n = n
-        self.z = [backend.empty((n * plan.block,), dtype) for _ in range(max(1, backend.threads))]
+        self._new_z = lambda: backend.empty((n * plan.block,), dtype)
+        self.z: list[Array | None] = [None] * max(1, backend.threads)
         self.kept = backend.empty((n * m,), dtype) if plan.keep else None
         self.chunks = plan.chunks(m)
         self.first = [0]
@@ -155,14 +173,17 @@ class _Workspace:
             self.first.append(self.first[-1] + len(blocks))
         self.acc = backend.empty((len(self.chunks), n), dtype)
         self.xrt = backend.empty((d, n), dtype)
-        self.finite = [True] * len(self.chunks)
+        self.finite: list[Array] = [None] * len(self.chunks)
 
     def block(self, worker: int, lo: int, hi: int) -> Array:
         """A C-contiguous (n, hi - lo) buffer for block [lo, hi): kept or scratch."""
         n = self.n
         if self.kept is not None:
             return self.kept[n * lo : n * hi].reshape(n, hi - lo)
-        return self.z[worker][: n * (hi - lo)].reshape(n, hi - lo)
+        z = self.z[worker]
+        if z is None:  # each worker index is held by one thread at a time: no race
+            z = self.z[worker] = self._new_z()
+        return z[: n * (hi - lo)].reshape(n, hi - lo)
 
 
 _workspaces: "OrderedDict[tuple[Any, ...], _Workspace]" = OrderedDict()
@@ -244,11 +265,11 @@ def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, ws
 
     def chunk(worker: int, c: int) -> None:
         acc = ws.acc[c]
-        acc[...] = 0
         for lo, hi in chunks[c]:
             Z = backend.matmul(X, W[:, lo:hi], out=ws.block(worker, lo, hi))
             act.value_matvec_(backend, Z, a[lo:hi], acc)
 
+    ws.acc[...] = 0  # one fill for all chunks' partial sums
     backend.parallel(len(chunks), chunk)
     return backend.sum_rows(ws.acc)
 
@@ -268,11 +289,18 @@ def backward_pass(
     """G = s * X^T ( r[:, None] * sigma'(X W) * a[None, :] ), written into G (d, m).
 
     ``kept`` (from ``forward_pass``) is consumed: its blocks are overwritten.
+
+    Raises
+    ------
+    ExpOverflowError
+        If some entry of G is inf or NaN (one flag read from the device).
     """
     ws = _acquire(backend, X, W, BlockPlan(plan.block, keep=False))
     blocks = None if kept is None else (lambda k, lo, hi: kept[k])
     try:
         _backward(backend, act, X, W, a, r, scale, blocks, G, ws)
+        if not all(backend.to_bools(ws.finite)):
+            raise _overflow("the gradient dL/dW")
     finally:
         _release(ws)
     return G
@@ -289,13 +317,16 @@ def _backward(
     kept: Callable[[int, int, int], Array] | None,
     G: Array,
     ws: _Workspace,
-) -> Array:
-    """The backward pass; ``kept(k, lo, hi)`` returns block k's kept activations (None: recompute)."""
+) -> None:
+    """The backward pass into G; ``kept(k, lo, hi)`` returns block k's kept activations (None: recompute).
+
+    Sets ``ws.finite`` (one device flag per chunk) and reads nothing back
+    to the host: the caller reads the flags, once per step.
+    """
     chunks, first = ws.chunks, ws.first
     ws.xrt[...] = (X * r[:, None]).T
     XrT = ws.xrt
     sa = a * scale
-    direct = _contiguous_out_ok(backend, G[:, :1])
 
     def chunk(worker: int, c: int) -> None:
         for k, (lo, hi) in enumerate(chunks[c], start=first[c]):
@@ -305,18 +336,15 @@ def _backward(
                 E = act.value_(backend, backend.matmul(X, W[:, lo:hi], out=ws.block(worker, lo, hi)))
             D = act.derivative(backend, E)
             Gb = G[:, lo:hi]
-            if direct:
+            if _matmul_out_ok(backend, Gb):
                 backend.matmul(XrT, D, out=Gb)
             else:
                 Gb[...] = backend.matmul(XrT, D)
             Gb *= sa[lo:hi]
         lo, hi = chunks[c][0][0], chunks[c][-1][1]
-        ws.finite[c] = backend.all_finite(G[:, lo:hi])  # checked in parallel, chunk by chunk
+        ws.finite[c] = backend.isfinite_all(G[:, lo:hi])  # a device flag, computed chunk by chunk
 
     backend.parallel(len(chunks), chunk)
-    if not all(ws.finite):
-        raise _overflow("the gradient dL/dW")
-    return G
 
 
 def forward_backward(
@@ -348,21 +376,33 @@ def forward_backward(
     Returns
     -------
     u, G
-        Predictions (n,) and gradient (d, m). If the forward pass
-        overflows, raises ``ExpOverflowError`` before ``G`` is touched.
+        Predictions (n,) and gradient (d, m).
+
+    Raises
+    ------
+    ExpOverflowError
+        If u (message: "the predictions") or else G ("the gradient") has an
+        inf or NaN. Both are checked together at the end, in one read from
+        the device (the only host synchronisation of the call), so G is
+        overwritten (with values of no use) even when u overflowed.
     """
     ws = _acquire(backend, X, W, plan)
     try:
-        u = _forward(backend, act, X, W, a, ws)
-        if reduce is not None:
-            u = reduce(u)
-        u *= scale
-        if not backend.all_finite(u):
+        with overflow_checked():  # inf/NaN are detected below, not warned about on the way
+            u = _forward(backend, act, X, W, a, ws)
+            if reduce is not None:
+                u = reduce(u)
+            u *= scale
+            u_finite = backend.isfinite_all(u)
+            if G is None:
+                G = backend.empty(tuple(W.shape), _dtype_of(backend, X))
+            kept = (lambda k, lo, hi: ws.block(0, lo, hi)) if plan.keep else None
+            _backward(backend, act, X, W, a, u - y, scale, kept, G, ws)
+        finite = backend.to_bools([u_finite, *ws.finite])
+        if not finite[0]:
             raise _overflow("the predictions F(W, X)")
-        if G is None:
-            G = backend.empty(tuple(W.shape), _dtype_of(backend, X))
-        kept = (lambda k, lo, hi: ws.block(0, lo, hi)) if plan.keep else None
-        _backward(backend, act, X, W, a, u - y, scale, kept, G, ws)
+        if not all(finite[1:]):
+            raise _overflow("the gradient dL/dW")
     finally:
         _release(ws)
     return u, G
@@ -491,22 +531,35 @@ def gram(
 
 
 def movement(backend: Backend, W: Array, W0: Array, plan: BlockPlan) -> tuple[float, float]:
-    """(max_r ||w_r - w_r(0)||_2, ||W - W(0)||_F), blocked over neurons."""
-    m = W.shape[1]
-    worst = 0.0
-    total = 0.0
+    """(max_r ||w_r - w_r(0)||_2, ||W - W(0)||_F), blocked over neurons.
+
+    The m column norms are computed block by block on the device and read
+    back in one copy (m numbers); max and sum of squares (in float64) are
+    taken on the host.
+    """
+    m = int(W.shape[1])
+    norms = backend.empty((m,), _dtype_of(backend, W))
     for lo, hi in plan.ranges(m):
-        diff = W[:, lo:hi] - W0[:, lo:hi]
-        norms = backend.to_numpy(backend.column_norms(diff))
-        worst = max(worst, float(norms.max()))
-        total += float((norms.astype(np.float64) ** 2).sum())
-    return worst, float(np.sqrt(total))
+        norms[lo:hi] = backend.column_norms(W[:, lo:hi] - W0[:, lo:hi])
+    host = backend.to_numpy(norms).astype(np.float64)
+    return float(host.max()), float(np.sqrt((host**2).sum()))
 
 
 def _dtype_of(backend: Backend, x: Array) -> np.dtype:
     return backend.dtype_of(x)
 
 
-def _contiguous_out_ok(backend: Backend, out: Array) -> bool:
-    # np.matmul(out=) accepts strided views; torch's out= must be contiguous.
-    return backend.name == "numpy" or out.is_contiguous()
+def _matmul_out_ok(backend: Backend, out: Array) -> bool:
+    """Whether ``matmul(..., out=out)`` writes a 2-D view in place.
+
+    NumPy's matmul takes any strided view. torch's (BLAS and cuBLAS alike)
+    writes in place into a matrix with one unit stride and the other at
+    least the extent of that dimension (a leading dimension), which the
+    column blocks G[:, lo:hi] of a C-contiguous G are; other layouts it
+    computes elsewhere and copies.
+    """
+    if backend.name == "numpy":
+        return True
+    rows, cols = (int(v) for v in out.shape)
+    s0, s1 = (int(v) for v in out.stride())
+    return (s1 == 1 and s0 >= max(1, cols)) or (s0 == 1 and s1 >= max(1, rows))

@@ -9,6 +9,7 @@ sees the old file or the new one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -19,6 +20,7 @@ from typing import IO, Any, Iterator
 import numpy as np
 
 from .errors import CheckpointError
+from .resources import check_fits
 
 
 @contextmanager
@@ -56,19 +58,35 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
         json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
 
 
-def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Read an ``.npz`` file into a dict, with clear errors.
+def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = (), *, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` file into a dict, with clear errors and sizes checked before reading.
+
+    Each array's ``.npy`` header is read first: the bytes it claims must be
+    stored in the file (a header claiming shape (10^11, 3) in a 1 KB file is
+    refused without allocating) and must fit in the memory available.
+
+    Parameters
+    ----------
+    required : tuple of str
+        Names that must be present.
+    only : tuple of str, optional
+        Read only these arrays (the others are not even decompressed).
 
     Raises
     ------
     FileNotFoundError
         No file at ``path``.
     CheckpointError
-        Not a readable npz archive, or one of ``required`` is missing.
+        Not a readable npz archive, an array whose header does not match the
+        bytes stored, or one of ``required`` is missing.
+    MemoryError
+        The arrays to read need more memory than is available.
     """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no file at {str(p)!r}")
+    if p.is_dir():
+        raise IsADirectoryError(f"{str(p)!r} is a directory, not an .npz file")
     if not zipfile.is_zipfile(p):  # before np.load, whose message for such files is about pickles
         with open(p, "rb") as fh:
             npy = fh.read(6) == b"\x93NUMPY"
@@ -76,17 +94,76 @@ def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> di
         names = ", ".join(f"{k}={k}" for k in required) or "..."
         raise CheckpointError(f"{str(p)!r} is not a readable .npz file: it holds {what}; write it with numpy.savez(path, {names})")
     try:
-        loaded = np.load(p, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError(f"it holds a single {type(loaded).__name__} (a .npy file), not named arrays")
-        with loaded as data:
-            out = {k: data[k] for k in data.files}
+        with np.load(p, allow_pickle=False) as data:
+            present = list(data.files)
+            missing = [k for k in required if k not in present]
+            if missing:
+                raise CheckpointError(f"{str(p)!r} has no array named {', '.join(map(repr, missing))} (found: {sorted(present)}); "
+                                      f"save it with numpy.savez(path, {', '.join(f'{k}={k}' for k in required)})")
+            wanted = [k for k in present if only is None or k in only]
+            total = sum(_checked_size(p, data.zip, k) for k in wanted)
+            check_fits(total, f"reading {', '.join(wanted)} from {str(p)!r}", advice="the file is too large for this machine")
+            return {k: data[k] for k in wanted}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(f"{str(p)!r} is not a readable .npz file ({exc}); it may be truncated or corrupt") from exc
-    missing = [k for k in required if k not in out]
-    if missing:
-        raise CheckpointError(f"{str(p)!r} has no array named {', '.join(map(repr, missing))} (found: {sorted(out)}); save it with numpy.savez(path, {', '.join(f'{k}={k}' for k in required)})")
-    return out
+
+
+def _checked_size(path: Path, archive: zipfile.ZipFile, name: str) -> int:
+    """Bytes of array ``name`` of an npz archive, from its header; checked against the bytes stored."""
+    info = archive.getinfo(f"{name}.npy")
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh, max_header_size=10_000)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=10_000)
+        else:
+            raise CheckpointError(f"array {name!r} of {str(path)!r} has .npy format version {version}; save it again with numpy.savez")
+        header = fh.tell()
+    if dtype.hasobject:
+        raise CheckpointError(f"array {name!r} of {str(path)!r} holds Python objects; only numeric arrays are read (save numbers)")
+    claimed = math.prod(shape) * dtype.itemsize
+    if header + claimed != info.file_size:
+        raise CheckpointError(
+            f"array {name!r} of {str(path)!r} claims shape {shape} of {dtype} ({claimed} bytes) but {info.file_size - header} bytes "
+            "are stored: the file is corrupt or was cut short; write it again"
+        )
+    return claimed
+
+
+def check_writable(path: str | os.PathLike[str], what: str, *, directory: bool = False) -> None:
+    """Refuse, before any work, a path a run could not write its results to.
+
+    ``directory``: ``path`` is a directory the run creates if needed (its
+    parent must exist); otherwise a file whose directory must exist. The
+    check writes and removes a small temporary file where the run will.
+
+    Raises
+    ------
+    NotADirectoryError, FileNotFoundError, PermissionError, IsADirectoryError, OSError
+        With a message naming ``what`` (e.g. "--checkpoint") and the path.
+    """
+    target = Path(path)
+    base = target.parent  # must exist: a mistyped path is refused, not created
+    if directory and target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{what} {str(target)!r} is a file, not a directory; choose a directory")
+    if not directory and target.is_dir():
+        raise IsADirectoryError(f"{what} {str(target)!r} is a directory; give a file name inside it")
+    if not base.is_dir():
+        ancestor = next((q for q in (base, *base.parents) if q.exists()), None)
+        if ancestor is not None and not ancestor.is_dir():
+            raise NotADirectoryError(f"{what} {str(target)!r} cannot be written: {str(ancestor)!r} is a file, not a directory")
+        raise FileNotFoundError(f"{what} {str(target)!r} cannot be written: directory {str(base)!r} does not exist; create it first")
+    folder = target if directory else base
+    try:
+        folder.mkdir(exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".expreg-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise type(exc)(f"{what} {str(target)!r} cannot be written ({exc.strerror or exc}); choose a writable location") from None
 
 
 def _json_default(obj: Any) -> Any:

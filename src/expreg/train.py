@@ -104,7 +104,11 @@ def train(
         ``.npz`` file written atomically every ``checkpoint_every`` steps and
         at the end; if it exists at start (same W(0), data, lr and recording
         settings), the run resumes from it and ends exactly as an
-        uninterrupted run would.
+        uninterrupted run with the settings given now would: epsilon and
+        max_steps may change between runs (a finished run can be continued
+        with a tighter epsilon or a larger budget), but a checkpoint past
+        the step where the new settings stop is refused (``CheckpointError``),
+        since the weights of that step are not kept.
     checkpoint_every : int
         Steps between checkpoints.
 
@@ -120,6 +124,12 @@ def train(
         and ``suggested_lr`` a stable step.
     ExpOverflowError
         exp overflows already at the initial weights (inputs far too large).
+    CheckpointError
+        The checkpoint belongs to another run, is corrupt, or is past the
+        step where ``epsilon`` or ``max_steps`` stop this run.
+    ResultNotSavedError
+        The run finished but its final checkpoint could not be written;
+        ``error.result`` is the ``TrainResult``.
     """
     started = time.perf_counter()
     settings = descent.check_settings(epsilon, max_steps, record_every, track_movement, checkpoint_every)
@@ -146,6 +156,10 @@ class _FileCheckpoint:
     path: Path
     fingerprint: str
     net: ExpNet
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     def resume(self) -> tuple[Any, History, int] | None:
         """W, history and step of the checkpoint ``save`` wrote for this run, or None when there is none."""

@@ -10,8 +10,9 @@ from ..errors import ExpregError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Exceptions that are the user's to fix: shown as one line, exit code 2.
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, OverflowError, FloatingPointError, ExpregError, ImportError)
+#: Exceptions that are the user's to fix: shown as one line, exit code 2. OSError covers every file-system
+#: error (a full disk, a read-only or missing directory); MemoryError a run or file too large for the machine.
+USER_ERRORS = (ValueError, TypeError, OSError, MemoryError, OverflowError, FloatingPointError, ExpregError, ImportError)
 
 
 def err_console():  # type: ignore[no-untyped-def]
@@ -36,7 +37,8 @@ def user_errors(fn: F) -> F:
             try:
                 return fn(*args, **kwargs)
             except USER_ERRORS as exc:
-                err_console().print(f"[red]error:[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
+                text = str(exc) or ("out of memory; use a smaller --m or --n, or float32" if isinstance(exc, MemoryError) else type(exc).__name__)
+                err_console().print(f"[red]error:[/red] {escape(text)}", markup=True, soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
                 err_console().print("[red]error:[/red] interrupted; a run with --checkpoint resumes when started again with the same arguments", markup=True, soft_wrap=True)

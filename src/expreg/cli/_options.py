@@ -22,6 +22,9 @@ import typer
 from ..activations import ACTIVATIONS
 from ..choices import BackendName, DType, Init, LabelKind, Scaling
 
+#: Size of the synthetic data when --n / --d are not given.
+DEFAULT_N, DEFAULT_D = 64, 16
+
 #: The option types: the choices of ``expreg.choices`` (activations: those registered at import).
 Activation = ACTIVATIONS.as_choice("Activation")
 Labels = LabelKind
@@ -41,10 +44,10 @@ def parse_lr(text: str) -> float | str:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """The shared options as given on the command line (n, d apply to synthetic data only)."""
+    """The shared options as given on the command line (n, d describe synthetic data; with --data they are checked)."""
 
-    n: int
-    d: int
+    n: Optional[int]
+    d: Optional[int]
     m: int
     seed: int
     activation: Activation
@@ -60,13 +63,49 @@ class RunOptions:
     backend: BackendName
     device: Optional[str]
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n, d) of synthetic data: ``--n``, ``--d`` or their defaults."""
+        return (DEFAULT_N if self.n is None else self.n), (DEFAULT_D if self.d is None else self.d)
+
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
-        """(X (n, d), y (n,)): the arrays of ``--data``, else synthetic data of ``--n``, ``--d``, ``--seed``, ``--labels``."""
+        """(X (n, d), y (n,)): the arrays of ``--data``, else synthetic data of ``--n``, ``--d``, ``--seed``, ``--labels``.
+
+        With ``--data``, a ``--n`` or ``--d`` given too must match the file
+        (else ValueError). The out-of-ball warning is left to the training.
+        """
         from .. import data as data_mod
 
-        if self.data is not None:
-            return data_mod.load_dataset(self.data)
-        return data_mod.make_dataset(self.n, self.d, seed=self.seed, label_kind=LabelKind.check(self.labels))
+        if self.data is None:
+            n, d = self.shape
+            return data_mod.make_dataset(n, d, seed=self.seed, label_kind=LabelKind.check(self.labels))
+        X, y = data_mod.load_dataset(self.data, warn_ball=False)
+        for flag, given, found in (("--n", self.n, X.shape[0]), ("--d", self.d, X.shape[1])):
+            if given is not None and given != found:
+                raise ValueError(f"{flag} {given} does not match the data: X in {str(self.data)!r} has shape {X.shape}; "
+                                 f"omit {flag} with --data (it sets the size of synthetic data)")
+        return X, y
+
+    def checked_dataset(self, *, ranks: int = 1, ranks_here: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """``dataset()``, after checking that the run fits in memory (before drawing synthetic data, after reading a file).
+
+        Raises MemoryError with the estimate and the largest m that fits
+        (``resources.check_train_fits``; ``ranks`` split m, ``ranks_here``
+        of them share this machine).
+        """
+        from ..resources import check_train_fits
+
+        def check(n: int, d: int) -> None:
+            on_host = self.device is None or self.device.startswith("cpu")
+            check_train_fits(n, d, self.m, np.dtype(DType.check(self.dtype)).itemsize, on_host=on_host, ranks=ranks, ranks_here=ranks_here,
+                             pairs=self.init == Init.coupled)
+
+        if self.data is None:
+            check(*self.shape)
+            return self.dataset()
+        X, y = self.dataset()
+        check(*X.shape)
+        return X, y
 
     def network(self) -> dict[str, Any]:
         """Keywords of ``ExpNet.init`` and ``NetSpec`` besides d and m."""
@@ -88,8 +127,8 @@ class RunOptions:
 def _shared(m_help: str, backend_help: str, device_help: str) -> dict[str, Any]:
     """name -> typer.Option of every ``RunOptions`` field, in field order."""
     return {
-        "n": typer.Option(64, help="Number of data points (synthetic data)."),
-        "d": typer.Option(16, help="Input dimension (synthetic data)."),
+        "n": typer.Option(None, help=f"Number of data points of synthetic data [default: {DEFAULT_N}]; with --data, checked against the file."),
+        "d": typer.Option(None, help=f"Input dimension of synthetic data [default: {DEFAULT_D}]; with --data, checked against the file."),
         "m": typer.Option(16384, help=m_help),
         "seed": typer.Option(0, help="Seed of the data and of the initialisation."),
         "activation": typer.Option(Activation.exp, help="Activation function."),

@@ -6,19 +6,27 @@
 (torchrun takes an abbreviated --n, --d or --m as its own option unless the
 arguments follow ``--``.) Run without torchrun it trains as the only rank.
 Rank 0 prints the summary.
+
+Every rank must be given the same arguments and data: before the first step
+the ranks compare them (``distributed.check_ranks_agree``) and all stop
+with one message naming the first that differs. A rank that fails its own
+checks (a bad file, too little memory) makes the others stop too; one that
+is gone, or silent for --timeout seconds, stops the others with a message.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
+from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from ._common import print_summary, user_errors
+from ._common import USER_ERRORS, print_summary, user_errors
 from ._options import RunOptions, run_options
 
 
@@ -31,36 +39,67 @@ def distributed_command(
     checkpoint_every: int = typer.Option(100, help="Steps between checkpoints."),
     init_method: Optional[str] = typer.Option(None, help="torch.distributed rendezvous URL: env:// (default, set by torchrun) or file:///shared/path."),
     log_every: int = typer.Option(0, help="Rank 0 prints the step and ||u - y|| on stderr every this many steps (0: never)."),
+    timeout: float = typer.Option(300.0, help="Seconds the start-up and each collective wait for the other ranks before every rank stops with an error."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the summary on stdout (rank 0)."),
 ) -> None:
     """Train one network with its neurons split over the ranks of a torchrun launch (gloo on CPU, NCCL on CUDA)."""
-    from ..distributed import NetSpec, init_from_environment, shutdown, train_sharded
+    from ..descent import ResultNotSavedError
+    from ..distributed import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
+    from ..storage import check_writable
 
     device, backend = opts.device, opts.backend
     if device is not None and device.startswith("cuda") and backend != "torch":
         raise ValueError(f"device={device!r} needs --backend torch (got {backend!r})")
-    comm, device = init_from_environment(device, init_method)
-    opts = replace(opts, device=device)  # "cuda" became cuda:LOCAL_RANK
+    comm, device = init_from_environment(device, init_method, timeout_s=timeout)
     try:
-        X, y = opts.dataset()
-        spec = NetSpec(X.shape[1], opts.m, **opts.network())
+        # the command lines first (before any rank can fail alone), then each rank's own checks
+        check_ranks_agree(comm, command_fields(opts, checkpoint_dir, checkpoint_every))
+        opts = replace(opts, device=device)  # "cuda" became cuda:LOCAL_RANK
+        error: Exception | None = None
+        try:
+            if checkpoint_dir is not None:
+                check_writable(checkpoint_dir, "--checkpoint-dir", directory=True)
+            X, y = opts.checked_dataset(ranks=comm.world_size, ranks_here=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+            spec = NetSpec(X.shape[1], opts.m, **opts.network())
+        except USER_ERRORS as exc:
+            error = exc
+        check_ranks_agree(comm, [], error)
 
         def log(t: int, res: float) -> None:
             if log_every and comm.rank == 0 and t % log_every == 0:
                 sys.stderr.write(f"step {t}  ||u - y|| = {res:.6e}\n")
+                sys.stderr.flush()
 
-        result = train_sharded(spec, X, y, **opts.descent(), progress=log, checkpoint_dir=checkpoint_dir,
-                               checkpoint_every=checkpoint_every, comm=comm)
+        def report(result: Any) -> None:
+            if comm.rank != 0:
+                return
+            summary = {"n": int(X.shape[0]), "d": int(X.shape[1]), **opts.describe(), "device": device or "cpu",
+                       "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None, **result.summary()}
+            if json_out:
+                typer.echo(json.dumps(summary))
+            else:
+                print_summary(f"expreg distributed ({result.world_size} ranks)", summary)
+
+        try:
+            result = train_sharded(spec, X, y, **opts.descent(), progress=log, checkpoint_dir=checkpoint_dir,
+                                   checkpoint_every=checkpoint_every, comm=comm)
+        except ResultNotSavedError as exc:  # the run finished: rank 0 shows its result, then the error
+            report(exc.result)
+            raise
     finally:
         shutdown(comm)
-    if comm.rank != 0:
-        return
-    summary = {"n": int(X.shape[0]), "d": int(X.shape[1]), **opts.describe(), "device": device or "cpu",
-               "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None, **result.summary()}
-    if json_out:
-        typer.echo(json.dumps(summary))
-        return
-    print_summary(f"expreg distributed ({result.world_size} ranks)", summary)
+    report(result)
+
+
+def command_fields(opts: RunOptions, checkpoint_dir: Optional[Path], checkpoint_every: int) -> list[tuple[str, Any]]:
+    """The options every rank must be given alike, as (flag, value): all but --device (cuda:LOCAL_RANK differs) and the output ones."""
+    given = [(f"--{f.name.replace('_', '-')}", _plain(getattr(opts, f.name))) for f in fields(opts) if f.name != "device"]
+    return [*given, ("--checkpoint-dir given", checkpoint_dir is not None), ("--checkpoint-every", checkpoint_every)]
+
+
+def _plain(value: Any) -> Any:
+    """An option's value as the user typed it: enums by value, paths as strings."""
+    return value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path) else value
 
 
 def register(app: typer.Typer) -> None:

@@ -33,9 +33,11 @@ def run_command(
 ) -> None:
     """Run an experiment (resuming: runs already in the table are skipped), then write the report."""
     from ..experiments import build_report, get_config, run_experiment
+    from ..storage import check_writable
 
     if jobs is not None and jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    check_writable(out, "--out", directory=True)
     cfg = get_config(experiment, preset=preset, config_file=config)
     result = run_experiment(experiment, cfg, out, jobs=jobs, scheduler=scheduler, show_progress=not quiet)
     typer.echo(f"{experiment}: {result.executed} runs done now, {result.skipped} already in the table "

@@ -13,11 +13,11 @@ from ._common import user_errors
 
 @user_errors
 def theory_command(
-    n: int = typer.Option(..., "--n", help="Number of data points."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of data points (needed unless --data gives them; checked against --data)."),
     lam: Optional[float] = typer.Option(None, "--lambda", help="lambda = lambda_min(H^cts). Omit it to compute it from --data or from synthetic data (--d, --seed)."),
     delta: float = typer.Option(0.1, "--delta", help="Failure probability."),
     epsilon: float = typer.Option(1e-3, "--epsilon", help="Target ||u - y||_2."),
-    d: int = typer.Option(16, "--d", help="Dimension of synthetic data when lambda is computed."),
+    d: Optional[int] = typer.Option(None, "--d", help="Dimension of synthetic data when lambda is computed [default: 16]; checked against --data."),
     seed: int = typer.Option(0, "--seed", help="Seed of synthetic data when lambda is computed."),
     data: Optional[Path] = typer.Option(None, "--data", help=".npz with X to compute lambda from."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -25,10 +25,23 @@ def theory_command(
     """Print B, R, the theorem's width, step size, iterations and movement bound (MATH.md 5)."""
     from .. import data as data_mod
     from ..kernels import ntk_lambda
+    from ..resources import check_fits
     from ..theory import theorem_quantities
 
+    if lam is not None and data is not None:
+        raise ValueError("--lambda and --data both given: lambda is computed from --data; give one of them")
+    if data is not None:
+        X = data_mod.load_dataset(data)[0]
+        for flag, given, found in (("--n", n, X.shape[0]), ("--d", d, X.shape[1])):
+            if given is not None and given != found:
+                raise ValueError(f"{flag} {given} does not match the data: X in {str(data)!r} has shape {X.shape}; omit {flag} with --data")
+    elif n is None:
+        raise ValueError("--n is needed (the number of data points), unless --data gives them")
     if lam is None:
-        X = data_mod.load_dataset(data)[0] if data is not None else data_mod.sphere(n, d, seed=seed)
+        if data is None:
+            check_fits(3 * 8 * n * n, f"lambda of n = {n} points (the n x n kernel H^cts and its eigenvalues)",
+                       advice="give --lambda, or fewer points")
+            X = data_mod.sphere(n, 16 if d is None else d, seed=seed)
         lam = ntk_lambda(X)
         n = X.shape[0]
     q = theorem_quantities(n, lam, delta, epsilon)

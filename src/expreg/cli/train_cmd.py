@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -22,30 +22,42 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train one network by full-batch gradient descent and print its summary."""
+    from ..descent import ResultNotSavedError
     from ..model import ExpNet
+    from ..storage import check_writable
     from ..train import train
 
-    X, y = opts.dataset()
+    if checkpoint is not None:
+        check_writable(checkpoint, "--checkpoint")
+    X, y = opts.checked_dataset()
     net = ExpNet.init(X.shape[1], opts.m, **opts.network())
     started = time.perf_counter()
-    if not (json_out or quiet):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        bar = Progress(TextColumn("[bold]training[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("||u-y|| {task.fields[res]}"),
-                       TimeElapsedColumn(), TimeRemainingColumn(), console=err_console(), transient=False)
-        with bar:
-            task = bar.add_task("train", total=opts.max_steps, res="-")
-            result = train(net, X, y, **opts.descent(), checkpoint=checkpoint,
-                           progress=lambda t, r: bar.update(task, completed=t, res=f"{r:.3e}"))
-            bar.update(task, total=result.steps or 1, completed=result.steps or 1, res=f"{result.final_residual:.3e}")
-    else:
-        result = train(net, X, y, **opts.descent(), checkpoint=checkpoint)
-    summary = {"n": int(X.shape[0]), "d": int(X.shape[1]), "m": opts.m, **opts.describe(), **result.summary()}
-    summary["seconds"] = time.perf_counter() - started
-    if json_out:
-        typer.echo(json.dumps(summary))
-        return
-    print_summary("expreg train", summary)
+    def report(result: Any) -> None:
+        summary = {"n": int(X.shape[0]), "d": int(X.shape[1]), "m": opts.m, **opts.describe(), **result.summary()}
+        summary["seconds"] = time.perf_counter() - started
+        if json_out:
+            typer.echo(json.dumps(summary))
+        else:
+            print_summary("expreg train", summary)
+
+    try:
+        if not (json_out or quiet):
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            bar = Progress(TextColumn("[bold]training[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("||u-y|| {task.fields[res]}"),
+                           TimeElapsedColumn(), TimeRemainingColumn(), console=err_console(), transient=False)
+            with bar:
+                task = bar.add_task("train", total=opts.max_steps, res="-")
+                result = train(net, X, y, **opts.descent(), checkpoint=checkpoint,
+                               progress=lambda t, r: bar.update(task, completed=t, res=f"{r:.3e}"))
+                bar.update(task, total=result.steps or 1, completed=result.steps or 1, res=f"{result.final_residual:.3e}")
+        else:
+            result = train(net, X, y, **opts.descent(), checkpoint=checkpoint)
+    except ResultNotSavedError as exc:  # the run finished: show its result, then the error
+        report(exc.result)
+        raise
+    report(result)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,11 @@ never corrupts the table. ``compact`` merges the parts into
 between leaves rows twice, which ``read`` drops (first copy of each key wins).
 
 A run's key is ``task_key(experiment, config_hash, params, seed)``.
+
+A file that cannot be read (a disk fault, a copy cut short, a foreign file
+named ``part-*.parquet``) stops ``read`` and ``done_keys`` with one
+``CheckpointError`` naming every such file: moved aside, its runs are
+simply recomputed by the next ``expreg run``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..errors import CheckpointError
 from ..storage import atomic_open
 
 #: Columns every row has (the runner adds them).
@@ -74,12 +80,35 @@ class ResultStore:
             pq.write_table(pa.Table.from_pylist(rows), fh)
         return path
 
+    def _tables(self, columns: list[str] | None = None) -> list[Any]:
+        """Every file as a pyarrow Table (only ``columns`` when given), the table first.
+
+        Raises
+        ------
+        CheckpointError
+            Naming every file that cannot be read, and what to do.
+        """
+        import pyarrow.parquet as pq
+
+        tables, bad = [], []
+        for f in self._files():
+            try:
+                tables.append(pq.read_table(f, columns=columns))
+            except (OSError, ValueError, KeyError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+                bad.append(f"{f} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+        if bad:
+            raise CheckpointError(
+                f"{len(bad)} result file(s) under {str(self.directory)!r} cannot be read: {'; '.join(bad)}. Move them out of "
+                "the directory (e.g. into a folder named 'corrupt' beside it) and run again: the runs they held are "
+                "recomputed, every other row is kept"
+            )
+        return tables
+
     def read(self) -> Any:
         """Every row as a pandas DataFrame, one row per key (empty frame when none)."""
         import pandas as pd
-        import pyarrow.parquet as pq
 
-        frames = [pq.read_table(f).to_pandas() for f in self._files()]
+        frames = [t.to_pandas() for t in self._tables()]
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame(columns=list(KEY_COLUMNS))
@@ -88,11 +117,9 @@ class ResultStore:
 
     def done_keys(self) -> set[str]:
         """Keys of the runs already in the table."""
-        import pyarrow.parquet as pq
-
         keys: set[str] = set()
-        for f in self._files():
-            keys.update(pq.read_table(f, columns=["key"]).column("key").to_pylist())
+        for table in self._tables(columns=["key"]):
+            keys.update(table.column("key").to_pylist())
         return keys
 
     def compact(self) -> None:
