@@ -37,10 +37,16 @@ def literal(values: Iterable[str]) -> Any:
 class Choice(str, Enum):
     """A fixed set of named values; subclasses declare one member per value.
 
-    Members are strings: ``str(member)`` and JSON give the value. The
-    attribute ``option``, set after the class, is the argument name that
-    messages use (``Init.option == "init"``).
+    Members are strings: ``str(member)`` and JSON give the value. The class
+    keyword ``option`` is the argument name that messages use
+    (``class Init(Choice, option="init")``, ``Init.option == "init"``).
     """
+
+    option: str
+
+    def __init_subclass__(cls, option: str = "choice", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.option = option
 
     def __str__(self) -> str:
         return str(self.value)
@@ -64,7 +70,7 @@ class Choice(str, Enum):
                 return cls(value)
             except ValueError:
                 pass
-        raise unknown_choice(name or getattr(cls, "option", cls.__name__.lower()), value, cls.values())
+        raise unknown_choice(name or cls.option, value, cls.values())
 
     @classmethod
     def check(cls, value: Any, name: str | None = None) -> str:
@@ -77,54 +83,39 @@ class Choice(str, Enum):
         return literal(cls.values())
 
 
-class Init(Choice):
+class Init(Choice, option="init"):
     """Initialisation of the weights (``initialisation``): paired neurons or independent ones."""
 
     coupled = "coupled"
     gaussian = "gaussian"
 
 
-Init.option = "init"  # type: ignore[misc]  (an attribute of the class, not a member)
-
-
-class Scaling(Choice):
+class Scaling(Choice, option="scaling"):
     """Output scale s of F = s sum_r a_r sigma(<w_r, x>): 1 ("none", the paper's) or 1/sqrt(m) ("ntk")."""
 
     none = "none"
     ntk = "ntk"
 
 
-Scaling.option = "scaling"  # type: ignore[misc]
-
-
-class BackendName(Choice):
+class BackendName(Choice, option="backend"):
     """Array library of the numerical core (``backends``)."""
 
     numpy = "numpy"
     torch = "torch"
 
 
-BackendName.option = "backend"  # type: ignore[misc]
-
-
-class DType(Choice):
+class DType(Choice, option="dtype"):
     """Floating-point precision of the weights and of the blocked passes."""
 
     float64 = "float64"
     float32 = "float32"
 
 
-DType.option = "dtype"  # type: ignore[misc]
-
-
-class LabelKind(Choice):
+class LabelKind(Choice, option="label_kind"):
     """Synthetic labels (``data.labels``): uniform on [-1, 1] or random signs."""
 
     uniform = "uniform"
     sign = "sign"
-
-
-LabelKind.option = "label_kind"  # type: ignore[misc]
 
 
 class Registry(Mapping[str, T], Generic[T]):
