@@ -7,7 +7,7 @@ Run by ``run_all.py --device cuda --section kernel|scan`` (one subprocess
 each); runs on ``--device cpu`` too (small sizes: a smoke test).
 
 kernel
-    H(W) = (X X^T) o (E diag(a^2) E^T), E = exp(X W) (MATH.md 3), with X
+    H(W) = (X X^T) o (E diag(a^2) E^T), E = exp(X W) (docs/theory.md section 3), with X
     and W on the device: expreg's ``ops.gram`` on the torch backend (the
     code ``kernels.empirical_ntk`` runs: rank-k updates of
     ``ops.GramAccumulator`` on the device, the float64 NumPy result on the

@@ -1,6 +1,6 @@
 """One gradient-descent step of the exponential network, written the ways users write it.
 
-Every implementation does the same work per call (MATH.md 2):
+Every implementation does the same work per call (docs/theory.md section 2):
 
     u = s * exp(X W) a,  G = dL/dW for L = 1/2 ||u - y||^2,  W <- W - lr * G
 

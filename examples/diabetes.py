@@ -5,7 +5,7 @@ progression after one year). For each model, the root-mean-square error of
 5-fold cross-validation (shuffled, seed 0), printed as a table and drawn as a
 figure: the RMSE of ``expreg.ExpRegressor`` against its width, beside kernel
 ridge regression with the exp NTK H^cts (the network's infinite-width limit,
-MATH.md 3-4), ``MLPRegressor``, linear ridge and the mean.
+docs/theory.md section 3-4), ``MLPRegressor``, linear ridge and the mean.
 
 The network is trained by the paper's gradient descent (lr "auto"), but the
 step budget (``max_steps=100``) stops it early: driving the training residual
@@ -19,6 +19,8 @@ Run from the repository root (needs ``pip install 'expreg[sklearn]' matplotlib``
     python examples/diabetes.py                 # about 30 s on two cores
     python examples/diabetes.py --quick         # 3 folds, two widths: a few seconds
     python examples/diabetes.py --out cv.png    # where the figure goes
+
+The documentation's gallery runs the quick version (``plot_diabetes.py``).
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ def table(rows: list[dict[str, float | str]], folds: int) -> str:
     return "\n".join(lines)
 
 
-def figure(rows: list[dict[str, float | str]], widths: tuple[int, ...], out: Path) -> None:
-    """RMSE against width for the network; the other models as horizontal bands."""
+def draw(rows: list[dict[str, float | str]], widths: tuple[int, ...]) -> plt.Figure:
+    """RMSE against width for the network; the other models as horizontal lines."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     net = [r for r in rows if str(r["name"]).startswith("ExpRegressor")]
     ax.errorbar(widths, [r["rmse"] for r in net], yerr=[r["rmse_std"] for r in net], marker="o", capsize=3, label="ExpRegressor (GD, 100 steps)")
@@ -111,6 +113,12 @@ def figure(rows: list[dict[str, float | str]], widths: tuple[int, ...], out: Pat
     ax.set_title("Diabetes: exponential network vs its infinite-width kernel")
     ax.legend(fontsize=8, loc="best", framealpha=0.8)
     fig.tight_layout()
+    return fig
+
+
+def figure(rows: list[dict[str, float | str]], widths: tuple[int, ...], out: Path) -> None:
+    """``draw`` the figure and save it as PNG to ``out`` (atomically)."""
+    fig = draw(rows, widths)
     with atomic_open(out, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
     plt.close(fig)

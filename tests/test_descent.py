@@ -1,4 +1,4 @@
-"""The shared gradient-descent loop (expreg.descent) and its hooks (MATH.md 2, 3).
+"""The shared gradient-descent loop (expreg.descent) and its hooks (docs/theory.md sections 2, 3).
 
 The per-step collectives of ``Shard`` are checked against direct NumPy
 formulas; the loop with a two-rank communicator (threads exchanging arrays

@@ -1,4 +1,4 @@
-"""Width-sharded training (expreg.distributed) against single-process expreg.train (MATH.md 2).
+"""Width-sharded training (expreg.distributed) against single-process expreg.train (docs/theory.md section 2).
 
 Multi-process runs use gloo over loopback with a file rendezvous (no
 listening TCP store): 2 processes spawned by torch.multiprocessing, and the

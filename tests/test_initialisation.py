@@ -1,4 +1,4 @@
-"""Initial weights (MATH.md 1): w_r(0) ~ N(0, I_d), a_r uniform on {-1, +1}, chunked RNG."""
+"""Initial weights (docs/theory.md section 1): w_r(0) ~ N(0, I_d), a_r uniform on {-1, +1}, chunked RNG."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Kernels (MATH.md 3-4) against independent truth.
+"""Kernels (docs/theory.md sections 3-4) against independent truth.
 
 - closed forms of H^cts and the NNGP kernel against Gauss-Hermite quadrature
   in d = 1 and d = 2 (exp), and against angular quadrature and Monte Carlo (ReLU);
 - H^cts against the Monte-Carlo mean of H^dis(W(0)), whose error must fall like
-  1/sqrt(m) (exp has heavy tails, MATH.md 3: the slope test uses inputs of norm
+  1/sqrt(m) (exp has heavy tails, docs/theory.md section 3: the slope test uses inputs of norm
   0.6, the unbiasedness test unit vectors with an error bar from the sample);
 - the empirical kernel against an explicit Jacobian J J^T;
 - eigenvalues dense vs iterative vs numpy; the predicted trajectory against
@@ -87,7 +87,7 @@ def test_closed_form_diagonals_for_unit_vectors() -> None:
     np.testing.assert_allclose(np.diag(kernels.nngp(X)), np.e**2)
     np.testing.assert_allclose(np.diag(kernels.ntk(X, "relu")), 0.5)
     np.testing.assert_allclose(np.diag(kernels.nngp(X, "relu")), 0.5)
-    # H^cts_ij = rho e^{1 + rho} for unit vectors (MATH.md 3)
+    # H^cts_ij = rho e^{1 + rho} for unit vectors (docs/theory.md section 3)
     rho = X @ X.T
     np.testing.assert_allclose(kernels.ntk(X), rho * np.exp(1 + rho), rtol=1e-13)
 
@@ -95,7 +95,7 @@ def test_closed_form_diagonals_for_unit_vectors() -> None:
 def test_ntk_cross_matches_quadrature_on_two_point_sets() -> None:
     """H^cts(X, Y) of two different point sets in d = 2: Gauss-Hermite for exp, a fine angular grid for ReLU.
 
-    exp:  <x, y> E[e^<w,x> e^<w,y>];  ReLU: <x, y> P(<w,x> > 0, <w,y> > 0), w ~ N(0, I_2) (MATH.md 3).
+    exp:  <x, y> E[e^<w,x> e^<w,y>];  ReLU: <x, y> P(<w,x> > 0, <w,y> > 0), w ~ N(0, I_2) (docs/theory.md section 3).
     """
     X, Y = points_in_ball(5, 2, seed=11), points_in_ball(3, 2, seed=12)
     moment = gh_expectation(lambda nodes: np.exp(nodes @ X.T)[:, :, None] * np.exp(nodes @ Y.T)[:, None, :], 2)

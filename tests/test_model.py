@@ -1,7 +1,7 @@
-"""ExpNet (MATH.md 1-2): predictions, loss and gradient against independent truth.
+"""ExpNet (docs/theory.md sections 1-2): predictions, loss and gradient against independent truth.
 
 Truth used here: a direct NumPy evaluation of F(W, x) = s sum_r a_r sigma(<w_r, x>)
-written from MATH.md (not through expreg.ops), and central finite differences
+written from docs/theory.md (not through expreg.ops), and central finite differences
 of the loss in float64.
 """
 
@@ -27,7 +27,7 @@ def ball_points(n: int, d: int, seed: int, radius: float = 0.8) -> np.ndarray:
 
 
 def direct_predict(W: np.ndarray, a: np.ndarray, X: np.ndarray, activation: str, scaling: str) -> np.ndarray:
-    """F(W, x_i) straight from MATH.md 1, no blocking."""
+    """F(W, x_i) straight from docs/theory.md section 1, no blocking."""
     Z = X @ W
     sig = np.exp(Z) if activation == "exp" else np.maximum(Z, 0.0)
     s = 1.0 if scaling == "none" else 1.0 / np.sqrt(W.shape[1])

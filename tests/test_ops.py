@@ -1,6 +1,6 @@
 """Blocked passes (ops) and the fused exp kernel (fastpath) against independent truth.
 
-References: dense NumPy float64 formulas of MATH.md 2-3 written out here,
+References: dense NumPy float64 formulas of docs/theory.md sections 2-3 written out here,
 central finite differences, and PyTorch autograd. Tolerances per dtype:
 float64 relative 1e-12 (rounding of sums over m terms), float32 relative
 2e-5 (about 100 ulp of the largest entry: sums of up to 10^3 terms).
@@ -31,7 +31,7 @@ def problem(n: int = 13, d: int = 5, m: int = 200, seed: int = 0, dtype: type = 
 
 
 def dense_reference(X: np.ndarray, W: np.ndarray, a: np.ndarray, y: np.ndarray, s: float, act: str = "exp") -> tuple[np.ndarray, np.ndarray]:
-    """u and G by the dense formulas of MATH.md 2, in float64."""
+    """u and G by the dense formulas of docs/theory.md section 2, in float64."""
     X, W, a, y = (np.asarray(v, dtype=np.float64) for v in (X, W, a, y))
     Z = X @ W
     E = np.exp(Z) if act == "exp" else np.maximum(Z, 0)

@@ -32,7 +32,7 @@ def _feature_averages(activation: str, X: np.ndarray, Y: np.ndarray, m: int = 10
     """Monte-Carlo NNGP and NTK over the m neurons of a freshly drawn network: {kernel: (mean, standard error)}.
 
     NNGP(x, y) = E_w[sigma(<w,x>) sigma(<w,y>)] and NTK(x, y) = <x, y> E_w[a^2 sigma'(<w,x>) sigma'(<w,y>)],
-    w ~ N(0, I_d), a = +-1 (MATH.md 3), averaged over the network's neurons w_r, a_r. The standard error of
+    w ~ N(0, I_d), a = +-1 (docs/theory.md section 3), averaged over the network's neurons w_r, a_r. The standard error of
     each entry comes from the sample's own second moment (heavy tails for exp: about e^2 / sqrt(m) for unit inputs).
     """
     W, a = ExpNet.init(X.shape[1], m, seed=1, init="gaussian", activation=activation).weights_numpy()
@@ -87,7 +87,7 @@ def _gauss_hermite_2d(n: int = 80) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_exp_kernels_are_expectations_over_the_initialisation():
-    """Independent truth (MATH.md 3): NNGP = E_w[e^<w,x> e^<w,x'>], NTK = <x,x'> times the same, in d = 2."""
+    """Independent truth (docs/theory.md section 3): NNGP = E_w[e^<w,x> e^<w,x'>], NTK = <x,x'> times the same, in d = 2."""
     X = np.array([[0.6, 0.1], [-0.3, 0.5], [0.2, -0.7]])
     Y = np.array([[0.5, 0.5], [-0.1, -0.2]])
     nodes, weights = _gauss_hermite_2d()

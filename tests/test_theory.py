@@ -1,7 +1,7 @@
-"""The theorem's quantities (MATH.md 4-5) against direct evaluation of their formulas.
+"""The theorem's quantities (docs/theory.md sections 4-5) against direct evaluation of their formulas.
 
 theory.py works in log space; here each formula is evaluated plainly from
-MATH.md, and the width is checked to be the minimal fixed point of
+docs/theory.md, and the width is checked to be the minimal fixed point of
 m >= max(term1(m), term2(m)) (B depends on m).
 """
 
@@ -21,7 +21,7 @@ def B_direct(m, n, delta):
 
 
 def terms_direct(m, n, lam, delta):
-    """(term1, term2) of MATH.md 5 evaluated at width m."""
+    """(term1, term2) of docs/theory.md section 5 evaluated at width m."""
     B = B_direct(m, n, delta)
     R = lam / (8 * math.e * n * math.exp(2 * B))
     t1 = 64 * n**2 * math.exp(4 * B) * math.log(6 * n**2 / delta) / lam**2
@@ -100,7 +100,7 @@ def test_provenance_is_stated_in_rows_and_docstrings() -> None:
                theory.movement_bound, theory.linear_rate_curve, theory.paper_width):
         doc = inspect.getdoc(fn) or ""
         assert "[derived]" in doc or "[paper]" in doc, fn.__name__
-        assert "MATH.md" in doc or "paper" in doc, fn.__name__
+        assert "docs/theory.md" in doc or "paper" in doc, fn.__name__
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_bad_arguments(call, pattern) -> None:
 
 
 def test_linear_rate_bound_holds_for_a_lazy_run() -> None:
-    # MATH.md 4: ||u(t) - y|| <= (1 - eta m s^2 lambda / 2)^{t/2} ||u(0) - y|| while
+    # docs/theory.md section 4: ||u(t) - y|| <= (1 - eta m s^2 lambda / 2)^{t/2} ||u(0) - y|| while
     # lambda_min(H(W(t))) >= m s^2 lambda / 2, which this wide run satisfies
     X, y = make_dataset(12, 4, seed=1)
     net = ExpNet.init(4, 4096, seed=0)

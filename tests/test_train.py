@@ -1,8 +1,8 @@
-"""Gradient descent (MATH.md 2, 4): convergence, kernel-predicted trajectory,
+"""Gradient descent (docs/theory.md sections 2, 4): convergence, kernel-predicted trajectory,
 history bookkeeping, divergence, determinism and checkpoints.
 
-Truth used here: an explicit NumPy gradient-descent loop written from MATH.md 2,
-the kernel trajectory (I - eta H)^t r0 of MATH.md 4, direct recomputation of
+Truth used here: an explicit NumPy gradient-descent loop written from docs/theory.md section 2,
+the kernel trajectory (I - eta H)^t r0 of docs/theory.md section 4, direct recomputation of
 the recorded quantities, and an uninterrupted run for the checkpoint tests.
 """
 
@@ -49,7 +49,7 @@ def test_residual_follows_kernel_predicted_trajectory(paper_run) -> None:
       steps is at most about T * eta * ||H(W(T)) - H(W(0))|| * ||r0||, which we
       compute (about 1e-4 ||r0|| here; measured deviations are ~5e-7 ||r0||).
     - H = m s^2 H^cts: at m = 4096 the finite-width kernel differs from its mean
-      by about e^2 / sqrt(m) ~ 11% entrywise (heavy tails, MATH.md 3), so only
+      by about e^2 / sqrt(m) ~ 11% entrywise (heavy tails, docs/theory.md section 3), so only
       5% of ||r0|| is asked for (measured: 1.4%).
     """
     X, y, net, res = paper_run
@@ -93,7 +93,7 @@ def test_history_records_what_it_says(paper_run) -> None:
 
 
 def explicit_gd(W0, a, X, y, lr, steps, s=1.0):
-    """MATH.md 2 written out: Z = XW, E = exp(Z), u = s E a, G = s X^T (r * E * a)."""
+    """docs/theory.md section 2 written out: Z = XW, E = exp(Z), u = s E a, G = s X^T (r * E * a)."""
     W = W0.copy()
     res = []
     for _ in range(steps + 1):

@@ -2,7 +2,7 @@
 
 The network of Gao, Mahadevan & Song (2023),
 F(W, x) = s * sum_r a_r exp(<w_r, x>), trained by the paper's gradient
-descent, with every quantity its proof uses. See MATH.md for the maths.
+descent, with every quantity its proof uses. See docs/theory.md for the maths.
 
 >>> import expreg
 >>> X, y = expreg.make_dataset(8, 3, seed=0)

@@ -1,4 +1,4 @@
-"""The activations of MATH.md 1 and everything each one knows: exp (the paper's) and ReLU.
+"""The activations of docs/theory.md section 1 and everything each one knows: exp (the paper's) and ReLU.
 
 An ``Activation`` carries, as a neural-tangents layer carries its
 ``kernel_fn``, all its maths:
@@ -7,7 +7,7 @@ An ``Activation`` carries, as a neural-tangents layer carries its
   sigma'(Z) expressed through that value (exp: E itself; ReLU: 1[E > 0]),
   so the blocked passes never keep Z beside E;
 - its infinite-width kernels between two row sets A (n1, d) and B (n2, d),
-  given G = A B^T (MATH.md 3), with w ~ N(0, I_d):
+  given G = A B^T (docs/theory.md section 3), with w ~ N(0, I_d):
 
       ntk(A, B, G)_ij  = <a_i, b_j> E_w sigma'(<w, a_i>) sigma'(<w, b_j>)   (H^cts)
       nngp(A, B, G)_ij = E_w sigma(<w, a_i>) sigma(<w, b_j>)                 (K)

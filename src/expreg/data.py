@@ -24,7 +24,7 @@ def sphere(n: int, d: int, *, seed: int = 0) -> np.ndarray:
     Drawn from the ``streams.DATA_POINTS`` stream of ``seed``: independent of the
     labels and of every network of any seed.
 
-    Distinct with probability one (d >= 2), so lambda > 0 (MATH.md 3).
+    Distinct with probability one (d >= 2), so lambda > 0 (docs/theory.md section 3).
     """
     n = check_positive_int(n, "n")
     d = check_positive_int(d, "d")

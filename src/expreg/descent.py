@@ -1,4 +1,4 @@
-"""The one gradient-descent loop of MATH.md 2, for a whole network or one rank's slice of it.
+"""The one gradient-descent loop of docs/theory.md section 2, for a whole network or one rank's slice of it.
 
 ``descend`` runs W <- W - lr * dL/dW until ||u - y||_2 <= epsilon (the
 paper's stopping rule) or ``max_steps``, recording per step the loss, the
@@ -60,7 +60,7 @@ class ResultNotSavedError(ExpregError, OSError):
 
 @dataclass
 class History:
-    """Per-step records of a run; arrays indexed by step t = 0 .. steps.
+    """Per-step records of a run; arrays indexed by step t = 0, 1, ..., steps.
 
     Attributes
     ----------
@@ -136,7 +136,7 @@ def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: An
     """Turn ``lr`` ("auto", "empirical" or a positive number) into (step, rule).
 
     "auto" = 1 / lambda_max(m s^2 H^cts); "empirical" = 1 / lambda_max(H(W(0)))
-    (MATH.md 4), H(W(0)) from ``gram0()`` or else ``kernels.empirical_ntk(net, X)``.
+    (docs/theory.md section 4), H(W(0)) from ``gram0()`` or else ``kernels.empirical_ntk(net, X)``.
     """
     if isinstance(lr, str):
         if lr == "auto":
@@ -235,7 +235,7 @@ class Shard:
         return tuple(self.W0.shape)  # type: ignore[return-value]
 
     def gram(self, W: Array) -> np.ndarray:
-        """H(W) of the whole network (n, n) float64, the same on every rank (MATH.md 3)."""
+        """H(W) of the whole network (n, n) float64, the same on every rank (docs/theory.md section 3)."""
         n = self.Xn.shape[0]
         buf = np.zeros(n * n + 1)
         try:
@@ -427,7 +427,7 @@ def descend(
     progress: ProgressFn | None = None,
     checkpoints: Callable[[float], Checkpoints] | None = None,
 ) -> R:
-    """Full-batch gradient descent on L(W) = 1/2 ||F(W, X) - y||^2 (MATH.md 2); returns ``make_result(run)``.
+    """Full-batch gradient descent on L(W) = 1/2 ||F(W, X) - y||^2 (docs/theory.md section 2); returns ``make_result(run)``.
 
     Parameters
     ----------

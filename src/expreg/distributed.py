@@ -1,4 +1,4 @@
-"""Width-sharded gradient descent on torch.distributed (MATH.md 2).
+"""Width-sharded gradient descent on torch.distributed (docs/theory.md section 2).
 
 Neurons are independent given the residual, so a network too wide for one
 device is split by neurons: rank k of P holds the contiguous slice
@@ -298,7 +298,7 @@ def train_sharded(
     checkpoint_every: int = 100,
     comm: Communicator | None = None,
 ) -> ShardedTrainResult:
-    """Full-batch gradient descent (MATH.md 2) with the neurons split over the ranks.
+    """Full-batch gradient descent (docs/theory.md section 2) with the neurons split over the ranks.
 
     Call it on every rank with the same arguments. The arguments and the
     rules (stopping, ``lr``, ``record_every``, divergence) are those of

@@ -111,7 +111,7 @@ def latest_complete_step(directory: str | os.PathLike[str]) -> int | None:
 def read_slice(
     directory: str | os.PathLike[str], step: int, lo: int, hi: int, *, fingerprint: str, d: int, m: int
 ) -> tuple[np.ndarray, History]:
-    """Neurons ``lo .. hi-1`` of the complete checkpoint at ``step``, and its history.
+    """Neurons ``lo`` to ``hi - 1`` of the complete checkpoint at ``step``, and its history.
 
     Returns W (d, hi - lo) as float64 or the stored dtype, and the history.
 

@@ -1,4 +1,4 @@
-"""Collectives of a width-sharded run over torch.distributed (MATH.md 2).
+"""Collectives of a width-sharded run over torch.distributed (docs/theory.md section 2).
 
 ``Communicator`` is the single-process version (every collective the
 identity); ``TorchCommunicator`` wraps an initialised process group, gloo on

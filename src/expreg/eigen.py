@@ -1,4 +1,4 @@
-"""Extreme eigenvalues of symmetric n x n matrices, by the cheapest accurate method (MATH.md 3-4).
+"""Extreme eigenvalues of symmetric n x n matrices, by the cheapest accurate method (docs/theory.md sections 3-4).
 
 The criteria of the theory need three numbers of a symmetric matrix: its
 largest and smallest eigenvalues and its spectral norm. Each is computed by
@@ -106,7 +106,7 @@ def extreme_eigenvalues(H: Any, *, method: str = "auto") -> tuple[float, float]:
 
 
 def lambda_min(H: Any, *, method: str = "auto") -> float:
-    """Smallest eigenvalue of a symmetric matrix (lambda of MATH.md 3 when H = H^cts)."""
+    """Smallest eigenvalue of a symmetric matrix (lambda of docs/theory.md section 3 when H = H^cts)."""
     A = _square(H)
     if _method(method, A.shape[0]) == "dense":
         return _dense(A)[0]
@@ -126,7 +126,7 @@ def lambda_max(H: Any, *, method: str = "auto") -> float:
 
 
 def operator_norm(A: Any, *, method: str = "auto") -> float:
-    """Spectral norm ||A||_2 = max |eigenvalue| of a symmetric matrix (one Lanczos run from the top)."""
+    """Spectral norm ||A||_2 = the largest absolute eigenvalue of a symmetric matrix (one Lanczos run from the top)."""
     M = _square(A, "A")
     if _method(method, M.shape[0]) == "dense":
         lo, hi = _dense(M)
@@ -139,7 +139,7 @@ def operator_norm(A: Any, *, method: str = "auto") -> float:
 
 
 def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") -> tuple[float, float]:
-    """The two numbers of the lazy regime (MATH.md 4): (||H^dis - H^cts||_2, lambda_min(H^dis)).
+    """The two numbers of the lazy regime (docs/theory.md section 4): (||H^dis - H^cts||_2, lambda_min(H^dis)).
 
     Parameters
     ----------

@@ -35,7 +35,7 @@ class TrainingDivergedError(ExpregError, FloatingPointError):
         The step size that diverged.
     suggested_lr : float
         A step size to retry with: min(1 / lambda_max(H(W(0))), lr / 2),
-        stable on the linearised problem at the start (MATH.md 4) and
+        stable on the linearised problem at the start (docs/theory.md section 4) and
         always below the step that diverged.
     """
 

@@ -1,4 +1,4 @@
-"""Fused, vectorised exp + partial predictions for one block (MATH.md 2).
+"""Fused, vectorised exp + partial predictions for one block (docs/theory.md section 2).
 
 The hot loop of a step, for one block of neurons held in cache:
 

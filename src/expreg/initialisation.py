@@ -1,4 +1,4 @@
-"""Initial weights of MATH.md 1: w_r(0) ~ N(0, I_d), a_r uniform on {-1, +1}.
+"""Initial weights of docs/theory.md section 1: w_r(0) ~ N(0, I_d), a_r uniform on {-1, +1}.
 
 Neurons are drawn in fixed chunks of ``CHUNK`` neurons, chunk k from the
 generator ``streams.generator(seed, streams.NETWORK, k)``, a stream of its
@@ -50,7 +50,7 @@ def init_weights(
     init: str = "coupled",
     dtype: np.dtype = np.dtype(np.float64),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw neurons ``lo .. hi-1`` of the network of this seed.
+    """Draw neurons ``lo`` to ``hi - 1`` of the network of this seed.
 
     Parameters
     ----------

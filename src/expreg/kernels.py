@@ -1,4 +1,4 @@
-"""Kernels of MATH.md 3-4: closed forms, the empirical NTK, eigenvalues, trajectories.
+"""Kernels of docs/theory.md sections 3-4: closed forms, the empirical NTK, eigenvalues, trajectories.
 
 Pure functions of their inputs; NumPy float64 throughout (these are the
 theory quantities).
@@ -35,7 +35,7 @@ def _closed_form(A: np.ndarray, B: np.ndarray, activation: str | Activation, kin
 
 
 def ntk(X: Any, activation: str | Activation = "exp") -> np.ndarray:
-    """Infinite-width NTK H^cts (n x n), closed form (MATH.md 3).
+    """Infinite-width NTK H^cts (n x n), closed form (docs/theory.md section 3).
 
     H^cts_ij = E_{w ~ N(0, I)} <x_i, x_j> sigma'(<w, x_i>) sigma'(<w, x_j>).
 
@@ -50,7 +50,7 @@ def ntk(X: Any, activation: str | Activation = "exp") -> np.ndarray:
 
 
 def nngp(X: Any, activation: str | Activation = "exp") -> np.ndarray:
-    """Output covariance at independent initialisation, s = 1/sqrt(m) (MATH.md 3), (n x n).
+    """Output covariance at independent initialisation, s = 1/sqrt(m) (docs/theory.md section 3), (n x n).
 
     K_ij = E_{w ~ N(0, I)} sigma(<w, x_i>) sigma(<w, x_j>).
     """
@@ -73,7 +73,7 @@ def nngp_cross(X1: Any, X2: Any, activation: str | Activation = "exp") -> np.nda
 
 
 def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
-    """Finite-width NTK H(W) (n x n), blocked over neurons (MATH.md 3).
+    """Finite-width NTK H(W) (n x n), blocked over neurons (docs/theory.md section 3).
 
     H(W)_ij = s^2 sum_r <x_i,x_j> sigma'(<w_r,x_i>) sigma'(<w_r,x_j>).
     With ``average=True`` returns the paper's H^dis = H / (m s^2), whose
@@ -94,7 +94,7 @@ def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
 class PredictedTrajectory:
     """Residuals of GD on the linearised model, from one eigendecomposition.
 
-    r(t) = (I - lr H)^t r0 = V diag((1 - lr mu)^t) V^T r0 (MATH.md 4).
+    r(t) = (I - lr H)^t r0 = V diag((1 - lr mu)^t) V^T r0 (docs/theory.md section 4).
     Call with an array of step counts to get an array (len(t), n).
     """
 
@@ -160,7 +160,7 @@ def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajecto
 
 
 def ntk_lambda(X: Any, activation: str | Activation = "exp") -> float:
-    """lambda = lambda_min(H^cts(X)) (MATH.md 3), refusing inputs where it is 0.
+    """lambda = lambda_min(H^cts(X)) (docs/theory.md section 3), refusing inputs where it is 0.
 
     Raises ``ValueError`` for duplicate or zero rows (then lambda = 0).
     """

@@ -1,4 +1,4 @@
-"""ExpNet: the two-layer network of MATH.md 1-2, its weights and their use.
+"""ExpNet: the two-layer network of docs/theory.md sections 1-2, its weights and their use.
 
     F(W, x) = s * sum_r a_r * sigma(<w_r, x>),   sigma = exp (or ReLU)
 
@@ -26,7 +26,7 @@ SCALINGS = Scaling.values()
 
 
 def check_network(d: Any, m: Any, seed: Any, activation: str, scaling: str, init: str) -> tuple[int, int, int]:
-    """Validate the settings that define a network (MATH.md 1); returns (d, m, seed) as ints.
+    """Validate the settings that define a network (docs/theory.md section 1); returns (d, m, seed) as ints.
 
     Shared by ``ExpNet.init`` and ``distributed.NetSpec``; errors name the argument.
     """
@@ -97,7 +97,7 @@ class ExpNet:
         block: int | None = None,
         memory_budget: int | None = None,
     ) -> "ExpNet":
-        """Draw a network as the paper does: w_r ~ N(0, I_d), a_r = +-1 (MATH.md 1).
+        """Draw a network as the paper does: w_r ~ N(0, I_d), a_r = +-1 (docs/theory.md section 1).
 
         Parameters
         ----------
@@ -203,7 +203,7 @@ class ExpNet:
         return self._backend.to_numpy(u)
 
     def loss(self, X: Any, y: Any) -> float:
-        """L(W) = 1/2 sum_i (F(W, x_i) - y_i)^2 (MATH.md 2), accumulated in float64."""
+        """L(W) = 1/2 sum_i (F(W, x_i) - y_i)^2 (docs/theory.md section 2), accumulated in float64."""
         Xb = self._X(X)
         yn = check_y(y, int(Xb.shape[0]), dtype=np.dtype(np.float64))
         u = self._forward(Xb)
@@ -215,7 +215,7 @@ class ExpNet:
         return value
 
     def gradient(self, X: Any, y: Any) -> np.ndarray:
-        """dL/dW, a NumPy array (d, m) (MATH.md 2)."""
+        """dL/dW, a NumPy array (d, m) (docs/theory.md section 2)."""
         Xn, yn = check_X_y(X, y, dtype=self.dtype, d=self.d)
         be = self._backend
         with overflow_checked():

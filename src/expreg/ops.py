@@ -1,4 +1,4 @@
-"""Blocked forward, backward and Gram passes: the hot path (MATH.md 2-3).
+"""Blocked forward, backward and Gram passes: the hot path (docs/theory.md sections 2-3).
 
 Neurons are independent given the residual, so every pass walks over
 blocks of columns of W and never holds the n x m matrix exp(XW) whole,
@@ -224,7 +224,7 @@ def forward(
     scale: float,
     plan: BlockPlan,
 ) -> Array:
-    """Predictions u = s * sigma(X W) a, shape (n,) (MATH.md 1).
+    """Predictions u = s * sigma(X W) a, shape (n,) (docs/theory.md section 1).
 
     Raises
     ------
@@ -359,7 +359,7 @@ def forward_backward(
     G: Array | None = None,
     reduce: Callable[[Array], Array] | None = None,
 ) -> tuple[Array, Array]:
-    """Predictions and the gradient of L = 1/2 ||u - y||^2 (MATH.md 2).
+    """Predictions and the gradient of L = 1/2 ||u - y||^2 (docs/theory.md section 2).
 
     u = s * sigma(X W) a                                  (n,)
     G = s * X^T ( r[:, None] * sigma'(X W) * a[None, :] )  (d, m), r = u - y
@@ -371,7 +371,7 @@ def forward_backward(
     reduce : callable, optional
         Applied to the partial sum sigma(X W) a before scaling; a
         width-sharded run passes an all-reduce (sum over ranks) here, the
-        only communication of a step (MATH.md 2).
+        only communication of a step (docs/theory.md section 2).
 
     Returns
     -------
@@ -432,7 +432,7 @@ def gram_block(n: int, itemsize: int, backend: Backend | None = None) -> int:
 
 
 class GramAccumulator:
-    """The Gram matrix of the neurons' features, accumulated block by block (MATH.md 3).
+    """The Gram matrix of the neurons' features, accumulated block by block (docs/theory.md section 3).
 
         S = sum_r a_r^2 sigma'(X w_r) sigma'(X w_r)^T          (n x n)
 
@@ -514,7 +514,7 @@ def gram(
     a: Array | None = None,
     block: int | None = None,
 ) -> np.ndarray:
-    """Finite-width NTK H(W) = s^2 (X X^T) o (D diag(a^2) D^T), D = sigma'(X W) (MATH.md 3).
+    """Finite-width NTK H(W) = s^2 (X X^T) o (D diag(a^2) D^T), D = sigma'(X W) (docs/theory.md section 3).
 
     Shape (n, n), a NumPy float64 array (accumulated in the dtype of X by
     ``GramAccumulator``). ``a`` (m,) defaults to a_r^2 = 1, which holds for

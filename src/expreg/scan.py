@@ -1,4 +1,4 @@
-"""The nested-width scan: H^dis of every width of a grid in one pass over neurons (MATH.md 3, 6).
+"""The nested-width scan: H^dis of every width of a grid in one pass over neurons (docs/theory.md sections 3, 6).
 
 The neurons of a seed are nested (``initialisation``): the width-m network
 is the first m neurons of any wider one. The kernel of the width-m network,

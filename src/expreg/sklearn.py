@@ -1,7 +1,7 @@
 """scikit-learn front end: ``ExpRegressor`` and ``UnitBallScaler``.
 
-``ExpRegressor`` fits the network of MATH.md 1, F(W, x) = s sum_r a_r exp(<w_r, x>),
-by the paper's full-batch gradient descent (MATH.md 2, ``expreg.train``), so it
+``ExpRegressor`` fits the network of docs/theory.md section 1, F(W, x) = s sum_r a_r exp(<w_r, x>),
+by the paper's full-batch gradient descent (docs/theory.md section 2, ``expreg.train``), so it
 works in pipelines, cross-validation and grid searches. ``UnitBallScaler`` is
 the input map it applies (centre, then divide by the largest training norm, so
 every training input has ||x|| <= 1 as the theorem assumes); it is public so
@@ -42,7 +42,7 @@ class UnitBallScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Centre the inputs and divide by the largest training norm: ||x_i|| <= 1.
 
     x -> (x - mean) / max_i ||x_i - mean||_2, fitted on the training rows. The
-    theorem (MATH.md 4-5) assumes ||x_i|| <= 1; new points may land slightly
+    theorem (docs/theory.md sections 4-5) assumes ||x_i|| <= 1; new points may land slightly
     outside the ball. A single direction-preserving scale (not per feature),
     so the geometry of the centred data is kept.
 
@@ -51,7 +51,7 @@ class UnitBallScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     mean_ : ndarray (n_features,)
         The training mean subtracted.
     scale_ : float
-        max_i ||x_i - mean_||_2, or 1.0 when every training row equals the mean.
+        ``max_i ||x_i - mean_||_2``, or 1.0 when every training row equals the mean.
     n_features_in_ : int
 
     Examples
@@ -71,13 +71,13 @@ class UnitBallScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        """(X - mean_) / scale_, shape (n, d), float64."""
+        """``(X - mean_) / scale_``, shape (n, d), float64."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return (X - self.mean_) / self.scale_
 
     def inverse_transform(self, X: Any) -> np.ndarray:
-        """X * scale_ + mean_, shape (n, d)."""
+        """``X * scale_ + mean_``, shape (n, d)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return X * self.scale_ + self.mean_
@@ -87,8 +87,8 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
     """Over-parameterised exponential regression network, trained by gradient descent.
 
     F(W, x) = s * sum_r a_r exp(<w_r, x>) with w_r(0) ~ N(0, I), a_r = +-1 fixed
-    (MATH.md 1), trained on L(W) = 1/2 ||F(W, X) - y||^2 by full-batch gradient
-    descent until ||u - y||_2 <= epsilon or ``max_steps`` (MATH.md 2) -- the
+    (docs/theory.md section 1), trained on L(W) = 1/2 ||F(W, X) - y||^2 by full-batch gradient
+    descent until ||u - y||_2 <= epsilon or ``max_steps`` (docs/theory.md section 2) -- the
     paper's algorithm, run by ``expreg.train``.
 
     Parameters
@@ -102,7 +102,7 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         "coupled" pairs neurons (w, a), (w, -a) so the network starts at F = 0.
     learning_rate : "auto" or float, default="auto"
         "auto" is 1/lambda_max(m s^2 H^cts) of the (scaled) training inputs
-        (MATH.md 4). Should gradient descent still diverge (small widths, where
+        (docs/theory.md section 4). Should gradient descent still diverge (small widths, where
         H(W(0)) is far from its limit), the run restarts from W(0) with the
         smaller of half the step and 1/lambda_max(H(W)) at the last finite
         weights, up to ``AUTO_LR_RETRIES`` times; ``lr_`` is the step used.
@@ -126,7 +126,7 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         (new points may fall a little outside the ball; no warning then).
         With False, inputs are used as given (``expreg`` warns when ||x|| > 1).
     scale_targets : bool, default=True
-        Fit (y - mean) / max_i |y_i - mean| so |y_i| <= 1 (the theorem's range),
+        Fit ``(y - mean) / max_i |y_i - mean|`` so ``|y_i| <= 1`` (the theorem's range),
         per target column, and undo it at predict. The network has no bias and
         the coupled network starts at 0, so centring the targets matters.
 

@@ -1,7 +1,7 @@
-"""The infinite-width kernels of MATH.md 3 as scikit-learn kernels.
+"""The infinite-width kernels of docs/theory.md section 3 as scikit-learn kernels.
 
 ``NTKKernel`` is H^cts, the limit of the network's tangent kernel (what
-gradient descent on a very wide network follows, MATH.md 4); ``NNGPKernel``
+gradient descent on a very wide network follows, docs/theory.md section 4); ``NNGPKernel``
 is the output covariance at independent initialisation with s = 1/sqrt(m).
 Both come for every registered activation (``activations.ACTIVATIONS``:
 ``"exp"``, the paper's network, and ``"relu"``); e.g. for exp
@@ -105,7 +105,7 @@ class _InfiniteWidthKernel(Kernel):
 
 
 class NTKKernel(_InfiniteWidthKernel):
-    """Infinite-width neural tangent kernel H^cts (MATH.md 3).
+    """Infinite-width neural tangent kernel H^cts (docs/theory.md section 3).
 
     Parameters
     ----------
@@ -128,7 +128,7 @@ class NTKKernel(_InfiniteWidthKernel):
 
 
 class NNGPKernel(_InfiniteWidthKernel):
-    """Output covariance at independent initialisation, s = 1/sqrt(m) (MATH.md 3).
+    """Output covariance at independent initialisation, s = 1/sqrt(m) (docs/theory.md section 3).
 
     Parameters
     ----------

@@ -1,12 +1,12 @@
-"""The theorem's quantities (MATH.md 4-5), each with its formula and provenance.
+"""The theorem's quantities (docs/theory.md sections 4-5), each with its formula and provenance.
 
-Provenance tags, as in MATH.md:
+Provenance tags, as in docs/theory.md:
 
 - [paper]   stated in the abstract of Gao, Mahadevan & Song (2023);
 - [derived] rebuilt from the abstract and the analyses it names (Song & Yang
   2019; Munteanu et al. 2022) and checked numerically, not read in the paper.
 
-The [derived] constants are for ||x_i|| <= 1, |y_i| <= 1, s = 1 and the
+The [derived] constants are for ``||x_i|| <= 1``, ``|y_i| <= 1``, s = 1 and the
 coupled initialisation. Everything is float64 and works in log space where
 the numbers are astronomically large (they are: the bound is loose).
 """
@@ -26,16 +26,16 @@ DERIVED = "[derived]"
 
 
 def weight_bound(m: float, n: float, delta: float) -> float:
-    """B = sqrt(2 log(6 m n / delta)) [derived], MATH.md 4.
+    """B = sqrt(2 log(6 m n / delta)) [derived], docs/theory.md section 4.
 
-    With probability 1 - delta/3, |<w_r(0), x_i>| <= B for all r, i when
+    With probability 1 - delta/3, ``|<w_r(0), x_i>| <= B`` for all r, i when
     ||x_i|| <= 1 (Gaussian tail plus a union bound over m n pairs).
     """
     return math.sqrt(2.0 * math.log(6.0 * check_positive(m, "m") * check_positive(n, "n") / check_probability(delta, "delta")))
 
 
 def radius(lam: float, n: float, B: float) -> float:
-    """R = lambda / (8 e n e^{2B}) [derived], MATH.md 5: the radius no neuron leaves."""
+    """R = lambda / (8 e n e^{2B}) [derived], docs/theory.md section 5: the radius no neuron leaves."""
     return check_positive(lam, "lambda") / (8.0 * math.e * check_positive(n, "n") * math.exp(2.0 * B))
 
 
@@ -49,7 +49,7 @@ def _log_width_terms(log_m: float, n: float, lam: float, delta: float) -> tuple[
 
 @dataclass(frozen=True)
 class WidthBound:
-    """Smallest m with m >= max(term1, term2) [derived], MATH.md 5.
+    """Smallest m with m >= max(term1, term2) [derived], docs/theory.md section 5.
 
     term1 = 64 n^2 e^{4B} log(6 n^2/delta) / lambda^2   (kernel concentration)
     term2 = 32 e^{1+R} n^2 e^{3B} / lambda^2            (movement <= R)
@@ -66,7 +66,7 @@ class WidthBound:
 
 
 def required_width(n: int, lam: float, delta: float) -> WidthBound:
-    """The theorem's sufficient width for n points with lambda = lambda_min(H^cts) [derived], MATH.md 5.
+    """The theorem's sufficient width for n points with lambda = lambda_min(H^cts) [derived], docs/theory.md section 5.
 
     The smallest m with
 
@@ -106,23 +106,23 @@ def required_width(n: int, lam: float, delta: float) -> WidthBound:
 
 
 def step_size(m: float, n: float, lam: float, B: float, R: float) -> float:
-    """eta = 0.1 lambda / (m n^2 e^{4(B+R)}) [derived], MATH.md 5."""
+    """eta = 0.1 lambda / (m n^2 e^{4(B+R)}) [derived], docs/theory.md section 5."""
     return 0.1 * check_positive(lam, "lambda") / (check_positive(m, "m") * check_positive(n, "n") ** 2 * math.exp(4 * (B + R)))
 
 
 def iterations(n: float, lam: float, B: float, R: float, epsilon: float) -> float:
-    """T = 20 n^2 e^{4(B+R)} lambda^-2 log(n/epsilon) [derived], MATH.md 5."""
+    """T = 20 n^2 e^{4(B+R)} lambda^-2 log(n/epsilon) [derived], docs/theory.md section 5."""
     n = check_positive(n, "n")
     return 20.0 * n * n * math.exp(4 * (B + R)) / check_positive(lam, "lambda") ** 2 * math.log(n / check_positive(epsilon, "epsilon"))
 
 
 def movement_bound(n: float, B: float, R: float, initial_residual: float, m: float, lam: float) -> float:
-    """max_r ||w_r(t) - w_r(0)|| <= 4 sqrt(n) e^{B+R} ||u(0) - y|| / (m lambda) [derived], MATH.md 5."""
+    """max_r ||w_r(t) - w_r(0)|| <= 4 sqrt(n) e^{B+R} ||u(0) - y|| / (m lambda) [derived], docs/theory.md section 5."""
     return 4.0 * math.sqrt(check_positive(n, "n")) * math.exp(B + R) * float(initial_residual) / (check_positive(m, "m") * check_positive(lam, "lambda"))
 
 
 def linear_rate_curve(t: Any, lr: float, m: float, s: float, lam: float, initial_residual: float) -> np.ndarray:
-    """Bound on ||u(t) - y||_2: (1 - lr m s^2 lambda / 2)^{t/2} ||u(0) - y||_2 [derived], MATH.md 4.
+    """Bound on ||u(t) - y||_2: (1 - lr m s^2 lambda / 2)^{t/2} ||u(0) - y||_2 [derived], docs/theory.md section 4.
 
     Valid while lambda_min(H(W(t))) >= m s^2 lambda / 2.
     """
@@ -145,7 +145,7 @@ def paper_width(n: float, delta: float) -> float:
 
 @dataclass(frozen=True)
 class TheoremQuantities:
-    """Every number of MATH.md 5 for one (n, lambda, delta, epsilon)."""
+    """Every number of docs/theory.md section 5 for one (n, lambda, delta, epsilon)."""
 
     n: int
     lam: float
@@ -178,9 +178,9 @@ class TheoremQuantities:
 
 
 def theorem_quantities(n: int, lam: float, delta: float = 0.1, epsilon: float = 1e-3, initial_residual: float | None = None) -> TheoremQuantities:
-    """All of MATH.md 5 for n points, lambda = lambda_min(H^cts), failure probability delta.
+    """All of docs/theory.md section 5 for n points, lambda = lambda_min(H^cts), failure probability delta.
 
-    ``initial_residual`` defaults to sqrt(n), the worst case for |y_i| <= 1
+    ``initial_residual`` defaults to sqrt(n), the worst case for ``|y_i| <= 1``
     and coupled initialisation (u(0) = 0).
     """
     epsilon = check_positive(epsilon, "epsilon")

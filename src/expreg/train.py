@@ -1,4 +1,4 @@
-"""Full-batch gradient descent of MATH.md 2, with the history the proof needs.
+"""Full-batch gradient descent of docs/theory.md section 2, with the history the proof needs.
 
 ``train`` runs W <- W - lr * dL/dW until ||u - y||_2 <= epsilon (the paper's
 stopping rule) or ``max_steps``, recording per step the loss, the residual
@@ -45,7 +45,7 @@ class TrainResult(ResultFigures):
     epsilon : float
     history : History
     lambda_cts : float
-        lambda_min(H^cts) of the training inputs (MATH.md 3).
+        lambda_min(H^cts) of the training inputs (docs/theory.md section 3).
     lambda_max_cts : float
     seconds : float
         Wall time of the descent (kernel set-up included).
@@ -77,7 +77,7 @@ def train(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 100,
 ) -> TrainResult:
-    """Full-batch gradient descent on L(W) = 1/2 ||F(W, X) - y||^2 (MATH.md 2).
+    """Full-batch gradient descent on L(W) = 1/2 ||F(W, X) - y||^2 (docs/theory.md section 2).
 
     Parameters
     ----------

@@ -17,7 +17,7 @@ from .backends import host_array
 
 
 class InputOutsideUnitBallWarning(UserWarning):
-    """Inputs with ||x|| > 1: the theorem (MATH.md 4-5) assumes ||x_i|| <= 1."""
+    """Inputs with ||x|| > 1: the theorem (docs/theory.md sections 4-5) assumes ||x_i|| <= 1."""
 
 
 def _as_float_array(value: Any, name: str, dtype: np.dtype | None) -> np.ndarray:
@@ -111,7 +111,7 @@ def check_X_y(X: Any, y: Any, *, dtype: np.dtype | None = None, d: int | None = 
 
 
 def check_distinct(X: np.ndarray) -> None:
-    """Raise if two rows of X coincide or a row is zero: then lambda = 0 (MATH.md 3)."""
+    """Raise if two rows of X coincide or a row is zero: then lambda = 0 (docs/theory.md section 3)."""
     if (np.linalg.norm(X, axis=1) == 0).any():
         raise ValueError("X has a zero row; H^cts is singular (lambda = 0). Remove zero inputs before asking for lambda")
     _, idx, counts = np.unique(X, axis=0, return_index=True, return_counts=True)

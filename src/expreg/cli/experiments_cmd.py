@@ -1,4 +1,4 @@
-"""``expreg run``, ``expreg report``, ``expreg list``: the experiments of MATH.md 6."""
+"""``expreg run``, ``expreg report``, ``expreg list``: the experiments of docs/theory.md section 6."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def theory_command(
     data: Optional[Path] = typer.Option(None, "--data", help=".npz with X to compute lambda from."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Print B, R, the theorem's width, step size, iterations and movement bound (MATH.md 5)."""
+    """Print B, R, the theorem's width, step size, iterations and movement bound (docs/theory.md section 5)."""
     from .. import data as data_mod
     from ..kernels import ntk_lambda
     from ..resources import check_fits
@@ -59,7 +59,7 @@ def theory_command(
     for row in q.rows():
         table.add_row(*(escape(cell) for cell in row))
     Console().print(table)
-    Console().print("[derived]: rebuilt from the abstract and the analyses it names (MATH.md); [paper]: stated in the abstract.", markup=False)
+    Console().print("[derived]: rebuilt from the abstract and the analyses it names (docs/theory.md); [paper]: stated in the abstract.", markup=False)
 
 
 def register(app: typer.Typer) -> None:

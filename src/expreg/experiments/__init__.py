@@ -1,4 +1,4 @@
-"""Experiments that test the theorem (MATH.md 6): configurations, sweeps, results, report.
+"""Experiments that test the theorem (docs/theory.md section 6): configurations, sweeps, results, report.
 
 Needs the ``experiments`` extra (pydantic, pandas, pyarrow, matplotlib, rich);
 ``realdata`` also needs scikit-learn. Nothing here is imported by ``import expreg``.
@@ -6,7 +6,7 @@ Needs the ``experiments`` extra (pydantic, pandas, pyarrow, matplotlib, rich);
 >>> from expreg.experiments import EXPERIMENTS, get_config
 >>> cfg = get_config("width", preset="quick")
 >>> cfg.versioned_name
-'width-v1'
+'width-v2'
 
 Run one from Python (same as ``expreg run width --preset quick --out results``)::
 

@@ -1,4 +1,4 @@
-"""Censored lognormal regression of per-seed thresholds (MATH.md 6): a Gaussian AFT / Tobit model on log scale.
+"""Censored lognormal regression of per-seed thresholds (docs/theory.md section 6): a Gaussian AFT / Tobit model on log scale.
 
 Model, for observation i with covariates x_i (k of them, e.g. log n, log lambda(n))::
 

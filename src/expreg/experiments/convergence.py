@@ -1,4 +1,4 @@
-"""Experiment ``convergence``: does GD converge linearly, as the kernel predicts? (MATH.md 4)
+"""Experiment ``convergence``: does GD converge linearly, as the kernel predicts? (docs/theory.md section 4)
 
 For each width m, activation and seed: train to ||u - y||_2 <= epsilon and
 record ||u(t) - y||_2. Beside it, for the same data, step and r0 = u(0) - y:

@@ -1,4 +1,4 @@
-"""Experiment ``kernel``: how close is the finite-width kernel to H^cts? (MATH.md 3-4)
+"""Experiment ``kernel``: how close is the finite-width kernel to H^cts? (docs/theory.md sections 3-4)
 
 For each width m, activation and seed:
 

@@ -1,4 +1,4 @@
-"""Experiment ``lazy``: how far do the weights move? (MATH.md 5, movement bound)
+"""Experiment ``lazy``: how far do the weights move? (docs/theory.md section 5, movement bound)
 
 For each width m, activation, scaling and seed: train to epsilon and record
 max_t max_r ||w_r(t) - w_r(0)|| and ||W(T) - W(0)||_F. Fitted slopes of

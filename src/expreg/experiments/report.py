@@ -95,8 +95,8 @@ def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Pa
     parts_html = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>expreg report</title><style>{CSS}</style></head><body>",
                   "<h1>expreg: experiments on the over-parameterised exponential regression network</h1>",
                   "<p>Gao, Mahadevan &amp; Song (2023): F(W, x) = s &sum;<sub>r</sub> a<sub>r</sub> exp(&lang;w<sub>r</sub>, x&rang;). "
-                  "Definitions: MATH.md section 6. [paper]: stated in the paper's abstract; [derived]: rebuilt from the analyses it names.</p>"]
-    parts_md = ["# expreg report\n", "Experiments of MATH.md 6; the HTML report (`report.html`) embeds every figure.\n"]
+                  "Definitions: docs/theory.md section 6. [paper]: stated in the paper's abstract; [derived]: rebuilt from the analyses it names.</p>"]
+    parts_md = ["# expreg report\n", "Experiments of docs/theory.md section 6; the HTML report (`report.html`) embeds every figure.\n"]
     if pending:
         parts_html.append(f"<p>No finished runs yet: {html.escape(', '.join(pending))}.</p>")
         parts_md.append(f"\nNo finished runs yet: {', '.join(pending)}.\n")

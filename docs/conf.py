@@ -1,0 +1,116 @@
+"""Sphinx configuration of expreg's documentation site.
+
+Builds offline: no intersphinx inventories are fetched (other projects are
+linked by plain URL). ``make docs`` builds with warnings as errors. Before
+reading the sources, the Results page is regenerated from the stored
+summaries under ``docs/results/`` (``gen_results.py``) and the API listing
+from the public names of ``expreg`` (``gen_api.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "src"))
+
+import expreg  # noqa: E402
+import gen_api  # noqa: E402
+import gen_results  # noqa: E402
+
+# Generated pages: written here, before Sphinx looks for source files (autosummary reads api/index.rst then).
+gen_api.write(HERE / "api" / "index.rst")
+gen_results.write(HERE / "results", HERE / "results.md")
+
+project = "expreg"
+author = "the expreg developers"
+copyright = "2026, the expreg developers"
+release = expreg.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "myst_parser",
+    "sphinx_gallery.gen_gallery",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "results/**/*.md", "Thumbs.db", ".DS_Store"]
+templates_path = ["_templates"]
+
+# -- MyST: $...$ and $$...$$ maths, definition lists, heading anchors ---------
+myst_enable_extensions = ["dollarmath", "amsmath", "deflist", "colon_fence"]
+myst_heading_anchors = 3
+myst_dmath_double_inline = True
+
+# -- MathJax: loaded by the reader's browser; EXPREG_MATHJAX_PATH overrides the
+# address (for example a local copy when checking pages offline).
+if os.environ.get("EXPREG_MATHJAX_PATH"):
+    mathjax_path = os.environ["EXPREG_MATHJAX_PATH"]
+
+# -- API reference -------------------------------------------------------------
+autosummary_generate = True
+autosummary_imported_members = True
+autodoc_typehints = "none"  # the numpydoc docstrings give the types
+autodoc_default_options = {"members": True, "inherited-members": False}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_validation_checks: set[str] = set()
+add_module_names = False
+
+# -- Gallery: every examples/plot_*.py runs at build time ---------------------
+sphinx_gallery_conf = {
+    "examples_dirs": str(HERE.parent / "examples"),
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "ignore_pattern": r"(__init__|(^|[/\\])diabetes)\.py$",  # diabetes.py is the script plot_diabetes.py imports
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "abort_on_example_error": True,
+    "only_warn_on_example_error": False,
+    "plot_gallery": "True",
+    "matplotlib_animations": False,
+    "within_subsection_order": "FileNameSortKey",
+}
+
+# -- HTML ---------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = f"expreg {release}"
+html_theme_options = {
+    "navbar_align": "left",
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "secondary_sidebar_items": ["page-toc"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+}
+html_static_path: list[str] = []
+# pages without sub-pages need no left sidebar
+html_sidebars = {page: [] for page in ("index", "getting_started", "theory", "results")}
+html_show_sourcelink = False
+
+# Offline: no intersphinx. Unresolved Python cross-references are errors.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(numpy|np|scipy|sklearn|torch|pandas|pydantic|dask|matplotlib|typing|collections|pathlib|os)\..*"),
+    (r"py:.*", r"(optional|array|array-like|ndarray|callable|path|str|int|float|bool|dict|list|tuple|None|object)"),
+]
+
+
+def _skip_member(app, what, name, obj, skip, options):  # noqa: ANN001
+    """Leave out scikit-learn's generated metadata-routing methods (set_*_request, get_metadata_routing)."""
+    if name == "get_metadata_routing" or (name.startswith("set_") and name.endswith("_request")):
+        return True
+    return None
+
+
+def setup(app):  # noqa: ANN001
+    app.connect("autodoc-skip-member", _skip_member)

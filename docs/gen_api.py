@@ -1,0 +1,147 @@
+"""Write the API reference page (``docs/api/index.rst``) from the public names of expreg.
+
+Every public name is listed through its ``expreg.<module>.<name>`` path (or
+``expreg.<name>`` for the top level), so the pages survive a reorganisation of
+the modules behind those names. A name is public when it is in the module's
+``__all__`` or, for a module without one, when it is a class or function
+defined in that module whose name does not start with an underscore.
+
+Run by ``docs/conf.py`` at build time; ``python docs/gen_api.py`` prints the page.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+from types import ModuleType
+
+#: (title, module path, one-line description) of each documented submodule, in page order.
+SUBMODULES: list[tuple[str, str, str]] = [
+    ("Kernels", "expreg.kernels", "Closed-form infinite-width kernels, the finite-width NTK, eigenvalues, the kernel-predicted trajectory (theory section 3-4)."),
+    ("Eigenvalues", "expreg.eigen", "Extreme eigenvalues, spectral norms and the two lazy-regime criteria (theory section 3-4)."),
+    ("Nested-width scan", "expreg.scan", "H^dis at every width of a grid in one pass over the neurons (theory section 6)."),
+    ("Theorem calculator", "expreg.theory", "The theorem's width, step size, iterations and bounds, each tagged [paper] or [derived] (theory section 4-5)."),
+    ("Data", "expreg.data", "Synthetic data on the unit sphere and ``.npz`` loading."),
+    ("Initialisation", "expreg.initialisation", "The initial weights, drawn neuron by neuron so that widths are nested (theory section 1)."),
+    ("scikit-learn kernels", "expreg.sklearn_kernels", "H^cts and the NNGP kernel as scikit-learn ``Kernel`` objects (needs ``expreg[sklearn]``)."),
+    ("Random streams", "expreg.streams", "One independent random stream per kind of random object (theory section 1)."),
+    ("Experiments", "expreg.experiments", "Configurations, sweeps, result tables and the report (needs ``expreg[experiments]``)."),
+    ("Width thresholds", "expreg.experiments.thresholds", "Per-seed threshold intervals from a scan over widths, censoring, when to stop (theory section 6)."),
+    ("Censored regression", "expreg.experiments.censored", "Censored lognormal regression of thresholds, profile-likelihood intervals, local exponents (theory section 6)."),
+    ("Width-sharded training", "expreg.distributed", "Gradient descent with the neurons split over torch.distributed ranks (needs ``expreg[torch]``)."),
+    ("Sharded checkpoints", "expreg.distributed_checkpoint", "Checkpoints of a width-sharded run, readable with any number of ranks."),
+]
+
+TOP_GROUPS: list[tuple[str, list[str]]] = [
+    ("Network and training", ["ExpNet", "train", "TrainResult", "History"]),
+    ("Data", ["make_dataset", "sphere", "load_dataset"]),
+    ("scikit-learn estimator", ["ExpRegressor", "UnitBallScaler"]),
+    ("Errors and warnings", ["ExpregError", "ExpOverflowError", "TrainingDivergedError", "CheckpointError", "InputOutsideUnitBallWarning"]),
+]
+
+
+def _is_documentable(obj: object) -> bool:
+    return inspect.isclass(obj) or inspect.isfunction(obj)
+
+
+def top_level_names() -> list[str]:
+    """Public names of ``expreg`` itself (``__all__`` and the lazily imported optional names), modules excluded."""
+    import expreg
+
+    names = list(expreg.__all__) + list(getattr(expreg, "_OPTIONAL", {}))
+    return [n for n in dict.fromkeys(names) if not isinstance(getattr(expreg, n), ModuleType)]
+
+
+def _module(path: str) -> ModuleType:
+    """The module at ``path``: imported, or reached as attributes from ``expreg`` (a re-exported module)."""
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError:
+        obj: object = importlib.import_module("expreg")
+        for part in path.split(".")[1:]:
+            obj = getattr(obj, part)
+        if not isinstance(obj, ModuleType):
+            raise TypeError(f"{path} is not a module; update SUBMODULES in docs/gen_api.py") from None
+        return obj
+
+
+def module_names(path: str) -> list[str]:
+    """Public names of the module at ``path`` (see the module docstring)."""
+    mod = _module(path)
+    if hasattr(mod, "__all__"):
+        names = [n for n in mod.__all__ if _is_documentable(getattr(mod, n))]
+    else:
+        names = [n for n, obj in vars(mod).items()
+                 if not n.startswith("_") and _is_documentable(obj) and getattr(obj, "__module__", None) == mod.__name__]
+    return sorted(names, key=str.lower)
+
+
+def _module_directive(path: str) -> str:
+    """The module's own docstring (``automodule``), or a bare target when ``path`` is only an attribute of expreg."""
+    try:
+        importlib.import_module(path)
+    except ModuleNotFoundError:
+        return f".. py:module:: {path}\n"
+    return f".. automodule:: {path}\n   :no-members:\n"
+
+
+def _autosummary(names: list[str]) -> str:
+    return ".. autosummary::\n   :toctree: generated\n   :nosignatures:\n\n" + "".join(f"   {n}\n" for n in names) + "\n"
+
+
+def render() -> str:
+    """The reStructuredText of the API page."""
+    top = top_level_names()
+    grouped = {n for _, names in TOP_GROUPS for n in names}
+    groups = [(t, [n for n in names if n in top]) for t, names in TOP_GROUPS]
+    rest = sorted(set(top) - grouped)
+    if rest:
+        groups.append(("Other", rest))
+    out = [".. This page is written by docs/gen_api.py at build time; edit that script, not this file.\n",
+           "API reference\n=============\n",
+           "Every public name of expreg, generated from its docstrings. The names below are importable "
+           "from the paths shown; the top-level names are also available as ``expreg.<name>``.\n",
+           "Top level: ``expreg``\n---------------------\n", ".. currentmodule:: expreg\n"]
+    for title, names in groups:
+        if names:
+            out.append(f"{title}\n{'~' * len(title)}\n")
+            out.append(_autosummary(names))
+    for title, path, blurb in SUBMODULES:
+        heading = f"{title}: ``{path}``"
+        out.append(f"{heading}\n{'-' * len(heading)}\n")
+        out.append(_module_directive(path))
+        out.append(f".. currentmodule:: {path}\n")
+        out.append(f"{blurb}\n")
+        out.append(_autosummary(module_names(path)))
+    return "\n".join(out)
+
+
+def write(path: str | Path) -> None:
+    """Write the page to ``path`` if its text changed (so Sphinx does not rebuild it needlessly).
+
+    Stubs that autosummary generated earlier (``generated/``) for names the
+    page no longer lists are deleted, so pages of names that are gone do not linger.
+    """
+    path = Path(path)
+    text = render()
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    listed = set(documented_names())
+    for stub in (path.parent / "generated").glob("*.rst"):
+        if stub.stem not in listed:
+            stub.unlink()
+
+
+def documented_names() -> list[str]:
+    """The full dotted name of every entry of the page (the stems of autosummary's stub files)."""
+    names = [f"expreg.{n}" for n in top_level_names()]
+    for _, path, _ in SUBMODULES:
+        names += [f"{path}.{n}" for n in module_names(path)]
+    return names
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

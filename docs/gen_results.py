@@ -1,0 +1,150 @@
+"""Render the stored experiment results (``docs/results/*/summary.json``) into the Results page.
+
+Each experiment directory under ``docs/results/`` holds the ``summary.json``
+that ``expreg report`` writes (``expreg.experiments.analysis.analyse``:
+``{"headline": {str: str}, "tables": {name: [row dicts]}, "notes": [str], ...}``)
+and its figures (``figures/*.png``). ``write`` turns them into one MyST page;
+``docs/conf.py`` calls it at every build, so the page cannot go stale.
+
+Refresh the stored results from a results directory::
+
+    expreg run width --preset full --out results/full      # ... the other experiments
+    python docs/gen_results.py --collect results/full      # runs `expreg report` if needed, then copies
+
+``--collect`` copies each experiment's ``summary.json`` and PNG figures
+(not the result tables) into ``docs/results/<experiment>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+#: Characters that Markdown (MyST, with dollar maths) would read as markup.
+_SPECIAL = "\\`*_{}[]<>#+!|$~"
+
+
+def escape(text: Any) -> str:
+    """``text`` as literal Markdown inline text."""
+    s = _fmt(text)
+    return "".join("\\" + c if c in _SPECIAL else c for c in s).replace("\n", " ")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if v is None:
+        return "–"
+    return str(v)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of row dicts (columns in order of first appearance)."""
+    if not rows:
+        return "_no rows_\n"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(escape(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(escape(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def figures(directory: Path, summary: dict[str, Any]) -> list[Path]:
+    """The PNG figures of one experiment: those the summary names first, then any others beside it."""
+    named = [directory / "figures" / f"{stem}.png" for stem in summary.get("figures", [])]
+    found = sorted(directory.glob("*.png")) + sorted(directory.glob("figures/*.png"))
+    return [p for p in dict.fromkeys(named + found) if p.is_file()]
+
+
+def section(directory: Path, page_dir: Path) -> str:
+    """The Markdown of one experiment directory."""
+    summary = json.loads((directory / "summary.json").read_text())
+    title = summary.get("versioned_name") or summary.get("experiment") or directory.name
+    parts = [f"## {escape(title)}\n"]
+    if summary.get("description"):
+        runs = f" ({summary['runs']} runs, configuration `{summary.get('config_hash', '?')}`)" if "runs" in summary else ""
+        parts.append(escape(summary["description"]) + runs + "\n")
+    if summary.get("headline"):
+        parts.append("| headline | value |\n|---|---|\n" + "".join(f"| {escape(k)} | {escape(v)} |\n" for k, v in summary["headline"].items()))
+    for png in figures(directory, summary):
+        parts.append(f"![{escape(png.stem)}]({png.relative_to(page_dir).as_posix()})\n")
+    for name, rows in summary.get("tables", {}).items():
+        parts.append(f"### {escape(name)}\n\n" + table(rows))
+    for note in summary.get("notes", []):
+        parts.append(f"- {escape(note)}")
+    if summary.get("notes"):
+        parts.append("")
+    if summary.get("config"):
+        parts.append("Configuration:\n\n```json\n" + json.dumps(summary["config"], indent=1) + "\n```\n")
+    return "\n".join(parts)
+
+
+def render(results: Path = RESULTS, page_dir: Path = HERE) -> str:
+    """The whole Results page for the experiment directories under ``results``."""
+    dirs = sorted(p.parent for p in results.glob("*/summary.json"))
+    head = ["# Results\n",
+            "The measured numbers and figures of expreg's experiments, rendered by `docs/gen_results.py` from "
+            "the summaries stored under `docs/results/` (each written by `expreg report`). What each quantity "
+            "means is on the {doc}`theory` page, section 6; `[paper]` and `[derived]` mark the provenance of "
+            "theory numbers as explained there.\n",
+            "To regenerate them: run the experiments (`expreg run EXPERIMENT --preset PRESET --out OUT`), then "
+            "`python docs/gen_results.py --collect OUT`, and rebuild the docs (`make docs`). The configuration of "
+            "each run is printed below it: check the preset before reading the numbers as the paper's regime.\n"]
+    if not dirs:
+        return "\n".join(head + ["_No stored results yet._\n"])
+    return "\n".join(head + [section(d, page_dir) for d in dirs])
+
+
+def write(results: str | Path = RESULTS, page: str | Path = HERE / "results.md") -> None:
+    """Write the page to ``page`` if its text changed."""
+    page = Path(page)
+    text = render(Path(results), page.parent)
+    if not page.is_file() or page.read_text() != text:
+        page.write_text(text)
+
+
+def collect(out: str | Path, results: str | Path = RESULTS) -> list[str]:
+    """Copy each experiment's summary.json and PNG figures from ``out`` into ``results``; return the names.
+
+    Runs ``expreg.experiments.build_report(out, fresh=False)`` first, which
+    re-analyses only the experiments whose summary is out of date.
+    """
+    from expreg.experiments import build_report
+
+    out, results = Path(out), Path(results)
+    build_report(out, fresh=False)
+    names = []
+    for summary in sorted(out.glob("*/summary.json")):
+        src, dst = summary.parent, results / summary.parent.name
+        if dst.exists():
+            shutil.rmtree(dst)
+        (dst / "figures").mkdir(parents=True)
+        shutil.copy2(summary, dst / "summary.json")
+        for png in sorted(src.glob("figures/*.png")):
+            shutil.copy2(png, dst / "figures" / png.name)
+        names.append(src.name)
+    if not names:
+        raise SystemExit(f"no experiment summaries under {str(out)!r}; run `expreg run EXPERIMENT --out {out}` first")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collect", metavar="OUT", help="copy summaries and figures from this results directory first")
+    parser.add_argument("--page", default=str(HERE / "results.md"), help="where to write the page (default: docs/results.md)")
+    args = parser.parse_args(argv)
+    if args.collect:
+        print("collected:", ", ".join(collect(args.collect)))
+    write(RESULTS, args.page)
+    print(f"wrote {args.page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
