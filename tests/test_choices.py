@@ -223,3 +223,13 @@ def test_a_configuration_hashes_the_same_given_members_or_strings() -> None:
     assert by_member.config_hash == by_string.config_hash
     assert json.loads(by_member.canonical_json())["inits"] == ["gaussian"]
     assert type(by_member.inits[0]) is str
+
+
+def test_the_eigenvalue_method_uses_the_same_message() -> None:
+    from expreg import eigen
+
+    H = np.diag([1.0, 2.0, 3.0])
+    for method in eigen.METHODS:
+        assert eigen.lambda_min(H, method=method) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=listed("method", "qr", eigen.METHODS)):
+        eigen.lambda_min(H, method="qr")
