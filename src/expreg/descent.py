@@ -35,6 +35,7 @@ from .activations import Activation
 from .backends import Array, Backend
 from .distributed_comm import Communicator
 from .errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError, overflow_checked
+from .model import NetSpec
 from .validation import check_nonnegative, check_positive, check_positive_int, is_number
 
 #: The loss may grow at most this factor above its initial value before the run counts as diverged.
@@ -196,37 +197,33 @@ class Shard:
 
     Attributes
     ----------
-    be : Backend
-    act : Activation
+    spec : model.NetSpec
+        The whole network (global width m, s of the whole network).
     Xn : ndarray (n, d) float64, yn : ndarray (n,) float64
         The training data (the same on every rank).
     W0 : array (d, hi - lo)
         This rank's initial weights (backend array, the run's dtype).
     a : array (hi - lo,)
-    s : float
-        Output scale of the *whole* network.
-    m : int
-        Global width.
-    plan : ops.BlockPlan
-        Blocking of this rank's passes.
     comm : Communicator
-    dtype : numpy dtype
-        Of the arithmetic (W0, a and the data on the backend).
+    plan : ops.BlockPlan
+        Blocking of this rank's passes (``spec.plan`` of n and hi - lo).
+    be, act, s, m, dtype
+        The spec's backend, activation, output scale, global width and dtype.
     """
 
-    be: Backend
-    act: Activation
+    spec: NetSpec
     Xn: np.ndarray
     yn: np.ndarray
     W0: Array
     a: Array
-    s: float
-    m: int
-    plan: ops.BlockPlan
     comm: Communicator
-    dtype: np.dtype
 
     def __post_init__(self) -> None:
+        spec = self.spec
+        self.be: Backend = spec.get_backend()
+        self.act: Activation = spec.act
+        self.s, self.m, self.dtype = spec.s, spec.m, spec.dtype
+        self.plan: ops.BlockPlan = spec.plan(int(self.Xn.shape[0]), int(self.W0.shape[1]))
         self.Xb, self.yb = self.be.asarray(self.Xn, self.dtype), self.be.asarray(self.yn, self.dtype)
 
     @property
@@ -376,7 +373,7 @@ class _Descent(Generic[R]):
 
     def __post_init__(self) -> None:
         sh = self.shard
-        self.H_cts = kernels.ntk(sh.Xn, sh.act.name)
+        self.H_cts = kernels.ntk(sh.Xn, sh.act)
         self.lam_min, self.lam_max = kernels.extreme_eigenvalues(self.H_cts)
         self.step, self.rule = resolve_lr(self.lr, sh.m, sh.s, self.lam_max, gram0=lambda: sh.gram(sh.W0))
 
