@@ -20,6 +20,8 @@ section of RESULTS-cuda.md (results-cuda.json keeps the others):
    a step; each approach's largest width within 16 GiB is estimated from
    its measured peak memory per neuron (two small widths), never by
    running it out of memory.
+4. Sweeps (``bench_sweep.py``): worker start-up, per-run overhead, runs/s
+   on 1 and 2 workers.
 
 Subprocesses are killed above ``--mem-cap-gib`` of resident memory.
 """
@@ -183,7 +185,7 @@ def _progress(row: dict[str, Any]) -> None:
 
 
 #: Sections of RESULTS.md that other scripts own (bench_scaleout.py); kept when the file is rewritten.
-FOREIGN_SECTIONS = ("\n## Scale-out\n",)
+FOREIGN_SECTIONS = ("\n## Scale-out\n", "\n## Sweeps\n")
 
 
 def write_markdown(path: str, text: str) -> None:
@@ -214,6 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--mem-cap-gib", type=float, default=None, help="kill any measurement above this resident memory (default 14 GiB; 64 on a GPU machine)")
     p.add_argument("--timeout-s", type=float, default=300.0)
     p.add_argument("--no-memory", action="store_true", help="skip the memory test")
+    p.add_argument("--no-sweep", action="store_true", help="skip the sweep section (bench_sweep.py)")
     p.add_argument("--render", action="store_true", help="only rewrite the markdown from the existing results file")
     p.add_argument("--out", default=None, help="default benchmarks/results.json (results-cuda.json on a GPU)")
     p.add_argument("--md", default=None, help="default benchmarks/RESULTS.md (RESULTS-cuda.md on a GPU)")
@@ -253,6 +256,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not gpu and not args.no_memory:
         print("memory test ...", flush=True)
         results["memory"] = memory_test(impls, args)
+    if not gpu and not args.no_sweep:  # writes its own "## Sweeps" section of RESULTS.md
+        print("sweeps ...", flush=True)
+        results["sweep"] = run_script("bench_sweep.py", ["--quick"] if args.quick else [], cap_bytes=args.mem_cap, timeout_s=1800)
     results["minutes"] = (time.time() - started) / 60
     write_json_atomic(args.out, results)
     write_markdown(args.md, report.render(results))

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import cloudpickle
 import dask
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from distributed import LocalCluster
 
@@ -51,25 +52,46 @@ def local_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
 
 def _executed_on_cluster(cluster: Any) -> int:
-    """Tasks of ``execute`` whose results the cluster's scheduler received (transitions into "memory")."""
-    prefix = cluster.scheduler.task_prefixes.get("execute")
+    """Submissions of ``execute_batch`` whose results the cluster's scheduler received (transitions into "memory")."""
+    prefix = cluster.scheduler.task_prefixes.get("execute_batch")
     return 0 if prefix is None else int(prefix.state_counts.get("memory", 0))
+
+
+class _CountingExecutor(DaskExecutor):
+    """Counts the submissions and the runs they carry."""
+
+    def __init__(self, address: str, counts: dict[str, int]) -> None:
+        super().__init__(address)
+        self._counts = counts
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        self._counts["submissions"] += 1
+        self._counts["runs"] += len(args[0])
+        return super().submit(fn, *args, **kwargs)
 
 
 def test_dask_sweep_gives_the_local_table(cluster: Any, local_table: pd.DataFrame, tmp_path: Path) -> None:
     cfg = get_config(EXPERIMENT, "tiny")
     before = _executed_on_cluster(cluster)
-    result = run_experiment(EXPERIMENT, cfg, tmp_path, scheduler=cluster.scheduler_address, show_progress=False)
+    counts = {"submissions": 0, "runs": 0}
+    result = run_experiment(EXPERIMENT, cfg, tmp_path, show_progress=False,
+                            executor_factory=lambda: _CountingExecutor(cluster.scheduler_address, counts))
     n = len(make_tasks(EXPERIMENT, cfg))
     assert (result.executed, result.skipped, result.rounds) == (n, 0, 1)
-    assert _executed_on_cluster(cluster) - before == n  # the runs went to the cluster
+    assert counts["runs"] == n and _executed_on_cluster(cluster) - before == counts["submissions"]  # every run went to the cluster
     pd.testing.assert_frame_equal(_table(tmp_path / EXPERIMENT), local_table)
     again = run_experiment(EXPERIMENT, cfg, tmp_path, scheduler=cluster.scheduler_address, show_progress=False)
     assert (again.executed, again.skipped) == (0, n)  # resumed: nothing to do
 
 
-def _die_on_first_attempt(marker_dir: str, doomed: frozenset[str], fn: Callable[..., Any], task: Any) -> Any:
-    """In a Dask worker: SIGKILL this worker process the first time a doomed task runs; run it otherwise."""
+def _die_on_first_attempt(marker_dir: str, doomed: frozenset[str], fn: Callable[..., Any], batch: Any) -> Any:
+    """In a Dask worker: SIGKILL this worker process the first time a batch holding a doomed task runs; run it otherwise."""
+    for task in batch:
+        _kill_first_time(marker_dir, doomed, task)
+    return fn(batch)
+
+
+def _kill_first_time(marker_dir: str, doomed: frozenset[str], task: Any) -> None:
     marker = os.path.join(marker_dir, f"killed-{task.key}")
     if task.key in doomed:
         try:
@@ -81,7 +103,6 @@ def _die_on_first_attempt(marker_dir: str, doomed: frozenset[str], fn: Callable[
             os.write(fd, str(os.getpid()).encode())
             os.close(fd)
             os.kill(os.getpid(), signal.SIGKILL)
-    return fn(task)
 
 
 class _KillingExecutor(DaskExecutor):
@@ -104,7 +125,8 @@ def test_killed_dask_worker_loses_nothing_and_writes_each_run_once(cluster: Any,
         killed_pid = (markers / f"killed-{key}").read_text()
         assert (markers / f"ran-{key}").read_text() != killed_pid
     assert result.executed == len(tasks) and not result.failures
-    assert sum(1 for _ in store.parts_dir.glob("part-*.parquet")) == len(tasks)  # one write per run: none twice
+    written = [k for p in store.parts_dir.glob("part-*.parquet") for k in pq.read_table(p, columns=["key"]).column("key").to_pylist()]
+    assert sorted(written) == sorted(t.key for t in tasks)  # each run written once: none lost, none twice
     pd.testing.assert_frame_equal(_table(store.directory), local_table)
 
 

@@ -60,6 +60,15 @@ def test_append_nothing_writes_nothing(tmp_path):
     assert not (tmp_path / "parts").exists()
 
 
+def test_rows_with_different_columns_keep_every_value_in_one_part(tmp_path):
+    # pyarrow's Table.from_pylist takes the columns of the first row only; a later row's extra column must survive
+    store = ResultStore(tmp_path)
+    store.append([{"key": "a", "seed": 0}, {"key": "b", "seed": 1, "bound": 2.5}])
+    df = store.read().set_index("key")
+    assert df.loc["b", "bound"] == 2.5 and df.loc["a", "bound"] != df.loc["a", "bound"]  # NaN where the row had none
+    assert list(df.seed) == [0, 1]
+
+
 def test_every_unreadable_part_is_named_in_one_message(tmp_path):
     from expreg.errors import CheckpointError
 

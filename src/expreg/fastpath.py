@@ -12,7 +12,13 @@ Cody-Waite range-reduced polynomial exp (vectorised by LLVM: 8 float32 or
 4 float64 lanes, about 1.9 and 0.5 G exp/s per core) and each row's sum
 while the row is in L1, releasing the GIL so that ``ops`` can run blocks
 on all cores. It compiles on first use per dtype (about 2 s) and is
-cached on disk by numba for later processes. Without numba, or with
+cached on disk by numba for later processes: in ``__pycache__`` beside
+``_fastkernels.py``, or, where the installed package is read-only, in
+numba's user-wide cache (``~/.cache/numba``; ``NUMBA_CACHE_DIR``
+overrides both). A process that finds the cache still pays about 0.25 s
+to import numba and 0.4 s to load the kernels on their first call;
+``warm_up`` pays it up front (the sweep's worker server calls it once, so
+that pool workers forked from it start warm). Without numba, or with
 ``EXPREG_FASTPATH=0`` in the environment (read once), it falls back to ``np.exp``
 followed by a matrix-vector product; results agree to rounding.
 
@@ -64,6 +70,21 @@ def exp_(Z: np.ndarray) -> np.ndarray:
         return Z
     with np.errstate(over="ignore"):
         return np.exp(Z, out=Z)
+
+
+def warm_up() -> bool:
+    """Load (or compile) the kernels for float32 and float64 now; True when they are in use.
+
+    Calls each kernel once on a tiny array of each dtype, so that the first
+    real call pays nothing; a no-op with numba missing or disabled.
+    """
+    if _get() is None:
+        return False
+    for dtype in (np.float32, np.float64):
+        Z = np.zeros((2, 8), dtype=dtype)
+        exp_matvec_(Z, np.ones(8, dtype=dtype), np.zeros(2, dtype=dtype))
+        exp_(Z)
+    return True
 
 
 #: True when EXPREG_FASTPATH=0 (read at the first call; tests may set it directly).

@@ -40,8 +40,9 @@ def user_errors(fn: F) -> F:
                 text = str(exc) or ("out of memory; use a smaller --m or --n, or float32" if isinstance(exc, MemoryError) else type(exc).__name__)
                 err_console().print(f"[red]error:[/red] {escape(text)}", markup=True, soft_wrap=True)
                 raise typer.Exit(2) from None
-            except KeyboardInterrupt:
-                err_console().print("[red]error:[/red] interrupted; a run with --checkpoint resumes when started again with the same arguments", markup=True, soft_wrap=True)
+            except KeyboardInterrupt as exc:  # a sweep's SweepInterrupted says what was saved
+                message = str(exc) or "interrupted; a run with --checkpoint resumes when started again with the same arguments"
+                err_console().print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
                 raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

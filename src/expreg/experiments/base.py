@@ -13,8 +13,10 @@ Each experiment module (``convergence``, ``width``, ``lazy``, ``kernel``,
 - ``figures(df, config, directory) -> list[str]``: figure stems written as
   PNG and SVG.
 
-``execute`` is the one function a worker process runs; it is importable, so
-any ``concurrent.futures.Executor`` (a process pool, Dask) can run it.
+``execute`` runs one task; ``execute_batch``, the function a sweep's
+workers run, runs several in a row (one submission for many small runs).
+Both are importable, so any ``concurrent.futures.Executor`` (a process
+pool, Dask) can run them.
 """
 
 from __future__ import annotations
@@ -83,3 +85,18 @@ def execute(task: Task) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - started,
     }
     return row
+
+
+def execute_batch(tasks: list[Task]) -> list[tuple[bool, Any]]:
+    """Run ``tasks`` one after the other (in a worker): per task (True, its row) or (False, the error).
+
+    A task that raises does not stop the others; its entry is (False,
+    "ExceptionType: message"), for the runner to retry or report.
+    """
+    out: list[tuple[bool, Any]] = []
+    for task in tasks:
+        try:
+            out.append((True, execute(task)))
+        except Exception as exc:  # reported per task by the runner
+            out.append((False, f"{type(exc).__name__}: {exc}"))
+    return out

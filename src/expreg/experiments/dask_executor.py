@@ -12,6 +12,10 @@ the future raises ``KilledWorker`` and the runner reports that run as failed.
 The driver writes each row once, when its future completes, so a retried run
 still appears once in the table.
 
+Start the workers with ``--preload expreg.experiments.warm`` to have each
+import the experiments and load the compiled kernels before its first task
+(``dask worker tcp://HOST:PORT --preload expreg.experiments.warm``).
+
 This module needs ``dask[distributed]`` (``pip install 'expreg[dask]'``);
 nothing else in expreg imports it.
 """
@@ -19,6 +23,7 @@ nothing else in expreg imports it.
 from __future__ import annotations
 
 import socket
+import time
 import warnings
 from concurrent.futures import Executor, Future
 from typing import Any, Callable
@@ -57,9 +62,23 @@ class DaskExecutor(Executor):
         except (OSError, TimeoutError) as exc:
             raise ValueError(f"scheduler={address!r}: could not connect to the Dask scheduler ({exc}); check the address and that it is running") from exc
         self._inner = self._client.get_executor(pure=False)  # each submit is its own task, even for equal arguments
+        self._workers, self._workers_at = 1, -float("inf")
         if not self._client.scheduler_info().get("workers"):
             warnings.warn(f"the Dask cluster at {address} has no workers yet: the runs wait until workers connect "
                           f"(e.g. `dask worker {address}`)", stacklevel=3)
+
+    @property
+    def workers(self) -> int:
+        """Threads of the cluster's workers (tasks it runs at once), at least 1; asked of the scheduler at most every 5 s."""
+        now = time.monotonic()
+        if now - self._workers_at > 5.0:
+            try:
+                info = self._client.scheduler_info().get("workers", {})
+                self._workers = max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+            except (OSError, TimeoutError):  # keep the last answer; the futures report a lost scheduler
+                pass
+            self._workers_at = now
+        return self._workers
 
     @property
     def client(self) -> Any:

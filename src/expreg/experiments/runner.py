@@ -1,29 +1,39 @@
 """Sweep execution: tasks through any ``concurrent.futures.Executor``.
 
 One code path for every executor: ``run_tasks`` submits the unfinished
-tasks, and as each future completes the driver appends its row to the
-result table (``store.ResultStore``, atomic part files). Runs already in the
-table are skipped. If the executor breaks (a worker process killed: the
-pool raises ``BrokenExecutor`` for every task in flight), finished rows are
-already on disk; the runner builds a new executor and resubmits the tasks
-still missing, at most ``max_retries`` times, so every run appears once.
+tasks, and as futures complete the driver appends their rows to the result
+table (``store.ResultStore``, atomic part files, one per second of finished
+runs: ``_RowWriter``). Runs already in the table are skipped. If the
+executor breaks (a worker process killed: the pool raises
+``BrokenExecutor`` for every task in flight), finished rows are written;
+the runner builds a new executor and resubmits the tasks still missing, at
+most ``max_retries`` times, so every run appears once.
 
 ``make_executor`` is the one place an executor is built: a local process
-pool, or, given a scheduler address, a Dask cluster (``dask_executor``).
+pool whose workers are forked warm from a server process and end when the
+driver is gone (``worker``), or, given a scheduler address, a Dask cluster
+(``dask_executor``). Ctrl-C and SIGTERM (``sigterm_interrupts``) end a sweep
+cleanly: finished rows written, workers killed, ``SweepInterrupted``
+raised; running the sweep again resumes it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+import signal
+import threading
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..backends import usable_cpus
-from .base import Task, execute, get_experiment, make_tasks
+from .base import Task, execute_batch, get_experiment, make_tasks
 from .store import ResultStore
 
 try:  # BrokenExecutor is the base of BrokenProcessPool and BrokenThreadPool
@@ -43,22 +53,40 @@ def default_jobs() -> int:
     return usable_cpus()
 
 
-def _limit_threads(expreg_threads: int = 1) -> None:
-    """Worker initialiser: one BLAS/OpenMP thread per worker (the pool provides the parallelism).
+#: Modules the worker server imports once (``warm``: experiments and compiled kernels).
+WORKER_PRELOAD = [f"{__package__}.warm"]
 
-    ``expreg_threads`` is the size of expreg's own thread pool in this worker
-    (``EXPREG_NUM_THREADS``): the cores divided among the workers, so that
-    workers times threads never oversubscribes the machine.
+
+def _mp_context() -> Any:
+    """multiprocessing's *forkserver* where the OS has it (POSIX), *spawn* otherwise (Windows).
+
+    The forkserver is one clean process per driver, started the first time a
+    pool needs a worker, that imports ``WORKER_PRELOAD`` (about 1.5 s, once)
+    and forks each worker from there: a worker then starts in milliseconds,
+    warm, in every pool this driver builds (rounds after a broken pool,
+    later experiments). It is started with one BLAS thread; it never runs
+    the driver's threads (the progress bar), so forking it is safe.
     """
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    os.environ["EXPREG_NUM_THREADS"] = str(max(1, int(expreg_threads)))
-    try:
-        from threadpoolctl import threadpool_limits
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
 
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - threadpoolctl is optional
-        pass
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(WORKER_PRELOAD)
+    saved = {v: os.environ.get(v) for v in _BLAS_VARS}
+    os.environ.update({v: "1" for v in _BLAS_VARS})
+    try:
+        forkserver.ensure_running()  # inherits this environment: BLAS loads single-threaded in the server
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+    return ctx
+
+
+_BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def make_executor(jobs: int | None = None, scheduler: str | None = None) -> Executor:
@@ -67,7 +95,11 @@ def make_executor(jobs: int | None = None, scheduler: str | None = None) -> Exec
     Parameters
     ----------
     jobs : int, optional
-        Worker processes of the local pool; default all cores.
+        Worker processes of the local pool; default all cores. Workers are
+        forked warm from a server process (``_mp_context``), each with
+        ``cores // jobs`` expreg threads and one BLAS thread, SIGINT
+        ignored, and each exits by itself when the driver is gone
+        (``worker.init_worker``).
     scheduler : str, optional
         Address of a running Dask scheduler ("tcp://HOST:PORT"): the tasks go
         to its workers through ``distributed.Client(scheduler).get_executor()``
@@ -80,11 +112,108 @@ def make_executor(jobs: int | None = None, scheduler: str | None = None) -> Exec
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    # spawn: no fork of a process that runs threads (the progress bar), same on every OS
+    from .worker import init_worker
+
     threads = max(1, default_jobs() // jobs)
-    return ProcessPoolExecutor(
-        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads, initargs=(threads,)
-    )
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context(), initializer=init_worker, initargs=(threads,))
+
+
+def terminate_workers(executor: Executor) -> None:
+    """Kill the worker processes of a local pool now (runs in progress are lost; other executors untouched).
+
+    ``ProcessPoolExecutor.terminate_workers`` where Python has it (3.14),
+    else the same on its process table. A Dask executor's workers belong
+    to the cluster and are left running.
+    """
+    terminate = getattr(executor, "terminate_workers", None)
+    if callable(terminate):  # pragma: no cover - Python >= 3.14
+        terminate()
+        return
+    processes = getattr(executor, "_processes", None) if isinstance(executor, ProcessPoolExecutor) else None
+    for process in list((processes or {}).values()):
+        try:
+            process.kill()
+        except (OSError, ValueError):  # already gone or closed
+            pass
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep was interrupted (Ctrl-C, SIGTERM); the finished rows are saved and its workers ended."""
+
+
+#: Seconds the driver gathers finished rows before writing them as one part file.
+FLUSH_SECONDS = 1.0
+
+
+class _RowWriter:
+    """Finished rows into the store, one part file per ``flush_s`` seconds instead of one per run.
+
+    A part file costs a Parquet encoding and an fsync (about 8 ms of the
+    driver's CPU and more of waiting), as much as a small run itself; one
+    per second keeps that below a percent of the sweep. ``run_tasks``
+    flushes at the end of each round and when interrupted, so only a
+    ``kill -9`` of the driver loses rows: at most those finished in its
+    last ``flush_s`` seconds, which the next run computes again.
+    """
+
+    def __init__(self, store: ResultStore, flush_s: float) -> None:
+        self._store, self._flush_s = store, flush_s
+        self._rows: list[dict[str, Any]] = []
+        self._last = time.monotonic()
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+        if time.monotonic() - self._last >= self._flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:  # cleared only once written: an interrupt inside append leaves them for the next flush
+            self._store.append(self._rows)
+            self._rows = []
+        self._last = time.monotonic()
+
+
+#: Seconds of runs one submission to a worker carries (``_BatchSizer``).
+BATCH_SECONDS = 0.25
+#: Runs one submission carries at most.
+MAX_BATCH = 16
+
+
+class _BatchSizer:
+    """How many runs the next submission carries: about ``batch_s`` seconds of them.
+
+    A submission costs a round trip between driver and worker (pickling,
+    pipes, waking two processes: a millisecond on an idle machine, tens on
+    a loaded one), as much as a small run. The sizer keeps a moving average
+    of the last runs' seconds and sends ``batch_s / average`` runs at a time
+    (at most ``MAX_BATCH``); one run at a time until a run has finished,
+    and never more than an even share of what is left, so the last batches
+    still spread over every worker. A batch's rows come back when the whole
+    batch is done: a kill of the driver loses at most the batches in flight.
+    """
+
+    def __init__(self, batch_s: float) -> None:
+        self._batch_s = batch_s
+        self._per_run: float | None = None
+
+    def observe(self, seconds: float) -> None:
+        """A run took ``seconds``."""
+        self._per_run = seconds if self._per_run is None else 0.5 * (self._per_run + seconds)
+
+    def size(self, left: int, slots: int) -> int:
+        """Runs for the next submission, with ``left`` runs not yet submitted and ``slots`` submissions in flight at most."""
+        if self._per_run is None or self._batch_s <= 0:
+            return 1
+        share = -(-left // max(1, slots))  # ceil(left / slots)
+        return max(1, min(int(self._batch_s / max(self._per_run, 1e-9)), MAX_BATCH, share))
+
+
+def _capacity(executor: Executor) -> int:
+    """Tasks ``executor`` runs at once: its ``workers`` (Dask), its ``_max_workers`` (concurrent.futures pools), else 1."""
+    workers = getattr(executor, "workers", None)
+    if workers is None:
+        workers = getattr(executor, "_max_workers", None)
+    return max(1, int(workers or 1))
 
 
 @dataclass
@@ -106,8 +235,10 @@ def run_tasks(
     max_attempts: int = 2,
     progress: ProgressFn | None = None,
     on_executor: Callable[[Executor], None] | None = None,
+    flush_s: float = FLUSH_SECONDS,
+    batch_s: float = BATCH_SECONDS,
 ) -> SweepResult:
-    """Run every task not yet in ``store``; append each row as its future completes.
+    """Run every task not yet in ``store``; save the rows as their futures complete.
 
     Parameters
     ----------
@@ -127,13 +258,25 @@ def run_tasks(
     progress : callable (done, total), optional
         Called with runs done (skipped ones included) out of the total.
     on_executor : callable, optional
-        Called with each new executor (tests use it to kill a worker).
+        Called with each new executor.
+    flush_s : float
+        Finished rows are written together, one part file at most every
+        ``flush_s`` seconds (0: one per run), and always before returning
+        or raising (``_RowWriter``).
+    batch_s : float
+        Small runs travel together: each submission (``execute_batch``)
+        carries about ``batch_s`` seconds of runs, judged from the runs
+        finished so far (``_BatchSizer``; 0: one run per submission).
 
     Raises
     ------
     SweepError
         A task raised an exception, or tasks were still missing after the
         retries; every finished row is in the store.
+    SweepInterrupted
+        Ctrl-C (or SIGTERM under ``run_experiment``): the finished rows are
+        written, the pool's workers killed (runs in progress are lost and
+        run again next time); run the same sweep again to resume.
     """
     done = store.done_keys()
     unique: dict[str, Task] = {}
@@ -143,39 +286,64 @@ def run_tasks(
     result = SweepResult(skipped=len(unique) - len(pending))
     attempts: dict[str, int] = {}
     total = len(unique)
+    writer = _RowWriter(store, flush_s)
+    sizer = _BatchSizer(batch_s)
     if progress:
         progress(result.skipped, total)
     while pending and result.rounds <= max_retries:
         result.rounds += 1
-        executor = executor_factory()
-        if on_executor:
-            on_executor(executor)
-        broken = False
-        futures: dict[Future[Any], Task] = {}
+        executor: Executor | None = None
+        broken = interrupted = False
+        futures: dict[Future[Any], list[Task]] = {}
         try:
-            futures = {executor.submit(execute, t): t for t in pending.values()}
-            for fut in as_completed(futures):
-                task = futures[fut]
-                try:
-                    row = fut.result()
-                except BrokenExecutor:
-                    broken = True
-                    continue
-                except Exception as exc:  # keep going; retried next round, then reported at the end
-                    attempts[task.key] = attempts.get(task.key, 0) + 1
-                    if attempts[task.key] >= max_attempts:
-                        result.failures[task.key] = f"{type(exc).__name__}: {exc} (params {task.params}, seed {task.seed})"
-                        pending.pop(task.key, None)
-                    continue
-                store.append([row])
-                pending.pop(task.key, None)
-                result.executed += 1
-                if progress:
-                    progress(total - len(pending) - len(result.failures), total)
-        finally:  # only the Executor interface: cancel what has not started, then shut down
+            executor = executor_factory()
+            if on_executor:
+                on_executor(executor)
+            queue = deque(pending.values())
+            while queue or futures:
+                slots = 2 * _capacity(executor)  # a batch queued behind each running one: no worker waits for the driver
+                while queue and not broken and len(futures) < slots:
+                    batch = [queue.popleft() for _ in range(sizer.size(len(queue), slots))]
+                    futures[executor.submit(execute_batch, batch)] = batch
+                if not futures:
+                    break
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    batch = futures.pop(fut)
+                    try:
+                        outcomes = fut.result()
+                    except BrokenExecutor:  # the batch is still pending: run again next round
+                        broken = True
+                        continue
+                    except Exception as exc:  # the whole submission failed (e.g. a cluster worker lost)
+                        outcomes = [(False, f"{type(exc).__name__}: {exc}")] * len(batch)
+                    for task, (ok, value) in zip(batch, outcomes):
+                        if ok:
+                            writer.add(value)
+                            sizer.observe(float(value.get("wall_seconds", 0.0)))
+                            pending.pop(task.key, None)
+                            result.executed += 1
+                            continue
+                        attempts[task.key] = attempts.get(task.key, 0) + 1  # retried next round, then reported
+                        if attempts[task.key] >= max_attempts:
+                            result.failures[task.key] = f"{value} (params {task.params}, seed {task.seed})"
+                            pending.pop(task.key, None)
+                    if progress:
+                        progress(total - len(pending) - len(result.failures), total)
+        except KeyboardInterrupt as exc:
+            interrupted = True
+            saved = total - len(pending) - len(result.failures)
+            reason = str(exc) or "interrupted"
+            raise SweepInterrupted(f"{reason}: {saved} of {total} runs are saved in {store.directory}; "
+                                   "run the same command again to resume") from None
+        finally:  # only the Executor interface (and terminate_workers): cancel what has not started, then shut down
+            writer.flush()
             for fut in futures:
                 fut.cancel()
-            executor.shutdown(wait=not broken)
+            if executor is not None:
+                if interrupted:
+                    terminate_workers(executor)
+                executor.shutdown(wait=not (broken or interrupted), cancel_futures=True)
     if result.failures:
         first = next(iter(result.failures.values()))
         raise SweepError(f"{len(result.failures)} of {total} runs failed; finished rows are saved. First failure: {first}")
@@ -183,6 +351,28 @@ def run_tasks(
         raise SweepError(f"{len(pending)} of {total} runs were still missing after {max_retries} retries (worker processes kept dying); "
                          "finished rows are saved: run the same command again to resume")
     return result
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``SweepInterrupted`` as Ctrl-C raises KeyboardInterrupt.
+
+    So ``kill PID`` ends a sweep as cleanly as Ctrl-C: finished rows
+    written, workers ended. Only in the main thread (signal handlers live
+    there); elsewhere a no-op. The previous handler comes back on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SweepInterrupted("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class RichProgress:
@@ -230,10 +420,11 @@ def run_experiment(name: str, config: Any, out: str | Path, *, jobs: int | None 
     tasks = make_tasks(name, config)
     store.compact()
     factory = executor_factory or (lambda: make_executor(jobs, scheduler))
-    if show_progress:
-        with RichProgress(name) as bar:
-            result = run_tasks(tasks, store, factory, progress=bar, max_retries=max_retries)
-    else:
-        result = run_tasks(tasks, store, factory, max_retries=max_retries)
+    with sigterm_interrupts():
+        if show_progress:
+            with RichProgress(name) as bar:
+                result = run_tasks(tasks, store, factory, progress=bar, max_retries=max_retries)
+        else:
+            result = run_tasks(tasks, store, factory, max_retries=max_retries)
     store.compact()
     return result

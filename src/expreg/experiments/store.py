@@ -68,16 +68,22 @@ class ResultStore:
         return files
 
     def append(self, rows: Iterable[dict[str, Any]]) -> Path | None:
-        """Write ``rows`` as one new part file (atomic). Returns its path, None for no rows."""
+        """Write ``rows`` as one new part file (atomic). Returns its path, None for no rows.
+
+        Its columns are the union of the rows' keys; a row without a column
+        holds null there (NaN once read into pandas).
+        """
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         rows = list(rows)
         if not rows:
             return None
+        columns = list(dict.fromkeys(k for row in rows for k in row))  # every row's keys: from_pylist reads only the first row's
+        table = pa.Table.from_pydict({c: [row.get(c) for row in rows] for c in columns})
         path = self.parts_dir / f"part-{uuid.uuid4().hex}.parquet"
         with atomic_open(path, "wb") as fh:
-            pq.write_table(pa.Table.from_pylist(rows), fh)
+            pq.write_table(table, fh)
         return path
 
     def _tables(self, columns: list[str] | None = None) -> list[Any]:

@@ -51,6 +51,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .. import kernels, streams, theory
 from ..activations import get_activation
+from ..backends import get_backend
 from ..data import make_dataset
 from ..model import ExpNet
 from ..eigen import lazy_criteria
@@ -87,6 +88,8 @@ class Config(ExperimentConfig):
     give_up: float = Field(4.0, ge=0, description="stop a hopeless op scan (see lazy_scan); 0 never stops early")
     give_up_from: int = Field(2**16, ge=2, description="the earliest width at which a scan may give up")
     scan_dtype: DType = Field("float32", description="dtype of the features exp(X W) in the scan")
+    scan_device: str = Field("cpu", pattern="^(cpu|cuda(:[0-9]+)?)$",
+                             description="cpu: NumPy; cuda or cuda:K: the PyTorch backend on that GPU (needs expreg[torch] with CUDA)")
     epsilon: float = Field(1e-2, gt=0)
     conv: bool = True
     conv_n_max: int = Field(64, ge=2)
@@ -145,9 +148,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "compare": {"ns": [8, 16, 32, 64, 128], "ds": [16], "seeds": list(range(12)), "activations": ["exp", "relu"],
                 "inits": ["coupled", "gaussian"], "scalings": ["none", "ntk"], "m_cap": 2**21, "conv_n_max": 64,
                 "train_n_max": 32, "train_seeds": 3},
-    # for a GPU or a Dask cluster: n to 2048
+    # n to 2048: for a GPU (scan_device = "cuda", the default here) or, with scan_device = "cpu", a Dask cluster
     "large": {**_BASE, "ns": [64, 128, 256, 512, 1024, 2048], "ds": [16, 32, 64], "seeds": list(range(20)), "m_cap": 2**26,
-              "conv": False, "train_n_max": 256, "train_ds": [64], "train_seeds": 5},
+              "scan_device": "cuda", "conv": False, "train_n_max": 256, "train_ds": [64], "train_seeds": 5},
 }
 
 
@@ -179,7 +182,8 @@ def lazy_scan(cfg: Config, X: np.ndarray, H_cts: np.ndarray, lam: float, seed: i
     dev: list[float] = []
     eig: list[float] = []
     dtype = np.dtype(cfg.scan_dtype)
-    for m, Hdis in nested_gram(X, cfg.grid, seed=seed, activation=activation, init=init, dtype=dtype):
+    backend = get_backend("numpy") if cfg.scan_device == "cpu" else get_backend("torch", device=cfg.scan_device)
+    for m, Hdis in nested_gram(X, cfg.grid, seed=seed, activation=activation, init=init, dtype=dtype, backend=backend):
         d_op, l_min = lazy_criteria(Hdis, H_cts, lam, method="dense")
         widths.append(m)
         dev.append(d_op / lam)
