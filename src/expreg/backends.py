@@ -112,6 +112,10 @@ class Backend:
         """The dtype of an array of this backend, as a NumPy dtype."""
         raise NotImplementedError
 
+    def matmul_out_ok(self, out: Array) -> bool:
+        """Whether ``matmul(..., out=out)`` writes the 2-D view ``out`` in place (else: compute, then copy)."""
+        return False
+
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on CPU)."""
 
@@ -283,6 +287,10 @@ class NumpyBackend(Backend):
     def dtype_of(self, x: np.ndarray) -> np.dtype:
         return x.dtype
 
+    def matmul_out_ok(self, out: np.ndarray) -> bool:
+        """Always: NumPy's matmul takes any strided view."""
+        return True
+
 
 class TorchBackend(Backend):
     """PyTorch tensors on any device (``"cpu"``, ``"cuda"``, ``"cuda:1"``...)."""
@@ -363,6 +371,16 @@ class TorchBackend(Backend):
 
     def dtype_of(self, x: Any) -> np.dtype:
         return np.dtype(str(x.dtype).replace("torch.", ""))
+
+    def matmul_out_ok(self, out: Any) -> bool:
+        """torch (BLAS and cuBLAS alike) writes in place into a matrix with one
+        unit stride and the other at least the extent of that dimension (a
+        leading dimension), which the column blocks G[:, lo:hi] of a
+        C-contiguous G are; other layouts it computes elsewhere and copies.
+        """
+        rows, cols = (int(v) for v in out.shape)
+        s0, s1 = (int(v) for v in out.stride())
+        return (s1 == 1 and s0 >= max(1, cols)) or (s0 == 1 and s1 >= max(1, rows))
 
     def rank_update_(self, S: Any, D: Any) -> Any:
         """S += D D^T with one ``addmm_`` (no host synchronisation)."""

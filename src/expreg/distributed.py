@@ -54,7 +54,7 @@ import numpy as np
 
 from . import descent
 from . import distributed_checkpoint as ckpt
-from .backends import Array
+from .backends import Array, host_array
 from .descent import History, ProgressFn, ResultFigures
 from .distributed_comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
 from .errors import CheckpointError, ExpregError
@@ -211,10 +211,7 @@ class ShardedTrainResult(ResultFigures):
 
     def weights_numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """(W, a) of this rank as NumPy arrays, shapes (d, hi - lo) and (hi - lo,)."""
-        def host(x: Array) -> np.ndarray:
-            return x if isinstance(x, np.ndarray) else x.detach().cpu().numpy()
-
-        return host(self.W), host(self.a)
+        return host_array(self.W), host_array(self.a)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready headline figures (the keys of ``TrainResult.summary``, plus the sharding)."""
