@@ -28,6 +28,8 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
+from .choices import unknown_choice
+
 #: Up to this many rows, "auto" uses the dense LAPACK solver.
 DENSE_LIMIT = 384
 #: Relative tolerance of the Lanczos runs (ARPACK's ``tol``).
@@ -46,7 +48,7 @@ def _square(H: Any, name: str = "H") -> np.ndarray:
 
 def _method(method: str, n: int) -> str:
     if method not in METHODS:
-        raise ValueError(f"method={method!r} is not known; choose 'auto', 'dense' or 'iterative'")
+        raise unknown_choice("method", method, METHODS)
     if method == "auto":
         method = "dense" if n <= DENSE_LIMIT else "iterative"
     return "dense" if n < 3 else method  # ARPACK needs k < n - 1
