@@ -140,6 +140,23 @@ def test_errors_name_the_bad_value() -> None:
             get_backend("torch", "cuda")
 
 
+def test_torch_tensors_are_recognised_and_brought_to_the_host() -> None:
+    from expreg.backends import host_array, is_torch_tensor
+
+    t = torch.arange(6, dtype=torch.float64, device=DEVICE).reshape(2, 3).requires_grad_()
+    x = np.arange(6.0).reshape(2, 3)
+    assert is_torch_tensor(t) and not is_torch_tensor(x) and not is_torch_tensor([1.0])
+    assert isinstance(host_array(t), np.ndarray) and host_array(x) is x
+    np.testing.assert_array_equal(host_array(t), x)
+    np.testing.assert_array_equal(get_backend("numpy").asarray(t, np.dtype(np.float32)), x.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_each_backend_reports_its_arrays_dtype_as_numpy(dtype: type) -> None:
+    for be in (get_backend("numpy"), get_backend("torch", DEVICE)):
+        assert be.dtype_of(be.zeros((2, 2), np.dtype(dtype))) == np.dtype(dtype)
+
+
 def test_block_sizes_follow_the_backend() -> None:
     cpu, dev = get_backend("numpy"), get_backend("torch", DEVICE)
     assert ops.plan_blocks(100, 10**6, 4, backend=cpu).block * 100 * 4 <= cpu.block_bytes

@@ -36,7 +36,7 @@ def test_labels() -> None:
     assert abs(u.mean()) < 5 * np.sqrt(1 / 3 / u.size) and abs(u.var() - 1 / 3) < 0.01
     s = labels(1000, "sign", seed=0)
     assert set(np.unique(s)) == {-1.0, 1.0}
-    with pytest.raises(ValueError, match=r"labels kind 'gauss' is not known"):
+    with pytest.raises(ValueError, match=r"label_kind='gauss' is not known; choose one of 'uniform', 'sign'"):
         labels(3, "gauss")
 
 

@@ -42,7 +42,7 @@ def test_single_process_shard_matches_the_formulas() -> None:
     """u = s exp(XW) a, G = s X^T (r * exp(XW) * a), H = s^2 (XX^T) * (DD^T), movement of W - W(0)."""
     X, y = expreg.make_dataset(7, 3, seed=1)
     net = ExpNet.init(3, 10, seed=2, init="gaussian", scaling="ntk")
-    sh = descent.Shard(net.backend, net.act, X, y, net.W, net.a, net.s, net.m, net.plan(7), Communicator(), net.dtype)
+    sh = descent.Shard(net.spec, X, y, net.W, net.a, Communicator())
     W0, a = net.weights_numpy()
     W = W0 + 0.1 * np.random.default_rng(3).standard_normal(W0.shape)
     D = np.exp(X @ W)
@@ -62,7 +62,7 @@ def test_single_process_shard_matches_the_formulas() -> None:
 def test_forward_overflow_is_reported_as_no_predictions() -> None:
     X, y = expreg.make_dataset(4, 2, seed=0)
     net = ExpNet.init(2, 8, seed=0, init="gaussian")
-    sh = descent.Shard(net.backend, net.act, X, y, net.W, net.a, net.s, net.m, net.plan(4), Communicator(), net.dtype)
+    sh = descent.Shard(net.spec, X, y, net.W, net.a, Communicator())
     assert sh.forward_backward(1e4 * np.asarray(net.W), np.empty((2, 8))) == (None, False)
 
 

@@ -252,6 +252,25 @@ def test_predicted_trajectory_matches_matrix_powers() -> None:
         assert traj.norms([t])[0] == pytest.approx(np.linalg.norm(expect), rel=1e-10)
 
 
+def test_predicted_trajectory_extension_is_kernel_gd_at_new_points() -> None:
+    # Step by step: f <- f - lr H r on the training points, g <- g - lr K r at the new ones (r = f - y).
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((9, 3)) / 3
+    H, K = kernels.ntk(X[:6]), kernels.ntk_cross(X[6:], X[:6])
+    y = rng.standard_normal(6)
+    lr = 1.0 / np.linalg.eigvalsh(H)[-1]
+    traj = kernels.predicted_trajectory(H, -y, lr)
+    f, g, ts = np.zeros(6), np.zeros(3), [0, 1, 4, 25]
+    moved = traj.extension(K, ts)
+    assert moved.shape == (4, 3)
+    for t in range(ts[-1] + 1):
+        if t in ts:
+            np.testing.assert_allclose(moved[ts.index(t)], g, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(traj([t])[0], f - y, rtol=1e-10, atol=1e-12)
+        r = f - y
+        f, g = f - lr * H @ r, g - lr * K @ r
+
+
 def test_predicted_trajectory_refuses_fractional_or_negative_steps() -> None:
     traj = kernels.predicted_trajectory(np.eye(2), np.ones(2), 0.5)
     with pytest.raises(ValueError, match="non-negative integer step counts"):

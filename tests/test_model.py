@@ -199,7 +199,7 @@ def test_dimension_mismatch_between_net_and_inputs() -> None:
         (dict(d=3, m=4, activation="tanh"), ValueError, r"activation='tanh'"),
         (dict(d=3, m=4, scaling="mup"), ValueError, r"scaling='mup'"),
         (dict(d=3, m=4, init="orthogonal"), ValueError, r"init='orthogonal'"),
-        (dict(d=3, m=4, dtype=np.int32), TypeError, r"dtype int32 is not supported"),
+        (dict(d=3, m=4, dtype=np.int32), TypeError, r"dtype='int32' is not known; choose one of 'float64', 'float32'"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, exc, pattern) -> None:
@@ -260,3 +260,45 @@ def test_loss_overflow_is_an_error_not_inf() -> None:
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(ExpOverflowError, match="the loss .* overflows float64"):
             net.loss(X, np.zeros(1))
+
+
+# ------------------------------------------------------------------ the network description
+def test_netspec_draws_any_slice_of_the_network_of_its_seed() -> None:
+    from expreg.model import NetSpec
+
+    spec = NetSpec(3, 10, seed=4, init="coupled", dtype=np.float32)
+    W, a = ExpNet.init(3, 10, seed=4, dtype=np.float32).weights_numpy()
+    for lo, hi in [(0, 10), (0, 3), (3, 7), (9, 10)]:
+        Ws, as_ = spec.draw(lo, hi)
+        np.testing.assert_array_equal(Ws, W[:, lo:hi])
+        np.testing.assert_array_equal(as_, a[lo:hi])
+        assert Ws.dtype == np.float32
+
+
+@pytest.mark.parametrize("scaling, s", [("none", 1.0), ("ntk", 1 / 8.0)])
+def test_netspec_owns_s_and_the_block_plan(scaling: str, s: float) -> None:
+    from expreg.model import NetSpec
+
+    spec = NetSpec(2, 64, scaling=scaling, block=5)
+    assert spec.s == s
+    X = np.array([[0.3, 0.1], [0.0, 0.5]])
+    net = ExpNet.from_spec(spec, *spec.draw())
+    W, a = net.weights_numpy()
+    np.testing.assert_allclose(net.predict(X), s * np.exp(X @ W) @ a, rtol=1e-13)  # s of the spec is the network's
+    assert spec.plan(2).block == 6  # coupled: the block of 5 is rounded up to keep pairs together
+    assert spec.plan(2, width=7).block == 6 and NetSpec(2, 64, init="gaussian", block=5).plan(2).block == 5
+
+
+def test_a_network_is_its_description_plus_weights() -> None:
+    from expreg import distributed
+    from expreg.model import NetSpec
+
+    net = ExpNet.init(3, 8, seed=5, activation="relu", scaling="ntk", init="gaussian", dtype=np.float32, block=4)
+    assert net.spec == NetSpec(3, 8, seed=5, activation="relu", scaling="ntk", init="gaussian", dtype=np.float32, device="cpu", block=4)
+    assert distributed.NetSpec is NetSpec  # sharded training uses the same description
+    again = ExpNet.from_spec(net.spec, net.W, net.a)
+    assert repr(again) == repr(net) and again.s == net.s == 1 / np.sqrt(8)
+    with pytest.raises(ValueError, match=r"m must be even; got m = 7"):
+        NetSpec(3, 7)
+    with pytest.raises(ValueError, match=r"scaling='mup' is not known"):
+        NetSpec(3, 8, scaling="mup")

@@ -205,7 +205,7 @@ def test_bad_predict_input():
         ({"learning_rate": "fast"}, "learning_rate must be 'auto'"),
         ({"epsilon": float("nan")}, "epsilon must be a finite number >= 0"),
         ({"max_steps": -1}, "max_steps must be an integer >= 0, got -1"),
-        ({"dtype": "float16"}, "dtype='float16' is not supported"),
+        ({"dtype": "float16"}, "dtype='float16' is not known; choose one of 'float64', 'float32'"),
         ({"scale_inputs": "yes"}, "scale_inputs must be True or False"),
         ({"random_state": "seed"}, "cannot be used to seed"),
     ],

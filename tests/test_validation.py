@@ -6,6 +6,7 @@ it (ExpNet.predict/gradient/loss, train, kernels).
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -13,7 +14,16 @@ import pytest
 
 from expreg import ExpNet, InputOutsideUnitBallWarning, kernels, train
 from expreg.data import sphere
-from expreg.validation import check_distinct, check_positive_int, check_X, check_X_y, check_y
+from expreg.validation import (
+    check_distinct,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+    check_probability,
+    check_X,
+    check_X_y,
+    check_y,
+)
 
 GOOD_X = sphere(5, 3, seed=0)
 GOOD_Y = np.linspace(-1, 1, 5)
@@ -148,6 +158,31 @@ def test_check_positive_int(value, exc, pattern) -> None:
     with pytest.raises(exc, match=pattern):
         check_positive_int(value, "m")
     assert check_positive_int(np.int64(3), "m") == 3
+
+
+@pytest.mark.parametrize("check, accepted, refused, message", [
+    (check_positive, [1, 2.5, np.float32(0.5), np.int64(3), 1e300], [0, -1.0, float("nan"), float("inf"), True, "1", None, np.array([1.0])],
+     "x must be a positive finite number, got "),
+    (check_nonnegative, [0, 0.0, 2.5, np.float64(1e-9)], [-1e-12, float("nan"), float("inf"), False, "0"],
+     "x must be a finite number >= 0, got "),
+    (check_probability, [1e-9, 0.5, np.float32(0.99)], [0.0, 1.0, 1.5, -0.5, float("nan"), True], "x must "),
+])
+def test_number_checks_accept_real_numbers_in_range_and_name_the_rest(check, accepted, refused, message) -> None:
+    for value in accepted:
+        out = check(value, "x")
+        assert type(out) is float and out == float(value)
+    for value in refused:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check(value, "x")
+
+
+def test_number_check_messages_show_numpy_scalars_as_numbers() -> None:
+    with pytest.raises(ValueError, match=re.escape("lr must be a positive finite number, got -1.0; say more")):
+        check_positive(np.float64(-1.0), "lr", hint="; say more")
+    with pytest.raises(ValueError, match=re.escape("n must be a positive finite number, got 0")):
+        check_positive(np.int64(0), "n")
+    with pytest.raises(ValueError, match=re.escape("delta must lie in (0, 1), got 2.0")):
+        check_probability(2, "delta")
 
 
 def test_check_y_names_the_argument() -> None:

@@ -20,21 +20,22 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .choices import BackendName, DType, unknown_choice
 from .errors import overflow_checked
 
 Array = Any  # numpy.ndarray or torch.Tensor
 
-SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+SUPPORTED_DTYPES = tuple(np.dtype(name) for name in DType.values())
 
 
 def canonical_dtype(dtype: Any) -> np.dtype:
     """Return ``dtype`` as a supported NumPy floating dtype or raise TypeError."""
     try:
         dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype {dtype!r} is not a NumPy dtype; use numpy.float32 or numpy.float64") from exc
+    except TypeError:
+        raise unknown_choice("dtype", dtype, DType.values(), TypeError) from None
     if dt not in SUPPORTED_DTYPES:
-        raise TypeError(f"dtype {dt} is not supported; use numpy.float32 or numpy.float64")
+        raise unknown_choice("dtype", str(dt), DType.values(), TypeError)
     return dt
 
 
@@ -105,12 +106,16 @@ class Backend:
         """Euclidean norm of each column of a 2-D array."""
         raise NotImplementedError
 
-    def norm(self, x: Array) -> float:  # pragma: no cover
-        """Euclidean (Frobenius) norm as a Python float."""
-        raise NotImplementedError
-
     def copy(self, x: Array) -> Array:  # pragma: no cover
         raise NotImplementedError
+
+    def dtype_of(self, x: Array) -> np.dtype:  # pragma: no cover
+        """The dtype of an array of this backend, as a NumPy dtype."""
+        raise NotImplementedError
+
+    def matmul_out_ok(self, out: Array) -> bool:
+        """Whether ``matmul(..., out=out)`` writes the 2-D view ``out`` in place (else: compute, then copy)."""
+        return False
 
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on CPU)."""
@@ -188,9 +193,7 @@ class NumpyBackend(Backend):
         self._pool_lock = threading.Lock()
 
     def asarray(self, x: Any, dtype: np.dtype) -> np.ndarray:
-        if _is_torch_tensor(x):
-            x = x.detach().cpu().numpy()
-        return np.ascontiguousarray(x, dtype=dtype)
+        return np.ascontiguousarray(host_array(x), dtype=dtype)
 
     def to_numpy(self, x: Array) -> np.ndarray:
         return np.asarray(x)
@@ -287,11 +290,15 @@ class NumpyBackend(Backend):
     def column_norms(self, x: np.ndarray) -> np.ndarray:
         return np.sqrt(np.einsum("ij,ij->j", x, x))
 
-    def norm(self, x: np.ndarray) -> float:
-        return float(np.linalg.norm(x))
-
     def copy(self, x: np.ndarray) -> np.ndarray:
         return x.copy()
+
+    def dtype_of(self, x: np.ndarray) -> np.dtype:
+        return x.dtype
+
+    def matmul_out_ok(self, out: np.ndarray) -> bool:
+        """Always: NumPy's matmul takes any strided view."""
+        return True
 
 
 def _row_panels(n: int) -> list[tuple[int, int]]:
@@ -420,11 +427,21 @@ class TorchBackend(Backend):
     def column_norms(self, x: Any) -> Any:
         return self._torch.linalg.vector_norm(x, dim=0)
 
-    def norm(self, x: Any) -> float:
-        return float(self._torch.linalg.vector_norm(x).item())
-
     def copy(self, x: Any) -> Any:
         return x.clone()
+
+    def dtype_of(self, x: Any) -> np.dtype:
+        return np.dtype(str(x.dtype).replace("torch.", ""))
+
+    def matmul_out_ok(self, out: Any) -> bool:
+        """torch (BLAS and cuBLAS alike) writes in place into a matrix with one
+        unit stride and the other at least the extent of that dimension (a
+        leading dimension), which the column blocks G[:, lo:hi] of a
+        C-contiguous G are; other layouts it computes elsewhere and copies.
+        """
+        rows, cols = (int(v) for v in out.shape)
+        s0, s1 = (int(v) for v in out.stride())
+        return (s1 == 1 and s0 >= max(1, cols)) or (s0 == 1 and s1 >= max(1, rows))
 
     def rank_update_(self, state: Any, D: Any) -> None:
         """S += D D^T with one ``addmm_`` (queued on the device, no host synchronisation)."""
@@ -501,8 +518,14 @@ def _blas_single_thread() -> AbstractContextManager[Any] | None:
     return _controller.limit(limits=1, user_api="blas")
 
 
-def _is_torch_tensor(x: Any) -> bool:
+def is_torch_tensor(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (checked without importing torch)."""
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def host_array(x: Any) -> Any:
+    """A torch tensor as a NumPy array on the host (detached); anything else unchanged."""
+    return x.detach().cpu().numpy() if is_torch_tensor(x) else x
 
 
 @lru_cache(maxsize=None)
@@ -524,4 +547,4 @@ def get_backend(name: str = "numpy", device: str | None = None, threads: int | N
         return NumpyBackend(threads)
     if name == "torch":
         return TorchBackend(device or "cpu")
-    raise ValueError(f"unknown backend {name!r}; choose 'numpy' or 'torch'")
+    raise unknown_choice(BackendName.option, name, BackendName.values())

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from . import streams
+from .choices import LabelKind
 from .storage import load_npz
 from .validation import check_positive_int, check_X_y
 
-LABELS = ("uniform", "sign")
+LABELS = LabelKind.values()
 
 
 def sphere(n: int, d: int, *, seed: int = 0) -> np.ndarray:
@@ -40,12 +41,11 @@ def labels(n: int, kind: str = "uniform", *, seed: int = 0) -> np.ndarray:
     Drawn from the ``streams.DATA_LABELS`` stream of ``seed``.
     """
     n = check_positive_int(n, "n")
+    kind = LabelKind.parse(kind, "label_kind")
     rng = streams.generator(int(seed), streams.DATA_LABELS)
-    if kind == "uniform":
+    if kind is LabelKind.uniform:
         return rng.uniform(-1.0, 1.0, size=n)
-    if kind == "sign":
-        return rng.integers(0, 2, size=n) * 2.0 - 1.0
-    raise ValueError(f"labels kind {kind!r} is not known; choose one of {LABELS}")
+    return rng.integers(0, 2, size=n) * 2.0 - 1.0  # LabelKind.sign
 
 
 def make_dataset(n: int, d: int, *, seed: int = 0, label_kind: str = "uniform") -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,8 @@ from .activations import Activation
 from .backends import Array, Backend
 from .distributed_comm import Communicator
 from .errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError, overflow_checked
-from .validation import check_positive_int
+from .model import NetSpec
+from .validation import check_nonnegative, check_positive, check_positive_int, is_number
 
 #: The loss may grow at most this factor above its initial value before the run counts as diverged.
 DIVERGENCE_FACTOR = 1e4
@@ -125,8 +126,7 @@ def check_settings(epsilon: Any, max_steps: Any, record_every: Any, track_moveme
     """Validate the options shared by ``train`` and ``train_sharded``; errors name the argument."""
     max_steps = check_positive_int(max_steps, "max_steps", minimum=0)
     checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
-    if isinstance(epsilon, bool) or not (isinstance(epsilon, (int, float, np.floating, np.integer)) and math.isfinite(epsilon) and epsilon >= 0):
-        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
+    epsilon = check_nonnegative(epsilon, "epsilon")
     if record_every is not None:
         record_every = check_positive_int(record_every, "record_every", minimum=0)
     return Settings(float(epsilon), max_steps, record_every, bool(track_movement), checkpoint_every)
@@ -154,11 +154,9 @@ def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: An
                 gram0 = lambda: kernels.empirical_ntk(net, X)  # noqa: E731
             return 1.0 / kernels.lambda_max(gram0()), "empirical: 1/lambda_max(H(W(0)))"
         raise ValueError(f"lr={lr!r} is not known; use 'auto', 'empirical' or a positive number")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
+    if not is_number(lr):
         raise TypeError(f"lr must be 'auto', 'empirical' or a number, got {type(lr).__name__}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr}; use lr='auto' for 1/lambda_max(m s^2 H^cts)")
-    return float(lr), "given"
+    return check_positive(lr, "lr", hint="; use lr='auto' for 1/lambda_max(m s^2 H^cts)"), "given"
 
 
 def run_fingerprint(net: Any, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool,
@@ -199,37 +197,33 @@ class Shard:
 
     Attributes
     ----------
-    be : Backend
-    act : Activation
+    spec : model.NetSpec
+        The whole network (global width m, s of the whole network).
     Xn : ndarray (n, d) float64, yn : ndarray (n,) float64
         The training data (the same on every rank).
     W0 : array (d, hi - lo)
         This rank's initial weights (backend array, the run's dtype).
     a : array (hi - lo,)
-    s : float
-        Output scale of the *whole* network.
-    m : int
-        Global width.
-    plan : ops.BlockPlan
-        Blocking of this rank's passes.
     comm : Communicator
-    dtype : numpy dtype
-        Of the arithmetic (W0, a and the data on the backend).
+    plan : ops.BlockPlan
+        Blocking of this rank's passes (``spec.plan`` of n and hi - lo).
+    be, act, s, m, dtype
+        The spec's backend, activation, output scale, global width and dtype.
     """
 
-    be: Backend
-    act: Activation
+    spec: NetSpec
     Xn: np.ndarray
     yn: np.ndarray
     W0: Array
     a: Array
-    s: float
-    m: int
-    plan: ops.BlockPlan
     comm: Communicator
-    dtype: np.dtype
 
     def __post_init__(self) -> None:
+        spec = self.spec
+        self.be: Backend = spec.get_backend()
+        self.act: Activation = spec.act
+        self.s, self.m, self.dtype = spec.s, spec.m, spec.dtype
+        self.plan: ops.BlockPlan = spec.plan(int(self.Xn.shape[0]), int(self.W0.shape[1]))
         self.Xb, self.yb = self.be.asarray(self.Xn, self.dtype), self.be.asarray(self.yn, self.dtype)
 
     @property
@@ -379,7 +373,7 @@ class _Descent(Generic[R]):
 
     def __post_init__(self) -> None:
         sh = self.shard
-        self.H_cts = kernels.ntk(sh.Xn, sh.act.name)
+        self.H_cts = kernels.ntk(sh.Xn, sh.act)
         self.lam_min, self.lam_max = kernels.extreme_eigenvalues(self.H_cts)
         self.step, self.rule = resolve_lr(self.lr, sh.m, sh.s, self.lam_max, gram0=lambda: sh.gram(sh.W0))
 

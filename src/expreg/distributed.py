@@ -44,7 +44,6 @@ that fails its own checks tells the others, which stop too.
 from __future__ import annotations
 
 import hashlib
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -53,15 +52,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import descent, ops
+from . import descent
 from . import distributed_checkpoint as ckpt
-from .activations import get_activation
-from .backends import Array, canonical_dtype, get_backend
+from .backends import Array, host_array
 from .descent import History, ProgressFn, ResultFigures
 from .distributed_comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
 from .errors import CheckpointError, ExpregError
-from .initialisation import init_weights
-from .model import check_network
+from .model import NetSpec
 from .validation import check_X_y
 
 __all__ = [
@@ -80,50 +77,6 @@ def shard_range(m: int, world_size: int, rank: int) -> tuple[int, int]:
     base, extra = divmod(m, world_size)
     lo = rank * base + min(rank, extra)
     return lo, lo + base + (1 if rank < extra else 0)
-
-
-@dataclass(frozen=True)
-class NetSpec:
-    """The network a sharded run trains: ``ExpNet.init``'s arguments, without drawing it.
-
-    Attributes
-    ----------
-    d, m : int
-        Input dimension and *global* width.
-    seed : int
-    activation : {"exp", "relu"}
-    scaling : {"none", "ntk"}
-        s = 1 or s = 1/sqrt(m), m the global width.
-    init : {"coupled", "gaussian"}
-        "coupled" needs m even; a shard boundary may split a pair.
-    dtype : numpy.float64 or numpy.float32
-    backend : {"numpy", "torch"}
-    device : str, optional
-        Torch device; "cuda" is mapped to ``cuda:LOCAL_RANK`` by ``init_from_environment``.
-    block, memory_budget : int, optional
-        Blocking of each rank's passes (``ops.plan_blocks``).
-    """
-
-    d: int
-    m: int
-    seed: int = 0
-    activation: str = "exp"
-    scaling: str = "none"
-    init: str = "coupled"
-    dtype: Any = np.float64
-    backend: str = "numpy"
-    device: str | None = None
-    block: int | None = None
-    memory_budget: int | None = None
-
-    def __post_init__(self) -> None:
-        check_network(self.d, self.m, self.seed, self.activation, self.scaling, self.init)
-        object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
-
-    @property
-    def s(self) -> float:
-        """Output scale of the whole network: 1 ("none") or 1/sqrt(m) ("ntk")."""
-        return 1.0 if self.scaling == "none" else 1.0 / math.sqrt(self.m)
 
 
 # --------------------------------------------------------------------------- agreement
@@ -258,10 +211,7 @@ class ShardedTrainResult(ResultFigures):
 
     def weights_numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """(W, a) of this rank as NumPy arrays, shapes (d, hi - lo) and (hi - lo,)."""
-        def host(x: Array) -> np.ndarray:
-            return x if isinstance(x, np.ndarray) else x.detach().cpu().numpy()
-
-        return host(self.W), host(self.a)
+        return host_array(self.W), host_array(self.a)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready headline figures (the keys of ``TrainResult.summary``, plus the sharding)."""
@@ -275,12 +225,7 @@ def fingerprint(spec: NetSpec, X: np.ndarray, y: np.ndarray, lr: float, record_e
 
 def _shard(spec: NetSpec, comm: Communicator, Xn: np.ndarray, yn: np.ndarray, lo: int, hi: int) -> descent.Shard:
     """Neurons ``lo .. hi-1`` (this rank's ``shard_range``) of the network ``spec``, drawn from (seed, r) alone."""
-    be = get_backend(spec.backend, spec.device)
-    W0, a = init_weights(spec.d, lo, hi, seed=spec.seed, init=spec.init, dtype=spec.dtype)
-    plan = ops.plan_blocks(Xn.shape[0], hi - lo, spec.dtype.itemsize, block=spec.block, memory_budget=spec.memory_budget,
-                           backend=be, pairs=spec.init == "coupled")  # as ExpNet.plan
-    return descent.Shard(be, get_activation(spec.activation), Xn, yn, be.asarray(W0, spec.dtype), be.asarray(a, spec.dtype),
-                         spec.s, spec.m, plan, comm, spec.dtype)
+    return descent.Shard(spec, Xn, yn, *spec.draw(lo, hi), comm)
 
 
 def train_sharded(

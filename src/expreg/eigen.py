@@ -38,6 +38,8 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
+from .choices import unknown_choice
+
 #: Up to this many rows, "auto" uses the dense LAPACK solver.
 DENSE_LIMIT = 256
 #: Up to this many rows, the solvers run with BLAS on one thread.
@@ -66,7 +68,7 @@ def _threads(n: int) -> AbstractContextManager[Any]:
 
 def _method(method: str, n: int) -> str:
     if method not in METHODS:
-        raise ValueError(f"method={method!r} is not known; choose 'auto', 'dense' or 'iterative'")
+        raise unknown_choice("method", method, METHODS)
     if method == "auto":
         method = "dense" if n <= DENSE_LIMIT else "iterative"
     return "dense" if n < 3 else method  # ARPACK needs k < n - 1

@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import streams
+from .choices import Init
 
 CHUNK = 4096  # neurons per generator; even, so coupled pairs never straddle chunks
-INITS = ("coupled", "gaussian")
+INITS = Init.values()
 
 
 def _chunk(seed: int, k: int, d: int, init: str) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +69,7 @@ def init_weights(
     W : ndarray (d, hi - lo), C-contiguous
     a : ndarray (hi - lo,), entries +-1
     """
-    if init not in INITS:
-        raise ValueError(f"init={init!r} is not known; choose 'coupled' or 'gaussian'")
+    init = Init.check(init)
     W = np.empty((d, hi - lo), dtype=dtype)
     a = np.empty(hi - lo, dtype=dtype)
     for k in range(lo // CHUNK, (hi + CHUNK - 1) // CHUNK):

@@ -3,14 +3,10 @@
 Pure functions of their inputs; NumPy float64 throughout (these are the
 theory quantities).
 
-Closed forms, for rows x_i of X and rho_ij = cos angle(x_i, x_j)::
-
-    exp   H^cts_ij = <x_i,x_j> exp(||x_i + x_j||^2 / 2)
-          K_ij     = exp(||x_i + x_j||^2 / 2)                       (NNGP)
-    relu  H^cts_ij = <x_i,x_j> (pi - arccos rho_ij) / (2 pi)
-          K_ij     = ||x_i|| ||x_j|| (sqrt(1 - rho^2) + (pi - arccos rho) rho) / (2 pi)
-
-(the angle arccos rho_ij is computed in a cancellation-free way, see ``_angles``).
+The closed forms (H^cts and the NNGP kernel K of each activation) belong to
+the activation objects (``activations``: ``Activation.ntk``, ``.nngp``);
+the functions here validate the inputs and call them. ``activation`` is a
+registered name (``"exp"``, ``"relu"``) or an ``Activation``.
 
 H^cts = E_{w ~ N(0, I)}[H^dis(W(0))] does not depend on the scaling s; the
 finite-width kernel H(W) = m s^2 H^dis(W) does.
@@ -25,6 +21,7 @@ import numpy as np
 import scipy.linalg
 
 from . import ops
+from .activations import Activation, get_activation
 from .eigen import (  # re-exported: the kernels' eigenvalues live in eigen
     extreme_eigenvalues as extreme_eigenvalues,
     lambda_max as lambda_max,
@@ -36,46 +33,15 @@ from .errors import ExpOverflowError, overflow_checked
 from .validation import check_X
 
 
-
-def _angles(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """theta_ij = angle(a_i, b_j) in [0, pi] (n1 x n2); pi/2 where one row is zero, 0 where both are.
-
-    (Every closed form multiplies the angle of a zero row by a zero norm or inner product.)
-
-    Computed as 2 atan2(||u - v||, ||u + v||) on the unit vectors u, v, which
-    is accurate near 0 and pi, unlike arccos(rho): rounding of rho by 1e-16
-    near rho = 1 moves arccos by 1e-8 and would spoil the ReLU diagonal.
-    """
-    import scipy.spatial.distance
-
-    def unit(M: np.ndarray) -> np.ndarray:
-        norms = np.linalg.norm(M, axis=1, keepdims=True)
-        return np.divide(M, norms, out=np.zeros_like(M), where=norms > 0)
-
-    U, V = unit(A), unit(B)
-    return 2.0 * np.arctan2(scipy.spatial.distance.cdist(U, V), scipy.spatial.distance.cdist(U, -V))
-
-
-def _exp_half_sum_sq(A: np.ndarray, B: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """exp(||a_i + b_j||^2 / 2) (n1 x n2), refusing to overflow."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        expo = 0.5 * ((A * A).sum(1)[:, None] + (B * B).sum(1)[None, :]) + G  # ||a_i + b_j||^2 / 2
-    top = expo.max()
-    if not top <= 700:  # also true when top is NaN (norms that overflowed: inf - inf)
-        raise ExpOverflowError(
-            f"exp(||x_i + x_j||^2 / 2) overflows float64 (exponent up to {top:.3g}); "
-            "scale the inputs into the unit ball"
-        )
-    return np.exp(expo)
-
-
-def _closed_form(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np.ndarray:
-    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B (docs/theory.md section 3).
+def _closed_form(A: np.ndarray, B: np.ndarray, activation: str | Activation, kind: str) -> np.ndarray:
+    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B: the activation's own closed form.
 
     Raises ``ExpOverflowError`` rather than return a matrix with inf or NaN entries.
     """
+    act = get_activation(activation)
     with np.errstate(over="ignore", invalid="ignore"):
-        K = _closed_form_unchecked(A, B, activation, kind)
+        G = A @ B.T
+        K = act.ntk(A, B, G) if kind == "ntk" else act.nngp(A, B, G)
     if not (np.isfinite(K.max()) and np.isfinite(K.min())):  # NaN propagates through max and min
         largest = max(float(np.abs(A).max()), float(np.abs(B).max()))
         raise ExpOverflowError(
@@ -85,21 +51,7 @@ def _closed_form(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np
     return K
 
 
-def _closed_form_unchecked(A: np.ndarray, B: np.ndarray, activation: str, kind: str) -> np.ndarray:
-    G = A @ B.T
-    if activation == "exp":
-        K = _exp_half_sum_sq(A, B, G)
-        return G * K if kind == "ntk" else K
-    if activation == "relu":
-        theta = _angles(A, B)
-        if kind == "ntk":
-            return G * (np.pi - theta) / (2 * np.pi)
-        norms = np.outer(np.linalg.norm(A, axis=1), np.linalg.norm(B, axis=1))
-        return norms * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi)
-    raise ValueError(f"activation={activation!r} is not known; choose 'exp' or 'relu'")
-
-
-def ntk(X: Any, activation: str = "exp") -> np.ndarray:
+def ntk(X: Any, activation: str | Activation = "exp") -> np.ndarray:
     """Infinite-width NTK H^cts (n x n), closed form (docs/theory.md section 3).
 
     H^cts_ij = E_{w ~ N(0, I)} <x_i, x_j> sigma'(<w, x_i>) sigma'(<w, x_j>).
@@ -114,7 +66,7 @@ def ntk(X: Any, activation: str = "exp") -> np.ndarray:
     return _closed_form(Xa, Xa, activation, "ntk")
 
 
-def nngp(X: Any, activation: str = "exp") -> np.ndarray:
+def nngp(X: Any, activation: str | Activation = "exp") -> np.ndarray:
     """Output covariance at independent initialisation, s = 1/sqrt(m) (docs/theory.md section 3), (n x n).
 
     K_ij = E_{w ~ N(0, I)} sigma(<w, x_i>) sigma(<w, x_j>).
@@ -123,14 +75,14 @@ def nngp(X: Any, activation: str = "exp") -> np.ndarray:
     return _closed_form(Xa, Xa, activation, "nngp")
 
 
-def ntk_cross(X1: Any, X2: Any, activation: str = "exp") -> np.ndarray:
+def ntk_cross(X1: Any, X2: Any, activation: str | Activation = "exp") -> np.ndarray:
     """H^cts between two sets of points (n1 x n2), for kernel regression."""
     A = check_X(X1, name="X1", dtype=np.float64, warn_ball=False)
     B = check_X(X2, name="X2", dtype=np.float64, warn_ball=False, d=A.shape[1])
     return _closed_form(A, B, activation, "ntk")
 
 
-def nngp_cross(X1: Any, X2: Any, activation: str = "exp") -> np.ndarray:
+def nngp_cross(X1: Any, X2: Any, activation: str | Activation = "exp") -> np.ndarray:
     """NNGP kernel K between two sets of points (n1 x n2), for GP prediction."""
     A = check_X(X1, name="X1", dtype=np.float64, warn_ball=False)
     B = check_X(X2, name="X2", dtype=np.float64, warn_ball=False, d=A.shape[1])
@@ -179,6 +131,23 @@ class PredictedTrajectory:
         factors = (1.0 - self.lr * self.eigenvalues)[None, :] ** t[:, None]
         return np.sqrt(((factors * self.coefficients[None, :]) ** 2).sum(axis=1))
 
+    def extension(self, K: Any, t: Any) -> np.ndarray:
+        """Change of the predictions at other points after t steps, shape (len(t), k).
+
+        GD on the linearised model moves f(x) by -lr K(x, X) r(j) at step j,
+        so after t steps f(x, t) - f(x, 0) = -K V diag(g(t)) V^T r0 with
+        g(t) = sum_{j<t} lr (1 - lr mu)^j = (1 - (1 - lr mu)^t) / mu (lr t where mu = 0).
+        K (k, n) is the kernel between the k new points and the training
+        points, e.g. ``ntk_cross(X_new, X)`` scaled as H was.
+        """
+        t = _steps(t)
+        mu = self.eigenvalues
+        decay = (1.0 - self.lr * mu)[None, :] ** t[:, None]  # (T, n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain = np.where(mu > 0, (1.0 - decay) / mu, self.lr * t[:, None])
+        K = np.asarray(K, dtype=np.float64)
+        return (K @ (self.eigenvectors @ (-gain * self.coefficients[None, :]).T)).T
+
 
 def _steps(t: Any) -> np.ndarray:
     """Step counts as float64 (k,), refusing negative or fractional steps ((1 - lr mu)^t may be < 0)."""
@@ -214,7 +183,7 @@ def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajecto
     return PredictedTrajectory(eigenvalues=mu, eigenvectors=V, coefficients=V.T @ r0, lr=float(lr))
 
 
-def ntk_lambda(X: Any, activation: str = "exp") -> float:
+def ntk_lambda(X: Any, activation: str | Activation = "exp") -> float:
     """lambda = lambda_min(H^cts(X)) (docs/theory.md section 3), refusing inputs where it is 0.
 
     Raises ``ValueError`` for duplicate or zero rows (then lambda = 0).

@@ -2,8 +2,13 @@
 
     F(W, x) = s * sum_r a_r * sigma(<w_r, x>),   sigma = exp (or ReLU)
 
-W (d x m) is trained, a (m,) is fixed. ``ExpNet`` holds the state (weights,
-choices, backend); the arithmetic lives in ``ops``.
+W (d x m) is trained, a (m,) is fixed. ``NetSpec`` describes a network
+without its weights (width, seed, choices, dtype, backend, blocking) and
+owns what follows from the description alone: the output scale s, the block
+plan of a pass, and the initial weights of any slice of neurons. ``ExpNet``
+is that description plus its weights; width-sharded training
+(``distributed``) and the descent loop (``descent.Shard``) use the same
+``NetSpec``. The arithmetic lives in ``ops``.
 """
 
 from __future__ import annotations
@@ -17,29 +22,111 @@ import numpy as np
 from . import ops
 from .activations import Activation, get_activation
 from .backends import Array, Backend, canonical_dtype, get_backend
+from .choices import Init, Scaling
 from .errors import ExpOverflowError, overflow_checked
-from .initialisation import INITS, init_weights
+from .initialisation import init_weights
 from .validation import check_positive_int, check_X, check_X_y, check_y
 
-SCALINGS = ("none", "ntk")
+SCALINGS = Scaling.values()
 
 
 def check_network(d: Any, m: Any, seed: Any, activation: str, scaling: str, init: str) -> tuple[int, int, int]:
     """Validate the settings that define a network (docs/theory.md section 1); returns (d, m, seed) as ints.
 
-    Shared by ``ExpNet.init`` and ``distributed.NetSpec``; errors name the argument.
+    Called by ``NetSpec``; errors name the argument.
     """
     d = check_positive_int(d, "d")
     m = check_positive_int(m, "m")
     seed = check_positive_int(seed, "seed", minimum=0)
     get_activation(activation)
-    if scaling not in SCALINGS:
-        raise ValueError(f"scaling={scaling!r} is not known; choose 'none' (the paper's s = 1) or 'ntk' (s = 1/sqrt(m))")
-    if init not in INITS:
-        raise ValueError(f"init={init!r} is not known; choose 'coupled' or 'gaussian'")
+    Scaling.check(scaling)
+    Init.check(init)
     if init == "coupled" and m % 2:
         raise ValueError(f"init='coupled' pairs neurons, so m must be even; got m = {m}. Use m = {m + 1} or init='gaussian'")
     return d, m, seed
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A network without its weights: ``ExpNet.init``'s arguments, validated.
+
+    Attributes
+    ----------
+    d, m : int
+        Input dimension and width (the *global* width of a sharded run).
+    seed : int
+        Seed of the initial weights (``initialisation``).
+    activation : str
+        A registered activation (``activations.ACTIVATIONS``), e.g. "exp".
+    scaling : {"none", "ntk"}
+        s = 1 or s = 1/sqrt(m), m the whole width.
+    init : {"coupled", "gaussian"}
+        "coupled" needs m even; a shard boundary may split a pair.
+    dtype : numpy.float64 or numpy.float32
+    backend : {"numpy", "torch"}
+    device : str, optional
+        Torch device; "cuda" is mapped to ``cuda:LOCAL_RANK`` by ``distributed.init_from_environment``.
+    block, memory_budget : int, optional
+        Blocking of the passes (``ops.plan_blocks``).
+
+    Examples
+    --------
+    >>> spec = NetSpec(3, 8, scaling="ntk")
+    >>> spec.s, spec.draw(2, 4)[0].shape
+    (0.35355339059327373, (3, 2))
+    """
+
+    d: int
+    m: int
+    seed: int = 0
+    activation: str = "exp"
+    scaling: str = "none"
+    init: str = "coupled"
+    dtype: Any = np.float64
+    backend: str = "numpy"
+    device: str | None = None
+    block: int | None = None
+    memory_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        d, m, seed = check_network(self.d, self.m, self.seed, self.activation, self.scaling, self.init)
+        for name, value in (("d", d), ("m", m), ("seed", seed), ("activation", str(self.activation)),
+                            ("scaling", str(self.scaling)), ("init", str(self.init)), ("dtype", canonical_dtype(self.dtype))):
+            object.__setattr__(self, name, value)
+
+    @property
+    def s(self) -> float:
+        """Output scale s of the whole network: 1 ("none", the paper's) or 1/sqrt(m) ("ntk")."""
+        return 1.0 if self.scaling == Scaling.none else 1.0 / math.sqrt(self.m)
+
+    @property
+    def act(self) -> Activation:
+        """The activation object (``activations``)."""
+        return get_activation(self.activation)
+
+    def get_backend(self) -> Backend:
+        """The array backend of ``backend`` and ``device``."""
+        return get_backend(self.backend, self.device)
+
+    def plan(self, n: int, width: int | None = None) -> ops.BlockPlan:
+        """Blocking of a pass over n points and ``width`` neurons (default: all m).
+
+        For ``init="coupled"`` the block is rounded up to an even number, so
+        a pair (w, a), (w, -a) never straddles two blocks and its two terms
+        cancel exactly: F(W(0), x) = 0 for every block size.
+        """
+        return ops.plan_blocks(n, self.m if width is None else width, self.dtype.itemsize, block=self.block,
+                               memory_budget=self.memory_budget, backend=self.get_backend(), pairs=self.init == Init.coupled)
+
+    def draw(self, lo: int = 0, hi: int | None = None) -> tuple[Array, Array]:
+        """Initial weights (W (d, hi - lo), a (hi - lo,)) of neurons lo .. hi-1 (default: all), as backend arrays.
+
+        Drawn from (seed, r) alone (``initialisation``), so a shard of a
+        sharded run draws only its own neurons.
+        """
+        be = self.get_backend()
+        W, a = init_weights(self.d, lo, self.m if hi is None else hi, seed=self.seed, init=self.init, dtype=self.dtype)
+        return be.asarray(W, self.dtype), be.asarray(a, self.dtype)
 
 
 @dataclass(eq=False)
@@ -77,9 +164,14 @@ class ExpNet:
     block: int | None = None
     memory_budget: int | None = None
     _backend: Backend = field(init=False, repr=False, compare=False)
+    _spec: NetSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.init, str):  # the classmethod ``init`` shadows the field's default "coupled"
+            self.init = Init.coupled.value
         self._backend = get_backend(self.backend_name, self.device)
+        self._spec = NetSpec(self.d, self.m, self.seed, self.activation, self.scaling, self.init, self.dtype, self.backend_name,
+                             self.device, self.block, self.memory_budget)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -128,22 +220,15 @@ class ExpNet:
         >>> net.W.shape, net.a.shape
         ((3, 8), (8,))
         """
-        d, m, seed = check_network(d, m, seed, activation, scaling, init)
-        dt = canonical_dtype(dtype)
-        be = get_backend(backend, device)
-        W, a = init_weights(d, 0, m, seed=seed, init=init, dtype=dt)
-        return cls(
-            W=be.asarray(W, dt),
-            a=be.asarray(a, dt),
-            activation=activation,
-            scaling=scaling,
-            init=init,
-            seed=seed,
-            backend_name=be.name,
-            device=be.device,
-            block=block,
-            memory_budget=memory_budget,
-        )
+        spec = NetSpec(d, m, seed, activation, scaling, init, dtype, backend, device, block, memory_budget)
+        return cls.from_spec(spec, *spec.draw())
+
+    @classmethod
+    def from_spec(cls, spec: NetSpec, W: Array, a: Array) -> "ExpNet":
+        """The network ``spec`` with weights W (d, m) and a (m,) (backend arrays of ``spec``'s dtype)."""
+        be = spec.get_backend()
+        return cls(W=W, a=a, activation=spec.activation, scaling=spec.scaling, init=spec.init, seed=spec.seed,
+                   backend_name=be.name, device=be.device, block=spec.block, memory_budget=spec.memory_budget)
 
     # ------------------------------------------------------------ properties
     @property
@@ -159,12 +244,17 @@ class ExpNet:
     @property
     def dtype(self) -> np.dtype:
         """Floating dtype of the weights, as a NumPy dtype."""
-        return ops._dtype_of(self._backend, self.W)
+        return self._backend.dtype_of(self.W)
+
+    @property
+    def spec(self) -> NetSpec:
+        """This network's description (everything but the weights)."""
+        return self._spec
 
     @property
     def s(self) -> float:
-        """Output scale s: 1 for "none", 1/sqrt(m) for "ntk"."""
-        return 1.0 if self.scaling == "none" else 1.0 / math.sqrt(self.m)
+        """Output scale s: 1 for "none", 1/sqrt(m) for "ntk" (``NetSpec.s``)."""
+        return self._spec.s
 
     @property
     def backend(self) -> Backend:
@@ -174,17 +264,11 @@ class ExpNet:
     @property
     def act(self) -> Activation:
         """The activation object used by ``ops``."""
-        return get_activation(self.activation)
+        return self._spec.act
 
     def plan(self, n: int) -> ops.BlockPlan:
-        """Blocking of a pass over n points.
-
-        For ``init="coupled"`` the block is rounded up to an even number, so
-        a pair (w, a), (w, -a) never straddles two blocks and its two terms
-        cancel exactly: F(W(0), x) = 0 for every block size.
-        """
-        return ops.plan_blocks(n, self.m, self.dtype.itemsize, block=self.block, memory_budget=self.memory_budget,
-                               backend=self._backend, pairs=self.init == "coupled")
+        """Blocking of a pass over n points (``NetSpec.plan``)."""
+        return self._spec.plan(n)
 
     # --------------------------------------------------------------- compute
     def _X(self, X: Any) -> Array:
@@ -230,11 +314,12 @@ class ExpNet:
         """Pickle weights and settings only; the backend (thread pool, torch module) is per process."""
         state = dict(self.__dict__)
         state.pop("_backend", None)
+        state.pop("_spec", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._backend = get_backend(self.backend_name, self.device)
+        self.__post_init__()
 
     def copy(self) -> "ExpNet":
         """A deep copy (weights copied, settings shared)."""

@@ -203,7 +203,7 @@ def _acquire(backend: Backend, X: Array, W: Array, plan: BlockPlan) -> _Workspac
     """Take a workspace for these shapes out of the cache (or make one); give it back with ``_release``."""
     n, d = int(X.shape[0]), int(X.shape[1])
     m = int(W.shape[1])
-    dtype = _dtype_of(backend, X)
+    dtype = backend.dtype_of(X)
     key = (id(backend), backend.device, backend.threads, n, d, m, dtype.str, plan)
     with _workspaces_lock:
         ws = _workspaces.pop(key, None)
@@ -271,16 +271,12 @@ def forward_pass(
 
 def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, ws: _Workspace) -> Array:
     chunks = ws.chunks
-    fused = act.name == "exp"
 
     def chunk(worker: int, c: int) -> None:
         acc = ws.acc[c]
         for lo, hi in chunks[c]:
             Z = backend.matmul(X, W[:, lo:hi], out=ws.block(worker, lo, hi))
-            if fused:
-                backend.exp_matvec_(Z, a[lo:hi], acc)
-            else:
-                acc += backend.matmul(act.value_(backend, Z), a[lo:hi])
+            act.value_matvec_(backend, Z, a[lo:hi], acc)
 
     ws.acc[...] = 0  # one fill for all chunks' partial sums
     backend.parallel(len(chunks), chunk)
@@ -408,7 +404,7 @@ def forward_backward(
             u *= scale
             u_finite = backend.isfinite_all(u)
             if G is None:
-                G = backend.empty(tuple(W.shape), _dtype_of(backend, X))
+                G = backend.empty(tuple(W.shape), backend.dtype_of(X))
             kept = (lambda k, lo, hi: ws.block(0, lo, hi)) if plan.keep else None
             _backward(backend, act, X, W, a, u - y, scale, kept, G, ws)
         finite = backend.to_bools([u_finite, *ws.finite])
@@ -473,7 +469,7 @@ class GramAccumulator:
         self.X = X
         self.n = int(X.shape[0])
         self.block = int(block)
-        self.dtype = _dtype_of(backend, X)
+        self.dtype = backend.dtype_of(X)
         self.S = backend.gram_state(self.n, self.dtype)
         self.panels = backend.row_panels(self.n)
         self._buf = backend.empty((self.n * self.block,), self.dtype)
@@ -494,8 +490,9 @@ class GramAccumulator:
                 # D = sigma'(X W_b) |a_b|, by row panels
                 r0, r1 = self.panels[p]
                 Dp = act.value_(be, be.matmul(self.X[r0:r1], Wb, out=D[r0:r1]))
-                if not act.derivative_is_value:
-                    Dp[...] = act.derivative(be, Dp)
+                Dd = act.derivative(be, Dp)
+                if Dd is not Dp:  # exp's derivative is its value
+                    Dp[...] = Dd
                 if ab is not None:
                     Dp *= ab
 
@@ -558,7 +555,7 @@ def gram(
     form H^dis.
     """
     n = int(X.shape[0])
-    dtype = _dtype_of(backend, X)
+    dtype = backend.dtype_of(X)
     if block is None:
         block = gram_block(n, dtype.itemsize, backend)
     acc = GramAccumulator(backend, act, X, block=max(1, min(int(block), int(W.shape[1]))))
@@ -574,30 +571,13 @@ def movement(backend: Backend, W: Array, W0: Array, plan: BlockPlan) -> tuple[fl
     taken on the host.
     """
     m = int(W.shape[1])
-    norms = backend.empty((m,), _dtype_of(backend, W))
+    norms = backend.empty((m,), backend.dtype_of(W))
     for lo, hi in plan.ranges(m):
         norms[lo:hi] = backend.column_norms(W[:, lo:hi] - W0[:, lo:hi])
     host = backend.to_numpy(norms).astype(np.float64)
     return float(host.max()), float(np.sqrt((host**2).sum()))
 
 
-def _dtype_of(backend: Backend, x: Array) -> np.dtype:
-    if backend.name == "numpy":
-        return x.dtype
-    return np.dtype(str(x.dtype).replace("torch.", ""))
-
-
 def _matmul_out_ok(backend: Backend, out: Array) -> bool:
-    """Whether ``matmul(..., out=out)`` writes a 2-D view in place.
-
-    NumPy's matmul takes any strided view. torch's (BLAS and cuBLAS alike)
-    writes in place into a matrix with one unit stride and the other at
-    least the extent of that dimension (a leading dimension), which the
-    column blocks G[:, lo:hi] of a C-contiguous G are; other layouts it
-    computes elsewhere and copies.
-    """
-    if backend.name == "numpy":
-        return True
-    rows, cols = (int(v) for v in out.shape)
-    s0, s1 = (int(v) for v in out.stride())
-    return (s1 == 1 and s0 >= max(1, cols)) or (s0 == 1 and s1 >= max(1, rows))
+    """Whether ``matmul(..., out=out)`` writes the 2-D view ``out`` in place (``Backend.matmul_out_ok``)."""
+    return backend.matmul_out_ok(out)

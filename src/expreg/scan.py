@@ -30,8 +30,9 @@ import numpy as np
 from . import ops
 from .activations import get_activation
 from .backends import Backend, canonical_dtype, get_backend
+from .choices import Init
 from .errors import overflow_checked
-from .initialisation import INITS, init_weights
+from .initialisation import init_weights
 from .validation import check_X
 
 #: Neurons drawn per call of ``init_weights`` (at least): one generator chunk of ``initialisation``.
@@ -105,8 +106,7 @@ def nested_gram(
     Xn = check_X(X, dtype=dt, warn_ball=False)
     ws = _check_widths(widths)
     get_activation(activation)
-    if init not in INITS:
-        raise ValueError(f"init={init!r} is not known; choose 'coupled' or 'gaussian'")
+    Init.check(init)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     be = backend if isinstance(backend, Backend) else get_backend(backend or "numpy")

@@ -26,11 +26,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .activations import ACTIVATIONS
 from .backends import canonical_dtype
+from .choices import Init, Scaling
 from .errors import TrainingDivergedError
-from .initialisation import INITS
-from .model import SCALINGS, ExpNet
+from .model import ExpNet
 from .train import TrainResult, train
-from .validation import InputOutsideUnitBallWarning
+from .validation import InputOutsideUnitBallWarning, check_nonnegative, check_positive
 
 __all__ = ["ExpRegressor", "UnitBallScaler"]
 
@@ -310,15 +310,16 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"width must be a positive integer, got {w!r}")
         if self.init == "coupled" and w % 2:
             raise ValueError(f"width={w} is odd but init='coupled' pairs neurons; use width={w + 1} or init='gaussian'")
-        _check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        _check_choice("scaling", self.scaling, SCALINGS)
-        _check_choice("init", self.init, INITS)
+        ACTIVATIONS.check(self.activation)
+        Scaling.check(self.scaling)
+        Init.check(self.init)
         lr = self.learning_rate
-        if not (isinstance(lr, str) and lr == "auto") and not _is_positive_real(lr):
-            raise ValueError(f"learning_rate must be 'auto' or a positive finite number, got {lr!r}")
-        eps = self.epsilon
-        if not (_is_real(eps) and math.isfinite(eps) and eps >= 0):
-            raise ValueError(f"epsilon must be a finite number >= 0, got {eps!r}")
+        if not (isinstance(lr, str) and lr == "auto"):
+            try:
+                check_positive(lr, "learning_rate")
+            except ValueError:
+                raise ValueError(f"learning_rate must be 'auto' or a positive finite number, got {lr!r}") from None
+        check_nonnegative(self.epsilon, "epsilon")
         steps = self.max_steps
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
             raise ValueError(f"max_steps must be an integer >= 0, got {steps!r}")
@@ -328,7 +329,7 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         try:
             return canonical_dtype(self.dtype)
         except TypeError as exc:
-            raise ValueError(f"dtype={self.dtype!r} is not supported; use 'float64' or 'float32'") from exc
+            raise ValueError(str(exc)) from None
 
     # -------------------------------------------------------------- predict
     def predict(self, X: Any) -> np.ndarray:
@@ -351,16 +352,3 @@ def _target_map(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = Y.mean(axis=0)
     spread = np.abs(Y - mean).max(axis=0)
     return mean, np.where(spread > 0, spread, 1.0)
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name}={value!r} is not known; choose one of {', '.join(map(repr, choices))}")
-
-
-def _is_real(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _is_positive_real(x: Any) -> bool:
-    return _is_real(x) and math.isfinite(x) and x > 0

@@ -3,14 +3,14 @@
 ``NTKKernel`` is H^cts, the limit of the network's tangent kernel (what
 gradient descent on a very wide network follows, docs/theory.md section 4); ``NNGPKernel``
 is the output covariance at independent initialisation with s = 1/sqrt(m).
-Both come for ``activation="exp"`` (the paper's network) and ``"relu"``:
+Both come for every registered activation (``activations.ACTIVATIONS``:
+``"exp"``, the paper's network, and ``"relu"``); e.g. for exp
 
-    exp   NTK  k(x, x') = <x, x'> exp(||x + x'||^2 / 2)
-          NNGP k(x, x') = exp(||x + x'||^2 / 2)
-    relu  NTK  k(x, x') = <x, x'> (pi - arccos rho) / (2 pi)
-          NNGP k(x, x') = ||x|| ||x'|| (sqrt(1 - rho^2) + (pi - arccos rho) rho) / (2 pi)
+    NTK  k(x, x') = <x, x'> exp(||x + x'||^2 / 2)
+    NNGP k(x, x') = exp(||x + x'||^2 / 2)
 
-The formulas are evaluated by ``expreg.kernels`` (one implementation). The
+The formulas are the activation's own (``Activation.ntk``, ``.nngp``),
+evaluated through ``expreg.kernels`` (one implementation). The
 kernels are ``sklearn.gaussian_process.kernels.Kernel`` subclasses, so they
 
 * go into ``GaussianProcessRegressor``, alone or combined
@@ -26,7 +26,6 @@ unit ball first (``expreg.sklearn.UnitBallScaler``) or set ``input_scale``.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
@@ -34,6 +33,7 @@ from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from . import kernels
 from .activations import ACTIVATIONS
+from .validation import check_positive
 
 __all__ = ["NNGPKernel", "NTKKernel"]
 
@@ -72,12 +72,8 @@ class _InfiniteWidthKernel(Kernel):
         return Hyperparameter("input_scale", "numeric", "fixed")
 
     def _scaled(self, X: Any, name: str) -> np.ndarray:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation={self.activation!r} is not known; choose 'exp' or 'relu'")
-        c = self.input_scale
-        if isinstance(c, bool) or not isinstance(c, (int, float, np.floating, np.integer)) or not (math.isfinite(c) and c > 0):
-            raise ValueError(f"input_scale must be a positive finite number, got {c!r}")
-        return _as_2d(X, name) * float(c)
+        ACTIVATIONS.check(self.activation)
+        return _as_2d(X, name) * check_positive(self.input_scale, "input_scale")
 
     def __call__(self, X: Any, Y: Any = None, eval_gradient: bool = False) -> Any:
         """Kernel matrix k(c x_i, c y_j), shape (n_X, n_Y); Y=None means Y = X.

@@ -19,21 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from .validation import check_positive, check_probability
+
 PAPER = "[paper]"
 DERIVED = "[derived]"
-
-
-def _check_pos(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _check_prob(name: str, value: float) -> float:
-    value = _check_pos(name, value)
-    if value >= 1:
-        raise ValueError(f"{name} must lie in (0, 1), got {value}")
-    return value
 
 
 def weight_bound(m: float, n: float, delta: float) -> float:
@@ -42,12 +31,12 @@ def weight_bound(m: float, n: float, delta: float) -> float:
     With probability 1 - delta/3, ``|<w_r(0), x_i>| <= B`` for all r, i when
     ||x_i|| <= 1 (Gaussian tail plus a union bound over m n pairs).
     """
-    return math.sqrt(2.0 * math.log(6.0 * _check_pos("m", m) * _check_pos("n", n) / _check_prob("delta", delta)))
+    return math.sqrt(2.0 * math.log(6.0 * check_positive(m, "m") * check_positive(n, "n") / check_probability(delta, "delta")))
 
 
 def radius(lam: float, n: float, B: float) -> float:
     """R = lambda / (8 e n e^{2B}) [derived], docs/theory.md section 5: the radius no neuron leaves."""
-    return _check_pos("lambda", lam) / (8.0 * math.e * _check_pos("n", n) * math.exp(2.0 * B))
+    return check_positive(lam, "lambda") / (8.0 * math.e * check_positive(n, "n") * math.exp(2.0 * B))
 
 
 def _log_width_terms(log_m: float, n: float, lam: float, delta: float) -> tuple[float, float, float, float]:
@@ -91,9 +80,9 @@ def required_width(n: int, lam: float, delta: float) -> WidthBound:
     >>> round(required_width(10, 0.5, 0.1).log10_m, 2)
     24.99
     """
-    n = _check_pos("n", n)
-    lam = _check_pos("lambda", lam)
-    delta = _check_prob("delta", delta)
+    n = check_positive(n, "n")
+    lam = check_positive(lam, "lambda")
+    delta = check_probability(delta, "delta")
     # In x = log m, log term1 - x = c + 4 sqrt(2 (log(6n/delta) + x)) - x is concave, and term1
     # dominates term2 (their log ratio is B + log 2 - 1 + log log(6n^2/delta) - R > 0 unless lambda
     # is absurdly large), so once m = 1 violates the bound the widths that satisfy it are [m*, inf)
@@ -118,18 +107,18 @@ def required_width(n: int, lam: float, delta: float) -> WidthBound:
 
 def step_size(m: float, n: float, lam: float, B: float, R: float) -> float:
     """eta = 0.1 lambda / (m n^2 e^{4(B+R)}) [derived], docs/theory.md section 5."""
-    return 0.1 * _check_pos("lambda", lam) / (_check_pos("m", m) * _check_pos("n", n) ** 2 * math.exp(4 * (B + R)))
+    return 0.1 * check_positive(lam, "lambda") / (check_positive(m, "m") * check_positive(n, "n") ** 2 * math.exp(4 * (B + R)))
 
 
 def iterations(n: float, lam: float, B: float, R: float, epsilon: float) -> float:
     """T = 20 n^2 e^{4(B+R)} lambda^-2 log(n/epsilon) [derived], docs/theory.md section 5."""
-    n = _check_pos("n", n)
-    return 20.0 * n * n * math.exp(4 * (B + R)) / _check_pos("lambda", lam) ** 2 * math.log(n / _check_pos("epsilon", epsilon))
+    n = check_positive(n, "n")
+    return 20.0 * n * n * math.exp(4 * (B + R)) / check_positive(lam, "lambda") ** 2 * math.log(n / check_positive(epsilon, "epsilon"))
 
 
 def movement_bound(n: float, B: float, R: float, initial_residual: float, m: float, lam: float) -> float:
     """max_r ||w_r(t) - w_r(0)|| <= 4 sqrt(n) e^{B+R} ||u(0) - y|| / (m lambda) [derived], docs/theory.md section 5."""
-    return 4.0 * math.sqrt(_check_pos("n", n)) * math.exp(B + R) * float(initial_residual) / (_check_pos("m", m) * _check_pos("lambda", lam))
+    return 4.0 * math.sqrt(check_positive(n, "n")) * math.exp(B + R) * float(initial_residual) / (check_positive(m, "m") * check_positive(lam, "lambda"))
 
 
 def linear_rate_curve(t: Any, lr: float, m: float, s: float, lam: float, initial_residual: float) -> np.ndarray:
@@ -150,8 +139,8 @@ def paper_width(n: float, delta: float) -> float:
     The paper's constant and o(1) are not stated in its abstract; this is the
     shape of the bound, not a number to compare against widths directly.
     """
-    n = _check_pos("n", n)
-    return n * n * math.log(n / _check_prob("delta", delta))
+    n = check_positive(n, "n")
+    return n * n * math.log(n / check_probability(delta, "delta"))
 
 
 @dataclass(frozen=True)
@@ -194,9 +183,9 @@ def theorem_quantities(n: int, lam: float, delta: float = 0.1, epsilon: float = 
     ``initial_residual`` defaults to sqrt(n), the worst case for ``|y_i| <= 1``
     and coupled initialisation (u(0) = 0).
     """
-    epsilon = _check_pos("epsilon", epsilon)
+    epsilon = check_positive(epsilon, "epsilon")
     wb = required_width(n, lam, delta)
-    r0 = math.sqrt(n) if initial_residual is None else _check_pos("initial_residual", initial_residual)
+    r0 = math.sqrt(n) if initial_residual is None else check_positive(initial_residual, "initial_residual")
     return TheoremQuantities(
         n=int(n), lam=float(lam), delta=float(delta), epsilon=float(epsilon), width=wb.m, log10_width=wb.log10_m,
         binding_term=wb.binding_term, B=wb.B, R=wb.R,

@@ -134,7 +134,7 @@ def train(
     started = time.perf_counter()
     settings = descent.check_settings(epsilon, max_steps, record_every, track_movement, checkpoint_every)
     Xn, yn = check_X_y(X, y, dtype=np.dtype(np.float64), d=net.d)
-    shard = descent.Shard(net.backend, net.act, Xn, yn, net.W, net.a, net.s, net.m, net.plan(Xn.shape[0]), Communicator(), net.dtype)
+    shard = descent.Shard(net.spec, Xn, yn, net.W, net.a, Communicator())
 
     def make_result(W: Any, fields: dict[str, Any]) -> TrainResult:
         return TrainResult(net=net.with_weights(W), seconds=time.perf_counter() - started, **fields)

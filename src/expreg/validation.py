@@ -6,10 +6,14 @@ trusts what these return: C-contiguous float arrays of the right shapes.
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from typing import Any
 
 import numpy as np
+
+from .backends import host_array
 
 
 class InputOutsideUnitBallWarning(UserWarning):
@@ -22,8 +26,7 @@ def _as_float_array(value: Any, name: str, dtype: np.dtype | None) -> np.ndarray
     Finiteness is checked before the cast, so a value that does not fit the
     target dtype (e.g. 1e39 into float32) is reported as such, not as NaN.
     """
-    if _is_torch(value):
-        value = value.detach().cpu().numpy()
+    value = host_array(value)
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
@@ -126,5 +129,35 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+def is_number(value: Any) -> bool:
+    """True for a real number (Python or NumPy int or float); False for bools, strings, arrays."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _shown(value: Any) -> str:
+    """A value in a message: numbers as Python prints them (``-1.0``, also for NumPy scalars), the rest by repr."""
+    if is_number(value):
+        return repr(int(value)) if isinstance(value, numbers.Integral) else repr(float(value))
+    return repr(value)
+
+
+def check_positive(value: Any, name: str, *, hint: str = "") -> float:
+    """A finite real number > 0, as a float; else ``ValueError`` "name must be a positive finite number, got v" + hint."""
+    if not (is_number(value) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {_shown(value)}{hint}")
+    return float(value)
+
+
+def check_nonnegative(value: Any, name: str) -> float:
+    """A finite real number >= 0, as a float; else ``ValueError`` naming ``name``."""
+    if not (is_number(value) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {_shown(value)}")
+    return float(value)
+
+
+def check_probability(value: Any, name: str) -> float:
+    """A number in the open interval (0, 1), as a float; else ``ValueError`` naming ``name``."""
+    value = check_positive(value, name)
+    if value >= 1:
+        raise ValueError(f"{name} must lie in (0, 1), got {value}")
+    return value

@@ -13,40 +13,23 @@ import functools
 import inspect
 import typing
 from dataclasses import dataclass, fields
-from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import typer
 
+from ..activations import ACTIVATIONS
+from ..choices import BackendName, DType, Init, LabelKind, Scaling
+
 #: Size of the synthetic data when --n / --d are not given.
 DEFAULT_N, DEFAULT_D = 64, 16
 
+#: The option types: the choices of ``expreg.choices`` (activations: those registered at import).
+Activation = ACTIVATIONS.as_choice("Activation")
+Labels = LabelKind
 
-class Activation(str, Enum):
-    exp = "exp"
-    relu = "relu"
-
-
-class Scaling(str, Enum):
-    none = "none"
-    ntk = "ntk"
-
-
-class Init(str, Enum):
-    coupled = "coupled"
-    gaussian = "gaussian"
-
-
-class Labels(str, Enum):
-    uniform = "uniform"
-    sign = "sign"
-
-
-class DType(str, Enum):
-    float64 = "float64"
-    float32 = "float32"
+__all__ = ["Activation", "BackendName", "DType", "Init", "Labels", "RunOptions", "Scaling", "parse_lr", "run_options"]
 
 
 def parse_lr(text: str) -> float | str:
@@ -77,7 +60,7 @@ class RunOptions:
     max_steps: int
     record_every: Optional[int]
     dtype: DType
-    backend: str
+    backend: BackendName
     device: Optional[str]
 
     @property
@@ -95,7 +78,7 @@ class RunOptions:
 
         if self.data is None:
             n, d = self.shape
-            return data_mod.make_dataset(n, d, seed=self.seed, label_kind=self.labels.value)
+            return data_mod.make_dataset(n, d, seed=self.seed, label_kind=LabelKind.check(self.labels))
         X, y = data_mod.load_dataset(self.data, warn_ball=False)
         for flag, given, found in (("--n", self.n, X.shape[0]), ("--d", self.d, X.shape[1])):
             if given is not None and given != found:
@@ -114,7 +97,7 @@ class RunOptions:
 
         def check(n: int, d: int) -> None:
             on_host = self.device is None or self.device.startswith("cpu")
-            check_train_fits(n, d, self.m, np.dtype(self.dtype.value).itemsize, on_host=on_host, ranks=ranks, ranks_here=ranks_here,
+            check_train_fits(n, d, self.m, np.dtype(DType.check(self.dtype)).itemsize, on_host=on_host, ranks=ranks, ranks_here=ranks_here,
                              pairs=self.init == Init.coupled)
 
         if self.data is None:
@@ -126,8 +109,9 @@ class RunOptions:
 
     def network(self) -> dict[str, Any]:
         """Keywords of ``ExpNet.init`` and ``NetSpec`` besides d and m."""
-        return dict(seed=self.seed, activation=self.activation.value, scaling=self.scaling.value, init=self.init.value,
-                    dtype=np.dtype(self.dtype.value), backend=self.backend, device=self.device)
+        return dict(seed=self.seed, activation=ACTIVATIONS.check(self.activation), scaling=Scaling.check(self.scaling),
+                    init=Init.check(self.init), dtype=np.dtype(DType.check(self.dtype)), backend=BackendName.check(self.backend),
+                    device=self.device)
 
     def descent(self) -> dict[str, Any]:
         """Keywords of ``train`` and ``train_sharded``: lr, epsilon, max_steps, record_every."""
@@ -135,8 +119,9 @@ class RunOptions:
 
     def describe(self) -> dict[str, Any]:
         """The settings a summary reports: seed .. backend."""
-        return {"seed": self.seed, "activation": self.activation.value, "scaling": self.scaling.value, "init": self.init.value,
-                "dtype": self.dtype.value, "backend": self.backend}
+        net = self.network()
+        return {"seed": self.seed, "activation": net["activation"], "scaling": net["scaling"], "init": net["init"],
+                "dtype": DType.check(self.dtype), "backend": net["backend"]}
 
 
 def _shared(m_help: str, backend_help: str, device_help: str) -> dict[str, Any]:
@@ -156,7 +141,7 @@ def _shared(m_help: str, backend_help: str, device_help: str) -> dict[str, Any]:
         "max_steps": typer.Option(20000, help="Step budget."),
         "record_every": typer.Option(None, help="Record the kernel deviation every this many steps (default: first and last step)."),
         "dtype": typer.Option(DType.float64, help="Floating-point precision."),
-        "backend": typer.Option("numpy", help=backend_help),
+        "backend": typer.Option(BackendName.numpy, help=backend_help),
         "device": typer.Option(None, help=device_help),
     }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,3 @@ def subsample(values: Any, points: int = 200) -> tuple[list[int], list[float]]:
     else:
         idx = np.unique(np.linspace(0, v.size - 1, points).round().astype(int))
     return idx.tolist(), v[idx].tolist()
-
-
-def finite_or_nan(x: float) -> float:
-    return float(x) if x is not None and math.isfinite(x) else math.nan

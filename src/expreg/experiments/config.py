@@ -16,18 +16,29 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..activations import ACTIVATIONS
+from ..choices import DType as DTypeChoice
+from ..choices import Init as InitChoice
+from ..choices import LabelKind
+from ..choices import Scaling as ScalingChoice
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-Activation = Literal["exp", "relu"]
-Init = Literal["coupled", "gaussian"]
-Scaling = Literal["none", "ntk"]
+# Field types of the choices (``expreg.choices``): Literals of their string
+# values, so fields hold plain strings and the configuration hashes of
+# ``model_dump(mode="json")`` do not depend on how a value was given.
+Activation = ACTIVATIONS.literal()
+Init = InitChoice.literal()
+Scaling = ScalingChoice.literal()
+LabelKindField = LabelKind.literal()
+DType = DTypeChoice.literal()
 
 
 class ExperimentConfig(BaseModel):
@@ -51,7 +62,7 @@ class ExperimentConfig(BaseModel):
 
     d: int = Field(16, ge=1, le=4096)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    label_kind: Literal["uniform", "sign"] = "uniform"
+    label_kind: LabelKindField = "uniform"
 
     @field_validator("seeds")
     @classmethod
@@ -75,11 +86,6 @@ class ExperimentConfig(BaseModel):
     def config_hash(self) -> str:
         """First 12 hex digits of SHA-256 of ``canonical_json()``."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
-
-
-def widths_field(default: list[int]) -> Any:
-    """A list-of-widths field (each >= 2)."""
-    return Field(default_factory=lambda: list(default), min_length=1)
 
 
 def check_widths(v: list[int], name: str = "widths") -> list[int]:

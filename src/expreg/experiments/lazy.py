@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from .. import theory
+from ..activations import get_activation
 from ._common import dataset, network, train_safely
 from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
 from .fitting import bootstrap_slope, geometric_mean
@@ -73,7 +74,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
         "max_movement": float(np.max(h.max_movement)), "frobenius_movement": float(h.frobenius_movement[-1]),
         "initial_residual": float(h.residual[0]),
     }
-    if params["activation"] == "exp" and params["scaling"] == "none":
+    if get_activation(params["activation"]).theorem and params["scaling"] == "none":
         B = theory.weight_bound(params["m"], cfg.n, 0.1)
         R = theory.radius(result.lambda_cts, cfg.n, B)
         row["movement_bound"] = theory.movement_bound(cfg.n, B, R, h.residual[0], params["m"], result.lambda_cts)

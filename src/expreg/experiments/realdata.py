@@ -19,6 +19,7 @@ scale:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -109,16 +110,12 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     if params["model"] == "krr":
         alpha = scipy.linalg.solve(H + params["ridge"] * np.eye(len(ytr)), ytr, assume_a="pos")
         return {**base, "steps": 0, "diverged": False, "train_mse": _mse(H @ alpha, ytr), "test_mse": _mse(K @ alpha, yte)}
-    # kernel_gd: GD on the kernel from f = 0 for max_steps steps with lr = 1 / lambda_max(H) (lr "auto", coupled init)
-    mu, V = scipy.linalg.eigh(H)
-    lr = 1.0 / mu[-1]
+    # kernel_gd: GD on the kernel from f = 0 (r0 = -y) for max_steps steps with lr = 1 / lambda_max(H) (lr "auto", coupled init)
     T = cfg.max_steps
-    decay = (1.0 - lr * mu) ** T
-    coef = V.T @ ytr
-    f_train = ytr - V @ (decay * coef)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gain = np.where(mu > 0, (1.0 - decay) / mu, lr * T)  # sum_{k<T} lr (1 - lr mu)^k
-    f_test = K @ (V @ (gain * coef))
+    traj = kernels.predicted_trajectory(H, -ytr, 1.0)
+    traj = dataclasses.replace(traj, lr=1.0 / traj.eigenvalues[-1])  # lr from the trajectory's own eigenvalues
+    f_train = ytr + traj(T)[0]
+    f_test = traj.extension(K, T)[0]
     return {**base, "steps": T, "diverged": False, "train_mse": _mse(f_train, ytr), "test_mse": _mse(f_test, yte)}
 
 

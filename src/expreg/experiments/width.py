@@ -50,13 +50,14 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from .. import kernels, streams, theory
+from ..activations import get_activation
 from ..backends import get_backend
 from ..data import make_dataset
 from ..model import ExpNet
 from ..eigen import lazy_criteria
 from ..scan import nested_gram
 from ._common import train_safely
-from .config import Activation, ExperimentConfig, Init, Scaling
+from .config import Activation, DType, ExperimentConfig, Init, Scaling
 from .search import geometric_grid
 from .thresholds import Threshold, confirmed, threshold
 
@@ -86,7 +87,7 @@ class Config(ExperimentConfig):
     confirm_factor: float = Field(2.0, ge=1, description="a scan stops once passes held over this factor of width")
     give_up: float = Field(4.0, ge=0, description="stop a hopeless op scan (see lazy_scan); 0 never stops early")
     give_up_from: int = Field(2**16, ge=2, description="the earliest width at which a scan may give up")
-    scan_dtype: str = Field("float32", pattern="^(float32|float64)$", description="dtype of the features exp(X W) in the scan")
+    scan_dtype: DType = Field("float32", description="dtype of the features exp(X W) in the scan")
     scan_device: str = Field("cpu", pattern="^(cpu|cuda(:[0-9]+)?)$",
                              description="cpu: NumPy; cuda or cuda:K: the PyTorch backend on that GPU (needs expreg[torch] with CUDA)")
     epsilon: float = Field(1e-2, gt=0)
@@ -278,7 +279,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     t_eig = threshold(widths, [v >= 0.5 for v in eig])
     row: dict[str, Any] = {
         "task_seed": str(ts), "lambda": float(lam), "lambda_max": float(lam_max),
-        "theorem_log10_m": float(theory.required_width(n, lam, 0.1).log10_m) if act == "exp" else math.nan,
+        "theorem_log10_m": float(theory.required_width(n, lam, 0.1).log10_m) if get_activation(act).theorem else math.nan,
         "scan_widths": [float(w) for w in widths], "scan_op": dev, "scan_eig": eig,
         **_interval_columns("op", t_op), **_interval_columns("eig", t_eig),
     }

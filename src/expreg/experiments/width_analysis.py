@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..activations import ACTIVATIONS
 from .censored import CensoredFit, fit_censored, local_exponents, profile_interval, quantile_interval
 from .search import geometric_grid
 
@@ -186,7 +187,8 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
     for key, g in df.groupby(VARIANT, sort=True):
         act, init, d = key
         label = f"{act}, {init}, d={d}"
-        thm = theorem_slope(g) if act == "exp" else math.nan
+        covered = act in ACTIVATIONS and ACTIVATIONS[act].theorem  # the theorem's bounds hold for this activation
+        thm = theorem_slope(g) if covered else math.nan
         analysed = {c: analyse_variant(g, c, cfg, i) for c, i, _ in _criteria(cfg)}
         for (crit, i, name), a in zip(_criteria(cfg), analysed.values()):
             if "fit_n" not in a:
@@ -220,7 +222,7 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
                 if n in a.get("per_n", {}):
                     cap = cfg.m_max_conv if crit == "conv" else cfg.m_cap
                     row[f"m*_{name} q{cfg.quantile:.0%} [{cfg.level:.0%}]"] = _fmt_m(*a["per_n"][n], cap)
-            if act == "exp":
+            if covered:
                 row["[derived] theorem width, log10"] = f"{np.median(at['theorem_log10_m']):.1f}"
             per_n.append(row)
     pooled = []
