@@ -311,46 +311,30 @@ def _row_panels(n: int) -> list[tuple[int, int]]:
 
 
 class _PanelGram:
-    """The lower triangle of S = sum D D^T (n x n) as row panels, each updated by one thread.
+    """The lower triangle of S = sum D D^T (n x n), updated by BLAS ``syrk`` in place.
 
-    Panel p (rows r0..r1) holds its diagonal block (r1 - r0)^2, updated by BLAS ``syrk``
-    (half the flops of a GEMM), and the rectangle left of it (r1 - r0) x r0, updated by
-    ``gemm``; every buffer is Fortran-ordered so BLAS writes it in place (a C-contiguous
-    D (n, k) is D^T Fortran-contiguous: no copies). Panels run on the backend's threads
-    with BLAS on one thread each (``parallel``), as the step's blocks do.
+    One Fortran-ordered accumulator: a C-contiguous D (n, k) is D^T
+    Fortran-contiguous, so ``syrk(trans=1)`` adds D D^T (n^2 k flops, half a
+    GEMM's) to its lower triangle without a copy, on BLAS's own threads.
+    Measured on 2 cores (idle): 0.5x the time of the GEMM E @ E.T; splitting S
+    into row panels run on the backend's threads was slower (scipy's BLAS
+    wrappers hold the GIL, so the panels ran one at a time).
     """
 
     def __init__(self, backend: "NumpyBackend", n: int, dtype: np.dtype) -> None:
         import scipy.linalg.blas
 
-        self.backend = backend
         self.n = n
-        self.panels = _row_panels(n)
-        self.diag = [np.zeros((r1 - r0, r1 - r0), dtype=dtype, order="F") for r0, r1 in self.panels]
-        self.left = [np.zeros((r1 - r0, r0), dtype=dtype, order="F") for r0, r1 in self.panels]
-        single = np.dtype(dtype) == np.float32
-        self._syrk = scipy.linalg.blas.ssyrk if single else scipy.linalg.blas.dsyrk
-        self._gemm = scipy.linalg.blas.sgemm if single else scipy.linalg.blas.dgemm
+        self.S = np.zeros((n, n), dtype=dtype, order="F")
+        self._syrk = scipy.linalg.blas.ssyrk if np.dtype(dtype) == np.float32 else scipy.linalg.blas.dsyrk
 
     def update(self, D: np.ndarray) -> None:
         """Add D D^T, D (n, k) C-contiguous."""
-
-        def panel(worker: int, p: int) -> None:
-            r0, r1 = self.panels[p]
-            Dp = D[r0:r1].T  # (k, r1 - r0), Fortran-contiguous
-            self._syrk(1.0, Dp, beta=1.0, c=self.diag[p], trans=1, lower=1, overwrite_c=1)
-            if r0:
-                self._gemm(1.0, Dp, D[:r0].T, beta=1.0, c=self.left[p], trans_a=1, overwrite_c=1)
-
-        self.backend.parallel(len(self.panels), panel)
+        self._syrk(1.0, D.T, beta=1.0, c=self.S, trans=1, lower=1, overwrite_c=1)
 
     def lower(self) -> np.ndarray:
-        """The lower triangle of S (zeros above) as a float64 (n, n) array, Fortran-ordered like the panels."""
-        S = np.zeros((self.n, self.n), order="F")
-        for (r0, r1), diag, left in zip(self.panels, self.diag, self.left, strict=True):
-            S[r0:r1, r0:r1] = np.tril(diag)
-            S[r0:r1, :r0] = left
-        return S
+        """The lower triangle of S (zeros above) as a float64 (n, n) array, Fortran-ordered like S."""
+        return self.S.astype(np.float64, order="F")  # syrk never writes above the diagonal: zeros there
 
 
 class TorchBackend(Backend):
