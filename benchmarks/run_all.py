@@ -185,7 +185,7 @@ def _progress(row: dict[str, Any]) -> None:
 
 
 #: Sections of RESULTS.md that other scripts own (bench_scaleout.py); kept when the file is rewritten.
-FOREIGN_SECTIONS = ("\n## Scale-out\n", "\n## Sweeps\n")
+FOREIGN_SECTIONS = ("\n## Scale-out\n", "\n## Sweeps\n", "\n## Kernel\n", "\n## Nested-width scan\n", "\n## Eigenvalues\n")
 
 
 def write_markdown(path: str, text: str) -> None:
@@ -198,6 +198,28 @@ def write_markdown(path: str, text: str) -> None:
     tail = old[min(starts):] if starts else ""
     with atomic_open(target, "w") as f:
         f.write(text.rstrip("\n") + "\n" + tail)
+
+
+def _kernel_section(args: argparse.Namespace) -> None:
+    import bench_kernel
+
+    bench_kernel.main(["--md", args.md, *(["--dtypes", "float32", "--rounds", "2"] if args.quick else [])])
+
+
+def _scan_section(args: argparse.Namespace) -> None:
+    import bench_scan
+
+    bench_scan.main(["--md", args.md, *(["--dtypes", "float32", "--rounds", "1"] if args.quick else [])])
+
+
+def _eigen_section(args: argparse.Namespace) -> None:
+    import bench_eigen
+
+    bench_eigen.main(["--md", args.md, *(["--ns", "512", "1024", "2048", "--rounds", "1"] if args.quick else [])])
+
+
+#: CPU sections run after the step table, each by its own script (issue 10: kernel, scan, eigenvalues).
+SECTIONS = [("kernel", _kernel_section), ("scan", _scan_section), ("eigenvalues", _eigen_section)]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -259,6 +281,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not gpu and not args.no_sweep:  # writes its own "## Sweeps" section of RESULTS.md
         print("sweeps ...", flush=True)
         results["sweep"] = run_script("bench_sweep.py", ["--quick"] if args.quick else [], cap_bytes=args.mem_cap, timeout_s=1800)
+    for name, section in SECTIONS:  # each writes its own JSON and its own section of the markdown
+        print(f"{name} ...", flush=True)
+        section(args)
     results["minutes"] = (time.time() - started) / 60
     write_json_atomic(args.out, results)
     write_markdown(args.md, report.render(results))

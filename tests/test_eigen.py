@@ -77,7 +77,7 @@ def test_lazy_criteria_on_a_real_kernel_agree_with_numpy() -> None:
     H_cts = kernels.ntk(X)
     (_, Hdis), = scan.nested_gram(X, [3000], seed=0)
     w_cts, w_dis, w_dev = (np.linalg.eigvalsh(A) for A in (H_cts, Hdis, Hdis - H_cts))
-    dev, lam = eigen.lazy_criteria(Hdis, H_cts, float(w_cts[0]))  # "auto": iterative at n = 450
+    dev, lam = eigen.lazy_criteria(Hdis, H_cts, float(w_cts[0]), method="iterative")
     norm = w_dis[-1]
     assert abs(dev - np.abs(w_dev).max()) <= 1e-8 * norm
     assert abs(lam - w_dis[0]) <= 1e-8 * norm
@@ -98,3 +98,19 @@ def test_bad_arguments() -> None:
         eigen.lazy_criteria(np.eye(2), np.eye(2), 0.0)
     with pytest.raises(ValueError, match="same points"):
         eigen.lazy_criteria(np.eye(2), np.eye(3), 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lambda_min_of_a_singular_kernel_accumulated_in_float32(dtype: type) -> None:
+    """H^dis of a narrow network is singular (rank <= d m < n) and, in float32, indefinite at rounding level."""
+    from expreg import scan
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 4))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    for m, Hdis in scan.nested_gram(X, [8, 40, 400], seed=1, dtype=dtype):
+        w = np.linalg.eigvalsh(Hdis)
+        tol = 1e-8 * w[-1]
+        assert abs(eigen.lambda_min(Hdis, method="iterative") - w[0]) <= tol, m
+        lo, hi = eigen.extreme_eigenvalues(Hdis, method="iterative")
+        assert abs(lo - w[0]) <= tol and abs(hi - w[-1]) <= tol, m

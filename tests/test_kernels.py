@@ -286,3 +286,30 @@ def test_docstring_examples_run() -> None:
 
     failures, tried = doctest.testmod(expreg.kernels, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
+
+
+# ------------------------------------------------------------ non-finite guards (issue 11, item 5)
+@pytest.mark.parametrize("activation", ["exp", "relu"])
+@pytest.mark.parametrize("fn", ["ntk", "nngp", "ntk_cross", "nngp_cross"])
+def test_closed_forms_refuse_inputs_whose_kernel_is_not_finite(activation: str, fn: str) -> None:
+    X = np.random.default_rng(0).normal(size=(6, 3)) * 1e160  # finite, but ||x||^2 overflows float64
+    args = (X,) if fn in ("ntk", "nngp") else (X, X[:4])
+    with pytest.raises(OverflowError, match="scale the inputs into the unit ball"):
+        getattr(kernels, fn)(*args, activation=activation)
+
+
+@pytest.mark.filterwarnings("ignore::expreg.InputOutsideUnitBallWarning", "ignore::RuntimeWarning")
+def test_empirical_ntk_refuses_overflowing_inner_products_for_relu() -> None:
+    net = ExpNet.init(3, 8, seed=0, activation="relu")
+    X = np.random.default_rng(1).normal(size=(4, 3)) * 1e200  # relu never overflows, <x_i, x_j> does
+    with pytest.raises(OverflowError, match="inf or NaN"):
+        kernels.empirical_ntk(net, X)
+
+
+def test_predicted_trajectory_refuses_non_finite_arguments() -> None:
+    with pytest.raises(ValueError, match="NaN or inf"):
+        kernels.predicted_trajectory(np.array([[1.0, np.inf], [np.inf, 1.0]]), np.ones(2), 0.1)
+    with pytest.raises(ValueError, match="r0"):
+        kernels.predicted_trajectory(np.eye(2), np.array([1.0, np.nan]), 0.1)
+    with pytest.raises(ValueError, match="lr"):
+        kernels.predicted_trajectory(np.eye(2), np.ones(2), float("nan"))

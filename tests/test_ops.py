@@ -280,3 +280,43 @@ def test_plan_blocks_keeps_coupled_pairs_in_one_block():
     assert plan_blocks(4, 100, 8, block=7, pairs=True).block == 8
     assert plan_blocks(4, 100, 8, block=7).block == 7
     assert plan_blocks(4, 7, 8, block=7, pairs=True).block == 7  # one block holds everything already
+
+
+# --------------------------------------------------- the Gram accumulator (syrk panels)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [5, 300, 1100])  # 1, 2 and 8 row panels
+def test_gram_panels_match_the_dense_formula_with_general_output_weights(dtype: type, n: int) -> None:
+    rng = np.random.default_rng(n)
+    X = rng.standard_normal((n, 3))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    W = rng.standard_normal((3, 150))
+    a = rng.uniform(-2.0, 2.0, 150)  # not +-1: the general form (E diag(a^2) E^T)
+    D = np.exp(X @ W)
+    truth = 0.3**2 * (X @ X.T) * ((D * a**2) @ D.T)
+    be = get_backend("numpy")
+    H = ops.gram(be, EXP, X.astype(dtype), W.astype(dtype), 0.3, a=a.astype(dtype), block=64)
+    assert H.dtype == np.float64
+    np.testing.assert_array_equal(H, H.T)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(H, truth, rtol=0, atol=tol * np.abs(truth).max())
+
+
+def test_gram_does_not_depend_on_the_thread_count() -> None:
+    from expreg.backends import NumpyBackend
+
+    rng = np.random.default_rng(0)
+    X, W = rng.standard_normal((900, 4)) * 0.4, rng.standard_normal((4, 500))
+    H1 = ops.gram(NumpyBackend(threads=1), RELU, X, W, 1.0, block=96)
+    H3 = ops.gram(NumpyBackend(threads=3), RELU, X, W, 1.0, block=96)
+    np.testing.assert_array_equal(H1, H3)
+    D = (X @ W > 0).astype(float)
+    np.testing.assert_allclose(H1, (X @ X.T) * (D @ D.T), rtol=1e-12, atol=1e-12)
+
+
+def test_gram_on_torch_matches_numpy() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    X, W = rng.standard_normal((40, 3)) * 0.5, rng.standard_normal((3, 70))
+    tb = get_backend("torch")
+    Ht = ops.gram(tb, EXP, torch.as_tensor(X), torch.as_tensor(W), 0.5, block=16)
+    np.testing.assert_allclose(Ht, ops.gram(get_backend("numpy"), EXP, X, W, 0.5, block=16), rtol=1e-12)

@@ -87,7 +87,7 @@ def test_torch_backend_agrees_with_numpy() -> None:
     pytest.importorskip("torch")  # torch is a test dependency: the suite's other torch tests fail without it
     X = points_in_ball(6, 3, seed=7)
     for (m1, H1), (m2, H2) in zip(scan.nested_gram(X, [10, 30], seed=2, block=7),
-                                  scan.nested_gram(X, [10, 30], seed=2, block=7, backend="torch")):
+                                  scan.nested_gram(X, [10, 30], seed=2, block=7, backend="torch"), strict=True):
         assert m1 == m2
         np.testing.assert_allclose(H2, H1, rtol=1e-12)
 

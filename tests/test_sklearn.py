@@ -258,3 +258,24 @@ def test_diabetes_example_runs(tmp_path):
     # Every model beats predicting the mean (RMSE about 77 on this data set).
     assert all(rmse[k] < 0.8 * rmse["mean"] for k in rmse if k != "mean"), rmse
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unit_ball_scaler_handles_huge_finite_inputs_exactly() -> None:
+    """Radii whose squares overflow float64 are still computed (no silent scale 1.0)."""
+    X = np.random.default_rng(0).normal(size=(6, 3)) * 1e160
+    sc = UnitBallScaler().fit(X)
+    centred = X / 1e160 - (X / 1e160).mean(axis=0)
+    assert sc.scale_ == pytest.approx(1e160 * np.linalg.norm(centred, axis=1).max(), rel=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(sc.transform(X), axis=1).max(), 1.0, rtol=1e-12)
+
+
+def test_unit_ball_scaler_refuses_what_float64_cannot_hold() -> None:
+    X = np.array([[1.5e308, 0.0], [-1.5e308, 0.0], [1.5e308, 0.0]])  # mean 5e307: -1.5e308 - mean overflows
+    with pytest.raises(ValueError, match="too large to centre and scale"):
+        UnitBallScaler().fit(X)
+    sc = UnitBallScaler().fit(np.array([[0.0, 0.0], [1e-300, 0.0]]))
+    assert sc.scale_ == pytest.approx(5e-301, rel=1e-12)  # ||x||^2 underflows: no silent fallback to 1.0
+    with pytest.raises(ValueError, match="too far from the training data"):
+        sc.transform(np.array([[1e10, 0.0]]))
+    with pytest.raises(ValueError, match="overflows float64"):
+        UnitBallScaler().fit(np.array([[0.0, 0.0], [1e300, 0.0]])).inverse_transform(np.array([[1e10, 0.0]]))

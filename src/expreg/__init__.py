@@ -12,7 +12,7 @@ descent, with every quantity its proof uses. See docs/theory.md for the maths.
 True
 """
 
-from . import kernels, theory
+from . import eigen, kernels, scan, theory
 from .data import load_dataset, make_dataset, sphere
 from .errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError
 from .model import ExpNet
@@ -30,9 +30,11 @@ __all__ = [
     "InputOutsideUnitBallWarning",
     "TrainResult",
     "TrainingDivergedError",
+    "eigen",
     "kernels",
     "load_dataset",
     "make_dataset",
+    "scan",
     "sphere",
     "theory",
     "train",

@@ -85,8 +85,9 @@ class Activation:
 # ------------------------------------------------------------------ helpers
 def exp_half_sum_sq(A: np.ndarray, B: np.ndarray, G: np.ndarray) -> np.ndarray:
     """exp(||a_i + b_j||^2 / 2) = E_w exp(<w, a_i>) exp(<w, b_j>) (n1 x n2), from G = A B^T; refuses to overflow float64."""
-    expo = 0.5 * ((A * A).sum(1)[:, None] + (B * B).sum(1)[None, :]) + G  # ||a_i + b_j||^2 / 2
-    if expo.max() > 700:
+    with np.errstate(over="ignore", invalid="ignore"):
+        expo = 0.5 * ((A * A).sum(1)[:, None] + (B * B).sum(1)[None, :]) + G  # ||a_i + b_j||^2 / 2
+    if not expo.max() <= 700:  # also true when the max is NaN (norms that overflowed: inf - inf)
         raise ExpOverflowError(
             f"exp(||x_i + x_j||^2 / 2) overflows float64 (exponent up to {expo.max():.3g}); "
             "scale the inputs into the unit ball"

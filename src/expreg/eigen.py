@@ -8,20 +8,30 @@ largest and smallest eigenvalues and its spectral norm. Each is computed by
 - ``"iterative"``: Lanczos (ARPACK, ``scipy.sparse.linalg.eigsh``) on
   matrix-vector products, O(n^2) each: the spectral norm as the eigenvalue
   of largest magnitude (one run), lambda_max as the largest algebraic one,
-  and lambda_min in shift-invert mode about a shift just below the spectrum,
-  where each Lanczos step is one solve with a Cholesky factor (n^3 / 3 flops
-  once, at BLAS-3 speed), so it converges in a few steps even when the small
-  eigenvalues cluster, where plain Lanczos from the bottom takes thousands;
+  and lambda_min in shift-invert mode about a shift certified below the
+  spectrum by a Cholesky factorisation (n^3 / 3 flops once, at BLAS-3 speed;
+  each Lanczos step is one solve with the factor), so it converges in a few
+  steps even when the small eigenvalues cluster (a singular kernel), where
+  plain Lanczos from the bottom takes thousands and can settle on a wrong one
+  (lambda_min of an indefinite matrix, whose shifted factorisation fails all
+  the way down, comes from the dense solver);
 - ``"auto"``: dense up to ``DENSE_LIMIT`` rows, iterative above
   (thresholds measured, see benchmarks/RESULTS.md).
 
 Iterative results agree with the dense ones to a relative 1e-10 of the
 spectral norm (``tol``); when ARPACK does not converge, or the shifted matrix
 has no Cholesky factor, the dense method answers instead.
+
+Up to ``SINGLE_THREAD_LIMIT`` rows the solvers run with BLAS on one thread
+(threadpoolctl, when installed): their many small BLAS calls gain nothing
+from threads, and on a machine whose cores are busy OpenBLAS's threads wait
+on each other (measured on 2 shared cores: 10 to 100 times slower; the dense
+solver at n = 4096 took 111 s on two threads, 18 s on one).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -31,7 +41,9 @@ import scipy.sparse.linalg
 from .choices import unknown_choice
 
 #: Up to this many rows, "auto" uses the dense LAPACK solver.
-DENSE_LIMIT = 384
+DENSE_LIMIT = 256
+#: Up to this many rows, the solvers run with BLAS on one thread.
+SINGLE_THREAD_LIMIT = 8192
 #: Relative tolerance of the Lanczos runs (ARPACK's ``tol``).
 TOL = 1e-10
 METHODS = ("auto", "dense", "iterative")
@@ -44,6 +56,14 @@ def _square(H: Any, name: str = "H") -> np.ndarray:
     if not np.isfinite(A).all():
         raise ValueError(f"{name} contains NaN or inf ({int((~np.isfinite(A)).sum())} entries); its eigenvalues are undefined")
     return A
+
+
+def _threads(n: int) -> AbstractContextManager[Any]:
+    """BLAS on one thread for n <= ``SINGLE_THREAD_LIMIT`` (a no-op above, or without threadpoolctl)."""
+    from .backends import _blas_single_thread
+
+    limiter = _blas_single_thread() if n <= SINGLE_THREAD_LIMIT else None
+    return limiter if limiter is not None else nullcontext()
 
 
 def _method(method: str, n: int) -> str:
@@ -63,30 +83,84 @@ def _eigsh(A: np.ndarray, **kw: Any) -> float | None:
 
 
 def _lambda_min_shift_invert(A: np.ndarray) -> float | None:
-    """lambda_min by Lanczos on (A - sigma I)^{-1}, sigma just below the spectrum (Cholesky solves).
+    """lambda_min by Lanczos on (A - sigma I)^{-1}, sigma below the spectrum (Cholesky solves).
 
-    sigma = -1e-9 ||A||_F lies below the spectrum of a positive semi-definite A
-    (a kernel) by a margin far above rounding. If the shifted matrix has no
-    Cholesky factor (A is indefinite), returns None.
+    A Cholesky factor of A - sigma I exists (in floating point) only when every
+    eigenvalue of A lies above sigma, up to n eps ||A||: its success certifies
+    the shift, and the largest eigenvalue mu of the inverse gives
+    lambda_min = sigma + 1 / mu. The shift starts at -1e-9 ||A||_F (a positive
+    semi-definite kernel) and moves down tenfold while the factorisation
+    fails (a kernel accumulated in float32 is indefinite at the level of its
+    rounding, about 1e-7 ||A||); below -1e-2 ||A||_F, or when ARPACK does not
+    converge, returns None (the caller then uses the dense solver). Never
+    Lanczos from the bottom: on the cluster of zero eigenvalues of a singular
+    kernel it takes thousands of steps and can settle on a wrong one.
     """
     n = A.shape[0]
     scale = float(np.linalg.norm(A))
-    sigma = -1e-9 * scale if scale > 0 else -1.0
-    try:
-        factor = scipy.linalg.cho_factor(A - sigma * np.eye(n), lower=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        return None
-    op = scipy.sparse.linalg.LinearOperator((n, n), matvec=lambda v: scipy.linalg.cho_solve(factor, v, check_finite=False), dtype=np.float64)
-    try:
-        mu = scipy.sparse.linalg.eigsh(op, k=1, which="LA", return_eigenvectors=False, tol=TOL, maxiter=20 * n)[0]
-    except scipy.sparse.linalg.ArpackNoConvergence:
-        return None
-    return float(sigma + 1.0 / mu)
+    if scale == 0:
+        return 0.0
+    for k in range(8):
+        sigma = -(10.0**k) * 1e-9 * scale
+        try:
+            factor = scipy.linalg.cho_factor(A - sigma * np.eye(n), lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+        op = scipy.sparse.linalg.LinearOperator((n, n), matvec=lambda v, f=factor: scipy.linalg.cho_solve(f, v, check_finite=False),
+                                                dtype=np.float64)
+        # ARPACK's tol is relative to mu, so lambda - sigma = 1/mu is known to (lambda - sigma) * tol:
+        # a loose tol suffices when lambda_min is near the shift (where the small eigenvalues
+        # cluster and a tight one costs hundreds of steps); tightened only when it is not.
+        tol, target = 1e-3, TOL * scale
+        while True:
+            try:
+                mu = scipy.sparse.linalg.eigsh(op, k=1, which="LA", return_eigenvectors=False, tol=tol, maxiter=20 * n)[0]
+            except scipy.sparse.linalg.ArpackNoConvergence:
+                return None
+            gap = 1.0 / float(mu)
+            if gap * tol <= target or tol <= 1e-14:
+                return sigma + gap
+            tol = max(1e-14, target / gap / 10)
+    return None
 
 
 def _dense(A: np.ndarray) -> tuple[float, float]:
     w = scipy.linalg.eigvalsh(A, check_finite=False)
     return float(w[0]), float(w[-1])
+
+
+# The solvers proper: A is a checked float64 square matrix (``_square``).
+def _extreme_eigenvalues(A: np.ndarray, *, method: str) -> tuple[float, float]:
+    if _method(method, A.shape[0]) == "dense":
+        return _dense(A)
+    lo = _lambda_min_shift_invert(A)
+    hi = _eigsh(A, which="LA")
+    if lo is None or hi is None:
+        return _dense(A)
+    return lo, hi
+
+
+def _lambda_min(A: np.ndarray, *, method: str) -> float:
+    if _method(method, A.shape[0]) == "dense":
+        return _dense(A)[0]
+    lo = _lambda_min_shift_invert(A)
+    return lo if lo is not None else _dense(A)[0]
+
+
+def _lambda_max(A: np.ndarray, *, method: str) -> float:
+    if _method(method, A.shape[0]) == "dense":
+        return _dense(A)[1]
+    hi = _eigsh(A, which="LA")
+    return hi if hi is not None else _dense(A)[1]
+
+
+def _operator_norm(A: np.ndarray, *, method: str) -> float:
+    if _method(method, A.shape[0]) != "dense":
+        v = _eigsh(A, which="LM")
+        if v is not None:
+            return abs(v)
+    lo, hi = _dense(A)
+    return max(abs(lo), abs(hi))
 
 
 def extreme_eigenvalues(H: Any, *, method: str = "auto") -> tuple[float, float]:
@@ -96,48 +170,29 @@ def extreme_eigenvalues(H: Any, *, method: str = "auto") -> tuple[float, float]:
     H is positive semi-definite) or "auto" (dense up to ``DENSE_LIMIT`` rows).
     """
     A = _square(H)
-    if _method(method, A.shape[0]) == "dense":
-        return _dense(A)
-    lo = _lambda_min_shift_invert(A)
-    if lo is None:
-        lo = _eigsh(A, which="SA")
-    hi = _eigsh(A, which="LA")
-    if lo is None or hi is None:
-        return _dense(A)
-    return lo, hi
+    with _threads(A.shape[0]):
+        return _extreme_eigenvalues(A, method=method)
 
 
 def lambda_min(H: Any, *, method: str = "auto") -> float:
     """Smallest eigenvalue of a symmetric matrix (lambda of docs/theory.md section 3 when H = H^cts)."""
     A = _square(H)
-    if _method(method, A.shape[0]) == "dense":
-        return _dense(A)[0]
-    lo = _lambda_min_shift_invert(A)
-    if lo is None:
-        lo = _eigsh(A, which="SA")
-    return lo if lo is not None else _dense(A)[0]
+    with _threads(A.shape[0]):
+        return _lambda_min(A, method=method)
 
 
 def lambda_max(H: Any, *, method: str = "auto") -> float:
     """Largest eigenvalue of a symmetric matrix."""
     A = _square(H)
-    if _method(method, A.shape[0]) == "dense":
-        return _dense(A)[1]
-    hi = _eigsh(A, which="LA")
-    return hi if hi is not None else _dense(A)[1]
+    with _threads(A.shape[0]):
+        return _lambda_max(A, method=method)
 
 
 def operator_norm(A: Any, *, method: str = "auto") -> float:
     """Spectral norm ||A||_2 = the largest absolute eigenvalue of a symmetric matrix (one Lanczos run from the top)."""
     M = _square(A, "A")
-    if _method(method, M.shape[0]) == "dense":
-        lo, hi = _dense(M)
-        return max(abs(lo), abs(hi))
-    v = _eigsh(M, which="LM")
-    if v is None:
-        lo, hi = _dense(M)
-        return max(abs(lo), abs(hi))
-    return abs(v)
+    with _threads(M.shape[0]):
+        return _operator_norm(M, method=method)
 
 
 def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") -> tuple[float, float]:
@@ -167,4 +222,5 @@ def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") ->
     B = _square(H_cts, "H_cts")
     if A.shape != B.shape:
         raise ValueError(f"Hdis has shape {A.shape} but H_cts has shape {B.shape}; they must be kernels of the same points")
-    return operator_norm(A - B, method=method), lambda_min(A, method=method)
+    with _threads(A.shape[0]):
+        return _operator_norm(A - B, method=method), _lambda_min(A, method=method)

@@ -22,16 +22,33 @@ import scipy.linalg
 
 from . import ops
 from .activations import Activation, get_activation
-from .eigen import extreme_eigenvalues, lambda_max, lambda_min, lazy_criteria, operator_norm  # noqa: F401  (re-exported)
-from .errors import overflow_checked
+from .eigen import (  # re-exported: the kernels' eigenvalues live in eigen
+    extreme_eigenvalues as extreme_eigenvalues,
+    lambda_max as lambda_max,
+    lambda_min as lambda_min,
+    lazy_criteria as lazy_criteria,
+    operator_norm as operator_norm,
+)
+from .errors import ExpOverflowError, overflow_checked
 from .validation import check_X
 
 
 def _closed_form(A: np.ndarray, B: np.ndarray, activation: str | Activation, kind: str) -> np.ndarray:
-    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B: the activation's own closed form."""
+    """H^cts (``kind="ntk"``) or K (``kind="nngp"``) between the rows of A and B: the activation's own closed form.
+
+    Raises ``ExpOverflowError`` rather than return a matrix with inf or NaN entries.
+    """
     act = get_activation(activation)
-    G = A @ B.T
-    return act.ntk(A, B, G) if kind == "ntk" else act.nngp(A, B, G)
+    with np.errstate(over="ignore", invalid="ignore"):
+        G = A @ B.T
+        K = act.ntk(A, B, G) if kind == "ntk" else act.nngp(A, B, G)
+    if not (np.isfinite(K.max()) and np.isfinite(K.min())):  # NaN propagates through max and min
+        largest = max(float(np.abs(A).max()), float(np.abs(B).max()))
+        raise ExpOverflowError(
+            f"the {kind.upper()} kernel of these inputs is not finite in float64 (largest |x| entry {largest:.3g}); "
+            "scale the inputs into the unit ball"
+        )
+    return K
 
 
 def ntk(X: Any, activation: str | Activation = "exp") -> np.ndarray:
@@ -153,9 +170,16 @@ def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajecto
     >>> traj([0, 1, 2]).tolist()
     [[1.0, 1.0], [0.5, 0.5], [0.25, 0.25]]
     """
-    H = np.asarray(H, dtype=np.float64)
-    mu, V = scipy.linalg.eigh(H)
+    from .eigen import _square
+
+    H = _square(H)
     r0 = np.asarray(r0, dtype=np.float64)
+    if r0.shape != (H.shape[0],) or not np.isfinite(r0).all():
+        raise ValueError(f"r0 must be a finite vector of length n = {H.shape[0]}, got shape {r0.shape}"
+                         + ("" if r0.shape != (H.shape[0],) else " with NaN or inf entries"))
+    if not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite step size, got {lr!r}")
+    mu, V = scipy.linalg.eigh(H)
     return PredictedTrajectory(eigenvalues=mu, eigenvectors=V, coefficients=V.T @ r0, lr=float(lr))
 
 

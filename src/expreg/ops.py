@@ -20,6 +20,15 @@ on its threads; each chunk accumulates its own partial predictions, summed
 in chunk order, so thread counts never change results. Buffers (blocks,
 partial sums, kept activations) live in a workspace reused across steps.
 
+The Gram pass (``GramAccumulator``, used by ``gram`` and ``scan``) needs
+n^2 m flops against n d m for a step, so its blocks are larger (a few
+hundred neurons and more, ``gram_block``): per block, D = sigma'(X W_block)
+is formed by row panels on the backend's threads, then S += D D^T as a
+symmetric rank-k update (NumPy: BLAS syrk on each panel's diagonal block,
+gemm left of it, one BLAS thread per panel; PyTorch: one ``addmm_``), and
+the Hadamard factor X X^T is applied once, in float64, when the kernel is
+read.
+
 Overflow checks stay on the device: each chunk of the gradient and the
 predictions get a 0-d finiteness flag, and ``forward_backward`` reads
 them back together, once per call (on a GPU, every read to the host is a
@@ -461,7 +470,8 @@ class GramAccumulator:
         self.n = int(X.shape[0])
         self.block = int(block)
         self.dtype = backend.dtype_of(X)
-        self.S = backend.zeros_symmetric(self.n, self.dtype)
+        self.S = backend.gram_state(self.n, self.dtype)
+        self.panels = backend.row_panels(self.n)
         self._buf = backend.empty((self.n * self.block,), self.dtype)
         self._xxt: np.ndarray | None = None
         #: Neurons accumulated so far.
@@ -469,14 +479,24 @@ class GramAccumulator:
 
     def add(self, W: Array, a: Array | None = None) -> None:
         """Accumulate the neurons in the columns of W (d, k); ``a`` (k,) their output weights (None: a_r^2 = 1)."""
-        be, n = self.backend, self.n
+        be, n, act = self.backend, self.n, self.act
         k = int(W.shape[1])
         for lo in range(0, k, self.block):
             hi = min(lo + self.block, k)
-            Z = be.matmul(self.X, W[:, lo:hi], out=self._buf[: n * (hi - lo)].reshape(n, hi - lo))
-            D = self.act.derivative(be, self.act.value_(be, Z))
-            if a is not None:
-                D *= abs(a[lo:hi])
+            D = self._buf[: n * (hi - lo)].reshape(n, hi - lo)
+            Wb, ab = W[:, lo:hi], (None if a is None else abs(a[lo:hi]))
+
+            def features(worker: int, p: int, D: Array = D, Wb: Array = Wb, ab: Array | None = ab) -> None:
+                # D = sigma'(X W_b) |a_b|, by row panels
+                r0, r1 = self.panels[p]
+                Dp = act.value_(be, be.matmul(self.X[r0:r1], Wb, out=D[r0:r1]))
+                Dd = act.derivative(be, Dp)
+                if Dd is not Dp:  # exp's derivative is its value
+                    Dp[...] = Dd
+                if ab is not None:
+                    Dp *= ab
+
+            be.parallel(len(self.panels), features)
             be.rank_update_(self.S, D)
         self.count += k
 
@@ -493,15 +513,28 @@ class GramAccumulator:
         """
         if self._xxt is None:
             Xf = self.backend.to_numpy(self.X).astype(np.float64)
-            self._xxt = Xf @ Xf.T
-        H = np.tril(self.backend.to_numpy(self.S)).astype(np.float64, copy=False)
-        H += H.T  # the diagonal doubles: halved exactly below
-        H[np.diag_indices(self.n)] *= 0.5
-        H *= self._xxt
+            self._xxt = Xf @ Xf.T  # NumPy computes A @ A.T by syrk: exactly symmetric
+        H = self.backend.gram_lower(self.S)  # float64, zeros above the diagonal
+        _mirror_lower(H)
+        np.multiply(H, self._xxt.T if H.flags.f_contiguous else self._xxt, out=H)  # X X^T is symmetric: same layout as H
         H *= factor
-        if not np.isfinite(H).all():
-            raise _overflow("the empirical kernel H(W)")
+        if not (np.isfinite(H.max()) and np.isfinite(H.min())):  # NaN propagates through max/min
+            raise ExpOverflowError(
+                "the empirical kernel H(W) has inf or NaN entries: some sigma(<w_r, x_i>) or <x_i, x_j> overflowed "
+                f"{self.dtype} (exp: beyond about 88 in float32, 709 in float64). Scale the inputs into the unit ball or use float64."
+            )
         return H
+
+
+def _mirror_lower(H: np.ndarray, tile: int = 256) -> None:
+    """Copy the strict lower triangle of H (n, n; zeros above) onto the upper, tile by tile (cache-sized transposes)."""
+    n = H.shape[0]
+    for i0 in range(0, n, tile):
+        i1 = min(i0 + tile, n)
+        for j0 in range(0, i0, tile):
+            H[j0 : j0 + tile, i0:i1] = H[i0:i1, j0 : j0 + tile].T
+        T = H[i0:i1, i0:i1]
+        T += np.tril(T, -1).T
 
 
 def gram(

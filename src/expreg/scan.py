@@ -21,7 +21,9 @@ Example
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +46,7 @@ def _check_widths(widths: Sequence[int]) -> list[int]:
         raise TypeError(f"widths must be a sequence of integers, got {widths!r}") from None
     if not ws:
         raise ValueError("widths is empty; give at least one width m >= 1")
-    if any(m != w for m, w in zip(ws, widths)) or ws[0] < 1 or any(b <= a for a, b in zip(ws, ws[1:])):
+    if any(m != w for m, w in zip(ws, widths, strict=True)) or ws[0] < 1 or any(b <= a for a, b in itertools.pairwise(ws)):
         raise ValueError(f"widths must be strictly increasing integers >= 1, got {list(widths)}; sort them and drop duplicates")
     return ws
 

@@ -38,6 +38,30 @@ __all__ = ["ExpRegressor", "UnitBallScaler"]
 AUTO_LR_RETRIES = 6
 
 
+def _centre_and_radius(X: np.ndarray) -> tuple[np.ndarray, float]:
+    """(mean (d,), max_i ||x_i - mean||_2) in float64, without overflow or underflow in the sums.
+
+    Computed directly; where that overflows (|x| beyond about 1e154) or
+    underflows (below about 1e-154), on X / c (c = max |X|) and scaled back,
+    so any X whose spread fits float64 gives finite results; otherwise
+    ``ValueError``.
+    """
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        mean = X.mean(axis=0, dtype=np.float64)
+        if not np.isfinite(mean).all():
+            c = float(np.abs(X).max())
+            mean = (X / c).mean(axis=0, dtype=np.float64) * c
+        Z = X - mean
+        cz = float(np.abs(Z).max())
+        radius = float(np.linalg.norm(Z, axis=1).max())
+        if math.isfinite(cz) and cz > 0 and not (math.isfinite(radius) and radius > 0):
+            radius = cz * float(np.linalg.norm(Z / cz, axis=1).max())
+    if not (np.isfinite(mean).all() and math.isfinite(radius)):
+        raise ValueError(f"X is too large to centre and scale in float64 (largest |value| {float(np.abs(X).max()):.3g}, "
+                         f"spread {cz:.3g}); divide it by a constant first")
+    return mean, radius
+
+
 class UnitBallScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Centre the inputs and divide by the largest training norm: ||x_i|| <= 1.
 
@@ -65,22 +89,31 @@ class UnitBallScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> "UnitBallScaler":
         """Learn the mean and the largest centred norm of X (n, d)."""
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        self.mean_ = X.mean(axis=0, dtype=np.float64)
-        radius = float(np.linalg.norm(X - self.mean_, axis=1).max())
-        self.scale_ = radius if radius > 0 and math.isfinite(radius) else 1.0
+        self.mean_, radius = _centre_and_radius(X)
+        self.scale_ = radius if radius > 0 else 1.0
         return self
 
     def transform(self, X: Any) -> np.ndarray:
         """``(X - mean_) / scale_``, shape (n, d), float64."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return (X - self.mean_) / self.scale_
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z = (X - self.mean_) / self.scale_
+        if not np.isfinite(Z).all():
+            raise ValueError(f"X lies too far from the training data to scale in float64 (largest |value| {float(np.abs(X).max()):.3g}); "
+                             "divide it by a constant first")
+        return Z
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """``X * scale_ + mean_``, shape (n, d)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return X * self.scale_ + self.mean_
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = X * self.scale_ + self.mean_
+        if not np.isfinite(out).all():
+            raise ValueError(f"X * scale_ + mean_ overflows float64 (largest |value| {float(np.abs(X).max()):.3g}, scale_ {self.scale_:.3g}); "
+                             "pass values of the scaled space (about unit norm)")
+        return out
 
 
 class ExpRegressor(RegressorMixin, BaseEstimator):
