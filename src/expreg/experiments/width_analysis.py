@@ -175,7 +175,7 @@ def _training_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
                              "steps (median)": int(np.median(steps[ok])),
                              "value / lambda at t=0 (median)": f"{np.median(v0[ok]):.3f}",
                              f"{worst} over training / lambda (median)": f"{np.median(vt[ok]):.3f}",
-                             f"{worst} over training / value at t=0 ({worst})": f"{(ratio.max() if worst == 'max' else ratio.min()):.4f}",
+                             f"largest relative change over training": f"{np.max(np.abs(ratio - 1)):.2e}",
                              "runs where it held at every record": int(sum(holds(v) for v in vt[ok]))})
     return rows
 
@@ -295,7 +295,7 @@ def figures(df: Any, cfg: Any, directory: Any) -> list[str]:
                 anchor = (float(ns[ok][0]), float(qs[ok, 0][0]))
             ax.errorbar(ns[ok], qs[ok, 0], yerr=[qs[ok, 0] - qs[ok, 1], np.where(np.isfinite(qs[ok, 2]), qs[ok, 2], qs[ok, 0]) - qs[ok, 0]],
                         fmt="o", color=colour, markersize=4, capsize=2, label=label)
-            loc = [e for e in a["local"] if math.isfinite(e.slope)]
+            loc = [e for e in a["local"] if math.isfinite(e.slope) and math.isfinite(e.low) and math.isfinite(e.high)]
             if loc:
                 xc = np.array([e.n_centre for e in loc])
                 ys = np.array([e.slope for e in loc])
@@ -308,7 +308,8 @@ def figures(df: Any, cfg: Any, directory: Any) -> list[str]:
             ax.plot(ref, anchor[1] * (ref / ref[0]) ** THEOREM_EXPONENT, color="k", linestyle=":", label="slope 2 (theorem)")
         plots.log_axes(ax, "n (data points)", f"width m (per-seed interval; ^ censored; o = q{cfg.quantile:.0%})", f"{name}: {LABELS[crit.split(',')[0]]}")
         ax_l.axhline(THEOREM_EXPONENT, color="k", linestyle=":", label="theorem: 2")
-        plots.log_axes(ax_l, "n (window centre)", f"local exponent [{cfg.level:.0%}]", f"{name}: over windows [n, {cfg.window:g} n]", y=False)
+        plots.log_axes(ax_l, "n (window centre)", f"local exponent [{cfg.level:.0%}]",
+                       f"{name}: over windows [n, {cfg.window:g} n] (windows with an unbounded interval left out)", y=False)
     stems.append(plots.save(fig, directory, "width_thresholds"))
     stems.append(plots.save(fig_l, directory, "width_local_exponents"))
     fig, axes = plots.new_figure()
