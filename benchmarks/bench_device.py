@@ -58,9 +58,9 @@ def _timed(fn: Any, sync: Any, reps: int) -> tuple[float, Any]:
 
 def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> dict[str, Any]:
     """One (n, d, m, dtype) cell of the kernel table on ``device``."""
+    import impls
     import torch
 
-    import impls
     from expreg import ops
     from expreg.activations import EXP
     from expreg.backends import get_backend
@@ -91,14 +91,28 @@ def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> d
     ms_ref, _ = _timed(reference, be.synchronize, reps)
     ms_ref_host, H_ref = _timed(reference_to_host, be.synchronize, reps)
     rel = float(np.abs(H - H_ref).max() / np.abs(H_ref).max())
-    return {"n": n, "d": d, "m": m, "dtype": dtype, "device": device, "block": block,
-            "expreg_ms": ms_expreg, "reference_host_ms": ms_ref_host, "ratio": ms_expreg / ms_ref_host,
-            "expreg_device_ms": ms_dev, "reference_ms": ms_ref, "device_ratio": ms_dev / ms_ref,
-            "expreg_device_tflops": 2.0 * n * n * m / (ms_dev * 1e-3) / 1e12, "reference_tflops": 2.0 * n * n * m / (ms_ref * 1e-3) / 1e12,
-            "max_rel_diff": rel}
+    return {
+        "n": n,
+        "d": d,
+        "m": m,
+        "dtype": dtype,
+        "device": device,
+        "block": block,
+        "expreg_ms": ms_expreg,
+        "reference_host_ms": ms_ref_host,
+        "ratio": ms_expreg / ms_ref_host,
+        "expreg_device_ms": ms_dev,
+        "reference_ms": ms_ref,
+        "device_ratio": ms_dev / ms_ref,
+        "expreg_device_tflops": 2.0 * n * n * m / (ms_dev * 1e-3) / 1e12,
+        "reference_tflops": 2.0 * n * n * m / (ms_ref * 1e-3) / 1e12,
+        "max_rel_diff": rel,
+    }
 
 
-def scan_once(n: int, d: int, m_min: int, m_max: int, dtype: str, device: str, deadline: float, seed: int = 0) -> dict[str, Any]:
+def scan_once(
+    n: int, d: int, m_min: int, m_max: int, dtype: str, device: str, deadline: float, seed: int = 0
+) -> dict[str, Any]:
     """One nested-width scan at n points (``scan.nested_gram`` and ``eigen.lazy_criteria``); stops early at ``deadline``."""
     from expreg import eigen, kernels, scan
     from expreg.backends import get_backend
@@ -128,12 +142,28 @@ def scan_once(n: int, d: int, m_min: int, m_max: int, dtype: str, device: str, d
         t0 = time.perf_counter()
     seconds = time.perf_counter() - started
     lazy = [w for w, dev in zip(widths, deviations) if dev <= lam / 2]
-    return {"n": n, "d": d, "dtype": dtype, "device": device, "m_min": m_min, "m_max": m_max, "finished": finished,
-            "widths": len(widths), "last_width": widths[-1] if widths else 0, "seconds": seconds, "gram_s": gram_s, "eigen_s": eig_s,
-            "widths_per_s": len(widths) / seconds, "lambda_min_cts": lam, "m_lazy": lazy[0] if lazy else None}
+    return {
+        "n": n,
+        "d": d,
+        "dtype": dtype,
+        "device": device,
+        "m_min": m_min,
+        "m_max": m_max,
+        "finished": finished,
+        "widths": len(widths),
+        "last_width": widths[-1] if widths else 0,
+        "seconds": seconds,
+        "gram_s": gram_s,
+        "eigen_s": eig_s,
+        "widths_per_s": len(widths) / seconds,
+        "lambda_min_cts": lam,
+        "m_lazy": lazy[0] if lazy else None,
+    }
 
 
-def scan_reach(n_start: int, d: int, m_min: int, m_max: int, dtype: str, device: str, budget_s: float) -> dict[str, Any]:
+def scan_reach(
+    n_start: int, d: int, m_min: int, m_max: int, dtype: str, device: str, budget_s: float
+) -> dict[str, Any]:
     """Scans at n = n_start, 2 n_start, ... while they fit in ``budget_s``; the largest n that finished."""
     started = time.perf_counter()
     deadline = started + budget_s
@@ -149,9 +179,15 @@ def scan_reach(n_start: int, d: int, m_min: int, m_max: int, dtype: str, device:
             break
         n *= 2
     done = [r for r in runs if r["finished"]]
-    return {"case": "scan", "budget_s": budget_s, "largest_n": done[-1]["n"] if done else None,
-            "largest_n_seconds": done[-1]["seconds"] if done else None, "next_n_growth": growth, "runs": runs,
-            "minutes": (time.perf_counter() - started) / 60}
+    return {
+        "case": "scan",
+        "budget_s": budget_s,
+        "largest_n": done[-1]["n"] if done else None,
+        "largest_n_seconds": done[-1]["seconds"] if done else None,
+        "next_n_growth": growth,
+        "runs": runs,
+        "minutes": (time.perf_counter() - started) / 60,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

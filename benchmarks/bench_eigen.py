@@ -58,23 +58,32 @@ def section(ns: list[int] | None = None, width_factor: int = 4, rounds: int = 2)
     for n in ns or [512, 1024, 2048, 4096]:
         r = measure(n, width_factor, rounds)
         rows.append(r)
-        print(f"  eigen n={n}: dense {r['seconds']['dense']:.3f} s, iterative {r['seconds']['iterative']:.3f} s, "
-              f"rel. err {r['rel_err']:.1e}  [load {r['load']:.1f}]", flush=True)
+        print(
+            f"  eigen n={n}: dense {r['seconds']['dense']:.3f} s, iterative {r['seconds']['iterative']:.3f} s, "
+            f"rel. err {r['rel_err']:.1e}  [load {r['load']:.1f}]",
+            flush=True,
+        )
     return {"rows": rows}
 
 
 def render(result: dict[str, Any], command: str) -> str:
     from expreg import eigen
 
-    out = [SECTION.strip(), "",
-           f"Command: `{command}`. `eigen.lazy_criteria` (spectral norm of H^dis - H^cts and lambda_min(H^dis)) on real kernels, "
-           f"seconds (best round). `eigen.DENSE_LIMIT` = {eigen.DENSE_LIMIT}: \"auto\" is dense up to that n.", "",
-           "| n | m | dense (s) | iterative (s) | dense / iterative | iterative error / norm | deviation / lambda | load |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        SECTION.strip(),
+        "",
+        f"Command: `{command}`. `eigen.lazy_criteria` (spectral norm of H^dis - H^cts and lambda_min(H^dis)) on real kernels, "
+        f'seconds (best round). `eigen.DENSE_LIMIT` = {eigen.DENSE_LIMIT}: "auto" is dense up to that n.',
+        "",
+        "| n | m | dense (s) | iterative (s) | dense / iterative | iterative error / norm | deviation / lambda | load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         s = r["seconds"]
-        out.append(f"| {r['n']} | {r['m']} | {s['dense']:.3f} | {s['iterative']:.3f} | {s['dense'] / s['iterative']:.1f}x | "
-                   f"{r['rel_err']:.1e} | {r['deviation_over_lambda']:.3g} | {r['load']:.1f} |")
+        out.append(
+            f"| {r['n']} | {r['m']} | {s['dense']:.3f} | {s['iterative']:.3f} | {s['dense'] / s['iterative']:.1f}x | "
+            f"{r['rel_err']:.1e} | {r['deviation_over_lambda']:.3g} | {r['load']:.1f} |"
+        )
     return "\n".join(out) + "\n"
 
 

@@ -35,8 +35,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -68,9 +69,11 @@ def build(name: str, X: np.ndarray, net: Any, device: str) -> Callable[[], np.nd
         tnet = net.to("torch", device=device)
         return lambda: kernels.empirical_ntk(tnet, X)
     if name == "numpy-plain":
+
         def plain() -> np.ndarray:
             E = np.exp(X @ W)
             return ((E * a**2) @ E.T) * (X @ X.T)
+
         return plain
     if name == "numpy-plain-1t":
         from threadpoolctl import threadpool_limits
@@ -79,6 +82,7 @@ def build(name: str, X: np.ndarray, net: Any, device: str) -> Callable[[], np.nd
             with threadpool_limits(1, user_api="blas"):
                 E = np.exp(X @ W)
                 return ((E * a**2) @ E.T) * (X @ X.T)
+
         return plain1
     if name == "jax-jit":
         import jax
@@ -98,6 +102,7 @@ def build(name: str, X: np.ndarray, net: Any, device: str) -> Callable[[], np.nd
             E = torch.exp(Xt @ Wt)
             H = ((E * at**2) @ E.T) * (Xt @ Xt.T)
             return H.cpu().numpy()
+
         return tplain
     raise ValueError(f"unknown implementation {name!r}; choose from {IMPLS}")
 
@@ -127,8 +132,17 @@ def measure_cell(n: int, d: int, m: int, dtype: str, impls: list[str], rounds: i
             fn()
             best[name] = min(best[name], time.perf_counter() - t)
     flops = n * n * m  # the syrk's multiply-adds x 2 / 2 (one triangle)
-    row: dict[str, Any] = {"n": n, "d": d, "m": m, "dtype": dtype, "load": load, "seconds": best, "rel_err": rel_err, "errors": errors,
-                           "expreg_gflops": flops / best["expreg"] / 1e9 if "expreg" in best else None}
+    row: dict[str, Any] = {
+        "n": n,
+        "d": d,
+        "m": m,
+        "dtype": dtype,
+        "load": load,
+        "seconds": best,
+        "rel_err": rel_err,
+        "errors": errors,
+        "expreg_gflops": flops / best["expreg"] / 1e9 if "expreg" in best else None,
+    }
     if "expreg" in best and "numpy-plain" in best:
         row["ratio_vs_numpy"] = best["expreg"] / best["numpy-plain"]
         row["ratio_vs_best_numpy"] = best["expreg"] / min(best["numpy-plain"], best.get("numpy-plain-1t", float("inf")))
@@ -159,14 +173,25 @@ print(json.dumps({{'seconds': best, 'rel_err': float(np.abs(H - R).max() / np.ab
         out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600)
         lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
         if out.returncode or not lines:
-            return {"error": out.stderr.strip().splitlines()[-1][:200] if out.stderr.strip() else f"exit {out.returncode}"}
+            return {
+                "error": out.stderr.strip().splitlines()[-1][:200] if out.stderr.strip() else f"exit {out.returncode}"
+            }
         return json.loads(lines[-1])
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
-def section(ns: list[int] | None = None, d: int = 32, m: int = 8192, dtypes: list[str] | None = None, rounds: int = 3,
-            impls: list[str] | None = None, device: str = "cpu", nt_python: str | None = None, nt_max_n: int = 512) -> dict[str, Any]:
+def section(
+    ns: list[int] | None = None,
+    d: int = 32,
+    m: int = 8192,
+    dtypes: list[str] | None = None,
+    rounds: int = 3,
+    impls: list[str] | None = None,
+    device: str = "cpu",
+    nt_python: str | None = None,
+    nt_max_n: int = 512,
+) -> dict[str, Any]:
     """Every cell of the kernel table; the dict ``render`` turns into markdown."""
     ns = ns or [256, 512, 1024, 2048, 4096]
     dtypes = dtypes or ["float32", "float64"]
@@ -179,7 +204,10 @@ def section(ns: list[int] | None = None, d: int = 32, m: int = 8192, dtypes: lis
                 row["neural_tangents"] = neural_tangents(nt_python, n, d, m, dtype, rounds)
             rows.append(row)
             secs = "  ".join(f"{k} {v * 1e3:.0f} ms" for k, v in row["seconds"].items())
-            print(f"  kernel n={n} {dtype}: {secs}  ratio {row.get('ratio_vs_numpy', float('nan')):.2f}  [load {row['load']:.1f}]", flush=True)
+            print(
+                f"  kernel n={n} {dtype}: {secs}  ratio {row.get('ratio_vs_numpy', float('nan')):.2f}  [load {row['load']:.1f}]",
+                flush=True,
+            )
     return {"rows": rows, "device": device, "nt_python": nt_python if nt_python and Path(nt_python).exists() else None}
 
 
@@ -188,17 +216,31 @@ def render(result: dict[str, Any], command: str) -> str:
     rows = result["rows"]
     impls = [i for i in IMPLS if any(i in r["seconds"] for r in rows)]
     nt = any("neural_tangents" in r for r in rows)
-    out = [SECTION.strip(), "",
-           f"Command: `{command}`. H = (X X^T) o (E diag(a^2) E^T), E = exp(X W), d = {rows[0]['d']}, m = {rows[0]['m']}; "
-           "ms per kernel (best round, all implementations interleaved in one process). "
-           "Target (issue 10): expreg <= 0.8x numpy-plain.", ""]
+    out = [
+        SECTION.strip(),
+        "",
+        f"Command: `{command}`. H = (X X^T) o (E diag(a^2) E^T), E = exp(X W), d = {rows[0]['d']}, m = {rows[0]['m']}; "
+        "ms per kernel (best round, all implementations interleaved in one process). "
+        "Target (issue 10): expreg <= 0.8x numpy-plain.",
+        "",
+    ]
     if nt:
-        out += ["neural-tangents 0.6.5 (jax 0.4.23, its own venv): `jax.jit(nt.empirical_ntk_fn(f, vmap_axes=0))` with f(W, x) = exp(x W) a; "
-                "it forms the n x (d m) Jacobian, so it runs only up to `--nt-max-n`.", ""]
+        out += [
+            "neural-tangents 0.6.5 (jax 0.4.23, its own venv): `jax.jit(nt.empirical_ntk_fn(f, vmap_axes=0))` with f(W, x) = exp(x W) a; "
+            "it forms the n x (d m) Jacobian, so it runs only up to `--nt-max-n`.",
+            "",
+        ]
     else:
-        out += ["neural-tangents: not measured (no separate venv with neural-tangents 0.6.5 / jax 0.4.23 given via --nt-python).", ""]
-    head = ("| n | dtype | " + " | ".join(impls) + (" | neural-tangents" if nt else "") +
-            " | expreg / numpy-plain | expreg / faster numpy | expreg GFLOP/s (n^2 m) | expreg rel. err | load |")
+        out += [
+            "neural-tangents: not measured (no separate venv with neural-tangents 0.6.5 / jax 0.4.23 given via --nt-python).",
+            "",
+        ]
+    head = (
+        "| n | dtype | "
+        + " | ".join(impls)
+        + (" | neural-tangents" if nt else "")
+        + " | expreg / numpy-plain | expreg / faster numpy | expreg GFLOP/s (n^2 m) | expreg rel. err | load |"
+    )
     out += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         cells = [f"{r['seconds'][i] * 1e3:,.0f}" if i in r["seconds"] else "-" for i in impls]
@@ -207,9 +249,13 @@ def render(result: dict[str, Any], command: str) -> str:
             cells.append(f"{v['seconds'] * 1e3:,.0f}" if "seconds" in v else "-")
         ratio = r.get("ratio_vs_numpy")
         gf = r.get("expreg_gflops")
-        out.append(f"| {r['n']} | {r['dtype']} | " + " | ".join(cells) +
-                   f" | {ratio:.2f}x | {r['ratio_vs_best_numpy']:.2f}x | {gf:.0f} | {r['rel_err'].get('expreg', float('nan')):.1e} | {r['load']:.1f} |"
-                   if ratio is not None else f"| {r['n']} | {r['dtype']} | " + " | ".join(cells) + " | - | - | - | - | - |")
+        out.append(
+            f"| {r['n']} | {r['dtype']} | "
+            + " | ".join(cells)
+            + f" | {ratio:.2f}x | {r['ratio_vs_best_numpy']:.2f}x | {gf:.0f} | {r['rel_err'].get('expreg', float('nan')):.1e} | {r['load']:.1f} |"
+            if ratio is not None
+            else f"| {r['n']} | {r['dtype']} | " + " | ".join(cells) + " | - | - | - | - | - |"
+        )
     errs = sorted({f"{k}: {v}" for r in rows for k, v in r["errors"].items()})
     if errs:
         out += ["", "Failed: " + "; ".join(errs)]
@@ -238,14 +284,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--impls", nargs="*", default=list(IMPLS), choices=list(IMPLS))
     p.add_argument("--device", default="cpu", help="torch device of expreg-torch and torch-plain")
-    p.add_argument("--nt-python", default=str(HERE / ".nt-venv" / "bin" / "python"), help="python of a venv with neural-tangents")
-    p.add_argument("--nt-max-n", type=int, default=512,
-                   help="largest n for neural-tangents (its Jacobian is n x d m: d times the work and memory of the kernel)")
+    p.add_argument(
+        "--nt-python", default=str(HERE / ".nt-venv" / "bin" / "python"), help="python of a venv with neural-tangents"
+    )
+    p.add_argument(
+        "--nt-max-n",
+        type=int,
+        default=512,
+        help="largest n for neural-tangents (its Jacobian is n x d m: d times the work and memory of the kernel)",
+    )
     p.add_argument("--out", default=str(HERE / "kernel.json"))
     p.add_argument("--md", default=str(HERE / "RESULTS.md"))
     args = p.parse_args(argv)
     command = "python benchmarks/bench_kernel.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    result = section(args.ns, args.d, args.m, args.dtypes, args.rounds, args.impls, args.device, args.nt_python, args.nt_max_n)
+    result = section(
+        args.ns, args.d, args.m, args.dtypes, args.rounds, args.impls, args.device, args.nt_python, args.nt_max_n
+    )
     result["command"] = command.strip()
     from expreg.storage import write_json_atomic
 

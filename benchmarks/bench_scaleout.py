@@ -57,14 +57,27 @@ def sweep_throughput(experiment: str, preset: str, workers: int, kind: str) -> d
 
             from distributed import LocalCluster
 
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                              dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
+            with LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR,
+            ) as cluster:
                 started = time.perf_counter()  # cluster start-up excluded: it is already running for a user
                 run_tasks(tasks, store, lambda: make_executor(scheduler=cluster.scheduler_address))
                 seconds = time.perf_counter() - started
         assert len(store.read()) == len(tasks)
-    return {"experiment": experiment, "preset": preset, "executor": kind, "workers": workers, "runs": len(tasks),
-            "seconds": seconds, "runs_per_s": len(tasks) / seconds}
+    return {
+        "experiment": experiment,
+        "preset": preset,
+        "executor": kind,
+        "workers": workers,
+        "runs": len(tasks),
+        "seconds": seconds,
+        "runs_per_s": len(tasks) / seconds,
+    }
 
 
 # ---------------------------------------------------------------- sharded training
@@ -79,63 +92,146 @@ def _train_worker(args: argparse.Namespace) -> None:
     comm, device = init_from_environment(args.device if gpu else None, args.init_method)
     X, y = expreg.make_dataset(args.n, args.d, seed=0)
     stamps: dict[int, float] = {}
-    spec = NetSpec(args.d, args.m, seed=0, init="gaussian", scaling="ntk", dtype=np.dtype(args.dtype),
-                   backend="torch" if gpu else "numpy", device=device if gpu else None)
-    result = train_sharded(spec, X, y,
-                           epsilon=0.0, max_steps=args.steps, record_every=0, comm=comm,
-                           progress=lambda t, r: stamps.__setitem__(t, time.perf_counter()))
+    spec = NetSpec(
+        args.d,
+        args.m,
+        seed=0,
+        init="gaussian",
+        scaling="ntk",
+        dtype=np.dtype(args.dtype),
+        backend="torch" if gpu else "numpy",
+        device=device if gpu else None,
+    )
+    result = train_sharded(
+        spec,
+        X,
+        y,
+        epsilon=0.0,
+        max_steps=args.steps,
+        record_every=0,
+        comm=comm,
+        progress=lambda t, r: stamps.__setitem__(t, time.perf_counter()),
+    )
     shutdown(comm)
     if comm.rank == 0:
         steps = result.steps - 1
-        print(json.dumps({"steps_per_s": steps / (stamps[result.steps] - stamps[1]), "steps": result.steps,
-                          "final_residual": result.final_residual, "world_size": comm.world_size}))
+        print(
+            json.dumps(
+                {
+                    "steps_per_s": steps / (stamps[result.steps] - stamps[1]),
+                    "steps": result.steps,
+                    "final_residual": result.final_residual,
+                    "world_size": comm.world_size,
+                }
+            )
+        )
 
 
-def sharded_steps(n: int, d: int, m: int, steps: int, world: int | None, threads: int, dtype: str, device: str = "cpu") -> dict[str, Any]:
+def sharded_steps(
+    n: int, d: int, m: int, steps: int, world: int | None, threads: int, dtype: str, device: str = "cpu"
+) -> dict[str, Any]:
     """Steps per second of ``train_sharded`` on ``world`` ranks, gloo (CPU) or NCCL (CUDA) (None: one process, no torch.distributed)."""
-    cmd = [sys.executable, __file__, "_train", "--n", str(n), "--d", str(d), "--m", str(m), "--steps", str(steps), "--dtype", dtype,
-           "--device", device]
-    env = {**os.environ, "EXPREG_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "GLOO_SOCKET_IFNAME": "lo"}
+    cmd = [
+        sys.executable,
+        __file__,
+        "_train",
+        "--n",
+        str(n),
+        "--d",
+        str(d),
+        "--m",
+        str(m),
+        "--steps",
+        str(steps),
+        "--dtype",
+        dtype,
+        "--device",
+        device,
+    ]
+    env = {
+        **os.environ,
+        "EXPREG_NUM_THREADS": str(threads),
+        "OMP_NUM_THREADS": str(threads),
+        "GLOO_SOCKET_IFNAME": "lo",
+    }
     env.pop("WORLD_SIZE", None)
     with tempfile.TemporaryDirectory() as tmp:
         if world is None:
             procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)]
         else:
             store = ["--init-method", f"file://{tmp}/{uuid.uuid4().hex}"]
-            procs = [subprocess.Popen(cmd + store, env={**env, "WORLD_SIZE": str(world), "RANK": str(r), "LOCAL_RANK": str(r)},
-                                      stdout=subprocess.PIPE, text=True) for r in range(world)]
+            procs = [
+                subprocess.Popen(
+                    cmd + store,
+                    env={**env, "WORLD_SIZE": str(world), "RANK": str(r), "LOCAL_RANK": str(r)},
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for r in range(world)
+            ]
         outs = [p.communicate(timeout=600)[0] for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError(f"a rank failed: return codes {[p.returncode for p in procs]}")
     row = json.loads(outs[0].strip().splitlines()[-1])
-    return {"n": n, "d": d, "m": m, "dtype": dtype, "processes": world or 1, "torch_distributed": world is not None,
-            "threads_per_process": threads, "device": device, **row}
+    return {
+        "n": n,
+        "d": d,
+        "m": m,
+        "dtype": dtype,
+        "processes": world or 1,
+        "torch_distributed": world is not None,
+        "threads_per_process": threads,
+        "device": device,
+        **row,
+    }
 
 
 # ---------------------------------------------------------------- report
 def markdown(results: dict[str, Any]) -> str:
     """The "## Scale-out" section."""
     lo, hi = results.get("load_average", ["?", "?"])
-    lines = [SECTION, "", f"Command: `{results['command']}` ({results['date']}; {results['machine']}; 1-minute load average "
-             f"{lo} at the start, {hi} at the end: other jobs shared the cores, so speed-ups from a second worker are "
-             "understated and every figure is noisy).", "",
-             "Sweep throughput: one sweep end to end, start-up of the workers included (the Dask cluster itself is "
-             "started before the clock).", "",
-             "| executor | workers | sweep | runs | seconds | runs/s |", "|---|---|---|---|---|---|"]
+    lines = [
+        SECTION,
+        "",
+        f"Command: `{results['command']}` ({results['date']}; {results['machine']}; 1-minute load average "
+        f"{lo} at the start, {hi} at the end: other jobs shared the cores, so speed-ups from a second worker are "
+        "understated and every figure is noisy).",
+        "",
+        "Sweep throughput: one sweep end to end, start-up of the workers included (the Dask cluster itself is "
+        "started before the clock).",
+        "",
+        "| executor | workers | sweep | runs | seconds | runs/s |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results["sweeps"]:
-        lines.append(f"| {r['executor']} | {r['workers']} | {r['experiment']} {r['preset']} | {r['runs']} | {r['seconds']:.1f} | {r['runs_per_s']:.2f} |")
+        lines.append(
+            f"| {r['executor']} | {r['workers']} | {r['experiment']} {r['preset']} | {r['runs']} | {r['seconds']:.1f} | {r['runs_per_s']:.2f} |"
+        )
     gpu = results.get("device", "cpu") != "cpu"
     if gpu:
-        lines = lines[:3] + ["", f"GPU: {results.get('gpu', '?')}; sweeps are not measured on the GPU (they run on the CPU)."]
-    lines += ["", "Width-sharded training (`train_sharded`, gaussian init, scaling ntk, lr auto), steps/s from step 1 "
-              "to the last step:", "",
-              "| processes | torch.distributed | device | threads/process | n | d | m | dtype | steps | steps/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines = lines[:3] + [
+            "",
+            f"GPU: {results.get('gpu', '?')}; sweeps are not measured on the GPU (they run on the CPU).",
+        ]
+    lines += [
+        "",
+        "Width-sharded training (`train_sharded`, gaussian init, scaling ntk, lr auto), steps/s from step 1 "
+        "to the last step:",
+        "",
+        "| processes | torch.distributed | device | threads/process | n | d | m | dtype | steps | steps/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["sharded"]:
         dist = ("nccl" if gpu else "gloo") if r["torch_distributed"] else "no"
-        lines.append(f"| {r['processes']} | {dist} | {r.get('device', 'cpu')} | {r['threads_per_process']} | {r['n']} | {r['d']} | "
-                     f"{r['m']} | {r['dtype']} | {r['steps']} | {r['steps_per_s']:.2f} |")
+        lines.append(
+            f"| {r['processes']} | {dist} | {r.get('device', 'cpu')} | {r['threads_per_process']} | {r['n']} | {r['d']} | "
+            f"{r['m']} | {r['dtype']} | {r['steps']} | {r['steps_per_s']:.2f} |"
+        )
     if not gpu:
-        lines += ["", "GPU (NCCL): `python benchmarks/bench_scaleout.py --device cuda` writes the same table to RESULTS-cuda.md."]
+        lines += [
+            "",
+            "GPU (NCCL): `python benchmarks/bench_scaleout.py --device cuda` writes the same table to RESULTS-cuda.md.",
+        ]
     return "\n".join(lines + [""])
 
 
@@ -159,15 +255,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--dtype", default="float64")
     parser.add_argument("--init-method", default=None)
-    parser.add_argument("--device", default="cpu", help="cpu, or cuda: sharded training on the torch backend, NCCL between ranks")
-    parser.add_argument("--markdown-only", action="store_true",
-                        help="only (re)write the RESULTS.md section from benchmarks/scaleout.json (e.g. after run_all.py rewrote the file)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, or cuda: sharded training on the torch backend, NCCL between ranks"
+    )
+    parser.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="only (re)write the RESULTS.md section from benchmarks/scaleout.json (e.g. after run_all.py rewrote the file)",
+    )
     args = parser.parse_args()
     if args.mode == "_train":
         _train_worker(args)
         return
     gpu = args.device != "cpu"
-    json_path, md_path = (HERE / "scaleout-cuda.json", HERE / "RESULTS-cuda.md") if gpu else (HERE / "scaleout.json", HERE / "RESULTS.md")
+    json_path, md_path = (
+        (HERE / "scaleout-cuda.json", HERE / "RESULTS-cuda.md")
+        if gpu
+        else (HERE / "scaleout.json", HERE / "RESULTS.md")
+    )
     if args.markdown_only:
         write_section(md_path, markdown(json.loads(json_path.read_text())))
         return
@@ -177,7 +282,10 @@ def main() -> None:
     steps = args.steps or (10 if args.quick else 30)
     sweeps = [] if gpu else [sweep_throughput(experiment, preset, w, kind) for kind in ("pool", "dask") for w in (1, 2)]
     for r in sweeps:
-        print(f"sweep {r['executor']:5s} {r['workers']} workers: {r['runs_per_s']:.2f} runs/s ({r['seconds']:.1f} s)", flush=True)
+        print(
+            f"sweep {r['executor']:5s} {r['workers']} workers: {r['runs_per_s']:.2f} runs/s ({r['seconds']:.1f} s)",
+            flush=True,
+        )
     layouts = ((None, 1), (None, 2), (1, 2), (2, 1))
     gpu_name = None
     if gpu:
@@ -185,16 +293,31 @@ def main() -> None:
 
         gpus = torch.cuda.device_count()
         if gpus < 1:
-            raise SystemExit("--device cuda: torch sees no GPU here (torch.cuda.device_count() is 0); run without --device")
+            raise SystemExit(
+                "--device cuda: torch sees no GPU here (torch.cuda.device_count() is 0); run without --device"
+            )
         gpu_name = torch.cuda.get_device_name(0)
         layouts = ((None, 1), (1, 1)) + (((2, 1),) if gpus >= 2 else ())
-    sharded = [sharded_steps(args.n, args.d, m, steps, world, threads, args.dtype, args.device) for world, threads in layouts]
+    sharded = [
+        sharded_steps(args.n, args.d, m, steps, world, threads, args.dtype, args.device) for world, threads in layouts
+    ]
     for r in sharded:
-        print(f"sharded P={r['processes']} dist={r['torch_distributed']} threads={r['threads_per_process']}: {r['steps_per_s']:.2f} steps/s", flush=True)
-    results = {"command": "python benchmarks/bench_scaleout.py" + (" --quick" if args.quick else "") + (f" --device {args.device}" if gpu else ""),
-               "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-               "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)], "sweeps": sweeps, "sharded": sharded,
-               "device": args.device, "gpu": gpu_name}
+        print(
+            f"sharded P={r['processes']} dist={r['torch_distributed']} threads={r['threads_per_process']}: {r['steps_per_s']:.2f} steps/s",
+            flush=True,
+        )
+    results = {
+        "command": "python benchmarks/bench_scaleout.py"
+        + (" --quick" if args.quick else "")
+        + (f" --device {args.device}" if gpu else ""),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "sweeps": sweeps,
+        "sharded": sharded,
+        "device": args.device,
+        "gpu": gpu_name,
+    }
     json_path.write_text(json.dumps(results, indent=2))
     write_section(md_path, markdown(results))
 

@@ -84,14 +84,30 @@ def measure(n: int, d: int, widths: list[int], dtype: str, rounds: int, device: 
     t_crit = _best(scan_criteria, rounds)
     t_per = _best(per_width, rounds)
     k = len(widths)
-    return {"n": n, "d": d, "dtype": dtype, "device": device, "widths": k, "m_max": widths[-1], "load": load,
-            "seconds": {"scan": t_scan, "scan+criteria": t_crit, "per-width": t_per},
-            "widths_per_s": {"scan": k / t_scan, "scan+criteria": k / t_crit, "per-width": k / t_per},
-            "gflops_scan": n * n * widths[-1] / t_scan / 1e9}
+    return {
+        "n": n,
+        "d": d,
+        "dtype": dtype,
+        "device": device,
+        "widths": k,
+        "m_max": widths[-1],
+        "load": load,
+        "seconds": {"scan": t_scan, "scan+criteria": t_crit, "per-width": t_per},
+        "widths_per_s": {"scan": k / t_scan, "scan+criteria": k / t_crit, "per-width": k / t_per},
+        "gflops_scan": n * n * widths[-1] / t_scan / 1e9,
+    }
 
 
-def section(ns: list[int] | None = None, d: int = 32, m_min: int = 2, m_max: int = 2**16, ratio: float = 2**0.25,
-            dtypes: list[str] | None = None, rounds: int = 2, device: str = "cpu") -> dict[str, Any]:
+def section(
+    ns: list[int] | None = None,
+    d: int = 32,
+    m_min: int = 2,
+    m_max: int = 2**16,
+    ratio: float = 2**0.25,
+    dtypes: list[str] | None = None,
+    rounds: int = 2,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Every cell of the scan table; the dict ``render`` turns into markdown."""
     widths = grid(m_min, m_max, ratio)
     rows = []
@@ -100,23 +116,32 @@ def section(ns: list[int] | None = None, d: int = 32, m_min: int = 2, m_max: int
             row = measure(n, d, widths, dtype, rounds, device)
             rows.append(row)
             w = row["widths_per_s"]
-            print(f"  scan n={n} {dtype}: {w['scan']:.1f} widths/s (with criteria {w['scan+criteria']:.1f}, per-width {w['per-width']:.2f})"
-                  f"  [load {row['load']:.1f}]", flush=True)
+            print(
+                f"  scan n={n} {dtype}: {w['scan']:.1f} widths/s (with criteria {w['scan+criteria']:.1f}, per-width {w['per-width']:.2f})"
+                f"  [load {row['load']:.1f}]",
+                flush=True,
+            )
     return {"rows": rows, "grid": {"m_min": m_min, "m_max": m_max, "ratio": ratio, "count": len(widths)}}
 
 
 def render(result: dict[str, Any], command: str) -> str:
     """The "Nested-width scan" section of RESULTS.md."""
     g = result["grid"]
-    out = [SECTION.strip(), "",
-           f"Command: `{command}`. {g['count']} even widths from {g['m_min']} to {g['m_max']} (ratio {g['ratio']:.4g}), d = {result['rows'][0]['d']}, "
-           f"one seed, device {result['rows'][0].get('device', 'cpu')}; grid widths per second (best round, one process).", "",
-           "| n | dtype | scan (widths/s) | scan + lazy criteria (widths/s) | per-width empirical_ntk (widths/s) | scan speed-up | scan GFLOP/s (n^2 m_max) | load |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        SECTION.strip(),
+        "",
+        f"Command: `{command}`. {g['count']} even widths from {g['m_min']} to {g['m_max']} (ratio {g['ratio']:.4g}), d = {result['rows'][0]['d']}, "
+        f"one seed, device {result['rows'][0].get('device', 'cpu')}; grid widths per second (best round, one process).",
+        "",
+        "| n | dtype | scan (widths/s) | scan + lazy criteria (widths/s) | per-width empirical_ntk (widths/s) | scan speed-up | scan GFLOP/s (n^2 m_max) | load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         w = r["widths_per_s"]
-        out.append(f"| {r['n']} | {r['dtype']} | {w['scan']:.1f} | {w['scan+criteria']:.1f} | {w['per-width']:.2f} | "
-                   f"{w['scan'] / w['per-width']:.1f}x | {r['gflops_scan']:.0f} | {r['load']:.1f} |")
+        out.append(
+            f"| {r['n']} | {r['dtype']} | {w['scan']:.1f} | {w['scan+criteria']:.1f} | {w['per-width']:.2f} | "
+            f"{w['scan'] / w['per-width']:.1f}x | {r['gflops_scan']:.0f} | {r['load']:.1f} |"
+        )
     return "\n".join(out) + "\n"
 
 

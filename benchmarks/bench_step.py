@@ -47,13 +47,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--device", default="cpu")
     p.add_argument("--reps", type=int, default=5, help="timed steps at most")
     p.add_argument("--min-reps", type=int, default=2, help="timed steps at least")
-    p.add_argument("--budget-s", type=float, default=8.0, help="stop timing after this many seconds (once min-reps are done)")
+    p.add_argument(
+        "--budget-s", type=float, default=8.0, help="stop timing after this many seconds (once min-reps are done)"
+    )
     p.add_argument("--warmup", type=int, default=1, help="untimed steps before timing (the first includes compilation)")
     args = p.parse_args(argv)
 
-    import numpy as np
-
     import impls
+    import numpy as np
 
     rss_start = _rss_mib()
     X, y, W, a = impls.data(args.n, args.d, args.m, np.dtype(args.dtype))
@@ -85,17 +86,29 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     memory: dict[str, object] = {"memory": "host RSS", "step_mib": max(0.0, peak - rss_base)}
     if cuda is not None:
         device_peak = cuda.max_memory_allocated() / 2**20
-        memory = {"memory": "CUDA allocated", "step_mib": max(0.0, device_peak - device_base),
-                  "device_base_mib": device_base, "device_peak_mib": device_peak}
+        memory = {
+            "memory": "CUDA allocated",
+            "step_mib": max(0.0, device_peak - device_base),
+            "device_base_mib": device_base,
+            "device_peak_mib": device_peak,
+        }
     out: dict[str, object] = {
-        "impl": args.impl, "n": args.n, "d": args.d, "m": args.m, "dtype": args.dtype, "device": args.device,
+        "impl": args.impl,
+        "n": args.n,
+        "d": args.d,
+        "m": args.m,
+        "dtype": args.dtype,
+        "device": args.device,
         "runs_on": state.get("runs_on", args.device),
         "first_ms": first_ms,
         "ms_min": min(times) if times else first_ms,
         "ms_median": statistics.median(times) if times else first_ms,
         "reps": len(times),
         "cpu_ms_min": min(cpu) if cpu else None,  # CPU time of all threads: robust to other load
-        "rss_start_mib": rss_start, "rss_base_mib": rss_base, "rss_peak_mib": peak, **memory,
+        "rss_start_mib": rss_start,
+        "rss_base_mib": rss_base,
+        "rss_peak_mib": peak,
+        **memory,
     }
     print(json.dumps(out), flush=True)
     return out

@@ -37,9 +37,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SECTION = "## Sweeps"
@@ -92,8 +93,12 @@ def spawn_pool(jobs: int) -> ProcessPoolExecutor:
     from expreg.experiments.runner import default_jobs
     from expreg.experiments.worker import init_worker
 
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
-                               initargs=(max(1, default_jobs() // jobs),))
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+        initargs=(max(1, default_jobs() // jobs),),
+    )
 
 
 def sweep(tasks: list[Any], factory: Callable[[], Any], flush_s: float) -> dict[str, float]:
@@ -109,13 +114,21 @@ def sweep(tasks: list[Any], factory: Callable[[], Any], flush_s: float) -> dict[
         df = store.read()
         assert len(df) == len(tasks)
         own = float(df.wall_seconds.sum())
-    return {"seconds": seconds, "runs": len(tasks), "runs_per_s": len(tasks) / seconds, "run_seconds": own, "parts": parts}
+    return {
+        "seconds": seconds,
+        "runs": len(tasks),
+        "runs_per_s": len(tasks) / seconds,
+        "run_seconds": own,
+        "parts": parts,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="lazy tiny sweep, one round")
-    p.add_argument("--rounds", type=int, default=None, help="rounds of the 1-vs-2-worker comparison (default 2, quick 1)")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="rounds of the 1-vs-2-worker comparison (default 2, quick 1)"
+    )
     p.add_argument("--out", default=str(HERE / "sweep.json"))
     p.add_argument("--md", default=str(HERE / "RESULTS.md"))
     p.add_argument("--markdown-only", action="store_true")
@@ -149,15 +162,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["overhead"] = {}
     for name, factory, flush in (("new", lambda: make_executor(1), FLUSH_SECONDS), ("old", lambda: spawn_pool(1), 0.0)):
         sweeps = []
-        for seeds in ((5, 15) if args.quick else (10, 30)):
+        for seeds in (5, 15) if args.quick else (10, 30):
             small = make_tasks("lazy", get_config("lazy", "tiny", seeds=list(range(seeds))))
             tries = [sweep(small, factory, flush) for _ in range(2 if args.quick else 3)]
-            sweeps.append(min(tries, key=lambda t: t["seconds"] - t["run_seconds"]))  # the least disturbed by other load
+            sweeps.append(
+                min(tries, key=lambda t: t["seconds"] - t["run_seconds"])
+            )  # the least disturbed by other load
         (a, b) = sweeps  # extra seconds = fixed + per_run * runs, fitted through the two sweeps
         per_run = ((b["seconds"] - b["run_seconds"]) - (a["seconds"] - a["run_seconds"])) / (b["runs"] - a["runs"])
-        results["overhead"][name] = {"sweeps": sweeps, "per_run_s": per_run,
-                                     "fixed_s": (a["seconds"] - a["run_seconds"]) - per_run * a["runs"],
-                                     "run_s": (a["run_seconds"] + b["run_seconds"]) / (a["runs"] + b["runs"])}
+        results["overhead"][name] = {
+            "sweeps": sweeps,
+            "per_run_s": per_run,
+            "fixed_s": (a["seconds"] - a["run_seconds"]) - per_run * a["runs"],
+            "run_s": (a["run_seconds"] + b["run_seconds"]) / (a["runs"] + b["runs"]),
+        }
         results["overhead"][name]["per_run_fraction"] = per_run / results["overhead"][name]["run_s"]
     print(json.dumps(results["overhead"]), flush=True)
 
@@ -186,33 +204,57 @@ def markdown(r: dict[str, Any]) -> str:
     """The "## Sweeps" section."""
     lo, hi = r["load_average"][0], r["load_average"][-1]
     c, ps, ov = r["cold"], r["pool_start"], r["overhead"]
-    lines = [SECTION, "", f"Command: `{r['command'].strip()}` ({r['date']}; {r['machine']}; 1-minute load average {lo} at the start, "
-             f"{hi} at the end: other jobs shared the cores, so every figure is noisy and a second worker's gain is understated).", "",
-             "Worker start-up (seconds):", "",
-             "| what | seconds |", "|---|---|",
-             f"| fresh interpreter, bare (`python -c pass`) | {c['python_bare_s']:.2f} |",
-             f"| fresh interpreter importing the worker module, kernels loaded from numba's cache | {c['worker_import_s']:.2f} |",
-             f"| = what each spawned worker paid before its first run | {c['worker_startup_cold_s']:.2f} |",
-             f"| `make_executor(2)` to a finished tiny run in each worker, first pool of the process (forkserver starts and preloads) | {ps['forkserver_first_pool_s']:.2f} |",
-             f"| the same, a later pool (workers forked warm) | {ps['forkserver_later_pool_s']:.2f} |",
-             f"| the same with spawned workers (the executor before) | {ps['spawn_pool_s']:.2f} |",
-             "", "Per-run overhead: sweeps of lazy tiny runs (a few ms to tens of ms each) on one worker, at two sizes; the "
-             "extra seconds (sweep seconds - the runs' own seconds, as the rows record them; the least of 3 tries) fitted as "
-             "fixed + per run x runs.", "",
-             "| runner | runs | sweep s | runs' own s | part files | fixed s | per-run overhead ms | per-run overhead / mean run |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, label in (("new", "forkserver workers, batches, one part per second"), ("old", "spawned workers, one run per submission, one part per run")):
+    lines = [
+        SECTION,
+        "",
+        f"Command: `{r['command'].strip()}` ({r['date']}; {r['machine']}; 1-minute load average {lo} at the start, "
+        f"{hi} at the end: other jobs shared the cores, so every figure is noisy and a second worker's gain is understated).",
+        "",
+        "Worker start-up (seconds):",
+        "",
+        "| what | seconds |",
+        "|---|---|",
+        f"| fresh interpreter, bare (`python -c pass`) | {c['python_bare_s']:.2f} |",
+        f"| fresh interpreter importing the worker module, kernels loaded from numba's cache | {c['worker_import_s']:.2f} |",
+        f"| = what each spawned worker paid before its first run | {c['worker_startup_cold_s']:.2f} |",
+        f"| `make_executor(2)` to a finished tiny run in each worker, first pool of the process (forkserver starts and preloads) | {ps['forkserver_first_pool_s']:.2f} |",
+        f"| the same, a later pool (workers forked warm) | {ps['forkserver_later_pool_s']:.2f} |",
+        f"| the same with spawned workers (the executor before) | {ps['spawn_pool_s']:.2f} |",
+        "",
+        "Per-run overhead: sweeps of lazy tiny runs (a few ms to tens of ms each) on one worker, at two sizes; the "
+        "extra seconds (sweep seconds - the runs' own seconds, as the rows record them; the least of 3 tries) fitted as "
+        "fixed + per run x runs.",
+        "",
+        "| runner | runs | sweep s | runs' own s | part files | fixed s | per-run overhead ms | per-run overhead / mean run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, label in (
+        ("new", "forkserver workers, batches, one part per second"),
+        ("old", "spawned workers, one run per submission, one part per run"),
+    ):
         o = ov[name]
         for i, sw in enumerate(o["sweeps"]):
-            tail = (f"{o['fixed_s']:.2f} | {1e3 * o['per_run_s']:.1f} | {100 * o['per_run_fraction']:.0f}% of {1e3 * o['run_s']:.0f} ms"
-                    if i == 0 else " | | ")
-            lines.append(f"| {label} | {sw['runs']} | {sw['seconds']:.2f} | {sw['run_seconds']:.2f} | {sw['parts']} | {tail} |")
-    lines += ["", "Runs/s end to end (pool start-up included), 1 and 2 workers back to back:", "",
-              "| round | sweep | runs | 1 worker: s (runs/s) | 2 workers: s (runs/s) | speed-up |", "|---|---|---|---|---|---|"]
+            tail = (
+                f"{o['fixed_s']:.2f} | {1e3 * o['per_run_s']:.1f} | {100 * o['per_run_fraction']:.0f}% of {1e3 * o['run_s']:.0f} ms"
+                if i == 0
+                else " | | "
+            )
+            lines.append(
+                f"| {label} | {sw['runs']} | {sw['seconds']:.2f} | {sw['run_seconds']:.2f} | {sw['parts']} | {tail} |"
+            )
+    lines += [
+        "",
+        "Runs/s end to end (pool start-up included), 1 and 2 workers back to back:",
+        "",
+        "| round | sweep | runs | 1 worker: s (runs/s) | 2 workers: s (runs/s) | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in r["throughput"]:
         j1, j2 = t["jobs1"], t["jobs2"]
-        lines.append(f"| {t['round']} | {t['sweep']} | {j1['runs']} | {j1['seconds']:.1f} ({j1['runs_per_s']:.2f}) | "
-                     f"{j2['seconds']:.1f} ({j2['runs_per_s']:.2f}) | {t['speedup']:.2f}x |")
+        lines.append(
+            f"| {t['round']} | {t['sweep']} | {j1['runs']} | {j1['seconds']:.1f} ({j1['runs_per_s']:.2f}) | "
+            f"{j2['seconds']:.1f} ({j2['runs_per_s']:.2f}) | {t['speedup']:.2f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -227,7 +269,7 @@ def write_section(path: str, section: str) -> None:
         new = old.rstrip("\n") + "\n\n" + section
     else:
         end = old.find("\n## ", start + 1)
-        new = old[:start + 1] + section + (old[end:] if end >= 0 else "")
+        new = old[: start + 1] + section + (old[end:] if end >= 0 else "")
     with atomic_open(target, "w") as fh:
         fh.write(new)
 

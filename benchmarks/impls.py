@@ -23,7 +23,8 @@ numpy-plain      plain NumPy with the hand-derived gradient (full n x m temporar
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,9 @@ def data(n: int, d: int, m: int, dtype: Any, seed: int = 0) -> tuple[np.ndarray,
     return X.astype(dt), y.astype(dt), W.astype(dt, copy=False), a.astype(dt)
 
 
-def make(name: str, X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, *, device: str = "cpu") -> tuple[Callable[[], None], Callable[[], None], dict[str, Any]]:
+def make(
+    name: str, X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, *, device: str = "cpu"
+) -> tuple[Callable[[], None], Callable[[], None], dict[str, Any]]:
     """Build the step ``name`` on copies of the data; see the module docstring."""
     builders = {
         "expreg-numpy": _expreg_numpy,
@@ -59,7 +62,9 @@ def make(name: str, X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, 
     if device != "cpu" and name in ("expreg-numpy", "numpy-plain"):
         raise ValueError(f"{name} runs on the CPU only, got device={device!r}")
     step, sync, state = builders[name](X, y, W, a, device)
-    state.setdefault("runs_on", device_label("torch" if name.startswith(("torch", "expreg-torch")) else "numpy", device))
+    state.setdefault(
+        "runs_on", device_label("torch" if name.startswith(("torch", "expreg-torch")) else "numpy", device)
+    )
     return step, sync, state
 
 
@@ -73,15 +78,15 @@ def device_label(library: str, device: str) -> str:
 
 
 def _expreg_numpy(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
-    from expreg import ops
+    from expreg import fastpath, ops
     from expreg.activations import EXP
     from expreg.backends import get_backend
 
-    from expreg import fastpath
-
     be = get_backend("numpy")
     G = np.empty_like(W)  # W is this process's own copy: updated in place
-    fastpath.exp_matvec_(np.zeros((1, 8), W.dtype), np.zeros(8, W.dtype), np.zeros(1, W.dtype))  # compile now, not in the first step
+    fastpath.exp_matvec_(
+        np.zeros((1, 8), W.dtype), np.zeros(8, W.dtype), np.zeros(1, W.dtype)
+    )  # compile now, not in the first step
     plan = ops.plan_blocks(X.shape[0], W.shape[1], W.dtype.itemsize, backend=be)
 
     def step() -> None:

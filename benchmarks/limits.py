@@ -18,7 +18,8 @@ import json
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -94,6 +95,7 @@ def exp_rates(dtype: np.dtype, threads: int, size: int = 32768) -> dict[str, flo
     from expreg import fastpath
 
     if fastpath.enabled():
+
         def fast_exp() -> Callable[[], None]:
             # In place, so repeated calls reach inf: the kernel has no
             # data-dependent branches (selects only), so the rate is the same.

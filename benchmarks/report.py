@@ -84,8 +84,17 @@ def render(results: dict[str, Any]) -> str:
     ]
     loads = [r.get("load_before", 0) for r in results.get("steps", [])]
     if loads:
-        out += [f"Load average before the cells: {min(loads):.1f} to {max(loads):.1f} (2 cores; above ~2 means other work competed).", ""]
-    out += _limits_section(results) + _targets_section(results) + _steps_section(results) + _memory_section(results) + [NOTES]
+        out += [
+            f"Load average before the cells: {min(loads):.1f} to {max(loads):.1f} (2 cores; above ~2 means other work competed).",
+            "",
+        ]
+    out += (
+        _limits_section(results)
+        + _targets_section(results)
+        + _steps_section(results)
+        + _memory_section(results)
+        + [NOTES]
+    )
     return "\n".join(out)
 
 
@@ -93,7 +102,14 @@ def _limits_section(results: dict[str, Any]) -> list[str]:
     lim = results.get("limits")
     if not lim or "error" in lim:
         return [] if not lim else ["## Compute limit", "", f"not measured: {lim['error']}", ""]
-    out = ["## Compute limit", "", "| dtype | GEMM GFLOP/s (numpy / torch) | exp G/s on all cores | limit ms: " + " / ".join(f"({n},{d},{m})" for n, d, m in _shapes(results)) + " |", "|---|---|---|---|"]
+    out = [
+        "## Compute limit",
+        "",
+        "| dtype | GEMM GFLOP/s (numpy / torch) | exp G/s on all cores | limit ms: "
+        + " / ".join(f"({n},{d},{m})" for n, d, m in _shapes(results))
+        + " |",
+        "|---|---|---|---|",
+    ]
     for dt in ("float32", "float64"):
         g, e = lim[dt]["gemm_flops"], lim[dt]["exp_per_s"]
         gs = " / ".join(f"{v / 1e9:.0f}" for v in g.values())
@@ -123,7 +139,12 @@ def _groups(results: dict[str, Any]) -> list[tuple[str, tuple[int, int, int], li
 
 
 def _targets_section(results: dict[str, Any]) -> list[str]:
-    out = ["## Targets", "", "| shape (n, d, m) | dtype | expreg best (ms) | fastest of autograd / compile / JAX (ms) | speed-up | target | of limit | speed-up in CPU time |", "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "## Targets",
+        "",
+        "| shape (n, d, m) | dtype | expreg best (ms) | fastest of autograd / compile / JAX (ms) | speed-up | target | of limit | speed-up in CPU time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for dt, (n, d, m), rows in _groups(results):
         best = _best_expreg(rows)
         comp = [r for r in rows if r["impl"] in COMPETITORS and "error" not in r]
@@ -140,12 +161,19 @@ def _targets_section(results: dict[str, Any]) -> list[str]:
         cpu = "-"
         if best.get("cpu_ms_min") and fastest.get("cpu_ms_min"):
             cpu = f"{fastest['cpu_ms_min'] / best['cpu_ms_min']:.2f}x"
-        out.append(f"| ({n}, {d}, {m}) | {dt} | {_fmt_ms(best['ms_min'])} ({best['impl']}) | {_fmt_ms(fastest['ms_min'])} ({fastest['impl']}) | {speedup:.2f}x | {target}x: {verdict} | {frac} | {cpu} |")
+        out.append(
+            f"| ({n}, {d}, {m}) | {dt} | {_fmt_ms(best['ms_min'])} ({best['impl']}) | {_fmt_ms(fastest['ms_min'])} ({fastest['impl']}) | {speedup:.2f}x | {target}x: {verdict} | {frac} | {cpu} |"
+        )
     return out + [""]
 
 
 def _steps_section(results: dict[str, Any]) -> list[str]:
-    out = ["## Step time", "", "| shape (n, d, m) | dtype | implementation | ms/step | first call (ms) | speed-up of expreg | of limit | step MiB |", "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "## Step time",
+        "",
+        "| shape (n, d, m) | dtype | implementation | ms/step | first call (ms) | speed-up of expreg | of limit | step MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for dt, (n, d, m), rows in _groups(results):
         best = _best_expreg(rows)
         lim = _limit(results, n, d, m, dt)
@@ -155,7 +183,9 @@ def _steps_section(results: dict[str, Any]) -> list[str]:
                 continue
             sp = f"{r['ms_min'] / best['ms_min']:.2f}x" if best else "-"
             fr = f"{lim / r['ms_min']:.2f}" if lim else "-"
-            out.append(f"| ({n}, {d}, {m}) | {dt} | {r['impl']} | {_fmt_ms(r['ms_min'])} | {_fmt_ms(r['first_ms'])} | {sp} | {fr} | {r['step_mib']:,.0f} |")
+            out.append(
+                f"| ({n}, {d}, {m}) | {dt} | {r['impl']} | {_fmt_ms(r['ms_min'])} | {_fmt_ms(r['first_ms'])} | {sp} | {fr} | {r['step_mib']:,.0f} |"
+            )
     return out + [""]
 
 
@@ -164,7 +194,10 @@ def _memory_section(results: dict[str, Any]) -> list[str]:
     if not mem:
         return []
     lim_gib = mem["limit_bytes"] / 2**30
-    out = [f"## Memory: the widest network each approach trains (n = {mem['n']}, d = {mem['d']}, float32, {lim_gib:.0f} GiB)", ""]
+    out = [
+        f"## Memory: the widest network each approach trains (n = {mem['n']}, d = {mem['d']}, float32, {lim_gib:.0f} GiB)",
+        "",
+    ]
     e = mem["expreg"]
     if "error" in e:
         out.append(f"expreg at m = {e['m']:,}: {e['error']}")
@@ -174,29 +207,53 @@ def _memory_section(results: dict[str, Any]) -> list[str]:
             f"({e['steps_per_s']:.3f} steps/s), peak resident memory {e['rss_peak_mib'] / 1024:.2f} GiB "
             f"(the full activation matrix would be {mem['n'] * e['m'] * 4 / 2**30:,.0f} GiB)."
         )
-    out += ["", "| approach | measured peak (m: MiB) | bytes per neuron | largest m within the limit (estimate) |", "|---|---|---|---|"]
+    out += [
+        "",
+        "| approach | measured peak (m: MiB) | bytes per neuron | largest m within the limit (estimate) |",
+        "|---|---|---|---|",
+    ]
     if "error" not in e:
-        out.append(f"| expreg-numpy | {e['m']:,}: {e['rss_peak_mib']:,.0f} | {e['bytes_per_neuron']:,.0f} | {e['max_m_est']:,} |")
+        out.append(
+            f"| expreg-numpy | {e['m']:,}: {e['rss_peak_mib']:,.0f} | {e['bytes_per_neuron']:,.0f} | {e['max_m_est']:,} |"
+        )
     for impl, entry in mem.get("alternatives", {}).items():
-        pts = ", ".join(f"{p['m']:,}: " + (p["error"] if "error" in p else f"{p['rss_peak_mib']:,.0f}") for p in entry["points"])
+        pts = ", ".join(
+            f"{p['m']:,}: " + (p["error"] if "error" in p else f"{p['rss_peak_mib']:,.0f}") for p in entry["points"]
+        )
         bpn = f"{entry['bytes_per_neuron']:,.0f}" if entry.get("bytes_per_neuron") else "-"
         mx = f"{entry['max_m_est']:,}" if entry.get("max_m_est") else "-"
         out.append(f"| {impl} | {pts} | {bpn} | {mx} |")
-    out += ["", "Alternatives' limits are extrapolated linearly from their peaks at the two widths (never run out of memory on purpose);"
-            " expreg's from its measured peak at the large width.", ""]
+    out += [
+        "",
+        "Alternatives' limits are extrapolated linearly from their peaks at the two widths (never run out of memory on purpose);"
+        " expreg's from its measured peak at the large width.",
+        "",
+    ]
     return out
 
 
 # ------------------------------------------------------------------ GPU (RESULTS-cuda.md)
 CUDA_COMMANDS = (
-    ("step", "python benchmarks/run_all.py --device cuda --section step",
-     "ms per gradient step, expreg-torch against torch.compile, PyTorch autograd, hand-written PyTorch and jax.jit on the same GPU"),
-    ("kernel", "python benchmarks/run_all.py --device cuda --section kernel",
-     "H(W) = (X X^T) o (E E^T): expreg's ops.gram (kernels.empirical_ntk's code) against the plain torch reference, n = 256, 1024, 4096, m = 65536"),
-    ("scan", "python benchmarks/run_all.py --device cuda --section scan",
-     "the largest n whose nested-width scan (scan.nested_gram, widths 1024 ... 2^20, eigen.lazy_criteria at each) finishes within 7 minutes (the section's 8.5 less a margin)"),
-    ("scale-out", "python benchmarks/bench_scaleout.py --device cuda",
-     "width-sharded training on the torch backend: one process, and NCCL ranks of one GPU each (the last section, written by that script)"),
+    (
+        "step",
+        "python benchmarks/run_all.py --device cuda --section step",
+        "ms per gradient step, expreg-torch against torch.compile, PyTorch autograd, hand-written PyTorch and jax.jit on the same GPU",
+    ),
+    (
+        "kernel",
+        "python benchmarks/run_all.py --device cuda --section kernel",
+        "H(W) = (X X^T) o (E E^T): expreg's ops.gram (kernels.empirical_ntk's code) against the plain torch reference, n = 256, 1024, 4096, m = 65536",
+    ),
+    (
+        "scan",
+        "python benchmarks/run_all.py --device cuda --section scan",
+        "the largest n whose nested-width scan (scan.nested_gram, widths 1024 ... 2^20, eigen.lazy_criteria at each) finishes within 7 minutes (the section's 8.5 less a margin)",
+    ),
+    (
+        "scale-out",
+        "python benchmarks/bench_scaleout.py --device cuda",
+        "width-sharded training on the torch backend: one process, and NCCL ranks of one GPU each (the last section, written by that script)",
+    ),
 )
 
 
@@ -206,9 +263,12 @@ def render_cuda(results: dict[str, Any]) -> str:
     out = ["# Benchmarks on a GPU (issue 10, item 5)", ""]
     if not sections:
         out += ["No GPU has run these yet.", ""]
-    out += ["One command per section, each under ten minutes (it stops starting measurements after 8.5 minutes),",
-            "each rewriting its own section here and in `benchmarks/results-cuda.json`. They need a CUDA build of",
-            "PyTorch, and jax[cuda12] for the JAX column (without it that column says why it is empty):", ""]
+    out += [
+        "One command per section, each under ten minutes (it stops starting measurements after 8.5 minutes),",
+        "each rewriting its own section here and in `benchmarks/results-cuda.json`. They need a CUDA build of",
+        "PyTorch, and jax[cuda12] for the JAX column (without it that column says why it is empty):",
+        "",
+    ]
     out += [f"- `{cmd}`: {what}" for _, cmd, what in CUDA_COMMANDS] + [""]
     for name, render in (("step", _cuda_steps), ("kernel", _cuda_kernel), ("scan", _cuda_scan)):
         entry = sections.get(name)
@@ -216,21 +276,30 @@ def render_cuda(results: dict[str, Any]) -> str:
         if entry is None:
             out += ["Not measured yet.", ""]
             continue
-        out += [f"Command: `{entry['command'].strip()}`, started {entry['started']}, {entry.get('minutes', 0):.1f} min.", "", _gpu_line(entry["machine"]), ""]
+        out += [
+            f"Command: `{entry['command'].strip()}`, started {entry['started']}, {entry.get('minutes', 0):.1f} min.",
+            "",
+            _gpu_line(entry["machine"]),
+            "",
+        ]
         out += render(entry) + [""]
     return "\n".join(out)
 
 
 def _gpu_line(mi: dict[str, Any]) -> str:
     gpu = mi.get("gpu") or f"GPU not identified ({mi.get('gpu_error', '?')})"
-    return (f"Machine: {gpu}, {mi.get('gpu_mem_gib', 0):.0f} GiB, compute capability {mi.get('compute_capability', '?')}, "
-            f"CUDA {mi.get('cuda', '?')}, driver {mi.get('driver', '?')}; {mi.get('cpu', '?')}, {mi.get('cores')} cores; "
-            f"torch {mi.get('torch')}, jax {mi.get('jax')} (jaxlib {mi.get('jaxlib')}), numpy {mi.get('numpy')}.")
+    return (
+        f"Machine: {gpu}, {mi.get('gpu_mem_gib', 0):.0f} GiB, compute capability {mi.get('compute_capability', '?')}, "
+        f"CUDA {mi.get('cuda', '?')}, driver {mi.get('driver', '?')}; {mi.get('cpu', '?')}, {mi.get('cores')} cores; "
+        f"torch {mi.get('torch')}, jax {mi.get('jax')} (jaxlib {mi.get('jaxlib')}), numpy {mi.get('numpy')}."
+    )
 
 
 def _cuda_steps(entry: dict[str, Any]) -> list[str]:
-    out = ["| shape (n, d, m) | dtype | implementation | runs on | ms/step | first call (ms) | speed-up of expreg-torch | step MiB (device) |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| shape (n, d, m) | dtype | implementation | runs on | ms/step | first call (ms) | speed-up of expreg-torch | step MiB (device) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     results = {"steps": entry.get("steps", [])}
     for dt, (n, d, m), rows in _groups(results):
         ref = next((r for r in rows if r["impl"] == "expreg-torch" and "error" not in r), None)
@@ -240,28 +309,40 @@ def _cuda_steps(entry: dict[str, Any]) -> list[str]:
                 continue
             sp = f"{r['ms_min'] / ref['ms_min']:.2f}x" if ref else "-"
             mem = f"{r['step_mib']:,.0f}" + ("" if r.get("memory", "").startswith("CUDA") else " (host RSS)")
-            out.append(f"| ({n}, {d}, {m}) | {dt} | {r['impl']} | {r.get('runs_on', r.get('device'))} | {_fmt_ms(r['ms_min'])} | "
-                       f"{_fmt_ms(r['first_ms'])} | {sp} | {mem} |")
-    return out + ["", "speed-up: this row's ms / expreg-torch's ms on the same shape and dtype (above 1: expreg is faster). "
-                  "step MiB: torch.cuda.max_memory_allocated during the steps minus the memory held once the inputs were built "
-                  "(JAX's allocator is not visible to torch: its row is host RSS)."]
+            out.append(
+                f"| ({n}, {d}, {m}) | {dt} | {r['impl']} | {r.get('runs_on', r.get('device'))} | {_fmt_ms(r['ms_min'])} | "
+                f"{_fmt_ms(r['first_ms'])} | {sp} | {mem} |"
+            )
+    return out + [
+        "",
+        "speed-up: this row's ms / expreg-torch's ms on the same shape and dtype (above 1: expreg is faster). "
+        "step MiB: torch.cuda.max_memory_allocated during the steps minus the memory held once the inputs were built "
+        "(JAX's allocator is not visible to torch: its row is host RSS).",
+    ]
 
 
 def _cuda_kernel(entry: dict[str, Any]) -> list[str]:
     k = entry.get("kernel", {})
     if "error" in k:
         return [f"Not measured: {k['error']}"]
-    out = ["| n | d | m | dtype | expreg ops.gram (ms) | plain torch, to host (ms) | expreg / plain | on the device: expreg rank-k (ms) | plain torch (ms) "
-           "| expreg / plain | expreg TFLOP/s | plain TFLOP/s | max rel. difference |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| n | d | m | dtype | expreg ops.gram (ms) | plain torch, to host (ms) | expreg / plain | on the device: expreg rank-k (ms) | plain torch (ms) "
+        "| expreg / plain | expreg TFLOP/s | plain TFLOP/s | max rel. difference |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in k.get("cells", []):
-        out.append(f"| {c['n']} | {c['d']} | {c['m']} | {c['dtype']} | {_fmt_ms(c['expreg_ms'])} | {_fmt_ms(c['reference_host_ms'])} | {c['ratio']:.2f} | "
-                   f"{_fmt_ms(c['expreg_device_ms'])} | {_fmt_ms(c['reference_ms'])} | {c['device_ratio']:.2f} | "
-                   f"{c['expreg_device_tflops']:.1f} | {c['reference_tflops']:.1f} | {c['max_rel_diff']:.1e} |")
-    return out + ["", "expreg ops.gram: what `kernels.empirical_ntk` runs (rank-k updates on the device, the Hadamard factor in float64 on the host); "
-                  "plain torch: `E = torch.exp(X @ W)`, `(X @ X.T) * ((E * a**2) @ E.T)` with E whole, then to the host as float64 (the same output). "
-                  "On the device: the rank-k updates alone against the plain product left on the device. TFLOP/s on 2 n^2 m flops; "
-                  "best of 5 synchronised calls; TF32 off (float32 is float32 on both sides)."]
+        out.append(
+            f"| {c['n']} | {c['d']} | {c['m']} | {c['dtype']} | {_fmt_ms(c['expreg_ms'])} | {_fmt_ms(c['reference_host_ms'])} | {c['ratio']:.2f} | "
+            f"{_fmt_ms(c['expreg_device_ms'])} | {_fmt_ms(c['reference_ms'])} | {c['device_ratio']:.2f} | "
+            f"{c['expreg_device_tflops']:.1f} | {c['reference_tflops']:.1f} | {c['max_rel_diff']:.1e} |"
+        )
+    return out + [
+        "",
+        "expreg ops.gram: what `kernels.empirical_ntk` runs (rank-k updates on the device, the Hadamard factor in float64 on the host); "
+        "plain torch: `E = torch.exp(X @ W)`, `(X @ X.T) * ((E * a**2) @ E.T)` with E whole, then to the host as float64 (the same output). "
+        "On the device: the rank-k updates alone against the plain product left on the device. TFLOP/s on 2 n^2 m flops; "
+        "best of 5 synchronised calls; TF32 off (float32 is float32 on both sides).",
+    ]
 
 
 def _cuda_scan(entry: dict[str, Any]) -> list[str]:
@@ -269,14 +350,26 @@ def _cuda_scan(entry: dict[str, Any]) -> list[str]:
     if "error" in s:
         return [f"Not measured: {s['error']}"]
     n = s.get("largest_n")
-    out = [f"Largest n whose scan finished within {s['budget_s'] / 60:.1f} minutes: **{n if n else 'none'}**"
-           + (f" ({s['largest_n_seconds']:.0f} s; the next n would take about {s['next_n_growth']:.1f}x as long)." if n else "."), "",
-           "| n | d | dtype | widths | last width | finished | seconds | Gram s | eigen s | widths/s | lambda_min(H^cts) | m_lazy |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"Largest n whose scan finished within {s['budget_s'] / 60:.1f} minutes: **{n if n else 'none'}**"
+        + (
+            f" ({s['largest_n_seconds']:.0f} s; the next n would take about {s['next_n_growth']:.1f}x as long)."
+            if n
+            else "."
+        ),
+        "",
+        "| n | d | dtype | widths | last width | finished | seconds | Gram s | eigen s | widths/s | lambda_min(H^cts) | m_lazy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in s.get("runs", []):
-        out.append(f"| {r['n']} | {r['d']} | {r['dtype']} | {r['widths']} | {r['last_width']:,} | {'yes' if r['finished'] else 'no'} | "
-                   f"{r['seconds']:.1f} | {r['gram_s']:.1f} | {r['eigen_s']:.1f} | {r['widths_per_s']:.2f} | {r['lambda_min_cts']:.3g} | {r['m_lazy'] or '-'} |")
-    return out + ["", "Each n: `scan.nested_gram` (one pass over neurons on the GPU, H^dis handed to the host at every grid width, ratio 2) "
-                  "and `eigen.lazy_criteria` (||H^dis - H^cts||_op and lambda_min(H^dis), on the CPU) at each width; seconds include "
-                  "H^cts and lambda_min(H^cts). m_lazy: the first width with ||H^dis - H^cts||_op <= lambda_min(H^cts) / 2 "
-                  "(the width experiment's lazy criterion at t = 0)."]
+        out.append(
+            f"| {r['n']} | {r['d']} | {r['dtype']} | {r['widths']} | {r['last_width']:,} | {'yes' if r['finished'] else 'no'} | "
+            f"{r['seconds']:.1f} | {r['gram_s']:.1f} | {r['eigen_s']:.1f} | {r['widths_per_s']:.2f} | {r['lambda_min_cts']:.3g} | {r['m_lazy'] or '-'} |"
+        )
+    return out + [
+        "",
+        "Each n: `scan.nested_gram` (one pass over neurons on the GPU, H^dis handed to the host at every grid width, ratio 2) "
+        "and `eigen.lazy_criteria` (||H^dis - H^cts||_op and lambda_min(H^dis), on the CPU) at each width; seconds include "
+        "H^cts and lambda_min(H^cts). m_lazy: the first width with ||H^dis - H^cts||_op <= lambda_min(H^cts) / 2 "
+        "(the width experiment's lazy criterion at t = 0).",
+    ]

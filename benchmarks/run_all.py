@@ -44,7 +44,15 @@ import report  # noqa: E402
 from runner import run_script  # noqa: E402
 
 SHAPES = [(1024, 32, 65536), (2048, 16, 131072), (512, 128, 32768)]
-CPU_IMPLS = ["expreg-numpy", "expreg-torch", "torch-autograd", "torch-compile", "torch-manual", "jax-jit", "numpy-plain"]
+CPU_IMPLS = [
+    "expreg-numpy",
+    "expreg-torch",
+    "torch-autograd",
+    "torch-compile",
+    "torch-manual",
+    "jax-jit",
+    "numpy-plain",
+]
 GPU_IMPLS = ["expreg-torch", "torch-autograd", "torch-compile", "torch-manual", "jax-jit"]
 #: Rerun in every round: expreg's best backend on the device and the two fastest competitors
 #: (PyTorch autograd trails torch.compile everywhere; see RESULTS.md).
@@ -64,18 +72,29 @@ def gpu_info(device: str) -> dict[str, Any]:
     A subprocess, so that this parent never holds a CUDA context (memory on
     the device) while the measurements run.
     """
-    code = ("import json, torch; d = torch.device(%r); p = torch.cuda.get_device_properties(d); "
-            "print(json.dumps({'gpu': p.name, 'gpu_mem_gib': p.total_memory / 2**30, 'compute_capability': f'{p.major}.{p.minor}', "
-            "'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version(), 'gpus_visible': torch.cuda.device_count()}))") % device
+    code = (
+        "import json, torch; d = torch.device(%r); p = torch.cuda.get_device_properties(d); "
+        "print(json.dumps({'gpu': p.name, 'gpu_mem_gib': p.total_memory / 2**30, 'compute_capability': f'{p.major}.{p.minor}', "
+        "'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version(), 'gpus_visible': torch.cuda.device_count()}))"
+    ) % device
     import subprocess
 
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        info: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"gpu_error": out.stderr.strip()[-300:]}
+        info: dict[str, Any] = (
+            json.loads(out.stdout.strip().splitlines()[-1])
+            if out.returncode == 0
+            else {"gpu_error": out.stderr.strip()[-300:]}
+        )
     except (subprocess.TimeoutExpired, IndexError, ValueError) as exc:
         info = {"gpu_error": str(exc)}
     try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if smi.returncode == 0:
             info["driver"] = smi.stdout.strip().splitlines()[0]
     except (OSError, subprocess.TimeoutExpired, IndexError):
@@ -126,11 +145,40 @@ def step_table(impls: list[str], dtypes: list[str], device: str, args: argparse.
                         continue
                     if stop_at is not None and time.time() > stop_at:
                         key = (dtype, n, d, m, impl)
-                        best.setdefault(key, {"impl": impl, "n": n, "d": d, "m": m, "dtype": dtype, "device": device, "round": rnd + 1,
-                                              "error": f"not run: the section's {args.max_minutes:g} minutes were spent"})
+                        best.setdefault(
+                            key,
+                            {
+                                "impl": impl,
+                                "n": n,
+                                "d": d,
+                                "m": m,
+                                "dtype": dtype,
+                                "device": device,
+                                "round": rnd + 1,
+                                "error": f"not run: the section's {args.max_minutes:g} minutes were spent",
+                            },
+                        )
                         continue
-                    cli = ["--impl", impl, "--n", str(n), "--d", str(d), "--m", str(m), "--dtype", dtype, "--device", device,
-                           "--reps", str(args.reps), "--budget-s", str(args.budget_s), "--warmup", "2" if impl in ("torch-compile", "jax-jit") else "1"]
+                    cli = [
+                        "--impl",
+                        impl,
+                        "--n",
+                        str(n),
+                        "--d",
+                        str(d),
+                        "--m",
+                        str(m),
+                        "--dtype",
+                        dtype,
+                        "--device",
+                        device,
+                        "--reps",
+                        str(args.reps),
+                        "--budget-s",
+                        str(args.budget_s),
+                        "--warmup",
+                        "2" if impl in ("torch-compile", "jax-jit") else "1",
+                    ]
                     row = {"impl": impl, "n": n, "d": d, "m": m, "dtype": dtype, "device": device, "round": rnd + 1}
                     row.update(run_script("bench_step.py", cli, cap_bytes=args.mem_cap, timeout_s=args.timeout_s))
                     _progress(row)
@@ -148,7 +196,9 @@ def memory_test(impls: list[str], args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"n": MEMORY_N, "d": MEMORY_D, "dtype": "float32", "limit_bytes": MEMORY_LIMIT}
     base = ["--n", str(MEMORY_N), "--d", str(MEMORY_D), "--dtype", "float32", "--reps", "0", "--warmup", "1"]
     m_big = 2**22 if args.quick else 2**24
-    run = run_script("bench_step.py", ["--impl", "expreg-numpy", "--m", str(m_big), *base], cap_bytes=args.mem_cap, timeout_s=900)
+    run = run_script(
+        "bench_step.py", ["--impl", "expreg-numpy", "--m", str(m_big), *base], cap_bytes=args.mem_cap, timeout_s=900
+    )
     run["m"] = m_big
     _progress({"impl": "expreg-numpy (memory)", **run})
     if "error" not in run:
@@ -163,7 +213,12 @@ def memory_test(impls: list[str], args: argparse.Namespace) -> dict[str, Any]:
             continue
         points = []
         for m in MEMORY_PROBE_WIDTHS:
-            r = run_script("bench_step.py", ["--impl", impl, "--m", str(m), *base], cap_bytes=args.mem_cap, timeout_s=args.timeout_s)
+            r = run_script(
+                "bench_step.py",
+                ["--impl", impl, "--m", str(m), *base],
+                cap_bytes=args.mem_cap,
+                timeout_s=args.timeout_s,
+            )
             points.append({"m": m, **r})
             _progress({"impl": f"{impl} (memory)", "m": m, **r})
         entry: dict[str, Any] = {"points": points}
@@ -178,14 +233,22 @@ def memory_test(impls: list[str], args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _progress(row: dict[str, Any]) -> None:
-    what = row.get("error") or f"{row.get('ms_min', 0):.1f} ms (first {row.get('first_ms', 0):.0f} ms, peak {row.get('rss_peak_mib', 0):.0f} MiB)"
+    what = (
+        row.get("error")
+        or f"{row.get('ms_min', 0):.1f} ms (first {row.get('first_ms', 0):.0f} ms, peak {row.get('rss_peak_mib', 0):.0f} MiB)"
+    )
     shape = f"({row.get('n')}, {row.get('d')}, {row.get('m')}) {row.get('dtype', '')}"
     print(f"  {row['impl']:<28} {shape:<28} {what}   [load {row.get('load_before', 0):.1f}]", flush=True)
 
 
-
 #: Sections of RESULTS.md that other scripts own (bench_scaleout.py); kept when the file is rewritten.
-FOREIGN_SECTIONS = ("\n## Scale-out\n", "\n## Sweeps\n", "\n## Kernel\n", "\n## Nested-width scan\n", "\n## Eigenvalues\n")
+FOREIGN_SECTIONS = (
+    "\n## Scale-out\n",
+    "\n## Sweeps\n",
+    "\n## Kernel\n",
+    "\n## Nested-width scan\n",
+    "\n## Eigenvalues\n",
+)
 
 
 def write_markdown(path: str, text: str) -> None:
@@ -195,7 +258,7 @@ def write_markdown(path: str, text: str) -> None:
     target = Path(path)
     old = target.read_text() if target.exists() else ""
     starts = [old.index(h) for h in FOREIGN_SECTIONS if h in old]
-    tail = old[min(starts):] if starts else ""
+    tail = old[min(starts) :] if starts else ""
     with atomic_open(target, "w") as f:
         f.write(text.rstrip("\n") + "\n" + tail)
 
@@ -225,17 +288,41 @@ SECTIONS = [("kernel", _kernel_section), ("scan", _scan_section), ("eigenvalues"
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="float32 only, fewer repetitions, memory test at m = 2^22")
-    p.add_argument("--device", default="cpu", help="cpu (everything) or cuda (the PyTorch implementations and JAX on the GPU)")
-    p.add_argument("--section", default="step", choices=GPU_SECTIONS,
-                   help="on a GPU: which section this command measures (step table, kernel, scan); a CPU run does its step table, limits and memory test")
-    p.add_argument("--device-args", default="", help="extra arguments for bench_device.py (kernel and scan sections), e.g. \"--ns 1024 --m 16384\"")
-    p.add_argument("--max-minutes", type=float, default=None, help=f"stop starting measurements after this long (default {GPU_MINUTES} on a GPU, none on the CPU)")
+    p.add_argument(
+        "--device", default="cpu", help="cpu (everything) or cuda (the PyTorch implementations and JAX on the GPU)"
+    )
+    p.add_argument(
+        "--section",
+        default="step",
+        choices=GPU_SECTIONS,
+        help="on a GPU: which section this command measures (step table, kernel, scan); a CPU run does its step table, limits and memory test",
+    )
+    p.add_argument(
+        "--device-args",
+        default="",
+        help='extra arguments for bench_device.py (kernel and scan sections), e.g. "--ns 1024 --m 16384"',
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help=f"stop starting measurements after this long (default {GPU_MINUTES} on a GPU, none on the CPU)",
+    )
     p.add_argument("--impls", nargs="*", default=None, help="subset of implementations")
     p.add_argument("--dtypes", nargs="*", default=None, choices=["float32", "float64"])
     p.add_argument("--reps", type=int, default=None, help="timed steps per measurement (default 3, quick 2)")
-    p.add_argument("--budget-s", type=float, default=None, help="seconds of timed steps per measurement (default 3, quick 2)")
-    p.add_argument("--rounds", type=int, default=None, help="passes over the table, best kept per cell (default 2, quick 1)")
-    p.add_argument("--mem-cap-gib", type=float, default=None, help="kill any measurement above this resident memory (default 14 GiB; 64 on a GPU machine)")
+    p.add_argument(
+        "--budget-s", type=float, default=None, help="seconds of timed steps per measurement (default 3, quick 2)"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=None, help="passes over the table, best kept per cell (default 2, quick 1)"
+    )
+    p.add_argument(
+        "--mem-cap-gib",
+        type=float,
+        default=None,
+        help="kill any measurement above this resident memory (default 14 GiB; 64 on a GPU machine)",
+    )
     p.add_argument("--timeout-s", type=float, default=300.0)
     p.add_argument("--no-memory", action="store_true", help="skip the memory test")
     p.add_argument("--no-sweep", action="store_true", help="skip the sweep section (bench_sweep.py)")
@@ -268,7 +355,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {
         "command": "python benchmarks/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
-        "machine": machine_info(args.device), "quick": args.quick, "device": args.device,
+        "machine": machine_info(args.device),
+        "quick": args.quick,
+        "device": args.device,
     }
     if not gpu:
         print("compute limit ...", flush=True)
@@ -280,7 +369,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["memory"] = memory_test(impls, args)
     if not gpu and not args.no_sweep:  # writes its own "## Sweeps" section of RESULTS.md
         print("sweeps ...", flush=True)
-        results["sweep"] = run_script("bench_sweep.py", ["--quick"] if args.quick else [], cap_bytes=args.mem_cap, timeout_s=1800)
+        results["sweep"] = run_script(
+            "bench_sweep.py", ["--quick"] if args.quick else [], cap_bytes=args.mem_cap, timeout_s=1800
+        )
     for name, section in SECTIONS:  # each writes its own JSON and its own section of the markdown
         print(f"{name} ...", flush=True)
         section(args)
@@ -291,7 +382,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
-def gpu_section(args: argparse.Namespace, impls: list[str], dtypes: list[str], argv: list[str] | None) -> dict[str, Any]:
+def gpu_section(
+    args: argparse.Namespace, impls: list[str], dtypes: list[str], argv: list[str] | None
+) -> dict[str, Any]:
     """Measure one section on the GPU and merge it into results-cuda.json (the other sections are kept)."""
     from expreg.storage import write_json_atomic
 
@@ -300,20 +393,39 @@ def gpu_section(args: argparse.Namespace, impls: list[str], dtypes: list[str], a
     started = time.time()
     entry: dict[str, Any] = {
         "command": "python benchmarks/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)), "machine": machine_info(args.device),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "machine": machine_info(args.device),
     }
     print(f"{args.section} on {entry['machine'].get('gpu', args.device)} ...", flush=True)
     limit = 60 * args.max_minutes + 60  # the scan stops itself at its budget; this only guards a hang
     if args.section == "step":
         entry["steps"] = step_table(impls, dtypes, args.device, args)
     elif args.section == "kernel":
-        entry["kernel"] = run_script("bench_device.py", ["kernel", "--device", args.device, "--dtypes", *dtypes, *args.device_args.split()],
-                                     cap_bytes=args.mem_cap, timeout_s=limit)
+        entry["kernel"] = run_script(
+            "bench_device.py",
+            ["kernel", "--device", args.device, "--dtypes", *dtypes, *args.device_args.split()],
+            cap_bytes=args.mem_cap,
+            timeout_s=limit,
+        )
     else:
-        budget = 60 * args.max_minutes - 90  # a width's eigenvalues may overrun the scan's budget: keep a margin before the kill
-        entry["scan"] = run_script("bench_device.py", ["scan", "--device", args.device, "--dtypes", dtypes[0], "--budget-s", f"{budget:.0f}",
-                                                       *args.device_args.split()],
-                                   cap_bytes=args.mem_cap, timeout_s=limit)
+        budget = (
+            60 * args.max_minutes - 90
+        )  # a width's eigenvalues may overrun the scan's budget: keep a margin before the kill
+        entry["scan"] = run_script(
+            "bench_device.py",
+            [
+                "scan",
+                "--device",
+                args.device,
+                "--dtypes",
+                dtypes[0],
+                "--budget-s",
+                f"{budget:.0f}",
+                *args.device_args.split(),
+            ],
+            cap_bytes=args.mem_cap,
+            timeout_s=limit,
+        )
     entry["minutes"] = (time.time() - started) / 60
     results["sections"][args.section] = entry
     write_json_atomic(path, results)

@@ -19,7 +19,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def run_script(script: str, args: list[str], *, cap_bytes: int, timeout_s: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_script(
+    script: str, args: list[str], *, cap_bytes: int, timeout_s: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run ``benchmarks/<script>`` with ``args``; return its last JSON line plus run facts.
 
     On failure returns ``{"error": "..."}`` (memory cap, timeout or crash).
@@ -28,7 +30,9 @@ def run_script(script: str, args: list[str], *, cap_bytes: int, timeout_s: float
 
     cmd = [sys.executable, str(HERE / script), *args]
     load_before = os.getloadavg()[0]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
     ps = psutil.Process(proc.pid)
     started = time.perf_counter()
     peak_seen = 0
@@ -48,7 +52,12 @@ def run_script(script: str, args: list[str], *, cap_bytes: int, timeout_s: float
             break
         time.sleep(0.05)
     out, err = proc.communicate()
-    facts = {"wall_s": time.perf_counter() - started, "load_before": load_before, "load_after": os.getloadavg()[0], "rss_polled_peak_mib": peak_seen / 2**20}
+    facts = {
+        "wall_s": time.perf_counter() - started,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        "rss_polled_peak_mib": peak_seen / 2**20,
+    }
     if error is None and proc.returncode != 0:
         tail = " | ".join(err.strip().splitlines()[-3:])
         error = f"exit {proc.returncode}: {tail}"

@@ -17,9 +17,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-import expreg  # noqa: E402
 import gen_api  # noqa: E402
 import gen_results  # noqa: E402
+
+import expreg  # noqa: E402
 
 # Generated pages: written here, before Sphinx looks for source files (autosummary reads api/index.rst then).
 gen_api.write(HERE / "api" / "index.rst")
@@ -105,12 +106,12 @@ nitpick_ignore_regex = [
 ]
 
 
-def _skip_member(app, what, name, obj, skip, options):  # noqa: ANN001
+def _skip_member(app, what, name, obj, skip, options):
     """Leave out scikit-learn's generated metadata-routing methods (set_*_request, get_metadata_routing)."""
     if name == "get_metadata_routing" or (name.startswith("set_") and name.endswith("_request")):
         return True
     return None
 
 
-def setup(app):  # noqa: ANN001
+def setup(app):
     app.connect("autodoc-skip-member", _skip_member)

@@ -19,26 +19,73 @@ from types import ModuleType
 
 #: (title, module path, one-line description) of each documented submodule, in page order.
 SUBMODULES: list[tuple[str, str, str]] = [
-    ("Kernels", "expreg.kernels", "Closed-form infinite-width kernels, the finite-width NTK, eigenvalues, the kernel-predicted trajectory (theory section 3-4)."),
-    ("Eigenvalues", "expreg.eigen", "Extreme eigenvalues, spectral norms and the two lazy-regime criteria (theory section 3-4)."),
-    ("Nested-width scan", "expreg.scan", "H^dis at every width of a grid in one pass over the neurons (theory section 6)."),
-    ("Theorem calculator", "expreg.theory", "The theorem's width, step size, iterations and bounds, each tagged [paper] or [derived] (theory section 4-5)."),
+    (
+        "Kernels",
+        "expreg.kernels",
+        "Closed-form infinite-width kernels, the finite-width NTK, eigenvalues, the kernel-predicted trajectory (theory section 3-4).",
+    ),
+    (
+        "Eigenvalues",
+        "expreg.eigen",
+        "Extreme eigenvalues, spectral norms and the two lazy-regime criteria (theory section 3-4).",
+    ),
+    (
+        "Nested-width scan",
+        "expreg.scan",
+        "H^dis at every width of a grid in one pass over the neurons (theory section 6).",
+    ),
+    (
+        "Theorem calculator",
+        "expreg.theory",
+        "The theorem's width, step size, iterations and bounds, each tagged [paper] or [derived] (theory section 4-5).",
+    ),
     ("Data", "expreg.data", "Synthetic data on the unit sphere and ``.npz`` loading."),
-    ("Initialisation", "expreg.initialisation", "The initial weights, drawn neuron by neuron so that widths are nested (theory section 1)."),
-    ("scikit-learn kernels", "expreg.sklearn_kernels", "H^cts and the NNGP kernel as scikit-learn ``Kernel`` objects (needs ``expreg[sklearn]``)."),
+    (
+        "Initialisation",
+        "expreg.initialisation",
+        "The initial weights, drawn neuron by neuron so that widths are nested (theory section 1).",
+    ),
+    (
+        "scikit-learn kernels",
+        "expreg.sklearn_kernels",
+        "H^cts and the NNGP kernel as scikit-learn ``Kernel`` objects (needs ``expreg[sklearn]``).",
+    ),
     ("Random streams", "expreg.streams", "One independent random stream per kind of random object (theory section 1)."),
-    ("Experiments", "expreg.experiments", "Configurations, sweeps, result tables and the report (needs ``expreg[experiments]``)."),
-    ("Width thresholds", "expreg.experiments.thresholds", "Per-seed threshold intervals from a scan over widths, censoring, when to stop (theory section 6)."),
-    ("Censored regression", "expreg.experiments.censored", "Censored lognormal regression of thresholds, profile-likelihood intervals, local exponents (theory section 6)."),
-    ("Width-sharded training", "expreg.distributed", "Gradient descent with the neurons split over torch.distributed ranks (needs ``expreg[torch]``)."),
-    ("Sharded checkpoints", "expreg.distributed_checkpoint", "Checkpoints of a width-sharded run, readable with any number of ranks."),
+    (
+        "Experiments",
+        "expreg.experiments",
+        "Configurations, sweeps, result tables and the report (needs ``expreg[experiments]``).",
+    ),
+    (
+        "Width thresholds",
+        "expreg.experiments.thresholds",
+        "Per-seed threshold intervals from a scan over widths, censoring, when to stop (theory section 6).",
+    ),
+    (
+        "Censored regression",
+        "expreg.experiments.censored",
+        "Censored lognormal regression of thresholds, profile-likelihood intervals, local exponents (theory section 6).",
+    ),
+    (
+        "Width-sharded training",
+        "expreg.distributed",
+        "Gradient descent with the neurons split over torch.distributed ranks (needs ``expreg[torch]``).",
+    ),
+    (
+        "Sharded checkpoints",
+        "expreg.distributed_checkpoint",
+        "Checkpoints of a width-sharded run, readable with any number of ranks.",
+    ),
 ]
 
 TOP_GROUPS: list[tuple[str, list[str]]] = [
     ("Network and training", ["ExpNet", "train", "TrainResult", "History"]),
     ("Data", ["make_dataset", "sphere", "load_dataset"]),
     ("scikit-learn estimator", ["ExpRegressor", "UnitBallScaler"]),
-    ("Errors and warnings", ["ExpregError", "ExpOverflowError", "TrainingDivergedError", "CheckpointError", "InputOutsideUnitBallWarning"]),
+    (
+        "Errors and warnings",
+        ["ExpregError", "ExpOverflowError", "TrainingDivergedError", "CheckpointError", "InputOutsideUnitBallWarning"],
+    ),
 ]
 
 
@@ -73,8 +120,11 @@ def module_names(path: str) -> list[str]:
     if hasattr(mod, "__all__"):
         names = [n for n in mod.__all__ if _is_documentable(getattr(mod, n))]
     else:
-        names = [n for n, obj in vars(mod).items()
-                 if not n.startswith("_") and _is_documentable(obj) and getattr(obj, "__module__", None) == mod.__name__]
+        names = [
+            n
+            for n, obj in vars(mod).items()
+            if not n.startswith("_") and _is_documentable(obj) and getattr(obj, "__module__", None) == mod.__name__
+        ]
     return sorted(names, key=str.lower)
 
 
@@ -88,7 +138,9 @@ def _module_directive(path: str) -> str:
 
 
 def _autosummary(names: list[str]) -> str:
-    return ".. autosummary::\n   :toctree: generated\n   :nosignatures:\n\n" + "".join(f"   {n}\n" for n in names) + "\n"
+    return (
+        ".. autosummary::\n   :toctree: generated\n   :nosignatures:\n\n" + "".join(f"   {n}\n" for n in names) + "\n"
+    )
 
 
 def render() -> str:
@@ -99,11 +151,14 @@ def render() -> str:
     rest = sorted(set(top) - grouped)
     if rest:
         groups.append(("Other", rest))
-    out = [".. This page is written by docs/gen_api.py at build time; edit that script, not this file.\n",
-           "API reference\n=============\n",
-           "Every public name of expreg, generated from its docstrings. The names below are importable "
-           "from the paths shown; the top-level names are also available as ``expreg.<name>``.\n",
-           "Top level: ``expreg``\n---------------------\n", ".. currentmodule:: expreg\n"]
+    out = [
+        ".. This page is written by docs/gen_api.py at build time; edit that script, not this file.\n",
+        "API reference\n=============\n",
+        "Every public name of expreg, generated from its docstrings. The names below are importable "
+        "from the paths shown; the top-level names are also available as ``expreg.<name>``.\n",
+        "Top level: ``expreg``\n---------------------\n",
+        ".. currentmodule:: expreg\n",
+    ]
     for title, names in groups:
         if names:
             out.append(f"{title}\n{'~' * len(title)}\n")

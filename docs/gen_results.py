@@ -68,10 +68,15 @@ def section(directory: Path, page_dir: Path) -> str:
     title = summary.get("versioned_name") or summary.get("experiment") or directory.name
     parts = [f"## {escape(title)}\n"]
     if summary.get("description"):
-        runs = f" ({summary['runs']} runs, configuration `{summary.get('config_hash', '?')}`)" if "runs" in summary else ""
+        runs = (
+            f" ({summary['runs']} runs, configuration `{summary.get('config_hash', '?')}`)" if "runs" in summary else ""
+        )
         parts.append(escape(summary["description"]) + runs + "\n")
     if summary.get("headline"):
-        parts.append("| headline | value |\n|---|---|\n" + "".join(f"| {escape(k)} | {escape(v)} |\n" for k, v in summary["headline"].items()))
+        parts.append(
+            "| headline | value |\n|---|---|\n"
+            + "".join(f"| {escape(k)} | {escape(v)} |\n" for k, v in summary["headline"].items())
+        )
     for png in figures(directory, summary):
         parts.append(f"![{escape(png.stem)}]({png.relative_to(page_dir).as_posix()})\n")
     for name, rows in summary.get("tables", {}).items():
@@ -88,14 +93,16 @@ def section(directory: Path, page_dir: Path) -> str:
 def render(results: Path = RESULTS, page_dir: Path = HERE) -> str:
     """The whole Results page for the experiment directories under ``results``."""
     dirs = sorted(p.parent for p in results.glob("*/summary.json"))
-    head = ["# Results\n",
-            "The measured numbers and figures of expreg's experiments, rendered by `docs/gen_results.py` from "
-            "the summaries stored under `docs/results/` (each written by `expreg report`). What each quantity "
-            "means is on the {doc}`theory` page, section 6; `[paper]` and `[derived]` mark the provenance of "
-            "theory numbers as explained there.\n",
-            "To regenerate them: run the experiments (`expreg run EXPERIMENT --preset PRESET --out OUT`), then "
-            "`python docs/gen_results.py --collect OUT`, and rebuild the docs (`make docs`). The configuration of "
-            "each run is printed below it: check the preset before reading the numbers as the paper's regime.\n"]
+    head = [
+        "# Results\n",
+        "The measured numbers and figures of expreg's experiments, rendered by `docs/gen_results.py` from "
+        "the summaries stored under `docs/results/` (each written by `expreg report`). What each quantity "
+        "means is on the {doc}`theory` page, section 6; `[paper]` and `[derived]` mark the provenance of "
+        "theory numbers as explained there.\n",
+        "To regenerate them: run the experiments (`expreg run EXPERIMENT --preset PRESET --out OUT`), then "
+        "`python docs/gen_results.py --collect OUT`, and rebuild the docs (`make docs`). The configuration of "
+        "each run is printed below it: check the preset before reading the numbers as the paper's regime.\n",
+    ]
     if not dirs:
         return "\n".join(head + ["_No stored results yet._\n"])
     return "\n".join(head + [section(d, page_dir) for d in dirs])
@@ -137,7 +144,9 @@ def collect(out: str | Path, results: str | Path = RESULTS) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collect", metavar="OUT", help="copy summaries and figures from this results directory first")
-    parser.add_argument("--page", default=str(HERE / "results.md"), help="where to write the page (default: docs/results.md)")
+    parser.add_argument(
+        "--page", default=str(HERE / "results.md"), help="where to write the page (default: docs/results.md)"
+    )
     args = parser.parse_args(argv)
     if args.collect:
         print("collected:", ", ".join(collect(args.collect)))

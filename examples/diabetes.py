@@ -33,22 +33,21 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.compose import TransformedTargetRegressor  # noqa: E402
-from sklearn.datasets import load_diabetes  # noqa: E402
-from sklearn.dummy import DummyRegressor  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.kernel_ridge import KernelRidge  # noqa: E402
-from sklearn.linear_model import Ridge  # noqa: E402
-from sklearn.model_selection import KFold, cross_validate  # noqa: E402
-from sklearn.neural_network import MLPRegressor  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+import matplotlib.pyplot as plt
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.datasets import load_diabetes
+from sklearn.dummy import DummyRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold, cross_validate
+from sklearn.neural_network import MLPRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from expreg import ExpRegressor, UnitBallScaler  # noqa: E402
-from expreg.sklearn_kernels import NTKKernel  # noqa: E402
-from expreg.storage import atomic_open  # noqa: E402
+from expreg import ExpRegressor, UnitBallScaler
+from expreg.sklearn_kernels import NTKKernel
+from expreg.storage import atomic_open
 
 WIDTHS = (64, 256, 1024, 4096)
 QUICK_WIDTHS = (32, 128)
@@ -59,7 +58,9 @@ KRR_ALPHA = 1.0
 def models(widths: tuple[int, ...]) -> dict[str, object]:
     """Name -> unfitted scikit-learn estimator."""
     out: dict[str, object] = {
-        f"ExpRegressor m={m}": make_pipeline(StandardScaler(), ExpRegressor(width=m, max_steps=MAX_STEPS, random_state=0))
+        f"ExpRegressor m={m}": make_pipeline(
+            StandardScaler(), ExpRegressor(width=m, max_steps=MAX_STEPS, random_state=0)
+        )
         for m in widths
     }
     out["kernel ridge, exp NTK"] = TransformedTargetRegressor(
@@ -67,7 +68,10 @@ def models(widths: tuple[int, ...]) -> dict[str, object]:
         transformer=StandardScaler(),
     )
     out["MLPRegressor (100,)"] = TransformedTargetRegressor(
-        make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(100,), alpha=1.0, max_iter=2000, early_stopping=True, random_state=0)),
+        make_pipeline(
+            StandardScaler(),
+            MLPRegressor(hidden_layer_sizes=(100,), alpha=1.0, max_iter=2000, early_stopping=True, random_state=0),
+        ),
         transformer=StandardScaler(),
     )
     out["linear ridge"] = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
@@ -86,7 +90,14 @@ def evaluate(widths: tuple[int, ...], folds: int) -> list[dict[str, float | str]
             warnings.simplefilter("ignore", ConvergenceWarning)
             res = cross_validate(est, X, y, cv=cv, scoring="neg_root_mean_squared_error")
         rmse = -res["test_score"]
-        rows.append({"name": name, "rmse": float(rmse.mean()), "rmse_std": float(rmse.std()), "fit_s": float(res["fit_time"].mean())})
+        rows.append(
+            {
+                "name": name,
+                "rmse": float(rmse.mean()),
+                "rmse_std": float(rmse.std()),
+                "fit_s": float(res["fit_time"].mean()),
+            }
+        )
     return rows
 
 
@@ -102,7 +113,14 @@ def draw(rows: list[dict[str, float | str]], widths: tuple[int, ...]) -> plt.Fig
     """RMSE against width for the network; the other models as horizontal lines."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     net = [r for r in rows if str(r["name"]).startswith("ExpRegressor")]
-    ax.errorbar(widths, [r["rmse"] for r in net], yerr=[r["rmse_std"] for r in net], marker="o", capsize=3, label="ExpRegressor (GD, 100 steps)")
+    ax.errorbar(
+        widths,
+        [r["rmse"] for r in net],
+        yerr=[r["rmse_std"] for r in net],
+        marker="o",
+        capsize=3,
+        label="ExpRegressor (GD, 100 steps)",
+    )
     styles = {"kernel ridge, exp NTK": "C1", "MLPRegressor (100,)": "C2", "linear ridge": "C3"}
     for r in rows:
         if r["name"] in styles:

@@ -49,8 +49,9 @@ print(cfg.model_dump())
 # (``executor_factory`` takes any ``concurrent.futures.Executor``).
 from concurrent.futures import ThreadPoolExecutor
 
-sweep = run_experiment("convergence", cfg, out, show_progress=False,
-                       executor_factory=lambda: ThreadPoolExecutor(max_workers=1))
+sweep = run_experiment(
+    "convergence", cfg, out, show_progress=False, executor_factory=lambda: ThreadPoolExecutor(max_workers=1)
+)
 print(f"{sweep.executed} runs executed, {sweep.skipped} already in the table")
 table = ResultStore(out / "convergence").read().sort_values(["seed", "m"])
 print(table[["m", "seed", "converged", "steps", "measured_rate", "predicted_rate"]].to_string(index=False))

@@ -53,8 +53,12 @@ steps = np.arange(longest + 1)
 ax.semilogy(steps, trajectory.norms(steps), "k--", label="kernel prediction")
 bound = theory.linear_rate_curve(steps, result.lr, net.m, net.s, lam, np.linalg.norm(r0))
 ax.semilogy(steps, bound, "k:", label="[derived] linear-rate bound")
-ax.set(xlabel="step t", ylabel="||u(t) - y||", title="n = 16, d = 8, s = 1, coupled init",
-       ylim=(1e-5, 2 * np.linalg.norm(r0)))
+ax.set(
+    xlabel="step t",
+    ylabel="||u(t) - y||",
+    title="n = 16, d = 8, s = 1, coupled init",
+    ylim=(1e-5, 2 * np.linalg.norm(r0)),
+)
 ax.legend(fontsize=8)
 fig.tight_layout()
 

@@ -97,8 +97,12 @@ def test_network_value_and_gradient_use_the_activation(name: str, scaling: str) 
 def test_closed_form_ntk_is_the_mean_of_the_finite_width_kernel(name: str) -> None:
     # Mean of H^dis over 16 independent networks vs the activation's closed form, within 5 standard errors.
     X = 0.8 * sphere(5, 4, seed=3)
-    samples = np.stack([kernels.empirical_ntk(ExpNet.init(4, 4096, seed=s, activation=name, init="gaussian"), X, average=True)
-                        for s in range(16)])
+    samples = np.stack(
+        [
+            kernels.empirical_ntk(ExpNet.init(4, 4096, seed=s, activation=name, init="gaussian"), X, average=True)
+            for s in range(16)
+        ]
+    )
     mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(len(samples))
     assert np.all(np.abs(mean - kernels.ntk(X, name)) <= 5 * se + 1e-12)
 
@@ -108,7 +112,9 @@ def test_closed_form_nngp_is_the_monte_carlo_mean_of_sigma_sigma(name: str) -> N
     # K_ij = E_w sigma(<w,x_i>) sigma(<w,x_j>), averaged over the neurons of wide networks, within 5 standard errors.
     sigma, _ = NUMPY_SIGMA[name]
     X = 0.8 * sphere(4, 3, seed=4)
-    W = np.concatenate([ExpNet.init(3, 50_000, seed=s, activation=name, init="gaussian").weights_numpy()[0] for s in range(2)], axis=1)
+    W = np.concatenate(
+        [ExpNet.init(3, 50_000, seed=s, activation=name, init="gaussian").weights_numpy()[0] for s in range(2)], axis=1
+    )
     S = sigma(X @ W)  # (n, m)
     prods = S[:, None, :] * S[None, :, :]
     mean, se = prods.mean(-1), prods.std(-1, ddof=1) / np.sqrt(W.shape[1])

@@ -37,7 +37,9 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_predictions_and_gradients_agree_with_numpy_float64(backend: str, dtype: type, data: tuple[np.ndarray, np.ndarray]) -> None:
+def test_predictions_and_gradients_agree_with_numpy_float64(
+    backend: str, dtype: type, data: tuple[np.ndarray, np.ndarray]
+) -> None:
     X, y = data
     kw = dict(seed=3, init="gaussian", scaling="ntk", block=24)
     ref = ExpNet.init(4, 256, **kw)
@@ -49,8 +51,12 @@ def test_predictions_and_gradients_agree_with_numpy_float64(backend: str, dtype:
     assert rel_err(net.gradient(X, y), ref.gradient(X, y)) < tol
 
 
-@pytest.mark.parametrize("backend, dtype, tol", [("torch", np.float64, 1e-12), ("torch", np.float32, 1e-5), ("numpy", np.float32, 1e-5)])
-def test_twenty_step_trajectory_agrees_with_numpy_float64(backend: str, dtype: type, tol: float, data: tuple[np.ndarray, np.ndarray]) -> None:
+@pytest.mark.parametrize(
+    "backend, dtype, tol", [("torch", np.float64, 1e-12), ("torch", np.float32, 1e-5), ("numpy", np.float32, 1e-5)]
+)
+def test_twenty_step_trajectory_agrees_with_numpy_float64(
+    backend: str, dtype: type, tol: float, data: tuple[np.ndarray, np.ndarray]
+) -> None:
     X, y = data
     kw = dict(seed=5, scaling="ntk", block=40)
     ref = train(ExpNet.init(4, 400, **kw), X, y, lr=0.05, max_steps=20, epsilon=0.0, record_every=0)
@@ -80,7 +86,12 @@ def test_torch_exp_matvec_and_sum_rows_match_numpy() -> None:
 
 def test_torch_ops_pass_matches_numpy_with_uneven_blocks() -> None:
     rng = np.random.default_rng(2)
-    X, W, a, y = rng.standard_normal((7, 3)) / 2, rng.standard_normal((3, 101)), rng.choice([-1.0, 1.0], 101), rng.standard_normal(7)
+    X, W, a, y = (
+        rng.standard_normal((7, 3)) / 2,
+        rng.standard_normal((3, 101)),
+        rng.choice([-1.0, 1.0], 101),
+        rng.standard_normal(7),
+    )
     be_t = get_backend("torch", DEVICE)
     for keep in (True, False):
         plan = ops.BlockPlan(17, keep)
@@ -169,7 +180,9 @@ def test_core_import_loads_no_optional_library() -> None:
     import subprocess
     import sys
 
-    code = "import expreg, sys; print(sorted(m for m in ('numba', 'threadpoolctl', 'torch', 'jax') if m in sys.modules))"
+    code = (
+        "import expreg, sys; print(sorted(m for m in ('numba', 'threadpoolctl', 'torch', 'jax') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 
@@ -190,7 +203,7 @@ def test_parallel_works_in_a_forked_child() -> None:
 _FORKED = {"be": NumpyBackend(threads=2)}
 
 
-def _forked_sum(queue: "object") -> None:
+def _forked_sum(queue: object) -> None:
     done: list[int] = []
     lock = threading.Lock()
 
@@ -262,7 +275,12 @@ def test_backward_writes_gradient_blocks_in_place_without_copies() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     rng = np.random.default_rng(3)
-    X, W, a, y = rng.standard_normal((9, 3)) / 2, rng.standard_normal((3, 96)), rng.choice([-1.0, 1.0], 96), rng.standard_normal(9)
+    X, W, a, y = (
+        rng.standard_normal((9, 3)) / 2,
+        rng.standard_normal((3, 96)),
+        rng.choice([-1.0, 1.0], 96),
+        rng.standard_normal(9),
+    )
     be = get_backend("torch", DEVICE)
     Xt, Wt, at, yt = (be.asarray(v, np.float64) for v in (X, W, a, y))
     copies = {}
@@ -304,14 +322,20 @@ def test_memory_budget_is_a_fraction_of_the_device_memory(monkeypatch: pytest.Mo
     assert budget == int(ops.DEVICE_MEMORY_FRACTION * 4 * 2**30)
     n, itemsize = 1024, 4
     fits, too_big = budget // (n * itemsize), budget // (n * itemsize) + 1
-    assert ops.plan_blocks(n, fits, itemsize, backend=be).keep and not ops.plan_blocks(n, too_big, itemsize, backend=be).keep
+    assert (
+        ops.plan_blocks(n, fits, itemsize, backend=be).keep
+        and not ops.plan_blocks(n, too_big, itemsize, backend=be).keep
+    )
 
 
 @pytest.mark.parametrize("keep", [True, False])
 def test_scratch_blocks_exist_only_when_activations_are_recomputed(keep: bool) -> None:
     be = get_backend("torch", DEVICE)
     rng = np.random.default_rng(4)
-    X, W, a, y = (be.asarray(v, np.float64) for v in (rng.standard_normal((6, 3)) / 2, rng.standard_normal((3, 40)), np.ones(40), np.zeros(6)))
+    X, W, a, y = (
+        be.asarray(v, np.float64)
+        for v in (rng.standard_normal((6, 3)) / 2, rng.standard_normal((3, 40)), np.ones(40), np.zeros(6))
+    )
     plan = ops.BlockPlan(8, keep)
     ops.release_workspaces()
     ops.forward_backward(be, EXP, X, W, a, y, 1.0, plan)

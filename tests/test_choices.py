@@ -46,11 +46,19 @@ def cli_choices(option: str) -> Iterator[list[str]]:
 
 
 def train_cli(*args: str) -> Any:
-    return CliRunner().invoke(build_app(), ["train", "--n", "4", "--d", "2", "--m", "4", "--max-steps", "1", "--json", *args])
+    return CliRunner().invoke(
+        build_app(), ["train", "--n", "4", "--d", "2", "--m", "4", "--max-steps", "1", "--json", *args]
+    )
 
 
-CLI_OPTIONS = {"activation": ACTIVATIONS.names(), "init": Init.values(), "scaling": Scaling.values(), "labels": LabelKind.values(),
-               "dtype": DType.values(), "backend": BackendName.values()}
+CLI_OPTIONS = {
+    "activation": ACTIVATIONS.names(),
+    "init": Init.values(),
+    "scaling": Scaling.values(),
+    "labels": LabelKind.values(),
+    "dtype": DType.values(),
+    "backend": BackendName.values(),
+}
 
 
 @pytest.mark.parametrize("option, value", [(o, v) for o, values in CLI_OPTIONS.items() for v in values])
@@ -68,7 +76,9 @@ def test_the_command_line_accepts_each_value(option: str, value: str) -> None:
 def test_the_command_line_rejects_an_unknown_value_listing_the_known(option: str) -> None:
     res = train_cli(f"--{option}", "bogus")
     assert res.exit_code == 2
-    assert f"'bogus' is not one of {', '.join(map(repr, CLI_OPTIONS[option]))}" in " ".join(res.output.replace("│", " ").split())
+    assert f"'bogus' is not one of {', '.join(map(repr, CLI_OPTIONS[option]))}" in " ".join(
+        res.output.replace("│", " ").split()
+    )
 
 
 def fit_quietly(**params: object) -> ExpRegressor:
@@ -119,9 +129,13 @@ def test_every_place_accepts_each_activation(name: str) -> None:
 
 def test_every_place_rejects_an_unknown_activation_listing_the_known() -> None:
     msg = listed("activation", "tanh", ACTIVATIONS.names())
-    for call in (lambda: get_activation("tanh"), lambda: kernels.ntk(X, activation="tanh"),
-                 lambda: expreg.ExpNet.init(2, 4, activation="tanh"), lambda: NTKKernel("tanh")(X),
-                 lambda: fit_quietly(activation="tanh")):
+    for call in (
+        lambda: get_activation("tanh"),
+        lambda: kernels.ntk(X, activation="tanh"),
+        lambda: expreg.ExpNet.init(2, 4, activation="tanh"),
+        lambda: NTKKernel("tanh")(X),
+        lambda: fit_quietly(activation="tanh"),
+    ):
         with pytest.raises(ValueError, match=msg):
             call()
     with pytest.raises(ValueError, match=r"activations\.0.*'exp' or 'relu'.*'tanh'"):
@@ -217,9 +231,17 @@ def test_every_place_rejects_an_unknown_label_kind() -> None:
 
 
 def test_a_configuration_hashes_the_same_given_members_or_strings() -> None:
-    by_string = get_config("width", "tiny", inits=["gaussian"], scalings=["ntk"], scan_dtype="float64", label_kind="sign")
-    by_member = get_config("width", "tiny", inits=[Init.gaussian], scalings=[Scaling.ntk], scan_dtype=DType.float64,
-                           label_kind=LabelKind.sign)
+    by_string = get_config(
+        "width", "tiny", inits=["gaussian"], scalings=["ntk"], scan_dtype="float64", label_kind="sign"
+    )
+    by_member = get_config(
+        "width",
+        "tiny",
+        inits=[Init.gaussian],
+        scalings=[Scaling.ntk],
+        scan_dtype=DType.float64,
+        label_kind=LabelKind.sign,
+    )
     assert by_member.config_hash == by_string.config_hash
     assert json.loads(by_member.canonical_json())["inits"] == ["gaussian"]
     assert type(by_member.inits[0]) is str

@@ -21,7 +21,19 @@ from expreg import ExpNet, kernels, make_dataset, theory, train
 from expreg.cli import build_app, main
 
 EXPREG = Path(sys.executable).parent / "expreg"
-REQUIRED_KEYS = {"n", "d", "m", "seed", "lr", "converged", "steps", "final_residual", "lambda_min", "max_movement", "seconds"}
+REQUIRED_KEYS = {
+    "n",
+    "d",
+    "m",
+    "seed",
+    "lr",
+    "converged",
+    "steps",
+    "final_residual",
+    "lambda_min",
+    "max_movement",
+    "seconds",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +46,17 @@ def invoke(app, args):
 
 
 def test_headline_command_converges_and_prints_one_json_object() -> None:
-    proc = subprocess.run([str(EXPREG), "train", "--n", "64", "--d", "16", "--m", "16384", "--seed", "0", "--json"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(EXPREG), "train", "--n", "64", "--d", "16", "--m", "16384", "--seed", "0", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     out = json.loads(lines[0])
-    assert REQUIRED_KEYS <= set(out)
+    assert set(out) >= REQUIRED_KEYS
     assert (out["n"], out["d"], out["m"], out["seed"]) == (64, 16, 16384, 0)
     assert out["converged"] is True and out["final_residual"] <= 1e-3 and out["steps"] > 0
     X, _ = make_dataset(64, 16, seed=0)
@@ -122,16 +138,23 @@ def test_data_file_with_a_lying_header_is_refused_from_the_header(app, tmp_path:
         zf.writestr("y.npy", y.getvalue())
     res = invoke(app, ["train", "--data", path, "--m", 8, "--json"])
     assert res.exit_code == 2 and "Traceback" not in res.output
-    assert "claims shape (100000000000, 3) of float64 (2400000000000 bytes) but 800 bytes are stored" in " ".join(res.stderr.split())
+    assert "claims shape (100000000000, 3) of float64 (2400000000000 bytes) but 800 bytes are stored" in " ".join(
+        res.stderr.split()
+    )
 
 
-@pytest.mark.parametrize("where, message", [
-    ("UNDER_FILE", "is a file, not a directory"),
-    ("READ_ONLY", "cannot be written"),
-])
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("UNDER_FILE", "is a file, not a directory"),
+        ("READ_ONLY", "cannot be written"),
+    ],
+)
 def test_unwritable_checkpoint_is_refused_before_training(app, tmp_path: Path, monkeypatch, where, message) -> None:
     (tmp_path / "file").write_text("x")
-    path = {"UNDER_FILE": tmp_path / "file" / "ck.npz", "READ_ONLY": Path("/proc/ck.npz")}[where]  # /proc refuses new files even to root
+    path = {"UNDER_FILE": tmp_path / "file" / "ck.npz", "READ_ONLY": Path("/proc/ck.npz")}[
+        where
+    ]  # /proc refuses new files even to root
     monkeypatch.setattr(sys.modules["expreg.train"], "train", lambda *a, **k: pytest.fail("training started"))
     res = invoke(app, ["train", "--n", 6, "--d", 3, "--m", 16, "--checkpoint", path, "--json"])
     assert res.exit_code == 2 and "Traceback" not in res.output
@@ -156,11 +179,16 @@ def test_a_failed_final_save_prints_the_result_before_the_error(app, tmp_path: P
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(sys.modules["expreg.train"], "save_npz_atomic", disk_full)
-    res = invoke(app, ["train", "--n", 6, "--d", 3, "--m", 16, "--max-steps", 3, "--checkpoint", tmp_path / "ck.npz", "--json"])
+    res = invoke(
+        app, ["train", "--n", 6, "--d", 3, "--m", 16, "--max-steps", 3, "--checkpoint", tmp_path / "ck.npz", "--json"]
+    )
     assert res.exit_code == 2 and "Traceback" not in res.output
     out = json.loads(res.stdout)  # the finished result, printed first
     X, y = make_dataset(6, 3, seed=0)
-    assert out["steps"] == 3 and out["final_residual"] == train(ExpNet.init(3, 16, seed=0), X, y, max_steps=3).final_residual
+    assert (
+        out["steps"] == 3
+        and out["final_residual"] == train(ExpNet.init(3, 16, seed=0), X, y, max_steps=3).final_residual
+    )
     message = " ".join(res.stderr.split())
     assert message.startswith("error: the run finished (step 3") and "No space left on device" in message
 
@@ -170,7 +198,9 @@ def test_n_and_d_are_checked_against_a_data_file(app, tmp_path: Path) -> None:
     np.savez(tmp_path / "data.npz", X=X, y=y)
     res = invoke(app, ["train", "--data", tmp_path / "data.npz", "--d", 5, "--m", 16, "--json"])
     assert res.exit_code == 2 and "--d 5 does not match the data" in " ".join(res.stderr.split())
-    res = invoke(app, ["train", "--data", tmp_path / "data.npz", "--d", 3, "--n", 10, "--m", 16, "--max-steps", 2, "--json"])
+    res = invoke(
+        app, ["train", "--data", tmp_path / "data.npz", "--d", 3, "--n", 10, "--m", 16, "--max-steps", 2, "--json"]
+    )
     assert res.exit_code == 0, res.output
     assert (json.loads(res.stdout)["n"], json.loads(res.stdout)["d"]) == (10, 3)
 
@@ -232,7 +262,16 @@ def test_main_returns_the_exit_code() -> None:
 def test_theory_prints_every_quantity_with_provenance(app) -> None:
     res = invoke(app, ["theory", "--n", 20, "--lambda", 0.5, "--delta", 0.1])
     assert res.exit_code == 0, res.output
-    for name in ("B", "R", "m (theorem width)", "eta (step size)", "T (iterations)", "movement bound", "[derived]", "[paper]"):
+    for name in (
+        "B",
+        "R",
+        "m (theorem width)",
+        "eta (step size)",
+        "T (iterations)",
+        "movement bound",
+        "[derived]",
+        "[paper]",
+    ):
         assert name in res.stdout, name
     q = theory.theorem_quantities(20, 0.5, 0.1)
     assert f"{q.B:.6g}" in res.stdout
@@ -244,7 +283,9 @@ def test_theory_json_matches_the_library(app) -> None:
     out = json.loads(res.stdout)
     q = theory.theorem_quantities(64, 1.68, 0.05, 1e-2)
     assert out["width"] == pytest.approx(q.width, rel=1e-12) and out["B"] == pytest.approx(q.B, rel=1e-12)
-    assert out["step_size"] == pytest.approx(q.step_size, rel=1e-12) and out["iterations"] == pytest.approx(q.iterations, rel=1e-12)
+    assert out["step_size"] == pytest.approx(q.step_size, rel=1e-12) and out["iterations"] == pytest.approx(
+        q.iterations, rel=1e-12
+    )
 
 
 def test_theory_computes_lambda_from_data(app, tmp_path: Path) -> None:
@@ -268,7 +309,10 @@ def test_theory_computes_lambda_from_data(app, tmp_path: Path) -> None:
         (["--d", "2", "--data", "DUP"], "--d 2 does not match the data"),
         (["--lambda", "0.5", "--data", "DUP"], "--lambda and --data both given"),
         (["--lambda", "0.5"], "--n is needed"),
-        (["--n", "10000000"], "lambda of n = 10000000 points (the n x n kernel H^cts and its eigenvalues) needs at least 2.13 PiB"),
+        (
+            ["--n", "10000000"],
+            "lambda of n = 10000000 points (the n x n kernel H^cts and its eigenvalues) needs at least 2.13 PiB",
+        ),
     ],
 )
 def test_theory_bad_input(app, tmp_path: Path, args, message) -> None:

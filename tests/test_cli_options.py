@@ -11,8 +11,22 @@ from expreg.cli import build_app
 from expreg.cli._options import RunOptions, parse_lr
 
 SHARED = [
-    "n", "d", "m", "seed", "activation", "scaling", "init", "labels", "data", "lr", "epsilon", "max_steps", "record_every", "dtype",
-    "backend", "device",
+    "n",
+    "d",
+    "m",
+    "seed",
+    "activation",
+    "scaling",
+    "init",
+    "labels",
+    "data",
+    "lr",
+    "epsilon",
+    "max_steps",
+    "record_every",
+    "dtype",
+    "backend",
+    "device",
 ]
 
 
@@ -38,8 +52,15 @@ def _signature(p: Any) -> tuple:
 def test_both_commands_lead_with_the_same_options_then_their_own() -> None:
     train, dist = _params("train"), _params("distributed")
     assert [p.name for p in train[: len(SHARED)]] == [p.name for p in dist[: len(SHARED)]] == SHARED
-    assert [p.name for p in train[len(SHARED):]] == ["checkpoint", "json_out", "quiet"]
-    assert [p.name for p in dist[len(SHARED):]] == ["checkpoint_dir", "checkpoint_every", "init_method", "log_every", "timeout", "json_out"]
+    assert [p.name for p in train[len(SHARED) :]] == ["checkpoint", "json_out", "quiet"]
+    assert [p.name for p in dist[len(SHARED) :]] == [
+        "checkpoint_dir",
+        "checkpoint_every",
+        "init_method",
+        "log_every",
+        "timeout",
+        "json_out",
+    ]
     for a, b in zip(train, dist[: len(SHARED)]):
         assert _signature(a) == _signature(b), a.name
         assert (a.help == b.help) == (a.name not in ("m", "backend", "device")), a.name
@@ -58,8 +79,24 @@ def test_run_options_make_the_synthetic_data_of_their_seed() -> None:
     import expreg
     from expreg.cli._options import Activation, DType, Init, Labels, Scaling
 
-    opts = RunOptions(5, 3, 8, 7, Activation.exp, Scaling.ntk, Init.gaussian, Labels.sign, None, "0.5", 1e-3, 10, None, DType.float32,
-                      "numpy", None)
+    opts = RunOptions(
+        5,
+        3,
+        8,
+        7,
+        Activation.exp,
+        Scaling.ntk,
+        Init.gaussian,
+        Labels.sign,
+        None,
+        "0.5",
+        1e-3,
+        10,
+        None,
+        DType.float32,
+        "numpy",
+        None,
+    )
     X, y = opts.dataset()
     X_ref, y_ref = expreg.make_dataset(5, 3, seed=7, label_kind="sign")
     np.testing.assert_array_equal(X, X_ref)

@@ -10,8 +10,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cloudpickle
 import dask
@@ -30,9 +31,18 @@ EXPERIMENT = "lazy"
 def cluster() -> Any:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     # a client gathering a result from the killed worker retries the connection until this timeout (default 30 s)
-    with dask.config.set({"distributed.comm.timeouts.connect": "5s"}):
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as c:
-            yield c
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "5s"}),
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+        ) as c,
+    ):
+        yield c
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
@@ -74,11 +84,18 @@ def test_dask_sweep_gives_the_local_table(cluster: Any, local_table: pd.DataFram
     cfg = get_config(EXPERIMENT, "tiny")
     before = _executed_on_cluster(cluster)
     counts = {"submissions": 0, "runs": 0}
-    result = run_experiment(EXPERIMENT, cfg, tmp_path, show_progress=False,
-                            executor_factory=lambda: _CountingExecutor(cluster.scheduler_address, counts))
+    result = run_experiment(
+        EXPERIMENT,
+        cfg,
+        tmp_path,
+        show_progress=False,
+        executor_factory=lambda: _CountingExecutor(cluster.scheduler_address, counts),
+    )
     n = len(make_tasks(EXPERIMENT, cfg))
     assert (result.executed, result.skipped, result.rounds) == (n, 0, 1)
-    assert counts["runs"] == n and _executed_on_cluster(cluster) - before == counts["submissions"]  # every run went to the cluster
+    assert (
+        counts["runs"] == n and _executed_on_cluster(cluster) - before == counts["submissions"]
+    )  # every run went to the cluster
     pd.testing.assert_frame_equal(_table(tmp_path / EXPERIMENT), local_table)
     again = run_experiment(EXPERIMENT, cfg, tmp_path, scheduler=cluster.scheduler_address, show_progress=False)
     assert (again.executed, again.skipped) == (0, n)  # resumed: nothing to do
@@ -114,7 +131,9 @@ class _KillingExecutor(DaskExecutor):
         return super().submit(_die_on_first_attempt, self._marker_dir, self._doomed, fn, *args, **kwargs)
 
 
-def test_killed_dask_worker_loses_nothing_and_writes_each_run_once(cluster: Any, local_table: pd.DataFrame, tmp_path: Path) -> None:
+def test_killed_dask_worker_loses_nothing_and_writes_each_run_once(
+    cluster: Any, local_table: pd.DataFrame, tmp_path: Path
+) -> None:
     tasks = make_tasks(EXPERIMENT, get_config(EXPERIMENT, "tiny"))
     doomed = frozenset({tasks[5].key})
     markers = tmp_path / "markers"
@@ -125,13 +144,19 @@ def test_killed_dask_worker_loses_nothing_and_writes_each_run_once(cluster: Any,
         killed_pid = (markers / f"killed-{key}").read_text()
         assert (markers / f"ran-{key}").read_text() != killed_pid
     assert result.executed == len(tasks) and not result.failures
-    written = [k for p in store.parts_dir.glob("part-*.parquet") for k in pq.read_table(p, columns=["key"]).column("key").to_pylist()]
+    written = [
+        k
+        for p in store.parts_dir.glob("part-*.parquet")
+        for k in pq.read_table(p, columns=["key"]).column("key").to_pylist()
+    ]
     assert sorted(written) == sorted(t.key for t in tasks)  # each run written once: none lost, none twice
     pd.testing.assert_frame_equal(_table(store.directory), local_table)
 
 
 def test_a_cluster_without_workers_is_announced() -> None:
-    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as empty:
+    with LocalCluster(
+        n_workers=0, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR
+    ) as empty:
         with pytest.warns(UserWarning, match="has no workers yet"):
             executor = make_executor(scheduler=empty.scheduler_address)
         executor.shutdown()

@@ -8,7 +8,8 @@ in memory, no torch) against single-process ``expreg.train``.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -109,7 +110,7 @@ def _two_ranks(spec: NetSpec, X: np.ndarray, y: np.ndarray, **kw: Any) -> list[t
             out[r] = (train_sharded(spec, X, y, comm=_ThreadCommunicator(exchange, r), **kw), False)
         except TrainingDivergedError as exc:
             out[r] = (exc.result, True)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+        except BaseException as exc:
             exchange.barrier.abort()
             out[r] = (exc, None)
 
@@ -127,16 +128,34 @@ def _two_ranks(spec: NetSpec, X: np.ndarray, y: np.ndarray, **kw: Any) -> list[t
 @pytest.mark.parametrize(
     "spec_kw, train_kw, diverges",
     [
-        (dict(d=3, m=9, seed=4, init="gaussian", scaling="ntk"), dict(max_steps=12, record_every=5, epsilon=1e-6), False),
-        (dict(d=3, m=6, seed=3, init="coupled", scaling="ntk"), dict(lr=0.15, max_steps=15, record_every=4, epsilon=1e-6), True),
+        (
+            dict(d=3, m=9, seed=4, init="gaussian", scaling="ntk"),
+            dict(max_steps=12, record_every=5, epsilon=1e-6),
+            False,
+        ),
+        (
+            dict(d=3, m=6, seed=3, init="coupled", scaling="ntk"),
+            dict(lr=0.15, max_steps=15, record_every=4, epsilon=1e-6),
+            True,
+        ),
     ],
 )
-def test_two_in_memory_ranks_run_the_loop_of_train(spec_kw: dict[str, Any], train_kw: dict[str, Any], diverges: bool) -> None:
+def test_two_in_memory_ranks_run_the_loop_of_train(
+    spec_kw: dict[str, Any], train_kw: dict[str, Any], diverges: bool
+) -> None:
     X, y = expreg.make_dataset(6, 3, seed=2)
     spec = NetSpec(**spec_kw)
     ranks = _two_ranks(spec, X, y, **train_kw)
     try:
-        ref, ref_diverged = expreg.train(ExpNet.init(spec.d, spec.m, **{k: v for k, v in spec_kw.items() if k not in ("d", "m")}), X, y, **train_kw), False
+        ref, ref_diverged = (
+            expreg.train(
+                ExpNet.init(spec.d, spec.m, **{k: v for k, v in spec_kw.items() if k not in ("d", "m")}),
+                X,
+                y,
+                **train_kw,
+            ),
+            False,
+        )
     except TrainingDivergedError as exc:
         ref, ref_diverged = exc.result, True
     assert [div for _, div in ranks] == [diverges, diverges] and ref_diverged == diverges

@@ -30,12 +30,26 @@ from expreg.train import History
 DATA = dict(n=6, d=3, seed=2)  # the seed of KILLED's network too: the data of `expreg distributed --seed 2`
 # name -> (NetSpec keywords, train keywords). m = 7 and 9 are odd; m = 6 over 2 ranks splits the pair (2, 3).
 CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "gaussian_odd_m": (dict(d=3, m=7, seed=2, init="gaussian", scaling="ntk"), dict(max_steps=15, record_every=4, epsilon=1e-6)),
-    "coupled_split_pair": (dict(d=3, m=6, seed=4, init="coupled", scaling="none"), dict(lr=0.004, max_steps=12, record_every=5, epsilon=1e-6)),
-    "coupled_diverges": (dict(d=3, m=6, seed=3, init="coupled", scaling="ntk"), dict(lr=0.15, max_steps=15, record_every=4, epsilon=1e-6)),
-    "coupled_overflows": (dict(d=3, m=6, seed=2, init="coupled", scaling="ntk"), dict(lr=3.0, max_steps=15, record_every=4, epsilon=1e-6)),
-    "torch_relu_float32": (dict(d=3, m=9, seed=5, init="gaussian", scaling="ntk", activation="relu", dtype=np.float32, backend="torch"),
-                           dict(lr="empirical", max_steps=10, record_every=3, epsilon=1e-6)),
+    "gaussian_odd_m": (
+        dict(d=3, m=7, seed=2, init="gaussian", scaling="ntk"),
+        dict(max_steps=15, record_every=4, epsilon=1e-6),
+    ),
+    "coupled_split_pair": (
+        dict(d=3, m=6, seed=4, init="coupled", scaling="none"),
+        dict(lr=0.004, max_steps=12, record_every=5, epsilon=1e-6),
+    ),
+    "coupled_diverges": (
+        dict(d=3, m=6, seed=3, init="coupled", scaling="ntk"),
+        dict(lr=0.15, max_steps=15, record_every=4, epsilon=1e-6),
+    ),
+    "coupled_overflows": (
+        dict(d=3, m=6, seed=2, init="coupled", scaling="ntk"),
+        dict(lr=3.0, max_steps=15, record_every=4, epsilon=1e-6),
+    ),
+    "torch_relu_float32": (
+        dict(d=3, m=9, seed=5, init="gaussian", scaling="ntk", activation="relu", dtype=np.float32, backend="torch"),
+        dict(lr="empirical", max_steps=10, record_every=3, epsilon=1e-6),
+    ),
 }
 KILLED = "gaussian_odd_m"  # the config of the kill-and-resume test (relaunched through the command line)
 CHECKPOINT_EVERY = 3
@@ -72,12 +86,16 @@ def _assert_same_run(W: np.ndarray, history: History, W_ref: np.ndarray, h_ref: 
 
 
 # ------------------------------------------------------------------ multi-process machinery
-def _worker(rank: int, world: int, store: str, out: str, names: list[str], ckpt_root: str | None, kill_at: int | None) -> None:
+def _worker(
+    rank: int, world: int, store: str, out: str, names: list[str], ckpt_root: str | None, kill_at: int | None
+) -> None:
     """One rank: join the gloo group, run each config, save this rank's result."""
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
     X, y = _data()
     for name in names:
         killed = name == "killed"
@@ -87,18 +105,34 @@ def _worker(rank: int, world: int, store: str, out: str, names: list[str], ckpt_
             if killed and rank == 1 and t == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        extra = dict(checkpoint_dir=os.path.join(ckpt_root, name), checkpoint_every=CHECKPOINT_EVERY) if ckpt_root else {}
+        extra = (
+            dict(checkpoint_dir=os.path.join(ckpt_root, name), checkpoint_every=CHECKPOINT_EVERY) if ckpt_root else {}
+        )
         result, diverged = _run(lambda: train_sharded(NetSpec(**spec), X, y, progress=progress, **kw, **extra))
-        np.savez(os.path.join(out, f"{name}-{rank}.npz"), W=result.weights_numpy()[0], lo=result.lo, steps=result.steps,
-                 diverged=diverged, world=result.world_size, **{f"h_{k}": v for k, v in result.history.as_arrays().items()})
+        np.savez(
+            os.path.join(out, f"{name}-{rank}.npz"),
+            W=result.weights_numpy()[0],
+            lo=result.lo,
+            steps=result.steps,
+            diverged=diverged,
+            world=result.world_size,
+            **{f"h_{k}": v for k, v in result.history.as_arrays().items()},
+        )
     dist.destroy_process_group()
 
 
-def _spawn(world: int, tmp: Path, out: Path, names: list[str], ckpt_root: Path | None = None, kill_at: int | None = None) -> None:
+def _spawn(
+    world: int, tmp: Path, out: Path, names: list[str], ckpt_root: Path | None = None, kill_at: int | None = None
+) -> None:
     import torch.multiprocessing as mp
 
     store = tmp / f"store-{uuid.uuid4().hex}"
-    mp.spawn(_worker, args=(world, str(store), str(out), names, None if ckpt_root is None else str(ckpt_root), kill_at), nprocs=world, join=True)
+    mp.spawn(
+        _worker,
+        args=(world, str(store), str(out), names, None if ckpt_root is None else str(ckpt_root), kill_at),
+        nprocs=world,
+        join=True,
+    )
 
 
 def _gather(out: Path, name: str) -> tuple[np.ndarray, History, int, bool, int]:
@@ -122,13 +156,17 @@ def two_rank_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("two_ranks")
     out = tmp / "out"
     out.mkdir()
-    with pytest.raises((mp.ProcessExitedException, mp.ProcessRaisedException)):  # the killed rank, or rank 0 losing its peer
+    with pytest.raises(
+        (mp.ProcessExitedException, mp.ProcessRaisedException)
+    ):  # the killed rank, or rank 0 losing its peer
         _spawn(2, tmp, out, [*CONFIGS, "killed"], ckpt_root=tmp / "ckpt", kill_at=KILL_AT)
     return out
 
 
 # ------------------------------------------------------------------ tests
-@pytest.mark.parametrize("m, world", [(m, world) for m in (1, 2, 5, 6, 7, 64, 101) for world in (1, 2, 3, 4) if world <= m])
+@pytest.mark.parametrize(
+    "m, world", [(m, world) for m in (1, 2, 5, 6, 7, 64, 101) for world in (1, 2, 3, 4) if world <= m]
+)
 def test_shard_range_is_numpy_array_split(m: int, world: int) -> None:
     expected = [(int(part[0]), int(part[-1]) + 1) for part in np.array_split(np.arange(m), world)]
     assert [shard_range(m, world, r) for r in range(world)] == expected
@@ -142,7 +180,9 @@ def test_single_rank_equals_train(name: str) -> None:
     W_ref, h_ref, steps_ref, div_ref = _reference(name)
     assert (result.steps, diverged) == (steps_ref, div_ref)
     assert (result.lo, result.hi, result.world_size) == (0, spec["m"], 1)
-    _assert_same_run(result.weights_numpy()[0], result.history, W_ref, h_ref, rtol=1e-12 if spec.get("dtype") is None else 1e-6)
+    _assert_same_run(
+        result.weights_numpy()[0], result.history, W_ref, h_ref, rtol=1e-12 if spec.get("dtype") is None else 1e-6
+    )
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -175,18 +215,54 @@ def test_final_checkpoint_holds_the_whole_run(two_rank_runs: Path) -> None:
 def _launch_command(world: int, tmp: Path, checkpoint_dir: Path) -> list[tuple[int, str, str]]:
     """``python -m expreg.distributed`` on KILLED's config, started as torchrun starts it; (rc, stdout, stderr) per rank."""
     spec, kw = CONFIGS[KILLED]
-    args = [sys.executable, "-m", "expreg.distributed", "--n", str(DATA["n"]), "--d", str(DATA["d"]), "--seed", str(spec["seed"]),
-            "--m", str(spec["m"]), "--init", spec["init"], "--scaling", spec["scaling"], "--max-steps", str(kw["max_steps"]),
-            "--record-every", str(kw["record_every"]), "--epsilon", str(kw["epsilon"]), "--checkpoint-dir", str(checkpoint_dir),
-            "--checkpoint-every", str(CHECKPOINT_EVERY), "--init-method", f"file://{tmp / uuid.uuid4().hex}", "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "expreg.distributed",
+        "--n",
+        str(DATA["n"]),
+        "--d",
+        str(DATA["d"]),
+        "--seed",
+        str(spec["seed"]),
+        "--m",
+        str(spec["m"]),
+        "--init",
+        spec["init"],
+        "--scaling",
+        spec["scaling"],
+        "--max-steps",
+        str(kw["max_steps"]),
+        "--record-every",
+        str(kw["record_every"]),
+        "--epsilon",
+        str(kw["epsilon"]),
+        "--checkpoint-dir",
+        str(checkpoint_dir),
+        "--checkpoint-every",
+        str(CHECKPOINT_EVERY),
+        "--init-method",
+        f"file://{tmp / uuid.uuid4().hex}",
+        "--json",
+    ]
     env = {**os.environ, "WORLD_SIZE": str(world), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen(args, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for r in range(world)]
+    procs = [
+        subprocess.Popen(
+            args,
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(world)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     return [(p.returncode, o[0], o[1]) for p, o in zip(procs, outs)]
 
 
-def test_killed_run_relaunched_by_the_command_ends_as_the_uninterrupted_run(two_rank_runs: Path, tmp_path: Path) -> None:
+def test_killed_run_relaunched_by_the_command_ends_as_the_uninterrupted_run(
+    two_rank_runs: Path, tmp_path: Path
+) -> None:
     directory = two_rank_runs.parent / "ckpt" / "killed"
     assert ckpt.latest_complete_step(directory) == 2 * CHECKPOINT_EVERY  # 6: step 9 is at most on rank 0
     shutil.copytree(directory, tmp_path / "copy")
@@ -205,7 +281,9 @@ def test_killed_run_relaunched_by_the_command_ends_as_the_uninterrupted_run(two_
 
     spec, kw = CONFIGS[KILLED]  # relaunch as 1 process instead: it re-slices the 2 ranks' files
     X, y = _data()
-    one = train_sharded(NetSpec(**spec), X, y, checkpoint_dir=tmp_path / "copy", checkpoint_every=CHECKPOINT_EVERY, **kw)
+    one = train_sharded(
+        NetSpec(**spec), X, y, checkpoint_dir=tmp_path / "copy", checkpoint_every=CHECKPOINT_EVERY, **kw
+    )
     assert one.steps == steps_full
     _assert_same_run(one.weights_numpy()[0], one.history, W_full, h_full, rtol=1e-10)
 
@@ -218,7 +296,18 @@ def test_resume_uses_newest_step_complete_on_every_rank(tmp_path: Path) -> None:
         for rank, (lo, hi) in enumerate([(0, 3), (3, 5)]):
             if step == 6 and rank == 1:
                 continue  # rank 1 was killed before writing step 6
-            ckpt.save_shard(tmp_path, step=step, rank=rank, world_size=2, lo=lo, hi=hi, m=5, W=W[:, lo:hi], history=h, fingerprint="run")
+            ckpt.save_shard(
+                tmp_path,
+                step=step,
+                rank=rank,
+                world_size=2,
+                lo=lo,
+                hi=hi,
+                m=5,
+                W=W[:, lo:hi],
+                history=h,
+                fingerprint="run",
+            )
     (tmp_path / ".step0000000006-rank00001-of00002.npz.x.tmp").write_bytes(b"half")  # an interrupted write
     assert ckpt.latest_complete_step(tmp_path) == 3
     W, history = ckpt.read_slice(tmp_path, 3, 1, 4, fingerprint="run", d=2, m=5)  # a slice across both files
@@ -243,7 +332,9 @@ def test_single_process_resume_after_an_interruption(tmp_path: Path) -> None:
             raise Stop
 
     with pytest.raises(Stop):
-        train_sharded(NetSpec(**spec), X, y, checkpoint_dir=tmp_path, checkpoint_every=CHECKPOINT_EVERY, progress=stop, **kw)
+        train_sharded(
+            NetSpec(**spec), X, y, checkpoint_dir=tmp_path, checkpoint_every=CHECKPOINT_EVERY, progress=stop, **kw
+        )
     assert ckpt.latest_complete_step(tmp_path) == 6
     resumed = train_sharded(NetSpec(**spec), X, y, checkpoint_dir=tmp_path, checkpoint_every=CHECKPOINT_EVERY, **kw)
     full = train_sharded(NetSpec(**spec), X, y, **kw)
@@ -266,7 +357,15 @@ class _RankZeroOfTwo(Communicator):
 def test_checkpoint_dir_not_shared_by_every_rank_is_an_error(tmp_path: Path) -> None:
     X, y = _data()
     with pytest.raises(CheckpointError, match="not shared by every rank"):
-        train_sharded(NetSpec(3, 8, init="gaussian"), X, y, max_steps=5, checkpoint_dir=tmp_path, checkpoint_every=2, comm=_RankZeroOfTwo())
+        train_sharded(
+            NetSpec(3, 8, init="gaussian"),
+            X,
+            y,
+            max_steps=5,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=2,
+            comm=_RankZeroOfTwo(),
+        )
     assert not (tmp_path / ckpt.MANIFEST).exists()  # the step was never recorded as complete
 
 
@@ -315,7 +414,9 @@ class _RankZeroWithPeer(Communicator):
         return np.maximum(v, self.peer)
 
 
-def _agreement_error(fields0: list[tuple[str, Any]], fields1: list[tuple[str, Any]], error1: Exception | None = None) -> str:
+def _agreement_error(
+    fields0: list[tuple[str, Any]], fields1: list[tuple[str, Any]], error1: Exception | None = None
+) -> str:
     """The message rank 0 stops with when rank 1 holds ``fields1`` ("" when they agree)."""
     from expreg.distributed import RanksDisagreeError, check_ranks_agree
 
@@ -338,17 +439,42 @@ def _options(**changes: Any):
 
     from expreg.cli._options import Activation, DType, Init, Labels, RunOptions, Scaling
 
-    base = RunOptions(6, 3, 8, 2, Activation.exp, Scaling.ntk, Init.gaussian, Labels.uniform, None, "auto", 1e-6, 15, 4, DType.float64,
-                      "numpy", None)
+    base = RunOptions(
+        6,
+        3,
+        8,
+        2,
+        Activation.exp,
+        Scaling.ntk,
+        Init.gaussian,
+        Labels.uniform,
+        None,
+        "auto",
+        1e-6,
+        15,
+        4,
+        DType.float64,
+        "numpy",
+        None,
+    )
     return replace(base, **changes)
 
 
-@pytest.mark.parametrize("field, other, flag", [
-    ("seed", 3, "--seed differs (from 2 to 3 over the ranks)"), ("lr", "0.5", "--lr differs"),
-    ("m", 10, "--m differs (from 8 to 10 over the ranks)"), ("n", 7, "--n differs"), ("max_steps", 16, "--max-steps differs"),
-    ("dtype", "float32", "--dtype differs"), ("init", "coupled", "--init differs"), ("data", Path("b.npz"), "--data differs"),
-    ("epsilon", 1e-3, "--epsilon differs"), ("device", "cuda:1", ""),
-])
+@pytest.mark.parametrize(
+    "field, other, flag",
+    [
+        ("seed", 3, "--seed differs (from 2 to 3 over the ranks)"),
+        ("lr", "0.5", "--lr differs"),
+        ("m", 10, "--m differs (from 8 to 10 over the ranks)"),
+        ("n", 7, "--n differs"),
+        ("max_steps", 16, "--max-steps differs"),
+        ("dtype", "float32", "--dtype differs"),
+        ("init", "coupled", "--init differs"),
+        ("data", Path("b.npz"), "--data differs"),
+        ("epsilon", 1e-3, "--epsilon differs"),
+        ("device", "cuda:1", ""),
+    ],
+)
 def test_command_lines_that_differ_are_named(field: str, other: Any, flag: str) -> None:
     """Every rank stops naming the first option that differs; --device may differ (cuda:LOCAL_RANK)."""
     from expreg.cli.distributed_cmd import command_fields
@@ -361,7 +487,9 @@ def test_command_lines_that_differ_are_named(field: str, other: Any, flag: str) 
         assert message.startswith("the ranks were launched with different settings: " + flag), message
     else:
         assert message == ""
-    assert "--checkpoint-dir given differs" in _agreement_error(command_fields(base, None, 3), command_fields(base, Path("ck"), 3))
+    assert "--checkpoint-dir given differs" in _agreement_error(
+        command_fields(base, None, 3), command_fields(base, Path("ck"), 3)
+    )
 
 
 def test_runs_that_differ_are_named_by_train_sharded_fields() -> None:
@@ -369,35 +497,64 @@ def test_runs_that_differ_are_named_by_train_sharded_fields() -> None:
 
     X, y = _data()
     spec = NetSpec(3, 8, seed=2, init="gaussian")
-    same = dict(lr="auto", epsilon=1e-3, max_steps=10, record_every=None, track_movement=True, checkpoints=False, checkpoint_every=5)
+    same = dict(
+        lr="auto",
+        epsilon=1e-3,
+        max_steps=10,
+        record_every=None,
+        track_movement=True,
+        checkpoints=False,
+        checkpoint_every=5,
+    )
     assert _agreement_error(run_fields(spec, X, y, **same), run_fields(spec, X, y, **same)) == ""
     cases = [
         (run_fields(spec, X, y, **{**same, "lr": 0.1}), "lr differs"),
         (run_fields(NetSpec(3, 8, seed=2, init="gaussian", dtype=np.float32), X, y, **same), "dtype differs"),
         (run_fields(spec, X, y + 1e-12, **same), "y differs"),
-        (run_fields(spec, X[::-1].copy(), y, **same), "X differs; rank 0 has an array of shape (6, 3) with sha256 digest"),
+        (
+            run_fields(spec, X[::-1].copy(), y, **same),
+            "X differs; rank 0 has an array of shape (6, 3) with sha256 digest",
+        ),
         (run_fields(spec, X[:5], y[:5], **same), "n differs (from 5 to 6 over the ranks)"),
     ]
     for fields1, message in cases:
         assert message in _agreement_error(run_fields(spec, X, y, **same), fields1)
-    failed = _agreement_error(run_fields(spec, X, y, **same), run_fields(spec, None, None, **same), ValueError("bad data on rank 1"))
+    failed = _agreement_error(
+        run_fields(spec, X, y, **same), run_fields(spec, None, None, **same), ValueError("bad data on rank 1")
+    )
     assert failed.startswith("rank 0 stops: rank(s) 1 of 2 stopped before training with an error of their own")
 
 
 class _Ranks:
     """``python -m expreg.distributed`` as torchrun starts it, one process per argument list; every process is ended on exit."""
 
-    def __init__(self, tmp: Path, rank_args: list[list[str]], *, world: int | None = None, cwds: list[Path] | None = None) -> None:
+    def __init__(
+        self, tmp: Path, rank_args: list[list[str]], *, world: int | None = None, cwds: list[Path] | None = None
+    ) -> None:
         world = len(rank_args) if world is None else world
-        env = {**os.environ, "WORLD_SIZE": str(world), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join(map(str, [Path(expreg.__file__).parents[1], os.environ.get("PYTHONPATH", "")]))}
+        env = {
+            **os.environ,
+            "WORLD_SIZE": str(world),
+            "GLOO_SOCKET_IFNAME": "lo",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(
+                map(str, [Path(expreg.__file__).parents[1], os.environ.get("PYTHONPATH", "")])
+            ),
+        }
         rdv = f"file://{tmp / uuid.uuid4().hex}"
-        self.procs = [subprocess.Popen([sys.executable, "-m", "expreg.distributed", *map(str, args), "--init-method", rdv],
-                                       env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, cwd=None if cwds is None else cwds[r],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                      for r, args in enumerate(rank_args)]
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "expreg.distributed", *map(str, args), "--init-method", rdv],
+                env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                cwd=None if cwds is None else cwds[r],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for r, args in enumerate(rank_args)
+        ]
 
-    def __enter__(self) -> "_Ranks":
+    def __enter__(self) -> _Ranks:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -428,28 +585,59 @@ def test_ranks_with_different_data_all_stop_naming_x(tmp_path: Path) -> None:
     with _Ranks(tmp_path, [args, args], cwds=dirs[:2]) as ranks:
         results = ranks.results()
     for rank, (rc, out, err) in enumerate(results):
-        assert rc == 2 and out == "" and err.startswith("error: the ranks were launched with different settings: X differs; "
-                                                        f"rank {rank} has an array of shape (6, 3)"), err
+        assert (
+            rc == 2
+            and out == ""
+            and err.startswith(
+                "error: the ranks were launched with different settings: X differs; "
+                f"rank {rank} has an array of shape (6, 3)"
+            )
+        ), err
 
 
 def test_a_rank_whose_peer_is_killed_stops_with_a_message(tmp_path: Path) -> None:
-    args = ["--n", "6", "--d", "3", "--m", "64", "--init", "gaussian", "--epsilon", "0", "--max-steps", "100000000",
-            "--record-every", "0", "--log-every", "1", "--timeout", "60"]
+    args = [
+        "--n",
+        "6",
+        "--d",
+        "3",
+        "--m",
+        "64",
+        "--init",
+        "gaussian",
+        "--epsilon",
+        "0",
+        "--max-steps",
+        "100000000",
+        "--record-every",
+        "0",
+        "--log-every",
+        "1",
+        "--timeout",
+        "60",
+    ]
     with _Ranks(tmp_path, [args, args]) as ranks:
         rank0, rank1 = ranks.procs
-        assert rank0.stderr is not None and rank0.stderr.readline().startswith("step 0")  # training has begun (EOF if rank 0 died)
+        assert rank0.stderr is not None and rank0.stderr.readline().startswith(
+            "step 0"
+        )  # training has begun (EOF if rank 0 died)
         rank1.kill()
         rank1.communicate()
         _, err = rank0.communicate(timeout=50)  # well before the timeout: a closed connection is noticed at once
     last = err.strip().splitlines()[-1]
     assert rank0.returncode == 2 and "Traceback" not in err
-    assert last.startswith("error: rank 0 of 2 lost contact with the other ranks (") and "Relaunch the same command" in last
+    assert (
+        last.startswith("error: rank 0 of 2 lost contact with the other ranks (")
+        and "Relaunch the same command" in last
+    )
 
 
 def test_a_rank_alone_stops_after_the_timeout(tmp_path: Path) -> None:
     with _Ranks(tmp_path, [[*SMALL, "--m", "8", "--timeout", "2"]], world=2) as ranks:
         [(rc, out, err)] = ranks.results()
-    assert rc == 2 and out == "" and err.startswith("error: rank 0 of 2 could not form the process group within 2 s"), err
+    assert rc == 2 and out == "" and err.startswith("error: rank 0 of 2 could not form the process group within 2 s"), (
+        err
+    )
 
 
 def test_a_failed_final_save_keeps_the_finished_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,8 +43,13 @@ def _summary(tmp_path: Path) -> Path:
     (d / "figures" / "width_exponents.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (d / "figures" / "extra.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     summary = {
-        "experiment": "width", "versioned_name": "width-v2", "description": "m*_conv and m*_lazy | tricky $text$",
-        "runs": 4, "config_hash": "abc", "config": {"ns": [3, 6]}, "figures": ["width_exponents"],
+        "experiment": "width",
+        "versioned_name": "width-v2",
+        "description": "m*_conv and m*_lazy | tricky $text$",
+        "runs": 4,
+        "config_hash": "abc",
+        "config": {"ns": [3, 6]},
+        "figures": ["width_exponents"],
         "headline": {"exp: m*_lazy ~ n^a, a =": "1.5 [1.2, 1.8] (theorem: 2)"},
         "tables": {"fitted exponents": [{"variant": "exp, <coupled>, s_1", "a": 1.23456, "note": None}]},
         "notes": ["[derived] width of section_5 *not* emphasis"],
@@ -59,8 +64,14 @@ def test_results_page_keeps_every_text_literal(tmp_path, gen_results):
     page = gen_results.render(results, tmp_path)
     tokens = markdown_it.MarkdownIt("commonmark").enable("table").parse(page)
     rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(page)
-    for literal in ("m*_conv and m*_lazy | tricky $text$", "exp: m*_lazy ~ n^a, a =", "1.5 [1.2, 1.8] (theorem: 2)",
-                    "exp, &lt;coupled&gt;, s_1", "1.235", "[derived] width of section_5 *not* emphasis"):
+    for literal in (
+        "m*_conv and m*_lazy | tricky $text$",
+        "exp: m*_lazy ~ n^a, a =",
+        "1.5 [1.2, 1.8] (theorem: 2)",
+        "exp, &lt;coupled&gt;, s_1",
+        "1.235",
+        "[derived] width of section_5 *not* emphasis",
+    ):
         assert literal in rendered, literal
     assert "<em>" not in rendered  # no stray emphasis from * or _
     # the named figure first, then the one found beside it, as paths relative to the page

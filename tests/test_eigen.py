@@ -40,7 +40,9 @@ def spectra(n: int) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.parametrize(("method", "n"), [("dense", 40), ("iterative", 40), ("auto", 40), ("dense", 300), ("iterative", 300)])
+@pytest.mark.parametrize(
+    ("method", "n"), [("dense", 40), ("iterative", 40), ("auto", 40), ("dense", 300), ("iterative", 300)]
+)
 def test_extremes_and_norm_match_the_chosen_spectrum(method: str, n: int) -> None:
     for name, mu in spectra(n).items():
         H = with_spectrum(mu, seed=n)
@@ -75,7 +77,7 @@ def test_lazy_criteria_on_a_real_kernel_agree_with_numpy() -> None:
     X = rng.standard_normal((450, 8))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     H_cts = kernels.ntk(X)
-    (_, Hdis), = scan.nested_gram(X, [3000], seed=0)
+    ((_, Hdis),) = scan.nested_gram(X, [3000], seed=0)
     w_cts, w_dis, w_dev = (np.linalg.eigvalsh(A) for A in (H_cts, Hdis, Hdis - H_cts))
     dev, lam = eigen.lazy_criteria(Hdis, H_cts, float(w_cts[0]), method="iterative")
     norm = w_dis[-1]

@@ -9,15 +9,23 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from expreg.experiments.censored import (bootstrap_intervals, fit_censored, grid_censor, local_exponents,
-                                         log_ndtr_diff, profile_interval, quantile_interval)
-from expreg.experiments.censored import _loglik, _prepare
+from expreg.experiments.censored import (
+    _loglik,
+    _prepare,
+    bootstrap_intervals,
+    fit_censored,
+    grid_censor,
+    local_exponents,
+    log_ndtr_diff,
+    profile_interval,
+    quantile_interval,
+)
 
 # truth of the simulations: log m* = 1 + 1.7 log n + 0.6 eps, n = 8 .. 512, 20 seeds per n
 B0, B1, SIGMA = 1.0, 1.7, 0.6
 N_LEVELS = 2.0 ** np.arange(3, 10)
 Z85 = stats.norm.ppf(0.85)
-CAP = math.exp(B0 + B1 * math.log(512) + SIGMA * Z85)     # censors ~15% of the seeds at n = 512
+CAP = math.exp(B0 + B1 * math.log(512) + SIGMA * Z85)  # censors ~15% of the seeds at n = 512
 
 
 def scan(m: np.ndarray, cap: float = CAP, ratio_log2: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +48,7 @@ def simulate(rng: np.random.Generator, seeds: int = 20, levels: np.ndarray = N_L
 # no censoring: closed forms
 # ---------------------------------------------------------------------------------------------
 
+
 def test_uncensored_fit_is_ols_with_ml_variance_and_closed_form_profile_interval():
     rng = np.random.default_rng(0)
     N = 60
@@ -58,8 +67,12 @@ def test_uncensored_fit_is_ols_with_ml_variance_and_closed_form_profile_interval
     assert np.allclose(fit.intervals, np.column_stack([beta - half, beta + half]), atol=1e-6)
     assert fit.counts == {"exact": N, "interval": 0, "right": 0, "left": 0}
     assert profile_interval(fit, "z", 0.5) == pytest.approx(
-        (beta[2] - np.sqrt(rss[0] * np.expm1(stats.chi2.ppf(0.5, 1) / N) * np.linalg.inv(A.T @ A)[2, 2]),
-         beta[2] + np.sqrt(rss[0] * np.expm1(stats.chi2.ppf(0.5, 1) / N) * np.linalg.inv(A.T @ A)[2, 2])), abs=1e-6)
+        (
+            beta[2] - np.sqrt(rss[0] * np.expm1(stats.chi2.ppf(0.5, 1) / N) * np.linalg.inv(A.T @ A)[2, 2]),
+            beta[2] + np.sqrt(rss[0] * np.expm1(stats.chi2.ppf(0.5, 1) / N) * np.linalg.inv(A.T @ A)[2, 2]),
+        ),
+        abs=1e-6,
+    )
     x0 = np.array([[math.log(100), 0.2]])
     q90 = math.exp(np.array([1, *x0[0]]) @ beta + math.sqrt(rss[0] / N) * stats.norm.ppf(0.9))
     assert fit.quantile(0.9, x0) == pytest.approx([q90], rel=1e-9)
@@ -69,10 +82,24 @@ def test_uncensored_fit_is_ols_with_ml_variance_and_closed_form_profile_interval
 # the likelihood itself: stable tails, derivatives
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("a,b", [(-1.0, 0.5), (30.0, 30.2), (-40.0, -39.9), (5.0, math.inf), (-math.inf, -38.0),
-                                 (-math.inf, 2.0), (37.0, 37.0 + 1e-6), (-0.3, 40.0), (0.0, 1e-3), (-2.0, -2.0 + 1e-3)])
+
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        (-1.0, 0.5),
+        (30.0, 30.2),
+        (-40.0, -39.9),
+        (5.0, math.inf),
+        (-math.inf, -38.0),
+        (-math.inf, 2.0),
+        (37.0, 37.0 + 1e-6),
+        (-0.3, 40.0),
+        (0.0, 1e-3),
+        (-2.0, -2.0 + 1e-3),
+    ],
+)
 def test_log_ndtr_diff_matches_high_precision(a, b):
-    with mpmath.workdps(800):                       # enough digits for Phi(b) - Phi(a) near 1 - 1e-300
+    with mpmath.workdps(800):  # enough digits for Phi(b) - Phi(a) near 1 - 1e-300
         exact = mpmath.log(mpmath.ncdf(b) - mpmath.ncdf(a))
     got = float(log_ndtr_diff(np.array([a]), np.array([b]))[0])
     assert got == pytest.approx(float(exact), rel=1e-9, abs=1e-12)
@@ -82,10 +109,10 @@ def test_gradient_and_hessian_match_finite_differences():
     rng = np.random.default_rng(2)
     n, m = simulate(rng, seeds=5)
     lo, hi = scan(m)
-    lo[:3], hi[:3] = m[:3], m[:3]                   # some exact points
-    lo[3], hi[3] = 0.0, 4.0                         # a left-censored one
+    lo[:3], hi[:3] = m[:3], m[:3]  # some exact points
+    lo[3], hi[3] = 0.0, 4.0  # a left-censored one
     d = _prepare(lo, hi, np.log(n))
-    v = np.array([1.1, 2.6, 1.4])                   # (gamma_0, gamma_1, theta)
+    v = np.array([1.1, 2.6, 1.4])  # (gamma_0, gamma_1, theta)
     ll, g, h = _loglik(v, d)
     eps = 1e-6
     g_fd = np.array([(_loglik(v + eps * e, d)[0] - _loglik(v - eps * e, d)[0]) / (2 * eps) for e in np.eye(3)])
@@ -97,6 +124,7 @@ def test_gradient_and_hessian_match_finite_differences():
 # ---------------------------------------------------------------------------------------------
 # second implementations: scipy's censored normal fit, and a brute-force maximiser
 # ---------------------------------------------------------------------------------------------
+
 
 def _censored_data(lo: np.ndarray, hi: np.ndarray) -> stats.CensoredData:
     """scipy's representation of log-scale bounds (exact where equal)."""
@@ -134,8 +162,12 @@ def test_regression_fit_equals_brute_force_maximiser_and_scipy_profile_over_sigm
         return -(dens.sum() + np.log(prob).sum())
 
     start = np.array([0.0, 1.0, 0.0])
-    best = optimize.minimize(negloglik, start, method="Nelder-Mead",
-                             options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 20000, "maxfev": 40000})
+    best = optimize.minimize(
+        negloglik,
+        start,
+        method="Nelder-Mead",
+        options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 20000, "maxfev": 40000},
+    )
     assert fit.loglik == pytest.approx(-best.fun, abs=1e-6)
     assert np.allclose(fit.coef, best.x[:2], atol=1e-4)
     assert fit.sigma == pytest.approx(math.exp(best.x[2]), rel=1e-4)
@@ -149,6 +181,7 @@ def test_regression_fit_equals_brute_force_maximiser_and_scipy_profile_over_sigm
 # ---------------------------------------------------------------------------------------------
 # simulation truth: coverage, quantile, censored points kept
 # ---------------------------------------------------------------------------------------------
+
 
 def test_profile_interval_covers_true_exponent_at_nominal_rate_and_quantile_is_unbiased():
     rng = np.random.default_rng(5)
@@ -165,7 +198,7 @@ def test_profile_interval_covers_true_exponent_at_nominal_rate_and_quantile_is_u
         if r < 60:
             _, ql, qh = quantile_interval(fit, 0.9, math.log(512), level=0.9)
             q_covered += ql[0] <= math.exp(true_q) <= qh[0]
-    assert 0.1 < right / (reps * 20) < 0.2              # the cap censors ~15% at n = 512
+    assert 0.1 < right / (reps * 20) < 0.2  # the cap censors ~15% at n = 512
     tol = 3 * math.sqrt(0.9 * 0.1 / reps)
     assert abs(covered / reps - 0.9) < tol, covered / reps
     assert abs(q_covered / 60 - 0.9) < 3 * math.sqrt(0.9 * 0.1 / 60), q_covered / 60
@@ -193,6 +226,7 @@ def test_right_censored_points_are_kept_dropping_them_biases_the_slope_down():
 # local exponents, bootstrap, quantile intervals
 # ---------------------------------------------------------------------------------------------
 
+
 def test_local_exponents_follow_a_broken_power_law_and_report_unidentified_windows():
     rng = np.random.default_rng(7)
     n = np.repeat(2.0 ** np.arange(3, 11), 30)
@@ -204,9 +238,11 @@ def test_local_exponents_follow_a_broken_power_law_and_report_unidentified_windo
     assert [(e.n_low, e.n_high) for e in local] == [(8, 32), (16, 64), (32, 128), (64, 256), (128, 512), (256, 1024)]
     assert local[0].low < 1.0 < local[0].high and local[0].high < 1.6
     assert local[4].low < 2.0 < local[4].high and local[4].low > 1.4
-    assert local[5].slope > 1.9 and local[5].counts["right"] == 30        # censoring at 1024 pushes up, kept
+    assert local[5].slope > 1.9 and local[5].counts["right"] == 30  # censoring at 1024 pushes up, kept
     only_censored = local_exponents(np.array([8.0, 16, 8, 16]), np.ones(4), np.full(4, np.inf), window=2)
-    assert len(only_censored) == 1 and math.isnan(only_censored[0].slope) and "right-censored" in only_censored[0].reason
+    assert (
+        len(only_censored) == 1 and math.isnan(only_censored[0].slope) and "right-censored" in only_censored[0].reason
+    )
 
 
 def test_parametric_bootstrap_agrees_with_profile_intervals():
@@ -219,8 +255,9 @@ def test_parametric_bootstrap_agrees_with_profile_intervals():
     boot = bootstrap_intervals(fit, censor, n_boot=150, seed=1)
     assert np.allclose(boot, fit.intervals, atol=0.25 * np.diff(fit.intervals).max())
     point, ql, qh = quantile_interval(fit, 0.9, [math.log(128), math.log(512)])
-    _, bl, bh = quantile_interval(fit, 0.9, [math.log(128), math.log(512)], method="bootstrap", censor=censor,
-                                  n_boot=150, seed=1)
+    _, bl, bh = quantile_interval(
+        fit, 0.9, [math.log(128), math.log(512)], method="bootstrap", censor=censor, n_boot=150, seed=1
+    )
     assert np.all(ql < point) and np.all(point < qh)
     assert np.allclose(np.log(bl), np.log(ql), atol=0.05) and np.allclose(np.log(bh), np.log(qh), atol=0.05)
 
@@ -235,17 +272,21 @@ def test_grid_censor_brackets_each_value_by_the_first_grid_point_at_or_above_it(
 # bad input
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lo,hi,x,match", [
-    ([1.0, 2.0, 3.0], [np.inf, np.inf, np.inf], [1.0, 2.0, 3.0], "every observation is right-censored"),
-    ([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], [1.0, 1.0, 1.0], "fewer than 2 distinct"),
-    ([1.0, np.nan, 3.0], [2.0, 3.0, 4.0], [1.0, 2.0, 3.0], "NaN"),
-    ([1.0, -2.0, 3.0], [2.0, 3.0, 4.0], [1.0, 2.0, 3.0], ">= 0"),
-    ([1.0, 5.0, 3.0], [2.0, 3.0, 4.0], [1.0, 2.0, 3.0], "lower > upper at index 1"),
-    ([1.0, 0.0, 3.0], [2.0, np.inf, 4.0], [1.0, 2.0, 3.0], "no information"),
-    ([0.0, 0.0, 0.0], [2.0, 3.0, 4.0], [1.0, 2.0, 3.0], "left-censored"),
-    ([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], [1.0, 2.0], "X must have shape"),
-    ([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], [1.0, np.inf, 3.0], "non-finite"),
-])
+
+@pytest.mark.parametrize(
+    "lo,hi,x,match",
+    [
+        ([1.0, 2.0, 3.0], [np.inf, np.inf, np.inf], [1.0, 2.0, 3.0], "every observation is right-censored"),
+        ([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], [1.0, 1.0, 1.0], "fewer than 2 distinct"),
+        ([1.0, np.nan, 3.0], [2.0, 3.0, 4.0], [1.0, 2.0, 3.0], "NaN"),
+        ([1.0, -2.0, 3.0], [2.0, 3.0, 4.0], [1.0, 2.0, 3.0], ">= 0"),
+        ([1.0, 5.0, 3.0], [2.0, 3.0, 4.0], [1.0, 2.0, 3.0], "lower > upper at index 1"),
+        ([1.0, 0.0, 3.0], [2.0, np.inf, 4.0], [1.0, 2.0, 3.0], "no information"),
+        ([0.0, 0.0, 0.0], [2.0, 3.0, 4.0], [1.0, 2.0, 3.0], "left-censored"),
+        ([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], [1.0, 2.0], "X must have shape"),
+        ([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], [1.0, np.inf, 3.0], "non-finite"),
+    ],
+)
 def test_bad_input_raises_a_clear_error(lo, hi, x, match):
     with pytest.raises(ValueError, match=match):
         fit_censored(np.array(lo), np.array(hi), np.array(x))

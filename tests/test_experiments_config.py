@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from expreg.experiments import EXPERIMENTS, get_config, make_tasks
-from expreg.experiments import width
+from expreg.experiments import EXPERIMENTS, get_config, make_tasks, width
 
 
 def write(tmp_path, text: str):

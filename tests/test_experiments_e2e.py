@@ -11,7 +11,6 @@ import pytest
 from expreg import kernels
 from expreg.experiments import ResultStore, get_config, make_tasks, run_experiment
 from expreg.experiments.analysis import analyse
-from expreg.experiments.search import geometric_grid
 
 
 def run(name, tmp_path, **overrides):
@@ -34,9 +33,12 @@ def finite(df, cols):
 
 def test_convergence(tmp_path):
     cfg, df, summary = run("convergence", tmp_path)
-    finite(df, ["lr", "lambda", "initial_residual", "final_residual", "measured_rate", "predicted_rate", "max_gap_to_kernel"])
+    finite(
+        df,
+        ["lr", "lambda", "initial_residual", "final_residual", "measured_rate", "predicted_rate", "max_gap_to_kernel"],
+    )
     assert df.converged.all() and (df.final_residual <= cfg.epsilon).all()
-    assert ((0 < df.measured_rate) & (df.measured_rate < 1) & (0 < df.predicted_rate) & (df.predicted_rate < 1)).all()
+    assert ((df.measured_rate > 0) & (df.measured_rate < 1) & (df.predicted_rate > 0) & (df.predicted_rate < 1)).all()
     for row in df.itertuples():
         assert len(row.curve_step) == len(row.curve_residual) == len(row.curve_predicted) == len(row.curve_bound)
         assert row.curve_residual[0] == pytest.approx(row.curve_predicted[0]) == pytest.approx(row.curve_bound[0])
@@ -72,7 +74,7 @@ def test_width(tmp_path):
             if lower > 0:
                 assert not ok[widths.index(lower)]
             if np.isfinite(upper):
-                assert all(ok[widths.index(upper):])
+                assert all(ok[widths.index(upper) :])
             else:
                 assert not ok[-1] and widths[-1] == grid[-1]
     assert {"fitted exponents", "local exponents", "m* per n"} <= set(summary["tables"])
@@ -84,7 +86,10 @@ def test_lazy_movement_shrinks_with_width(tmp_path):
     finite(df, ["max_movement", "frobenius_movement"])
     finite(df[df.scaling == "none"], ["movement_bound"])
     assert df.converged.all()
-    slopes = {(r["scaling"], r["quantity"]): float(r["slope [90% CI]"].split()[0]) for r in summary["tables"]["movement slopes"]}
+    slopes = {
+        (r["scaling"], r["quantity"]): float(r["slope [90% CI]"].split()[0])
+        for r in summary["tables"]["movement slopes"]
+    }
     assert slopes[("none", "max_movement")] < -0.5 and slopes[("ntk", "max_movement")] < -0.2
     assert slopes[("none", "frobenius_movement")] < -0.2
     # the [derived] movement bound holds on every run (s = 1, coupled)

@@ -35,7 +35,9 @@ class Images(HTMLParser):
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     for name in ("kernel", "lazy"):
-        run_experiment(name, get_config(name, "tiny"), out, show_progress=False, executor_factory=lambda: ThreadPoolExecutor(2))
+        run_experiment(
+            name, get_config(name, "tiny"), out, show_progress=False, executor_factory=lambda: ThreadPoolExecutor(2)
+        )
     return out
 
 
@@ -102,8 +104,15 @@ def test_reuse_and_experiments_without_runs(results, tmp_path):
     from expreg.storage import write_json_atomic
 
     cfg = get_config("width", "tiny")
-    write_json_atomic(tmp_path / "r" / "width" / "config.json", {"experiment": "width", "versioned_name": cfg.versioned_name,
-                                                                 "config_hash": cfg.config_hash, "config": cfg.model_dump(mode="json")})
+    write_json_atomic(
+        tmp_path / "r" / "width" / "config.json",
+        {
+            "experiment": "width",
+            "versioned_name": cfg.versioned_name,
+            "config_hash": cfg.config_hash,
+            "config": cfg.model_dump(mode="json"),
+        },
+    )
     html_path, md_path, summaries = build_report(tmp_path / "r", fresh=False)
     assert [s["experiment"] for s in summaries] == ["lazy", "kernel"]
     assert "No finished runs yet: width" in md_path.read_text()

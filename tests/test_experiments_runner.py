@@ -68,7 +68,11 @@ class _Dooming(Executor):
 def _rows_in_parts(store: ResultStore) -> list[str]:
     import pyarrow.parquet as pq
 
-    return [k for p in store.parts_dir.glob("part-*.parquet") for k in pq.read_table(p, columns=["key"]).column("key").to_pylist()]
+    return [
+        k
+        for p in store.parts_dir.glob("part-*.parquet")
+        for k in pq.read_table(p, columns=["key"]).column("key").to_pylist()
+    ]
 
 
 def test_killed_worker_loses_nothing_and_runs_each_task_once(tmp_path):
@@ -130,8 +134,10 @@ class _FlakyOnce(ThreadPoolExecutor):
         for task in batch:
             self._calls[task.key] = self._calls.get(task.key, 0) + 1
         if any(task.key == self._flaky_key and self._calls[task.key] == 1 for task in batch):
+
             def boom(*_a, **_k):
                 raise RuntimeError("transient: worker lost while its result was in transit")
+
             return super().submit(boom)
         return super().submit(fn, *args, **kwargs)
 
@@ -170,9 +176,23 @@ def sweep_cli(tmp_path):
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
     def start(out):
-        cmd = [sys.executable, "-c", "import sys; from expreg.cli import main; sys.exit(main(sys.argv[1:]))",
-               "run", "lazy", "--config", str(config), "--out", str(out), "--jobs", "2", "--quiet"]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys; from expreg.cli import main; sys.exit(main(sys.argv[1:]))",
+            "run",
+            "lazy",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+            "--quiet",
+        ]
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         started.append(psutil.Process(proc.pid))
         return proc
 
@@ -257,7 +277,9 @@ def test_sigterm_and_ctrl_c_end_the_sweep_cleanly(sweep_cli, tmp_path, how):
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
     _, stderr = proc.communicate(timeout=WAIT_S)
     assert proc.returncode == 130, stderr
-    message = re.search(r"(\d+) of (\d+) runs are saved in .*run the same command again to resume", " ".join(stderr.split()))
+    message = re.search(
+        r"(\d+) of (\d+) runs are saved in .*run the same command again to resume", " ".join(stderr.split())
+    )
     assert message, stderr
     assert "Traceback" not in stderr
     assert int(message.group(1)) == len(_saved_keys(out)) > 0  # every finished run written, as the message says

@@ -9,8 +9,10 @@ from expreg.experiments.store import ResultStore, task_key
 
 
 def rows(keys, extra=0.0):
-    return [{"key": k, "experiment": "x-v1", "config_hash": "h", "seed": i, "value": i + extra, "curve": [1.0, 0.5 * i]}
-            for i, k in enumerate(keys)]
+    return [
+        {"key": k, "experiment": "x-v1", "config_hash": "h", "seed": i, "value": i + extra, "curve": [1.0, 0.5 * i]}
+        for i, k in enumerate(keys)
+    ]
 
 
 def test_append_read_compact_roundtrip(tmp_path):
@@ -50,8 +52,12 @@ def test_leftover_temporary_files_are_ignored(tmp_path):
 def test_task_key_depends_on_every_part():
     base = task_key("width", "abc", {"n": 8, "m": 4}, 0)
     assert base == task_key("width", "abc", {"m": 4, "n": 8}, 0)  # parameter order does not matter
-    others = [task_key("lazy", "abc", {"n": 8, "m": 4}, 0), task_key("width", "abd", {"n": 8, "m": 4}, 0),
-              task_key("width", "abc", {"n": 9, "m": 4}, 0), task_key("width", "abc", {"n": 8, "m": 4}, 1)]
+    others = [
+        task_key("lazy", "abc", {"n": 8, "m": 4}, 0),
+        task_key("width", "abd", {"n": 8, "m": 4}, 0),
+        task_key("width", "abc", {"n": 9, "m": 4}, 0),
+        task_key("width", "abc", {"n": 8, "m": 4}, 1),
+    ]
     assert len({base, *others}) == 5
 
 
@@ -82,7 +88,9 @@ def test_every_unreadable_part_is_named_in_one_message(tmp_path):
         with pytest.raises(CheckpointError) as info:
             reader()
         message = str(info.value)
-        assert "2 result file(s)" in message and str(bad1) in message and str(bad2) in message and str(good) not in message
+        assert (
+            "2 result file(s)" in message and str(bad1) in message and str(bad2) in message and str(good) not in message
+        )
         assert "Move them out of the directory" in message and "recomputed" in message
     for bad in (bad1, bad2):  # as the message says: moved aside, the other rows are read
         bad.rename(tmp_path / bad.name)

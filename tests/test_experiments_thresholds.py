@@ -85,8 +85,21 @@ def _synthetic(exponent: float, seeds: int = 25, cap: float = 2**12) -> pd.DataF
             lower = grid[k - 1] if k > 0 else 0.0
             upper = grid[k] if grid[k] <= cap else math.inf
             lower = min(lower, cap) if math.isinf(upper) else lower
-            rows.append({"activation": "exp", "init": "coupled", "d": 16, "n": n, "seed": s, "lambda": 1.0,
-                         "theorem_log10_m": 20.0, "op_lower": lower, "op_upper": upper, "eig_lower": lower, "eig_upper": upper})
+            rows.append(
+                {
+                    "activation": "exp",
+                    "init": "coupled",
+                    "d": 16,
+                    "n": n,
+                    "seed": s,
+                    "lambda": 1.0,
+                    "theorem_log10_m": 20.0,
+                    "op_lower": lower,
+                    "op_upper": upper,
+                    "eig_lower": lower,
+                    "eig_upper": upper,
+                }
+            )
     return pd.DataFrame(rows)
 
 

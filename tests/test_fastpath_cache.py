@@ -25,7 +25,9 @@ print(json.dumps({"hits": sum(sum(d.stats.cache_hits.values()) for d in kernels)
 def _probe(cache_dir) -> dict[str, int]:
     src = os.path.dirname(os.path.dirname(os.path.abspath(__import__("expreg").__file__)))
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "PYTHONPATH": src, "EXPREG_FASTPATH": "1"}
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=280, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=280, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

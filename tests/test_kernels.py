@@ -111,7 +111,9 @@ def test_ntk_is_the_mean_of_the_finite_width_kernel() -> None:
     # Unit vectors (heavy tails): compare the mean of H^dis over 24 independent networks with
     # H^cts within 5 standard errors estimated from the sample itself.
     X = sphere(5, 4, seed=1)
-    samples = np.stack([kernels.empirical_ntk(ExpNet.init(4, 8192, seed=s, init="gaussian"), X, average=True) for s in range(24)])
+    samples = np.stack(
+        [kernels.empirical_ntk(ExpNet.init(4, 8192, seed=s, init="gaussian"), X, average=True) for s in range(24)]
+    )
     mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(len(samples))
     assert np.all(np.abs(mean - kernels.ntk(X)) <= 5 * se)
 
@@ -122,7 +124,10 @@ def test_finite_width_kernel_error_falls_like_one_over_sqrt_m() -> None:
     widths = np.array([64, 256, 1024, 4096, 16384])
     rms = []
     for m in widths:
-        errs = [np.linalg.norm(kernels.empirical_ntk(ExpNet.init(3, int(m), seed=s, init="gaussian"), X, average=True) - H) for s in range(16)]
+        errs = [
+            np.linalg.norm(kernels.empirical_ntk(ExpNet.init(3, int(m), seed=s, init="gaussian"), X, average=True) - H)
+            for s in range(16)
+        ]
         rms.append(np.sqrt(np.mean(np.square(errs))))
     slope = np.polyfit(np.log(widths), np.log(rms), 1)[0]
     assert -0.65 < slope < -0.35, (slope, rms)
@@ -140,7 +145,9 @@ def test_nngp_is_the_output_covariance_at_independent_initialisation() -> None:
 
 def test_relu_finite_width_kernel_converges_to_closed_form() -> None:
     X = sphere(5, 4, seed=4)
-    Hdis = kernels.empirical_ntk(ExpNet.init(4, 200_000, seed=0, activation="relu", init="gaussian", scaling="ntk"), X, average=True)
+    Hdis = kernels.empirical_ntk(
+        ExpNet.init(4, 200_000, seed=0, activation="relu", init="gaussian", scaling="ntk"), X, average=True
+    )
     # each entry is a mean of 2e5 bounded terms: standard error <= 1 / sqrt(2e5) ~ 2.2e-3
     np.testing.assert_allclose(Hdis, kernels.ntk(X, "relu"), atol=1e-2)
 
@@ -158,7 +165,9 @@ def test_empirical_ntk_is_jacobian_gram(activation: str, scaling: str) -> None:
     # dF(x_i)/dw_r = s a_r sigma'(<w_r, x_i>) x_i  ->  J (n, d*m)
     J = np.stack([(s * a * D[i])[None, :] * X[i][:, None] for i in range(len(X))]).reshape(len(X), -1)
     np.testing.assert_allclose(kernels.empirical_ntk(net, X), J @ J.T, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(kernels.empirical_ntk(net, X, average=True), J @ J.T / (net.m * s * s), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        kernels.empirical_ntk(net, X, average=True), J @ J.T / (net.m * s * s), rtol=1e-12, atol=1e-14
+    )
 
 
 def test_empirical_ntk_does_not_depend_on_blocking() -> None:

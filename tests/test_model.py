@@ -294,7 +294,9 @@ def test_a_network_is_its_description_plus_weights() -> None:
     from expreg.model import NetSpec
 
     net = ExpNet.init(3, 8, seed=5, activation="relu", scaling="ntk", init="gaussian", dtype=np.float32, block=4)
-    assert net.spec == NetSpec(3, 8, seed=5, activation="relu", scaling="ntk", init="gaussian", dtype=np.float32, device="cpu", block=4)
+    assert net.spec == NetSpec(
+        3, 8, seed=5, activation="relu", scaling="ntk", init="gaussian", dtype=np.float32, device="cpu", block=4
+    )
     assert distributed.NetSpec is NetSpec  # sharded training uses the same description
     again = ExpNet.from_spec(net.spec, net.W, net.a)
     assert repr(again) == repr(net) and again.s == net.s == 1 / np.sqrt(8)

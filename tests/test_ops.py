@@ -30,7 +30,9 @@ def problem(n: int = 13, d: int = 5, m: int = 200, seed: int = 0, dtype: type = 
     return tuple(v.astype(dtype) for v in (X, W, a, y))
 
 
-def dense_reference(X: np.ndarray, W: np.ndarray, a: np.ndarray, y: np.ndarray, s: float, act: str = "exp") -> tuple[np.ndarray, np.ndarray]:
+def dense_reference(
+    X: np.ndarray, W: np.ndarray, a: np.ndarray, y: np.ndarray, s: float, act: str = "exp"
+) -> tuple[np.ndarray, np.ndarray]:
     """u and G by the dense formulas of docs/theory.md section 2, in float64."""
     X, W, a, y = (np.asarray(v, dtype=np.float64) for v in (X, W, a, y))
     Z = X @ W
@@ -124,6 +126,7 @@ def test_gradient_matches_central_finite_differences() -> None:
 
 def test_gradient_matches_torch_autograd() -> None:
     import torch  # part of the test extra: never skipped
+
     X, W, a, y = problem(n=9, d=4, m=30, seed=5)
     s = 1 / np.sqrt(30)
     _, G = ops.forward_backward(get_backend("numpy"), EXP, X, W, a, y, s, ops.BlockPlan(8, False))
@@ -141,7 +144,9 @@ def test_threads_never_change_results_and_blocks_only_by_rounding(dtype: type) -
         for block in (8, 40, 333):
             for keep in (True, False):
                 be = get_backend("numpy", None, threads)
-                results[threads, block, keep] = ops.forward_backward(be, EXP, X, W, a, y, 1.0, ops.BlockPlan(block, keep))
+                results[threads, block, keep] = ops.forward_backward(
+                    be, EXP, X, W, a, y, 1.0, ops.BlockPlan(block, keep)
+                )
     u_ref, G_ref = dense_reference(X, W, a, y, 1.0)
     for (threads, block, keep), (u, G) in results.items():
         u1, G1 = results[1, block, keep]
@@ -234,7 +239,7 @@ def test_plan_blocks_and_chunks() -> None:
     be = get_backend("numpy")
     plan = ops.plan_blocks(1000, 10**6, 4, backend=be)
     assert plan.block % 8 == 0 and plan.block * 1000 * 4 <= be.block_bytes
-    assert plan.keep == (1000 * 10**6 * 4 <= ops.DEFAULT_MEMORY_BUDGET)
+    assert plan.keep == (ops.DEFAULT_MEMORY_BUDGET >= 1000 * 10**6 * 4)
     assert ops.plan_blocks(10, 5, 8).block == 5
     assert not ops.plan_blocks(10, 100, 8, memory_budget=10 * 100 * 8 - 1).keep
     chunks = ops.BlockPlan(3, False).chunks(1000)

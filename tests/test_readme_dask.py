@@ -18,8 +18,11 @@ def _option(args: list[str], name: str) -> str | None:
 
 
 def test_every_dask_command_binds_loopback_and_its_dashboard_too() -> None:
-    commands = [shlex.split(line.split("#")[0].rstrip(" &")) for line in README.read_text().splitlines()
-                if line.lstrip().startswith(("dask scheduler", "dask worker", "dask-scheduler", "dask-worker"))]
+    commands = [
+        shlex.split(line.split("#")[0].rstrip(" &"))
+        for line in README.read_text().splitlines()
+        if line.lstrip().startswith(("dask scheduler", "dask worker", "dask-scheduler", "dask-worker"))
+    ]
     assert len(commands) >= 2  # a scheduler and a worker
     for args in commands:
         assert _option(args, "--host") == "127.0.0.1", args

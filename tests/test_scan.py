@@ -78,7 +78,7 @@ def test_yielded_matrices_are_independent_copies() -> None:
 
 def test_large_width_approaches_the_closed_form() -> None:
     X = points_in_ball(5, 3, seed=6) * 0.5
-    (_, H), = scan.nested_gram(X, [2**16], seed=1, init="gaussian")
+    ((_, H),) = scan.nested_gram(X, [2**16], seed=1, init="gaussian")
     # exp(<w, x>) with ||x|| <= 0.5: each entry is a mean of 65536 terms of bounded variance
     np.testing.assert_allclose(H, kernels.ntk(X), rtol=0, atol=0.03 * np.abs(kernels.ntk(X)).max())
 
@@ -86,8 +86,11 @@ def test_large_width_approaches_the_closed_form() -> None:
 def test_torch_backend_agrees_with_numpy() -> None:
     pytest.importorskip("torch")  # torch is a test dependency: the suite's other torch tests fail without it
     X = points_in_ball(6, 3, seed=7)
-    for (m1, H1), (m2, H2) in zip(scan.nested_gram(X, [10, 30], seed=2, block=7),
-                                  scan.nested_gram(X, [10, 30], seed=2, block=7, backend="torch"), strict=True):
+    for (m1, H1), (m2, H2) in zip(
+        scan.nested_gram(X, [10, 30], seed=2, block=7),
+        scan.nested_gram(X, [10, 30], seed=2, block=7, backend="torch"),
+        strict=True,
+    ):
         assert m1 == m2
         np.testing.assert_allclose(H2, H1, rtol=1e-12)
 

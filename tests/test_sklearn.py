@@ -61,7 +61,9 @@ def test_pipeline_grid_search_over_width():
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_matches_train_without_scaling():
     X, y = make_dataset(10, 3, seed=4)  # on the unit sphere, |y| <= 1: the theorem's setting
-    est = ExpRegressor(width=128, max_steps=150, epsilon=1e-3, random_state=7, scale_inputs=False, scale_targets=False).fit(X, y)
+    est = ExpRegressor(
+        width=128, max_steps=150, epsilon=1e-3, random_state=7, scale_inputs=False, scale_targets=False
+    ).fit(X, y)
     ref = train(ExpNet.init(3, 128, seed=7), X, y, epsilon=1e-3, max_steps=150, record_every=0)
     Xnew = make_dataset(5, 3, seed=9)[0]
     np.testing.assert_allclose(est.predict(Xnew), ref.net.predict(Xnew), rtol=1e-12, atol=1e-14)
@@ -72,7 +74,9 @@ def test_matches_train_without_scaling():
 
 def test_matches_train_with_scaling_done_by_hand():
     X, y = _smooth_problem(30)
-    est = ExpRegressor(width=256, activation="exp", scaling="ntk", init="gaussian", max_steps=400, epsilon=0.05, random_state=3)
+    est = ExpRegressor(
+        width=256, activation="exp", scaling="ntk", init="gaussian", max_steps=400, epsilon=0.05, random_state=3
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, y)
@@ -81,7 +85,13 @@ def test_matches_train_with_scaling_done_by_hand():
     R = np.linalg.norm(X - mx, axis=1).max()
     my = y.mean()
     S = np.abs(y - my).max()
-    ref = train(ExpNet.init(2, 256, seed=3, scaling="ntk", init="gaussian"), (X - mx) / R, (y - my) / S, epsilon=0.05, max_steps=400)
+    ref = train(
+        ExpNet.init(2, 256, seed=3, scaling="ntk", init="gaussian"),
+        (X - mx) / R,
+        (y - my) / S,
+        epsilon=0.05,
+        max_steps=400,
+    )
     Xnew = X[:7] + 0.1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", expreg.InputOutsideUnitBallWarning)
@@ -249,11 +259,16 @@ def test_diabetes_example_runs(tmp_path):
     out = tmp_path / "cv.png"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "diabetes.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     rows = {line.split("  ")[0]: line for line in proc.stdout.splitlines()}
-    assert {"ExpRegressor m=32", "ExpRegressor m=128", "kernel ridge, exp NTK", "MLPRegressor (100,)", "mean"} <= set(rows)
+    assert {"ExpRegressor m=32", "ExpRegressor m=128", "kernel ridge, exp NTK", "MLPRegressor (100,)", "mean"} <= set(
+        rows
+    )
     rmse = {k: float(v.split()[-5]) for k, v in rows.items() if "+-" in v}
     # Every model beats predicting the mean (RMSE about 77 on this data set).
     assert all(rmse[k] < 0.8 * rmse["mean"] for k in rmse if k != "mean"), rmse

@@ -28,7 +28,9 @@ def points() -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------ against the network's features
-def _feature_averages(activation: str, X: np.ndarray, Y: np.ndarray, m: int = 100_000) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _feature_averages(
+    activation: str, X: np.ndarray, Y: np.ndarray, m: int = 100_000
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Monte-Carlo NNGP and NTK over the m neurons of a freshly drawn network: {kernel: (mean, standard error)}.
 
     NNGP(x, y) = E_w[sigma(<w,x>) sigma(<w,y>)] and NTK(x, y) = <x, y> E_w[a^2 sigma'(<w,x>) sigma'(<w,y>)],
@@ -40,6 +42,7 @@ def _feature_averages(activation: str, X: np.ndarray, Y: np.ndarray, m: int = 10
     if activation == "exp":
         value = slope = np.exp
     else:
+
         def value(Z: np.ndarray) -> np.ndarray:
             return np.maximum(Z, 0.0)
 
@@ -63,12 +66,22 @@ def test_kernels_are_averages_over_a_wide_network(points, activation, monkeypatc
     monkeypatch.setattr(sklearn_kernels, "BLOCK", 3)  # several blocks and a short last one
     for scale in (1.0, 0.7):
         mc = _feature_averages(activation, scale * np.vstack([X, Y]), scale * np.vstack([X, Y]))
-        for name, kernel in (("ntk", NTKKernel(activation, input_scale=scale)), ("nngp", NNGPKernel(activation, input_scale=scale))):
+        for name, kernel in (
+            ("ntk", NTKKernel(activation, input_scale=scale)),
+            ("nngp", NNGPKernel(activation, input_scale=scale)),
+        ):
             mean, err = mc[name]
-            for K, rows, cols in ((kernel(X), slice(0, 11), slice(0, 11)), (kernel(X, Y), slice(0, 11), slice(11, 18)),
-                                  (kernel(Y), slice(11, 18), slice(11, 18))):
+            for K, rows, cols in (
+                (kernel(X), slice(0, 11), slice(0, 11)),
+                (kernel(X, Y), slice(0, 11), slice(11, 18)),
+                (kernel(Y), slice(11, 18), slice(11, 18)),
+            ):
                 gap = np.abs(K - mean[rows, cols])
-                assert (gap <= 6 * err[rows, cols] + 1e-12).all(), (name, scale, float((gap / (err[rows, cols] + 1e-300)).max()))
+                assert (gap <= 6 * err[rows, cols] + 1e-12).all(), (
+                    name,
+                    scale,
+                    float((gap / (err[rows, cols] + 1e-300)).max()),
+                )
                 assert np.median(err[rows, cols] / np.abs(mean[rows, cols]).clip(1e-3)) < 0.05  # the check has teeth
 
 
@@ -150,12 +163,16 @@ def test_overflow_is_reported():
 
 # ------------------------------------------------------------- GP and kernel ridge
 @pytest.mark.parametrize("base", ALL, ids=repr)
-@pytest.mark.filterwarnings("ignore:The optimal value found:sklearn.exceptions.ConvergenceWarning")  # noise-free targets
+@pytest.mark.filterwarnings(
+    "ignore:The optimal value found:sklearn.exceptions.ConvergenceWarning"
+)  # noise-free targets
 def test_gaussian_process_fit(base):
     X, Xt = make_dataset(30, 3, seed=1)[0], make_dataset(8, 3, seed=2)[0]
     f = lambda Z: np.maximum(Z[:, 0], 0) + Z[:, 1]  # noqa: E731 - a target every kernel here can learn
     y = f(X)
-    gp = GaussianProcessRegressor(ConstantKernel(1.0) * base + WhiteKernel(1e-2, (1e-10, 1.0)), random_state=0).fit(X, y)
+    gp = GaussianProcessRegressor(ConstantKernel(1.0) * base + WhiteKernel(1e-2, (1e-10, 1.0)), random_state=0).fit(
+        X, y
+    )
     amp, noise = gp.kernel_.k1.k1.constant_value, gp.kernel_.k2.noise_level
     assert np.isfinite(gp.log_marginal_likelihood_value_) and amp > 1e-3 and noise < 1e-2
     # Posterior mean and standard deviation, written out with the fitted amplitude and noise.

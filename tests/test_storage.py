@@ -18,16 +18,14 @@ def test_atomic_open_replaces_the_target_only_on_success(tmp_path: Path) -> None
     with storage.atomic_open(target) as fh:
         fh.write(b"old")
     assert target.read_bytes() == b"old"
-    with pytest.raises(RuntimeError, match="boom"):
-        with storage.atomic_open(target) as fh:
-            fh.write(b"new but half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), storage.atomic_open(target) as fh:
+        fh.write(b"new but half")
+        raise RuntimeError("boom")
     assert target.read_bytes() == b"old"
     assert os.listdir(target.parent) == ["f.bin"]  # the temporary file is gone
-    with pytest.raises(KeyboardInterrupt):
-        with storage.atomic_open(tmp_path / "g.bin") as fh:
-            fh.write(b"x")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), storage.atomic_open(tmp_path / "g.bin") as fh:
+        fh.write(b"x")
+        raise KeyboardInterrupt
     assert not (tmp_path / "g.bin").exists()
 
 
@@ -81,20 +79,25 @@ def test_load_npz_checks_sizes_from_the_headers_and_reads_only_what_is_asked(tmp
     path = tmp_path / "d.npz"
     np.savez(path, X=np.ones((4, 3)), y=np.zeros(4), big=np.zeros(1000))
     assert sorted(storage.load_npz(path, required=("X",), only=("X", "y"))) == ["X", "y"]
+
     def no_memory(need: int, what: str, **kw) -> None:
         raise MemoryError(f"{what}: {need}")
 
     monkeypatch.setattr(storage, "check_fits", no_memory)
     with pytest.raises(MemoryError, match="reading X, y from .*: 128"):  # 12 + 4 float64, from the headers
         storage.load_npz(path, only=("X", "y"))
-    cut = tmp_path / "cut.npz"  # an archive whose X claims more rows than it stores (rebuilt, so the zip itself is whole)
+    cut = (
+        tmp_path / "cut.npz"
+    )  # an archive whose X claims more rows than it stores (rebuilt, so the zip itself is whole)
     import zipfile
 
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(cut, "w") as dst:
         dst.writestr("X.npy", src.read("X.npy")[:-8])
         dst.writestr("y.npy", src.read("y.npy"))
     monkeypatch.undo()
-    with pytest.raises(CheckpointError, match=r"'X' of .* claims shape \(4, 3\) of float64 \(96 bytes\) but 88 bytes are stored"):
+    with pytest.raises(
+        CheckpointError, match=r"'X' of .* claims shape \(4, 3\) of float64 \(96 bytes\) but 88 bytes are stored"
+    ):
         storage.load_npz(cut)
 
 

@@ -31,9 +31,14 @@ def test_raw_streams_of_one_seed_are_uncorrelated() -> None:
     k = 200_000
     draws = {
         name: streams.generator(3, dom, *idx).standard_normal(k)
-        for name, dom, idx in [("points", streams.DATA_POINTS, ()), ("labels", streams.DATA_LABELS, ()),
-                               ("chunk0", streams.NETWORK, (0,)), ("chunk1", streams.NETWORK, (1,)),
-                               ("chunk2", streams.NETWORK, (2,)), ("split", streams.SPLIT, ())]
+        for name, dom, idx in [
+            ("points", streams.DATA_POINTS, ()),
+            ("labels", streams.DATA_LABELS, ()),
+            ("chunk0", streams.NETWORK, (0,)),
+            ("chunk1", streams.NETWORK, (1,)),
+            ("chunk2", streams.NETWORK, (2,)),
+            ("split", streams.SPLIT, ()),
+        ]
     }
     names = list(draws)
     corr = np.corrcoef(np.stack([draws[n] for n in names]))

@@ -32,12 +32,16 @@ def terms_direct(m, n, lam, delta):
 def test_simple_formulas_match_direct_evaluation() -> None:
     m, n, delta, lam, eps = 1e7, 50, 0.1, 0.3, 1e-3
     B = theory.weight_bound(m, n, delta)
-    assert B == pytest.approx(B_direct(m, n, delta), rel=1e-14)
+    assert pytest.approx(B_direct(m, n, delta), rel=1e-14) == B
     R = theory.radius(lam, n, B)
-    assert R == pytest.approx(lam / (8 * math.e * n * math.exp(2 * B)), rel=1e-14)
+    assert pytest.approx(lam / (8 * math.e * n * math.exp(2 * B)), rel=1e-14) == R
     assert theory.step_size(m, n, lam, B, R) == pytest.approx(0.1 * lam / (m * n**2 * math.exp(4 * (B + R))), rel=1e-13)
-    assert theory.iterations(n, lam, B, R, eps) == pytest.approx(20 * n**2 * math.exp(4 * (B + R)) / lam**2 * math.log(n / eps), rel=1e-13)
-    assert theory.movement_bound(n, B, R, 2.0, m, lam) == pytest.approx(4 * math.sqrt(n) * math.exp(B + R) * 2.0 / (m * lam), rel=1e-13)
+    assert theory.iterations(n, lam, B, R, eps) == pytest.approx(
+        20 * n**2 * math.exp(4 * (B + R)) / lam**2 * math.log(n / eps), rel=1e-13
+    )
+    assert theory.movement_bound(n, B, R, 2.0, m, lam) == pytest.approx(
+        4 * math.sqrt(n) * math.exp(B + R) * 2.0 / (m * lam), rel=1e-13
+    )
     assert theory.paper_width(n, delta) == pytest.approx(n**2 * math.log(n / delta), rel=1e-14)
     t = np.arange(5)
     lr, width, s, r0 = 1e-3, 100, 0.1, 3.0
@@ -65,8 +69,8 @@ def test_width_is_the_minimal_fixed_point(n: int, lam: float, delta: float) -> N
     assert m >= max(t1, t2) * (1 - 1e-9)  # satisfies its inequality (to rounding)
     smaller = m * (1 - 1e-6)
     assert smaller < max(terms_direct(smaller, n, lam, delta))  # a slightly smaller width does not
-    assert wb.B == pytest.approx(B_direct(m, n, delta), rel=1e-10)
-    assert wb.R == pytest.approx(theory.radius(lam, n, wb.B), rel=1e-10)
+    assert pytest.approx(B_direct(m, n, delta), rel=1e-10) == wb.B
+    assert pytest.approx(theory.radius(lam, n, wb.B), rel=1e-10) == wb.R
     assert wb.binding_term == ("concentration" if t1 >= t2 else "movement")
     assert wb.provenance == "[derived]"
 
@@ -87,17 +91,38 @@ def test_theorem_quantities_are_consistent() -> None:
     assert q.width == wb.m and q.B == wb.B and q.R == wb.R
     assert q.step_size == pytest.approx(theory.step_size(wb.m, 64, 1.68, wb.B, wb.R))
     assert q.iterations == pytest.approx(theory.iterations(64, 1.68, wb.B, wb.R, 1e-3))
-    assert q.movement_bound == pytest.approx(theory.movement_bound(64, wb.B, wb.R, 8.0, wb.m, 1.68))  # ||u(0)-y|| <= sqrt(n)
+    assert q.movement_bound == pytest.approx(
+        theory.movement_bound(64, wb.B, wb.R, 8.0, wb.m, 1.68)
+    )  # ||u(0)-y|| <= sqrt(n)
     assert q.movement_bound <= wb.R  # the proof's consistency: no neuron leaves the radius R
-    assert set(q.as_dict()) >= {"n", "lam", "delta", "epsilon", "width", "B", "R", "step_size", "iterations", "movement_bound"}
+    assert set(q.as_dict()) >= {
+        "n",
+        "lam",
+        "delta",
+        "epsilon",
+        "width",
+        "B",
+        "R",
+        "step_size",
+        "iterations",
+        "movement_bound",
+    }
 
 
 def test_provenance_is_stated_in_rows_and_docstrings() -> None:
     rows = theory.theorem_quantities(20, 0.6).rows()
     assert all(len(r) == 4 and r[3] in ("[paper]", "[derived]") for r in rows)
     assert {r[3] for r in rows} == {"[paper]", "[derived]"}
-    for fn in (theory.weight_bound, theory.radius, theory.required_width, theory.step_size, theory.iterations,
-               theory.movement_bound, theory.linear_rate_curve, theory.paper_width):
+    for fn in (
+        theory.weight_bound,
+        theory.radius,
+        theory.required_width,
+        theory.step_size,
+        theory.iterations,
+        theory.movement_bound,
+        theory.linear_rate_curve,
+        theory.paper_width,
+    ):
         doc = inspect.getdoc(fn) or ""
         assert "[derived]" in doc or "[paper]" in doc, fn.__name__
         assert "docs/theory.md" in doc or "paper" in doc, fn.__name__

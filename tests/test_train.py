@@ -274,7 +274,9 @@ def test_resume_honours_the_budget_and_tolerance_given_now(tmp_path: Path, ckpt_
     """A resumed run ends exactly as an uninterrupted run with the new settings, or is refused (issue 11, item 4)."""
     X, y, net, kw, full = ckpt_problem
     path = tmp_path / "run.npz"
-    _same_run(train(net, X, y, checkpoint=path, checkpoint_every=5, **kw), full)  # finished: final checkpoint at full.steps
+    _same_run(
+        train(net, X, y, checkpoint=path, checkpoint_every=5, **kw), full
+    )  # finished: final checkpoint at full.steps
     short = full.steps // 2
     with pytest.raises(CheckpointError, match=f"holds step {full.steps}, past max_steps = {short}"):
         train(net, X, y, checkpoint=path, **{**kw, "max_steps": short})
@@ -344,13 +346,19 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, ckpt_problem, monkeypatch)
 
 
 def test_history_truncate_and_round_trip() -> None:
-    h = History(loss=[3.0, 2.0, 1.0], residual=[1.0, 0.5, 0.1], max_movement=[0, 1, 2], frobenius_movement=[0, 1, 2],
-                kernel_step=[0, 2], kernel_deviation=[0.1, 0.2], kernel_lambda_min=[1.0, 0.9])
+    h = History(
+        loss=[3.0, 2.0, 1.0],
+        residual=[1.0, 0.5, 0.1],
+        max_movement=[0, 1, 2],
+        frobenius_movement=[0, 1, 2],
+        kernel_step=[0, 2],
+        kernel_deviation=[0.1, 0.2],
+        kernel_lambda_min=[1.0, 0.9],
+    )
     back = History.from_arrays(h.as_arrays())
     assert back == h
     h.truncate(1)
     assert h.loss == [3.0, 2.0] and h.kernel_step == [0] and h.kernel_lambda_min == [1.0]
-
 
 
 def test_huge_but_finite_predictions_at_the_start_are_an_overflow_error() -> None:

@@ -151,8 +151,12 @@ def test_duplicate_or_zero_inputs_are_refused_when_lambda_is_asked_for() -> None
 
 @pytest.mark.parametrize(
     "value, exc, pattern",
-    [(0, ValueError, r"m must be >= 1, got 0"), (2.5, TypeError, r"m must be an integer, got float 2.5"),
-     (True, TypeError, r"got bool"), ("3", TypeError, r"got str")],
+    [
+        (0, ValueError, r"m must be >= 1, got 0"),
+        (2.5, TypeError, r"m must be an integer, got float 2.5"),
+        (True, TypeError, r"got bool"),
+        ("3", TypeError, r"got str"),
+    ],
 )
 def test_check_positive_int(value, exc, pattern) -> None:
     with pytest.raises(exc, match=pattern):
@@ -160,13 +164,24 @@ def test_check_positive_int(value, exc, pattern) -> None:
     assert check_positive_int(np.int64(3), "m") == 3
 
 
-@pytest.mark.parametrize("check, accepted, refused, message", [
-    (check_positive, [1, 2.5, np.float32(0.5), np.int64(3), 1e300], [0, -1.0, float("nan"), float("inf"), True, "1", None, np.array([1.0])],
-     "x must be a positive finite number, got "),
-    (check_nonnegative, [0, 0.0, 2.5, np.float64(1e-9)], [-1e-12, float("nan"), float("inf"), False, "0"],
-     "x must be a finite number >= 0, got "),
-    (check_probability, [1e-9, 0.5, np.float32(0.99)], [0.0, 1.0, 1.5, -0.5, float("nan"), True], "x must "),
-])
+@pytest.mark.parametrize(
+    "check, accepted, refused, message",
+    [
+        (
+            check_positive,
+            [1, 2.5, np.float32(0.5), np.int64(3), 1e300],
+            [0, -1.0, float("nan"), float("inf"), True, "1", None, np.array([1.0])],
+            "x must be a positive finite number, got ",
+        ),
+        (
+            check_nonnegative,
+            [0, 0.0, 2.5, np.float64(1e-9)],
+            [-1e-12, float("nan"), float("inf"), False, "0"],
+            "x must be a finite number >= 0, got ",
+        ),
+        (check_probability, [1e-9, 0.5, np.float32(0.99)], [0.0, 1.0, 1.5, -0.5, float("nan"), True], "x must "),
+    ],
+)
 def test_number_checks_accept_real_numbers_in_range_and_name_the_rest(check, accepted, refused, message) -> None:
     for value in accepted:
         out = check(value, "x")
@@ -188,4 +203,3 @@ def test_number_check_messages_show_numpy_scalars_as_numbers() -> None:
 def test_check_y_names_the_argument() -> None:
     with pytest.raises(ValueError, match=r"targets has 2 entries but X has n = 3"):
         check_y(np.zeros(2), 3, name="targets")
-

@@ -54,6 +54,8 @@ def __getattr__(name: str):  # PEP 562: lazy access to the optional front ends
         except ImportError as exc:
             if exc.name is None or exc.name.split(".")[0] != extra:
                 raise
-            raise ImportError(f"expreg.{name} needs scikit-learn, which is not installed: pip install 'expreg[{extra}]'") from exc
+            raise ImportError(
+                f"expreg.{name} needs scikit-learn, which is not installed: pip install 'expreg[{extra}]'"
+            ) from exc
         return getattr(mod, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,8 +25,8 @@ closed forms against a Monte-Carlo average of the finite-width kernel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -67,7 +67,7 @@ class Activation:
     derivative_: Callable[[Backend, Array], Array]
     ntk: KernelFn
     nngp: KernelFn
-    fused_value_matvec_: Optional[Callable[[Backend, Array, Array, Array], Array]] = None
+    fused_value_matvec_: Callable[[Backend, Array, Array, Array], Array] | None = None
     theorem: bool = False
 
     def derivative(self, backend: Backend, E: Array) -> Array:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -259,13 +260,13 @@ class NumpyBackend(Backend):
     def row_panels(self, n: int) -> list[tuple[int, int]]:
         return _row_panels(n)
 
-    def gram_state(self, n: int, dtype: np.dtype) -> "_SyrkGram":
+    def gram_state(self, n: int, dtype: np.dtype) -> _SyrkGram:
         return _SyrkGram(self, n, dtype)
 
-    def rank_update_(self, state: "_SyrkGram", D: np.ndarray) -> None:
+    def rank_update_(self, state: _SyrkGram, D: np.ndarray) -> None:
         state.update(np.ascontiguousarray(D))
 
-    def gram_lower(self, state: "_SyrkGram") -> np.ndarray:
+    def gram_lower(self, state: _SyrkGram) -> np.ndarray:
         return state.lower()
 
     def relu_(self, x: np.ndarray) -> np.ndarray:
@@ -320,7 +321,7 @@ class _SyrkGram:
     wrappers hold the GIL, so the panels ran one at a time).
     """
 
-    def __init__(self, backend: "NumpyBackend", n: int, dtype: np.dtype) -> None:
+    def __init__(self, backend: NumpyBackend, n: int, dtype: np.dtype) -> None:
         import scipy.linalg.blas
 
         self.n = n
@@ -447,9 +448,7 @@ def _import_torch() -> Any:
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "backend='torch' needs PyTorch; install it with `pip install 'expreg[torch]'`"
-        ) from exc
+        raise ImportError("backend='torch' needs PyTorch; install it with `pip install 'expreg[torch]'`") from exc
     return torch
 
 
@@ -460,7 +459,9 @@ def default_threads() -> int:
         try:
             value = int(env)
         except ValueError:
-            raise ValueError(f"EXPREG_NUM_THREADS={env!r} is not an integer; set it to a thread count such as 2") from None
+            raise ValueError(
+                f"EXPREG_NUM_THREADS={env!r} is not an integer; set it to a thread count such as 2"
+            ) from None
         if value < 1:
             raise ValueError(f"EXPREG_NUM_THREADS={env!r} must be >= 1")
         return value
@@ -511,7 +512,7 @@ def host_array(x: Any) -> Any:
     return x.detach().cpu().numpy() if is_torch_tensor(x) else x
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_backend(name: str = "numpy", device: str | None = None, threads: int | None = None) -> Backend:
     """Return the backend called ``name`` (``"numpy"`` or ``"torch"``).
 

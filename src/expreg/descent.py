@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class History:
         return {k: np.asarray(v) for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "History":
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> History:
         h = cls()
         for k in h.__dict__:
             setattr(h, k, np.asarray(arrays[k]).tolist())
@@ -98,7 +99,7 @@ class History:
         return {f"h_{k}": v for k, v in self.as_arrays().items()}
 
     @classmethod
-    def from_npz_fields(cls, data: dict[str, np.ndarray]) -> "History":
+    def from_npz_fields(cls, data: dict[str, np.ndarray]) -> History:
         """The history stored in ``data`` (a loaded ``.npz``) by ``npz_fields``; other entries are ignored."""
         return cls.from_arrays({k[2:]: v for k, v in data.items() if k.startswith("h_")})
 
@@ -122,7 +123,9 @@ class Settings:
     checkpoint_every: int
 
 
-def check_settings(epsilon: Any, max_steps: Any, record_every: Any, track_movement: bool, checkpoint_every: Any) -> Settings:
+def check_settings(
+    epsilon: Any, max_steps: Any, record_every: Any, track_movement: bool, checkpoint_every: Any
+) -> Settings:
     """Validate the options shared by ``train`` and ``train_sharded``; errors name the argument."""
     max_steps = check_positive_int(max_steps, "max_steps", minimum=0)
     checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
@@ -132,8 +135,16 @@ def check_settings(epsilon: Any, max_steps: Any, record_every: Any, track_moveme
     return Settings(float(epsilon), max_steps, record_every, bool(track_movement), checkpoint_every)
 
 
-def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: Any = None, X: np.ndarray | None = None,
-               *, gram0: Callable[[], np.ndarray] | None = None) -> tuple[float, str]:
+def resolve_lr(
+    lr: float | str,
+    m: int,
+    s: float,
+    lambda_max_cts: float,
+    net: Any = None,
+    X: np.ndarray | None = None,
+    *,
+    gram0: Callable[[], np.ndarray] | None = None,
+) -> tuple[float, str]:
     """Turn ``lr`` ("auto", "empirical" or a positive number) into (step, rule).
 
     "auto" = 1 / lambda_max(m s^2 H^cts); "empirical" = 1 / lambda_max(H(W(0)))
@@ -159,8 +170,15 @@ def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: An
     return check_positive(lr, "lr", hint="; use lr='auto' for 1/lambda_max(m s^2 H^cts)"), "given"
 
 
-def run_fingerprint(net: Any, X: np.ndarray, y: np.ndarray, lr: float | str, record_every: int | None, track_movement: bool,
-                    weights: tuple[np.ndarray, ...] = ()) -> str:
+def run_fingerprint(
+    net: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    lr: float | str,
+    record_every: int | None,
+    track_movement: bool,
+    weights: tuple[np.ndarray, ...] = (),
+) -> str:
     """Identity of a run for its checkpoints (sha256 hex digest).
 
     Hashes the settings of ``net`` (an ``ExpNet`` or a ``NetSpec``: d, m, seed,
@@ -172,8 +190,23 @@ def run_fingerprint(net: Any, X: np.ndarray, y: np.ndarray, lr: float | str, rec
     the data X (n, d), y (n,) as float64.
     """
     h = hashlib.sha256()
-    h.update(repr((net.d, net.m, net.seed, net.activation, net.scaling, net.init, str(net.dtype), lr if isinstance(lr, str) else float(lr),
-                   record_every, bool(track_movement), streams.VERSION)).encode())
+    h.update(
+        repr(
+            (
+                net.d,
+                net.m,
+                net.seed,
+                net.activation,
+                net.scaling,
+                net.init,
+                str(net.dtype),
+                lr if isinstance(lr, str) else float(lr),
+                record_every,
+                bool(track_movement),
+                streams.VERSION,
+            )
+        ).encode()
+    )
     for w in weights:
         h.update(np.ascontiguousarray(w).tobytes())
     h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
@@ -244,7 +277,9 @@ class Shard:
             buf[-1] = 1.0  # tell the other ranks rather than leave them waiting
         buf = self.comm.sum(buf)
         if buf[-1] > 0:
-            raise ExpOverflowError("exp overflowed while computing the empirical kernel H(W) on some rank; lower the step size or use float64")
+            raise ExpOverflowError(
+                "exp overflowed while computing the empirical kernel H(W) on some rank; lower the step size or use float64"
+            )
         return buf[:-1].reshape(n, n)
 
     def forward_backward(self, W: Array, G: Array) -> tuple[Array | None, bool]:
@@ -257,7 +292,9 @@ class Shard:
 
         try:
             with overflow_checked():  # overflow is detected by ops
-                u, _ = ops.forward_backward(self.be, self.act, self.Xb, W, self.a, self.yb, self.s, self.plan, G, reduce=all_reduce)
+                u, _ = ops.forward_backward(
+                    self.be, self.act, self.Xb, W, self.a, self.yb, self.s, self.plan, G, reduce=all_reduce
+                )
         except ExpOverflowError:
             if not reduced or not self.be.all_finite(reduced[0]):
                 return None, False  # forward overflow: u is global, every rank sees it
@@ -385,7 +422,10 @@ class _Descent(Generic[R]):
             Hdis = sh.gram(Wt) / (sh.m * sh.s**2)
             deviation, lam = kernels.operator_norm(Hdis - self.H_cts), kernels.lambda_min(Hdis)
         except ExpOverflowError as exc:  # a diagnostic must not end a run: record NaN and say so
-            warnings.warn(f"the kernel H(W({t})) overflowed ({exc}); its deviation and lambda_min are recorded as NaN", stacklevel=4)
+            warnings.warn(
+                f"the kernel H(W({t})) overflowed ({exc}); its deviation and lambda_min are recorded as NaN",
+                stacklevel=4,
+            )
             deviation = lam = math.nan
         self.history.kernel_step.append(t)
         self.history.kernel_deviation.append(deviation)
@@ -395,8 +435,19 @@ class _Descent(Generic[R]):
         h = self.history
         if self.settings.record_every != 0 and (not h.kernel_step or h.kernel_step[-1] != t):
             self.record_kernel(t, Wt)
-        return self.make_result(Wt, dict(converged=converged, steps=t, lr=self.step, lr_rule=self.rule, epsilon=self.settings.epsilon,
-                                         history=h, lambda_cts=self.lam_min, lambda_max_cts=self.lam_max))
+        return self.make_result(
+            Wt,
+            dict(
+                converged=converged,
+                steps=t,
+                lr=self.step,
+                lr_rule=self.rule,
+                epsilon=self.settings.epsilon,
+                history=h,
+                lambda_cts=self.lam_min,
+                lambda_max_cts=self.lam_max,
+            ),
+        )
 
     def diverged(self, why: str, t: int, Wt: Array) -> TrainingDivergedError:
         """The error for a run whose last finite weights are W(t) = ``Wt``."""
@@ -413,7 +464,9 @@ class _Descent(Generic[R]):
         return TrainingDivergedError(
             f"gradient descent diverged with lr = {self.step:.4g}: {why}. The last finite weights (step {t}) are in "
             f"error.result. Try lr = {safe:.4g} ({how}).",
-            result=result, lr=self.step, suggested_lr=safe,
+            result=result,
+            lr=self.step,
+            suggested_lr=safe,
         )
 
 
@@ -468,7 +521,9 @@ def descend(
 
     def overflowed(what: str) -> Exception:
         if W_prev is None:
-            return ExpOverflowError(f"{what} at step {t}, before any step of this run: the inputs, targets or initial weights are too large")
+            return ExpOverflowError(
+                f"{what} at step {t}, before any step of this run: the inputs, targets or initial weights are too large"
+            )
         return run.diverged(f"{what} at step {t}", t - 1, W_prev)
 
     loss0 = history.loss[0] if history.loss else None
@@ -505,7 +560,9 @@ def descend(
                     raise ResultNotSavedError(
                         f"the run finished (step {t}, ||u - y|| = {res:.4g}) but its final checkpoint could not be written: {exc}. "
                         "The result is in error.result (the command prints it); free space or fix the path, then run again to "
-                        "save it (it resumes from the last checkpoint)", result=result) from exc
+                        "save it (it resumes from the last checkpoint)",
+                        result=result,
+                    ) from exc
             return result
         # the gradient step W(t+1) = W(t) - lr G, written into the spare buffer so W(t) survives
         spare[...] = G

@@ -46,9 +46,10 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +63,18 @@ from .model import NetSpec
 from .validation import check_X_y
 
 __all__ = [
-    "Communicator", "NetSpec", "RanksDisagreeError", "ShardedTrainResult", "TorchCommunicator", "check_ranks_agree", "communicator",
-    "fingerprint", "init_from_environment", "shard_range", "shutdown", "train_sharded",
+    "Communicator",
+    "NetSpec",
+    "RanksDisagreeError",
+    "ShardedTrainResult",
+    "TorchCommunicator",
+    "check_ranks_agree",
+    "communicator",
+    "fingerprint",
+    "init_from_environment",
+    "shard_range",
+    "shutdown",
+    "train_sharded",
 ]
 
 
@@ -108,7 +119,9 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def check_ranks_agree(comm: Communicator, fields: Sequence[tuple[str, Any]], error: BaseException | None = None) -> None:
+def check_ranks_agree(
+    comm: Communicator, fields: Sequence[tuple[str, Any]], error: BaseException | None = None
+) -> None:
     """Stop every rank, with one message, unless all ranks hold the same ``fields`` and none failed.
 
     Collective: every rank must call it with the same field names in the same
@@ -141,7 +154,12 @@ def check_ranks_agree(comm: Communicator, fields: Sequence[tuple[str, Any]], err
     reduced = comm.max(np.concatenate([flags, digests, -digests, numbers, -numbers]))
     k, P = len(fields), comm.world_size
     failed = [r for r in range(P) if reduced[r] > 0]
-    hi_d, lo_d, hi_v, lo_v = reduced[P : P + k], -reduced[P + k : P + 2 * k], reduced[P + 2 * k : P + 3 * k], -reduced[P + 3 * k :]
+    hi_d, lo_d, hi_v, lo_v = (
+        reduced[P : P + k],
+        -reduced[P + k : P + 2 * k],
+        reduced[P + 2 * k : P + 3 * k],
+        -reduced[P + 3 * k :],
+    )
     if error is not None:
         raise error
     if failed:
@@ -158,7 +176,7 @@ def check_ranks_agree(comm: Communicator, fields: Sequence[tuple[str, Any]], err
             )
 
 
-def run_fields(spec: "NetSpec", X: np.ndarray | None, y: np.ndarray | None, **settings: Any) -> list[tuple[str, Any]]:
+def run_fields(spec: NetSpec, X: np.ndarray | None, y: np.ndarray | None, **settings: Any) -> list[tuple[str, Any]]:
     """What the ranks of one run must agree on: n, the network ``spec`` (not its device), ``settings``, then X and y."""
     n = None if X is None else int(X.shape[0])
     network = [(k, getattr(spec, k)) for k in ("d", "m", "seed", "activation", "scaling", "init", "backend")]
@@ -218,7 +236,9 @@ class ShardedTrainResult(ResultFigures):
         return {**super().summary(), "m": int(self.m), "world_size": int(self.world_size)}
 
 
-def fingerprint(spec: NetSpec, X: np.ndarray, y: np.ndarray, lr: float | str, record_every: int | None, track_movement: bool) -> str:
+def fingerprint(
+    spec: NetSpec, X: np.ndarray, y: np.ndarray, lr: float | str, record_every: int | None, track_movement: bool
+) -> str:
     """Identity of a run for its checkpoints: network, data, step size and recording (not the number of ranks)."""
     return descent.run_fingerprint(spec, X, y, lr, record_every, track_movement)
 
@@ -285,27 +305,59 @@ def train_sharded(
     try:
         settings = descent.check_settings(epsilon, max_steps, record_every, track_movement, checkpoint_every)
         if spec.m < comm.world_size:
-            raise ValueError(f"width m = {spec.m} is smaller than the number of ranks ({comm.world_size}); launch at most m processes")
+            raise ValueError(
+                f"width m = {spec.m} is smaller than the number of ranks ({comm.world_size}); launch at most m processes"
+            )
         Xn, yn = check_X_y(X, y, dtype=np.float64, d=spec.d)
     except (ValueError, TypeError) as exc:  # told to the other ranks before it is raised here
         error = exc
-    check_ranks_agree(comm, run_fields(spec, Xn, yn, lr=lr, epsilon=epsilon, max_steps=max_steps, record_every=record_every,
-                                       track_movement=track_movement, checkpoints=checkpoint_dir is not None,
-                                       checkpoint_every=checkpoint_every), error)
+    check_ranks_agree(
+        comm,
+        run_fields(
+            spec,
+            Xn,
+            yn,
+            lr=lr,
+            epsilon=epsilon,
+            max_steps=max_steps,
+            record_every=record_every,
+            track_movement=track_movement,
+            checkpoints=checkpoint_dir is not None,
+            checkpoint_every=checkpoint_every,
+        ),
+        error,
+    )
     assert Xn is not None and yn is not None
     lo, hi = shard_range(spec.m, comm.world_size, comm.rank)
     shard = _shard(spec, comm, Xn, yn, lo, hi)
 
     def make_result(W: Array, fields: dict[str, Any]) -> ShardedTrainResult:
-        return ShardedTrainResult(W=W, a=shard.a, lo=lo, hi=hi, m=spec.m, rank=comm.rank, world_size=comm.world_size,
-                                  seconds=time.perf_counter() - started, **fields)
+        return ShardedTrainResult(
+            W=W,
+            a=shard.a,
+            lo=lo,
+            hi=hi,
+            m=spec.m,
+            rank=comm.rank,
+            world_size=comm.world_size,
+            seconds=time.perf_counter() - started,
+            **fields,
+        )
 
     def checkpoints(step: float) -> _ShardedCheckpoints:
-        fp = fingerprint(spec, Xn, yn, lr if isinstance(lr, str) else step, settings.record_every, settings.track_movement)
+        fp = fingerprint(
+            spec, Xn, yn, lr if isinstance(lr, str) else step, settings.record_every, settings.track_movement
+        )
         return _ShardedCheckpoints(shard, spec, Path(checkpoint_dir), fp, lo, hi)  # type: ignore[arg-type]
 
-    return descent.descend(shard, lr, settings, make_result, progress=progress,
-                           checkpoints=checkpoints if checkpoint_dir is not None else None)
+    return descent.descend(
+        shard,
+        lr,
+        settings,
+        make_result,
+        progress=progress,
+        checkpoints=checkpoints if checkpoint_dir is not None else None,
+    )
 
 
 @dataclass
@@ -328,18 +380,32 @@ class _ShardedCheckpoints:
         found = ckpt.latest_complete_step(self.directory)
         seen = self.shard.comm.max(np.array([-1.0 if found is None else found, -(-1.0 if found is None else found)]))
         if seen[0] != -seen[1]:
-            raise RuntimeError(f"the ranks see different checkpoints in {str(self.directory)!r}; is it on a file system every rank shares?")
+            raise RuntimeError(
+                f"the ranks see different checkpoints in {str(self.directory)!r}; is it on a file system every rank shares?"
+            )
         if found is None:
             return None
-        Wn, history = ckpt.read_slice(self.directory, found, self.lo, self.hi, fingerprint=self.fp, d=self.spec.d, m=self.spec.m)
+        Wn, history = ckpt.read_slice(
+            self.directory, found, self.lo, self.hi, fingerprint=self.fp, d=self.spec.d, m=self.spec.m
+        )
         history.truncate(found - 1)  # step `found` is recomputed (identically) on resume
         return self.shard.be.asarray(Wn, self.spec.dtype), history, found
 
     def save(self, W: Array, history: History, step: int, *, final: bool) -> None:
         """Every rank writes its file; once all files are seen by all ranks, rank 0 records the step and deletes the older ones."""
         comm, directory, m = self.shard.comm, self.directory, self.spec.m
-        ckpt.save_shard(directory, step=step, rank=comm.rank, world_size=comm.world_size, lo=self.lo, hi=self.hi, m=m,
-                        W=self.shard.be.to_numpy(W), history=history, fingerprint=self.fp)
+        ckpt.save_shard(
+            directory,
+            step=step,
+            rank=comm.rank,
+            world_size=comm.world_size,
+            lo=self.lo,
+            hi=self.hi,
+            m=m,
+            W=self.shard.be.to_numpy(W),
+            history=history,
+            fingerprint=self.fp,
+        )
         comm.barrier()
         files = [ckpt.shard_path(directory, step, r, comm.world_size) for r in range(comm.world_size)]
         unseen = comm.sum(np.array([float(not all(f.exists() for f in files))]))[0]  # also a second barrier
@@ -350,8 +416,16 @@ class _ShardedCheckpoints:
             )
         if comm.rank == 0:
             shards = [shard_range(m, comm.world_size, r) for r in range(comm.world_size)]
-            ckpt.write_manifest(directory, step=step, world_size=comm.world_size, m=m, d=self.spec.d, fingerprint=self.fp,
-                                shards=shards, final=final)
+            ckpt.write_manifest(
+                directory,
+                step=step,
+                world_size=comm.world_size,
+                m=m,
+                d=self.spec.d,
+                fingerprint=self.fp,
+                shards=shards,
+                final=final,
+            )
             ckpt.prune(directory, files)
 
 

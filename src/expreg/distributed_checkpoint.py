@@ -150,7 +150,9 @@ def read_slice(
         if history is None:
             history = History.from_npz_fields(data)
     if covered != m:
-        raise CheckpointError(f"the files of step {step} in {str(directory)!r} cover neurons 0..{covered - 1}, not 0..{m - 1}")
+        raise CheckpointError(
+            f"the files of step {step} in {str(directory)!r} cover neurons 0..{covered - 1}, not 0..{m - 1}"
+        )
     assert W is not None and history is not None
     return W, history
 
@@ -197,15 +199,27 @@ def load_checkpoint(directory: str | os.PathLike[str], step: int | None = None) 
 
 
 def write_manifest(
-    directory: str | os.PathLike[str], *, step: int, world_size: int, m: int, d: int, fingerprint: str,
-    shards: list[tuple[int, int]], final: bool,
+    directory: str | os.PathLike[str],
+    *,
+    step: int,
+    world_size: int,
+    m: int,
+    d: int,
+    fingerprint: str,
+    shards: list[tuple[int, int]],
+    final: bool,
 ) -> None:
     """Record (atomically) that ``step`` is complete on every rank."""
     write_json_atomic(
         Path(directory) / MANIFEST,
         {
-            "step": int(step), "world_size": int(world_size), "m": int(m), "d": int(d), "fingerprint": fingerprint,
-            "final": bool(final), "shards": [list(s) for s in shards],
+            "step": int(step),
+            "world_size": int(world_size),
+            "m": int(m),
+            "d": int(d),
+            "fingerprint": fingerprint,
+            "final": bool(final),
+            "shards": [list(s) for s in shards],
             "files": [shard_path(directory, step, r, world_size).name for r in range(world_size)],
         },
     )

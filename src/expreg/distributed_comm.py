@@ -136,8 +136,9 @@ def communicator(group: Any = None) -> Communicator:
     return Communicator()
 
 
-def init_from_environment(device: str | None = None, init_method: str | None = None,
-                          timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[Communicator, str | None]:
+def init_from_environment(
+    device: str | None = None, init_method: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> tuple[Communicator, str | None]:
     """Join the process group described by RANK and WORLD_SIZE (as torchrun sets them).
 
     Parameters
@@ -171,8 +172,13 @@ def init_from_environment(device: str | None = None, init_method: str | None = N
         torch.cuda.set_device(torch.device(device))
     if not dist.is_initialized():
         try:
-            dist.init_process_group("nccl" if cuda else "gloo", init_method=init_method or "env://", rank=rank, world_size=world_size,
-                                    timeout=timedelta(seconds=timeout_s))
+            dist.init_process_group(
+                "nccl" if cuda else "gloo",
+                init_method=init_method or "env://",
+                rank=rank,
+                world_size=world_size,
+                timeout=timedelta(seconds=timeout_s),
+            )
         except RuntimeError as exc:  # DistStoreError, DistNetworkError: the other ranks never came
             raise PeerLostError(
                 f"rank {rank} of {world_size} could not form the process group within {timeout_s:g} s "
@@ -185,12 +191,16 @@ def init_from_environment(device: str | None = None, init_method: str | None = N
 def check_cuda_device(torch: Any, device: str) -> None:
     """Raise a one-line ValueError unless ``device`` ("cuda:k") is a GPU this process can use."""
     if not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} needs CUDA, but torch.cuda.is_available() is False here (a CPU build of PyTorch, "
-                         "or no GPU visible); run with device='cpu' (gloo) or install a CUDA build of PyTorch")
+        raise ValueError(
+            f"device={device!r} needs CUDA, but torch.cuda.is_available() is False here (a CPU build of PyTorch, "
+            "or no GPU visible); run with device='cpu' (gloo) or install a CUDA build of PyTorch"
+        )
     index, count = torch.device(device).index or 0, torch.cuda.device_count()
     if index >= count:
-        raise ValueError(f"device {device} does not exist: {count} GPU(s) are visible here (LOCAL_RANK={os.environ.get('LOCAL_RANK')}); "
-                         f"start at most {count} ranks per node (torchrun --nproc-per-node {count}) or widen CUDA_VISIBLE_DEVICES")
+        raise ValueError(
+            f"device {device} does not exist: {count} GPU(s) are visible here (LOCAL_RANK={os.environ.get('LOCAL_RANK')}); "
+            f"start at most {count} ranks per node (torchrun --nproc-per-node {count}) or widen CUDA_VISIBLE_DEVICES"
+        )
 
 
 def _env_int(name: str) -> int:
@@ -198,7 +208,9 @@ def _env_int(name: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"environment variable {name}={text!r} must be an integer; launch with torchrun, which sets it") from None
+        raise ValueError(
+            f"environment variable {name}={text!r} must be an integer; launch with torchrun, which sets it"
+        ) from None
 
 
 def shutdown(comm: Communicator) -> None:

@@ -54,7 +54,9 @@ def _square(H: Any, name: str = "H") -> np.ndarray:
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty square matrix, got shape {A.shape}")
     if not np.isfinite(A).all():
-        raise ValueError(f"{name} contains NaN or inf ({int((~np.isfinite(A)).sum())} entries); its eigenvalues are undefined")
+        raise ValueError(
+            f"{name} contains NaN or inf ({int((~np.isfinite(A)).sum())} entries); its eigenvalues are undefined"
+        )
     return A
 
 
@@ -77,7 +79,9 @@ def _method(method: str, n: int) -> str:
 def _eigsh(A: np.ndarray, **kw: Any) -> float | None:
     """One eigenvalue from ARPACK, or None when it does not converge."""
     try:
-        return float(scipy.sparse.linalg.eigsh(A, k=1, return_eigenvectors=False, tol=TOL, maxiter=20 * A.shape[0], **kw)[0])
+        return float(
+            scipy.sparse.linalg.eigsh(A, k=1, return_eigenvectors=False, tol=TOL, maxiter=20 * A.shape[0], **kw)[0]
+        )
     except scipy.sparse.linalg.ArpackNoConvergence:
         return None
 
@@ -106,15 +110,18 @@ def _lambda_min_shift_invert(A: np.ndarray) -> float | None:
             factor = scipy.linalg.cho_factor(A - sigma * np.eye(n), lower=True, check_finite=False)
         except np.linalg.LinAlgError:
             continue
-        op = scipy.sparse.linalg.LinearOperator((n, n), matvec=lambda v, f=factor: scipy.linalg.cho_solve(f, v, check_finite=False),
-                                                dtype=np.float64)
+        op = scipy.sparse.linalg.LinearOperator(
+            (n, n), matvec=lambda v, f=factor: scipy.linalg.cho_solve(f, v, check_finite=False), dtype=np.float64
+        )
         # ARPACK's tol is relative to mu, so lambda - sigma = 1/mu is known to (lambda - sigma) * tol:
         # a loose tol suffices when lambda_min is near the shift (where the small eigenvalues
         # cluster and a tight one costs hundreds of steps); tightened only when it is not.
         tol, target = 1e-3, TOL * scale
         while True:
             try:
-                mu = scipy.sparse.linalg.eigsh(op, k=1, which="LA", return_eigenvectors=False, tol=tol, maxiter=20 * n)[0]
+                mu = scipy.sparse.linalg.eigsh(op, k=1, which="LA", return_eigenvectors=False, tol=tol, maxiter=20 * n)[
+                    0
+                ]
             except scipy.sparse.linalg.ArpackNoConvergence:
                 return None
             gap = 1.0 / float(mu)
@@ -221,6 +228,8 @@ def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") ->
     A = _square(Hdis, "Hdis")
     B = _square(H_cts, "H_cts")
     if A.shape != B.shape:
-        raise ValueError(f"Hdis has shape {A.shape} but H_cts has shape {B.shape}; they must be kernels of the same points")
+        raise ValueError(
+            f"Hdis has shape {A.shape} but H_cts has shape {B.shape}; they must be kernels of the same points"
+        )
     with _threads(A.shape[0]):
         return _operator_norm(A - B, method=method), _lambda_min(A, method=method)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
 
 import numpy as np
 

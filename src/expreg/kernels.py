@@ -24,9 +24,17 @@ from . import ops
 from .activations import Activation, get_activation
 from .eigen import (  # re-exported: the kernels' eigenvalues live in eigen
     extreme_eigenvalues as extreme_eigenvalues,
+)
+from .eigen import (
     lambda_max as lambda_max,
+)
+from .eigen import (
     lambda_min as lambda_min,
+)
+from .eigen import (
     lazy_criteria as lazy_criteria,
+)
+from .eigen import (
     operator_norm as operator_norm,
 )
 from .errors import ExpOverflowError, overflow_checked
@@ -175,8 +183,10 @@ def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajecto
     H = _square(H)
     r0 = np.asarray(r0, dtype=np.float64)
     if r0.shape != (H.shape[0],) or not np.isfinite(r0).all():
-        raise ValueError(f"r0 must be a finite vector of length n = {H.shape[0]}, got shape {r0.shape}"
-                         + ("" if r0.shape != (H.shape[0],) else " with NaN or inf entries"))
+        raise ValueError(
+            f"r0 must be a finite vector of length n = {H.shape[0]}, got shape {r0.shape}"
+            + ("" if r0.shape != (H.shape[0],) else " with NaN or inf entries")
+        )
     if not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite step size, got {lr!r}")
     mu, V = scipy.linalg.eigh(H)

@@ -42,7 +42,9 @@ def check_network(d: Any, m: Any, seed: Any, activation: str, scaling: str, init
     Scaling.check(scaling)
     Init.check(init)
     if init == "coupled" and m % 2:
-        raise ValueError(f"init='coupled' pairs neurons, so m must be even; got m = {m}. Use m = {m + 1} or init='gaussian'")
+        raise ValueError(
+            f"init='coupled' pairs neurons, so m must be even; got m = {m}. Use m = {m + 1} or init='gaussian'"
+        )
     return d, m, seed
 
 
@@ -90,8 +92,15 @@ class NetSpec:
 
     def __post_init__(self) -> None:
         d, m, seed = check_network(self.d, self.m, self.seed, self.activation, self.scaling, self.init)
-        for name, value in (("d", d), ("m", m), ("seed", seed), ("activation", str(self.activation)),
-                            ("scaling", str(self.scaling)), ("init", str(self.init)), ("dtype", canonical_dtype(self.dtype))):
+        for name, value in (
+            ("d", d),
+            ("m", m),
+            ("seed", seed),
+            ("activation", str(self.activation)),
+            ("scaling", str(self.scaling)),
+            ("init", str(self.init)),
+            ("dtype", canonical_dtype(self.dtype)),
+        ):
             object.__setattr__(self, name, value)
 
     @property
@@ -115,8 +124,15 @@ class NetSpec:
         a pair (w, a), (w, -a) never straddles two blocks and its two terms
         cancel exactly: F(W(0), x) = 0 for every block size.
         """
-        return ops.plan_blocks(n, self.m if width is None else width, self.dtype.itemsize, block=self.block,
-                               memory_budget=self.memory_budget, backend=self.get_backend(), pairs=self.init == Init.coupled)
+        return ops.plan_blocks(
+            n,
+            self.m if width is None else width,
+            self.dtype.itemsize,
+            block=self.block,
+            memory_budget=self.memory_budget,
+            backend=self.get_backend(),
+            pairs=self.init == Init.coupled,
+        )
 
     def draw(self, lo: int = 0, hi: int | None = None) -> tuple[Array, Array]:
         """Initial weights (W (d, hi - lo), a (hi - lo,)) of neurons lo .. hi-1 (default: all), as backend arrays.
@@ -170,8 +186,19 @@ class ExpNet:
         if not isinstance(self.init, str):  # the classmethod ``init`` shadows the field's default "coupled"
             self.init = Init.coupled.value
         self._backend = get_backend(self.backend_name, self.device)
-        self._spec = NetSpec(self.d, self.m, self.seed, self.activation, self.scaling, self.init, self.dtype, self.backend_name,
-                             self.device, self.block, self.memory_budget)
+        self._spec = NetSpec(
+            self.d,
+            self.m,
+            self.seed,
+            self.activation,
+            self.scaling,
+            self.init,
+            self.dtype,
+            self.backend_name,
+            self.device,
+            self.block,
+            self.memory_budget,
+        )
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -189,7 +216,7 @@ class ExpNet:
         device: str | None = None,
         block: int | None = None,
         memory_budget: int | None = None,
-    ) -> "ExpNet":
+    ) -> ExpNet:
         """Draw a network as the paper does: w_r ~ N(0, I_d), a_r = +-1 (docs/theory.md section 1).
 
         Parameters
@@ -224,11 +251,21 @@ class ExpNet:
         return cls.from_spec(spec, *spec.draw())
 
     @classmethod
-    def from_spec(cls, spec: NetSpec, W: Array, a: Array) -> "ExpNet":
+    def from_spec(cls, spec: NetSpec, W: Array, a: Array) -> ExpNet:
         """The network ``spec`` with weights W (d, m) and a (m,) (backend arrays of ``spec``'s dtype)."""
         be = spec.get_backend()
-        return cls(W=W, a=a, activation=spec.activation, scaling=spec.scaling, init=spec.init, seed=spec.seed,
-                   backend_name=be.name, device=be.device, block=spec.block, memory_budget=spec.memory_budget)
+        return cls(
+            W=W,
+            a=a,
+            activation=spec.activation,
+            scaling=spec.scaling,
+            init=spec.init,
+            seed=spec.seed,
+            backend_name=be.name,
+            device=be.device,
+            block=spec.block,
+            memory_budget=spec.memory_budget,
+        )
 
     # ------------------------------------------------------------ properties
     @property
@@ -296,7 +333,9 @@ class ExpNet:
         with overflow_checked():
             value = 0.5 * float(r @ r)
         if not np.isfinite(value):
-            raise ExpOverflowError(f"the loss 1/2 ||F(W, X) - y||^2 overflows float64 (largest |F - y| = {np.abs(r).max():.3g}); scale the inputs into the unit ball")
+            raise ExpOverflowError(
+                f"the loss 1/2 ||F(W, X) - y||^2 overflows float64 (largest |F - y| = {np.abs(r).max():.3g}); scale the inputs into the unit ball"
+            )
         return value
 
     def gradient(self, X: Any, y: Any) -> np.ndarray:
@@ -305,7 +344,14 @@ class ExpNet:
         be = self._backend
         with overflow_checked():
             _, G = ops.forward_backward(
-                be, self.act, be.asarray(Xn, self.dtype), self.W, self.a, be.asarray(yn, self.dtype), self.s, self.plan(Xn.shape[0])
+                be,
+                self.act,
+                be.asarray(Xn, self.dtype),
+                self.W,
+                self.a,
+                be.asarray(yn, self.dtype),
+                self.s,
+                self.plan(Xn.shape[0]),
             )
         return be.to_numpy(G)
 
@@ -321,17 +367,19 @@ class ExpNet:
         self.__dict__.update(state)
         self.__post_init__()
 
-    def copy(self) -> "ExpNet":
+    def copy(self) -> ExpNet:
         """A deep copy (weights copied, settings shared)."""
         return replace(self, W=self._backend.copy(self.W), a=self._backend.copy(self.a))
 
-    def with_weights(self, W: Array) -> "ExpNet":
+    def with_weights(self, W: Array) -> ExpNet:
         """The same network with first-layer weights ``W`` (d, m) (no copy)."""
         if tuple(W.shape) != tuple(self.W.shape):
-            raise ValueError(f"W must have the shape (d, m) = {tuple(self.W.shape)} of this network, got {tuple(W.shape)}")
+            raise ValueError(
+                f"W must have the shape (d, m) = {tuple(self.W.shape)} of this network, got {tuple(W.shape)}"
+            )
         return replace(self, W=W)
 
-    def to(self, backend: str = "numpy", device: str | None = None, dtype: Any = None) -> "ExpNet":
+    def to(self, backend: str = "numpy", device: str | None = None, dtype: Any = None) -> ExpNet:
         """This network on another backend, device or dtype (weights copied)."""
         be = get_backend(backend, device)
         dt = canonical_dtype(dtype) if dtype is not None else self.dtype

@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -170,7 +171,9 @@ class _Workspace:
     chunks : ``plan.chunks(m)``; first : the index of each chunk's first block
     """
 
-    def __init__(self, backend: Backend, n: int, d: int, m: int, dtype: np.dtype, plan: BlockPlan, key: tuple[Any, ...]) -> None:
+    def __init__(
+        self, backend: Backend, n: int, d: int, m: int, dtype: np.dtype, plan: BlockPlan, key: tuple[Any, ...]
+    ) -> None:
         self.key = key
         self.n = n
         self._new_z = lambda: backend.empty((n * plan.block,), dtype)
@@ -195,7 +198,7 @@ class _Workspace:
         return z[: n * (hi - lo)].reshape(n, hi - lo)
 
 
-_workspaces: "OrderedDict[tuple[Any, ...], _Workspace]" = OrderedDict()
+_workspaces: OrderedDict[tuple[Any, ...], _Workspace] = OrderedDict()
 _workspaces_lock = threading.Lock()
 
 
@@ -516,7 +519,9 @@ class GramAccumulator:
             self._xxt = Xf @ Xf.T  # NumPy computes A @ A.T by syrk: exactly symmetric
         H = self.backend.gram_lower(self.S)  # float64, zeros above the diagonal
         _mirror_lower(H)
-        np.multiply(H, self._xxt.T if H.flags.f_contiguous else self._xxt, out=H)  # X X^T is symmetric: same layout as H
+        np.multiply(
+            H, self._xxt.T if H.flags.f_contiguous else self._xxt, out=H
+        )  # X X^T is symmetric: same layout as H
         H *= factor
         if not (np.isfinite(H.max()) and np.isfinite(H.min())):  # NaN propagates through max/min
             raise ExpOverflowError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from .ops import DEFAULT_MEMORY_BUDGET
 
@@ -86,11 +86,23 @@ def check_fits(need: int, what: str, *, advice: str = "", available: int | None 
     free = available_memory() if available is None else available
     if free is None or need <= free:
         return
-    raise MemoryError(f"{what} needs at least {format_bytes(need)} of memory but {format_bytes(free)} is available{'; ' + advice if advice else ''}")
+    raise MemoryError(
+        f"{what} needs at least {format_bytes(need)} of memory but {format_bytes(free)} is available{'; ' + advice if advice else ''}"
+    )
 
 
-def check_train_fits(n: int, d: int, m: int, itemsize: int, *, on_host: bool = True, ranks_here: int = 1, ranks: int = 1,
-                     pairs: bool = False, available: int | None = None) -> None:
+def check_train_fits(
+    n: int,
+    d: int,
+    m: int,
+    itemsize: int,
+    *,
+    on_host: bool = True,
+    ranks_here: int = 1,
+    ranks: int = 1,
+    pairs: bool = False,
+    available: int | None = None,
+) -> None:
     """Refuse a run of width m (split over ``ranks``, ``ranks_here`` of them on this machine) that cannot fit in memory.
 
     The message gives the estimate (``train_bytes``) and the largest m that
@@ -109,7 +121,11 @@ def check_train_fits(n: int, d: int, m: int, itemsize: int, *, on_host: bool = T
         best -= best % 2
     where = f" per rank ({ranks_here} ranks on this machine share {format_bytes(free)})" if ranks_here > 1 else ""
     if best > 0:
-        more = "use float32 or more ranks with `expreg distributed`" if itemsize == 8 else "use more ranks with `expreg distributed`"
+        more = (
+            "use float32 or more ranks with `expreg distributed`"
+            if itemsize == 8
+            else "use more ranks with `expreg distributed`"
+        )
         fit = f"the largest width that fits is m = {best} (or {more})"
     else:
         fit = f"even m = 1 does not fit: the n x n kernels of n = {n} points alone need {format_bytes(8 * 8 * n * n)}; use fewer points"

@@ -46,8 +46,14 @@ def _check_widths(widths: Sequence[int]) -> list[int]:
         raise TypeError(f"widths must be a sequence of integers, got {widths!r}") from None
     if not ws:
         raise ValueError("widths is empty; give at least one width m >= 1")
-    if any(m != w for m, w in zip(ws, widths, strict=True)) or ws[0] < 1 or any(b <= a for a, b in itertools.pairwise(ws)):
-        raise ValueError(f"widths must be strictly increasing integers >= 1, got {list(widths)}; sort them and drop duplicates")
+    if (
+        any(m != w for m, w in zip(ws, widths, strict=True))
+        or ws[0] < 1
+        or any(b <= a for a, b in itertools.pairwise(ws))
+    ):
+        raise ValueError(
+            f"widths must be strictly increasing integers >= 1, got {list(widths)}; sort them and drop duplicates"
+        )
     return ws
 
 
@@ -113,8 +119,16 @@ def nested_gram(
     return _scan(be, Xn, ws, int(seed), activation, init, dt, block)
 
 
-def _scan(be: Backend, Xn: np.ndarray, widths: list[int], seed: int, activation: str, init: str,
-          dt: np.dtype, block: int | None) -> Iterator[tuple[int, np.ndarray]]:
+def _scan(
+    be: Backend,
+    Xn: np.ndarray,
+    widths: list[int],
+    seed: int,
+    activation: str,
+    init: str,
+    dt: np.dtype,
+    block: int | None,
+) -> Iterator[tuple[int, np.ndarray]]:
     n, d = Xn.shape
     act = get_activation(activation)
     if block is None:

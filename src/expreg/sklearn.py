@@ -57,8 +57,10 @@ def _centre_and_radius(X: np.ndarray) -> tuple[np.ndarray, float]:
         if math.isfinite(cz) and cz > 0 and not (math.isfinite(radius) and radius > 0):
             radius = cz * float(np.linalg.norm(Z / cz, axis=1).max())
     if not (np.isfinite(mean).all() and math.isfinite(radius)):
-        raise ValueError(f"X is too large to centre and scale in float64 (largest |value| {float(np.abs(X).max()):.3g}, "
-                         f"spread {cz:.3g}); divide it by a constant first")
+        raise ValueError(
+            f"X is too large to centre and scale in float64 (largest |value| {float(np.abs(X).max()):.3g}, "
+            f"spread {cz:.3g}); divide it by a constant first"
+        )
     return mean, radius
 
 
@@ -86,7 +88,7 @@ class UnitBallScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     [1.0, 1.0]
     """
 
-    def fit(self, X: Any, y: Any = None) -> "UnitBallScaler":
+    def fit(self, X: Any, y: Any = None) -> UnitBallScaler:
         """Learn the mean and the largest centred norm of X (n, d)."""
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         self.mean_, radius = _centre_and_radius(X)
@@ -100,8 +102,10 @@ class UnitBallScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         with np.errstate(over="ignore", invalid="ignore"):
             Z = (X - self.mean_) / self.scale_
         if not np.isfinite(Z).all():
-            raise ValueError(f"X lies too far from the training data to scale in float64 (largest |value| {float(np.abs(X).max()):.3g}); "
-                             "divide it by a constant first")
+            raise ValueError(
+                f"X lies too far from the training data to scale in float64 (largest |value| {float(np.abs(X).max()):.3g}); "
+                "divide it by a constant first"
+            )
         return Z
 
     def inverse_transform(self, X: Any) -> np.ndarray:
@@ -111,8 +115,10 @@ class UnitBallScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         with np.errstate(over="ignore", invalid="ignore"):
             out = X * self.scale_ + self.mean_
         if not np.isfinite(out).all():
-            raise ValueError(f"X * scale_ + mean_ overflows float64 (largest |value| {float(np.abs(X).max()):.3g}, scale_ {self.scale_:.3g}); "
-                             "pass values of the scaled space (about unit norm)")
+            raise ValueError(
+                f"X * scale_ + mean_ overflows float64 (largest |value| {float(np.abs(X).max()):.3g}, scale_ {self.scale_:.3g}); "
+                "pass values of the scaled space (about unit norm)"
+            )
         return out
 
 
@@ -241,7 +247,7 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, y: Any) -> "ExpRegressor":
+    def fit(self, X: Any, y: Any) -> ExpRegressor:
         """Train on X (n, d) and y (n,) or (n, n_outputs); returns self.
 
         Emits ``ConvergenceWarning`` when ||u - y||_2 <= epsilon was not
@@ -258,7 +264,9 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
             Xs = X
         Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
         self.n_outputs_ = Y.shape[1]
-        self.y_mean_, self.y_scale_ = _target_map(Y) if self.scale_targets else (np.zeros(Y.shape[1]), np.ones(Y.shape[1]))
+        self.y_mean_, self.y_scale_ = (
+            _target_map(Y) if self.scale_targets else (np.zeros(Y.shape[1]), np.ones(Y.shape[1]))
+        )
         Ys = (Y - self.y_mean_) / self.y_scale_
         results = [self._train_column(Xs, Ys[:, k], dtype) for k in range(Y.shape[1])]
         one = np.ndim(y) == 1
@@ -281,15 +289,22 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
     def _train_column(self, X: np.ndarray, y: np.ndarray, dtype: np.dtype) -> TrainResult:
         """Gradient descent for one target column, with the "auto" fallback on divergence."""
         net = ExpNet.init(
-            X.shape[1], self.width, seed=self.seed_, activation=self.activation,
-            scaling=self.scaling, init=self.init, dtype=dtype,
+            X.shape[1],
+            self.width,
+            seed=self.seed_,
+            activation=self.activation,
+            scaling=self.scaling,
+            init=self.init,
+            dtype=dtype,
         )
         lr: float | str = self.learning_rate
         if lr == "auto" and not np.any(X):
             lr = 1.0  # every input is 0: the gradient vanishes and the step is irrelevant
         for attempt in range(AUTO_LR_RETRIES + 1):
             try:
-                return train(net, X, y, lr=lr, epsilon=float(self.epsilon), max_steps=int(self.max_steps), record_every=0)
+                return train(
+                    net, X, y, lr=lr, epsilon=float(self.epsilon), max_steps=int(self.max_steps), record_every=0
+                )
             except TrainingDivergedError as exc:
                 if self.learning_rate != "auto" or attempt == AUTO_LR_RETRIES:
                     raise

@@ -26,7 +26,8 @@ unit ball first (``expreg.sklearn.UnitBallScaler``) or set ``input_scale``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel

@@ -13,9 +13,10 @@ import math
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import numpy as np
 
@@ -58,7 +59,9 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
         json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
 
 
-def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = (), *, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def load_npz(
+    path: str | os.PathLike[str], required: tuple[str, ...] = (), *, only: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
     """Read an ``.npz`` file into a dict, with clear errors and sizes checked before reading.
 
     Each array's ``.npy`` header is read first: the bytes it claims must be
@@ -90,24 +93,36 @@ def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = (), *, on
     if not zipfile.is_zipfile(p):  # before np.load, whose message for such files is about pickles
         with open(p, "rb") as fh:
             npy = fh.read(6) == b"\x93NUMPY"
-        what = "a single array (a .npy file), not named arrays" if npy else "no complete zip archive (it may be truncated or corrupt, or another format)"
+        what = (
+            "a single array (a .npy file), not named arrays"
+            if npy
+            else "no complete zip archive (it may be truncated or corrupt, or another format)"
+        )
         names = ", ".join(f"{k}={k}" for k in required) or "..."
-        raise CheckpointError(f"{str(p)!r} is not a readable .npz file: it holds {what}; write it with numpy.savez(path, {names})")
+        raise CheckpointError(
+            f"{str(p)!r} is not a readable .npz file: it holds {what}; write it with numpy.savez(path, {names})"
+        )
     try:
         with np.load(p, allow_pickle=False) as data:
             present = list(data.files)
             missing = [k for k in required if k not in present]
             if missing:
-                raise CheckpointError(f"{str(p)!r} has no array named {', '.join(map(repr, missing))} (found: {sorted(present)}); "
-                                      f"save it with numpy.savez(path, {', '.join(f'{k}={k}' for k in required)})")
+                raise CheckpointError(
+                    f"{str(p)!r} has no array named {', '.join(map(repr, missing))} (found: {sorted(present)}); "
+                    f"save it with numpy.savez(path, {', '.join(f'{k}={k}' for k in required)})"
+                )
             wanted = [k for k in present if only is None or k in only]
             total = sum(_checked_size(p, data.zip, k) for k in wanted)
-            check_fits(total, f"reading {', '.join(wanted)} from {str(p)!r}", advice="the file is too large for this machine")
+            check_fits(
+                total, f"reading {', '.join(wanted)} from {str(p)!r}", advice="the file is too large for this machine"
+            )
             return {k: data[k] for k in wanted}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         if isinstance(exc, CheckpointError):
             raise
-        raise CheckpointError(f"{str(p)!r} is not a readable .npz file ({exc}); it may be truncated or corrupt") from exc
+        raise CheckpointError(
+            f"{str(p)!r} is not a readable .npz file ({exc}); it may be truncated or corrupt"
+        ) from exc
 
 
 def _checked_size(path: Path, archive: zipfile.ZipFile, name: str) -> int:
@@ -120,10 +135,14 @@ def _checked_size(path: Path, archive: zipfile.ZipFile, name: str) -> int:
         elif version == (2, 0):
             shape, _, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=10_000)
         else:
-            raise CheckpointError(f"array {name!r} of {str(path)!r} has .npy format version {version}; save it again with numpy.savez")
+            raise CheckpointError(
+                f"array {name!r} of {str(path)!r} has .npy format version {version}; save it again with numpy.savez"
+            )
         header = fh.tell()
     if dtype.hasobject:
-        raise CheckpointError(f"array {name!r} of {str(path)!r} holds Python objects; only numeric arrays are read (save numbers)")
+        raise CheckpointError(
+            f"array {name!r} of {str(path)!r} holds Python objects; only numeric arrays are read (save numbers)"
+        )
     claimed = math.prod(shape) * dtype.itemsize
     if header + claimed != info.file_size:
         raise CheckpointError(
@@ -156,14 +175,18 @@ def check_writable(path: str | os.PathLike[str], what: str, *, directory: bool =
     folder = target if directory else target.parent
     ancestor = next((q for q in (folder, *folder.parents) if q.exists()), None)
     if ancestor is not None and not ancestor.is_dir():
-        raise NotADirectoryError(f"{what} {str(target)!r} cannot be written: {str(ancestor)!r} is a file, not a directory")
+        raise NotADirectoryError(
+            f"{what} {str(target)!r} cannot be written: {str(ancestor)!r} is a file, not a directory"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".expreg-write-test-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise type(exc)(f"{what} {str(target)!r} cannot be written ({exc.strerror or exc}); choose a writable location") from None
+        raise type(exc)(
+            f"{what} {str(target)!r} cannot be written ({exc.strerror or exc}); choose a writable location"
+        ) from None
 
 
 def _json_default(obj: Any) -> Any:

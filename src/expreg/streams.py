@@ -35,7 +35,13 @@ NETWORK = 3
 SPLIT = 4
 TASK = 5
 
-_DOMAINS = {DATA_POINTS: "data points", DATA_LABELS: "data labels", NETWORK: "network", SPLIT: "train/test split", TASK: "experiment task"}
+_DOMAINS = {
+    DATA_POINTS: "data points",
+    DATA_LABELS: "data labels",
+    NETWORK: "network",
+    SPLIT: "train/test split",
+    TASK: "experiment task",
+}
 
 
 def generator(seed: int, domain: int, *index: int) -> np.random.Generator:

@@ -31,7 +31,9 @@ def weight_bound(m: float, n: float, delta: float) -> float:
     With probability 1 - delta/3, ``|<w_r(0), x_i>| <= B`` for all r, i when
     ||x_i|| <= 1 (Gaussian tail plus a union bound over m n pairs).
     """
-    return math.sqrt(2.0 * math.log(6.0 * check_positive(m, "m") * check_positive(n, "n") / check_probability(delta, "delta")))
+    return math.sqrt(
+        2.0 * math.log(6.0 * check_positive(m, "m") * check_positive(n, "n") / check_probability(delta, "delta"))
+    )
 
 
 def radius(lam: float, n: float, B: float) -> float:
@@ -102,23 +104,46 @@ def required_width(n: int, lam: float, delta: float) -> WidthBound:
         else:
             hi = mid
     t1, t2, B, R = _log_width_terms(hi, n, lam, delta)
-    return WidthBound(m=math.exp(hi) if hi < 709 else math.inf, log10_m=hi / math.log(10), B=B, R=R, binding_term="concentration" if t1 >= t2 else "movement")
+    return WidthBound(
+        m=math.exp(hi) if hi < 709 else math.inf,
+        log10_m=hi / math.log(10),
+        B=B,
+        R=R,
+        binding_term="concentration" if t1 >= t2 else "movement",
+    )
 
 
 def step_size(m: float, n: float, lam: float, B: float, R: float) -> float:
     """eta = 0.1 lambda / (m n^2 e^{4(B+R)}) [derived], docs/theory.md section 5."""
-    return 0.1 * check_positive(lam, "lambda") / (check_positive(m, "m") * check_positive(n, "n") ** 2 * math.exp(4 * (B + R)))
+    return (
+        0.1
+        * check_positive(lam, "lambda")
+        / (check_positive(m, "m") * check_positive(n, "n") ** 2 * math.exp(4 * (B + R)))
+    )
 
 
 def iterations(n: float, lam: float, B: float, R: float, epsilon: float) -> float:
     """T = 20 n^2 e^{4(B+R)} lambda^-2 log(n/epsilon) [derived], docs/theory.md section 5."""
     n = check_positive(n, "n")
-    return 20.0 * n * n * math.exp(4 * (B + R)) / check_positive(lam, "lambda") ** 2 * math.log(n / check_positive(epsilon, "epsilon"))
+    return (
+        20.0
+        * n
+        * n
+        * math.exp(4 * (B + R))
+        / check_positive(lam, "lambda") ** 2
+        * math.log(n / check_positive(epsilon, "epsilon"))
+    )
 
 
 def movement_bound(n: float, B: float, R: float, initial_residual: float, m: float, lam: float) -> float:
     """max_r ||w_r(t) - w_r(0)|| <= 4 sqrt(n) e^{B+R} ||u(0) - y|| / (m lambda) [derived], docs/theory.md section 5."""
-    return 4.0 * math.sqrt(check_positive(n, "n")) * math.exp(B + R) * float(initial_residual) / (check_positive(m, "m") * check_positive(lam, "lambda"))
+    return (
+        4.0
+        * math.sqrt(check_positive(n, "n"))
+        * math.exp(B + R)
+        * float(initial_residual)
+        / (check_positive(m, "m") * check_positive(lam, "lambda"))
+    )
 
 
 def linear_rate_curve(t: Any, lr: float, m: float, s: float, lam: float, initial_residual: float) -> np.ndarray:
@@ -128,7 +153,9 @@ def linear_rate_curve(t: Any, lr: float, m: float, s: float, lam: float, initial
     """
     rate = 1.0 - lr * m * s * s * lam / 2.0
     if not 0 <= rate < 1:
-        raise ValueError(f"1 - lr m s^2 lambda / 2 = {rate:.4g} is outside [0, 1); the bound needs lr <= 2 / (m s^2 lambda)")
+        raise ValueError(
+            f"1 - lr m s^2 lambda / 2 = {rate:.4g} is outside [0, 1); the bound needs lr <= 2 / (m s^2 lambda)"
+        )
     t = np.asarray(t, dtype=np.float64)
     return np.sqrt(rate**t) * float(initial_residual)
 
@@ -166,10 +193,20 @@ class TheoremQuantities:
         return [
             ("B", f"{self.B:.6g}", "sqrt(2 log(6 m n / delta))", DERIVED),
             ("R", f"{self.R:.6g}", "lambda / (8 e n e^{2B})", DERIVED),
-            ("m (theorem width)", f"{self.width:.6g} (10^{self.log10_width:.2f})", f"max(64 n^2 e^4B log(6n^2/delta), 32 e^(1+R) n^2 e^3B) / lambda^2; binding: {self.binding_term}", DERIVED),
+            (
+                "m (theorem width)",
+                f"{self.width:.6g} (10^{self.log10_width:.2f})",
+                f"max(64 n^2 e^4B log(6n^2/delta), 32 e^(1+R) n^2 e^3B) / lambda^2; binding: {self.binding_term}",
+                DERIVED,
+            ),
             ("eta (step size)", f"{self.step_size:.6g}", "0.1 lambda / (m n^2 e^{4(B+R)})", DERIVED),
             ("T (iterations)", f"{self.iterations:.6g}", "20 n^2 e^{4(B+R)} lambda^-2 log(n/epsilon)", DERIVED),
-            ("movement bound", f"{self.movement_bound:.6g}", "4 sqrt(n) e^{B+R} ||u(0)-y|| / (m lambda), ||u(0)-y|| <= sqrt(n)", DERIVED),
+            (
+                "movement bound",
+                f"{self.movement_bound:.6g}",
+                "4 sqrt(n) e^{B+R} ||u(0)-y|| / (m lambda), ||u(0)-y|| <= sqrt(n)",
+                DERIVED,
+            ),
             ("width order", f"{self.paper_width_order:.6g}", "n^{2+o(1)} log(n/delta), constant unknown", PAPER),
         ]
 
@@ -177,7 +214,9 @@ class TheoremQuantities:
         return asdict(self)
 
 
-def theorem_quantities(n: int, lam: float, delta: float = 0.1, epsilon: float = 1e-3, initial_residual: float | None = None) -> TheoremQuantities:
+def theorem_quantities(
+    n: int, lam: float, delta: float = 0.1, epsilon: float = 1e-3, initial_residual: float | None = None
+) -> TheoremQuantities:
     """All of docs/theory.md section 5 for n points, lambda = lambda_min(H^cts), failure probability delta.
 
     ``initial_residual`` defaults to sqrt(n), the worst case for ``|y_i| <= 1``
@@ -187,8 +226,15 @@ def theorem_quantities(n: int, lam: float, delta: float = 0.1, epsilon: float = 
     wb = required_width(n, lam, delta)
     r0 = math.sqrt(n) if initial_residual is None else check_positive(initial_residual, "initial_residual")
     return TheoremQuantities(
-        n=int(n), lam=float(lam), delta=float(delta), epsilon=float(epsilon), width=wb.m, log10_width=wb.log10_m,
-        binding_term=wb.binding_term, B=wb.B, R=wb.R,
+        n=int(n),
+        lam=float(lam),
+        delta=float(delta),
+        epsilon=float(epsilon),
+        width=wb.m,
+        log10_width=wb.log10_m,
+        binding_term=wb.binding_term,
+        B=wb.B,
+        R=wb.R,
         step_size=step_size(wb.m, n, lam, wb.B, wb.R) if math.isfinite(wb.m) else 0.0,
         iterations=iterations(n, lam, wb.B, wb.R, epsilon),
         movement_bound=movement_bound(n, wb.B, wb.R, r0, wb.m, lam) if math.isfinite(wb.m) else 0.0,

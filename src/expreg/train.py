@@ -140,11 +140,17 @@ def train(
         return TrainResult(net=net.with_weights(W), seconds=time.perf_counter() - started, **fields)
 
     def checkpoints(step: float) -> _FileCheckpoint:
-        rule = lr if isinstance(lr, str) else step  # 'auto' hashed as such: its value moves in the last bits with BLAS threads
-        fingerprint = descent.run_fingerprint(net, Xn, yn, rule, settings.record_every, settings.track_movement, weights=net.weights_numpy())
+        rule = (
+            lr if isinstance(lr, str) else step
+        )  # 'auto' hashed as such: its value moves in the last bits with BLAS threads
+        fingerprint = descent.run_fingerprint(
+            net, Xn, yn, rule, settings.record_every, settings.track_movement, weights=net.weights_numpy()
+        )
         return _FileCheckpoint(Path(checkpoint), fingerprint, net)  # type: ignore[arg-type]
 
-    return descent.descend(shard, lr, settings, make_result, progress=progress, checkpoints=checkpoints if checkpoint is not None else None)
+    return descent.descend(
+        shard, lr, settings, make_result, progress=progress, checkpoints=checkpoints if checkpoint is not None else None
+    )
 
 
 _HISTORY_KEYS = tuple(History().npz_fields())
@@ -175,17 +181,26 @@ class _FileCheckpoint:
                 "delete it or choose another path"
             )
         if tuple(data["W"].shape) != (net.d, net.m):
-            raise CheckpointError(f"checkpoint {str(path)!r} holds W of shape {data['W'].shape}, expected {(net.d, net.m)}")
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds W of shape {data['W'].shape}, expected {(net.d, net.m)}"
+            )
         history = History.from_npz_fields(data)
         step = int(data["step"])
         if not (len(history.loss) in (step, step + 1) and np.isfinite(data["W"]).all()):
-            raise CheckpointError(f"checkpoint {str(path)!r} is inconsistent (step {step}, {len(history.loss)} history rows); delete it")
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is inconsistent (step {step}, {len(history.loss)} history rows); delete it"
+            )
         if len(history.loss) > step:
             history.truncate(step - 1)
         return net.backend.asarray(data["W"], net.dtype), history, step
 
     def save(self, W: Any, history: History, step: int, *, final: bool) -> None:
         """Save W after ``step`` steps with the history up to step - 1 or ``step`` (atomic write)."""
-        save_npz_atomic(self.path, W=self.net.backend.to_numpy(W), step=np.int64(step), fingerprint=np.array(self.fingerprint),
-                        streams=np.int64(streams.VERSION),
-                        **history.npz_fields())
+        save_npz_atomic(
+            self.path,
+            W=self.net.backend.to_numpy(W),
+            step=np.int64(step),
+            fingerprint=np.array(self.fingerprint),
+            streams=np.int64(streams.VERSION),
+            **history.npz_fields(),
+        )

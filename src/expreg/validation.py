@@ -30,9 +30,13 @@ def _as_float_array(value: Any, name: str, dtype: np.dtype | None) -> np.ndarray
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name} could not be read as a rectangular numeric array ({exc}); pass a NumPy array") from None
+        raise ValueError(
+            f"{name} could not be read as a rectangular numeric array ({exc}); pass a NumPy array"
+        ) from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}; convert it with numpy.asarray({name}, dtype=float)")
+        raise TypeError(
+            f"{name} must hold numbers, got dtype {arr.dtype}; convert it with numpy.asarray({name}, dtype=float)"
+        )
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} is complex ({arr.dtype}); expreg works with real inputs")
     if np.issubdtype(arr.dtype, np.floating) and arr.size and not np.isfinite(arr).all():
@@ -62,7 +66,9 @@ def _ball_tolerance(*dtypes: Any) -> float:
     return max(1e-9, 16 * eps)
 
 
-def check_X(X: Any, *, name: str = "X", dtype: np.dtype | None = None, d: int | None = None, warn_ball: bool = True) -> np.ndarray:
+def check_X(
+    X: Any, *, name: str = "X", dtype: np.dtype | None = None, d: int | None = None, warn_ball: bool = True
+) -> np.ndarray:
     """Validate inputs: 2-D (n, d), n >= 1, finite, numeric.
 
     Parameters
@@ -74,7 +80,9 @@ def check_X(X: Any, *, name: str = "X", dtype: np.dtype | None = None, d: int | 
     """
     arr = _as_float_array(X, name, dtype)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D with shape (n, d), got {arr.ndim}-D shape {arr.shape}; reshape it, e.g. {name}.reshape(-1, 1) for one feature")
+        raise ValueError(
+            f"{name} must be 2-D with shape (n, d), got {arr.ndim}-D shape {arr.shape}; reshape it, e.g. {name}.reshape(-1, 1) for one feature"
+        )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); at least one point with at least one feature is needed")
     if d is not None and arr.shape[1] != d:
@@ -104,7 +112,9 @@ def check_y(y: Any, n: int, *, name: str = "y", dtype: np.dtype | None = None) -
     return arr
 
 
-def check_X_y(X: Any, y: Any, *, dtype: np.dtype | None = None, d: int | None = None, warn_ball: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def check_X_y(
+    X: Any, y: Any, *, dtype: np.dtype | None = None, d: int | None = None, warn_ball: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate a training set; see ``check_X`` and ``check_y``."""
     Xa = check_X(X, dtype=dtype, d=d, warn_ball=warn_ball)
     return Xa, check_y(y, Xa.shape[0], dtype=dtype or Xa.dtype)
@@ -113,11 +123,15 @@ def check_X_y(X: Any, y: Any, *, dtype: np.dtype | None = None, d: int | None = 
 def check_distinct(X: np.ndarray) -> None:
     """Raise if two rows of X coincide or a row is zero: then lambda = 0 (docs/theory.md section 3)."""
     if (np.linalg.norm(X, axis=1) == 0).any():
-        raise ValueError("X has a zero row; H^cts is singular (lambda = 0). Remove zero inputs before asking for lambda")
+        raise ValueError(
+            "X has a zero row; H^cts is singular (lambda = 0). Remove zero inputs before asking for lambda"
+        )
     _, idx, counts = np.unique(X, axis=0, return_index=True, return_counts=True)
     if (counts > 1).any():
         rows = sorted(idx[counts > 1].tolist())[:5]
-        raise ValueError(f"X has duplicate rows (first at rows {rows}); H^cts is singular (lambda = 0). Remove duplicates before asking for lambda")
+        raise ValueError(
+            f"X has duplicate rows (first at rows {rows}); H^cts is singular (lambda = 0). Remove duplicates before asking for lambda"
+        )
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:

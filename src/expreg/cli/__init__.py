@@ -18,7 +18,9 @@ def build_app():  # type: ignore[no-untyped-def]
     try:
         import typer
     except ImportError:  # pragma: no cover - depends on the environment
-        sys.stderr.write("error: the expreg command needs typer and rich; install them with `pip install 'expreg[cli]'`\n")
+        sys.stderr.write(
+            "error: the expreg command needs typer and rich; install them with `pip install 'expreg[cli]'`\n"
+        )
         raise SystemExit(2)
     app = typer.Typer(
         name="expreg",

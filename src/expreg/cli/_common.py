@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..errors import ExpregError
 
@@ -37,11 +38,18 @@ def user_errors(fn: F) -> F:
             try:
                 return fn(*args, **kwargs)
             except USER_ERRORS as exc:
-                text = str(exc) or ("out of memory; use a smaller --m or --n, or float32" if isinstance(exc, MemoryError) else type(exc).__name__)
+                text = str(exc) or (
+                    "out of memory; use a smaller --m or --n, or float32"
+                    if isinstance(exc, MemoryError)
+                    else type(exc).__name__
+                )
                 err_console().print(f"[red]error:[/red] {escape(text)}", markup=True, soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt as exc:  # a sweep's SweepInterrupted says what was saved
-                message = str(exc) or "interrupted; a run with --checkpoint resumes when started again with the same arguments"
+                message = (
+                    str(exc)
+                    or "interrupted; a run with --checkpoint resumes when started again with the same arguments"
+                )
                 err_console().print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
                 raise typer.Exit(130) from None
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import typer
@@ -46,22 +47,22 @@ def parse_lr(text: str) -> float | str:
 class RunOptions:
     """The shared options as given on the command line (n, d describe synthetic data; with --data they are checked)."""
 
-    n: Optional[int]
-    d: Optional[int]
+    n: int | None
+    d: int | None
     m: int
     seed: int
     activation: Activation
     scaling: Scaling
     init: Init
     labels: Labels
-    data: Optional[Path]
+    data: Path | None
     lr: str
     epsilon: float
     max_steps: int
-    record_every: Optional[int]
+    record_every: int | None
     dtype: DType
     backend: BackendName
-    device: Optional[str]
+    device: str | None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -82,8 +83,10 @@ class RunOptions:
         X, y = data_mod.load_dataset(self.data, warn_ball=False)
         for flag, given, found in (("--n", self.n, X.shape[0]), ("--d", self.d, X.shape[1])):
             if given is not None and given != found:
-                raise ValueError(f"{flag} {given} does not match the data: X in {str(self.data)!r} has shape {X.shape}; "
-                                 f"omit {flag} with --data (it sets the size of synthetic data)")
+                raise ValueError(
+                    f"{flag} {given} does not match the data: X in {str(self.data)!r} has shape {X.shape}; "
+                    f"omit {flag} with --data (it sets the size of synthetic data)"
+                )
         return X, y
 
     def checked_dataset(self, *, ranks: int = 1, ranks_here: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -97,8 +100,16 @@ class RunOptions:
 
         def check(n: int, d: int) -> None:
             on_host = self.device is None or self.device.startswith("cpu")
-            check_train_fits(n, d, self.m, np.dtype(DType.check(self.dtype)).itemsize, on_host=on_host, ranks=ranks, ranks_here=ranks_here,
-                             pairs=self.init == Init.coupled)
+            check_train_fits(
+                n,
+                d,
+                self.m,
+                np.dtype(DType.check(self.dtype)).itemsize,
+                on_host=on_host,
+                ranks=ranks,
+                ranks_here=ranks_here,
+                pairs=self.init == Init.coupled,
+            )
 
         if self.data is None:
             check(*self.shape)
@@ -109,44 +120,73 @@ class RunOptions:
 
     def network(self) -> dict[str, Any]:
         """Keywords of ``ExpNet.init`` and ``NetSpec`` besides d and m."""
-        return dict(seed=self.seed, activation=ACTIVATIONS.check(self.activation), scaling=Scaling.check(self.scaling),
-                    init=Init.check(self.init), dtype=np.dtype(DType.check(self.dtype)), backend=BackendName.check(self.backend),
-                    device=self.device)
+        return dict(
+            seed=self.seed,
+            activation=ACTIVATIONS.check(self.activation),
+            scaling=Scaling.check(self.scaling),
+            init=Init.check(self.init),
+            dtype=np.dtype(DType.check(self.dtype)),
+            backend=BackendName.check(self.backend),
+            device=self.device,
+        )
 
     def descent(self) -> dict[str, Any]:
         """Keywords of ``train`` and ``train_sharded``: lr, epsilon, max_steps, record_every."""
-        return dict(lr=parse_lr(self.lr), epsilon=self.epsilon, max_steps=self.max_steps, record_every=self.record_every)
+        return dict(
+            lr=parse_lr(self.lr), epsilon=self.epsilon, max_steps=self.max_steps, record_every=self.record_every
+        )
 
     def describe(self) -> dict[str, Any]:
         """The settings a summary reports: seed .. backend."""
         net = self.network()
-        return {"seed": self.seed, "activation": net["activation"], "scaling": net["scaling"], "init": net["init"],
-                "dtype": DType.check(self.dtype), "backend": net["backend"]}
+        return {
+            "seed": self.seed,
+            "activation": net["activation"],
+            "scaling": net["scaling"],
+            "init": net["init"],
+            "dtype": DType.check(self.dtype),
+            "backend": net["backend"],
+        }
 
 
 def _shared(m_help: str, backend_help: str, device_help: str) -> dict[str, Any]:
     """name -> typer.Option of every ``RunOptions`` field, in field order."""
     return {
-        "n": typer.Option(None, help=f"Number of data points of synthetic data [default: {DEFAULT_N}]; with --data, checked against the file."),
-        "d": typer.Option(None, help=f"Input dimension of synthetic data [default: {DEFAULT_D}]; with --data, checked against the file."),
+        "n": typer.Option(
+            None,
+            help=f"Number of data points of synthetic data [default: {DEFAULT_N}]; with --data, checked against the file.",
+        ),
+        "d": typer.Option(
+            None,
+            help=f"Input dimension of synthetic data [default: {DEFAULT_D}]; with --data, checked against the file.",
+        ),
         "m": typer.Option(16384, help=m_help),
         "seed": typer.Option(0, help="Seed of the data and of the initialisation."),
         "activation": typer.Option(Activation.exp, help="Activation function."),
-        "scaling": typer.Option(Scaling.none, help="'none': the paper's F = sum a_r exp(<w_r,x>); 'ntk': times 1/sqrt(m)."),
+        "scaling": typer.Option(
+            Scaling.none, help="'none': the paper's F = sum a_r exp(<w_r,x>); 'ntk': times 1/sqrt(m)."
+        ),
         "init": typer.Option(Init.coupled, help="'coupled': paired neurons, F(W(0),x) = 0; 'gaussian': independent."),
         "labels": typer.Option(Labels.uniform, help="Synthetic labels: uniform on [-1,1] or random signs."),
         "data": typer.Option(None, "--data", help="Train on arrays X (n x d) and y (n) from this .npz file instead."),
-        "lr": typer.Option("auto", help="Step size: 'auto' (1/lambda_max(m s^2 H^cts)), 'empirical' (1/lambda_max(H(W(0)))) or a number."),
+        "lr": typer.Option(
+            "auto",
+            help="Step size: 'auto' (1/lambda_max(m s^2 H^cts)), 'empirical' (1/lambda_max(H(W(0)))) or a number.",
+        ),
         "epsilon": typer.Option(1e-3, help="Stop when ||u - y||_2 <= epsilon."),
         "max_steps": typer.Option(20000, help="Step budget."),
-        "record_every": typer.Option(None, help="Record the kernel deviation every this many steps (default: first and last step)."),
+        "record_every": typer.Option(
+            None, help="Record the kernel deviation every this many steps (default: first and last step)."
+        ),
         "dtype": typer.Option(DType.float64, help="Floating-point precision."),
         "backend": typer.Option(BackendName.numpy, help=backend_help),
         "device": typer.Option(None, help=device_help),
     }
 
 
-def run_options(*, m_help: str, backend_help: str, device_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def run_options(
+    *, m_help: str, backend_help: str, device_help: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: ``command(opts: RunOptions, **own)`` becomes a typer command with the shared options, then its own.
 
     The help of ``--m``, ``--backend`` and ``--device`` is the command's; the
@@ -154,13 +194,17 @@ def run_options(*, m_help: str, backend_help: str, device_help: str) -> Callable
     """
     hints = typing.get_type_hints(RunOptions)
     options = _shared(m_help, backend_help, device_help)
-    shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=options[f.name], annotation=hints[f.name])
-              for f in fields(RunOptions)]
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=options[f.name], annotation=hints[f.name])
+        for f in fields(RunOptions)
+    ]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         own_hints = typing.get_type_hints(command)
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=own_hints[p.name])
-               for p in list(inspect.signature(command).parameters.values())[1:]]
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=own_hints[p.name])
+            for p in list(inspect.signature(command).parameters.values())[1:]
+        ]
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> Any:

@@ -22,7 +22,7 @@ import sys
 from dataclasses import fields, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -31,15 +31,27 @@ from ._options import RunOptions, run_options
 
 
 @user_errors
-@run_options(m_help="Width of the whole network: neurons over all ranks.", backend_help="'numpy' or 'torch' (CUDA needs 'torch').",
-             device_help="Torch device; 'cuda' means cuda:LOCAL_RANK and NCCL (else gloo).")
+@run_options(
+    m_help="Width of the whole network: neurons over all ranks.",
+    backend_help="'numpy' or 'torch' (CUDA needs 'torch').",
+    device_help="Torch device; 'cuda' means cuda:LOCAL_RANK and NCCL (else gloo).",
+)
 def distributed_command(
     opts: RunOptions,
-    checkpoint_dir: Optional[Path] = typer.Option(None, help="Directory of per-rank checkpoints: written atomically, resumed from if present."),
+    checkpoint_dir: Path | None = typer.Option(
+        None, help="Directory of per-rank checkpoints: written atomically, resumed from if present."
+    ),
     checkpoint_every: int = typer.Option(100, help="Steps between checkpoints."),
-    init_method: Optional[str] = typer.Option(None, help="torch.distributed rendezvous URL: env:// (default, set by torchrun) or file:///shared/path."),
-    log_every: int = typer.Option(0, help="Rank 0 prints the step and ||u - y|| on stderr every this many steps (0: never)."),
-    timeout: float = typer.Option(300.0, help="Seconds the start-up and each collective wait for the other ranks before every rank stops with an error."),
+    init_method: str | None = typer.Option(
+        None, help="torch.distributed rendezvous URL: env:// (default, set by torchrun) or file:///shared/path."
+    ),
+    log_every: int = typer.Option(
+        0, help="Rank 0 prints the step and ||u - y|| on stderr every this many steps (0: never)."
+    ),
+    timeout: float = typer.Option(
+        300.0,
+        help="Seconds the start-up and each collective wait for the other ranks before every rank stops with an error.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the summary on stdout (rank 0)."),
 ) -> None:
     """Train one network with its neurons split over the ranks of a torchrun launch (gloo on CPU, NCCL on CUDA)."""
@@ -73,16 +85,30 @@ def distributed_command(
         def report(result: Any) -> None:
             if comm.rank != 0:
                 return
-            summary = {"n": int(X.shape[0]), "d": int(X.shape[1]), **opts.describe(), "device": device or "cpu",
-                       "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None, **result.summary()}
+            summary = {
+                "n": int(X.shape[0]),
+                "d": int(X.shape[1]),
+                **opts.describe(),
+                "device": device or "cpu",
+                "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
+                **result.summary(),
+            }
             if json_out:
                 typer.echo(json.dumps(summary))
             else:
                 print_summary(f"expreg distributed ({result.world_size} ranks)", summary)
 
         try:
-            result = train_sharded(spec, X, y, **opts.descent(), progress=log, checkpoint_dir=checkpoint_dir,
-                                   checkpoint_every=checkpoint_every, comm=comm)
+            result = train_sharded(
+                spec,
+                X,
+                y,
+                **opts.descent(),
+                progress=log,
+                checkpoint_dir=checkpoint_dir,
+                checkpoint_every=checkpoint_every,
+                comm=comm,
+            )
         except ResultNotSavedError as exc:  # the run finished: rank 0 shows its result, then the error
             report(exc.result)
             raise
@@ -91,9 +117,11 @@ def distributed_command(
     report(result)
 
 
-def command_fields(opts: RunOptions, checkpoint_dir: Optional[Path], checkpoint_every: int) -> list[tuple[str, Any]]:
+def command_fields(opts: RunOptions, checkpoint_dir: Path | None, checkpoint_every: int) -> list[tuple[str, Any]]:
     """The options every rank must be given alike, as (flag, value): all but --device (cuda:LOCAL_RANK differs) and the output ones."""
-    given = [(f"--{f.name.replace('_', '-')}", _plain(getattr(opts, f.name))) for f in fields(opts) if f.name != "device"]
+    given = [
+        (f"--{f.name.replace('_', '-')}", _plain(getattr(opts, f.name))) for f in fields(opts) if f.name != "device"
+    ]
     return [*given, ("--checkpoint-dir given", checkpoint_dir is not None), ("--checkpoint-every", checkpoint_every)]
 
 

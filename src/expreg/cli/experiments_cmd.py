@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,11 +23,21 @@ def _print_headlines(summaries: list[dict]) -> None:  # type: ignore[type-arg]
 @user_errors
 def run_command(
     experiment: str = typer.Argument(..., help="Experiment name (see `expreg list`)."),
-    preset: str = typer.Option("quick", "--preset", help="'quick' (minutes, for the demo) or 'full' (the README's numbers)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file of configuration fields (overrides the preset it names, default quick)."),
-    out: Path = typer.Option(Path("results"), "--out", help="Results directory: DIR/EXPERIMENT/results.parquet, figures, DIR/report.html."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", help="Worker processes (default: all cores)."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run on an existing Dask cluster: its scheduler address, tcp://HOST:PORT (--jobs is then unused)."),
+    preset: str = typer.Option(
+        "quick", "--preset", help="'quick' (minutes, for the demo) or 'full' (the README's numbers)."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML file of configuration fields (overrides the preset it names, default quick)."
+    ),
+    out: Path = typer.Option(
+        Path("results"), "--out", help="Results directory: DIR/EXPERIMENT/results.parquet, figures, DIR/report.html."
+    ),
+    jobs: int | None = typer.Option(None, "--jobs", help="Worker processes (default: all cores)."),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Run on an existing Dask cluster: its scheduler address, tcp://HOST:PORT (--jobs is then unused).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run an experiment (resuming: runs already in the table are skipped), then write the report."""
@@ -40,8 +49,10 @@ def run_command(
     check_writable(out, "--out", directory=True)
     cfg = get_config(experiment, preset=preset, config_file=config)
     result = run_experiment(experiment, cfg, out, jobs=jobs, scheduler=scheduler, show_progress=not quiet)
-    typer.echo(f"{experiment}: {result.executed} runs done now, {result.skipped} already in the table "
-               f"({out / experiment / 'results.parquet'}, configuration {cfg.config_hash})")
+    typer.echo(
+        f"{experiment}: {result.executed} runs done now, {result.skipped} already in the table "
+        f"({out / experiment / 'results.parquet'}, configuration {cfg.config_hash})"
+    )
     html_path, md_path, summaries = build_report(out, fresh=[experiment])
     _print_headlines([s for s in summaries if s["experiment"] == experiment])
     typer.echo(f"report: {html_path.resolve()}")
@@ -50,7 +61,9 @@ def run_command(
 @user_errors
 def report_command(
     directory: Path = typer.Argument(Path("results"), help="Results directory given to `expreg run --out`."),
-    fresh: bool = typer.Option(True, "--fresh/--reuse", help="Re-analyse every experiment, or reuse summaries newer than their results."),
+    fresh: bool = typer.Option(
+        True, "--fresh/--reuse", help="Re-analyse every experiment, or reuse summaries newer than their results."
+    ),
 ) -> None:
     """Analyse every experiment under DIRECTORY: figures, report.html and report.md."""
     from ..experiments import build_report

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,13 +12,21 @@ from ._common import user_errors
 
 @user_errors
 def theory_command(
-    n: Optional[int] = typer.Option(None, "--n", help="Number of data points (needed unless --data gives them; checked against --data)."),
-    lam: Optional[float] = typer.Option(None, "--lambda", help="lambda = lambda_min(H^cts). Omit it to compute it from --data or from synthetic data (--d, --seed)."),
+    n: int | None = typer.Option(
+        None, "--n", help="Number of data points (needed unless --data gives them; checked against --data)."
+    ),
+    lam: float | None = typer.Option(
+        None,
+        "--lambda",
+        help="lambda = lambda_min(H^cts). Omit it to compute it from --data or from synthetic data (--d, --seed).",
+    ),
     delta: float = typer.Option(0.1, "--delta", help="Failure probability."),
     epsilon: float = typer.Option(1e-3, "--epsilon", help="Target ||u - y||_2."),
-    d: Optional[int] = typer.Option(None, "--d", help="Dimension of synthetic data when lambda is computed [default: 16]; checked against --data."),
+    d: int | None = typer.Option(
+        None, "--d", help="Dimension of synthetic data when lambda is computed [default: 16]; checked against --data."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of synthetic data when lambda is computed."),
-    data: Optional[Path] = typer.Option(None, "--data", help=".npz with X to compute lambda from."),
+    data: Path | None = typer.Option(None, "--data", help=".npz with X to compute lambda from."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Print B, R, the theorem's width, step size, iterations and movement bound (docs/theory.md section 5)."""
@@ -34,13 +41,18 @@ def theory_command(
         X = data_mod.load_dataset(data)[0]
         for flag, given, found in (("--n", n, X.shape[0]), ("--d", d, X.shape[1])):
             if given is not None and given != found:
-                raise ValueError(f"{flag} {given} does not match the data: X in {str(data)!r} has shape {X.shape}; omit {flag} with --data")
+                raise ValueError(
+                    f"{flag} {given} does not match the data: X in {str(data)!r} has shape {X.shape}; omit {flag} with --data"
+                )
     elif n is None:
         raise ValueError("--n is needed (the number of data points), unless --data gives them")
     if lam is None:
         if data is None:
-            check_fits(3 * 8 * n * n, f"lambda of n = {n} points (the n x n kernel H^cts and its eigenvalues)",
-                       advice="give --lambda, or fewer points")
+            check_fits(
+                3 * 8 * n * n,
+                f"lambda of n = {n} points (the n x n kernel H^cts and its eigenvalues)",
+                advice="give --lambda, or fewer points",
+            )
             X = data_mod.sphere(n, 16 if d is None else d, seed=seed)
         lam = ntk_lambda(X)
         n = X.shape[0]
@@ -59,7 +71,10 @@ def theory_command(
     for row in q.rows():
         table.add_row(*(escape(cell) for cell in row))
     Console().print(table)
-    Console().print("[derived]: rebuilt from the abstract and the analyses it names (docs/theory.md); [paper]: stated in the abstract.", markup=False)
+    Console().print(
+        "[derived]: rebuilt from the abstract and the analyses it names (docs/theory.md); [paper]: stated in the abstract.",
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

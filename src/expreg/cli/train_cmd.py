@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -14,10 +14,14 @@ from ._options import RunOptions, run_options
 
 
 @user_errors
-@run_options(m_help="Width: number of neurons.", backend_help="'numpy' or 'torch'.", device_help="Torch device, e.g. 'cuda'.")
+@run_options(
+    m_help="Width: number of neurons.", backend_help="'numpy' or 'torch'.", device_help="Torch device, e.g. 'cuda'."
+)
 def train_command(
     opts: RunOptions,
-    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (.npz): written atomically, resumed from if present."),
+    checkpoint: Path | None = typer.Option(
+        None, help="Checkpoint file (.npz): written atomically, resumed from if present."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -43,15 +47,38 @@ def train_command(
 
     try:
         if not (json_out or quiet):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            bar = Progress(TextColumn("[bold]training[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("||u-y|| {task.fields[res]}"),
-                           TimeElapsedColumn(), TimeRemainingColumn(), console=err_console(), transient=False)
+            bar = Progress(
+                TextColumn("[bold]training[/bold]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("||u-y|| {task.fields[res]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=err_console(),
+                transient=False,
+            )
             with bar:
                 task = bar.add_task("train", total=opts.max_steps, res="-")
-                result = train(net, X, y, **opts.descent(), checkpoint=checkpoint,
-                               progress=lambda t, r: bar.update(task, completed=t, res=f"{r:.3e}"))
-                bar.update(task, total=result.steps or 1, completed=result.steps or 1, res=f"{result.final_residual:.3e}")
+                result = train(
+                    net,
+                    X,
+                    y,
+                    **opts.descent(),
+                    checkpoint=checkpoint,
+                    progress=lambda t, r: bar.update(task, completed=t, res=f"{r:.3e}"),
+                )
+                bar.update(
+                    task, total=result.steps or 1, completed=result.steps or 1, res=f"{result.final_residual:.3e}"
+                )
         else:
             result = train(net, X, y, **opts.descent(), checkpoint=checkpoint)
     except ResultNotSavedError as exc:  # the run finished: show its result, then the error

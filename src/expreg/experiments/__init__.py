@@ -26,8 +26,19 @@ from .report import build_report
 from .runner import make_executor, run_experiment, run_tasks
 from .store import ResultStore
 
-__all__ = ["EXPERIMENTS", "ResultStore", "Task", "build_report", "execute", "get_config", "get_experiment", "make_executor",
-           "make_tasks", "run_experiment", "run_tasks"]
+__all__ = [
+    "EXPERIMENTS",
+    "ResultStore",
+    "Task",
+    "build_report",
+    "execute",
+    "get_config",
+    "get_experiment",
+    "make_executor",
+    "make_tasks",
+    "run_experiment",
+    "run_tasks",
+]
 
 
 def get_config(name: str, preset: str = "quick", config_file: str | Path | None = None, **overrides: Any) -> Any:

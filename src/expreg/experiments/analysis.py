@@ -29,7 +29,9 @@ def load_run_config(directory: str | Path) -> tuple[str, Any, str]:
     """
     path = Path(directory) / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no experiment results in {str(directory)!r} (missing config.json); run `expreg run EXPERIMENT --out ...` first")
+        raise FileNotFoundError(
+            f"no experiment results in {str(directory)!r} (missing config.json); run `expreg run EXPERIMENT --out ...` first"
+        )
     meta = json.loads(path.read_text())
     module = get_experiment(meta["experiment"])
     return meta["experiment"], module.Config(**meta["config"]), meta["config_hash"]
@@ -55,11 +57,21 @@ def analyse(directory: str | Path) -> dict[str, Any]:
     df = ResultStore(directory).read()
     df = df[df.config_hash == config_hash].reset_index(drop=True) if len(df) else df
     if not len(df):
-        raise NoRunsError(f"{str(directory)!r} holds no finished runs of configuration {config_hash}; run the experiment first")
+        raise NoRunsError(
+            f"{str(directory)!r} holds no finished runs of configuration {config_hash}; run the experiment first"
+        )
     summary = module.summarise(df, cfg)
     stems = module.figures(df, cfg, directory / "figures")
-    out = {"experiment": name, "versioned_name": cfg.versioned_name, "description": module.description,
-           "config_hash": config_hash, "config": cfg.model_dump(mode="json"), "runs": int(len(df)),
-           "cpu_seconds": float(df.wall_seconds.sum()), "figures": stems, **summary}
+    out = {
+        "experiment": name,
+        "versioned_name": cfg.versioned_name,
+        "description": module.description,
+        "config_hash": config_hash,
+        "config": cfg.model_dump(mode="json"),
+        "runs": len(df),
+        "cpu_seconds": float(df.wall_seconds.sum()),
+        "figures": stems,
+        **summary,
+    }
     write_json_atomic(directory / "summary.json", _jsonable(out))
     return out

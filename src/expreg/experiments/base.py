@@ -42,7 +42,9 @@ EXPERIMENTS: dict[str, str] = {
 def get_experiment(name: str) -> ModuleType:
     """The module of experiment ``name``; ValueError naming the known ones otherwise."""
     if name not in EXPERIMENTS:
-        raise ValueError(f"experiment {name!r} is not known; choose one of {', '.join(EXPERIMENTS)} (see `expreg list`)")
+        raise ValueError(
+            f"experiment {name!r} is not known; choose one of {', '.join(EXPERIMENTS)} (see `expreg list`)"
+        )
     return import_module(f"{__package__}.{EXPERIMENTS[name]}")
 
 

@@ -35,14 +35,22 @@ problem. An end that the likelihood does not bound (heavy censoring) is reported
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import linalg, optimize, special, stats
 
-__all__ = ["CensoredFit", "LocalExponent", "bootstrap_intervals", "fit_censored", "grid_censor", "local_exponents",
-           "profile_interval", "quantile_interval"]
+__all__ = [
+    "CensoredFit",
+    "LocalExponent",
+    "bootstrap_intervals",
+    "fit_censored",
+    "grid_censor",
+    "local_exponents",
+    "profile_interval",
+    "quantile_interval",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
 Censor = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
@@ -51,6 +59,7 @@ Censor = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 # ---------------------------------------------------------------------------------------------
 # data and the log-likelihood in Olsen's parametrisation v = (gamma_0 .. gamma_k, theta)
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class _Data:
@@ -62,14 +71,14 @@ class _Data:
     """
 
     X: np.ndarray
-    log_lower: np.ndarray      # -inf where left-censored
-    log_upper: np.ndarray      # +inf where right-censored
-    exact: np.ndarray          # bool mask
+    log_lower: np.ndarray  # -inf where left-censored
+    log_upper: np.ndarray  # +inf where right-censored
+    exact: np.ndarray  # bool mask
     dz: np.ndarray = field(init=False, repr=False)
     da: np.ndarray = field(init=False, repr=False)
     db: np.ndarray = field(init=False, repr=False)
-    left: np.ndarray = field(init=False, repr=False)    # among censored points: lower = 0
-    right: np.ndarray = field(init=False, repr=False)   # among censored points: upper = inf
+    left: np.ndarray = field(init=False, repr=False)  # among censored points: lower = 0
+    right: np.ndarray = field(init=False, repr=False)  # among censored points: upper = inf
 
     def __post_init__(self) -> None:
         ce = ~self.exact
@@ -124,12 +133,12 @@ def _loglik(v: np.ndarray, d: _Data) -> tuple[float, np.ndarray, np.ndarray]:
         hess -= dz.T @ dz
         hess[-1, -1] -= n_ex / theta**2
     if da.shape[0]:
-        a0, b0 = da @ v, db @ v                            # a, b where the bound is finite
+        a0, b0 = da @ v, db @ v  # a, b where the bound is finite
         a, b = np.where(d.left, -np.inf, a0), np.where(d.right, np.inf, b0)
         log_p = log_ndtr_diff(a, b)
         ll += float(log_p.sum())
-        pa = np.exp(-0.5 * a**2 - 0.5 * _LOG_2PI - log_p)   # 0 where a = -inf
-        pb = np.exp(-0.5 * b**2 - 0.5 * _LOG_2PI - log_p)   # 0 where b = +inf
+        pa = np.exp(-0.5 * a**2 - 0.5 * _LOG_2PI - log_p)  # 0 where a = -inf
+        pb = np.exp(-0.5 * b**2 - 0.5 * _LOG_2PI - log_p)  # 0 where b = +inf
         grad += -pa @ da + pb @ db
         laa, lbb, lab = a0 * pa - pa**2, -b0 * pb - pb**2, pa * pb
         cross = (da.T * lab) @ db
@@ -159,7 +168,7 @@ def _maximise(d: _Data, start: np.ndarray, basis: np.ndarray | None = None) -> t
         except np.linalg.LinAlgError:
             break
         decrement = float(gw @ step)
-        if not decrement >= 0:                    # Hessian not negative definite: a degenerate direction
+        if not decrement >= 0:  # Hessian not negative definite: a degenerate direction
             break
         if decrement < 2e-10:
             return ll, v, h
@@ -175,13 +184,16 @@ def _maximise(d: _Data, start: np.ndarray, basis: np.ndarray | None = None) -> t
         else:
             break
         v, ll, g, h = v_new, ll_new, g_new, h_new
-    raise ValueError("the censored-likelihood maximum was not found (the intervals may admit a noise-free fit, "
-                     f"sigma -> 0; last sigma = {1 / v[-1]:.3g}): add seeds or use a finer grid")
+    raise ValueError(
+        "the censored-likelihood maximum was not found (the intervals may admit a noise-free fit, "
+        f"sigma -> 0; last sigma = {1 / v[-1]:.3g}): add seeds or use a finer grid"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # validation (the public boundary)
 # ---------------------------------------------------------------------------------------------
+
 
 def _prepare(lower: np.ndarray, upper: np.ndarray, X: np.ndarray) -> _Data:
     """Check bounds and covariates; return the design with an intercept column and the log bounds."""
@@ -207,8 +219,9 @@ def _prepare(lower: np.ndarray, upper: np.ndarray, X: np.ndarray) -> _Data:
     if ((lower == 0) & np.isinf(upper)).any():
         raise ValueError("an observation (0, inf) carries no information: drop it")
     if lower.size == 0 or np.isinf(upper).all():
-        raise ValueError("every observation is right-censored (or there are none): the level is not identified; "
-                         "raise the scan's cap")
+        raise ValueError(
+            "every observation is right-censored (or there are none): the level is not identified; raise the scan's cap"
+        )
     if (lower == 0).all():
         raise ValueError("every observation is left-censored: lower the scan's first grid point")
     for j in range(X.shape[1]):
@@ -223,8 +236,12 @@ def _prepare(lower: np.ndarray, upper: np.ndarray, X: np.ndarray) -> _Data:
 
 def _counts(d: _Data) -> dict[str, int]:
     left, right = np.isneginf(d.log_lower), np.isposinf(d.log_upper)
-    return {"exact": int(d.exact.sum()), "interval": int((~d.exact & ~left & ~right).sum()),
-            "right": int(right.sum()), "left": int(left.sum())}
+    return {
+        "exact": int(d.exact.sum()),
+        "interval": int((~d.exact & ~left & ~right).sum()),
+        "right": int(right.sum()),
+        "left": int(left.sum()),
+    }
 
 
 def _start(d: _Data) -> np.ndarray:
@@ -240,6 +257,7 @@ def _start(d: _Data) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # the fit
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class CensoredFit:
@@ -291,16 +309,20 @@ class CensoredFit:
     def __str__(self) -> str:
         parts = [f"{n} {c:.3f} [{lo:.3f}, {hi:.3f}]" for n, c, (lo, hi) in zip(self.names, self.coef, self.intervals)]
         c = self.counts
-        return (f"{'; '.join(parts)}; sigma {self.sigma:.3f} ({self.level:.0%} profile intervals; "
-                f"{c['exact']} exact, {c['interval']} interval, {c['right']} right-, {c['left']} left-censored)")
+        return (
+            f"{'; '.join(parts)}; sigma {self.sigma:.3f} ({self.level:.0%} profile intervals; "
+            f"{c['exact']} exact, {c['interval']} interval, {c['right']} right-, {c['left']} left-censored)"
+        )
 
 
 def _fit_data(d: _Data, names: Sequence[str] | None, level: float | None) -> CensoredFit:
     ll, v, h = _maximise(d, _start(d))
     if not d.exact.any() and ll > -1e-6:
         # every interval holds (nearly) all the fitted probability: the supremum is sigma -> 0, not attained
-        raise ValueError(f"the intervals admit a noise-free fit (sigma -> 0; stopped at sigma = {1 / v[-1]:.3g}): "
-                         "sigma is not identified; add seeds or use a finer grid")
+        raise ValueError(
+            f"the intervals admit a noise-free fit (sigma -> 0; stopped at sigma = {1 / v[-1]:.3g}): "
+            "sigma is not identified; add seeds or use a finer grid"
+        )
     p = d.X.shape[1]
     names = tuple(names) if names is not None else ("intercept",) + tuple(f"x{j}" for j in range(1, p))
     if len(names) != p:
@@ -313,8 +335,19 @@ def _fit_data(d: _Data, names: Sequence[str] | None, level: float | None) -> Cen
     jac[-1, -1] = -1 / theta
     cov = jac @ np.linalg.pinv(-h) @ jac.T
     const = float(d.log_exact.sum())
-    fit = CensoredFit(gamma / theta, float(1 / theta), ll - const, names, np.full((p, 2), np.nan),
-                      float("nan") if level is None else float(level), _counts(d), cov, d, v, h)
+    fit = CensoredFit(
+        gamma / theta,
+        float(1 / theta),
+        ll - const,
+        names,
+        np.full((p, 2), np.nan),
+        float("nan") if level is None else float(level),
+        _counts(d),
+        cov,
+        d,
+        v,
+        h,
+    )
     if level is None:
         return fit
     ivs = np.array([profile_interval(fit, j, level) for j in range(p)])
@@ -322,8 +355,14 @@ def _fit_data(d: _Data, names: Sequence[str] | None, level: float | None) -> Cen
     return fit
 
 
-def fit_censored(lower: np.ndarray, upper: np.ndarray, X: np.ndarray, *, names: Sequence[str] | None = None,
-                 level: float | None = 0.9) -> CensoredFit:
+def fit_censored(
+    lower: np.ndarray,
+    upper: np.ndarray,
+    X: np.ndarray,
+    *,
+    names: Sequence[str] | None = None,
+    level: float | None = 0.9,
+) -> CensoredFit:
     """Maximum-likelihood fit of log m* = beta_0 + X beta + sigma eps to interval-, right- and left-censored m*.
 
     Parameters
@@ -355,6 +394,7 @@ def fit_censored(lower: np.ndarray, upper: np.ndarray, X: np.ndarray, *, names: 
 # profile likelihood for psi = (a.gamma + b) / theta
 # ---------------------------------------------------------------------------------------------
 
+
 def _profile(fit: CensoredFit, a: np.ndarray, b: float, level: float) -> tuple[float, float, float]:
     """(psi_hat, low, high): profile-likelihood interval of psi = (a.gamma + b)/theta at ``level``."""
     d, v_hat = fit._data, fit._v
@@ -366,7 +406,7 @@ def _profile(fit: CensoredFit, a: np.ndarray, b: float, level: float) -> tuple[f
     ll_max = fit.loglik + float(d.log_exact.sum())
 
     def excess(t: float) -> float:
-        c = np.append(a, -t)                       # constraint c.v = -b
+        c = np.append(a, -t)  # constraint c.v = -b
         start = v_hat.copy()
         start[:-1] += (-b - c @ v_hat) * a / (a @ a)  # feasible, theta unchanged
         basis = linalg.null_space(c[None, :])
@@ -375,14 +415,14 @@ def _profile(fit: CensoredFit, a: np.ndarray, b: float, level: float) -> tuple[f
     ends = []
     for side in (-1.0, 1.0):
         inner, end = psi, math.inf * side
-        for mult in (1.1 * math.sqrt(crit), 2.0, 4.0, 8.0, 16.0, 32.0, 64.0):   # first try: just past Wald's end
+        for mult in (1.1 * math.sqrt(crit), 2.0, 4.0, 8.0, 16.0, 32.0, 64.0):  # first try: just past Wald's end
             t = psi + side * mult * se
             try:
                 if excess(t) > 0:
                     end = optimize.brentq(excess, inner, t, xtol=1e-6 * se, rtol=1e-10)
                     break
             except ValueError:
-                break                              # profile not attained that far out: unbounded there
+                break  # profile not attained that far out: unbounded there
             inner = t
         ends.append(float(end))
     return psi, ends[0], ends[1]
@@ -402,9 +442,17 @@ def profile_interval(fit: CensoredFit, coef: int | str, level: float = 0.9) -> t
     return _profile(fit, np.eye(fit.coef.size)[j], 0.0, level)[1:]
 
 
-def quantile_interval(fit: CensoredFit, q: float, x: np.ndarray, *, level: float = 0.9, method: str = "profile",
-                      censor: Censor | None = None, n_boot: int = 400, seed: int = 0
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def quantile_interval(
+    fit: CensoredFit,
+    q: float,
+    x: np.ndarray,
+    *,
+    level: float = 0.9,
+    method: str = "profile",
+    censor: Censor | None = None,
+    n_boot: int = 400,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Interval for the fitted q-quantile of m* at covariate rows x (e.g. the 90%-quantile width at n).
 
     log m*_q(x) = beta_0 + x.beta + sigma Phi^-1(q). ``method="profile"``: profile-likelihood
@@ -438,6 +486,7 @@ def quantile_interval(fit: CensoredFit, q: float, x: np.ndarray, *, level: float
 # parametric bootstrap
 # ---------------------------------------------------------------------------------------------
 
+
 def grid_censor(grid: np.ndarray) -> Censor:
     """Censoring of a scan over an increasing grid: m* -> (grid[i-1], grid[i]] for the first grid[i] >= m*.
 
@@ -449,7 +498,7 @@ def grid_censor(grid: np.ndarray) -> Censor:
     edges = np.concatenate([[0.0], g, [np.inf]])
 
     def censor(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        i = np.searchsorted(g, m, side="left")     # first grid point >= m
+        i = np.searchsorted(g, m, side="left")  # first grid point >= m
         return edges[i], edges[i + 1]
 
     return censor
@@ -477,8 +526,9 @@ def _refits(fit: CensoredFit, censor: Censor, n_boot: int, seed: int) -> list[tu
     return out
 
 
-def bootstrap_intervals(fit: CensoredFit, censor: Censor, *, level: float = 0.9, n_boot: int = 400,
-                        seed: int = 0) -> np.ndarray:
+def bootstrap_intervals(
+    fit: CensoredFit, censor: Censor, *, level: float = 0.9, n_boot: int = 400, seed: int = 0
+) -> np.ndarray:
     """Parametric-bootstrap percentile intervals (k+1, 2) for the coefficients.
 
     Simulates log m* = X coef + sigma eps from the fit at the observed covariates, censors with
@@ -493,6 +543,7 @@ def bootstrap_intervals(fit: CensoredFit, censor: Censor, *, level: float = 0.9,
 # ---------------------------------------------------------------------------------------------
 # local exponents
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LocalExponent:
@@ -511,8 +562,9 @@ class LocalExponent:
         return math.sqrt(self.n_low * self.n_high)
 
 
-def local_exponents(n: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, window: float = 4.0,
-                    level: float = 0.9) -> list[LocalExponent]:
+def local_exponents(
+    n: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, window: float = 4.0, level: float = 0.9
+) -> list[LocalExponent]:
     """Local exponents: the censored fit of log m* on log n over each window [n0, window n0].
 
     One window starts at each n level n0 present with window * n0 <= max n (consecutive windows

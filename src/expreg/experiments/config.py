@@ -97,8 +97,13 @@ def check_widths(v: list[int], name: str = "widths") -> list[int]:
     return v
 
 
-def build_config(config_cls: type[ExperimentConfig], presets: dict[str, dict[str, Any]], preset: str = "quick",
-                 overrides: dict[str, Any] | None = None, source: str = "overrides") -> ExperimentConfig:
+def build_config(
+    config_cls: type[ExperimentConfig],
+    presets: dict[str, dict[str, Any]],
+    preset: str = "quick",
+    overrides: dict[str, Any] | None = None,
+    source: str = "overrides",
+) -> ExperimentConfig:
     """The configuration of ``preset`` with ``overrides`` applied, validated.
 
     Raises
@@ -108,12 +113,16 @@ def build_config(config_cls: type[ExperimentConfig], presets: dict[str, dict[str
         the field, the value found and what is allowed.
     """
     if preset not in presets:
-        raise ValueError(f"preset {preset!r} is not known for experiment {config_cls.name!r}; choose one of {sorted(presets)}")
+        raise ValueError(
+            f"preset {preset!r} is not known for experiment {config_cls.name!r}; choose one of {sorted(presets)}"
+        )
     values = {**presets[preset], **(overrides or {})}
     try:
         return config_cls(**values)
     except ValidationError as exc:
-        raise ValueError(f"invalid configuration for experiment {config_cls.name!r} (from {source}): {_explain(exc)}") from None
+        raise ValueError(
+            f"invalid configuration for experiment {config_cls.name!r} (from {source}): {_explain(exc)}"
+        ) from None
 
 
 def _explain(exc: ValidationError) -> str:
@@ -140,8 +149,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{str(p)!r} is not valid TOML: {exc}") from None
 
 
-def load_config(config_cls: type[ExperimentConfig], presets: dict[str, dict[str, Any]], path: str | Path,
-                preset: str | None = None) -> ExperimentConfig:
+def load_config(
+    config_cls: type[ExperimentConfig], presets: dict[str, dict[str, Any]], path: str | Path, preset: str | None = None
+) -> ExperimentConfig:
     """Configuration from a TOML file.
 
     The file holds field values at its top level. Two optional keys are not
@@ -158,6 +168,8 @@ def load_config(config_cls: type[ExperimentConfig], presets: dict[str, dict[str,
     values = read_toml(path)
     named = values.pop("experiment", config_cls.name)
     if named != config_cls.name:
-        raise ValueError(f"{str(path)!r} configures experiment {named!r}, not {config_cls.name!r}; run `expreg run {named} --config {path}`")
+        raise ValueError(
+            f"{str(path)!r} configures experiment {named!r}, not {config_cls.name!r}; run `expreg run {named} --config {path}`"
+        )
     base = values.pop("preset", None) or preset or "quick"
     return build_config(config_cls, presets, base, values, source=str(path))

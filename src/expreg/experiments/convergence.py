@@ -50,7 +50,15 @@ class Config(ExperimentConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"n": 16, "d": 16, "widths": [64, 512, 4096], "seeds": [0, 1], "max_steps": 1500},
     "full": {"n": 64, "d": 16, "widths": [256, 1024, 4096, 16384, 65536], "seeds": [0, 1, 2, 3, 4], "max_steps": 4000},
-    "tiny": {"n": 6, "d": 4, "widths": [32, 256], "seeds": [0, 1], "activations": ["exp"], "max_steps": 400, "epsilon": 1e-2},
+    "tiny": {
+        "n": 6,
+        "d": 4,
+        "widths": [32, 256],
+        "seeds": [0, 1],
+        "activations": ["exp"],
+        "max_steps": 400,
+        "epsilon": 1e-2,
+    },
 }
 
 
@@ -95,19 +103,27 @@ def summarise(df: Any, cfg: Config) -> dict[str, Any]:
     """Per (activation, m): runs converged, median steps, measured vs predicted rate, gap to the kernel."""
     rows = []
     for (act, m), g in df.groupby(["activation", "m"], sort=True):
-        rows.append({
-            "activation": act, "m": int(m), "runs": len(g), "converged": f"{int(g.converged.sum())}/{len(g)}",
-            "median steps": float(g.steps.median()), "measured rate": float(g.measured_rate.median()),
-            "kernel rate (1 - lr m s^2 lambda)": float(g.predicted_rate.median()),
-            "max |r - r_kernel| / |r0|": float(g.max_gap_to_kernel.median()),
-            "bound violations": int(g.bound_violations.sum()),
-        })
+        rows.append(
+            {
+                "activation": act,
+                "m": int(m),
+                "runs": len(g),
+                "converged": f"{int(g.converged.sum())}/{len(g)}",
+                "median steps": float(g.steps.median()),
+                "measured rate": float(g.measured_rate.median()),
+                "kernel rate (1 - lr m s^2 lambda)": float(g.predicted_rate.median()),
+                "max |r - r_kernel| / |r0|": float(g.max_gap_to_kernel.median()),
+                "bound violations": int(g.bound_violations.sum()),
+            }
+        )
     headline = {}
     for act in sorted(set(df.activation)):
         g = df[df.activation == act]
         widest = g[g.m == g.m.max()]
         headline[f"{act}: converged runs"] = f"{int(g.converged.sum())}/{len(g)}"
-        headline[f"{act}: gap to kernel trajectory at m = {int(g.m.max())}"] = f"{widest.max_gap_to_kernel.median():.3g} of ||r0||"
+        headline[f"{act}: gap to kernel trajectory at m = {int(g.m.max())}"] = (
+            f"{widest.max_gap_to_kernel.median():.3g} of ||r0||"
+        )
     return {"headline": headline, "tables": {"per width": rows}}
 
 
@@ -128,6 +144,11 @@ def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
             ax.plot([], [], color="k", linestyle=style, label=what)
         ax.set_ylim(bottom=cfg.epsilon / 10)
         ax.axhline(cfg.epsilon, color="k", linewidth=0.8, alpha=0.5)
-        plots.log_axes(ax, "step t (a straight line is a linear rate)", "||u(t) - y||_2 (log scale)",
-                       f"{act}, n = {cfg.n}, d = {cfg.d}, {cfg.init} init, scaling {cfg.scaling}, seed {int(g.seed.min()) if len(g) else 0}", x=False)
+        plots.log_axes(
+            ax,
+            "step t (a straight line is a linear rate)",
+            "||u(t) - y||_2 (log scale)",
+            f"{act}, n = {cfg.n}, d = {cfg.d}, {cfg.init} init, scaling {cfg.scaling}, seed {int(g.seed.min()) if len(g) else 0}",
+            x=False,
+        )
     return [plots.save(fig, directory, "convergence_residuals")]

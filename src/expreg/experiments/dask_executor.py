@@ -25,8 +25,9 @@ from __future__ import annotations
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 #: Seconds to wait for the scheduler to answer when connecting.
@@ -60,12 +61,17 @@ class DaskExecutor(Executor):
         try:
             self._client = Client(address, timeout=timeout_s, set_as_default=False)
         except (OSError, TimeoutError) as exc:
-            raise ValueError(f"scheduler={address!r}: could not connect to the Dask scheduler ({exc}); check the address and that it is running") from exc
+            raise ValueError(
+                f"scheduler={address!r}: could not connect to the Dask scheduler ({exc}); check the address and that it is running"
+            ) from exc
         self._inner = self._client.get_executor(pure=False)  # each submit is its own task, even for equal arguments
         self._workers, self._workers_at = 1, -float("inf")
         if not self._client.scheduler_info().get("workers"):
-            warnings.warn(f"the Dask cluster at {address} has no workers yet: the runs wait until workers connect "
-                          f"(e.g. `dask worker {address}`)", stacklevel=3)
+            warnings.warn(
+                f"the Dask cluster at {address} has no workers yet: the runs wait until workers connect "
+                f"(e.g. `dask worker {address}`)",
+                stacklevel=3,
+            )
 
     @property
     def workers(self) -> int:

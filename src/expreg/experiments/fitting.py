@@ -12,8 +12,8 @@ initialisation at every level, so the levels are not independent.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -67,8 +67,9 @@ def geometric_mean(values: np.ndarray) -> float:
     return float(np.exp(np.log(v).mean())) if v.size else math.nan
 
 
-def bootstrap_slope(x: np.ndarray, table: np.ndarray, statistic: Statistic, *, n_boot: int = 1000,
-                    level: float = 0.9, seed: int = 0) -> SlopeFit:
+def bootstrap_slope(
+    x: np.ndarray, table: np.ndarray, statistic: Statistic, *, n_boot: int = 1000, level: float = 0.9, seed: int = 0
+) -> SlopeFit:
     """Slope of log statistic(table[i]) against log x[i], with a bootstrap interval over seeds.
 
     Parameters

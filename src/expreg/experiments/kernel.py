@@ -49,11 +49,32 @@ class Config(ExperimentConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"n": 16, "widths": [64, 256, 1024, 4096, 16384], "train_widths": [1024], "seeds": [0, 1, 2], "max_steps": 1000},
-    "full": {"n": 32, "widths": [64, 256, 1024, 4096, 16384, 65536, 262144], "train_widths": [1024, 16384],
-             "seeds": [0, 1, 2, 3, 4, 5, 6, 7], "max_steps": 2000},
-    "tiny": {"n": 6, "d": 4, "widths": [64, 256, 1024], "train_widths": [256], "seeds": [0, 1], "activations": ["exp"],
-             "max_steps": 200, "record_every": 20, "epsilon": 1e-2, "n_boot": 50},
+    "quick": {
+        "n": 16,
+        "widths": [64, 256, 1024, 4096, 16384],
+        "train_widths": [1024],
+        "seeds": [0, 1, 2],
+        "max_steps": 1000,
+    },
+    "full": {
+        "n": 32,
+        "widths": [64, 256, 1024, 4096, 16384, 65536, 262144],
+        "train_widths": [1024, 16384],
+        "seeds": [0, 1, 2, 3, 4, 5, 6, 7],
+        "max_steps": 2000,
+    },
+    "tiny": {
+        "n": 6,
+        "d": 4,
+        "widths": [64, 256, 1024],
+        "train_widths": [256],
+        "seeds": [0, 1],
+        "activations": ["exp"],
+        "max_steps": 200,
+        "record_every": 20,
+        "epsilon": 1e-2,
+        "n_boot": 50,
+    },
 }
 
 
@@ -68,15 +89,29 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     net = network(cfg.d, params["m"], seed, params["activation"], cfg.init, cfg.scaling)
     H0 = kernels.empirical_ntk(net, X, average=True)  # H^dis(W(0))
     dev = kernels.operator_norm(H0 - H_cts)
-    row: dict[str, Any] = {"lambda": float(lam), "deviation": float(dev), "relative_deviation": float(dev / lam),
-                           "lambda_min_init": float(kernels.lambda_min(H0)), "trained": False,
-                           "kernel_step": [], "kernel_lambda_min": [], "kernel_deviation": []}
+    row: dict[str, Any] = {
+        "lambda": float(lam),
+        "deviation": float(dev),
+        "relative_deviation": float(dev / lam),
+        "lambda_min_init": float(kernels.lambda_min(H0)),
+        "trained": False,
+        "kernel_step": [],
+        "kernel_lambda_min": [],
+        "kernel_deviation": [],
+    }
     if params["m"] in cfg.train_widths:
-        result, _ = train_safely(net, X, y, epsilon=cfg.epsilon, max_steps=cfg.max_steps, record_every=cfg.record_every, track_movement=False)
+        result, _ = train_safely(
+            net, X, y, epsilon=cfg.epsilon, max_steps=cfg.max_steps, record_every=cfg.record_every, track_movement=False
+        )
         h = result.history
-        row.update(trained=True, converged=bool(result.converged), kernel_step=[int(t) for t in h.kernel_step],
-                   kernel_lambda_min=[float(v) for v in h.kernel_lambda_min], kernel_deviation=[float(v) for v in h.kernel_deviation],
-                   min_lambda_min=float(np.min(h.kernel_lambda_min)))
+        row.update(
+            trained=True,
+            converged=bool(result.converged),
+            kernel_step=[int(t) for t in h.kernel_step],
+            kernel_lambda_min=[float(v) for v in h.kernel_lambda_min],
+            kernel_deviation=[float(v) for v in h.kernel_deviation],
+            min_lambda_min=float(np.min(h.kernel_lambda_min)),
+        )
     return row
 
 
@@ -85,25 +120,55 @@ def fits(df: Any, cfg: Config) -> list[dict[str, Any]]:
     for act, g in df.groupby("activation", sort=True):
         ms = sorted(int(v) for v in set(g.m))
         seeds = sorted(int(v) for v in set(g.seed))
-        table = g.pivot_table(index="m", columns="seed", values="relative_deviation", aggfunc="first").reindex(index=ms, columns=seeds).to_numpy(float)
-        out.append({"activation": act, "m": ms, "table": table, "values": [geometric_mean(r) for r in table],
-                    "fit": bootstrap_slope(np.array(ms, dtype=float), table, geometric_mean, n_boot=cfg.n_boot)})
+        table = (
+            g.pivot_table(index="m", columns="seed", values="relative_deviation", aggfunc="first")
+            .reindex(index=ms, columns=seeds)
+            .to_numpy(float)
+        )
+        out.append(
+            {
+                "activation": act,
+                "m": ms,
+                "table": table,
+                "values": [geometric_mean(r) for r in table],
+                "fit": bootstrap_slope(np.array(ms, dtype=float), table, geometric_mean, n_boot=cfg.n_boot),
+            }
+        )
     return out
 
 
 def summarise(df: Any, cfg: Config) -> dict[str, Any]:
     headline, rows = {}, []
     for e in fits(df, cfg):
-        headline[f"{e['activation']}: slope of ||H^dis(W(0)) - H^cts||_op vs m"] = f"{e['fit']} (expected {EXPECTED_SLOPE:g})"
-        rows.append({"activation": e["activation"], "slope [90% CI]": str(e["fit"]), "expected": EXPECTED_SLOPE,
-                     **{f"m={m}": f"{v:.3g}" for m, v in zip(e["m"], e["values"])}})
+        headline[f"{e['activation']}: slope of ||H^dis(W(0)) - H^cts||_op vs m"] = (
+            f"{e['fit']} (expected {EXPECTED_SLOPE:g})"
+        )
+        rows.append(
+            {
+                "activation": e["activation"],
+                "slope [90% CI]": str(e["fit"]),
+                "expected": EXPECTED_SLOPE,
+                **{f"m={m}": f"{v:.3g}" for m, v in zip(e["m"], e["values"])},
+            }
+        )
     trained = df[df.trained.astype(bool)] if "trained" in df else df.iloc[:0]
-    lam_rows = [{"activation": a, "m": int(m), "lambda (median)": float(g["lambda"].median()),
-                 "min_t lambda_min(H^dis(W(t))) (median)": float(g.min_lambda_min.median()),
-                 "runs keeping >= lambda/2": f"{int((g.min_lambda_min >= g['lambda'] / 2).sum())}/{len(g)}"}
-                for (a, m), g in trained.groupby(["activation", "m"], sort=True)]
-    return {"headline": headline, "tables": {"relative kernel deviation ||H^dis(W(0)) - H^cts|| / lambda": rows,
-                                             "lambda_min along training": lam_rows}}
+    lam_rows = [
+        {
+            "activation": a,
+            "m": int(m),
+            "lambda (median)": float(g["lambda"].median()),
+            "min_t lambda_min(H^dis(W(t))) (median)": float(g.min_lambda_min.median()),
+            "runs keeping >= lambda/2": f"{int((g.min_lambda_min >= g['lambda'] / 2).sum())}/{len(g)}",
+        }
+        for (a, m), g in trained.groupby(["activation", "m"], sort=True)
+    ]
+    return {
+        "headline": headline,
+        "tables": {
+            "relative kernel deviation ||H^dis(W(0)) - H^cts|| / lambda": rows,
+            "lambda_min along training": lam_rows,
+        },
+    }
 
 
 def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
@@ -113,18 +178,31 @@ def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
     ax = axes[0][0]
     for i, e in enumerate(fits(df, cfg)):
         ms = np.array(e["m"], dtype=float)
-        plots.plot_power_law(ax, ms, np.array(e["values"]), e["fit"], e["activation"], plots.COLOURS[i],
-                             scatter=(np.repeat(ms, e["table"].shape[1]), e["table"].ravel()))
+        plots.plot_power_law(
+            ax,
+            ms,
+            np.array(e["values"]),
+            e["fit"],
+            e["activation"],
+            plots.COLOURS[i],
+            scatter=(np.repeat(ms, e["table"].shape[1]), e["table"].ravel()),
+        )
     ax.axhline(0.5, color="k", linestyle=":", linewidth=0.8, label="lambda/2 (lazy threshold)")
-    plots.log_axes(ax, "width m", "||H^dis(W(0)) - H^cts||_op / lambda", f"n = {cfg.n}, d = {cfg.d} (expected slope -1/2)")
+    plots.log_axes(
+        ax, "width m", "||H^dis(W(0)) - H^cts||_op / lambda", f"n = {cfg.n}, d = {cfg.d} (expected slope -1/2)"
+    )
     ax = axes[0][1]
     trained = df[df.trained.astype(bool)] if "trained" in df else df.iloc[:0]
     for i, ((act, m), g) in enumerate(trained.groupby(["activation", "m"], sort=True)):
         row = g.sort_values("seed").iloc[0]
         c = plots.COLOURS[i % len(plots.COLOURS)]
         steps = np.asarray(row.kernel_step, dtype=float)
-        ax.plot(steps + 1, np.asarray(row.kernel_lambda_min) / row["lambda"], marker=".", color=c, label=f"{act}, m = {m}")
+        ax.plot(
+            steps + 1, np.asarray(row.kernel_lambda_min) / row["lambda"], marker=".", color=c, label=f"{act}, m = {m}"
+        )
     ax.axhline(1.0, color="k", linewidth=0.8, label="lambda_min(H^cts)")
     ax.axhline(0.5, color="k", linestyle=":", linewidth=0.8, label="lambda / 2")
-    plots.log_axes(ax, "step t + 1", "lambda_min(H^dis(W(t))) / lambda", "smallest eigenvalue along training (one seed)", y=False)
+    plots.log_axes(
+        ax, "step t + 1", "lambda_min(H^dis(W(t))) / lambda", "smallest eigenvalue along training (one seed)", y=False
+    )
     return [plots.save(fig, directory, "kernel_deviation")]

@@ -29,8 +29,12 @@ name = "lazy"
 description = "Weight movement (max per neuron, Frobenius) against width m, with fitted slopes."
 
 #: (quantity, scaling) -> expected slope (scaling argument in the module docstring).
-EXPECTED = {("max_movement", "none"): -1.0, ("max_movement", "ntk"): -0.5,
-            ("frobenius_movement", "none"): -0.5, ("frobenius_movement", "ntk"): 0.0}
+EXPECTED = {
+    ("max_movement", "none"): -1.0,
+    ("max_movement", "ntk"): -0.5,
+    ("frobenius_movement", "none"): -0.5,
+    ("frobenius_movement", "ntk"): 0.0,
+}
 
 
 class Config(ExperimentConfig):
@@ -55,13 +59,27 @@ class Config(ExperimentConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"n": 16, "d": 16, "widths": [256, 1024, 4096, 16384], "seeds": [0, 1, 2], "max_steps": 1500},
     "full": {"n": 32, "d": 16, "widths": [256, 1024, 4096, 16384, 65536], "seeds": [0, 1, 2, 3, 4], "max_steps": 3000},
-    "tiny": {"n": 6, "d": 4, "widths": [64, 256, 1024], "seeds": [0, 1], "activations": ["exp"], "max_steps": 500,
-             "epsilon": 1e-2, "n_boot": 50},
+    "tiny": {
+        "n": 6,
+        "d": 4,
+        "widths": [64, 256, 1024],
+        "seeds": [0, 1],
+        "activations": ["exp"],
+        "max_steps": 500,
+        "epsilon": 1e-2,
+        "n_boot": 50,
+    },
 }
 
 
 def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
-    return [({"activation": a, "scaling": s, "m": m}, seed) for a in cfg.activations for s in cfg.scalings for m in cfg.widths for seed in cfg.seeds]
+    return [
+        ({"activation": a, "scaling": s, "m": m}, seed)
+        for a in cfg.activations
+        for s in cfg.scalings
+        for m in cfg.widths
+        for seed in cfg.seeds
+    ]
 
 
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -70,8 +88,12 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     result, diverged = train_safely(net, X, y, epsilon=cfg.epsilon, max_steps=cfg.max_steps, record_every=0)
     h = result.history
     row = {
-        "converged": bool(result.converged), "diverged": diverged, "steps": int(result.steps), "lambda": float(result.lambda_cts),
-        "max_movement": float(np.max(h.max_movement)), "frobenius_movement": float(h.frobenius_movement[-1]),
+        "converged": bool(result.converged),
+        "diverged": diverged,
+        "steps": int(result.steps),
+        "lambda": float(result.lambda_cts),
+        "max_movement": float(np.max(h.max_movement)),
+        "frobenius_movement": float(h.frobenius_movement[-1]),
         "initial_residual": float(h.residual[0]),
     }
     if get_activation(params["activation"]).theorem and params["scaling"] == "none":
@@ -88,10 +110,24 @@ def fits(df: Any, cfg: Config) -> list[dict[str, Any]]:
         ms = sorted(int(v) for v in set(g.m))
         seeds = sorted(int(v) for v in set(g.seed))
         for q in ("max_movement", "frobenius_movement"):
-            table = g.pivot_table(index="m", columns="seed", values=q, aggfunc="first").reindex(index=ms, columns=seeds).to_numpy(float)
+            table = (
+                g.pivot_table(index="m", columns="seed", values=q, aggfunc="first")
+                .reindex(index=ms, columns=seeds)
+                .to_numpy(float)
+            )
             f = bootstrap_slope(np.array(ms, dtype=float), table, geometric_mean, n_boot=cfg.n_boot)
-            out.append({"activation": act, "scaling": sc, "quantity": q, "m": ms, "values": [geometric_mean(r) for r in table],
-                        "table": table, "fit": f, "expected": EXPECTED[(q, sc)]})
+            out.append(
+                {
+                    "activation": act,
+                    "scaling": sc,
+                    "quantity": q,
+                    "m": ms,
+                    "values": [geometric_mean(r) for r in table],
+                    "table": table,
+                    "fit": f,
+                    "expected": EXPECTED[(q, sc)],
+                }
+            )
     return out
 
 
@@ -100,14 +136,26 @@ def summarise(df: Any, cfg: Config) -> dict[str, Any]:
     for e in fits(df, cfg):
         label = f"{e['activation']}, s={e['scaling']}: slope of {e['quantity']} vs m"
         headline[label] = f"{e['fit']} (expected {e['expected']:g})"
-        rows.append({"activation": e["activation"], "scaling": e["scaling"], "quantity": e["quantity"],
-                     "slope [90% CI]": str(e["fit"]), "expected": e["expected"],
-                     **{f"m={m}": f"{v:.3g}" for m, v in zip(e["m"], e["values"])}})
+        rows.append(
+            {
+                "activation": e["activation"],
+                "scaling": e["scaling"],
+                "quantity": e["quantity"],
+                "slope [90% CI]": str(e["fit"]),
+                "expected": e["expected"],
+                **{f"m={m}": f"{v:.3g}" for m, v in zip(e["m"], e["values"])},
+            }
+        )
     conv = f"{int(df.converged.sum())}/{len(df)}"
-    return {"headline": headline, "tables": {"movement slopes": rows},
-            "notes": [f"runs converged to epsilon = {cfg.epsilon:g}: {conv}; values are geometric means over seeds.",
-                      "expected: -1/2 is the usual NTK statement for s = 1/sqrt(m); with s = 1 and lr = 1/lambda_max(m H^cts), "
-                      "per-neuron movement scales as 1/m (as the [derived] movement bound), Frobenius as 1/sqrt(m)."]}
+    return {
+        "headline": headline,
+        "tables": {"movement slopes": rows},
+        "notes": [
+            f"runs converged to epsilon = {cfg.epsilon:g}: {conv}; values are geometric means over seeds.",
+            "expected: -1/2 is the usual NTK statement for s = 1/sqrt(m); with s = 1 and lr = 1/lambda_max(m H^cts), "
+            "per-neuron movement scales as 1/m (as the [derived] movement bound), Frobenius as 1/sqrt(m).",
+        ],
+    }
 
 
 def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
@@ -119,8 +167,15 @@ def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
         ax = axes[0][c]
         for i, e in enumerate(x for x in ex if x["quantity"] == q):
             ms = np.array(e["m"], dtype=float)
-            plots.plot_power_law(ax, ms, np.array(e["values"]), e["fit"], f"{e['activation']}, s={e['scaling']} (exp. {e['expected']:g})",
-                                 plots.COLOURS[i % len(plots.COLOURS)], scatter=(np.repeat(ms, e["table"].shape[1]), e["table"].ravel()))
+            plots.plot_power_law(
+                ax,
+                ms,
+                np.array(e["values"]),
+                e["fit"],
+                f"{e['activation']}, s={e['scaling']} (exp. {e['expected']:g})",
+                plots.COLOURS[i % len(plots.COLOURS)],
+                scatter=(np.repeat(ms, e["table"].shape[1]), e["table"].ravel()),
+            )
         ylabel = "max_t max_r ||w_r(t) - w_r(0)||_2" if q == "max_movement" else "||W(T) - W(0)||_F"
         plots.log_axes(ax, "width m", ylabel, f"n = {cfg.n}, d = {cfg.d}, {cfg.init} init")
     return [plots.save(fig, directory, "lazy_movement")]

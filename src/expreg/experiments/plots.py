@@ -47,8 +47,16 @@ def save(fig: Any, directory: str | Path, stem: str) -> str:
     return stem
 
 
-def plot_power_law(ax: Any, x: np.ndarray, y: np.ndarray, fit: SlopeFit, label: str, colour: str, marker: str = "o",
-                   scatter: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+def plot_power_law(
+    ax: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    fit: SlopeFit,
+    label: str,
+    colour: str,
+    marker: str = "o",
+    scatter: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
     """Points (x, y), optional per-seed scatter, and the fitted line, slope in the legend."""
     if scatter is not None:
         ax.scatter(scatter[0], scatter[1], s=10, alpha=0.3, color=colour, marker=marker)

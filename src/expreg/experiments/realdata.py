@@ -31,7 +31,9 @@ from ._common import network, train_safely
 from .config import ExperimentConfig, Init, Scaling, check_widths
 
 name = "realdata"
-description = "Diabetes data (scikit-learn, bundled): network train/test error at several widths vs kernel regression with H^cts."
+description = (
+    "Diabetes data (scikit-learn, bundled): network train/test error at several widths vs kernel regression with H^cts."
+)
 
 
 class Config(ExperimentConfig):
@@ -102,14 +104,27 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     base = {"n_train": len(ytr), "n_test": len(yte), "baseline_test_mse": _mse(yte, 0.0)}
     if params["model"] == "network":
         net = network(cfg.d, params["m"], seed, "exp", cfg.init, cfg.scaling)
-        result, diverged = train_safely(net, Xtr, ytr, epsilon=cfg.epsilon, max_steps=cfg.max_steps, record_every=0, track_movement=False)
-        return {**base, "steps": int(result.steps), "diverged": diverged, "train_mse": _mse(result.net.predict(Xtr), ytr),
-                "test_mse": _mse(result.net.predict(Xte), yte)}
+        result, diverged = train_safely(
+            net, Xtr, ytr, epsilon=cfg.epsilon, max_steps=cfg.max_steps, record_every=0, track_movement=False
+        )
+        return {
+            **base,
+            "steps": int(result.steps),
+            "diverged": diverged,
+            "train_mse": _mse(result.net.predict(Xtr), ytr),
+            "test_mse": _mse(result.net.predict(Xte), yte),
+        }
     H = kernels.ntk(Xtr)
     K = kernels.ntk_cross(Xte, Xtr)
     if params["model"] == "krr":
         alpha = scipy.linalg.solve(H + params["ridge"] * np.eye(len(ytr)), ytr, assume_a="pos")
-        return {**base, "steps": 0, "diverged": False, "train_mse": _mse(H @ alpha, ytr), "test_mse": _mse(K @ alpha, yte)}
+        return {
+            **base,
+            "steps": 0,
+            "diverged": False,
+            "train_mse": _mse(H @ alpha, ytr),
+            "test_mse": _mse(K @ alpha, yte),
+        }
     # kernel_gd: GD on the kernel from f = 0 (r0 = -y) for max_steps steps with lr = 1 / lambda_max(H) (lr "auto", coupled init)
     T = cfg.max_steps
     traj = kernels.predicted_trajectory(H, -ytr, 1.0)
@@ -128,21 +143,33 @@ def _label(model: str, m: int, ridge: float) -> str:
 def table(df: Any) -> list[dict[str, Any]]:
     rows = []
     for (model, m, ridge), g in df.groupby(["model", "m", "ridge"], sort=True):
-        rows.append({"model": _label(model, int(m), float(ridge)), "runs": len(g), "train MSE": float(g.train_mse.mean()),
-                     "test MSE": float(g.test_mse.mean()), "test MSE of predicting 0": float(g.baseline_test_mse.mean())})
+        rows.append(
+            {
+                "model": _label(model, int(m), float(ridge)),
+                "runs": len(g),
+                "train MSE": float(g.train_mse.mean()),
+                "test MSE": float(g.test_mse.mean()),
+                "test MSE of predicting 0": float(g.baseline_test_mse.mean()),
+            }
+        )
     return rows
 
 
 def summarise(df: Any, cfg: Config) -> dict[str, Any]:
     rows = table(df)
     best = min(rows, key=lambda r: r["test MSE"])
-    widest = max((r for r in rows if r["model"].startswith("network")), key=lambda r: int(r["model"].split("=")[1]), default=None)
+    widest = max(
+        (r for r in rows if r["model"].startswith("network")), key=lambda r: int(r["model"].split("=")[1]), default=None
+    )
     headline = {"best test MSE": f"{best['test MSE']:.4g} ({best['model']})"}
     if widest:
         headline[f"{widest['model']}: train / test MSE"] = f"{widest['train MSE']:.4g} / {widest['test MSE']:.4g}"
     headline["predicting 0: test MSE"] = f"{rows[0]['test MSE of predicting 0']:.4g}"
-    return {"headline": headline, "tables": {"train and test error (targets scaled to [-1, 1])": rows},
-            "notes": [f"GD budget {cfg.max_steps} steps, lr 'auto'; kernel GD uses the same steps and lr m s^2."]}
+    return {
+        "headline": headline,
+        "tables": {"train and test error (targets scaled to [-1, 1])": rows},
+        "notes": [f"GD budget {cfg.max_steps} steps, lr 'auto'; kernel GD uses the same steps and lr m s^2."],
+    }
 
 
 def figures(df: Any, cfg: Config, directory: Any) -> list[str]:

@@ -40,7 +40,9 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
         return "<p><em>no rows</em></p>"
     cols = list(dict.fromkeys(k for r in rows for k in r))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -62,7 +64,9 @@ details{margin:.5em 0 1.5em}pre{background:#f7f7f7;padding:.6em;font-size:12px}"
 def _up_to_date(d: Path) -> dict[str, Any] | None:
     """The experiment's summary.json if it is newer than its results and of the recorded configuration."""
     summary, table, config = d / "summary.json", d / "results.parquet", d / "config.json"
-    if not (summary.is_file() and table.is_file()) or summary.stat().st_mtime < max(table.stat().st_mtime, config.stat().st_mtime):
+    if not (summary.is_file() and table.is_file()) or summary.stat().st_mtime < max(
+        table.stat().st_mtime, config.stat().st_mtime
+    ):
         return None
     s = json.loads(summary.read_text())
     if s.get("config_hash") != json.loads(config.read_text()).get("config_hash"):
@@ -82,7 +86,9 @@ def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Pa
     out = Path(out)
     dirs = experiment_dirs(out)
     if not dirs:
-        raise FileNotFoundError(f"no experiment results under {str(out)!r}; run e.g. `expreg run width --out {out}` first")
+        raise FileNotFoundError(
+            f"no experiment results under {str(out)!r}; run e.g. `expreg run width --out {out}` first"
+        )
     summaries, kept, pending = [], [], []
     for d in dirs:
         try:
@@ -92,25 +98,40 @@ def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Pa
         except NoRunsError:
             pending.append(d.name)
     dirs = kept
-    parts_html = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>expreg report</title><style>{CSS}</style></head><body>",
-                  "<h1>expreg: experiments on the over-parameterised exponential regression network</h1>",
-                  "<p>Gao, Mahadevan &amp; Song (2023): F(W, x) = s &sum;<sub>r</sub> a<sub>r</sub> exp(&lang;w<sub>r</sub>, x&rang;). "
-                  "Definitions: docs/theory.md section 6. [paper]: stated in the paper's abstract; [derived]: rebuilt from the analyses it names.</p>"]
-    parts_md = ["# expreg report\n", "Experiments of docs/theory.md section 6; the HTML report (`report.html`) embeds every figure.\n"]
+    parts_html = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>expreg report</title><style>{CSS}</style></head><body>",
+        "<h1>expreg: experiments on the over-parameterised exponential regression network</h1>",
+        "<p>Gao, Mahadevan &amp; Song (2023): F(W, x) = s &sum;<sub>r</sub> a<sub>r</sub> exp(&lang;w<sub>r</sub>, x&rang;). "
+        "Definitions: docs/theory.md section 6. [paper]: stated in the paper's abstract; [derived]: rebuilt from the analyses it names.</p>",
+    ]
+    parts_md = [
+        "# expreg report\n",
+        "Experiments of docs/theory.md section 6; the HTML report (`report.html`) embeds every figure.\n",
+    ]
     if pending:
         parts_html.append(f"<p>No finished runs yet: {html.escape(', '.join(pending))}.</p>")
         parts_md.append(f"\nNo finished runs yet: {', '.join(pending)}.\n")
     for d, s in zip(dirs, summaries):
-        parts_html.append(f"<h2 id='{s['experiment']}'>{html.escape(s['versioned_name'])}</h2><p>{html.escape(s['description'])} "
-                          f"({s['runs']} runs, {s['cpu_seconds']:.0f} CPU s, configuration {s['config_hash']})</p>")
-        parts_md.append(f"\n## {s['versioned_name']}\n\n{s['description']} ({s['runs']} runs, configuration `{s['config_hash']}`)\n")
-        parts_html.append("<dl class='h'>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in s["headline"].items()) + "</dl>")
+        parts_html.append(
+            f"<h2 id='{s['experiment']}'>{html.escape(s['versioned_name'])}</h2><p>{html.escape(s['description'])} "
+            f"({s['runs']} runs, {s['cpu_seconds']:.0f} CPU s, configuration {s['config_hash']})</p>"
+        )
+        parts_md.append(
+            f"\n## {s['versioned_name']}\n\n{s['description']} ({s['runs']} runs, configuration `{s['config_hash']}`)\n"
+        )
+        parts_html.append(
+            "<dl class='h'>"
+            + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in s["headline"].items())
+            + "</dl>"
+        )
         parts_md.append("\n" + "".join(f"- **{k}** {v}\n" for k, v in s["headline"].items()))
         for stem in s["figures"]:
             png = d / "figures" / f"{stem}.png"
             data = base64.b64encode(png.read_bytes()).decode()
-            parts_html.append(f"<figure><img alt='{html.escape(stem)}' src='data:image/png;base64,{data}'>"
-                              f"<figcaption>{html.escape(stem)} (SVG: {html.escape(s['experiment'])}/figures/{html.escape(stem)}.svg)</figcaption></figure>")
+            parts_html.append(
+                f"<figure><img alt='{html.escape(stem)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{html.escape(stem)} (SVG: {html.escape(s['experiment'])}/figures/{html.escape(stem)}.svg)</figcaption></figure>"
+            )
             parts_md.append(f"\n![{stem}]({s['experiment']}/figures/{stem}.png)\n")
         for title, rows in s.get("tables", {}).items():
             parts_html.append(f"<h3>{html.escape(title)}</h3>" + _html_table(rows))
@@ -118,7 +139,9 @@ def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Pa
         for note in s.get("notes", []):
             parts_html.append(f"<p><small>{html.escape(note)}</small></p>")
             parts_md.append(f"\n_{note}_\n")
-        parts_html.append(f"<details><summary>configuration</summary><pre>{html.escape(json.dumps(s['config'], indent=1))}</pre></details>")
+        parts_html.append(
+            f"<details><summary>configuration</summary><pre>{html.escape(json.dumps(s['config'], indent=1))}</pre></details>"
+        )
     parts_html.append("</body></html>")
     html_path, md_path = out / "report.html", out / "report.md"
     with atomic_open(html_path, "w") as fh:

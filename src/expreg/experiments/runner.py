@@ -25,12 +25,13 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..backends import usable_cpus
 from .base import Task, execute_batch, get_experiment, make_tasks
@@ -301,7 +302,9 @@ def run_tasks(
                 on_executor(executor)
             queue = deque(pending.values())
             while queue or futures:
-                slots = 2 * _capacity(executor)  # a batch queued behind each running one: no worker waits for the driver
+                slots = 2 * _capacity(
+                    executor
+                )  # a batch queued behind each running one: no worker waits for the driver
                 while queue and not broken and len(futures) < slots:
                     batch = [queue.popleft() for _ in range(sizer.size(len(queue), slots))]
                     futures[executor.submit(execute_batch, batch)] = batch
@@ -334,8 +337,10 @@ def run_tasks(
             interrupted = True
             saved = total - len(pending) - len(result.failures)
             reason = str(exc) or "interrupted"
-            raise SweepInterrupted(f"{reason}: {saved} of {total} runs are saved in {store.directory}; "
-                                   "run the same command again to resume") from None
+            raise SweepInterrupted(
+                f"{reason}: {saved} of {total} runs are saved in {store.directory}; "
+                "run the same command again to resume"
+            ) from None
         finally:  # only the Executor interface (and terminate_workers): cancel what has not started, then shut down
             writer.flush()
             for fut in futures:
@@ -346,10 +351,14 @@ def run_tasks(
                 executor.shutdown(wait=not (broken or interrupted), cancel_futures=True)
     if result.failures:
         first = next(iter(result.failures.values()))
-        raise SweepError(f"{len(result.failures)} of {total} runs failed; finished rows are saved. First failure: {first}")
+        raise SweepError(
+            f"{len(result.failures)} of {total} runs failed; finished rows are saved. First failure: {first}"
+        )
     if pending:
-        raise SweepError(f"{len(pending)} of {total} runs were still missing after {max_retries} retries (worker processes kept dying); "
-                         "finished rows are saved: run the same command again to resume")
+        raise SweepError(
+            f"{len(pending)} of {total} runs were still missing after {max_retries} retries (worker processes kept dying); "
+            "finished rows are saved: run the same command again to resume"
+        )
     return result
 
 
@@ -380,13 +389,28 @@ class RichProgress:
 
     def __init__(self, title: str) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self._bar = Progress(TextColumn(f"[bold]{title}[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("runs, {task.fields[left]} left"),
-                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True))
+        self._bar = Progress(
+            TextColumn(f"[bold]{title}[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("runs, {task.fields[left]} left"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
         self._task = self._bar.add_task(title, total=None, left="?")
 
-    def __enter__(self) -> "RichProgress":
+    def __enter__(self) -> RichProgress:
         self._bar.__enter__()
         return self
 
@@ -401,9 +425,17 @@ class RichProgress:
         self._bar.update(self._task, completed=done - self._offset, left=total - done)
 
 
-def run_experiment(name: str, config: Any, out: str | Path, *, jobs: int | None = None, scheduler: str | None = None,
-                   show_progress: bool = True, max_retries: int = 3,
-                   executor_factory: Callable[[], Executor] | None = None) -> SweepResult:
+def run_experiment(
+    name: str,
+    config: Any,
+    out: str | Path,
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    show_progress: bool = True,
+    max_retries: int = 3,
+    executor_factory: Callable[[], Executor] | None = None,
+) -> SweepResult:
     """Run experiment ``name`` under ``config``: tasks into ``out/name/results.parquet``.
 
     Writes ``out/name/config.json`` (the configuration, its hash) first; the
@@ -415,8 +447,15 @@ def run_experiment(name: str, config: Any, out: str | Path, *, jobs: int | None 
     get_experiment(name)
     directory = Path(out) / name
     store = ResultStore(directory)
-    write_json_atomic(directory / "config.json", {"experiment": name, "versioned_name": config.versioned_name,
-                                                  "config_hash": config.config_hash, "config": config.model_dump(mode="json")})
+    write_json_atomic(
+        directory / "config.json",
+        {
+            "experiment": name,
+            "versioned_name": config.versioned_name,
+            "config_hash": config.config_hash,
+            "config": config.model_dump(mode="json"),
+        },
+    )
     tasks = make_tasks(name, config)
     store.compact()
     factory = executor_factory or (lambda: make_executor(jobs, scheduler))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def geometric_grid(m_min: int, m_max: int, ratio: float) -> list[int]:
     """Even integers m_min * ratio^k (rounded to even), k = 0, 1, ..., up to m_max; distinct, increasing."""
     if m_min < 2 or m_max < m_min or ratio <= 1:

@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import CheckpointError
 from ..storage import atomic_open
@@ -79,7 +80,9 @@ class ResultStore:
         rows = list(rows)
         if not rows:
             return None
-        columns = list(dict.fromkeys(k for row in rows for k in row))  # every row's keys: from_pylist reads only the first row's
+        columns = list(
+            dict.fromkeys(k for row in rows for k in row)
+        )  # every row's keys: from_pylist reads only the first row's
         table = pa.Table.from_pydict({c: [row.get(c) for row in rows] for c in columns})
         path = self.parts_dir / f"part-{uuid.uuid4().hex}.parquet"
         with atomic_open(path, "wb") as fh:
@@ -100,7 +103,11 @@ class ResultStore:
         for f in self._files():
             try:
                 tables.append(pq.read_table(f, columns=columns))
-            except (OSError, ValueError, KeyError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+            except (
+                OSError,
+                ValueError,
+                KeyError,
+            ) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
                 bad.append(f"{f} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
         if bad:
             raise CheckpointError(

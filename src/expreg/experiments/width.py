@@ -53,8 +53,8 @@ from .. import kernels, streams, theory
 from ..activations import get_activation
 from ..backends import get_backend
 from ..data import make_dataset
-from ..model import ExpNet
 from ..eigen import lazy_criteria
+from ..model import ExpNet
 from ..scan import nested_gram
 from ._common import train_safely
 from .config import Activation, DType, ExperimentConfig, Init, Scaling
@@ -62,8 +62,10 @@ from .search import geometric_grid
 from .thresholds import Threshold, confirmed, threshold
 
 name = "width"
-description = ("Width thresholds per seed from nested scans (proof's criteria at init, GD convergence, along training); "
-               "censored lognormal fits of m* against n and lambda(n).")
+description = (
+    "Width thresholds per seed from nested scans (proof's criteria at init, GD convergence, along training); "
+    "censored lognormal fits of m* against n and lambda(n)."
+)
 
 #: The two kernel criteria of the scan: name -> what passes.
 CRITERIA = {"op": "||H^dis(W(0)) - H^cts||_op <= lambda/2", "eig": "lambda_min(H^dis(W(0))) >= lambda/2"}
@@ -82,14 +84,19 @@ class Config(ExperimentConfig):
     inits: list[Init] = Field(default_factory=lambda: ["coupled"], min_length=1)
     scalings: list[Scaling] = Field(default_factory=lambda: ["none"], min_length=1)
     m_min: int = Field(2, ge=2, description="first grid width (below every passing width)")
-    m_cap: int = Field(2**20, ge=2, description="largest width the lazy scan reaches; beyond it thresholds are right-censored")
+    m_cap: int = Field(
+        2**20, ge=2, description="largest width the lazy scan reaches; beyond it thresholds are right-censored"
+    )
     grid_ratio: float = Field(2**0.25, gt=1, le=4)
     confirm_factor: float = Field(2.0, ge=1, description="a scan stops once passes held over this factor of width")
     give_up: float = Field(4.0, ge=0, description="stop a hopeless op scan (see lazy_scan); 0 never stops early")
     give_up_from: int = Field(2**16, ge=2, description="the earliest width at which a scan may give up")
     scan_dtype: DType = Field("float32", description="dtype of the features exp(X W) in the scan")
-    scan_device: str = Field("cpu", pattern="^(cpu|cuda(:[0-9]+)?)$",
-                             description="cpu: NumPy; cuda or cuda:K: the PyTorch backend on that GPU (needs expreg[torch] with CUDA)")
+    scan_device: str = Field(
+        "cpu",
+        pattern="^(cpu|cuda(:[0-9]+)?)$",
+        description="cpu: NumPy; cuda or cuda:K: the PyTorch backend on that GPU (needs expreg[torch] with CUDA)",
+    )
     epsilon: float = Field(1e-2, gt=0)
     conv: bool = True
     conv_n_max: int = Field(64, ge=2)
@@ -114,7 +121,7 @@ class Config(ExperimentConfig):
         return v
 
     @model_validator(mode="after")
-    def _checks(self) -> "Config":
+    def _checks(self) -> Config:
         geometric_grid(self.m_min, self.m_cap, self.grid_ratio)
         if min(self.ns) < 2:
             raise ValueError(f"ns must be >= 2, got {self.ns}")
@@ -137,27 +144,82 @@ class Config(ExperimentConfig):
 
 _BASE = {"activations": ["exp"], "inits": ["coupled"], "scalings": ["none"]}
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {**_BASE, "ns": [4, 8], "ds": [4], "seeds": [0, 1], "m_cap": 2**13, "grid_ratio": 2**0.5, "conv_n_max": 8,
-             "m_max_conv": 256, "max_steps": 3000, "train_n_max": 8, "train_seeds": 1, "record_points": 5},
-    "quick": {**_BASE, "ns": [8, 16, 32, 64], "ds": [16], "seeds": list(range(8)), "m_cap": 2**19, "conv_n_max": 32,
-              "train_n_max": 32, "train_seeds": 2},
+    "tiny": {
+        **_BASE,
+        "ns": [4, 8],
+        "ds": [4],
+        "seeds": [0, 1],
+        "m_cap": 2**13,
+        "grid_ratio": 2**0.5,
+        "conv_n_max": 8,
+        "m_max_conv": 256,
+        "max_steps": 3000,
+        "train_n_max": 8,
+        "train_seeds": 1,
+        "record_points": 5,
+    },
+    "quick": {
+        **_BASE,
+        "ns": [8, 16, 32, 64],
+        "ds": [16],
+        "seeds": list(range(8)),
+        "m_cap": 2**19,
+        "conv_n_max": 32,
+        "train_n_max": 32,
+        "train_seeds": 2,
+    },
     # the paper's setting (exp, coupled, s = 1), n = 8 .. 512, d = 8, 16, 32, 20 seeds: the README's numbers
-    "full": {**_BASE, "ns": [8, 16, 32, 64, 128, 256, 512], "ds": [8, 16, 32], "seeds": list(range(20)), "m_cap": 2**22,
-             "conv_n_max": 64, "conv_ds": [16], "train_n_max": 128, "train_ds": [32], "train_seeds": 5},
+    "full": {
+        **_BASE,
+        "ns": [8, 16, 32, 64, 128, 256, 512],
+        "ds": [8, 16, 32],
+        "seeds": list(range(20)),
+        "m_cap": 2**22,
+        "conv_n_max": 64,
+        "conv_ds": [16],
+        "train_n_max": 128,
+        "train_ds": [32],
+        "train_seeds": 5,
+    },
     # every variant at d = 16, n <= 128: initialisation, scaling and activation compared
-    "compare": {"ns": [8, 16, 32, 64, 128], "ds": [16], "seeds": list(range(12)), "activations": ["exp", "relu"],
-                "inits": ["coupled", "gaussian"], "scalings": ["none", "ntk"], "m_cap": 2**21, "conv_n_max": 64,
-                "train_n_max": 32, "train_seeds": 3},
+    "compare": {
+        "ns": [8, 16, 32, 64, 128],
+        "ds": [16],
+        "seeds": list(range(12)),
+        "activations": ["exp", "relu"],
+        "inits": ["coupled", "gaussian"],
+        "scalings": ["none", "ntk"],
+        "m_cap": 2**21,
+        "conv_n_max": 64,
+        "train_n_max": 32,
+        "train_seeds": 3,
+    },
     # n to 2048: for a GPU (scan_device = "cuda", the default here) or, with scan_device = "cpu", a Dask cluster
-    "large": {**_BASE, "ns": [64, 128, 256, 512, 1024, 2048], "ds": [16, 32, 64], "seeds": list(range(20)), "m_cap": 2**26,
-              "scan_device": "cuda", "conv": False, "train_n_max": 256, "train_ds": [64], "train_seeds": 5},
+    "large": {
+        **_BASE,
+        "ns": [64, 128, 256, 512, 1024, 2048],
+        "ds": [16, 32, 64],
+        "seeds": list(range(20)),
+        "m_cap": 2**26,
+        "scan_device": "cuda",
+        "conv": False,
+        "train_n_max": 256,
+        "train_ds": [64],
+        "train_seeds": 5,
+    },
 }
 
 
 def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
     """One task per (activation, init, d, n, seed); the scalings are looped inside (the scan does not depend on s)."""
-    return [({"activation": a, "init": i, "d": d, "n": n}, seed)
-            for a in cfg.activations for i in cfg.inits for d in cfg.ds for n in cfg.ns for seed in cfg.seeds]
+    return [
+        ({"activation": a, "init": i, "d": d, "n": n}, seed)
+        for a in cfg.activations
+        for i in cfg.inits
+        for d in cfg.ds
+        for n in cfg.ns
+        for seed in cfg.seeds
+    ]
 
 
 def task_seed(seed: int, n: int, d: int) -> int:
@@ -166,12 +228,18 @@ def task_seed(seed: int, n: int, d: int) -> int:
 
 
 def _interval_columns(prefix: str, t: Threshold) -> dict[str, float]:
-    return {f"{prefix}_first": t.first, f"{prefix}_stable": t.stable, f"{prefix}_lower": t.lower, f"{prefix}_upper": t.upper,
-            f"{prefix}_scanned_to": t.scanned_to}
+    return {
+        f"{prefix}_first": t.first,
+        f"{prefix}_stable": t.stable,
+        f"{prefix}_lower": t.lower,
+        f"{prefix}_upper": t.upper,
+        f"{prefix}_scanned_to": t.scanned_to,
+    }
 
 
-def lazy_scan(cfg: Config, X: np.ndarray, H_cts: np.ndarray, lam: float, seed: int, activation: str, init: str
-              ) -> tuple[list[int], list[float], list[float]]:
+def lazy_scan(
+    cfg: Config, X: np.ndarray, H_cts: np.ndarray, lam: float, seed: int, activation: str, init: str
+) -> tuple[list[int], list[float], list[float]]:
     """(widths, ||H^dis - H^cts||_op / lambda, lambda_min(H^dis) / lambda) over the grid.
 
     Stops once both criteria are confirmed, or when the op criterion is hopeless (module docstring).
@@ -191,8 +259,13 @@ def lazy_scan(cfg: Config, X: np.ndarray, H_cts: np.ndarray, lam: float, seed: i
         eig_done = confirmed(widths, [v >= 0.5 for v in eig], cfg.confirm_factor)
         if eig_done and confirmed(widths, [v <= 0.5 for v in dev], cfg.confirm_factor):
             break
-        if (cfg.give_up and eig_done and m >= cfg.give_up_from and dev[-1] > 0.5
-                and dev[-1] * math.sqrt(m / cfg.m_cap) > cfg.give_up / 2):
+        if (
+            cfg.give_up
+            and eig_done
+            and m >= cfg.give_up_from
+            and dev[-1] > 0.5
+            and dev[-1] * math.sqrt(m / cfg.m_cap) > cfg.give_up / 2
+        ):
             break
     return widths, dev, eig
 
@@ -221,22 +294,26 @@ def budget(cfg: Config, predicted: float) -> int:
     return int(min(cfg.max_steps, max(cfg.min_steps, math.ceil(cfg.budget_factor * predicted))))
 
 
-def converges(cfg: Config, X: np.ndarray, y: np.ndarray, m: int, seed: int, activation: str, init: str, scaling: str
-              ) -> tuple[str, int]:
+def converges(
+    cfg: Config, X: np.ndarray, y: np.ndarray, m: int, seed: int, activation: str, init: str, scaling: str
+) -> tuple[str, int]:
     """One convergence probe at width m: ("converged" | "diverged" | "budget", steps)."""
     net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)
     H0 = kernels.empirical_ntk(net, X)
     lr = 1.0 / kernels.lambda_max(H0)
     r0 = net.predict(X) - y
     steps = budget(cfg, steps_to_epsilon(H0, r0, lr, cfg.epsilon, cfg.max_steps))
-    result, diverged = train_safely(net, X, y, lr=lr, epsilon=cfg.epsilon, max_steps=steps, record_every=0, track_movement=False)
+    result, diverged = train_safely(
+        net, X, y, lr=lr, epsilon=cfg.epsilon, max_steps=steps, record_every=0, track_movement=False
+    )
     if diverged:
         return "diverged", int(result.steps)
     return ("converged" if result.converged else "budget"), int(result.steps)
 
 
-def conv_scan(cfg: Config, X: np.ndarray, y: np.ndarray, seed: int, activation: str, init: str, scaling: str
-              ) -> tuple[list[int], list[str], list[int]]:
+def conv_scan(
+    cfg: Config, X: np.ndarray, y: np.ndarray, seed: int, activation: str, init: str, scaling: str
+) -> tuple[list[int], list[str], list[int]]:
     """Convergence probes bottom up over the grid (to m_max_conv), stopping once convergence is confirmed."""
     widths: list[int] = []
     outcomes: list[str] = []
@@ -251,21 +328,30 @@ def conv_scan(cfg: Config, X: np.ndarray, y: np.ndarray, seed: int, activation: 
     return widths, outcomes, steps
 
 
-def along_training(cfg: Config, X: np.ndarray, y: np.ndarray, lam: float, m: int, seed: int, activation: str, init: str,
-                   scaling: str) -> dict[str, float]:
+def along_training(
+    cfg: Config, X: np.ndarray, y: np.ndarray, lam: float, m: int, seed: int, activation: str, init: str, scaling: str
+) -> dict[str, float]:
     """GD (lr "auto") at width m to epsilon; sup_t ||H^dis(W(t)) - H^cts|| / lambda and min_t lambda_min(H^dis(W(t))) / lambda."""
     net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)
     H = m * net.s**2 * kernels.ntk(X, activation)
     lr = 1.0 / kernels.lambda_max(H)
     steps = budget(cfg, steps_to_epsilon(H, net.predict(X) - y, lr, cfg.epsilon, cfg.max_steps))
     every = max(1, math.ceil(steps / cfg.record_points))
-    result, diverged = train_safely(net, X, y, lr=lr, epsilon=cfg.epsilon, max_steps=steps, record_every=every,
-                                    track_movement=True)
+    result, diverged = train_safely(
+        net, X, y, lr=lr, epsilon=cfg.epsilon, max_steps=steps, record_every=every, track_movement=True
+    )
     h = result.history
-    return {"m": float(m), "steps": float(result.steps), "converged": float(result.converged and not diverged),
-            "records": float(len(h.kernel_step)), "dev0": h.kernel_deviation[0] / lam,
-            "sup_dev": float(np.max(h.kernel_deviation)) / lam, "eig0": h.kernel_lambda_min[0] / lam,
-            "inf_eig": float(np.min(h.kernel_lambda_min)) / lam, "max_movement": float(np.max(h.max_movement))}
+    return {
+        "m": float(m),
+        "steps": float(result.steps),
+        "converged": float(result.converged and not diverged),
+        "records": float(len(h.kernel_step)),
+        "dev0": h.kernel_deviation[0] / lam,
+        "sup_dev": float(np.max(h.kernel_deviation)) / lam,
+        "eig0": h.kernel_lambda_min[0] / lam,
+        "inf_eig": float(np.min(h.kernel_lambda_min)) / lam,
+        "max_movement": float(np.max(h.max_movement)),
+    }
 
 
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -278,19 +364,35 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     t_op = threshold(widths, [v <= 0.5 for v in dev])
     t_eig = threshold(widths, [v >= 0.5 for v in eig])
     row: dict[str, Any] = {
-        "task_seed": str(ts), "lambda": float(lam), "lambda_max": float(lam_max),
-        "theorem_log10_m": float(theory.required_width(n, lam, 0.1).log10_m) if get_activation(act).theorem else math.nan,
-        "scan_widths": [float(w) for w in widths], "scan_op": dev, "scan_eig": eig,
-        **_interval_columns("op", t_op), **_interval_columns("eig", t_eig),
+        "task_seed": str(ts),
+        "lambda": float(lam),
+        "lambda_max": float(lam_max),
+        "theorem_log10_m": float(theory.required_width(n, lam, 0.1).log10_m)
+        if get_activation(act).theorem
+        else math.nan,
+        "scan_widths": [float(w) for w in widths],
+        "scan_op": dev,
+        "scan_eig": eig,
+        **_interval_columns("op", t_op),
+        **_interval_columns("eig", t_eig),
     }
-    conv: dict[str, list[float]] = {k: [] for k in ("first", "stable", "lower", "upper", "scanned_to", "diverged", "budget")}
+    conv: dict[str, list[float]] = {
+        k: [] for k in ("first", "stable", "lower", "upper", "scanned_to", "diverged", "budget")
+    }
     train: dict[str, list[float]] = {}
     for scaling in cfg.scalings:
         if cfg.conv_runs(n, d):
             cw, outcomes, _ = conv_scan(cfg, X, y, ts, act, init, scaling)
             t = threshold(cw, [o == "converged" for o in outcomes])
-            for k, v in (("first", t.first), ("stable", t.stable), ("lower", t.lower), ("upper", t.upper), ("scanned_to", t.scanned_to),
-                         ("diverged", float(outcomes.count("diverged"))), ("budget", float(outcomes.count("budget")))):
+            for k, v in (
+                ("first", t.first),
+                ("stable", t.stable),
+                ("lower", t.lower),
+                ("upper", t.upper),
+                ("scanned_to", t.scanned_to),
+                ("diverged", float(outcomes.count("diverged"))),
+                ("budget", float(outcomes.count("budget"))),
+            ):
                 conv[k].append(v)
         if cfg.train_runs(n, d, seed):
             for crit, t in (("op", t_op), ("eig", t_eig)):

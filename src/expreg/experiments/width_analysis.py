@@ -30,7 +30,11 @@ from .search import geometric_grid
 
 THEOREM_EXPONENT = 2.0
 VARIANT = ["activation", "init", "d"]
-LABELS = {"op": "||H^dis - H^cts||_op <= lambda/2", "eig": "lambda_min(H^dis) >= lambda/2", "conv": "GD reaches epsilon"}
+LABELS = {
+    "op": "||H^dis - H^cts||_op <= lambda/2",
+    "eig": "lambda_min(H^dis) >= lambda/2",
+    "conv": "GD reaches epsilon",
+}
 
 
 def observations(g: Any, crit: str, scaling_index: int = 0) -> dict[str, np.ndarray]:
@@ -42,7 +46,13 @@ def observations(g: Any, crit: str, scaling_index: int = 0) -> dict[str, np.ndar
     """
     if crit == "conv":
         if "conv_lower" not in g:
-            return {"n": np.empty(0), "lower": np.empty(0), "upper": np.empty(0), "lambda": np.empty(0), "uninformative": 0}
+            return {
+                "n": np.empty(0),
+                "lower": np.empty(0),
+                "upper": np.empty(0),
+                "lambda": np.empty(0),
+                "uninformative": 0,
+            }
         sub = g[g["conv_lower"].map(lambda v: isinstance(v, (list, np.ndarray)) and len(v) > scaling_index)]
         lower = np.array([v[scaling_index] for v in sub["conv_lower"]], dtype=float)
         upper = np.array([v[scaling_index] for v in sub["conv_upper"]], dtype=float)
@@ -53,10 +63,18 @@ def observations(g: Any, crit: str, scaling_index: int = 0) -> dict[str, np.ndar
     n = sub["n"].to_numpy(float)
     lam = sub["lambda"].to_numpy(float)
     keep = ~((lower == 0) & np.isinf(upper))
-    return {"n": n[keep], "lower": lower[keep], "upper": upper[keep], "lambda": lam[keep], "uninformative": int((~keep).sum())}
+    return {
+        "n": n[keep],
+        "lower": lower[keep],
+        "upper": upper[keep],
+        "lambda": lam[keep],
+        "uninformative": int((~keep).sum()),
+    }
 
 
-def _safe_fit(lower: np.ndarray, upper: np.ndarray, X: np.ndarray, names: tuple[str, ...], level: float) -> CensoredFit | str:
+def _safe_fit(
+    lower: np.ndarray, upper: np.ndarray, X: np.ndarray, names: tuple[str, ...], level: float
+) -> CensoredFit | str:
     """The censored fit, or the reason it cannot be made (a one-line message)."""
     try:
         return fit_censored(lower, upper, X, names=names, level=level)
@@ -104,8 +122,9 @@ def analyse_variant(g: Any, crit: str, cfg: Any, scaling_index: int = 0) -> dict
     lam2 = obs["lambda"] ** 2
     out["fit_n"] = _safe_fit(obs["lower"], obs["upper"], logn, ("intercept", "log n"), cfg.level)
     out["fit_lam2"] = _safe_fit(obs["lower"] * lam2, obs["upper"] * lam2, logn, ("intercept", "log n"), cfg.level)
-    out["fit_n_lambda"] = _safe_fit(obs["lower"], obs["upper"], np.column_stack([logn, loglam]),
-                                    ("intercept", "log n", "log lambda"), cfg.level)
+    out["fit_n_lambda"] = _safe_fit(
+        obs["lower"], obs["upper"], np.column_stack([logn, loglam]), ("intercept", "log n", "log lambda"), cfg.level
+    )
     try:
         out["local"] = local_exponents(obs["n"], obs["lower"], obs["upper"], window=cfg.window, level=cfg.level)
     except ValueError:
@@ -161,22 +180,35 @@ def _training_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
             continue
         for (act, init, d, n), g in df.groupby(["activation", "init", "d", "n"], sort=True):
             for i, s in enumerate(cfg.scalings):
+
                 def vals(key: str) -> np.ndarray:
-                    return np.array([v[i] for v in g[f"train_{crit}_{key}"] if isinstance(v, (list, np.ndarray)) and len(v) > i],
-                                    dtype=float)
+                    return np.array(
+                        [v[i] for v in g[f"train_{crit}_{key}"] if isinstance(v, (list, np.ndarray)) and len(v) > i],
+                        dtype=float,
+                    )
 
                 v0, vt, conv, steps = vals(k0), vals(kt), vals("converged"), vals("steps")
                 ok = np.isfinite(vt)
                 if not ok.any():
                     continue
                 ratio = vt[ok] / v0[ok]
-                rows.append({"activation": act, "init": init, "d": int(d), "n": int(n), "criterion": f"{crit}: {LABELS[crit]}",
-                             "scaling": s, "runs": int(ok.sum()), "converged": int(np.nansum(conv)),
-                             "steps (median)": int(np.median(steps[ok])),
-                             "value / lambda at t=0 (median)": f"{np.median(v0[ok]):.3f}",
-                             f"{worst} over training / lambda (median)": f"{np.median(vt[ok]):.3f}",
-                             f"largest relative change over training": f"{np.max(np.abs(ratio - 1)):.2e}",
-                             "runs where it held at every record": int(sum(holds(v) for v in vt[ok]))})
+                rows.append(
+                    {
+                        "activation": act,
+                        "init": init,
+                        "d": int(d),
+                        "n": int(n),
+                        "criterion": f"{crit}: {LABELS[crit]}",
+                        "scaling": s,
+                        "runs": int(ok.sum()),
+                        "converged": int(np.nansum(conv)),
+                        "steps (median)": int(np.median(steps[ok])),
+                        "value / lambda at t=0 (median)": f"{np.median(v0[ok]):.3f}",
+                        f"{worst} over training / lambda (median)": f"{np.median(vt[ok]):.3f}",
+                        "largest relative change over training": f"{np.max(np.abs(ratio - 1)):.2e}",
+                        "runs where it held at every record": int(sum(holds(v) for v in vt[ok])),
+                    }
+                )
     return rows
 
 
@@ -195,29 +227,54 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
                 continue
             obs = a["obs"]
             ns = a["ns"]
-            fits.append({"activation": act, "init": init, "d": int(d), "criterion": name,
-                         "n range": f"{min(ns)}..{max(ns)}", "seeds": int(obs["n"].size),
-                         "right-censored": int(np.isinf(obs["upper"]).sum()),
-                         f"exponent of m* on n [{cfg.level:.0%}]": _fmt_coef(a["fit_n"], "log n"),
-                         "exponent of m* lambda^2 on n": _fmt_coef(a["fit_lam2"], "log n"),
-                         "m* ~ n^a lambda^b: a": _fmt_coef(a["fit_n_lambda"], "log n"),
-                         "b": _fmt_coef(a["fit_n_lambda"], "log lambda"),
-                         "sigma": f"{a['fit_n'].sigma:.2f}" if not isinstance(a["fit_n"], str) else "-",
-                         "theorem [paper]": THEOREM_EXPONENT,
-                         "[derived] bound's exponent here": f"{thm:.2f}" if math.isfinite(thm) else "-"})
+            fits.append(
+                {
+                    "activation": act,
+                    "init": init,
+                    "d": int(d),
+                    "criterion": name,
+                    "n range": f"{min(ns)}..{max(ns)}",
+                    "seeds": int(obs["n"].size),
+                    "right-censored": int(np.isinf(obs["upper"]).sum()),
+                    f"exponent of m* on n [{cfg.level:.0%}]": _fmt_coef(a["fit_n"], "log n"),
+                    "exponent of m* lambda^2 on n": _fmt_coef(a["fit_lam2"], "log n"),
+                    "m* ~ n^a lambda^b: a": _fmt_coef(a["fit_n_lambda"], "log n"),
+                    "b": _fmt_coef(a["fit_n_lambda"], "log lambda"),
+                    "sigma": f"{a['fit_n'].sigma:.2f}" if not isinstance(a["fit_n"], str) else "-",
+                    "theorem [paper]": THEOREM_EXPONENT,
+                    "[derived] bound's exponent here": f"{thm:.2f}" if math.isfinite(thm) else "-",
+                }
+            )
             if crit in ("op", "eig"):
                 headline[f"{label}: m*_{crit} ({LABELS[crit]}) ~ n^a, a ="] = (
-                    f"{_fmt_coef(a['fit_n'], 'log n')} over n = {min(ns)}..{max(ns)}; m* lambda^2 ~ n^{_fmt_coef(a['fit_lam2'], 'log n')}")
+                    f"{_fmt_coef(a['fit_n'], 'log n')} over n = {min(ns)}..{max(ns)}; m* lambda^2 ~ n^{_fmt_coef(a['fit_lam2'], 'log n')}"
+                )
             for e in a["local"]:
-                local.append({"activation": act, "init": init, "d": int(d), "criterion": name,
-                              "n window": f"{int(e.n_low)}..{int(e.n_high)}",
-                              f"local exponent [{cfg.level:.0%}]": (f"{e.slope:.2f} [{e.low:.2f}, {e.high:.2f}]"
-                                                                  if math.isfinite(e.slope) else f"n/a ({e.reason})"),
-                              "right-censored": e.counts.get("right", 0)})
+                local.append(
+                    {
+                        "activation": act,
+                        "init": init,
+                        "d": int(d),
+                        "criterion": name,
+                        "n window": f"{int(e.n_low)}..{int(e.n_high)}",
+                        f"local exponent [{cfg.level:.0%}]": (
+                            f"{e.slope:.2f} [{e.low:.2f}, {e.high:.2f}]"
+                            if math.isfinite(e.slope)
+                            else f"n/a ({e.reason})"
+                        ),
+                        "right-censored": e.counts.get("right", 0),
+                    }
+                )
         for n in sorted({int(v) for v in g["n"]}):
             at = g[g["n"] == n]
-            row = {"activation": act, "init": init, "d": int(d), "n": n, "seeds": len(at),
-                   "lambda (median)": f"{np.median(at['lambda']):.3g}"}
+            row = {
+                "activation": act,
+                "init": init,
+                "d": int(d),
+                "n": n,
+                "seeds": len(at),
+                "lambda (median)": f"{np.median(at['lambda']):.3g}",
+            }
             for (crit, _, name), a in zip(_criteria(cfg), analysed.values()):
                 if n in a.get("per_n", {}):
                     cap = cfg.m_max_conv if crit == "conv" else cfg.m_cap
@@ -228,12 +285,26 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
     pooled = []
     for crit in ("op", "eig"):
         for (act, init), fit in pooled_over_d(df, crit, cfg).items():
-            pooled.append({"activation": act, "init": init, "criterion": crit, "ds": ", ".join(str(int(v)) for v in sorted(set(df.d))),
-                           "a (log n)": _fmt_coef(fit, "log n"), "b (log lambda)": _fmt_coef(fit, "log lambda"),
-                           "sigma": f"{fit.sigma:.2f}" if not isinstance(fit, str) else "-"})
+            pooled.append(
+                {
+                    "activation": act,
+                    "init": init,
+                    "criterion": crit,
+                    "ds": ", ".join(str(int(v)) for v in sorted(set(df.d))),
+                    "a (log n)": _fmt_coef(fit, "log n"),
+                    "b (log lambda)": _fmt_coef(fit, "log lambda"),
+                    "sigma": f"{fit.sigma:.2f}" if not isinstance(fit, str) else "-",
+                }
+            )
             headline[f"{act}, {init}, all d: m*_{crit} ~ n^a lambda^b, (a; b) ="] = (
-                f"{_fmt_coef(fit, 'log n')}; {_fmt_coef(fit, 'log lambda')} (theorem [paper]: a = 2 at fixed lambda; [derived]: b = -2)")
-    tables: dict[str, Any] = {"fitted exponents": fits, "pooled over d": pooled, "local exponents": local, "m* per n": per_n}
+                f"{_fmt_coef(fit, 'log n')}; {_fmt_coef(fit, 'log lambda')} (theorem [paper]: a = 2 at fixed lambda; [derived]: b = -2)"
+            )
+    tables: dict[str, Any] = {
+        "fitted exponents": fits,
+        "pooled over d": pooled,
+        "local exponents": local,
+        "m* per n": per_n,
+    }
     training = _training_rows(df, cfg)
     if training:
         tables["along training"] = training
@@ -251,9 +322,11 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
         "These data say nothing outside the n, d and widths measured.",
     ]
     if cfg.conv:
-        notes.append(f"conv: GD with lr = 1/lambda_max(H(W(0))), budget {cfg.budget_factor:g} x the kernel-predicted steps "
-                     f"(within {cfg.min_steps}..{cfg.max_steps}), widths up to {cfg.m_max_conv}, for n <= {cfg.conv_n_max}; "
-                     "diverged and out-of-budget widths are recorded per seed (conv_diverged, conv_budget).")
+        notes.append(
+            f"conv: GD with lr = 1/lambda_max(H(W(0))), budget {cfg.budget_factor:g} x the kernel-predicted steps "
+            f"(within {cfg.min_steps}..{cfg.max_steps}), widths up to {cfg.m_max_conv}, for n <= {cfg.conv_n_max}; "
+            "diverged and out-of-budget widths are recorded per seed (conv_diverged, conv_budget)."
+        )
     return {"headline": headline, "tables": tables, "notes": notes}
 
 
@@ -293,33 +366,75 @@ def figures(df: Any, cfg: Any, directory: Any) -> list[str]:
             ok = np.isfinite(qs[:, 0])
             if anchor is None and ok.any():
                 anchor = (float(ns[ok][0]), float(qs[ok, 0][0]))
-            ax.errorbar(ns[ok], qs[ok, 0], yerr=[qs[ok, 0] - qs[ok, 1], np.where(np.isfinite(qs[ok, 2]), qs[ok, 2], qs[ok, 0]) - qs[ok, 0]],
-                        fmt="o", color=colour, markersize=4, capsize=2, label=label)
+            ax.errorbar(
+                ns[ok],
+                qs[ok, 0],
+                yerr=[qs[ok, 0] - qs[ok, 1], np.where(np.isfinite(qs[ok, 2]), qs[ok, 2], qs[ok, 0]) - qs[ok, 0]],
+                fmt="o",
+                color=colour,
+                markersize=4,
+                capsize=2,
+                label=label,
+            )
             loc = [e for e in a["local"] if math.isfinite(e.slope) and math.isfinite(e.low) and math.isfinite(e.high)]
             if loc:
                 xc = np.array([e.n_centre for e in loc])
                 ys = np.array([e.slope for e in loc])
                 lo_ = np.array([e.low if math.isfinite(e.low) else e.slope for e in loc])
                 hi_ = np.array([e.high if math.isfinite(e.high) else e.slope for e in loc])
-                ax_l.errorbar(xc * (1 + 0.03 * k), ys, yerr=[ys - lo_, hi_ - ys], fmt="o-", color=colour, markersize=4, capsize=2,
-                              label=f"{key[0]}, {key[1]}, d={key[2]}")
+                ax_l.errorbar(
+                    xc * (1 + 0.03 * k),
+                    ys,
+                    yerr=[ys - lo_, hi_ - ys],
+                    fmt="o-",
+                    color=colour,
+                    markersize=4,
+                    capsize=2,
+                    label=f"{key[0]}, {key[1]}, d={key[2]}",
+                )
         if anchor is not None:
             ref = np.array([anchor[0], max(cfg.ns)], dtype=float)
-            ax.plot(ref, anchor[1] * (ref / ref[0]) ** THEOREM_EXPONENT, color="k", linestyle=":", label="slope 2 (theorem)")
-        plots.log_axes(ax, "n (data points)", f"width m (per-seed interval; ^ censored; o = q{cfg.quantile:.0%})", f"{name}: {LABELS[crit.split(',')[0]]}")
+            ax.plot(
+                ref, anchor[1] * (ref / ref[0]) ** THEOREM_EXPONENT, color="k", linestyle=":", label="slope 2 (theorem)"
+            )
+        plots.log_axes(
+            ax,
+            "n (data points)",
+            f"width m (per-seed interval; ^ censored; o = q{cfg.quantile:.0%})",
+            f"{name}: {LABELS[crit.split(',')[0]]}",
+        )
         ax_l.axhline(THEOREM_EXPONENT, color="k", linestyle=":", label="theorem: 2")
-        plots.log_axes(ax_l, "n (window centre)", f"local exponent [{cfg.level:.0%}]",
-                       f"{name}: over windows [n, {cfg.window:g} n] (windows with an unbounded interval left out)", y=False)
+        plots.log_axes(
+            ax_l,
+            "n (window centre)",
+            f"local exponent [{cfg.level:.0%}]",
+            f"{name}: over windows [n, {cfg.window:g} n] (windows with an unbounded interval left out)",
+            y=False,
+        )
     stems.append(plots.save(fig, directory, "width_thresholds"))
     stems.append(plots.save(fig_l, directory, "width_local_exponents"))
     fig, axes = plots.new_figure()
     ax = axes[0][0]
     for k, ((act, d), g) in enumerate(df.groupby(["activation", "d"], sort=True)):
         med = g.groupby("n")["lambda"].median()
-        ax.plot(med.index.to_numpy(float), med.to_numpy(float), "o-", color=plots.COLOURS[k % len(plots.COLOURS)], label=f"{act}, d={d}")
+        ax.plot(
+            med.index.to_numpy(float),
+            med.to_numpy(float),
+            "o-",
+            color=plots.COLOURS[k % len(plots.COLOURS)],
+            label=f"{act}, d={d}",
+        )
     plots.log_axes(ax, "n (data points)", "lambda = lambda_min(H^cts) (median over seeds)", "lambda(n)")
     stems.append(plots.save(fig, directory, "width_lambda"))
     return stems
 
 
-__all__ = ["analyse_variant", "figures", "observations", "pooled_over_d", "profile_interval", "summarise", "theorem_slope"]
+__all__ = [
+    "analyse_variant",
+    "figures",
+    "observations",
+    "pooled_over_d",
+    "profile_interval",
+    "summarise",
+    "theorem_slope",
+]
