@@ -209,7 +209,8 @@ def markdown(results: dict[str, Any]) -> str:
         )
     gpu = results.get("device", "cpu") != "cpu"
     if gpu:
-        lines = lines[:3] + [
+        lines = [
+            *lines[:3],
             "",
             f"GPU: {results.get('gpu', '?')}; sweeps are not measured on the GPU (they run on the CPU).",
         ]
@@ -232,7 +233,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "GPU (NCCL): `python benchmarks/bench_scaleout.py --device cuda` writes the same table to RESULTS-cuda.md.",
         ]
-    return "\n".join(lines + [""])
+    return "\n".join([*lines, ""])
 
 
 def write_section(path: Path, text: str) -> None:

@@ -116,7 +116,7 @@ def _limits_section(results: dict[str, Any]) -> list[str]:
         es = ", ".join(f"{k} {v / 1e9:.2f}" for k, v in e.items())
         ls = " / ".join(_fmt_ms(_limit(results, n, d, m, dt)) for n, d, m in _shapes(results))
         out.append(f"| {dt} | {gs} | {es} | {ls} |")
-    return out + [""]
+    return [*out, ""]
 
 
 def _shapes(results: dict[str, Any]) -> list[tuple[int, int, int]]:
@@ -164,7 +164,7 @@ def _targets_section(results: dict[str, Any]) -> list[str]:
         out.append(
             f"| ({n}, {d}, {m}) | {dt} | {_fmt_ms(best['ms_min'])} ({best['impl']}) | {_fmt_ms(fastest['ms_min'])} ({fastest['impl']}) | {speedup:.2f}x | {target}x: {verdict} | {frac} | {cpu} |"
         )
-    return out + [""]
+    return [*out, ""]
 
 
 def _steps_section(results: dict[str, Any]) -> list[str]:
@@ -186,7 +186,7 @@ def _steps_section(results: dict[str, Any]) -> list[str]:
             out.append(
                 f"| ({n}, {d}, {m}) | {dt} | {r['impl']} | {_fmt_ms(r['ms_min'])} | {_fmt_ms(r['first_ms'])} | {sp} | {fr} | {r['step_mib']:,.0f} |"
             )
-    return out + [""]
+    return [*out, ""]
 
 
 def _memory_section(results: dict[str, Any]) -> list[str]:
@@ -282,7 +282,7 @@ def render_cuda(results: dict[str, Any]) -> str:
             _gpu_line(entry["machine"]),
             "",
         ]
-        out += render(entry) + [""]
+        out += [*render(entry), ""]
     return "\n".join(out)
 
 
@@ -313,7 +313,8 @@ def _cuda_steps(entry: dict[str, Any]) -> list[str]:
                 f"| ({n}, {d}, {m}) | {dt} | {r['impl']} | {r.get('runs_on', r.get('device'))} | {_fmt_ms(r['ms_min'])} | "
                 f"{_fmt_ms(r['first_ms'])} | {sp} | {mem} |"
             )
-    return out + [
+    return [
+        *out,
         "",
         "speed-up: this row's ms / expreg-torch's ms on the same shape and dtype (above 1: expreg is faster). "
         "step MiB: torch.cuda.max_memory_allocated during the steps minus the memory held once the inputs were built "
@@ -336,7 +337,8 @@ def _cuda_kernel(entry: dict[str, Any]) -> list[str]:
             f"{_fmt_ms(c['expreg_device_ms'])} | {_fmt_ms(c['reference_ms'])} | {c['device_ratio']:.2f} | "
             f"{c['expreg_device_tflops']:.1f} | {c['reference_tflops']:.1f} | {c['max_rel_diff']:.1e} |"
         )
-    return out + [
+    return [
+        *out,
         "",
         "expreg ops.gram: what `kernels.empirical_ntk` runs (rank-k updates on the device, the Hadamard factor in float64 on the host); "
         "plain torch: `E = torch.exp(X @ W)`, `(X @ X.T) * ((E * a**2) @ E.T)` with E whole, then to the host as float64 (the same output). "
@@ -366,7 +368,8 @@ def _cuda_scan(entry: dict[str, Any]) -> list[str]:
             f"| {r['n']} | {r['d']} | {r['dtype']} | {r['widths']} | {r['last_width']:,} | {'yes' if r['finished'] else 'no'} | "
             f"{r['seconds']:.1f} | {r['gram_s']:.1f} | {r['eigen_s']:.1f} | {r['widths_per_s']:.2f} | {r['lambda_min_cts']:.3g} | {r['m_lazy'] or '-'} |"
         )
-    return out + [
+    return [
+        *out,
         "",
         "Each n: `scan.nested_gram` (one pass over neurons on the GPU, H^dis handed to the host at every grid width, ratio 2) "
         "and `eigen.lazy_criteria` (||H^dis - H^cts||_op and lambda_min(H^dis), on the CPU) at each width; seconds include "

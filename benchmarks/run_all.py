@@ -73,10 +73,10 @@ def gpu_info(device: str) -> dict[str, Any]:
     the device) while the measurements run.
     """
     code = (
-        "import json, torch; d = torch.device(%r); p = torch.cuda.get_device_properties(d); "
+        f"import json, torch; d = torch.device({device!r}); p = torch.cuda.get_device_properties(d); "
         "print(json.dumps({'gpu': p.name, 'gpu_mem_gib': p.total_memory / 2**30, 'compute_capability': f'{p.major}.{p.minor}', "
         "'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version(), 'gpus_visible': torch.cuda.device_count()}))"
-    ) % device
+    )
     import subprocess
 
     try:
@@ -184,7 +184,7 @@ def step_table(impls: list[str], dtypes: list[str], device: str, args: argparse.
                     _progress(row)
                     key = (dtype, n, d, m, impl)
                     old = best.get(key)
-                    rounds = (old or {}).get("ms_rounds", []) + [row.get("ms_min")]
+                    rounds = [*(old or {}).get("ms_rounds", []), row.get("ms_min")]
                     if old is None or "error" in old or ("error" not in row and row["ms_min"] < old["ms_min"]):
                         best[key] = row
                     best[key]["ms_rounds"] = rounds

@@ -104,7 +104,7 @@ def render(results: Path = RESULTS, page_dir: Path = HERE) -> str:
         "each run is printed below it: check the preset before reading the numbers as the paper's regime.\n",
     ]
     if not dirs:
-        return "\n".join(head + ["_No stored results yet._\n"])
+        return "\n".join([*head, "_No stored results yet._\n"])
     return "\n".join(head + [section(d, page_dir) for d in dirs])
 
 

@@ -276,7 +276,7 @@ def test_killed_run_relaunched_by_the_command_ends_as_the_uninterrupted_run(
     assert (summary["world_size"], summary["steps"], saved.step) == (2, steps_full, steps_full)
     np.testing.assert_array_equal(saved.W, W_full)  # same ranks, same arithmetic: bit for bit
     _assert_same_run(saved.W, saved.history, W_full, h_full, rtol=0)
-    W_ref, h_ref, steps_ref, _ = _reference(KILLED)
+    _W_ref, h_ref, _steps_ref, _ = _reference(KILLED)
     assert summary["final_residual"] == pytest.approx(h_ref.residual[-1], rel=1e-10)
 
     spec, kw = CONFIGS[KILLED]  # relaunch as 1 process instead: it re-slices the 2 ranks' files

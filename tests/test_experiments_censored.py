@@ -113,7 +113,7 @@ def test_gradient_and_hessian_match_finite_differences():
     lo[3], hi[3] = 0.0, 4.0  # a left-censored one
     d = _prepare(lo, hi, np.log(n))
     v = np.array([1.1, 2.6, 1.4])  # (gamma_0, gamma_1, theta)
-    ll, g, h = _loglik(v, d)
+    _ll, g, h = _loglik(v, d)
     eps = 1e-6
     g_fd = np.array([(_loglik(v + eps * e, d)[0] - _loglik(v - eps * e, d)[0]) / (2 * eps) for e in np.eye(3)])
     h_fd = np.array([(_loglik(v + eps * e, d)[1] - _loglik(v - eps * e, d)[1]) / (2 * eps) for e in np.eye(3)])

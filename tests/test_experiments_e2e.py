@@ -82,7 +82,7 @@ def test_width(tmp_path):
 
 
 def test_lazy_movement_shrinks_with_width(tmp_path):
-    cfg, df, summary = run("lazy", tmp_path)
+    _cfg, df, summary = run("lazy", tmp_path)
     finite(df, ["max_movement", "frobenius_movement"])
     finite(df[df.scaling == "none"], ["movement_bound"])
     assert df.converged.all()

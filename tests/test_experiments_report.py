@@ -113,6 +113,6 @@ def test_reuse_and_experiments_without_runs(results, tmp_path):
             "config": cfg.model_dump(mode="json"),
         },
     )
-    html_path, md_path, summaries = build_report(tmp_path / "r", fresh=False)
+    _html_path, md_path, summaries = build_report(tmp_path / "r", fresh=False)
     assert [s["experiment"] for s in summaries] == ["lazy", "kernel"]
     assert "No finished runs yet: width" in md_path.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -101,7 +102,7 @@ def test_failing_task_is_reported_and_others_saved(tmp_path):
     bad = Task("kernel", {**good[0].config, "n": -1}, good[0].config_hash, good[0].params, 99)
     store = ResultStore(tmp_path)
     with pytest.raises(SweepError, match=r"(?s)1 of 4 runs failed.*seed 99"):
-        run_tasks(good + [bad], store, threads)
+        run_tasks([*good, bad], store, threads)
     assert store.done_keys() == {t.key for t in good}
 
 
@@ -202,10 +203,8 @@ def sweep_cli(tmp_path):
     start.track = track
     yield start
     for p in started:  # psutil.Process checks the pid still names the process it saw
-        try:
+        with contextlib.suppress(psutil.Error):
             p.kill()
-        except psutil.Error:
-            pass
 
 
 def _wait_for(condition, what: str):

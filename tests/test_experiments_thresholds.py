@@ -110,7 +110,7 @@ def test_summary_recovers_a_known_exponent_and_keeps_censored_seeds() -> None:
     assert obs["n"].size == len(df) and np.isinf(obs["upper"]).sum() > 0  # censored kept
     summary = summarise(df, cfg)
     row = next(r for r in summary["tables"]["fitted exponents"] if r["criterion"] == "op")
-    point, interval = row["exponent of m* on n [90%]"].split(" ", 1)
+    _point, interval = row["exponent of m* on n [90%]"].split(" ", 1)
     lo, hi = (float(v) for v in interval.strip("[]").split(","))
     assert lo <= 1.5 <= hi and hi - lo < 0.3
     assert row["right-censored"] == int(np.isinf(obs["upper"]).sum())

@@ -47,7 +47,10 @@ def points_in_ball(n: int, d: int, seed: int, rmax: float = 1.0) -> np.ndarray:
 @pytest.mark.parametrize("d", [1, 2])
 def test_exp_ntk_and_nngp_match_gauss_hermite(d: int) -> None:
     X = points_in_ball(6, d, seed=d)
-    E = lambda nodes: np.exp(nodes @ X.T)  # (k, n): exp(<w, x_i>)
+
+    def E(nodes):
+        return np.exp(nodes @ X.T)  # (k, n): exp(<w, x_i>)
+
     second_moment = gh_expectation(lambda nodes: E(nodes)[:, :, None] * E(nodes)[:, None, :], d)  # E[e_i e_j]
     np.testing.assert_allclose(kernels.ntk(X), (X @ X.T) * second_moment, rtol=1e-10)
     np.testing.assert_allclose(kernels.nngp(X), second_moment, rtol=1e-10)

@@ -76,7 +76,9 @@ def test_width_is_the_minimal_fixed_point(n: int, lam: float, delta: float) -> N
 
 
 def test_width_grows_with_n_and_falls_with_lambda() -> None:
-    w = lambda n, lam: theory.required_width(n, lam, 0.1).m
+    def w(n, lam):
+        return theory.required_width(n, lam, 0.1).m
+
     assert w(10, 0.5) < w(20, 0.5) < w(40, 0.5)
     assert w(20, 0.1) > w(20, 0.5) > w(20, 2.0)
     # at the fixed point m = term1(m): halving lambda multiplies m by 4 e^{4 (B' - B)}, more than 4

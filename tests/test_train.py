@@ -69,7 +69,7 @@ def test_residual_follows_kernel_predicted_trajectory(paper_run) -> None:
 
 
 def test_history_records_what_it_says(paper_run) -> None:
-    X, y, net, res = paper_run
+    X, _y, net, res = paper_run
     h = res.history
     T = res.steps
     for k in ("loss", "residual", "max_movement", "frobenius_movement"):
@@ -108,7 +108,7 @@ def test_train_equals_explicit_gradient_descent() -> None:
     X, y = make_dataset(6, 3, seed=1)
     net = ExpNet.init(3, 64, seed=2, init="gaussian", scaling="ntk")
     res = train(net, X, y, lr=0.05, epsilon=0.0, max_steps=25, record_every=0)
-    W, residuals = explicit_gd(*net.weights_numpy(), X, y, 0.05, 24, s=net.s)
+    _W, residuals = explicit_gd(*net.weights_numpy(), X, y, 0.05, 24, s=net.s)
     np.testing.assert_allclose(res.history.residual[:25], residuals, rtol=1e-10)
     assert res.steps == 25 and not res.converged
     assert res.history.kernel_step == []  # record_every=0: never

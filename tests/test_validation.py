@@ -69,7 +69,7 @@ BAD_X = [
 
 @pytest.mark.parametrize("label, X, exc, pattern", BAD_X, ids=[b[0] for b in BAD_X])
 def test_bad_inputs_are_refused_everywhere(label, X, exc, pattern) -> None:
-    for name, fn in entry_points():
+    for _name, fn in entry_points():
         y = GOOD_Y if label not in ("no rows",) else np.zeros(0)
         with pytest.raises(exc, match=pattern):
             fn(X, y)

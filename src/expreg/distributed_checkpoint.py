@@ -21,6 +21,7 @@ same keys as ``expreg.train``'s checkpoints (``h_loss``, ...).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -234,7 +235,5 @@ def prune(directory: str | os.PathLike[str], keep: list[Path]) -> None:
     for path in Path(directory).iterdir():
         stale_tmp = path.name.startswith(".step") and path.name.endswith(".tmp")
         if (_NAME.match(path.name) and path.name not in keep_names) or stale_tmp:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            except FileNotFoundError:
-                pass

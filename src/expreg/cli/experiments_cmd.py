@@ -53,7 +53,7 @@ def run_command(
         f"{experiment}: {result.executed} runs done now, {result.skipped} already in the table "
         f"({out / experiment / 'results.parquet'}, configuration {cfg.config_hash})"
     )
-    html_path, md_path, summaries = build_report(out, fresh=[experiment])
+    html_path, _md_path, summaries = build_report(out, fresh=[experiment])
     _print_headlines([s for s in summaries if s["experiment"] == experiment])
     typer.echo(f"report: {html_path.resolve()}")
 

@@ -33,8 +33,5 @@ def train_safely(net: ExpNet, X: np.ndarray, y: np.ndarray, **kw: Any) -> tuple[
 def subsample(values: Any, points: int = 200) -> tuple[list[int], list[float]]:
     """(steps, values) at about ``points`` evenly spaced steps (step 0 and the last always kept)."""
     v = np.asarray(values, dtype=float)
-    if v.size <= points:
-        idx = np.arange(v.size)
-    else:
-        idx = np.unique(np.linspace(0, v.size - 1, points).round().astype(int))
+    idx = np.arange(v.size) if v.size <= points else np.unique(np.linspace(0, v.size - 1, points).round().astype(int))
     return idx.tolist(), v[idx].tolist()

@@ -324,7 +324,7 @@ def _fit_data(d: _Data, names: Sequence[str] | None, level: float | None) -> Cen
             "sigma is not identified; add seeds or use a finer grid"
         )
     p = d.X.shape[1]
-    names = tuple(names) if names is not None else ("intercept",) + tuple(f"x{j}" for j in range(1, p))
+    names = tuple(names) if names is not None else ("intercept", *(f"x{j}" for j in range(1, p)))
     if len(names) != p:
         raise ValueError(f"names must have {p} entries (intercept first), got {len(names)}")
     gamma, theta = v[:-1], v[-1]

@@ -76,7 +76,7 @@ def load_split(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray,
     X, y = load_diabetes(return_X_y=True)
     rng = streams.generator(seed, streams.SPLIT)
     order = rng.permutation(len(y))
-    n_test = int(round(test_fraction * len(y)))
+    n_test = round(test_fraction * len(y))
     test, train = order[:n_test], order[n_test:]
     scale = np.linalg.norm(X[train], axis=1).max()
     Xtr, Xte = X[train] / scale, X[test] / scale

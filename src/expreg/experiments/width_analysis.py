@@ -222,7 +222,7 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
         covered = act in ACTIVATIONS and ACTIVATIONS[act].theorem  # the theorem's bounds hold for this activation
         thm = theorem_slope(g) if covered else math.nan
         analysed = {c: analyse_variant(g, c, cfg, i) for c, i, _ in _criteria(cfg)}
-        for (crit, i, name), a in zip(_criteria(cfg), analysed.values()):
+        for (crit, _i, name), a in zip(_criteria(cfg), analysed.values()):
             if "fit_n" not in a:
                 continue
             obs = a["obs"]
