@@ -141,7 +141,7 @@ def scan_once(
             break
         t0 = time.perf_counter()
     seconds = time.perf_counter() - started
-    lazy = [w for w, dev in zip(widths, deviations) if dev <= lam / 2]
+    lazy = [w for w, dev in zip(widths, deviations, strict=True) if dev <= lam / 2]
     return {
         "n": n,
         "d": d,

@@ -106,10 +106,11 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     """CPU model, cores and library versions; on a GPU also ``gpu_info``."""
     info: dict[str, Any] = {"python": platform.python_version(), "cores": len(os.sched_getaffinity(0))}
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
         info["mem_total_gib"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except OSError:
         pass

@@ -41,7 +41,7 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if v is None:
-        return "–"
+        return "\N{EN DASH}"
     return str(v)
 
 

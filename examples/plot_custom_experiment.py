@@ -71,6 +71,6 @@ ax.imshow(plt.imread(figure))
 ax.set_axis_off()
 fig.tight_layout()
 
-import shutil  # noqa: E402
+import shutil
 
 shutil.rmtree(out)  # the example's scratch directory

@@ -61,7 +61,7 @@ def test_both_commands_lead_with_the_same_options_then_their_own() -> None:
         "timeout",
         "json_out",
     ]
-    for a, b in zip(train, dist[: len(SHARED)]):
+    for a, b in zip(train[: len(SHARED)], dist[: len(SHARED)], strict=True):
         assert _signature(a) == _signature(b), a.name
         assert (a.help == b.help) == (a.name not in ("m", "backend", "device")), a.name
     assert {p.name: p.default for p in train[:3]} == {"n": None, "d": None, "m": 16384}  # n, d: 64, 16 unless --data

@@ -66,7 +66,7 @@ def test_load_dataset_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"no array named 'X'"):  # CheckpointError is a ValueError
         load_dataset(tmp_path / "nox.npz")
     (tmp_path / "bad.npz").write_bytes(b"\x00" * 64)
-    with pytest.raises(CheckpointError, match="not a readable .npz"):
+    with pytest.raises(CheckpointError, match=r"not a readable \.npz"):
         load_dataset(tmp_path / "bad.npz")
     np.savez(tmp_path / "nan.npz", X=np.array([[np.nan, 0.0]]), y=np.ones(1))
     with pytest.raises(ValueError, match="X contains NaN"):

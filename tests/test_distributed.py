@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +102,14 @@ def _worker(
         killed = name == "killed"
         spec, kw = CONFIGS[KILLED if killed else name]
 
-        def progress(t: int, res: float) -> None:
+        def progress(t: int, res: float, killed: bool = killed) -> None:
             if killed and rank == 1 and t == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
         extra = (
             dict(checkpoint_dir=os.path.join(ckpt_root, name), checkpoint_every=CHECKPOINT_EVERY) if ckpt_root else {}
         )
-        result, diverged = _run(lambda: train_sharded(NetSpec(**spec), X, y, progress=progress, **kw, **extra))
+        result, diverged = _run(partial(train_sharded, NetSpec(**spec), X, y, progress=progress, **kw, **extra))
         np.savez(
             os.path.join(out, f"{name}-{rank}.npz"),
             W=result.weights_numpy()[0],
@@ -257,7 +258,7 @@ def _launch_command(world: int, tmp: Path, checkpoint_dir: Path) -> list[tuple[i
         for r in range(world)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
-    return [(p.returncode, o[0], o[1]) for p, o in zip(procs, outs)]
+    return [(p.returncode, o[0], o[1]) for p, o in zip(procs, outs, strict=True)]
 
 
 def test_killed_run_relaunched_by_the_command_ends_as_the_uninterrupted_run(
@@ -387,7 +388,7 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
         NetSpec(3, 7, init="coupled")
     with pytest.raises(ValueError, match="scaling"):
         NetSpec(3, 8, scaling="mean")
-    with pytest.raises(ValueError, match="X has 3 features|network expects d = 4"):
+    with pytest.raises(ValueError, match=r"X has 3 features|network expects d = 4"):
         train_sharded(NetSpec(4, 8), X, y)
 
 
@@ -565,7 +566,7 @@ class _Ranks:
 
     def results(self, timeout: float = 120) -> list[tuple[int, str, str]]:
         outs = [p.communicate(timeout=timeout) for p in self.procs]
-        return [(p.returncode, o, " ".join(e.split())) for p, (o, e) in zip(self.procs, outs)]
+        return [(p.returncode, o, " ".join(e.split())) for p, (o, e) in zip(self.procs, outs, strict=True)]
 
 
 SMALL = ["--n", "6", "--d", "3", "--init", "gaussian", "--max-steps", "5", "--json"]

@@ -63,7 +63,7 @@ def test_width(tmp_path):
         widths = list(row.scan_widths)
         assert widths == grid[: len(widths)]
         # every scanned width re-checked independently: a fresh ExpNet of that width and the blocked empirical NTK
-        for m, dev, eig in list(zip(widths, row.scan_op, row.scan_eig))[:: max(1, len(widths) // 6)]:
+        for m, dev, eig in list(zip(widths, row.scan_op, row.scan_eig, strict=True))[:: max(1, len(widths) // 6)]:
             net = ExpNet.init(4, int(m), seed=int(row.task_seed))
             Hd = kernels.empirical_ntk(net, X, average=True)
             assert dev == pytest.approx(kernels.operator_norm(Hd - Hc) / row["lambda"], rel=1e-6, abs=1e-9)

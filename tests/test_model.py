@@ -238,9 +238,11 @@ def test_predict_with_huge_inputs_warns_then_raises(dtype) -> None:
     X = 1e3 * ball_points(4, 3, seed=1, radius=1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        with pytest.warns(InputOutsideUnitBallWarning):
-            with pytest.raises(ExpOverflowError, match="Scale the inputs into the unit ball"):
-                net.predict(X)
+        with (
+            pytest.warns(InputOutsideUnitBallWarning),
+            pytest.raises(ExpOverflowError, match="Scale the inputs into the unit ball"),
+        ):
+            net.predict(X)
 
 
 def test_docstring_examples_run() -> None:
@@ -258,7 +260,7 @@ def test_loss_overflow_is_an_error_not_inf() -> None:
     assert np.isfinite(net.predict(X)).all()  # exp(400) ~ 5e173 fits float64, its square does not
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        with pytest.raises(ExpOverflowError, match="the loss .* overflows float64"):
+        with pytest.raises(ExpOverflowError, match=r"the loss .* overflows float64"):
             net.loss(X, np.zeros(1))
 
 

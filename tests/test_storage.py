@@ -65,7 +65,7 @@ def test_load_npz_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         storage.load_npz(tmp_path / "trunc.npz")
     (tmp_path / "junk.npz").write_bytes(np.random.default_rng(0).bytes(200))
-    with pytest.raises(CheckpointError, match="not a readable .npz") as junk:
+    with pytest.raises(CheckpointError, match=r"not a readable \.npz") as junk:
         storage.load_npz(tmp_path / "junk.npz")
     assert "pickle" not in str(junk.value)  # no advice to load a corrupt file unsafely
     np.save(tmp_path / "single.npy", np.ones(3))
@@ -84,7 +84,7 @@ def test_load_npz_checks_sizes_from_the_headers_and_reads_only_what_is_asked(tmp
         raise MemoryError(f"{what}: {need}")
 
     monkeypatch.setattr(storage, "check_fits", no_memory)
-    with pytest.raises(MemoryError, match="reading X, y from .*: 128"):  # 12 + 4 float64, from the headers
+    with pytest.raises(MemoryError, match=r"reading X, y from .*: 128"):  # 12 + 4 float64, from the headers
         storage.load_npz(path, only=("X", "y"))
     cut = (
         tmp_path / "cut.npz"
@@ -106,7 +106,7 @@ def test_check_writable(tmp_path: Path) -> None:
     storage.check_writable(tmp_path / "ck.npz", "--checkpoint")
     storage.check_writable(tmp_path / "new", "--out", directory=True)
     assert (tmp_path / "new").is_dir() and os.listdir(tmp_path / "new") == []  # created, the probe removed
-    with pytest.raises(NotADirectoryError, match="'.*f' is a file, not a directory"):
+    with pytest.raises(NotADirectoryError, match=r"'.*f' is a file, not a directory"):
         storage.check_writable(tmp_path / "f" / "sub" / "ck.npz", "--checkpoint")
     with pytest.raises(NotADirectoryError, match="is a file, not a directory; choose a directory"):
         storage.check_writable(tmp_path / "f", "--checkpoint-dir", directory=True)

@@ -317,7 +317,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path: Path, ckpt_problem) -> None:
     X, y, net, kw, _ = ckpt_problem
     path = tmp_path / "run.npz"
     path.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(CheckpointError, match="not a readable .npz"):
+    with pytest.raises(CheckpointError, match=r"not a readable \.npz"):
         train(net, X, y, checkpoint=path, **kw)
 
 

@@ -202,7 +202,7 @@ class ExpNet:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def init(
+    def init(  # noqa: F811 - the public constructor ExpNet.init; __post_init__ restores the field's default it shadows
         cls,
         d: int,
         m: int,

@@ -21,7 +21,7 @@ def build_app():  # type: ignore[no-untyped-def]
         sys.stderr.write(
             "error: the expreg command needs typer and rich; install them with `pip install 'expreg[cli]'`\n"
         )
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     app = typer.Typer(
         name="expreg",
         help="Over-parameterised exponential regression: train the network of Gao, Mahadevan & Song (2023) and test its theorem.",

@@ -307,7 +307,10 @@ class CensoredFit:
         return np.exp(self._rows(x) @ self.coef + self.sigma * special.ndtri(q))
 
     def __str__(self) -> str:
-        parts = [f"{n} {c:.3f} [{lo:.3f}, {hi:.3f}]" for n, c, (lo, hi) in zip(self.names, self.coef, self.intervals)]
+        parts = [
+            f"{n} {c:.3f} [{lo:.3f}, {hi:.3f}]"
+            for n, c, (lo, hi) in zip(self.names, self.coef, self.intervals, strict=True)
+        ]
         c = self.counts
         return (
             f"{'; '.join(parts)}; sigma {self.sigma:.3f} ({self.level:.0%} profile intervals; "

@@ -132,7 +132,7 @@ def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
 
     acts = sorted(set(df.activation))
     fig, axes = plots.new_figure(ncols=len(acts))
-    for ax, act in zip(axes[0], acts):
+    for ax, act in zip(axes[0], acts, strict=True):
         g = df[(df.activation == act) & (df.seed == df.seed.min())]
         for i, (m, row) in enumerate(g.sort_values("m").set_index("m").iterrows()):
             c = plots.COLOURS[i % len(plots.COLOURS)]

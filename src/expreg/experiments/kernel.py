@@ -148,7 +148,7 @@ def summarise(df: Any, cfg: Config) -> dict[str, Any]:
                 "activation": e["activation"],
                 "slope [90% CI]": str(e["fit"]),
                 "expected": EXPECTED_SLOPE,
-                **{f"m={m}": f"{v:.3g}" for m, v in zip(e["m"], e["values"])},
+                **{f"m={m}": f"{v:.3g}" for m, v in zip(e["m"], e["values"], strict=True)},
             }
         )
     trained = df[df.trained.astype(bool)] if "trained" in df else df.iloc[:0]

@@ -143,7 +143,7 @@ def summarise(df: Any, cfg: Config) -> dict[str, Any]:
                 "quantity": e["quantity"],
                 "slope [90% CI]": str(e["fit"]),
                 "expected": e["expected"],
-                **{f"m={m}": f"{v:.3g}" for m, v in zip(e["m"], e["values"])},
+                **{f"m={m}": f"{v:.3g}" for m, v in zip(e["m"], e["values"], strict=True)},
             }
         )
     conv = f"{int(df.converged.sum())}/{len(df)}"

@@ -111,7 +111,7 @@ def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Pa
     if pending:
         parts_html.append(f"<p>No finished runs yet: {html.escape(', '.join(pending))}.</p>")
         parts_md.append(f"\nNo finished runs yet: {', '.join(pending)}.\n")
-    for d, s in zip(dirs, summaries):
+    for d, s in zip(dirs, summaries, strict=True):
         parts_html.append(
             f"<h2 id='{s['experiment']}'>{html.escape(s['versioned_name'])}</h2><p>{html.escape(s['description'])} "
             f"({s['runs']} runs, {s['cpu_seconds']:.0f} CPU s, configuration {s['config_hash']})</p>"

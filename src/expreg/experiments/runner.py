@@ -19,6 +19,7 @@ raised; running the sweep again resumes it.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -132,10 +133,8 @@ def terminate_workers(executor: Executor) -> None:
         return
     processes = getattr(executor, "_processes", None) if isinstance(executor, ProcessPoolExecutor) else None
     for process in list((processes or {}).values()):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # already gone or closed
             process.kill()
-        except (OSError, ValueError):  # already gone or closed
-            pass
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -320,7 +319,7 @@ def run_tasks(
                         continue
                     except Exception as exc:  # the whole submission failed (e.g. a cluster worker lost)
                         outcomes = [(False, f"{type(exc).__name__}: {exc}")] * len(batch)
-                    for task, (ok, value) in zip(batch, outcomes):
+                    for task, (ok, value) in zip(batch, outcomes, strict=True):
                         if ok:
                             writer.add(value)
                             sizer.observe(float(value.get("wall_seconds", 0.0)))

@@ -20,6 +20,7 @@ the factor, since a failure beyond it would not be seen.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def threshold(widths: Sequence[float], passed: Sequence[bool]) -> Threshold:
     ok = [bool(p) for p in passed]
     if len(w) != len(ok) or not w:
         raise ValueError(f"widths and passed must be non-empty and aligned, got {len(w)} and {len(ok)}")
-    if any(b <= a for a, b in zip(w, w[1:])):
+    if any(b <= a for a, b in itertools.pairwise(w)):
         raise ValueError("widths must be strictly increasing")
     hits = [i for i, p in enumerate(ok) if p]
     if not hits:

@@ -171,6 +171,11 @@ def _fmt_m(point: float, low: float, high: float, censored: int, seeds: int, cap
     return f"{point:.3g} [{low:.3g}, {hi}]{tail}"
 
 
+def _at_scaling(column: Any, i: int) -> np.ndarray:
+    """Entry ``i`` (the i-th scaling) of each run's per-scaling list in ``column``, as floats; runs without one skipped."""
+    return np.array([v[i] for v in column if isinstance(v, (list, np.ndarray)) and len(v) > i], dtype=float)
+
+
 def _training_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
     """Along training at each seed's stable width: the criterion at t = 0, its worst value over the run, and how often it held."""
     rows = []
@@ -180,14 +185,7 @@ def _training_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
             continue
         for (act, init, d, n), g in df.groupby(["activation", "init", "d", "n"], sort=True):
             for i, s in enumerate(cfg.scalings):
-
-                def vals(key: str) -> np.ndarray:
-                    return np.array(
-                        [v[i] for v in g[f"train_{crit}_{key}"] if isinstance(v, (list, np.ndarray)) and len(v) > i],
-                        dtype=float,
-                    )
-
-                v0, vt, conv, steps = vals(k0), vals(kt), vals("converged"), vals("steps")
+                v0, vt, conv, steps = (_at_scaling(g[f"train_{crit}_{k}"], i) for k in (k0, kt, "converged", "steps"))
                 ok = np.isfinite(vt)
                 if not ok.any():
                     continue
@@ -221,8 +219,9 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
         label = f"{act}, {init}, d={d}"
         covered = act in ACTIVATIONS and ACTIVATIONS[act].theorem  # the theorem's bounds hold for this activation
         thm = theorem_slope(g) if covered else math.nan
-        analysed = {c: analyse_variant(g, c, cfg, i) for c, i, _ in _criteria(cfg)}
-        for (crit, _i, name), a in zip(_criteria(cfg), analysed.values()):
+        # one entry per (criterion, scaling): "conv" repeats once per scaling, so not a dict keyed by criterion
+        analysed = [(crit, name, analyse_variant(g, crit, cfg, i)) for crit, i, name in _criteria(cfg)]
+        for crit, name, a in analysed:
             if "fit_n" not in a:
                 continue
             obs = a["obs"]
@@ -275,7 +274,7 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
                 "seeds": len(at),
                 "lambda (median)": f"{np.median(at['lambda']):.3g}",
             }
-            for (crit, _, name), a in zip(_criteria(cfg), analysed.values()):
+            for crit, name, a in analysed:
                 if n in a.get("per_n", {}):
                     cap = cfg.m_max_conv if crit == "conv" else cfg.m_cap
                     row[f"m*_{name} q{cfg.quantile:.0%} [{cfg.level:.0%}]"] = _fmt_m(*a["per_n"][n], cap)

@@ -20,6 +20,7 @@ running for ever, re-parented to PID 1.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -37,10 +38,8 @@ ORPHAN_EXIT_CODE = 75
 def preload() -> None:
     """Import every experiment module (those whose optional dependencies are installed) and load the kernels."""
     for module in EXPERIMENTS.values():
-        try:
+        with contextlib.suppress(ImportError):  # an optional dependency missing: the task reports it when it runs
             import_module(f"{__package__}.{module}")
-        except ImportError:  # an optional dependency missing: the task reports it when it runs
-            pass
     fastpath.warm_up()
 
 
