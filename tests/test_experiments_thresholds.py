@@ -121,3 +121,18 @@ def test_uninformative_seed_is_counted_not_fitted() -> None:
     df.loc[0, ["op_lower", "op_upper"]] = [0.0, math.inf]
     obs = observations(df, "op")
     assert obs["uninformative"] == 1 and obs["n"].size == 11
+
+
+def test_summary_fits_each_scalings_convergence_threshold_under_its_own_label() -> None:
+    """Two scalings with known, different exponents of m*_conv: each "conv, s=..." row recovers its own."""
+    cfg = get_config("width", "tiny", conv=True, scalings=["none", "ntk"], ns=[8, 16, 32, 64, 128])
+    df_none, df_ntk = _synthetic(1.0), _synthetic(1.75, cap=2**16)
+    df = df_none.copy()
+    df["conv_lower"] = [[a, b] for a, b in zip(df_none.op_lower, df_ntk.op_lower, strict=True)]
+    df["conv_upper"] = [[a, b] for a, b in zip(df_none.op_upper, df_ntk.op_upper, strict=True)]
+    rows = {r["criterion"]: r for r in summarise(df, cfg)["tables"]["fitted exponents"]}
+    assert {"conv, s=none", "conv, s=ntk"} <= rows.keys()
+    for label, exponent in (("conv, s=none", 1.0), ("conv, s=ntk", 1.75)):
+        _point, interval = rows[label]["exponent of m* on n [90%]"].split(" ", 1)
+        lo, hi = (float(v) for v in interval.strip("[]").split(","))
+        assert lo <= exponent <= hi and hi - lo < 0.3, (label, interval)
