@@ -87,13 +87,13 @@ def exp64(x: float) -> float:
     return f64(0.0) if x < f64(-707.0) else r
 
 
-def expf(x):  # type: ignore[no-untyped-def]  # pragma: no cover - numba compares signatures: no annotations
+def expf(x):  # pragma: no cover - numba compares signatures: no annotations
     """exp of one float32 or float64, dispatched on the type in compiled code."""
     raise NotImplementedError
 
 
 @overload(expf, inline="always")
-def _expf(x):  # type: ignore[no-untyped-def]  # no annotations: numba compares them with the lambdas
+def _expf(x):  # no annotations: numba compares them with the lambdas
     if x == types.float32:
         return lambda x: exp32(x)
     if x == types.float64:

@@ -523,7 +523,7 @@ def get_backend(name: str = "numpy", device: str | None = None, threads: int | N
     >>> get_backend("numpy").name
     'numpy'
     """
-    if isinstance(name, Backend):  # type: ignore[unreachable]
+    if isinstance(name, Backend):
         return name
     if name == "numpy":
         if device not in (None, "cpu"):

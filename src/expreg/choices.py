@@ -31,7 +31,7 @@ def unknown_choice(name: str, value: Any, allowed: Iterable[str], error: type[Ex
 
 def literal(values: Iterable[str]) -> Any:
     """``typing.Literal`` of these strings: the field type of a choice in a pydantic model."""
-    return Literal[tuple(values)]  # type: ignore[valid-type]
+    return Literal[tuple(values)]
 
 
 class Choice(str, Enum):
@@ -169,7 +169,7 @@ class Registry(Mapping[str, T], Generic[T]):
         """The names registered now as a ``Choice`` enum (a command-line option type)."""
         enum = Choice(class_name, {name: name for name in self._items})  # type: ignore[call-overload]
         enum.option = self.option
-        return enum  # type: ignore[no-any-return]
+        return enum
 
     def literal(self) -> Any:
         """``typing.Literal`` of the names registered now (a pydantic field type)."""

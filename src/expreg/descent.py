@@ -264,7 +264,7 @@ class Shard:
     @property
     def shape(self) -> tuple[int, int]:
         """(d, hi - lo): the shape of this rank's W."""
-        return tuple(self.W0.shape)  # type: ignore[return-value]
+        return tuple(self.W0.shape)
 
     def gram(self, W: Array) -> np.ndarray:
         """H(W) of the whole network (n, n) float64, the same on every rank (docs/theory.md section 3)."""

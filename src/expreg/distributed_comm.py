@@ -165,7 +165,7 @@ def init_from_environment(
 
     rank, world_size = _env_int("RANK"), _env_int("WORLD_SIZE")
     cuda = device is not None and device.startswith("cuda")
-    if cuda:
+    if device is not None and cuda:
         if device == "cuda":
             device = f"cuda:{_env_int('LOCAL_RANK') if 'LOCAL_RANK' in os.environ else 0}"
         check_cuda_device(torch, device)

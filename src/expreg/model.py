@@ -201,8 +201,11 @@ class ExpNet:
         )
 
     # ------------------------------------------------------------------ build
-    @classmethod
-    def init(  # noqa: F811 - the public constructor ExpNet.init; __post_init__ restores the field's default it shadows
+    # The constructor shares its name with the field ``init`` (the initialisation, a str on instances):
+    # __post_init__ restores the field's default it shadows. Type checkers see only the field, so the
+    # callers of ExpNet.init carry "type: ignore[operator]".
+    @classmethod  # type: ignore[no-redef]
+    def init(  # noqa: F811
         cls,
         d: int,
         m: int,

@@ -176,7 +176,7 @@ class _Workspace:
     ) -> None:
         self.key = key
         self.n = n
-        self._new_z = lambda: backend.empty((n * plan.block,), dtype)
+        self._new_z: Callable[[], Array] = lambda: backend.empty((n * plan.block,), dtype)
         self.z: list[Array | None] = [None] * max(1, backend.threads)
         self.kept = backend.empty((n * m,), dtype) if plan.keep else None
         self.chunks = plan.chunks(m)

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import ops
 from .activations import get_activation
-from .backends import Backend, canonical_dtype, get_backend
+from .backends import Array, Backend, canonical_dtype, get_backend
 from .choices import Init
 from .errors import overflow_checked
 from .initialisation import init_weights
@@ -136,7 +136,7 @@ def _scan(
     block = max(1, min(int(block), widths[-1]))
     acc = ops.GramAccumulator(be, act, be.asarray(Xn, dt), block=block)
     draw = max(block, DRAW)
-    W = None
+    W: Array  # drawn on the loop's first pass (acc.count >= w_hi = 0)
     w_lo = w_hi = 0  # drawn neurons [w_lo, w_hi), held in W
     for m in widths:
         while acc.count < m:

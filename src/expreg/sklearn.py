@@ -256,14 +256,12 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         dtype = self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         self.seed_ = self._seed()
-        if self.scale_inputs:
-            self.input_scaler_ = UnitBallScaler().fit(X)
-            Xs = self.input_scaler_.transform(X)
-        else:
-            self.input_scaler_ = None
-            Xs = X
+        self.input_scaler_: UnitBallScaler | None = UnitBallScaler().fit(X) if self.scale_inputs else None
+        Xs = X if self.input_scaler_ is None else self.input_scaler_.transform(X)
         Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
         self.n_outputs_ = Y.shape[1]
+        self.y_mean_: np.ndarray
+        self.y_scale_: np.ndarray
         self.y_mean_, self.y_scale_ = (
             _target_map(Y) if self.scale_targets else (np.zeros(Y.shape[1]), np.ones(Y.shape[1]))
         )
@@ -288,7 +286,7 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
 
     def _train_column(self, X: np.ndarray, y: np.ndarray, dtype: np.dtype) -> TrainResult:
         """Gradient descent for one target column, with the "auto" fallback on divergence."""
-        net = ExpNet.init(
+        net = ExpNet.init(  # type: ignore[operator]  # the classmethod, not the field (model.py)
             X.shape[1],
             self.width,
             seed=self.seed_,

@@ -67,7 +67,7 @@ class WidthBound:
     provenance: str = DERIVED
 
 
-def required_width(n: int, lam: float, delta: float) -> WidthBound:
+def required_width(n: float, lam: float, delta: float) -> WidthBound:
     """The theorem's sufficient width for n points with lambda = lambda_min(H^cts) [derived], docs/theory.md section 5.
 
     The smallest m with

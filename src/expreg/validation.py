@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .backends import host_array
 
@@ -20,7 +21,7 @@ class InputOutsideUnitBallWarning(UserWarning):
     """Inputs with ||x|| > 1: the theorem (docs/theory.md sections 4-5) assumes ||x_i|| <= 1."""
 
 
-def _as_float_array(value: Any, name: str, dtype: np.dtype | None) -> np.ndarray:
+def _as_float_array(value: Any, name: str, dtype: DTypeLike | None) -> np.ndarray:
     """``value`` as a C-contiguous float array of ``dtype``, checked finite.
 
     Finiteness is checked before the cast, so a value that does not fit the
@@ -67,7 +68,7 @@ def _ball_tolerance(*dtypes: Any) -> float:
 
 
 def check_X(
-    X: Any, *, name: str = "X", dtype: np.dtype | None = None, d: int | None = None, warn_ball: bool = True
+    X: Any, *, name: str = "X", dtype: DTypeLike | None = None, d: int | None = None, warn_ball: bool = True
 ) -> np.ndarray:
     """Validate inputs: 2-D (n, d), n >= 1, finite, numeric.
 
@@ -100,7 +101,7 @@ def check_X(
     return arr
 
 
-def check_y(y: Any, n: int, *, name: str = "y", dtype: np.dtype | None = None) -> np.ndarray:
+def check_y(y: Any, n: int, *, name: str = "y", dtype: DTypeLike | None = None) -> np.ndarray:
     """Validate targets: 1-D of length n (a column vector (n, 1) is accepted), finite."""
     arr = _as_float_array(y, name, dtype)
     if arr.ndim == 2 and arr.shape[1] == 1:
@@ -113,7 +114,7 @@ def check_y(y: Any, n: int, *, name: str = "y", dtype: np.dtype | None = None) -
 
 
 def check_X_y(
-    X: Any, y: Any, *, dtype: np.dtype | None = None, d: int | None = None, warn_ball: bool = True
+    X: Any, y: Any, *, dtype: DTypeLike | None = None, d: int | None = None, warn_ball: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate a training set; see ``check_X`` and ``check_y``."""
     Xa = check_X(X, dtype=dtype, d=d, warn_ball=warn_ball)
@@ -171,7 +172,7 @@ def check_nonnegative(value: Any, name: str) -> float:
 
 def check_probability(value: Any, name: str) -> float:
     """A number in the open interval (0, 1), as a float; else ``ValueError`` naming ``name``."""
-    value = check_positive(value, name)
-    if value >= 1:
-        raise ValueError(f"{name} must lie in (0, 1), got {value}")
-    return value
+    p = check_positive(value, name)
+    if p >= 1:
+        raise ValueError(f"{name} must lie in (0, 1), got {p}")
+    return p

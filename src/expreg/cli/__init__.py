@@ -13,7 +13,7 @@ from importlib import import_module
 _COMMAND_MODULES = ("train_cmd", "theory_cmd", "distributed_cmd", "experiments_cmd")
 
 
-def build_app():  # type: ignore[no-untyped-def]
+def build_app():
     """The typer application with every subcommand registered."""
     try:
         import typer

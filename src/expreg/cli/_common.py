@@ -16,7 +16,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (ValueError, TypeError, OSError, MemoryError, OverflowError, FloatingPointError, ExpregError, ImportError)
 
 
-def err_console():  # type: ignore[no-untyped-def]
+def err_console():
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)

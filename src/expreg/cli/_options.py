@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
@@ -27,7 +27,11 @@ from ..choices import BackendName, DType, Init, LabelKind, Scaling
 DEFAULT_N, DEFAULT_D = 64, 16
 
 #: The option types: the choices of ``expreg.choices`` (activations: those registered at import).
-Activation = ACTIVATIONS.as_choice("Activation")
+# (built at run time from the registry: the type checker sees the base class)
+if TYPE_CHECKING:
+    from ..choices import Choice as Activation
+else:
+    Activation = ACTIVATIONS.as_choice("Activation")
 Labels = LabelKind
 
 __all__ = ["Activation", "BackendName", "DType", "Init", "Labels", "RunOptions", "Scaling", "parse_lr", "run_options"]
@@ -162,7 +166,7 @@ def _shared(m_help: str, backend_help: str, device_help: str) -> dict[str, Any]:
         ),
         "m": typer.Option(16384, help=m_help),
         "seed": typer.Option(0, help="Seed of the data and of the initialisation."),
-        "activation": typer.Option(Activation.exp, help="Activation function."),
+        "activation": typer.Option(Activation("exp"), help="Activation function."),
         "scaling": typer.Option(
             Scaling.none, help="'none': the paper's F = sum a_r exp(<w_r,x>); 'ntk': times 1/sqrt(m)."
         ),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from ._common import user_errors
 
 
-def _print_headlines(summaries: list[dict]) -> None:  # type: ignore[type-arg]
+def _print_headlines(summaries: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.markup import escape
 

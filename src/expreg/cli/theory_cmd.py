@@ -44,6 +44,7 @@ def theory_command(
                 raise ValueError(
                     f"{flag} {given} does not match the data: X in {str(data)!r} has shape {X.shape}; omit {flag} with --data"
                 )
+        n = X.shape[0]
     elif n is None:
         raise ValueError("--n is needed (the number of data points), unless --data gives them")
     if lam is None:

@@ -16,7 +16,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -34,11 +34,19 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 # Field types of the choices (``expreg.choices``): Literals of their string
 # values, so fields hold plain strings and the configuration hashes of
 # ``model_dump(mode="json")`` do not depend on how a value was given.
-Activation = ACTIVATIONS.literal()
-Init = InitChoice.literal()
-Scaling = ScalingChoice.literal()
-LabelKindField = LabelKind.literal()
-DType = DTypeChoice.literal()
+# The type checker sees them as str (they are built at run time from the registries).
+if TYPE_CHECKING:
+    Activation: TypeAlias = str
+    Init: TypeAlias = str
+    Scaling: TypeAlias = str
+    LabelKindField: TypeAlias = str
+    DType: TypeAlias = str
+else:
+    Activation = ACTIVATIONS.literal()
+    Init = InitChoice.literal()
+    Scaling = ScalingChoice.literal()
+    LabelKindField = LabelKind.literal()
+    DType = DTypeChoice.literal()
 
 
 class ExperimentConfig(BaseModel):

@@ -95,7 +95,7 @@ def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
     return out
 
 
-def _mse(a: np.ndarray, b: np.ndarray) -> float:
+def _mse(a: np.ndarray, b: np.ndarray | float) -> float:
     return float(np.mean((np.asarray(a) - np.asarray(b)) ** 2))
 
 

@@ -27,8 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +36,6 @@ from typing import Any
 from ..backends import usable_cpus
 from .base import Task, execute_batch, get_experiment, make_tasks
 from .store import ResultStore
-
-try:  # BrokenExecutor is the base of BrokenProcessPool and BrokenThreadPool
-    from concurrent.futures import BrokenExecutor
-except ImportError:  # pragma: no cover
-    BrokenExecutor = BrokenProcessPool  # type: ignore[misc,assignment]
 
 ProgressFn = Callable[[int, int], None]
 

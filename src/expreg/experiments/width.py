@@ -77,7 +77,7 @@ class Config(ExperimentConfig):
     name = "width"
     version = 2
 
-    d: int | None = Field(None, description="not used by this experiment: it takes a list, `ds`")
+    d: int | None = Field(None, description="not used by this experiment: it takes a list, `ds`")  # type: ignore[assignment]  # None here: the base class's one d is this class's list `ds`
     ns: list[int] = Field(default_factory=lambda: [8, 16, 32, 64, 128], min_length=2)
     ds: list[int] = Field(default_factory=lambda: [16], min_length=1)
     activations: list[Activation] = Field(default_factory=lambda: ["exp"], min_length=1)
@@ -298,7 +298,7 @@ def converges(
     cfg: Config, X: np.ndarray, y: np.ndarray, m: int, seed: int, activation: str, init: str, scaling: str
 ) -> tuple[str, int]:
     """One convergence probe at width m: ("converged" | "diverged" | "budget", steps)."""
-    net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)
+    net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)  # type: ignore[operator]  # the classmethod, not the field (model.py)
     H0 = kernels.empirical_ntk(net, X)
     lr = 1.0 / kernels.lambda_max(H0)
     r0 = net.predict(X) - y
@@ -332,7 +332,7 @@ def along_training(
     cfg: Config, X: np.ndarray, y: np.ndarray, lam: float, m: int, seed: int, activation: str, init: str, scaling: str
 ) -> dict[str, float]:
     """GD (lr "auto") at width m to epsilon; sup_t ||H^dis(W(t)) - H^cts|| / lambda and min_t lambda_min(H^dis(W(t))) / lambda."""
-    net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)
+    net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)  # type: ignore[operator]  # the classmethod, not the field (model.py)
     H = m * net.s**2 * kernels.ntk(X, activation)
     lr = 1.0 / kernels.lambda_max(H)
     steps = budget(cfg, steps_to_epsilon(H, net.predict(X) - y, lr, cfg.epsilon, cfg.max_steps))

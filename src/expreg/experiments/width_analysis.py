@@ -37,7 +37,7 @@ LABELS = {
 }
 
 
-def observations(g: Any, crit: str, scaling_index: int = 0) -> dict[str, np.ndarray]:
+def observations(g: Any, crit: str, scaling_index: int = 0) -> dict[str, Any]:
     """Arrays n, lower, upper, lambda of criterion ``crit`` ("op", "eig", "conv") over the rows of ``g``.
 
     Rows without the criterion (conv not run) are left out; so are rows whose
@@ -277,7 +277,10 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
             for crit, name, a in analysed:
                 if n in a.get("per_n", {}):
                     cap = cfg.m_max_conv if crit == "conv" else cfg.m_cap
-                    row[f"m*_{name} q{cfg.quantile:.0%} [{cfg.level:.0%}]"] = _fmt_m(*a["per_n"][n], cap)
+                    point, low, high, censored, seeds = a["per_n"][n]
+                    row[f"m*_{name} q{cfg.quantile:.0%} [{cfg.level:.0%}]"] = _fmt_m(
+                        point, low, high, censored, seeds, cap
+                    )
             if covered:
                 row["[derived] theorem width, log10"] = f"{np.median(at['theorem_log10_m']):.1f}"
             per_n.append(row)
