@@ -49,10 +49,12 @@ demo: install-demo
 	@echo "== headline numbers (width: m* ~ n^a, the theorem says a = 2) =="
 	@$(VENV)/bin/expreg report --reuse $(DEMO_OUT)
 
-# The suite, the docstring examples of src/expreg, then the docs build (a broken example or reference fails).
-test: install-test install-docs
-	$(PY) -m pytest -q --doctest-modules src/expreg tests
+# Lint first (ruff, mypy), then the docs build (a broken example or reference fails), then the suite
+# and the docstring examples of src/expreg: pytest's summary is the last line it prints.
+test: install-test install-docs install-lint
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory docs
+	$(PY) -m pytest -q --doctest-modules src/expreg tests
 
 # The documentation site into docs/_build/html: warnings are errors, no network (the gallery runs its examples).
 docs: install-docs
