@@ -62,8 +62,8 @@ def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> d
 
     import impls
     from expreg import ops
-    from expreg.activations import EXP
-    from expreg.backends import get_backend
+    from expreg.core.activations import EXP
+    from expreg.core.backends import get_backend
 
     be = get_backend("torch", device)
     dt = np.dtype(dtype)
@@ -101,8 +101,8 @@ def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> d
 def scan_once(n: int, d: int, m_min: int, m_max: int, dtype: str, device: str, deadline: float, seed: int = 0) -> dict[str, Any]:
     """One nested-width scan at n points (``scan.nested_gram`` and ``eigen.lazy_criteria``); stops early at ``deadline``."""
     from expreg import eigen, kernels, scan
-    from expreg.backends import get_backend
-    from expreg.data import make_dataset
+    from expreg.core.backends import get_backend
+    from expreg.core.data import make_dataset
 
     be = get_backend("torch", device)
     started = time.perf_counter()  # imports apart: the data, H^cts, lambda_min(H^cts) and the scan count

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(row), flush=True)
     results["load_average"].append(round(os.getloadavg()[0], 1))
 
-    from expreg.storage import write_json_atomic
+    from expreg.core.storage import write_json_atomic
 
     write_json_atomic(args.out, results)
     write_section(args.md, markdown(results))
@@ -218,7 +218,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 def write_section(path: str, section: str) -> None:
     """Replace (or append) the "## Sweeps" section of ``path``, atomically; other sections untouched."""
-    from expreg.storage import atomic_open
+    from expreg.core.storage import atomic_open
 
     target = Path(path)
     old = target.read_text() if target.exists() else ""

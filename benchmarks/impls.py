@@ -74,8 +74,8 @@ def device_label(library: str, device: str) -> str:
 
 def _expreg_numpy(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
     from expreg import ops
-    from expreg.activations import EXP
-    from expreg.backends import get_backend
+    from expreg.core.activations import EXP
+    from expreg.core.backends import get_backend
 
     from expreg import fastpath
 
@@ -93,8 +93,8 @@ def _expreg_numpy(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, de
 
 def _expreg_torch(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
     from expreg import ops
-    from expreg.activations import EXP
-    from expreg.backends import get_backend
+    from expreg.core.activations import EXP
+    from expreg.core.backends import get_backend
 
     be = get_backend("torch", device)
     Xt, yt, Wt, at = (be.asarray(v, v.dtype) for v in (X, y, W, a))

@@ -47,8 +47,8 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from expreg import ExpRegressor, UnitBallScaler  # noqa: E402
-from expreg.sklearn_kernels import NTKKernel  # noqa: E402
-from expreg.storage import atomic_open  # noqa: E402
+from expreg.sklearn.kernels import NTKKernel  # noqa: E402
+from expreg.core.storage import atomic_open  # noqa: E402
 
 WIDTHS = (64, 256, 1024, 4096)
 QUICK_WIDTHS = (32, 128)

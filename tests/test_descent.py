@@ -15,8 +15,8 @@ import pytest
 
 import expreg
 from expreg import ExpNet, TrainingDivergedError, descent
-from expreg.distributed import NetSpec, shard_range, train_sharded
-from expreg.distributed_comm import Communicator
+from expreg.distributed.sharded import NetSpec, shard_range, train_sharded
+from expreg.distributed.comm import Communicator
 
 
 # ------------------------------------------------------------------ helpers

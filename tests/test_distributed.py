@@ -23,9 +23,9 @@ import pytest
 
 import expreg
 from expreg import distributed_checkpoint as ckpt
-from expreg.distributed import Communicator, NetSpec, shard_range, train_sharded
-from expreg.errors import CheckpointError, TrainingDivergedError
-from expreg.train import History
+from expreg.distributed.sharded import Communicator, NetSpec, shard_range, train_sharded
+from expreg.core.errors import CheckpointError, TrainingDivergedError
+from expreg.engine.train import History
 
 DATA = dict(n=6, d=3, seed=2)  # the seed of KILLED's network too: the data of `expreg distributed --seed 2`
 # name -> (NetSpec keywords, train keywords). m = 7 and 9 are odd; m = 6 over 2 ranks splits the pair (2, 3).
@@ -55,7 +55,7 @@ def _run(fn: Any) -> tuple[Any, bool]:
 
 
 def _reference(name: str) -> tuple[np.ndarray, History, int, bool]:
-    """expreg.train on the whole network: (W, history, steps, diverged)."""
+    """expreg.engine.train on the whole network: (W, history, steps, diverged)."""
     spec, kw = CONFIGS[name]
     net = expreg.ExpNet.init(spec["d"], spec["m"], **{k: v for k, v in spec.items() if k not in ("d", "m")})
     X, y = _data()
@@ -175,7 +175,7 @@ def test_final_checkpoint_holds_the_whole_run(two_rank_runs: Path) -> None:
 def _launch_command(world: int, tmp: Path, checkpoint_dir: Path) -> list[tuple[int, str, str]]:
     """``python -m expreg.distributed`` on KILLED's config, started as torchrun starts it; (rc, stdout, stderr) per rank."""
     spec, kw = CONFIGS[KILLED]
-    args = [sys.executable, "-m", "expreg.distributed", "--n", str(DATA["n"]), "--d", str(DATA["d"]), "--seed", str(spec["seed"]),
+    args = [sys.executable, "-m", "expreg.distributed.sharded", "--n", str(DATA["n"]), "--d", str(DATA["d"]), "--seed", str(spec["seed"]),
             "--m", str(spec["m"]), "--init", spec["init"], "--scaling", spec["scaling"], "--max-steps", str(kw["max_steps"]),
             "--record-every", str(kw["record_every"]), "--epsilon", str(kw["epsilon"]), "--checkpoint-dir", str(checkpoint_dir),
             "--checkpoint-every", str(CHECKPOINT_EVERY), "--init-method", f"file://{tmp / uuid.uuid4().hex}", "--json"]
@@ -317,7 +317,7 @@ class _RankZeroWithPeer(Communicator):
 
 def _agreement_error(fields0: list[tuple[str, Any]], fields1: list[tuple[str, Any]], error1: Exception | None = None) -> str:
     """The message rank 0 stops with when rank 1 holds ``fields1`` ("" when they agree)."""
-    from expreg.distributed import RanksDisagreeError, check_ranks_agree
+    from expreg.distributed.sharded import RanksDisagreeError, check_ranks_agree
 
     peer = _Recorder()
     if error1 is None:
@@ -365,7 +365,7 @@ def test_command_lines_that_differ_are_named(field: str, other: Any, flag: str) 
 
 
 def test_runs_that_differ_are_named_by_train_sharded_fields() -> None:
-    from expreg.distributed import run_fields
+    from expreg.distributed.sharded import run_fields
 
     X, y = _data()
     spec = NetSpec(3, 8, seed=2, init="gaussian")
@@ -392,7 +392,7 @@ class _Ranks:
         env = {**os.environ, "WORLD_SIZE": str(world), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
                "PYTHONPATH": os.pathsep.join(map(str, [Path(expreg.__file__).parents[1], os.environ.get("PYTHONPATH", "")]))}
         rdv = f"file://{tmp / uuid.uuid4().hex}"
-        self.procs = [subprocess.Popen([sys.executable, "-m", "expreg.distributed", *map(str, args), "--init-method", rdv],
+        self.procs = [subprocess.Popen([sys.executable, "-m", "expreg.distributed.sharded", *map(str, args), "--init-method", rdv],
                                        env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, cwd=None if cwds is None else cwds[r],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                       for r, args in enumerate(rank_args)]
@@ -453,7 +453,7 @@ def test_a_rank_alone_stops_after_the_timeout(tmp_path: Path) -> None:
 
 
 def test_a_failed_final_save_keeps_the_finished_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from expreg.descent import ResultNotSavedError
+    from expreg.engine.descent import ResultNotSavedError
 
     spec, kw = CONFIGS["gaussian_odd_m"]
     X, y = _data()

@@ -13,7 +13,7 @@ import sys
 
 PROBE = """
 import json
-import expreg.fastpath as f
+import expreg.core.fastpath as f
 from expreg import _fastkernels as k
 assert f.warm_up()
 kernels = (k.exp_matvec, k.exp_flat)

@@ -246,7 +246,7 @@ def test_predict_with_huge_inputs_warns_then_raises(dtype) -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    import expreg.model
+    import expreg.core.model
 
     failures, tried = doctest.testmod(expreg.model, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
@@ -264,7 +264,7 @@ def test_loss_overflow_is_an_error_not_inf() -> None:
 
 # ------------------------------------------------------------------ the network description
 def test_netspec_draws_any_slice_of_the_network_of_its_seed() -> None:
-    from expreg.model import NetSpec
+    from expreg.core.model import NetSpec
 
     spec = NetSpec(3, 10, seed=4, init="coupled", dtype=np.float32)
     W, a = ExpNet.init(3, 10, seed=4, dtype=np.float32).weights_numpy()
@@ -277,7 +277,7 @@ def test_netspec_draws_any_slice_of_the_network_of_its_seed() -> None:
 
 @pytest.mark.parametrize("scaling, s", [("none", 1.0), ("ntk", 1 / 8.0)])
 def test_netspec_owns_s_and_the_block_plan(scaling: str, s: float) -> None:
-    from expreg.model import NetSpec
+    from expreg.core.model import NetSpec
 
     spec = NetSpec(2, 64, scaling=scaling, block=5)
     assert spec.s == s
@@ -291,7 +291,7 @@ def test_netspec_owns_s_and_the_block_plan(scaling: str, s: float) -> None:
 
 def test_a_network_is_its_description_plus_weights() -> None:
     from expreg import distributed
-    from expreg.model import NetSpec
+    from expreg.core.model import NetSpec
 
     net = ExpNet.init(3, 8, seed=5, activation="relu", scaling="ntk", init="gaussian", dtype=np.float32, block=4)
     assert net.spec == NetSpec(3, 8, seed=5, activation="relu", scaling="ntk", init="gaussian", dtype=np.float32, device="cpu", block=4)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import expreg.storage
+import expreg.core.storage
 from expreg import CheckpointError, ExpNet, ExpOverflowError, TrainingDivergedError, kernels, make_dataset, train
-from expreg.train import History
+from expreg.engine.train import History
 
 
 @pytest.fixture(scope="module")

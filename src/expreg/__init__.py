@@ -12,12 +12,13 @@ descent, with every quantity its proof uses. See docs/theory.md for the maths.
 True
 """
 
-from . import eigen, kernels, scan, theory
-from .data import load_dataset, make_dataset, sphere
-from .errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError
-from .model import ExpNet
-from .train import History, TrainResult, train
-from .validation import InputOutsideUnitBallWarning
+from .core import data, eigen, kernels, streams, theory
+from .engine import scan
+from .core.data import load_dataset, make_dataset, sphere
+from .core.errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError
+from .core.model import ExpNet
+from .engine.train import History, TrainResult, train
+from .core.validation import InputOutsideUnitBallWarning
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ import functools
 import warnings
 from typing import Any, Callable, TypeVar
 
-from ..errors import ExpregError
+from ..core.errors import ExpregError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

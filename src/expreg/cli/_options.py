@@ -19,8 +19,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import typer
 
-from ..activations import ACTIVATIONS
-from ..choices import BackendName, DType, Init, LabelKind, Scaling
+from ..core.activations import ACTIVATIONS
+from ..core.choices import BackendName, DType, Init, LabelKind, Scaling
 
 #: Size of the synthetic data when --n / --d are not given.
 DEFAULT_N, DEFAULT_D = 64, 16
@@ -74,7 +74,7 @@ class RunOptions:
         With ``--data``, a ``--n`` or ``--d`` given too must match the file
         (else ValueError). The out-of-ball warning is left to the training.
         """
-        from .. import data as data_mod
+        from ..core import data as data_mod
 
         if self.data is None:
             n, d = self.shape
@@ -93,7 +93,7 @@ class RunOptions:
         (``resources.check_train_fits``; ``ranks`` split m, ``ranks_here``
         of them share this machine).
         """
-        from ..resources import check_train_fits
+        from ..core.resources import check_train_fits
 
         def check(n: int, d: int) -> None:
             on_host = self.device is None or self.device.startswith("cpu")

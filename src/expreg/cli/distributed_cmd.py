@@ -43,9 +43,9 @@ def distributed_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the summary on stdout (rank 0)."),
 ) -> None:
     """Train one network with its neurons split over the ranks of a torchrun launch (gloo on CPU, NCCL on CUDA)."""
-    from ..descent import ResultNotSavedError
-    from ..distributed import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
-    from ..storage import check_writable
+    from ..engine.descent import ResultNotSavedError
+    from ..distributed.sharded import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
+    from ..core.storage import check_writable
 
     device, backend = opts.device, opts.backend
     if device is not None and device.startswith("cuda") and backend != "torch":
@@ -104,3 +104,10 @@ def _plain(value: Any) -> Any:
 
 def register(app: typer.Typer) -> None:
     app.command("distributed")(distributed_command)
+
+
+def module_main(argv: list[str] | None = None) -> int:
+    """``python -m expreg.distributed ...`` (for torchrun): the ``expreg distributed`` command."""
+    from . import main as cli_main
+
+    return cli_main(["distributed", *(sys.argv[1:] if argv is None else argv)])

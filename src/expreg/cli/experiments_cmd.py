@@ -33,7 +33,7 @@ def run_command(
 ) -> None:
     """Run an experiment (resuming: runs already in the table are skipped), then write the report."""
     from ..experiments import build_report, get_config, run_experiment
-    from ..storage import check_writable
+    from ..core.storage import check_writable
 
     if jobs is not None and jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")

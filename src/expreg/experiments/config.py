@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..activations import ACTIVATIONS
-from ..choices import DType as DTypeChoice
-from ..choices import Init as InitChoice
-from ..choices import LabelKind
-from ..choices import Scaling as ScalingChoice
+from ..core.activations import ACTIVATIONS
+from ..core.choices import DType as DTypeChoice
+from ..core.choices import Init as InitChoice
+from ..core.choices import LabelKind
+from ..core.choices import Scaling as ScalingChoice
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..backends import usable_cpus
+from ..core.backends import usable_cpus
 from .base import Task, execute_batch, get_experiment, make_tasks
 from .store import ResultStore
 
@@ -410,7 +410,7 @@ def run_experiment(name: str, config: Any, out: str | Path, *, jobs: int | None 
     analysis (``analysis.analyse``) is separate. ``executor_factory``
     replaces ``make_executor(jobs, scheduler)`` (e.g. a thread pool in tests).
     """
-    from ..storage import write_json_atomic
+    from ..core.storage import write_json_atomic
 
     get_experiment(name)
     directory = Path(out) / name

@@ -28,8 +28,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import CheckpointError
-from ..storage import atomic_open
+from ..core.errors import CheckpointError
+from ..core.storage import atomic_open
 
 #: Columns every row has (the runner adds them).
 KEY_COLUMNS = ("key", "experiment", "config_hash", "seed")

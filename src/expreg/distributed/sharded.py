@@ -44,7 +44,6 @@ that fails its own checks tells the others, which stop too.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,14 +51,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import descent
-from . import distributed_checkpoint as ckpt
-from .backends import Array, host_array
-from .descent import History, ProgressFn, ResultFigures
-from .distributed_comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
-from .errors import CheckpointError, ExpregError
-from .model import NetSpec
-from .validation import check_X_y
+from ..engine import descent
+from . import checkpoint as ckpt
+from ..core.backends import Array, host_array
+from ..engine.descent import History, ProgressFn, ResultFigures
+from .comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
+from ..core.errors import CheckpointError, ExpregError
+from ..core.model import NetSpec
+from ..core.validation import check_X_y
 
 __all__ = [
     "Communicator", "NetSpec", "RanksDisagreeError", "ShardedTrainResult", "TorchCommunicator", "check_ranks_agree", "communicator",
@@ -353,14 +352,3 @@ class _ShardedCheckpoints:
             ckpt.write_manifest(directory, step=step, world_size=comm.world_size, m=m, d=self.spec.d, fingerprint=self.fp,
                                 shards=shards, final=final)
             ckpt.prune(directory, files)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m expreg.distributed ...`` (for torchrun): the ``expreg distributed`` command."""
-    from .cli import main as cli_main
-
-    return cli_main(["distributed", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import streams
-from .descent import History
-from .errors import CheckpointError
-from .storage import load_npz, save_npz_atomic, write_json_atomic
+from ..core import streams
+from ..engine.descent import History
+from ..core.errors import CheckpointError
+from ..core.storage import load_npz, save_npz_atomic, write_json_atomic
 
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step(\d{10})-rank(\d{5})-of(\d{5})\.npz$")
