@@ -58,10 +58,10 @@ def _timed(fn: Any, sync: Any, reps: int) -> tuple[float, Any]:
 
 def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> dict[str, Any]:
     """One (n, d, m, dtype) cell of the kernel table on ``device``."""
+    import impls
     import torch
 
-    import impls
-    from expreg import ops
+    from expreg.core import ops
     from expreg.core.activations import EXP
     from expreg.core.backends import get_backend
 

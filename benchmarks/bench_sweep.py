@@ -57,7 +57,7 @@ def cold_start(reps: int) -> dict[str, float]:
         return min(times)
 
     bare = best("pass")
-    worker = best("import expreg.experiments.warm, expreg.fastpath as f; assert f.enabled()")
+    worker = best("import expreg.experiments.warm, expreg.core.fastpath as f; assert f.enabled()")
     return {"python_bare_s": bare, "worker_import_s": worker, "worker_startup_cold_s": worker - bare}
 
 

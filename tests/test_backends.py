@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch  # part of the test extra: a missing torch fails the suite rather than skipping its tests
 
-from expreg import ExpNet, ops
+from expreg import ExpNet
+from expreg.core import ops
 from expreg.core.activations import EXP
 from expreg.core.backends import NumpyBackend, canonical_dtype, default_threads, get_backend
 from expreg.core.data import make_dataset

@@ -98,8 +98,8 @@ def test_too_wide_a_run_is_refused_before_allocating(app, monkeypatch) -> None:
     import expreg.core.model
     import expreg.core.resources
 
-    monkeypatch.setattr(expreg.resources, "available_memory", lambda: 2**30)
-    monkeypatch.setattr(expreg.model.ExpNet, "init", lambda *a, **k: pytest.fail("W was drawn"))
+    monkeypatch.setattr(expreg.core.resources, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(expreg.core.model.ExpNet, "init", lambda *a, **k: pytest.fail("W was drawn"))
     res = invoke(app, ["train", "--m", "10000000000", "--json"])
     assert res.exit_code == 2 and res.stdout == "" and "Traceback" not in res.output
     # n = 64, d = 16 float64: (4 d + 1) m + n m items (activations kept) + 8 n^2 + 2 n d + 2 n float64 <= 1 GiB, m even

@@ -1,4 +1,4 @@
-"""The shared gradient-descent loop (expreg.descent) and its hooks (docs/theory.md sections 2, 3).
+"""The shared gradient-descent loop (expreg.engine.descent) and its hooks (docs/theory.md sections 2, 3).
 
 The per-step collectives of ``Shard`` are checked against direct NumPy
 formulas; the loop with a two-rank communicator (threads exchanging arrays
@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 import expreg
-from expreg import ExpNet, TrainingDivergedError, descent
-from expreg.distributed.sharded import NetSpec, shard_range, train_sharded
+from expreg import ExpNet, TrainingDivergedError
 from expreg.distributed.comm import Communicator
+from expreg.distributed.sharded import NetSpec, shard_range, train_sharded
+from expreg.engine import descent
 
 
 # ------------------------------------------------------------------ helpers

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 import expreg
-from expreg import distributed_checkpoint as ckpt
-from expreg.distributed.sharded import Communicator, NetSpec, shard_range, train_sharded
 from expreg.core.errors import CheckpointError, TrainingDivergedError
+from expreg.distributed import checkpoint as ckpt
+from expreg.distributed.sharded import Communicator, NetSpec, shard_range, train_sharded
 from expreg.engine.train import History
 
 DATA = dict(n=6, d=3, seed=2)  # the seed of KILLED's network too: the data of `expreg distributed --seed 2`

@@ -14,7 +14,7 @@ import sys
 PROBE = """
 import json
 import expreg.core.fastpath as f
-from expreg import _fastkernels as k
+from expreg.core import _fastkernels as k
 assert f.warm_up()
 kernels = (k.exp_matvec, k.exp_flat)
 print(json.dumps({"hits": sum(sum(d.stats.cache_hits.values()) for d in kernels),

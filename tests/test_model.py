@@ -1,7 +1,7 @@
 """ExpNet (docs/theory.md sections 1-2): predictions, loss and gradient against independent truth.
 
 Truth used here: a direct NumPy evaluation of F(W, x) = s sum_r a_r sigma(<w_r, x>)
-written from docs/theory.md (not through expreg.ops), and central finite differences
+written from docs/theory.md (not through expreg.core.ops), and central finite differences
 of the loss in float64.
 """
 
@@ -248,7 +248,7 @@ def test_docstring_examples_run() -> None:
 
     import expreg.core.model
 
-    failures, tried = doctest.testmod(expreg.model, optionflags=doctest.NORMALIZE_WHITESPACE)
+    failures, tried = doctest.testmod(expreg.core.model, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
 
 
@@ -290,8 +290,8 @@ def test_netspec_owns_s_and_the_block_plan(scaling: str, s: float) -> None:
 
 
 def test_a_network_is_its_description_plus_weights() -> None:
-    from expreg import distributed
     from expreg.core.model import NetSpec
+    from expreg.distributed import sharded as distributed
 
     net = ExpNet.init(3, 8, seed=5, activation="relu", scaling="ntk", init="gaussian", dtype=np.float32, block=4)
     assert net.spec == NetSpec(3, 8, seed=5, activation="relu", scaling="ntk", init="gaussian", dtype=np.float32, device="cpu", block=4)

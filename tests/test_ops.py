@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from expreg import fastpath, ops
+from expreg.core import fastpath, ops
 from expreg.core.activations import EXP, RELU
 from expreg.core.backends import get_backend
 from expreg.core.errors import ExpOverflowError

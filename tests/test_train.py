@@ -333,12 +333,12 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, ckpt_problem, monkeypatch)
             raise OSError("disk full (simulated)")
         real_savez(fh, **arrays)
 
-    monkeypatch.setattr(expreg.storage.np, "savez", failing_savez)
+    monkeypatch.setattr(expreg.core.storage.np, "savez", failing_savez)
     with pytest.raises(OSError, match="simulated"):
         train(net, X, y, checkpoint=path, checkpoint_every=10, **kw)
-    monkeypatch.setattr(expreg.storage.np, "savez", real_savez)
+    monkeypatch.setattr(expreg.core.storage.np, "savez", real_savez)
     assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # no temporary file left behind
-    data = expreg.storage.load_npz(path)
+    data = expreg.core.storage.load_npz(path)
     assert int(data["step"]) == 10  # the first checkpoint, complete
     _same_run(train(net, X, y, checkpoint=path, checkpoint_every=10, **kw), full)
 

@@ -25,7 +25,7 @@ from ..core.choices import BackendName, DType, Init, LabelKind, Scaling
 #: Size of the synthetic data when --n / --d are not given.
 DEFAULT_N, DEFAULT_D = 64, 16
 
-#: The option types: the choices of ``expreg.choices`` (activations: those registered at import).
+#: The option types: the choices of ``expreg.core.choices`` (activations: those registered at import).
 Activation = ACTIVATIONS.as_choice("Activation")
 Labels = LabelKind
 

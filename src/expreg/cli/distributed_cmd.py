@@ -8,7 +8,7 @@ arguments follow ``--``.) Run without torchrun it trains as the only rank.
 Rank 0 prints the summary.
 
 Every rank must be given the same arguments and data: before the first step
-the ranks compare them (``distributed.check_ranks_agree``) and all stop
+the ranks compare them (``distributed.sharded.check_ranks_agree``) and all stop
 with one message naming the first that differs. A rank that fails its own
 checks (a bad file, too little memory) makes the others stop too; one that
 is gone, or silent for --timeout seconds, stops the others with a message.
@@ -43,9 +43,9 @@ def distributed_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the summary on stdout (rank 0)."),
 ) -> None:
     """Train one network with its neurons split over the ranks of a torchrun launch (gloo on CPU, NCCL on CUDA)."""
-    from ..engine.descent import ResultNotSavedError
-    from ..distributed.sharded import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
     from ..core.storage import check_writable
+    from ..distributed.sharded import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
+    from ..engine.descent import ResultNotSavedError
 
     device, backend = opts.device, opts.backend
     if device is not None and device.startswith("cuda") and backend != "torch":

@@ -22,9 +22,9 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train one network by full-batch gradient descent and print its summary."""
-    from ..engine.descent import ResultNotSavedError
     from ..core.model import ExpNet
     from ..core.storage import check_writable
+    from ..engine.descent import ResultNotSavedError
     from ..engine.train import train
 
     if checkpoint is not None:
@@ -43,7 +43,14 @@ def train_command(
 
     try:
         if not (json_out or quiet):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             bar = Progress(TextColumn("[bold]training[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("||u-y|| {task.fields[res]}"),
                            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console(), transient=False)

@@ -24,9 +24,17 @@ from . import ops
 from .activations import Activation, get_activation
 from .eigen import (  # re-exported: the kernels' eigenvalues live in eigen
     extreme_eigenvalues as extreme_eigenvalues,
+)
+from .eigen import (
     lambda_max as lambda_max,
+)
+from .eigen import (
     lambda_min as lambda_min,
+)
+from .eigen import (
     lazy_criteria as lazy_criteria,
+)
+from .eigen import (
     operator_norm as operator_norm,
 )
 from .errors import ExpOverflowError, overflow_checked

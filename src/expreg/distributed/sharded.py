@@ -51,14 +51,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..engine import descent
-from . import checkpoint as ckpt
 from ..core.backends import Array, host_array
-from ..engine.descent import History, ProgressFn, ResultFigures
-from .comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
 from ..core.errors import CheckpointError, ExpregError
 from ..core.model import NetSpec
 from ..core.validation import check_X_y
+from ..engine import descent
+from ..engine.descent import History, ProgressFn, ResultFigures
+from . import checkpoint as ckpt
+from .comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
 
 __all__ = [
     "Communicator", "NetSpec", "RanksDisagreeError", "ShardedTrainResult", "TorchCommunicator", "check_ranks_agree", "communicator",
@@ -255,7 +255,7 @@ def train_sharded(
     X : array (n, d), y : array (n,)
         The same data on every rank.
     checkpoint_dir : path, optional
-        Directory of per-rank checkpoints (``distributed_checkpoint``),
+        Directory of per-rank checkpoints (``distributed.checkpoint``),
         written every ``checkpoint_every`` steps and at the end; a relaunch
         (with any number of ranks) resumes from its newest complete step.
     comm : Communicator, optional
@@ -309,7 +309,7 @@ def train_sharded(
 
 @dataclass
 class _ShardedCheckpoints:
-    """Per-rank checkpoint files plus a manifest (``distributed_checkpoint``); ``descent.Checkpoints``."""
+    """Per-rank checkpoint files plus a manifest (``distributed.checkpoint``); ``descent.Checkpoints``."""
 
     shard: descent.Shard
     spec: NetSpec

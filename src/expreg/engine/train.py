@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from . import descent
 from ..core import streams
-from .descent import DIVERGENCE_FACTOR, History, ProgressFn, ResultFigures, resolve_lr
-from .communicator import Communicator
 from ..core.errors import CheckpointError
 from ..core.model import ExpNet
 from ..core.storage import load_npz, save_npz_atomic
 from ..core.validation import check_X_y
+from . import descent
+from .communicator import Communicator
+from .descent import DIVERGENCE_FACTOR, History, ProgressFn, ResultFigures, resolve_lr
 
 __all__ = ["DIVERGENCE_FACTOR", "History", "TrainResult", "resolve_lr", "train"]
 

@@ -31,7 +31,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-# Field types of the choices (``expreg.choices``): Literals of their string
+# Field types of the choices (``expreg.core.choices``): Literals of their string
 # values, so fields hold plain strings and the configuration hashes of
 # ``model_dump(mode="json")`` do not depend on how a value was given.
 Activation = ACTIVATIONS.literal()

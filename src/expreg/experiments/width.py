@@ -53,8 +53,8 @@ from ..core import kernels, streams, theory
 from ..core.activations import get_activation
 from ..core.backends import get_backend
 from ..core.data import make_dataset
-from ..core.model import ExpNet
 from ..core.eigen import lazy_criteria
+from ..core.model import ExpNet
 from ..engine.scan import nested_gram
 from ._common import train_safely
 from .config import Activation, DType, ExperimentConfig, Init, Scaling

@@ -29,8 +29,8 @@ from ..core.backends import canonical_dtype
 from ..core.choices import Init, Scaling
 from ..core.errors import TrainingDivergedError
 from ..core.model import ExpNet
-from ..engine.train import TrainResult, train
 from ..core.validation import InputOutsideUnitBallWarning, check_nonnegative, check_positive
+from ..engine.train import TrainResult, train
 
 __all__ = ["ExpRegressor", "UnitBallScaler"]
 
