@@ -19,14 +19,14 @@ from types import ModuleType
 
 #: (title, module path, one-line description) of each documented submodule, in page order.
 SUBMODULES: list[tuple[str, str, str]] = [
-    ("Kernels", "expreg.kernels", "Closed-form infinite-width kernels, the finite-width NTK, eigenvalues, the kernel-predicted trajectory (theory section 3-4)."),
-    ("Eigenvalues", "expreg.eigen", "Extreme eigenvalues, spectral norms and the two lazy-regime criteria (theory section 3-4)."),
-    ("Nested-width scan", "expreg.scan", "H^dis at every width of a grid in one pass over the neurons (theory section 6)."),
-    ("Theorem calculator", "expreg.theory", "The theorem's width, step size, iterations and bounds, each tagged [paper] or [derived] (theory section 4-5)."),
-    ("Data", "expreg.data", "Synthetic data on the unit sphere and ``.npz`` loading."),
+    ("Kernels", "expreg.core.kernels", "Closed-form infinite-width kernels, the finite-width NTK, eigenvalues, the kernel-predicted trajectory (theory section 3-4)."),
+    ("Eigenvalues", "expreg.core.eigen", "Extreme eigenvalues, spectral norms and the two lazy-regime criteria (theory section 3-4)."),
+    ("Nested-width scan", "expreg.engine.scan", "H^dis at every width of a grid in one pass over the neurons (theory section 6)."),
+    ("Theorem calculator", "expreg.core.theory", "The theorem's width, step size, iterations and bounds, each tagged [paper] or [derived] (theory section 4-5)."),
+    ("Data", "expreg.core.data", "Synthetic data on the unit sphere and ``.npz`` loading."),
     ("Initialisation", "expreg.core.initialisation", "The initial weights, drawn neuron by neuron so that widths are nested (theory section 1)."),
     ("scikit-learn kernels", "expreg.sklearn.kernels", "H^cts and the NNGP kernel as scikit-learn ``Kernel`` objects (needs ``expreg[sklearn]``)."),
-    ("Random streams", "expreg.streams", "One independent random stream per kind of random object (theory section 1)."),
+    ("Random streams", "expreg.core.streams", "One independent random stream per kind of random object (theory section 1)."),
     ("Experiments", "expreg.experiments", "Configurations, sweeps, result tables and the report (needs ``expreg[experiments]``)."),
     ("Width thresholds", "expreg.experiments.thresholds", "Per-seed threshold intervals from a scan over widths, censoring, when to stop (theory section 6)."),
     ("Censored regression", "expreg.experiments.censored", "Censored lognormal regression of thresholds, profile-likelihood intervals, local exponents (theory section 6)."),

@@ -15,9 +15,9 @@ import pytest
 
 import expreg
 from expreg import ExpNet, TrainingDivergedError
-from expreg.distributed.comm import Communicator
 from expreg.distributed.sharded import NetSpec, shard_range, train_sharded
 from expreg.engine import descent
+from expreg.engine.communicator import Communicator
 
 
 # ------------------------------------------------------------------ helpers

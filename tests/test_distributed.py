@@ -24,7 +24,8 @@ import pytest
 import expreg
 from expreg.core.errors import CheckpointError, TrainingDivergedError
 from expreg.distributed import checkpoint as ckpt
-from expreg.distributed.sharded import Communicator, NetSpec, shard_range, train_sharded
+from expreg.distributed.sharded import NetSpec, shard_range, train_sharded
+from expreg.engine.communicator import Communicator
 from expreg.engine.train import History
 
 DATA = dict(n=6, d=3, seed=2)  # the seed of KILLED's network too: the data of `expreg distributed --seed 2`
@@ -55,7 +56,7 @@ def _run(fn: Any) -> tuple[Any, bool]:
 
 
 def _reference(name: str) -> tuple[np.ndarray, History, int, bool]:
-    """expreg.engine.train on the whole network: (W, history, steps, diverged)."""
+    """expreg.train on the whole network: (W, history, steps, diverged)."""
     spec, kw = CONFIGS[name]
     net = expreg.ExpNet.init(spec["d"], spec["m"], **{k: v for k, v in spec.items() if k not in ("d", "m")})
     X, y = _data()
@@ -175,7 +176,7 @@ def test_final_checkpoint_holds_the_whole_run(two_rank_runs: Path) -> None:
 def _launch_command(world: int, tmp: Path, checkpoint_dir: Path) -> list[tuple[int, str, str]]:
     """``python -m expreg.distributed`` on KILLED's config, started as torchrun starts it; (rc, stdout, stderr) per rank."""
     spec, kw = CONFIGS[KILLED]
-    args = [sys.executable, "-m", "expreg.distributed.sharded", "--n", str(DATA["n"]), "--d", str(DATA["d"]), "--seed", str(spec["seed"]),
+    args = [sys.executable, "-m", "expreg.distributed", "--n", str(DATA["n"]), "--d", str(DATA["d"]), "--seed", str(spec["seed"]),
             "--m", str(spec["m"]), "--init", spec["init"], "--scaling", spec["scaling"], "--max-steps", str(kw["max_steps"]),
             "--record-every", str(kw["record_every"]), "--epsilon", str(kw["epsilon"]), "--checkpoint-dir", str(checkpoint_dir),
             "--checkpoint-every", str(CHECKPOINT_EVERY), "--init-method", f"file://{tmp / uuid.uuid4().hex}", "--json"]
@@ -392,7 +393,7 @@ class _Ranks:
         env = {**os.environ, "WORLD_SIZE": str(world), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
                "PYTHONPATH": os.pathsep.join(map(str, [Path(expreg.__file__).parents[1], os.environ.get("PYTHONPATH", "")]))}
         rdv = f"file://{tmp / uuid.uuid4().hex}"
-        self.procs = [subprocess.Popen([sys.executable, "-m", "expreg.distributed.sharded", *map(str, args), "--init-method", rdv],
+        self.procs = [subprocess.Popen([sys.executable, "-m", "expreg.distributed", *map(str, args), "--init-method", rdv],
                                        env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, cwd=None if cwds is None else cwds[r],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                       for r, args in enumerate(rank_args)]

@@ -56,9 +56,10 @@ from ..core.errors import CheckpointError, ExpregError
 from ..core.model import NetSpec
 from ..core.validation import check_X_y
 from ..engine import descent
+from ..engine.communicator import Communicator
 from ..engine.descent import History, ProgressFn, ResultFigures
 from . import checkpoint as ckpt
-from .comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
+from .comm import TorchCommunicator, communicator, init_from_environment, shutdown
 
 __all__ = [
     "Communicator", "NetSpec", "RanksDisagreeError", "ShardedTrainResult", "TorchCommunicator", "check_ranks_agree", "communicator",
