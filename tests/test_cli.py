@@ -127,17 +127,21 @@ def test_data_file_with_a_lying_header_is_refused_from_the_header(app, tmp_path:
 
 @pytest.mark.parametrize("where, message", [
     ("UNDER_FILE", "is a file, not a directory"),
-    ("MISSING_PARENT", "does not exist; create it first"),
     ("READ_ONLY", "cannot be written"),
 ])
 def test_unwritable_checkpoint_is_refused_before_training(app, tmp_path: Path, monkeypatch, where, message) -> None:
     (tmp_path / "file").write_text("x")
-    path = {"UNDER_FILE": tmp_path / "file" / "ck.npz", "MISSING_PARENT": tmp_path / "no" / "such" / "ck.npz",
-            "READ_ONLY": Path("/proc/ck.npz")}[where]  # /proc refuses new files even to root
+    path = {"UNDER_FILE": tmp_path / "file" / "ck.npz", "READ_ONLY": Path("/proc/ck.npz")}[where]  # /proc refuses new files even to root
     monkeypatch.setattr(sys.modules["expreg.engine.train"], "train", lambda *a, **k: pytest.fail("training started"))
     res = invoke(app, ["train", "--n", 6, "--d", 3, "--m", 16, "--checkpoint", path, "--json"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert res.stderr.startswith(f"error: --checkpoint {str(path)!r}") and message in res.stderr
+
+
+def test_out_with_missing_folders_is_created(app, tmp_path: Path) -> None:
+    res = invoke(app, ["run", "lazy", "--preset", "tiny", "--out", tmp_path / "new" / "results", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "new" / "results" / "lazy" / "results.parquet").is_file()
 
 
 def test_unwritable_out_directory_is_refused_before_running(app, tmp_path: Path) -> None:

@@ -109,7 +109,9 @@ def test_check_writable(tmp_path: Path) -> None:
         storage.check_writable(tmp_path / "f", "--checkpoint-dir", directory=True)
     with pytest.raises(IsADirectoryError, match="is a directory; give a file name"):
         storage.check_writable(tmp_path, "--checkpoint")
-    with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
-        storage.check_writable(tmp_path / "a" / "b", "--out", directory=True)
+    storage.check_writable(tmp_path / "a" / "b", "--out", directory=True)  # missing folders are created (mkdir -p)
+    assert (tmp_path / "a" / "b").is_dir()
+    storage.check_writable(tmp_path / "c" / "d" / "ck.npz", "--checkpoint")
+    assert (tmp_path / "c" / "d").is_dir() and not (tmp_path / "c" / "d" / "ck.npz").exists()
     with pytest.raises(OSError, match="cannot be written"):
         storage.check_writable("/proc/expreg-ck.npz", "--checkpoint")

@@ -368,3 +368,23 @@ def test_auto_lr_with_all_zero_inputs_is_a_clear_error():
     net = ExpNet.init(3, 8, seed=0)
     with pytest.raises(ValueError, match="lambda_max\\(H\\^cts\\) > 0"):
         train(net, np.zeros((4, 3)), np.ones(4))
+
+
+def test_auto_step_resumes_when_its_value_moves_in_the_last_bits(tmp_path, monkeypatch):
+    # 1/lambda_max computed with another BLAS thread count (or machine) can differ in the last bits:
+    # the checkpoint names the rule "auto", so the run still resumes.
+    import expreg.engine.descent as descent_module
+
+    X, y = make_dataset(8, 3, seed=1)
+    net = ExpNet.init(3, 64, seed=1)
+    path = tmp_path / "ck.npz"
+    first = train(net, X, y, max_steps=6, epsilon=1e-12, checkpoint=path, checkpoint_every=3)
+    original = descent_module.resolve_lr
+
+    def nudged(*args, **kwargs):
+        step, rule = original(*args, **kwargs)
+        return step * (1 + 4e-16), rule
+
+    monkeypatch.setattr(descent_module, "resolve_lr", nudged)
+    resumed = train(net, X, y, max_steps=9, epsilon=1e-12, checkpoint=path, checkpoint_every=3)
+    assert resumed.steps == 9 and resumed.history.loss[:7] == first.history.loss[:7]

@@ -136,29 +136,29 @@ def _checked_size(path: Path, archive: zipfile.ZipFile, name: str) -> int:
 def check_writable(path: str | os.PathLike[str], what: str, *, directory: bool = False) -> None:
     """Refuse, before any work, a path a run could not write its results to.
 
-    ``directory``: ``path`` is a directory the run creates if needed (its
-    parent must exist); otherwise a file whose directory must exist. The
-    check writes and removes a small temporary file where the run will.
+    ``directory``: ``path`` is a directory the run writes into; otherwise a
+    file. Missing folders on the way are created (as ``mkdir -p`` would), so
+    ``--out results/full`` works on a fresh clone; what is refused is a path
+    under a regular file, a read-only place, a file given for a directory or
+    the reverse. The check writes and removes a small temporary file where
+    the run will.
 
     Raises
     ------
-    NotADirectoryError, FileNotFoundError, PermissionError, IsADirectoryError, OSError
+    NotADirectoryError, PermissionError, IsADirectoryError, OSError
         With a message naming ``what`` (e.g. "--checkpoint") and the path.
     """
     target = Path(path)
-    base = target.parent  # must exist: a mistyped path is refused, not created
     if directory and target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{what} {str(target)!r} is a file, not a directory; choose a directory")
     if not directory and target.is_dir():
         raise IsADirectoryError(f"{what} {str(target)!r} is a directory; give a file name inside it")
-    if not base.is_dir():
-        ancestor = next((q for q in (base, *base.parents) if q.exists()), None)
-        if ancestor is not None and not ancestor.is_dir():
-            raise NotADirectoryError(f"{what} {str(target)!r} cannot be written: {str(ancestor)!r} is a file, not a directory")
-        raise FileNotFoundError(f"{what} {str(target)!r} cannot be written: directory {str(base)!r} does not exist; create it first")
-    folder = target if directory else base
+    folder = target if directory else target.parent
+    ancestor = next((q for q in (folder, *folder.parents) if q.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        raise NotADirectoryError(f"{what} {str(target)!r} cannot be written: {str(ancestor)!r} is a file, not a directory")
     try:
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".expreg-write-test-", dir=folder)
         os.close(fd)
         os.unlink(probe)

@@ -218,7 +218,7 @@ class ShardedTrainResult(ResultFigures):
         return {**super().summary(), "m": int(self.m), "world_size": int(self.world_size)}
 
 
-def fingerprint(spec: NetSpec, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool) -> str:
+def fingerprint(spec: NetSpec, X: np.ndarray, y: np.ndarray, lr: float | str, record_every: int | None, track_movement: bool) -> str:
     """Identity of a run for its checkpoints: network, data, step size and recording (not the number of ranks)."""
     return descent.run_fingerprint(spec, X, y, lr, record_every, track_movement)
 
@@ -301,7 +301,7 @@ def train_sharded(
                                   seconds=time.perf_counter() - started, **fields)
 
     def checkpoints(step: float) -> _ShardedCheckpoints:
-        fp = fingerprint(spec, Xn, yn, step, settings.record_every, settings.track_movement)
+        fp = fingerprint(spec, Xn, yn, lr if isinstance(lr, str) else step, settings.record_every, settings.track_movement)
         return _ShardedCheckpoints(shard, spec, Path(checkpoint_dir), fp, lo, hi)  # type: ignore[arg-type]
 
     return descent.descend(shard, lr, settings, make_result, progress=progress,

@@ -159,18 +159,20 @@ def resolve_lr(lr: float | str, m: int, s: float, lambda_max_cts: float, net: An
     return check_positive(lr, "lr", hint="; use lr='auto' for 1/lambda_max(m s^2 H^cts)"), "given"
 
 
-def run_fingerprint(net: Any, X: np.ndarray, y: np.ndarray, lr: float, record_every: int | None, track_movement: bool,
+def run_fingerprint(net: Any, X: np.ndarray, y: np.ndarray, lr: float | str, record_every: int | None, track_movement: bool,
                     weights: tuple[np.ndarray, ...] = ()) -> str:
     """Identity of a run for its checkpoints (sha256 hex digest).
 
     Hashes the settings of ``net`` (an ``ExpNet`` or a ``NetSpec``: d, m, seed,
-    activation, scaling, init, dtype), the step size, what is recorded, the
+    activation, scaling, init, dtype), the step size (its rule, "auto" or
+    "empirical", when it was not given as a number: the computed value moves in
+    its last bits with the BLAS thread count), what is recorded, the
     random-stream scheme (``streams.VERSION``), then
     ``weights`` (W(0) and a, for a network not drawn from its seed alone) and
     the data X (n, d), y (n,) as float64.
     """
     h = hashlib.sha256()
-    h.update(repr((net.d, net.m, net.seed, net.activation, net.scaling, net.init, str(net.dtype), float(lr),
+    h.update(repr((net.d, net.m, net.seed, net.activation, net.scaling, net.init, str(net.dtype), lr if isinstance(lr, str) else float(lr),
                    record_every, bool(track_movement), streams.VERSION)).encode())
     for w in weights:
         h.update(np.ascontiguousarray(w).tobytes())

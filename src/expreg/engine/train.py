@@ -141,7 +141,8 @@ def train(
         return TrainResult(net=net.with_weights(W), seconds=time.perf_counter() - started, **fields)
 
     def checkpoints(step: float) -> _FileCheckpoint:
-        fingerprint = descent.run_fingerprint(net, Xn, yn, step, settings.record_every, settings.track_movement, weights=net.weights_numpy())
+        rule = lr if isinstance(lr, str) else step  # 'auto' hashed as such: its value moves in the last bits with BLAS threads
+        fingerprint = descent.run_fingerprint(net, Xn, yn, rule, settings.record_every, settings.track_movement, weights=net.weights_numpy())
         return _FileCheckpoint(Path(checkpoint), fingerprint, net)  # type: ignore[arg-type]
 
     return descent.descend(shard, lr, settings, make_result, progress=progress, checkpoints=checkpoints if checkpoint is not None else None)
