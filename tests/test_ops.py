@@ -282,7 +282,7 @@ def test_plan_blocks_keeps_coupled_pairs_in_one_block():
     assert plan_blocks(4, 7, 8, block=7, pairs=True).block == 7  # one block holds everything already
 
 
-# --------------------------------------------------- the Gram accumulator (syrk panels)
+# --------------------------------------------------- the Gram accumulator (syrk; features by row panels)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n", [5, 300, 1100])  # 1, 2 and 8 row panels
 def test_gram_panels_match_the_dense_formula_with_general_output_weights(dtype: type, n: int) -> None:

@@ -129,7 +129,7 @@ class Backend:
 
     # Gram accumulation (``ops.GramAccumulator``): S = sum of D D^T over blocks D (n, k)
     def row_panels(self, n: int) -> list[tuple[int, int]]:
-        """Row ranges that split the work of one Gram block into tasks for ``parallel``."""
+        """Row ranges that split the features sigma'(X W_block) of one Gram block into tasks for ``parallel``."""
         return [(0, n)]
 
     def gram_state(self, n: int, dtype: np.dtype) -> Any:
@@ -259,13 +259,13 @@ class NumpyBackend(Backend):
     def row_panels(self, n: int) -> list[tuple[int, int]]:
         return _row_panels(n)
 
-    def gram_state(self, n: int, dtype: np.dtype) -> "_PanelGram":
-        return _PanelGram(self, n, dtype)
+    def gram_state(self, n: int, dtype: np.dtype) -> "_SyrkGram":
+        return _SyrkGram(self, n, dtype)
 
-    def rank_update_(self, state: "_PanelGram", D: np.ndarray) -> None:
+    def rank_update_(self, state: "_SyrkGram", D: np.ndarray) -> None:
         state.update(np.ascontiguousarray(D))
 
-    def gram_lower(self, state: "_PanelGram") -> np.ndarray:
+    def gram_lower(self, state: "_SyrkGram") -> np.ndarray:
         return state.lower()
 
     def relu_(self, x: np.ndarray) -> np.ndarray:
@@ -302,15 +302,14 @@ class NumpyBackend(Backend):
 
 
 def _row_panels(n: int) -> list[tuple[int, int]]:
-    """Row ranges [r_p, r_{p+1}) with r_p ~ n sqrt(p / P): each panel's share of the lower triangle
-    (r_{p+1}^2 - r_p^2) / 2 is about equal. P depends on n only (never on threads), so results
-    do not depend on the thread count."""
+    """Row ranges [r_p, r_{p+1}) (multiples of 8, r_p ~ n sqrt(p / P)) over which a Gram block's
+    features are computed on the backend's threads; P (1 to 8) depends on n only, never on threads."""
     panels = 1 if n < 256 else min(8, n // 128)
     bounds = sorted({0, n, *(min(n, round(n * np.sqrt(p / panels) / 8) * 8) for p in range(1, panels))})
     return list(itertools.pairwise(bounds))
 
 
-class _PanelGram:
+class _SyrkGram:
     """The lower triangle of S = sum D D^T (n x n), updated by BLAS ``syrk`` in place.
 
     One Fortran-ordered accumulator: a C-contiguous D (n, k) is D^T

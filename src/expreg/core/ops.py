@@ -24,8 +24,8 @@ The Gram pass (``GramAccumulator``, used by ``gram`` and ``scan``) needs
 n^2 m flops against n d m for a step, so its blocks are larger (a few
 hundred neurons and more, ``gram_block``): per block, D = sigma'(X W_block)
 is formed by row panels on the backend's threads, then S += D D^T as a
-symmetric rank-k update (NumPy: BLAS syrk on each panel's diagonal block,
-gemm left of it, one BLAS thread per panel; PyTorch: one ``addmm_``), and
+symmetric rank-k update (NumPy: one BLAS syrk on BLAS's threads, writing
+the lower triangle of a Fortran-ordered S in place; PyTorch: one ``addmm_``), and
 the Hadamard factor X X^T is applied once, in float64, when the kernel is
 read.
 
