@@ -46,7 +46,7 @@ demo: install-demo
 	$(VENV)/bin/expreg run lazy --preset quick --out $(DEMO_OUT) $(if $(DEMO_JOBS),--jobs $(DEMO_JOBS))
 	$(VENV)/bin/expreg run width --preset quick --out $(DEMO_OUT) $(if $(DEMO_JOBS),--jobs $(DEMO_JOBS))
 	@echo
-	@echo "== headline numbers (width: m* ~ n^a, the theorem says a = 2) =="
+	@echo "== headline numbers (width: m* ~ n^a over the n measured; the theorem's [paper] n^2 holds lambda fixed) =="
 	@$(VENV)/bin/expreg report --reuse $(DEMO_OUT)
 
 # Lint first (ruff, mypy), then the docs build (a broken example or reference fails), then the suite

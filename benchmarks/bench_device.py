@@ -61,9 +61,9 @@ def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> d
     import impls
     import torch
 
-    from expreg import ops
-    from expreg.activations import EXP
-    from expreg.backends import get_backend
+    from expreg.core import ops
+    from expreg.core.activations import EXP
+    from expreg.core.backends import get_backend
 
     be = get_backend("torch", device)
     dt = np.dtype(dtype)
@@ -115,8 +115,8 @@ def scan_once(
 ) -> dict[str, Any]:
     """One nested-width scan at n points (``scan.nested_gram`` and ``eigen.lazy_criteria``); stops early at ``deadline``."""
     from expreg import eigen, kernels, scan
-    from expreg.backends import get_backend
-    from expreg.data import make_dataset
+    from expreg.core.backends import get_backend
+    from expreg.core.data import make_dataset
 
     be = get_backend("torch", device)
     started = time.perf_counter()  # imports apart: the data, H^cts, lambda_min(H^cts) and the scan count

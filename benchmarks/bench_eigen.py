@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     command = ("python benchmarks/bench_eigen.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     result = section(args.ns, args.width_factor, args.rounds)
     result["command"] = command
-    from expreg.storage import write_json_atomic
+    from expreg.core.storage import write_json_atomic
 
     write_json_atomic(args.out, result)
     write_section(Path(args.md), render(result, command), SECTION)

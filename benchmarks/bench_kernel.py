@@ -264,7 +264,7 @@ def render(result: dict[str, Any], command: str) -> str:
 
 def write_section(md: Path, text: str, heading: str) -> None:
     """Replace (or append) the section starting at ``heading`` in ``md``, atomically."""
-    from expreg.storage import atomic_open
+    from expreg.core.storage import atomic_open
 
     old = md.read_text() if md.exists() else ""
     if heading in old:
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.ns, args.d, args.m, args.dtypes, args.rounds, args.impls, args.device, args.nt_python, args.nt_max_n
     )
     result["command"] = command.strip()
-    from expreg.storage import write_json_atomic
+    from expreg.core.storage import write_json_atomic
 
     write_json_atomic(args.out, result)
     write_section(Path(args.md), render(result, command.strip()), SECTION)

@@ -86,7 +86,7 @@ def _train_worker(args: argparse.Namespace) -> None:
     import numpy as np
 
     import expreg
-    from expreg.distributed import NetSpec, init_from_environment, shutdown, train_sharded
+    from expreg.distributed.sharded import NetSpec, init_from_environment, shutdown, train_sharded
 
     gpu = args.device != "cpu"
     comm, device = init_from_environment(args.device if gpu else None, args.init_method)
@@ -238,7 +238,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def write_section(path: Path, text: str) -> None:
     """Replace the "## Scale-out" section of ``path`` (it runs to the end of the file), or append it."""
-    from expreg.storage import atomic_open
+    from expreg.core.storage import atomic_open
 
     old = path.read_text() if path.exists() else ""
     head = old.split(f"\n{SECTION}\n")[0] if f"\n{SECTION}\n" in old else (old if not old.startswith(SECTION) else "")

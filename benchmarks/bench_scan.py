@@ -61,7 +61,7 @@ def measure(n: int, d: int, widths: list[int], dtype: str, rounds: int, device: 
     H_cts = kernels.ntk(X)
     lam = eigen.lambda_min(H_cts)
 
-    from expreg.backends import get_backend
+    from expreg.core.backends import get_backend
 
     be = get_backend("numpy") if device == "cpu" else get_backend("torch", device)
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     command = ("python benchmarks/bench_scan.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     result = section(args.ns, args.d, args.m_min, args.m_max, args.ratio, args.dtypes, args.rounds, args.device)
     result["command"] = command
-    from expreg.storage import write_json_atomic
+    from expreg.core.storage import write_json_atomic
 
     write_json_atomic(args.out, result)
     write_section(Path(args.md), render(result, command), SECTION)

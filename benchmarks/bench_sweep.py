@@ -58,7 +58,7 @@ def cold_start(reps: int) -> dict[str, float]:
         return min(times)
 
     bare = best("pass")
-    worker = best("import expreg.experiments.warm, expreg.fastpath as f; assert f.enabled()")
+    worker = best("import expreg.experiments.warm, expreg.core.fastpath as f; assert f.enabled()")
     return {"python_bare_s": bare, "worker_import_s": worker, "worker_startup_cold_s": worker - bare}
 
 
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(row), flush=True)
     results["load_average"].append(round(os.getloadavg()[0], 1))
 
-    from expreg.storage import write_json_atomic
+    from expreg.core.storage import write_json_atomic
 
     write_json_atomic(args.out, results)
     write_section(args.md, markdown(results))
@@ -260,7 +260,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 def write_section(path: str, section: str) -> None:
     """Replace (or append) the "## Sweeps" section of ``path``, atomically; other sections untouched."""
-    from expreg.storage import atomic_open
+    from expreg.core.storage import atomic_open
 
     target = Path(path)
     old = target.read_text() if target.exists() else ""

@@ -12,8 +12,8 @@ lazily, so a benchmark subprocess only loads what it measures.
 
 Names
 -----
-expreg-numpy     expreg.ops on the NumPy backend (threads, fused exp, kept blocks)
-expreg-torch     expreg.ops on the PyTorch backend (same code path)
+expreg-numpy     expreg.core.ops on the NumPy backend (threads, fused exp, kept blocks)
+expreg-torch     expreg.core.ops on the PyTorch backend (same code path)
 torch-autograd   plain PyTorch: loss.backward()
 torch-compile    torch.compile of the same autograd step
 torch-manual     PyTorch with the hand-derived gradient
@@ -78,9 +78,9 @@ def device_label(library: str, device: str) -> str:
 
 
 def _expreg_numpy(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
-    from expreg import fastpath, ops
-    from expreg.activations import EXP
-    from expreg.backends import get_backend
+    from expreg.core import fastpath, ops
+    from expreg.core.activations import EXP
+    from expreg.core.backends import get_backend
 
     be = get_backend("numpy")
     G = np.empty_like(W)  # W is this process's own copy: updated in place
@@ -97,9 +97,9 @@ def _expreg_numpy(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, de
 
 
 def _expreg_torch(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
-    from expreg import ops
-    from expreg.activations import EXP
-    from expreg.backends import get_backend
+    from expreg.core import ops
+    from expreg.core.activations import EXP
+    from expreg.core.backends import get_backend
 
     be = get_backend("torch", device)
     Xt, yt, Wt, at = (be.asarray(v, v.dtype) for v in (X, y, W, a))

@@ -92,7 +92,7 @@ def exp_rates(dtype: np.dtype, threads: int, size: int = 32768) -> dict[str, flo
 
     rates = {"numpy np.exp": _threaded_rate(numpy_exp, size, threads)}
 
-    from expreg import fastpath
+    from expreg.core import fastpath
 
     if fastpath.enabled():
 

@@ -35,7 +35,7 @@ NOTES = """\
   (vectorised polynomial) fused with the partial predictions, and the block
   stays in memory (up to a 2 GiB budget) for the backward GEMM
   G_block = (X * r)^T E_block. Without numba it falls back to np.exp.
-  The PyTorch backend runs the same `expreg.ops` code with torch tensors.
+  The PyTorch backend runs the same `expreg.core.ops` code with torch tensors.
 - expreg's PyTorch backend runs the same blocked code, but on the CPU its
   exp is not fused with the row sums and its blocks run one after another
   (PyTorch threads each operation), so the NumPy backend is the faster one

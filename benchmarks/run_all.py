@@ -254,7 +254,7 @@ FOREIGN_SECTIONS = (
 
 def write_markdown(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically, keeping the sections other benchmarks appended."""
-    from expreg.storage import atomic_open
+    from expreg.core.storage import atomic_open
 
     target = Path(path)
     old = target.read_text() if target.exists() else ""
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     impls = args.impls or (GPU_IMPLS if gpu else CPU_IMPLS)
     dtypes = args.dtypes or (["float32"] if args.quick else ["float32", "float64"])
 
-    from expreg.storage import write_json_atomic
+    from expreg.core.storage import write_json_atomic
 
     if args.render:
         results = json.loads(Path(args.out).read_text())
@@ -387,7 +387,7 @@ def gpu_section(
     args: argparse.Namespace, impls: list[str], dtypes: list[str], argv: list[str] | None
 ) -> dict[str, Any]:
     """Measure one section on the GPU and merge it into results-cuda.json (the other sections are kept)."""
-    from expreg.storage import write_json_atomic
+    from expreg.core.storage import write_json_atomic
 
     path = Path(args.out)
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"device": args.device, "sections": {}}

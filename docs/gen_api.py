@@ -21,36 +21,40 @@ from types import ModuleType
 SUBMODULES: list[tuple[str, str, str]] = [
     (
         "Kernels",
-        "expreg.kernels",
+        "expreg.core.kernels",
         "Closed-form infinite-width kernels, the finite-width NTK, eigenvalues, the kernel-predicted trajectory (theory section 3-4).",
     ),
     (
         "Eigenvalues",
-        "expreg.eigen",
+        "expreg.core.eigen",
         "Extreme eigenvalues, spectral norms and the two lazy-regime criteria (theory section 3-4).",
     ),
     (
         "Nested-width scan",
-        "expreg.scan",
+        "expreg.engine.scan",
         "H^dis at every width of a grid in one pass over the neurons (theory section 6).",
     ),
     (
         "Theorem calculator",
-        "expreg.theory",
+        "expreg.core.theory",
         "The theorem's width, step size, iterations and bounds, each tagged [paper] or [derived] (theory section 4-5).",
     ),
-    ("Data", "expreg.data", "Synthetic data on the unit sphere and ``.npz`` loading."),
+    ("Data", "expreg.core.data", "Synthetic data on the unit sphere and ``.npz`` loading."),
     (
         "Initialisation",
-        "expreg.initialisation",
+        "expreg.core.initialisation",
         "The initial weights, drawn neuron by neuron so that widths are nested (theory section 1).",
     ),
     (
         "scikit-learn kernels",
-        "expreg.sklearn_kernels",
+        "expreg.sklearn.kernels",
         "H^cts and the NNGP kernel as scikit-learn ``Kernel`` objects (needs ``expreg[sklearn]``).",
     ),
-    ("Random streams", "expreg.streams", "One independent random stream per kind of random object (theory section 1)."),
+    (
+        "Random streams",
+        "expreg.core.streams",
+        "One independent random stream per kind of random object (theory section 1).",
+    ),
     (
         "Experiments",
         "expreg.experiments",
@@ -68,12 +72,12 @@ SUBMODULES: list[tuple[str, str, str]] = [
     ),
     (
         "Width-sharded training",
-        "expreg.distributed",
+        "expreg.distributed.sharded",
         "Gradient descent with the neurons split over torch.distributed ranks (needs ``expreg[torch]``).",
     ),
     (
         "Sharded checkpoints",
-        "expreg.distributed_checkpoint",
+        "expreg.distributed.checkpoint",
         "Checkpoints of a width-sharded run, readable with any number of ranks.",
     ),
 ]

@@ -46,8 +46,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from expreg import ExpRegressor, UnitBallScaler
-from expreg.sklearn_kernels import NTKKernel
-from expreg.storage import atomic_open
+from expreg.core.storage import atomic_open
+from expreg.sklearn.kernels import NTKKernel
 
 WIDTHS = (64, 256, 1024, 4096)
 QUICK_WIDTHS = (32, 128)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from expreg.data import make_dataset
+from expreg.core.data import make_dataset
 
 
 @pytest.fixture

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 
 from expreg import kernels
-from expreg.activations import ACTIVATIONS, EXP, RELU, Activation, get_activation
-from expreg.backends import Array, Backend
-from expreg.data import sphere
-from expreg.model import ExpNet
-from expreg.sklearn import ExpRegressor
-from expreg.sklearn_kernels import NNGPKernel, NTKKernel
+from expreg.core.activations import ACTIVATIONS, EXP, RELU, Activation, get_activation
+from expreg.core.backends import Array, Backend
+from expreg.core.data import sphere
+from expreg.core.model import ExpNet
+from expreg.sklearn.estimator import ExpRegressor
+from expreg.sklearn.kernels import NNGPKernel, NTKKernel
 
 
 def _half_exp_(be: Backend, Z: Array) -> Array:

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch  # part of the test extra: a missing torch fails the suite rather than skipping its tests
 
-from expreg import ExpNet, ops
-from expreg.activations import EXP
-from expreg.backends import NumpyBackend, canonical_dtype, default_threads, get_backend
-from expreg.data import make_dataset
-from expreg.train import train
+from expreg import ExpNet
+from expreg.core import ops
+from expreg.core.activations import EXP
+from expreg.core.backends import NumpyBackend, canonical_dtype, default_threads, get_backend
+from expreg.core.data import make_dataset
+from expreg.engine.train import train
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ONE_PASS = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}
@@ -152,7 +153,7 @@ def test_errors_name_the_bad_value() -> None:
 
 
 def test_torch_tensors_are_recognised_and_brought_to_the_host() -> None:
-    from expreg.backends import host_array, is_torch_tensor
+    from expreg.core.backends import host_array, is_torch_tensor
 
     t = torch.arange(6, dtype=torch.float64, device=DEVICE).reshape(2, 3).requires_grad_()
     x = np.arange(6.0).reshape(2, 3)
@@ -310,7 +311,7 @@ def test_matmul_out_views_that_blas_writes_in_place() -> None:
 
 
 def test_memory_budget_is_a_fraction_of_the_device_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from expreg.backends import TorchBackend
+    from expreg.core.backends import TorchBackend
 
     be = TorchBackend("cpu")
     assert be.device_memory() is None and ops.default_memory_budget(be) == ops.DEFAULT_MEMORY_BUDGET
@@ -348,7 +349,7 @@ def test_scratch_blocks_exist_only_when_activations_are_recomputed(keep: bool) -
 def test_numpy_sum_rows_adds_rows_in_order_like_the_loop() -> None:
     # Row order is what keeps results independent of the thread count (ops sums partial predictions per chunk):
     # the vectorised reduction must round exactly as the row-by-row loop of the generic Backend.sum_rows.
-    from expreg.backends import Backend
+    from expreg.core.backends import Backend
 
     rng = np.random.default_rng(5)
     be = get_backend("numpy")

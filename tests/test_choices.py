@@ -1,4 +1,4 @@
-"""Each choice is declared once (expreg.choices) and every place accepts exactly its values.
+"""Each choice is declared once (expreg.core.choices) and every place accepts exactly its values.
 
 For each choice, every entry point (library function, estimator, command-line
 option, experiment configuration) is run over the declared values, which it
@@ -19,14 +19,15 @@ import typer.main
 from typer.testing import CliRunner
 
 import expreg
-from expreg import choices, data, initialisation, kernels
-from expreg.activations import ACTIVATIONS, get_activation
-from expreg.backends import canonical_dtype, get_backend
-from expreg.choices import BackendName, DType, Init, LabelKind, Scaling
+from expreg import data, kernels
 from expreg.cli import build_app
+from expreg.core import choices, initialisation
+from expreg.core.activations import ACTIVATIONS, get_activation
+from expreg.core.backends import canonical_dtype, get_backend
+from expreg.core.choices import BackendName, DType, Init, LabelKind, Scaling
 from expreg.experiments import get_config
-from expreg.sklearn import ExpRegressor
-from expreg.sklearn_kernels import NNGPKernel, NTKKernel
+from expreg.sklearn.estimator import ExpRegressor
+from expreg.sklearn.kernels import NNGPKernel, NTKKernel
 
 X = np.array([[0.6, 0.0], [0.0, 0.6], [0.3, 0.3], [-0.4, 0.1]])
 Y = np.array([0.5, -0.5, 0.1, 0.2])

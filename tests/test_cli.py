@@ -111,11 +111,11 @@ def test_train_table_output_and_checkpoint_resume(app, tmp_path: Path) -> None:
 
 
 def test_too_wide_a_run_is_refused_before_allocating(app, monkeypatch) -> None:
-    import expreg.model
-    import expreg.resources
+    import expreg.core.model
+    import expreg.core.resources
 
-    monkeypatch.setattr(expreg.resources, "available_memory", lambda: 2**30)
-    monkeypatch.setattr(expreg.model.ExpNet, "init", lambda *a, **k: pytest.fail("W was drawn"))
+    monkeypatch.setattr(expreg.core.resources, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(expreg.core.model.ExpNet, "init", lambda *a, **k: pytest.fail("W was drawn"))
     res = invoke(app, ["train", "--m", "10000000000", "--json"])
     assert res.exit_code == 2 and res.stdout == "" and "Traceback" not in res.output
     # n = 64, d = 16 float64: (4 d + 1) m + n m items (activations kept) + 8 n^2 + 2 n d + 2 n float64 <= 1 GiB, m even
@@ -155,7 +155,7 @@ def test_unwritable_checkpoint_is_refused_before_training(app, tmp_path: Path, m
     path = {"UNDER_FILE": tmp_path / "file" / "ck.npz", "READ_ONLY": Path("/proc/ck.npz")}[
         where
     ]  # /proc refuses new files even to root
-    monkeypatch.setattr(sys.modules["expreg.train"], "train", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(sys.modules["expreg.engine.train"], "train", lambda *a, **k: pytest.fail("training started"))
     res = invoke(app, ["train", "--n", 6, "--d", 3, "--m", 16, "--checkpoint", path, "--json"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert res.stderr.startswith(f"error: --checkpoint {str(path)!r}") and message in res.stderr
@@ -178,7 +178,7 @@ def test_a_failed_final_save_prints_the_result_before_the_error(app, tmp_path: P
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(sys.modules["expreg.train"], "save_npz_atomic", disk_full)
+    monkeypatch.setattr(sys.modules["expreg.engine.train"], "save_npz_atomic", disk_full)
     res = invoke(
         app, ["train", "--n", 6, "--d", 3, "--m", 16, "--max-steps", 3, "--checkpoint", tmp_path / "ck.npz", "--json"]
     )
@@ -329,7 +329,7 @@ def test_interrupt_is_one_line_and_exit_code_130(app, monkeypatch) -> None:
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sys.modules["expreg.train"], "train", interrupted)
+    monkeypatch.setattr(sys.modules["expreg.engine.train"], "train", interrupted)
     res = invoke(app, ["train", "--n", 4, "--d", 2, "--m", 8, "--json"])
     assert res.exit_code == 130
     assert res.stderr.startswith("error: interrupted") and "Traceback" not in res.output

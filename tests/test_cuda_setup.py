@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from expreg import distributed_comm
+from expreg.distributed import comm as distributed_comm
 
 torch = pytest.importorskip("torch")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from expreg import CheckpointError, load_dataset, make_dataset, sphere
-from expreg.data import labels
+from expreg.core.data import labels
 
 
 def test_sphere_points_are_unit_vectors_drawn_uniformly() -> None:

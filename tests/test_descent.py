@@ -1,4 +1,4 @@
-"""The shared gradient-descent loop (expreg.descent) and its hooks (docs/theory.md sections 2, 3).
+"""The shared gradient-descent loop (expreg.engine.descent) and its hooks (docs/theory.md sections 2, 3).
 
 The per-step collectives of ``Shard`` are checked against direct NumPy
 formulas; the loop with a two-rank communicator (threads exchanging arrays
@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 import expreg
-from expreg import ExpNet, TrainingDivergedError, descent
-from expreg.distributed import NetSpec, shard_range, train_sharded
-from expreg.distributed_comm import Communicator
+from expreg import ExpNet, TrainingDivergedError
+from expreg.distributed.sharded import NetSpec, shard_range, train_sharded
+from expreg.engine import descent
+from expreg.engine.communicator import Communicator
 
 
 # ------------------------------------------------------------------ helpers

@@ -23,10 +23,11 @@ import numpy as np
 import pytest
 
 import expreg
-from expreg import distributed_checkpoint as ckpt
-from expreg.distributed import Communicator, NetSpec, shard_range, train_sharded
-from expreg.errors import CheckpointError, TrainingDivergedError
-from expreg.train import History
+from expreg.core.errors import CheckpointError, TrainingDivergedError
+from expreg.distributed import checkpoint as ckpt
+from expreg.distributed.sharded import NetSpec, shard_range, train_sharded
+from expreg.engine.communicator import Communicator
+from expreg.engine.train import History
 
 DATA = dict(n=6, d=3, seed=2)  # the seed of KILLED's network too: the data of `expreg distributed --seed 2`
 # name -> (NetSpec keywords, train keywords). m = 7 and 9 are odd; m = 6 over 2 ranks splits the pair (2, 3).
@@ -419,7 +420,7 @@ def _agreement_error(
     fields0: list[tuple[str, Any]], fields1: list[tuple[str, Any]], error1: Exception | None = None
 ) -> str:
     """The message rank 0 stops with when rank 1 holds ``fields1`` ("" when they agree)."""
-    from expreg.distributed import RanksDisagreeError, check_ranks_agree
+    from expreg.distributed.sharded import RanksDisagreeError, check_ranks_agree
 
     peer = _Recorder()
     if error1 is None:
@@ -494,7 +495,7 @@ def test_command_lines_that_differ_are_named(field: str, other: Any, flag: str) 
 
 
 def test_runs_that_differ_are_named_by_train_sharded_fields() -> None:
-    from expreg.distributed import run_fields
+    from expreg.distributed.sharded import run_fields
 
     X, y = _data()
     spec = NetSpec(3, 8, seed=2, init="gaussian")
@@ -642,7 +643,7 @@ def test_a_rank_alone_stops_after_the_timeout(tmp_path: Path) -> None:
 
 
 def test_a_failed_final_save_keeps_the_finished_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from expreg.descent import ResultNotSavedError
+    from expreg.engine.descent import ResultNotSavedError
 
     spec, kw = CONFIGS["gaussian_odd_m"]
     X, y = _data()

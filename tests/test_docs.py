@@ -93,4 +93,6 @@ def test_api_page_lists_every_public_name(gen_api):
         mod = importlib.import_module(path)
         for name in gen_api.module_names(path):
             assert name in listed and hasattr(mod, name), (path, name)
-    assert "ntk" in gen_api.module_names("expreg.kernels") and "required_width" in gen_api.module_names("expreg.theory")
+    assert "ntk" in gen_api.module_names("expreg.core.kernels") and "required_width" in gen_api.module_names(
+        "expreg.core.theory"
+    )

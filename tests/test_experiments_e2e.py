@@ -49,8 +49,8 @@ def test_convergence(tmp_path):
 
 
 def test_width(tmp_path):
+    from expreg.core.model import ExpNet
     from expreg.experiments.width import task_seed
-    from expreg.model import ExpNet
 
     cfg, df, summary = run("width", tmp_path, scan_dtype="float64")
     grid = [float(m) for m in cfg.grid]

@@ -101,7 +101,7 @@ def test_reuse_and_experiments_without_runs(results, tmp_path):
 
     shutil.copytree(results, tmp_path / "r")
     (tmp_path / "r" / "width").mkdir()
-    from expreg.storage import write_json_atomic
+    from expreg.core.storage import write_json_atomic
 
     cfg = get_config("width", "tiny")
     write_json_atomic(

@@ -114,7 +114,7 @@ def test_make_executor_arguments():
 
 
 def test_pool_workers_share_the_cores_without_oversubscribing():
-    from expreg.backends import default_threads
+    from expreg.core.backends import default_threads
     from expreg.experiments.runner import default_jobs
 
     for jobs in (1, 2):

@@ -76,7 +76,7 @@ def test_rows_with_different_columns_keep_every_value_in_one_part(tmp_path):
 
 
 def test_every_unreadable_part_is_named_in_one_message(tmp_path):
-    from expreg.errors import CheckpointError
+    from expreg.core.errors import CheckpointError
 
     store = ResultStore(tmp_path)
     good = store.append(rows(["a"]))

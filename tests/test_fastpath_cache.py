@@ -13,8 +13,8 @@ import sys
 
 PROBE = """
 import json
-import expreg.fastpath as f
-from expreg import _fastkernels as k
+import expreg.core.fastpath as f
+from expreg.core import _fastkernels as k
 assert f.warm_up()
 kernels = (k.exp_matvec, k.exp_flat)
 print(json.dumps({"hits": sum(sum(d.stats.cache_hits.values()) for d in kernels),

@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 
 from expreg import ExpNet
-from expreg.initialisation import CHUNK, init_weights
+from expreg.core.initialisation import CHUNK, init_weights
 
 
 @pytest.mark.parametrize("init", ["coupled", "gaussian"])

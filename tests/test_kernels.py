@@ -17,7 +17,7 @@ import numpy.polynomial.hermite_e as He
 import pytest
 
 from expreg import ExpNet, ExpOverflowError, InputOutsideUnitBallWarning, kernels
-from expreg.data import sphere
+from expreg.core.data import sphere
 
 
 def gh_expectation(f, d: int, order: int = 60) -> np.ndarray:
@@ -294,7 +294,7 @@ def test_predicted_trajectory_refuses_fractional_or_negative_steps() -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    import expreg.kernels
+    import expreg.core.kernels
 
     failures, tried = doctest.testmod(expreg.kernels, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0

@@ -1,7 +1,7 @@
 """ExpNet (docs/theory.md sections 1-2): predictions, loss and gradient against independent truth.
 
 Truth used here: a direct NumPy evaluation of F(W, x) = s sum_r a_r sigma(<w_r, x>)
-written from docs/theory.md (not through expreg.ops), and central finite differences
+written from docs/theory.md (not through expreg.core.ops), and central finite differences
 of the loss in float64.
 """
 
@@ -248,9 +248,9 @@ def test_predict_with_huge_inputs_warns_then_raises(dtype) -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    import expreg.model
+    import expreg.core.model
 
-    failures, tried = doctest.testmod(expreg.model, optionflags=doctest.NORMALIZE_WHITESPACE)
+    failures, tried = doctest.testmod(expreg.core.model, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
 
 
@@ -266,7 +266,7 @@ def test_loss_overflow_is_an_error_not_inf() -> None:
 
 # ------------------------------------------------------------------ the network description
 def test_netspec_draws_any_slice_of_the_network_of_its_seed() -> None:
-    from expreg.model import NetSpec
+    from expreg.core.model import NetSpec
 
     spec = NetSpec(3, 10, seed=4, init="coupled", dtype=np.float32)
     W, a = ExpNet.init(3, 10, seed=4, dtype=np.float32).weights_numpy()
@@ -279,7 +279,7 @@ def test_netspec_draws_any_slice_of_the_network_of_its_seed() -> None:
 
 @pytest.mark.parametrize("scaling, s", [("none", 1.0), ("ntk", 1 / 8.0)])
 def test_netspec_owns_s_and_the_block_plan(scaling: str, s: float) -> None:
-    from expreg.model import NetSpec
+    from expreg.core.model import NetSpec
 
     spec = NetSpec(2, 64, scaling=scaling, block=5)
     assert spec.s == s
@@ -292,8 +292,8 @@ def test_netspec_owns_s_and_the_block_plan(scaling: str, s: float) -> None:
 
 
 def test_a_network_is_its_description_plus_weights() -> None:
-    from expreg import distributed
-    from expreg.model import NetSpec
+    from expreg.core.model import NetSpec
+    from expreg.distributed import sharded as distributed
 
     net = ExpNet.init(3, 8, seed=5, activation="relu", scaling="ntk", init="gaussian", dtype=np.float32, block=4)
     assert net.spec == NetSpec(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from expreg import fastpath, ops
-from expreg.activations import EXP, RELU
-from expreg.backends import get_backend
-from expreg.errors import ExpOverflowError
+from expreg.core import fastpath, ops
+from expreg.core.activations import EXP, RELU
+from expreg.core.backends import get_backend
+from expreg.core.errors import ExpOverflowError
 
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 DTYPES = [np.float32, np.float64]
@@ -262,8 +262,8 @@ def test_without_numba_the_numpy_fallback_gives_the_same_step(monkeypatch: pytes
     fast = ops.forward_backward(get_backend("numpy"), EXP, X, W, a, y, 1.0, ops.BlockPlan(16, True))
     monkeypatch.setattr(fastpath, "_kernels", None)
     monkeypatch.setattr(fastpath, "_failed", None)
-    monkeypatch.setitem(__import__("sys").modules, "expreg._fastkernels", None)  # import now fails
-    monkeypatch.delattr(__import__("expreg"), "_fastkernels", raising=False)
+    monkeypatch.setitem(__import__("sys").modules, "expreg.core._fastkernels", None)  # import now fails
+    monkeypatch.delattr(__import__("sys").modules["expreg.core"], "_fastkernels", raising=False)
     assert not fastpath.enabled()
     slow = ops.forward_backward(get_backend("numpy"), EXP, X, W, a, y, 1.0, ops.BlockPlan(16, True))
     u_ref, G_ref = dense_reference(X, W, a, y, 1.0)
@@ -280,7 +280,7 @@ def test_environment_variable_turns_the_fast_path_off(monkeypatch: pytest.Monkey
 
 
 def test_plan_blocks_keeps_coupled_pairs_in_one_block():
-    from expreg.ops import plan_blocks
+    from expreg.core.ops import plan_blocks
 
     assert plan_blocks(4, 100, 8, block=7, pairs=True).block == 8
     assert plan_blocks(4, 100, 8, block=7).block == 7
@@ -307,7 +307,7 @@ def test_gram_panels_match_the_dense_formula_with_general_output_weights(dtype: 
 
 
 def test_gram_does_not_depend_on_the_thread_count() -> None:
-    from expreg.backends import NumpyBackend
+    from expreg.core.backends import NumpyBackend
 
     rng = np.random.default_rng(0)
     X, W = rng.standard_normal((900, 4)) * 0.4, rng.standard_normal((4, 500))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from expreg import ExpNet, ExpOverflowError, kernels, scan
-from expreg.initialisation import init_weights
+from expreg.core.initialisation import init_weights
 
 
 def points_in_ball(n: int, d: int, seed: int) -> np.ndarray:

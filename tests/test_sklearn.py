@@ -19,8 +19,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import expreg
 from expreg import ExpNet, TrainingDivergedError, kernels, train
-from expreg.data import make_dataset
-from expreg.sklearn import ExpRegressor, UnitBallScaler
+from expreg.core.data import make_dataset
+from expreg.sklearn.estimator import ExpRegressor, UnitBallScaler
 
 ROOT = Path(__file__).resolve().parents[1]
 

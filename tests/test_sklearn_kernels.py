@@ -10,9 +10,10 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
 from sklearn.kernel_ridge import KernelRidge
 
-from expreg import ExpNet, kernels, sklearn_kernels
-from expreg.data import make_dataset
-from expreg.sklearn_kernels import NNGPKernel, NTKKernel
+from expreg import ExpNet, kernels
+from expreg.core.data import make_dataset
+from expreg.sklearn import kernels as sklearn_kernels
+from expreg.sklearn.kernels import NNGPKernel, NTKKernel
 
 ACTIVATIONS = ("exp", "relu")
 ALL = [NTKKernel(a) for a in ACTIVATIONS] + [NNGPKernel(a) for a in ACTIVATIONS]

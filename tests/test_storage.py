@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import expreg.storage as storage
+import expreg.core.storage as storage
 from expreg import CheckpointError
 
 

@@ -7,8 +7,8 @@ import pytest
 
 import expreg
 from expreg import streams
-from expreg.errors import CheckpointError
-from expreg.initialisation import init_weights
+from expreg.core.errors import CheckpointError
+from expreg.core.initialisation import init_weights
 
 
 @pytest.mark.parametrize("seed", [0, 1, 7])

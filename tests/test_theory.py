@@ -161,7 +161,7 @@ def test_linear_rate_bound_holds_for_a_lazy_run() -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    import expreg.theory
+    import expreg.core.theory
 
     failures, tried = doctest.testmod(expreg.theory, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import expreg.storage
+import expreg.core.storage
 from expreg import CheckpointError, ExpNet, ExpOverflowError, TrainingDivergedError, kernels, make_dataset, train
-from expreg.train import History
+from expreg.engine.train import History
 
 
 @pytest.fixture(scope="module")
@@ -335,12 +335,12 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, ckpt_problem, monkeypatch)
             raise OSError("disk full (simulated)")
         real_savez(fh, **arrays)
 
-    monkeypatch.setattr(expreg.storage.np, "savez", failing_savez)
+    monkeypatch.setattr(expreg.core.storage.np, "savez", failing_savez)
     with pytest.raises(OSError, match="simulated"):
         train(net, X, y, checkpoint=path, checkpoint_every=10, **kw)
-    monkeypatch.setattr(expreg.storage.np, "savez", real_savez)
+    monkeypatch.setattr(expreg.core.storage.np, "savez", real_savez)
     assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # no temporary file left behind
-    data = expreg.storage.load_npz(path)
+    data = expreg.core.storage.load_npz(path)
     assert int(data["step"]) == 10  # the first checkpoint, complete
     _same_run(train(net, X, y, checkpoint=path, checkpoint_every=10, **kw), full)
 
@@ -381,7 +381,7 @@ def test_auto_lr_with_all_zero_inputs_is_a_clear_error():
 def test_auto_step_resumes_when_its_value_moves_in_the_last_bits(tmp_path, monkeypatch):
     # 1/lambda_max computed with another BLAS thread count (or machine) can differ in the last bits:
     # the checkpoint names the rule "auto", so the run still resumes.
-    import expreg.descent as descent_module
+    import expreg.engine.descent as descent_module
 
     X, y = make_dataset(8, 3, seed=1)
     net = ExpNet.init(3, 64, seed=1)

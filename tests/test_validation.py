@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from expreg import ExpNet, InputOutsideUnitBallWarning, kernels, train
-from expreg.data import sphere
-from expreg.validation import (
+from expreg.core.data import sphere
+from expreg.core.validation import (
     check_distinct,
     check_nonnegative,
     check_positive,

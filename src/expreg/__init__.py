@@ -12,12 +12,14 @@ descent, with every quantity its proof uses. See docs/theory.md for the maths.
 True
 """
 
-from . import eigen, kernels, scan, theory
-from .data import load_dataset, make_dataset, sphere
-from .errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError
-from .model import ExpNet
-from .train import History, TrainResult, train
-from .validation import InputOutsideUnitBallWarning
+# the modules also reached as attributes: expreg.kernels.ntk(X), expreg.data.sphere(...), ...
+from .core import data, eigen, kernels, streams, theory  # noqa: F401 (data, streams: attributes outside __all__)
+from .core.data import load_dataset, make_dataset, sphere
+from .core.errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError
+from .core.model import ExpNet
+from .core.validation import InputOutsideUnitBallWarning
+from .engine import scan
+from .engine.train import History, TrainResult, train
 
 __version__ = "0.1.0"
 

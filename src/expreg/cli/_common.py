@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import ExpregError
+from ..core.errors import ExpregError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

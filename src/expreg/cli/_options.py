@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import typer
 
-from ..activations import ACTIVATIONS
-from ..choices import BackendName, DType, Init, LabelKind, Scaling
+from ..core.activations import ACTIVATIONS
+from ..core.choices import BackendName, DType, Init, LabelKind, Scaling
 
 #: Size of the synthetic data when --n / --d are not given.
 DEFAULT_N, DEFAULT_D = 64, 16
 
-#: The option types: the choices of ``expreg.choices`` (activations: those registered at import).
+#: The option types: the choices of ``expreg.core.choices`` (activations: those registered at import).
 # (built at run time from the registry: the type checker sees the base class)
 if TYPE_CHECKING:
-    from ..choices import Choice as Activation
+    from ..core.choices import Choice as Activation
 else:
     Activation = ACTIVATIONS.as_choice("Activation")
 Labels = LabelKind
@@ -79,7 +79,7 @@ class RunOptions:
         With ``--data``, a ``--n`` or ``--d`` given too must match the file
         (else ValueError). The out-of-ball warning is left to the training.
         """
-        from .. import data as data_mod
+        from ..core import data as data_mod
 
         if self.data is None:
             n, d = self.shape
@@ -100,7 +100,7 @@ class RunOptions:
         (``resources.check_train_fits``; ``ranks`` split m, ``ranks_here``
         of them share this machine).
         """
-        from ..resources import check_train_fits
+        from ..core.resources import check_train_fits
 
         def check(n: int, d: int) -> None:
             on_host = self.device is None or self.device.startswith("cpu")

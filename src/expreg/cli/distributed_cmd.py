@@ -8,7 +8,7 @@ arguments follow ``--``.) Run without torchrun it trains as the only rank.
 Rank 0 prints the summary.
 
 Every rank must be given the same arguments and data: before the first step
-the ranks compare them (``distributed.check_ranks_agree``) and all stop
+the ranks compare them (``distributed.sharded.check_ranks_agree``) and all stop
 with one message naming the first that differs. A rank that fails its own
 checks (a bad file, too little memory) makes the others stop too; one that
 is gone, or silent for --timeout seconds, stops the others with a message.
@@ -55,9 +55,9 @@ def distributed_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the summary on stdout (rank 0)."),
 ) -> None:
     """Train one network with its neurons split over the ranks of a torchrun launch (gloo on CPU, NCCL on CUDA)."""
-    from ..descent import ResultNotSavedError
-    from ..distributed import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
-    from ..storage import check_writable
+    from ..core.storage import check_writable
+    from ..distributed.sharded import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
+    from ..engine.descent import ResultNotSavedError
 
     device, backend = opts.device, opts.backend
     if device is not None and device.startswith("cuda") and backend != "torch":
@@ -132,3 +132,10 @@ def _plain(value: Any) -> Any:
 
 def register(app: typer.Typer) -> None:
     app.command("distributed")(distributed_command)
+
+
+def module_main(argv: list[str] | None = None) -> int:
+    """``python -m expreg.distributed ...`` (for torchrun): the ``expreg distributed`` command."""
+    from . import main as cli_main
+
+    return cli_main(["distributed", *(sys.argv[1:] if argv is None else argv)])

@@ -42,8 +42,8 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run an experiment (resuming: runs already in the table are skipped), then write the report."""
+    from ..core.storage import check_writable
     from ..experiments import build_report, get_config, run_experiment
-    from ..storage import check_writable
 
     if jobs is not None and jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")

@@ -30,10 +30,10 @@ def theory_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Print B, R, the theorem's width, step size, iterations and movement bound (docs/theory.md section 5)."""
-    from .. import data as data_mod
-    from ..kernels import ntk_lambda
-    from ..resources import check_fits
-    from ..theory import theorem_quantities
+    from ..core import data as data_mod
+    from ..core.kernels import ntk_lambda
+    from ..core.resources import check_fits
+    from ..core.theory import theorem_quantities
 
     if lam is not None and data is not None:
         raise ValueError("--lambda and --data both given: lambda is computed from --data; give one of them")

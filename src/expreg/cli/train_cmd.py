@@ -26,10 +26,10 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train one network by full-batch gradient descent and print its summary."""
-    from ..descent import ResultNotSavedError
-    from ..model import ExpNet
-    from ..storage import check_writable
-    from ..train import train
+    from ..core.model import ExpNet
+    from ..core.storage import check_writable
+    from ..engine.descent import ResultNotSavedError
+    from ..engine.train import train
 
     if checkpoint is not None:
         check_writable(checkpoint, "--checkpoint")

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import make_dataset
-from ..errors import TrainingDivergedError
-from ..model import ExpNet
-from ..train import TrainResult, train
+from ..core.data import make_dataset
+from ..core.errors import TrainingDivergedError
+from ..core.model import ExpNet
+from ..engine.train import TrainResult, train
 
 
 def dataset(n: int, d: int, seed: int, label_kind: str = "uniform") -> tuple[np.ndarray, np.ndarray]:

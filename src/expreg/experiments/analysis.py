@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..storage import write_json_atomic
+from ..core.storage import write_json_atomic
 from .base import get_experiment
 from .store import ResultStore
 

@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..activations import ACTIVATIONS
-from ..choices import DType as DTypeChoice
-from ..choices import Init as InitChoice
-from ..choices import LabelKind
-from ..choices import Scaling as ScalingChoice
+from ..core.activations import ACTIVATIONS
+from ..core.choices import DType as DTypeChoice
+from ..core.choices import Init as InitChoice
+from ..core.choices import LabelKind
+from ..core.choices import Scaling as ScalingChoice
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-# Field types of the choices (``expreg.choices``): Literals of their string
+# Field types of the choices (``expreg.core.choices``): Literals of their string
 # values, so fields hold plain strings and the configuration hashes of
 # ``model_dump(mode="json")`` do not depend on how a value was given.
 # The type checker sees them as str (they are built at run time from the registries).

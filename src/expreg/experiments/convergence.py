@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from .. import kernels, theory
+from ..core import kernels, theory
 from ._common import dataset, network, subsample, train_safely
 from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
 

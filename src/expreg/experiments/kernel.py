@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from .. import kernels
+from ..core import kernels
 from ._common import dataset, network, train_safely
 from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
 from .fitting import bootstrap_slope, geometric_mean

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from .. import theory
-from ..activations import get_activation
+from ..core import theory
+from ..core.activations import get_activation
 from ._common import dataset, network, train_safely
 from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
 from .fitting import bootstrap_slope, geometric_mean

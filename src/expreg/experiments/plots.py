@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..storage import atomic_open
+from ..core.storage import atomic_open
 from .fitting import SlopeFit
 
 #: One colour per series, in order.

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.linalg
 from pydantic import Field, field_validator
 
-from .. import kernels, streams
+from ..core import kernels, streams
 from ._common import network, train_safely
 from .config import ExperimentConfig, Init, Scaling, check_widths
 

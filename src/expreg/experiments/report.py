@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..storage import atomic_open
+from ..core.storage import atomic_open
 from .analysis import NoRunsError, analyse
 from .base import EXPERIMENTS
 

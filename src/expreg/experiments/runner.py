@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..backends import usable_cpus
+from ..core.backends import usable_cpus
 from .base import Task, execute_batch, get_experiment, make_tasks
 from .store import ResultStore
 
@@ -435,7 +435,7 @@ def run_experiment(
     analysis (``analysis.analyse``) is separate. ``executor_factory``
     replaces ``make_executor(jobs, scheduler)`` (e.g. a thread pool in tests).
     """
-    from ..storage import write_json_atomic
+    from ..core.storage import write_json_atomic
 
     get_experiment(name)
     directory = Path(out) / name

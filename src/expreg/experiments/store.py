@@ -6,7 +6,7 @@ Layout under an experiment's directory::
     parts/part-*.parquet  rows written since the last compaction
 
 Every file is written to a temporary name and renamed into place
-(``expreg.storage.atomic_open``), so a reader sees a whole file or none: a
+(``expreg.core.storage.atomic_open``), so a reader sees a whole file or none: a
 kill at any moment loses at most the rows not yet handed to ``append`` and
 never corrupts the table. ``compact`` merges the parts into
 ``results.parquet`` (atomic rename) and only then deletes them; a kill in
@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
-from ..storage import atomic_open
+from ..core.errors import CheckpointError
+from ..core.storage import atomic_open
 
 #: Columns every row has (the runner adds them).
 KEY_COLUMNS = ("key", "experiment", "config_hash", "seed")

@@ -49,13 +49,13 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from .. import kernels, streams, theory
-from ..activations import get_activation
-from ..backends import get_backend
-from ..data import make_dataset
-from ..eigen import lazy_criteria
-from ..model import ExpNet
-from ..scan import nested_gram
+from ..core import kernels, streams, theory
+from ..core.activations import get_activation
+from ..core.backends import get_backend
+from ..core.data import make_dataset
+from ..core.eigen import lazy_criteria
+from ..core.model import ExpNet
+from ..engine.scan import nested_gram
 from ._common import train_safely
 from .config import Activation, DType, ExperimentConfig, Init, Scaling
 from .search import geometric_grid

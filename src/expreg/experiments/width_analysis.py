@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import ACTIVATIONS
+from ..core.activations import ACTIVATIONS
 from .censored import CensoredFit, fit_censored, local_exponents, profile_interval, quantile_interval
 from .search import geometric_grid
 

@@ -28,7 +28,7 @@ import signal
 import threading
 from importlib import import_module
 
-from .. import fastpath
+from ..core import fastpath
 from .base import EXPERIMENTS
 
 #: Exit status of a worker that ended because its driver was gone.

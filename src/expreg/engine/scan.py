@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from . import ops
-from .activations import get_activation
-from .backends import Array, Backend, canonical_dtype, get_backend
-from .choices import Init
-from .errors import overflow_checked
-from .initialisation import init_weights
-from .validation import check_X
+from ..core import ops
+from ..core.activations import get_activation
+from ..core.backends import Array, Backend, canonical_dtype, get_backend
+from ..core.choices import Init
+from ..core.errors import overflow_checked
+from ..core.initialisation import init_weights
+from ..core.validation import check_X
 
 #: Neurons drawn per call of ``init_weights`` (at least): one generator chunk of ``initialisation``.
 DRAW = 4096

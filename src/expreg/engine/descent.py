@@ -31,13 +31,13 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from . import kernels, ops, streams
-from .activations import Activation
-from .backends import Array, Backend
-from .distributed_comm import Communicator
-from .errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError, overflow_checked
-from .model import NetSpec
-from .validation import check_nonnegative, check_positive, check_positive_int, is_number
+from ..core import kernels, ops, streams
+from ..core.activations import Activation
+from ..core.backends import Array, Backend
+from ..core.errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError, overflow_checked
+from ..core.model import NetSpec
+from ..core.validation import check_nonnegative, check_positive, check_positive_int, is_number
+from .communicator import Communicator
 
 #: The loss may grow at most this factor above its initial value before the run counts as diverged.
 DIVERGENCE_FACTOR = 1e4

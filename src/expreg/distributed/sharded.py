@@ -44,7 +44,6 @@ that fails its own checks tells the others, which stop too.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,14 +52,15 @@ from typing import Any
 
 import numpy as np
 
-from . import descent
-from . import distributed_checkpoint as ckpt
-from .backends import Array, host_array
-from .descent import History, ProgressFn, ResultFigures
-from .distributed_comm import Communicator, TorchCommunicator, communicator, init_from_environment, shutdown
-from .errors import CheckpointError, ExpregError
-from .model import NetSpec
-from .validation import check_X_y
+from ..core.backends import Array, host_array
+from ..core.errors import CheckpointError, ExpregError
+from ..core.model import NetSpec
+from ..core.validation import check_X_y
+from ..engine import descent
+from ..engine.communicator import Communicator
+from ..engine.descent import History, ProgressFn, ResultFigures
+from . import checkpoint as ckpt
+from .comm import TorchCommunicator, communicator, init_from_environment, shutdown
 
 __all__ = [
     "Communicator",
@@ -276,7 +276,7 @@ def train_sharded(
     X : array (n, d), y : array (n,)
         The same data on every rank.
     checkpoint_dir : path, optional
-        Directory of per-rank checkpoints (``distributed_checkpoint``),
+        Directory of per-rank checkpoints (``distributed.checkpoint``),
         written every ``checkpoint_every`` steps and at the end; a relaunch
         (with any number of ranks) resumes from its newest complete step.
     comm : Communicator, optional
@@ -362,7 +362,7 @@ def train_sharded(
 
 @dataclass
 class _ShardedCheckpoints:
-    """Per-rank checkpoint files plus a manifest (``distributed_checkpoint``); ``descent.Checkpoints``."""
+    """Per-rank checkpoint files plus a manifest (``distributed.checkpoint``); ``descent.Checkpoints``."""
 
     shard: descent.Shard
     spec: NetSpec
@@ -427,14 +427,3 @@ class _ShardedCheckpoints:
                 final=final,
             )
             ckpt.prune(directory, files)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m expreg.distributed ...`` (for torchrun): the ``expreg distributed`` command."""
-    from .cli import main as cli_main
-
-    return cli_main(["distributed", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from . import descent, streams
+from ..core import streams
+from ..core.errors import CheckpointError
+from ..core.model import ExpNet
+from ..core.storage import load_npz, save_npz_atomic
+from ..core.validation import check_X_y
+from . import descent
+from .communicator import Communicator
 from .descent import DIVERGENCE_FACTOR, History, ProgressFn, ResultFigures, resolve_lr
-from .distributed_comm import Communicator
-from .errors import CheckpointError
-from .model import ExpNet
-from .storage import load_npz, save_npz_atomic
-from .validation import check_X_y
 
 __all__ = ["DIVERGENCE_FACTOR", "History", "TrainResult", "resolve_lr", "train"]
 

@@ -5,7 +5,7 @@ by the paper's full-batch gradient descent (docs/theory.md section 2, ``expreg.t
 works in pipelines, cross-validation and grid searches. ``UnitBallScaler`` is
 the input map it applies (centre, then divide by the largest training norm, so
 every training input has ||x|| <= 1 as the theorem assumes); it is public so
-kernel methods (``expreg.sklearn_kernels``) can use the same map.
+kernel methods (``expreg.sklearn.kernels``) can use the same map.
 
 This module needs scikit-learn (``pip install 'expreg[sklearn]'``); the core
 package never imports it.
@@ -24,13 +24,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .activations import ACTIVATIONS
-from .backends import canonical_dtype
-from .choices import Init, Scaling
-from .errors import TrainingDivergedError
-from .model import ExpNet
-from .train import TrainResult, train
-from .validation import InputOutsideUnitBallWarning, check_nonnegative, check_positive
+from ..core.activations import ACTIVATIONS
+from ..core.backends import canonical_dtype
+from ..core.choices import Init, Scaling
+from ..core.errors import TrainingDivergedError
+from ..core.model import ExpNet
+from ..core.validation import InputOutsideUnitBallWarning, check_nonnegative, check_positive
+from ..engine.train import TrainResult, train
 
 __all__ = ["ExpRegressor", "UnitBallScaler"]
 
@@ -195,7 +195,7 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
     See Also
     --------
     expreg.train : the gradient descent it runs.
-    expreg.sklearn_kernels.NTKKernel : the infinite-width limit as a kernel.
+    expreg.sklearn.kernels.NTKKernel : the infinite-width limit as a kernel.
 
     Notes
     -----

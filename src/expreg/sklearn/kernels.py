@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
-from . import kernels
-from .activations import ACTIVATIONS
-from .validation import check_positive
+from ..core import kernels
+from ..core.activations import ACTIVATIONS
+from ..core.validation import check_positive
 
 __all__ = ["NNGPKernel", "NTKKernel"]
 

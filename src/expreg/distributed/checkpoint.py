@@ -7,7 +7,7 @@ steps, one file per rank into a directory::
                                             m, step, the run's fingerprint, history
     manifest.json                           the last step every rank completed
 
-Each file is written atomically (``expreg.storage``), so a file that exists
+Each file is written atomically (``expreg.core.storage``), so a file that exists
 is whole. A step is *complete* when the files of every rank 0..P-1 of one
 world size P exist. The older checkpoint is deleted only after a barrier
 confirms the newer one is complete on every rank, so at any instant (a kill
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import streams
-from .descent import History
-from .errors import CheckpointError
-from .storage import load_npz, save_npz_atomic, write_json_atomic
+from ..core import streams
+from ..core.errors import CheckpointError
+from ..core.storage import load_npz, save_npz_atomic, write_json_atomic
+from ..engine.descent import History
 
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step(\d{10})-rank(\d{5})-of(\d{5})\.npz$")

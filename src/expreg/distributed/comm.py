@@ -1,7 +1,7 @@
 """Collectives of a width-sharded run over torch.distributed (docs/theory.md section 2).
 
-``Communicator`` is the single-process version (every collective the
-identity); ``TorchCommunicator`` wraps an initialised process group, gloo on
+``engine.communicator.Communicator`` is the single-process version (every
+collective the identity); ``TorchCommunicator`` wraps an initialised process group, gloo on
 CPU or NCCL on CUDA. torch is imported only when a process group is used.
 
 A collective that fails because another rank is gone (killed, crashed, or
@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Array
-from .errors import ExpregError
+from ..core.backends import Array
+from ..core.errors import ExpregError
+from ..engine.communicator import Communicator
 
 #: Seconds a collective (or the start-up rendezvous) waits for the other ranks: long enough for the
 #: slowest rank to load its data and draw its neurons, short enough that a lost rank is noticed.
@@ -29,33 +30,6 @@ DEFAULT_TIMEOUT_S = 300.0
 
 class PeerLostError(ExpregError, RuntimeError):
     """A collective failed: another rank is gone or did not answer within the timeout."""
-
-
-class Communicator:
-    """The collectives of a sharded run. This base class is the single-process one (no-ops).
-
-    Attributes
-    ----------
-    rank, world_size : int
-    """
-
-    rank: int = 0
-    world_size: int = 1
-
-    def sum_(self, x: Array) -> Array:
-        """All-reduce (sum) a backend array in place; returns it."""
-        return x
-
-    def sum(self, v: np.ndarray) -> np.ndarray:
-        """All-reduce (sum) a float64 NumPy vector; returns a new array."""
-        return np.array(v, dtype=np.float64)
-
-    def max(self, v: np.ndarray) -> np.ndarray:
-        """All-reduce (max) a float64 NumPy vector; returns a new array."""
-        return np.array(v, dtype=np.float64)
-
-    def barrier(self) -> None:
-        """Wait for every rank."""
 
 
 class TorchCommunicator(Communicator):
