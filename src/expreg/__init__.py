@@ -12,6 +12,8 @@ descent, with every quantity its proof uses. See docs/theory.md for the maths.
 True
 """
 
+import typing as _typing
+
 # the modules also reached as attributes: expreg.kernels.ntk(X), expreg.data.sphere(...), ...
 from .core import data, eigen, kernels, streams, theory  # noqa: F401 (data, streams: attributes outside __all__)
 from .core.data import load_dataset, make_dataset, sphere
@@ -46,7 +48,7 @@ __all__ = [
 _OPTIONAL = {"ExpRegressor": ("sklearn", "sklearn"), "UnitBallScaler": ("sklearn", "sklearn")}
 
 
-def __getattr__(name: str):  # PEP 562: lazy access to the optional front ends
+def __getattr__(name: str) -> _typing.Any:  # PEP 562: lazy access to the optional front ends
     if name in _OPTIONAL:
         module, extra = _OPTIONAL[name]
         import importlib

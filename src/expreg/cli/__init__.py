@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import typer
 
 _COMMAND_MODULES = ("train_cmd", "theory_cmd", "distributed_cmd", "experiments_cmd")
 
 
-def build_app():
+def build_app() -> typer.Typer:
     """The typer application with every subcommand registered."""
     try:
         import typer

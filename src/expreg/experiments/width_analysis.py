@@ -20,6 +20,7 @@ fitted against n over the same range.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -179,7 +180,10 @@ def _at_scaling(column: Any, i: int) -> np.ndarray:
 def _training_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
     """Along training at each seed's stable width: the criterion at t = 0, its worst value over the run, and how often it held."""
     rows = []
-    spec = {"op": ("dev0", "sup_dev", "max", lambda v: v <= 0.5), "eig": ("eig0", "inf_eig", "min", lambda v: v >= 0.5)}
+    spec: dict[str, tuple[str, str, str, Callable[[float], bool]]] = {
+        "op": ("dev0", "sup_dev", "max", lambda v: v <= 0.5),
+        "eig": ("eig0", "inf_eig", "min", lambda v: v >= 0.5),
+    }
     for crit, (k0, kt, worst, holds) in spec.items():
         if f"train_{crit}_{kt}" not in df:
             continue
