@@ -43,7 +43,9 @@ def cli_choices(option: str) -> Iterator[list[str]]:
     group = typer.main.get_command(build_app())
     for command in ("train", "distributed"):
         params = {p.name: p for p in group.commands[command].params}  # type: ignore[attr-defined]
-        yield [member.value for member in params[option].type_descriptor.annotation]
+        opt = params[option]
+        descriptor = getattr(opt, "type_descriptor", None)  # typer >= 0.29 keeps the annotation here
+        yield [m.value for m in descriptor.annotation] if descriptor is not None else list(opt.type.choices)
 
 
 def train_cli(*args: str) -> Any:

@@ -12,13 +12,14 @@ parameters and seed it keys a run in the result table (``store``).
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..core.activations import ACTIVATIONS
 from ..core.choices import DType as DTypeChoice
@@ -71,6 +72,20 @@ class ExperimentConfig(BaseModel):
     d: int = Field(16, ge=1, le=4096)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     label_kind: LabelKindField = "uniform"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _choices_as_strings(cls, data: Any) -> Any:
+        """Enum members of ``expreg.choices`` (str enums) become their strings, on every pydantic version."""
+
+        def plain(v: Any) -> Any:
+            if isinstance(v, enum.Enum):
+                return v.value
+            if isinstance(v, list | tuple):
+                return type(v)(plain(x) for x in v)
+            return v
+
+        return {k: plain(v) for k, v in data.items()} if isinstance(data, dict) else data
 
     @field_validator("seeds")
     @classmethod
