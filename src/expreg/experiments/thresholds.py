@@ -20,6 +20,7 @@ the factor, since a failure beyond it would not be seen.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -40,6 +41,10 @@ class Threshold:
     def censored(self) -> bool:
         """True when no stable pass was seen (upper = inf)."""
         return math.isinf(self.upper)
+
+    def columns(self, prefix: str) -> dict[str, float]:
+        """The five fields as result-table columns ``{prefix}_first``, ..., ``{prefix}_scanned_to``."""
+        return {f"{prefix}_{k}": float(v) for k, v in dataclasses.asdict(self).items()}
 
 
 def threshold(widths: Sequence[float], passed: Sequence[bool]) -> Threshold:

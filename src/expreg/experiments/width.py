@@ -59,13 +59,24 @@ from ..engine.scan import nested_gram
 from ._common import train_safely
 from .config import Activation, DType, ExperimentConfig, Init, Scaling
 from .search import geometric_grid
-from .thresholds import Threshold, confirmed, threshold
+from .thresholds import confirmed, threshold
 
 name = "width"
 description = (
     "Width thresholds per seed from nested scans (proof's criteria at init, GD convergence, along training); "
     "censored lognormal fits of m* against n and lambda(n)."
 )
+
+
+def op_passes(deviation_over_lambda: float) -> bool:
+    """The proof's criterion, ||H^dis - H^cts||_op <= lambda/2, on the scan's value divided by lambda."""
+    return deviation_over_lambda <= 0.5
+
+
+def eig_passes(lambda_min_over_lambda: float) -> bool:
+    """The linear rate's criterion, lambda_min(H^dis) >= lambda/2, on the scan's value divided by lambda."""
+    return lambda_min_over_lambda >= 0.5
+
 
 #: The two kernel criteria of the scan: name -> what passes.
 CRITERIA = {"op": "||H^dis(W(0)) - H^cts||_op <= lambda/2", "eig": "lambda_min(H^dis(W(0))) >= lambda/2"}
@@ -227,16 +238,6 @@ def task_seed(seed: int, n: int, d: int) -> int:
     return streams.derive(seed, n, d)
 
 
-def _interval_columns(prefix: str, t: Threshold) -> dict[str, float]:
-    return {
-        f"{prefix}_first": t.first,
-        f"{prefix}_stable": t.stable,
-        f"{prefix}_lower": t.lower,
-        f"{prefix}_upper": t.upper,
-        f"{prefix}_scanned_to": t.scanned_to,
-    }
-
-
 def lazy_scan(
     cfg: Config, X: np.ndarray, H_cts: np.ndarray, lam: float, seed: int, activation: str, init: str
 ) -> tuple[list[int], list[float], list[float]]:
@@ -256,15 +257,16 @@ def lazy_scan(
         widths.append(m)
         dev.append(d_op / lam)
         eig.append(l_min / lam)
-        eig_done = confirmed(widths, [v >= 0.5 for v in eig], cfg.confirm_factor)
-        if eig_done and confirmed(widths, [v <= 0.5 for v in dev], cfg.confirm_factor):
+        eig_done = confirmed(widths, [eig_passes(v) for v in eig], cfg.confirm_factor)
+        if eig_done and confirmed(widths, [op_passes(v) for v in dev], cfg.confirm_factor):
             break
         if (
             cfg.give_up
             and eig_done
             and m >= cfg.give_up_from
-            and dev[-1] > 0.5
-            and dev[-1] * math.sqrt(m / cfg.m_cap) > cfg.give_up / 2
+            and not op_passes(dev[-1])
+            # even give_up times below a decay like m^-1/2 to the cap, it would still fail there
+            and not op_passes(dev[-1] * math.sqrt(m / cfg.m_cap) / cfg.give_up)
         ):
             break
     return widths, dev, eig
@@ -296,8 +298,8 @@ def budget(cfg: Config, predicted: float) -> int:
 
 def converges(
     cfg: Config, X: np.ndarray, y: np.ndarray, m: int, seed: int, activation: str, init: str, scaling: str
-) -> tuple[str, int]:
-    """One convergence probe at width m: ("converged" | "diverged" | "budget", steps)."""
+) -> str:
+    """One convergence probe at width m: "converged", "diverged" or "budget" (out of steps)."""
     net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)  # type: ignore[operator]  # the classmethod, not the field (model.py)
     H0 = kernels.empirical_ntk(net, X)
     lr = 1.0 / kernels.lambda_max(H0)
@@ -307,25 +309,22 @@ def converges(
         net, X, y, lr=lr, epsilon=cfg.epsilon, max_steps=steps, record_every=0, track_movement=False
     )
     if diverged:
-        return "diverged", int(result.steps)
-    return ("converged" if result.converged else "budget"), int(result.steps)
+        return "diverged"
+    return "converged" if result.converged else "budget"
 
 
 def conv_scan(
     cfg: Config, X: np.ndarray, y: np.ndarray, seed: int, activation: str, init: str, scaling: str
-) -> tuple[list[int], list[str], list[int]]:
-    """Convergence probes bottom up over the grid (to m_max_conv), stopping once convergence is confirmed."""
+) -> tuple[list[int], list[str]]:
+    """(widths, outcomes) of convergence probes bottom up over the grid (to m_max_conv), stopping once convergence is confirmed."""
     widths: list[int] = []
     outcomes: list[str] = []
-    steps: list[int] = []
     for m in geometric_grid(cfg.m_min, cfg.m_max_conv, cfg.grid_ratio):
-        outcome, t = converges(cfg, X, y, m, seed, activation, init, scaling)
         widths.append(m)
-        outcomes.append(outcome)
-        steps.append(t)
+        outcomes.append(converges(cfg, X, y, m, seed, activation, init, scaling))
         if confirmed(widths, [o == "converged" for o in outcomes], cfg.confirm_factor):
             break
-    return widths, outcomes, steps
+    return widths, outcomes
 
 
 def along_training(
@@ -361,8 +360,8 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     H_cts = kernels.ntk(X, act)
     lam, lam_max = kernels.extreme_eigenvalues(H_cts, method="dense")
     widths, dev, eig = lazy_scan(cfg, X, H_cts, lam, ts, act, init)
-    t_op = threshold(widths, [v <= 0.5 for v in dev])
-    t_eig = threshold(widths, [v >= 0.5 for v in eig])
+    t_op = threshold(widths, [op_passes(v) for v in dev])
+    t_eig = threshold(widths, [eig_passes(v) for v in eig])
     row: dict[str, Any] = {
         "task_seed": str(ts),
         "lambda": float(lam),
@@ -373,27 +372,21 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
         "scan_widths": [float(w) for w in widths],
         "scan_op": dev,
         "scan_eig": eig,
-        **_interval_columns("op", t_op),
-        **_interval_columns("eig", t_eig),
+        **t_op.columns("op"),
+        **t_eig.columns("eig"),
     }
-    conv: dict[str, list[float]] = {
-        k: [] for k in ("first", "stable", "lower", "upper", "scanned_to", "diverged", "budget")
-    }
+    conv: dict[str, list[float]] = {}
     train: dict[str, list[float]] = {}
     for scaling in cfg.scalings:
         if cfg.conv_runs(n, d):
-            cw, outcomes, _ = conv_scan(cfg, X, y, ts, act, init, scaling)
+            cw, outcomes = conv_scan(cfg, X, y, ts, act, init, scaling)
             t = threshold(cw, [o == "converged" for o in outcomes])
-            for k, v in (
-                ("first", t.first),
-                ("stable", t.stable),
-                ("lower", t.lower),
-                ("upper", t.upper),
-                ("scanned_to", t.scanned_to),
-                ("diverged", float(outcomes.count("diverged"))),
-                ("budget", float(outcomes.count("budget"))),
-            ):
-                conv[k].append(v)
+            counts = {
+                "conv_diverged": float(outcomes.count("diverged")),
+                "conv_budget": float(outcomes.count("budget")),
+            }
+            for k, v in {**t.columns("conv"), **counts}.items():
+                conv.setdefault(k, []).append(v)
         if cfg.train_runs(n, d, seed):
             for crit, t in (("op", t_op), ("eig", t_eig)):
                 if t.censored:
@@ -401,7 +394,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
                 for k, v in along_training(cfg, X, y, lam, int(t.upper), ts, act, init, scaling).items():
                     train.setdefault(f"train_{crit}_{k}", [math.nan] * len(cfg.scalings))
                     train[f"train_{crit}_{k}"][cfg.scalings.index(scaling)] = v
-    row.update({f"conv_{k}": v for k, v in conv.items() if v})
+    row.update(conv)
     row.update(train)
     return row
 

@@ -28,6 +28,7 @@ import numpy as np
 from ..core.activations import ACTIVATIONS
 from .censored import CensoredFit, fit_censored, local_exponents, profile_interval, quantile_interval
 from .search import geometric_grid
+from .width import eig_passes, op_passes
 
 THEOREM_EXPONENT = 2.0
 VARIANT = ["activation", "init", "d"]
@@ -181,8 +182,8 @@ def _training_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
     """Along training at each seed's stable width: the criterion at t = 0, its worst value over the run, and how often it held."""
     rows = []
     spec: dict[str, tuple[str, str, str, Callable[[float], bool]]] = {
-        "op": ("dev0", "sup_dev", "max", lambda v: v <= 0.5),
-        "eig": ("eig0", "inf_eig", "min", lambda v: v >= 0.5),
+        "op": ("dev0", "sup_dev", "max", op_passes),
+        "eig": ("eig0", "inf_eig", "min", eig_passes),
     }
     for crit, (k0, kt, worst, holds) in spec.items():
         if f"train_{crit}_{kt}" not in df:
