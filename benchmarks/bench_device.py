@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.device.startswith("cuda"):
         import torch
 
-        torch.cuda.set_device(torch.device(args.device))
+        dev = torch.device(args.device)  # plain "cuda" has no index, which set_device refuses: the current GPU
+        torch.cuda.set_device(dev.index if dev.index is not None else torch.cuda.current_device())
         torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 on both sides
     if args.case == "kernel":
         d = args.d or 32

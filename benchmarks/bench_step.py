@@ -120,7 +120,8 @@ def _torch_cuda(args: argparse.Namespace) -> object | None:
         return None
     import torch
 
-    torch.cuda.set_device(torch.device(args.device))
+    dev = torch.device(args.device)  # plain "cuda" has no index, which set_device refuses: the current GPU
+    torch.cuda.set_device(dev.index if dev.index is not None else torch.cuda.current_device())
     return torch.cuda
 
 

@@ -276,8 +276,14 @@ def render_cuda(results: dict[str, Any]) -> str:
         if entry is None:
             out += ["Not measured yet.", ""]
             continue
+        commands = entry.get("commands", [entry["command"]])
         out += [
-            f"Command: `{entry['command'].strip()}`, started {entry['started']}, {entry.get('minutes', 0):.1f} min.",
+            (
+                f"Command: `{entry['command'].strip()}`, started {entry['started']}, {entry.get('minutes', 0):.1f} min."
+                if len(commands) == 1
+                else "Commands (each cell from the latest that measured it; the last started "
+                f"{entry['started']}): " + "; ".join(f"`{c.strip()}`" for c in commands) + "."
+            ),
             "",
             _gpu_line(entry["machine"]),
             "",

@@ -252,13 +252,17 @@ FOREIGN_SECTIONS = (
 )
 
 
-def write_markdown(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, keeping the sections other benchmarks appended."""
+#: The one section of RESULTS-cuda.md that another script owns (bench_scaleout.py --device cuda).
+FOREIGN_CUDA_SECTIONS = ("\n## Scale-out\n",)
+
+
+def write_markdown(path: str, text: str, foreign: tuple[str, ...] = FOREIGN_SECTIONS) -> None:
+    """Write ``text`` to ``path`` atomically, keeping the sections other benchmarks appended (``foreign``)."""
     from expreg.core.storage import atomic_open
 
     target = Path(path)
     old = target.read_text() if target.exists() else ""
-    starts = [old.index(h) for h in FOREIGN_SECTIONS if h in old]
+    starts = [old.index(h) for h in foreign if h in old]
     tail = old[min(starts) :] if starts else ""
     with atomic_open(target, "w") as f:
         f.write(text.rstrip("\n") + "\n" + tail)
@@ -346,7 +350,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if args.render:
         results = json.loads(Path(args.out).read_text())
-        write_markdown(args.md, report.render_cuda(results) if gpu else report.render(results))
+        if gpu:
+            write_markdown(args.md, report.render_cuda(results), FOREIGN_CUDA_SECTIONS)
+        else:
+            write_markdown(args.md, report.render(results))
         print(f"wrote {args.md} from {args.out}")
         return results
     if gpu:
@@ -383,6 +390,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
+def _commands(entry: dict[str, Any] | None) -> list[str]:
+    """The commands that measured an earlier step section's rows (oldest first)."""
+    if not entry:
+        return []
+    return list(entry.get("commands", [entry["command"]]))
+
+
+def _merge_steps(old: dict[str, Any] | None, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The new step rows, with each cell this run did not measure kept from the earlier run.
+
+    A lease is short: one command may measure float32 and the next float64;
+    a measured cell replaces the earlier one, a cell skipped for time keeps it.
+    """
+    if not old:
+        return new
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (r["dtype"], r["n"], r["d"], r["m"], r["impl"])
+
+    def skipped(r: dict[str, Any]) -> bool:
+        return str(r.get("error", "")).startswith("not run")
+
+    merged = {key(r): r for r in old.get("steps", [])}
+    for r in new:
+        if not (skipped(r) and key(r) in merged and not skipped(merged[key(r)])):
+            merged[key(r)] = r
+    return list(merged.values())
+
+
 def gpu_section(
     args: argparse.Namespace, impls: list[str], dtypes: list[str], argv: list[str] | None
 ) -> dict[str, Any]:
@@ -400,7 +436,8 @@ def gpu_section(
     print(f"{args.section} on {entry['machine'].get('gpu', args.device)} ...", flush=True)
     limit = 60 * args.max_minutes + 60  # the scan stops itself at its budget; this only guards a hang
     if args.section == "step":
-        entry["steps"] = step_table(impls, dtypes, args.device, args)
+        entry["steps"] = _merge_steps(results["sections"].get("step"), step_table(impls, dtypes, args.device, args))
+        entry["commands"] = [*_commands(results["sections"].get("step")), entry["command"]]
     elif args.section == "kernel":
         entry["kernel"] = run_script(
             "bench_device.py",
@@ -430,7 +467,7 @@ def gpu_section(
     entry["minutes"] = (time.time() - started) / 60
     results["sections"][args.section] = entry
     write_json_atomic(path, results)
-    write_markdown(args.md, report.render_cuda(results))
+    write_markdown(args.md, report.render_cuda(results), FOREIGN_CUDA_SECTIONS)
     print(f"wrote {path} and {args.md} in {entry['minutes']:.1f} min")
     return results
 

@@ -476,7 +476,7 @@ class GramAccumulator:
         self.S = backend.gram_state(self.n, self.dtype)
         self.panels = backend.row_panels(self.n)
         self._buf = backend.empty((self.n * self.block,), self.dtype)
-        self._xxt: np.ndarray | None = None
+        self._xxt: Any = None
         #: Neurons accumulated so far.
         self.count = 0
 
@@ -514,32 +514,16 @@ class GramAccumulator:
         ExpOverflowError
             If any entry is inf or NaN (an activation overflowed).
         """
+        be = self.backend
         if self._xxt is None:
-            Xf = self.backend.to_numpy(self.X).astype(np.float64)
-            self._xxt = Xf @ Xf.T  # NumPy computes A @ A.T by syrk: exactly symmetric
-        H = self.backend.gram_lower(self.S)  # float64, zeros above the diagonal
-        _mirror_lower(H)
-        np.multiply(
-            H, self._xxt.T if H.flags.f_contiguous else self._xxt, out=H
-        )  # X X^T is symmetric: same layout as H
-        H *= factor
-        if not (np.isfinite(H.max()) and np.isfinite(H.min())):  # NaN propagates through max/min
+            self._xxt = be.gram_outer(self.X)  # float64, once per accumulator, where the backend assembles
+        H = be.gram_kernel(self.S, self._xxt, factor)
+        if not be.all_finite(H):
             raise ExpOverflowError(
                 "the empirical kernel H(W) has inf or NaN entries: some sigma(<w_r, x_i>) or <x_i, x_j> overflowed "
                 f"{self.dtype} (exp: beyond about 88 in float32, 709 in float64). Scale the inputs into the unit ball or use float64."
             )
-        return H
-
-
-def _mirror_lower(H: np.ndarray, tile: int = 256) -> None:
-    """Copy the strict lower triangle of H (n, n; zeros above) onto the upper, tile by tile (cache-sized transposes)."""
-    n = H.shape[0]
-    for i0 in range(0, n, tile):
-        i1 = min(i0 + tile, n)
-        for j0 in range(0, i0, tile):
-            H[j0 : j0 + tile, i0:i1] = H[i0:i1, j0 : j0 + tile].T
-        T = H[i0:i1, i0:i1]
-        T += np.tril(T, -1).T
+        return be.to_numpy(H)
 
 
 def gram(
