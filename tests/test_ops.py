@@ -324,4 +324,33 @@ def test_gram_on_torch_matches_numpy() -> None:
     X, W = rng.standard_normal((40, 3)) * 0.5, rng.standard_normal((3, 70))
     tb = get_backend("torch")
     Ht = ops.gram(tb, EXP, torch.as_tensor(X), torch.as_tensor(W), 0.5, block=16)
-    np.testing.assert_allclose(Ht, ops.gram(get_backend("numpy"), EXP, X, W, 0.5, block=16), rtol=1e-12)
+    assert isinstance(Ht, np.ndarray) and Ht.dtype == np.float64
+    np.testing.assert_array_equal(Ht, Ht.T)  # assembled from one triangle on the device: exactly symmetric
+    D = np.exp(X @ W)
+    np.testing.assert_allclose(Ht, 0.25 * (X @ X.T) * (D @ D.T), rtol=1e-12)  # the dense formula
+    X32, W32 = X.astype(np.float32), W.astype(np.float32)
+    H32 = ops.gram(tb, EXP, torch.as_tensor(X32), torch.as_tensor(W32), 0.5, block=16)
+    np.testing.assert_array_equal(H32, H32.T)
+    np.testing.assert_allclose(H32, 0.25 * (X @ X.T) * (D @ D.T), rtol=2e-5)  # float32 accumulation
+
+
+def test_gram_reuses_its_block_buffer_and_a_closed_accumulator_refuses_neurons() -> None:
+    """Two gram calls of one size share the block buffer (no fresh pages) and agree with the dense formula."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((24, 3)) / 3
+    W = rng.standard_normal((3, 50))
+    be = get_backend("numpy")
+    dense = (X @ X.T) * (np.exp(X @ W) @ np.exp(X @ W).T)
+    acc = ops.GramAccumulator(be, EXP, X, block=16)
+    acc.add(W)
+    buf = acc._buf
+    acc.close()
+    np.testing.assert_allclose(acc.kernel(1.0), dense, rtol=1e-12)  # the kernel is still readable
+    with pytest.raises(RuntimeError, match="closed"):
+        acc.add(W)
+    again = ops.GramAccumulator(be, EXP, X, block=16)
+    assert again._buf is buf
+    again.add(W[:, :20])
+    again.add(W[:, 20:])
+    again.close()
+    np.testing.assert_allclose(again.kernel(1.0), dense, rtol=1e-12)

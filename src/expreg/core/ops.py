@@ -224,6 +224,7 @@ def release_workspaces() -> None:
     """Free the buffers kept for reuse between steps (up to the memory budget each)."""
     with _workspaces_lock:
         _workspaces.clear()
+        _gram_buffers.clear()
 
 
 # ---------------------------------------------------------------- the passes
@@ -443,6 +444,30 @@ def gram_block(n: int, itemsize: int, backend: Backend | None = None) -> int:
     return int(min(GRAM_MAX_BLOCK, max(GRAM_MIN_BLOCK, target // max(1, n * itemsize) // 8 * 8)))
 
 
+#: Gram block buffers kept for the next accumulator of the same size: a fresh buffer costs its page
+#: faults on first touch (measured: a third of the whole kernel at n = 256, m = 8192 on 2 cores).
+_gram_buffers: OrderedDict[tuple[Any, ...], Array] = OrderedDict()
+
+
+def _gram_buffer_key(backend: Backend, size: int, dtype: np.dtype) -> tuple[Any, ...]:
+    return (id(backend), backend.device, size, np.dtype(dtype).str)
+
+
+def _take_gram_buffer(backend: Backend, size: int, dtype: np.dtype) -> Array:
+    """A flat buffer of ``size`` elements: a kept one if there is one, else new."""
+    with _workspaces_lock:
+        buf = _gram_buffers.pop(_gram_buffer_key(backend, size, dtype), None)
+    return buf if buf is not None else backend.empty((size,), dtype)
+
+
+def _give_gram_buffer(backend: Backend, buf: Array) -> None:
+    """Keep ``buf`` for reuse (the ``WORKSPACE_CACHE_SIZE`` most recent)."""
+    with _workspaces_lock:
+        _gram_buffers[_gram_buffer_key(backend, int(buf.shape[0]), backend.dtype_of(buf))] = buf
+        while len(_gram_buffers) > WORKSPACE_CACHE_SIZE:
+            _gram_buffers.popitem(last=False)
+
+
 class GramAccumulator:
     """The Gram matrix of the neurons' features, accumulated block by block (docs/theory.md section 3).
 
@@ -475,7 +500,7 @@ class GramAccumulator:
         self.dtype = backend.dtype_of(X)
         self.S = backend.gram_state(self.n, self.dtype)
         self.panels = backend.row_panels(self.n)
-        self._buf = backend.empty((self.n * self.block,), self.dtype)
+        self._buf: Array | None = _take_gram_buffer(backend, self.n * self.block, self.dtype)
         self._xxt: Any = None
         #: Neurons accumulated so far.
         self.count = 0
@@ -483,6 +508,8 @@ class GramAccumulator:
     def add(self, W: Array, a: Array | None = None) -> None:
         """Accumulate the neurons in the columns of W (d, k); ``a`` (k,) their output weights (None: a_r^2 = 1)."""
         be, n, act = self.backend, self.n, self.act
+        if self._buf is None:
+            raise RuntimeError("this GramAccumulator was closed: make a new one to add neurons")
         k = int(W.shape[1])
         for lo in range(0, k, self.block):
             hi = min(lo + self.block, k)
@@ -502,6 +529,12 @@ class GramAccumulator:
             be.parallel(len(self.panels), features)
             be.rank_update_(self.S, D)
         self.count += k
+
+    def close(self) -> None:
+        """Give the block buffer back for the next accumulator of the same size (``kernel`` still works)."""
+        if self._buf is not None:
+            _give_gram_buffer(self.backend, self._buf)
+            self._buf = None
 
     def kernel(self, factor: float) -> np.ndarray:
         """factor * (X X^T) o S as a symmetric NumPy float64 array (n, n).
@@ -548,7 +581,10 @@ def gram(
     if block is None:
         block = gram_block(n, dtype.itemsize, backend)
     acc = GramAccumulator(backend, act, X, block=max(1, min(int(block), int(W.shape[1]))))
-    acc.add(W, a)
+    try:
+        acc.add(W, a)
+    finally:
+        acc.close()
     return acc.kernel(scale * scale)
 
 
