@@ -9,6 +9,7 @@ import typer.main
 
 from expreg.cli import build_app
 from expreg.cli._options import RunOptions, parse_lr
+from expreg.engine.options import TrainOptions
 
 SHARED = [
     "n",
@@ -101,5 +102,5 @@ def test_run_options_make_the_synthetic_data_of_their_seed() -> None:
     X_ref, y_ref = expreg.make_dataset(5, 3, seed=7, label_kind="sign")
     np.testing.assert_array_equal(X, X_ref)
     np.testing.assert_array_equal(y, y_ref)
-    assert opts.descent() == dict(lr=0.5, epsilon=1e-3, max_steps=10, record_every=None)
+    assert opts.descent() == TrainOptions(lr=0.5, epsilon=1e-3, max_steps=10, record_every=None)
     assert opts.network()["dtype"] == np.float32 and opts.network()["scaling"] == "ntk"

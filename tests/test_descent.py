@@ -19,6 +19,7 @@ from expreg import ExpNet, TrainingDivergedError
 from expreg.distributed.sharded import NetSpec, shard_range, train_sharded
 from expreg.engine import descent
 from expreg.engine.communicator import Communicator
+from expreg.engine.options import TrainOptions
 
 
 # ------------------------------------------------------------------ helpers
@@ -32,12 +33,39 @@ def test_residual_norm_matches_numpy_and_does_not_overflow() -> None:
     assert descent.residual_norm(np.array([1.0, np.inf])) == np.inf
 
 
-def test_check_settings_names_the_argument() -> None:
-    assert descent.check_settings(0, 5, None, True, 1) == descent.Settings(0.0, 5, None, True, 1)
+def test_train_options_check_each_field_and_name_it() -> None:
+    opts = TrainOptions(epsilon=0, max_steps=np.int64(5), checkpoint_every=1, track_movement=np.bool_(True))
+    assert (opts.epsilon, opts.max_steps, opts.track_movement) == (0.0, 5, True)
+    assert type(opts.epsilon) is float and type(opts.max_steps) is int and type(opts.track_movement) is bool
     with pytest.raises(ValueError, match="epsilon must be a finite number >= 0, got inf"):
-        descent.check_settings(float("inf"), 5, None, True, 1)
+        TrainOptions(epsilon=float("inf"))
     with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
-        descent.check_settings(0.1, 5, None, True, 0)
+        TrainOptions(checkpoint_every=0)
+    with pytest.raises(ValueError, match="lr='fast' is not known"):
+        TrainOptions(lr="fast")
+    with pytest.raises(ValueError, match="lr must be a positive finite number, got -1"):
+        TrainOptions(lr=-1)
+    with pytest.raises(TypeError, match="lr must be 'auto', 'empirical' or a number, got list"):
+        TrainOptions(lr=[0.1])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="record_every must be an integer"):
+        TrainOptions(record_every=2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="track_movement must be True or False"):
+        TrainOptions(track_movement="yes")  # type: ignore[arg-type]
+
+
+def test_train_options_merge_keywords_over_an_object() -> None:
+    base = TrainOptions(lr=0.25, max_steps=7)
+    merged = TrainOptions.merge(base, {"max_steps": 9}, "train")
+    assert (merged.lr, merged.max_steps, base.max_steps) == (0.25, 9, 7)  # the object itself is unchanged
+    assert TrainOptions.merge(None, {}, "train") == TrainOptions()
+    with pytest.raises(
+        TypeError, match=r"train\(\) got an unexpected keyword argument 'max_step'; its run options are lr, "
+    ):
+        TrainOptions.merge(None, {"max_step": 3}, "train")
+    with pytest.raises(TypeError, match="options must be a TrainOptions, got dict"):
+        TrainOptions.merge({"lr": 1.0}, {}, "train")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_steps must be >= 0"):
+        TrainOptions.merge(base, {"max_steps": -1}, "train")  # validated on replace too
 
 
 def test_single_process_shard_matches_the_formulas() -> None:

@@ -16,7 +16,16 @@ import numpy as np
 import pytest
 
 import expreg.core.storage
-from expreg import CheckpointError, ExpNet, ExpOverflowError, TrainingDivergedError, kernels, make_dataset, train
+from expreg import (
+    CheckpointError,
+    ExpNet,
+    ExpOverflowError,
+    TrainingDivergedError,
+    TrainOptions,
+    kernels,
+    make_dataset,
+    train,
+)
 from expreg.engine.train import History
 
 
@@ -112,6 +121,19 @@ def test_train_equals_explicit_gradient_descent() -> None:
     np.testing.assert_allclose(res.history.residual[:25], residuals, rtol=1e-10)
     assert res.steps == 25 and not res.converged
     assert res.history.kernel_step == []  # record_every=0: never
+
+
+def test_train_takes_an_options_object_with_keyword_overrides() -> None:
+    """TrainOptions carries the run's options; keywords replace its fields; the descent is the explicit one."""
+    X, y = make_dataset(6, 3, seed=1)
+    net = ExpNet.init(3, 64, seed=2, init="gaussian", scaling="ntk")
+    opts = TrainOptions(lr=0.05, epsilon=0.0, max_steps=40, record_every=0)
+    res = train(net, X, y, opts, max_steps=10)
+    _W, residuals = explicit_gd(*net.weights_numpy(), X, y, 0.05, 10, s=net.s)
+    np.testing.assert_allclose(res.history.residual, residuals, rtol=1e-10)
+    assert res.steps == 10 and res.lr == 0.05 and res.history.kernel_step == []
+    with pytest.raises(TypeError, match="unexpected keyword argument 'max_step'"):
+        train(net, X, y, max_step=3)
 
 
 def test_record_every_and_track_movement() -> None:

@@ -21,6 +21,7 @@ from .core.errors import CheckpointError, ExpOverflowError, ExpregError, Trainin
 from .core.model import ExpNet
 from .core.validation import InputOutsideUnitBallWarning
 from .engine import scan
+from .engine.options import TrainOptions
 from .engine.train import History, TrainResult, train
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "ExpregError",
     "History",
     "InputOutsideUnitBallWarning",
+    "TrainOptions",
     "TrainResult",
     "TrainingDivergedError",
     "eigen",

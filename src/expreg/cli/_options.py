@@ -22,6 +22,7 @@ import typer
 
 from ..core.activations import ACTIVATIONS
 from ..core.choices import BackendName, DType, Init, LabelKind, Scaling
+from ..engine.options import TrainOptions
 
 #: Size of the synthetic data when --n / --d are not given.
 DEFAULT_N, DEFAULT_D = 64, 16
@@ -134,10 +135,10 @@ class RunOptions:
             device=self.device,
         )
 
-    def descent(self) -> dict[str, Any]:
-        """Keywords of ``train`` and ``train_sharded``: lr, epsilon, max_steps, record_every."""
-        return dict(
-            lr=parse_lr(self.lr), epsilon=self.epsilon, max_steps=self.max_steps, record_every=self.record_every
+    def descent(self, **more: Any) -> TrainOptions:
+        """The ``TrainOptions`` of ``train`` and ``train_sharded``: lr, epsilon, max_steps, record_every (and ``more``)."""
+        return TrainOptions(
+            lr=parse_lr(self.lr), epsilon=self.epsilon, max_steps=self.max_steps, record_every=self.record_every, **more
         )
 
     def describe(self) -> dict[str, Any]:

@@ -103,10 +103,9 @@ def distributed_command(
                 spec,
                 X,
                 y,
-                **opts.descent(),
+                opts.descent(checkpoint_every=checkpoint_every),
                 progress=log,
                 checkpoint_dir=checkpoint_dir,
-                checkpoint_every=checkpoint_every,
                 comm=comm,
             )
         except ResultNotSavedError as exc:  # the run finished: rank 0 shows its result, then the error

@@ -72,7 +72,7 @@ def train_command(
                     net,
                     X,
                     y,
-                    **opts.descent(),
+                    opts.descent(),
                     checkpoint=checkpoint,
                     progress=lambda t, r: bar.update(task, completed=t, res=f"{r:.3e}"),
                 )
@@ -80,7 +80,7 @@ def train_command(
                     task, total=result.steps or 1, completed=result.steps or 1, res=f"{result.final_residual:.3e}"
                 )
         else:
-            result = train(net, X, y, **opts.descent(), checkpoint=checkpoint)
+            result = train(net, X, y, opts.descent(), checkpoint=checkpoint)
     except ResultNotSavedError as exc:  # the run finished: show its result, then the error
         report(exc.result)
         raise

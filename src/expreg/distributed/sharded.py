@@ -59,6 +59,7 @@ from ..core.validation import check_X_y
 from ..engine import descent
 from ..engine.communicator import Communicator
 from ..engine.descent import History, ProgressFn, ResultFigures
+from ..engine.options import TrainOptions
 from . import checkpoint as ckpt
 from .comm import TorchCommunicator, communicator, init_from_environment, shutdown
 
@@ -252,22 +253,19 @@ def train_sharded(
     spec: NetSpec,
     X: Any,
     y: Any,
+    options: TrainOptions | None = None,
     *,
-    lr: float | str = "auto",
-    epsilon: float = 1e-3,
-    max_steps: int = 10_000,
-    record_every: int | None = None,
-    track_movement: bool = True,
     progress: ProgressFn | None = None,
     checkpoint_dir: str | Path | None = None,
-    checkpoint_every: int = 100,
     comm: Communicator | None = None,
+    **overrides: Any,
 ) -> ShardedTrainResult:
     """Full-batch gradient descent (docs/theory.md section 2) with the neurons split over the ranks.
 
-    Call it on every rank with the same arguments. The arguments and the
-    rules (stopping, ``lr``, ``record_every``, divergence) are those of
-    ``expreg.train``; ``spec`` replaces the network.
+    Call it on every rank with the same arguments. The run's options
+    (``options`` and keyword ``overrides``: the fields of ``TrainOptions``)
+    and the rules (stopping, ``lr``, ``record_every``, divergence) are those
+    of ``expreg.train``; ``spec`` replaces the network.
 
     Parameters
     ----------
@@ -275,6 +273,8 @@ def train_sharded(
         The network (global width m); each rank draws only its slice.
     X : array (n, d), y : array (n,)
         The same data on every rank.
+    options : TrainOptions, optional
+        As for ``expreg.train``; ``**overrides`` replace its fields.
     checkpoint_dir : path, optional
         Directory of per-rank checkpoints (``distributed.checkpoint``),
         written every ``checkpoint_every`` steps and at the end; a relaunch
@@ -302,8 +302,9 @@ def train_sharded(
     comm = communicator() if comm is None else comm
     error: Exception | None = None
     Xn = yn = None
+    settings: TrainOptions | None = None
     try:
-        settings = descent.check_settings(epsilon, max_steps, record_every, track_movement, checkpoint_every)
+        settings = TrainOptions.merge(options, overrides, "train_sharded")
         if spec.m < comm.world_size:
             raise ValueError(
                 f"width m = {spec.m} is smaller than the number of ranks ({comm.world_size}); launch at most m processes"
@@ -317,17 +318,13 @@ def train_sharded(
             spec,
             Xn,
             yn,
-            lr=lr,
-            epsilon=epsilon,
-            max_steps=max_steps,
-            record_every=record_every,
-            track_movement=track_movement,
+            **(settings.as_fields() if settings is not None else _given_fields(options, overrides)),
             checkpoints=checkpoint_dir is not None,
-            checkpoint_every=checkpoint_every,
         ),
         error,
     )
-    assert Xn is not None and yn is not None
+    assert Xn is not None and yn is not None and settings is not None
+    lr = settings.lr
     lo, hi = shard_range(spec.m, comm.world_size, comm.rank)
     shard = _shard(spec, comm, Xn, yn, lo, hi)
 
@@ -352,12 +349,17 @@ def train_sharded(
 
     return descent.descend(
         shard,
-        lr,
         settings,
         make_result,
         progress=progress,
         checkpoints=checkpoints if checkpoint_dir is not None else None,
     )
+
+
+def _given_fields(options: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The run options as given, when they did not validate on this rank (compared all the same)."""
+    given = options.as_fields() if isinstance(options, TrainOptions) else {}
+    return {**given, **overrides}
 
 
 @dataclass

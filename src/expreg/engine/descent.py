@@ -36,8 +36,8 @@ from ..core.activations import Activation
 from ..core.backends import Array, Backend
 from ..core.errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError, overflow_checked
 from ..core.model import NetSpec
-from ..core.validation import check_nonnegative, check_positive, check_positive_int, is_number
 from .communicator import Communicator
+from .options import TrainOptions
 
 #: The loss may grow at most this factor above its initial value before the run counts as diverged.
 DIVERGENCE_FACTOR = 1e4
@@ -112,29 +112,6 @@ class History:
             setattr(self, k, [getattr(self, k)[i] for i in keep])
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The validated options of a descent (see ``expreg.train`` for their meaning)."""
-
-    epsilon: float
-    max_steps: int
-    record_every: int | None
-    track_movement: bool
-    checkpoint_every: int
-
-
-def check_settings(
-    epsilon: Any, max_steps: Any, record_every: Any, track_movement: bool, checkpoint_every: Any
-) -> Settings:
-    """Validate the options shared by ``train`` and ``train_sharded``; errors name the argument."""
-    max_steps = check_positive_int(max_steps, "max_steps", minimum=0)
-    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
-    epsilon = check_nonnegative(epsilon, "epsilon")
-    if record_every is not None:
-        record_every = check_positive_int(record_every, "record_every", minimum=0)
-    return Settings(float(epsilon), max_steps, record_every, bool(track_movement), checkpoint_every)
-
-
 def resolve_lr(
     lr: float | str,
     m: int,
@@ -145,7 +122,7 @@ def resolve_lr(
     *,
     gram0: Callable[[], np.ndarray] | None = None,
 ) -> tuple[float, str]:
-    """Turn ``lr`` ("auto", "empirical" or a positive number) into (step, rule).
+    """Turn ``lr`` (a ``TrainOptions.lr``: "auto", "empirical" or a positive number) into (step, rule).
 
     "auto" = 1 / lambda_max(m s^2 H^cts); "empirical" = 1 / lambda_max(H(W(0)))
     (docs/theory.md section 4), H(W(0)) from ``gram0()`` or else ``kernels.empirical_ntk(net, X)``.
@@ -164,10 +141,7 @@ def resolve_lr(
                     raise ValueError("lr='empirical' needs the network and the inputs X")
                 gram0 = lambda: kernels.empirical_ntk(net, X)  # noqa: E731
             return 1.0 / kernels.lambda_max(gram0()), "empirical: 1/lambda_max(H(W(0)))"
-        raise ValueError(f"lr={lr!r} is not known; use 'auto', 'empirical' or a positive number")
-    if not is_number(lr):
-        raise TypeError(f"lr must be 'auto', 'empirical' or a number, got {type(lr).__name__}")
-    return check_positive(lr, "lr", hint="; use lr='auto' for 1/lambda_max(m s^2 H^cts)"), "given"
+    return float(lr), "given"  # TrainOptions checked it: a positive finite number
 
 
 def run_fingerprint(
@@ -333,7 +307,7 @@ class Checkpoints(Protocol):
 MakeResult = Callable[[Array, dict[str, Any]], R]
 
 
-def check_resumable(history: History, step: int, settings: Settings, location: str) -> None:
+def check_resumable(history: History, step: int, settings: TrainOptions, location: str) -> None:
     """Refuse a checkpoint of ``step`` steps that an uninterrupted run with ``settings`` would never have reached.
 
     An uninterrupted run stops at the first t with ||u(t) - y|| <= epsilon or
@@ -405,16 +379,15 @@ class _Descent(Generic[R]):
     """The state of one descent: the loop and what it records (internal; see ``descend``)."""
 
     shard: Shard
-    settings: Settings
+    settings: TrainOptions
     make_result: MakeResult[R]
-    lr: float | str
     history: History = field(default_factory=History)
 
     def __post_init__(self) -> None:
         sh = self.shard
         self.H_cts = kernels.ntk(sh.Xn, sh.act)
         self.lam_min, self.lam_max = kernels.extreme_eigenvalues(self.H_cts)
-        self.step, self.rule = resolve_lr(self.lr, sh.m, sh.s, self.lam_max, gram0=lambda: sh.gram(sh.W0))
+        self.step, self.rule = resolve_lr(self.settings.lr, sh.m, sh.s, self.lam_max, gram0=lambda: sh.gram(sh.W0))
 
     def record_kernel(self, t: int, Wt: Array) -> None:
         sh = self.shard
@@ -472,8 +445,7 @@ class _Descent(Generic[R]):
 
 def descend(
     shard: Shard,
-    lr: float | str,
-    settings: Settings,
+    settings: TrainOptions,
     make_result: MakeResult[R],
     *,
     progress: ProgressFn | None = None,
@@ -485,10 +457,9 @@ def descend(
     ----------
     shard : Shard
         This rank's neurons W(0) (not modified) and the data.
-    lr : "auto", "empirical" or float
-        See ``resolve_lr``; H(W(0)) comes from ``shard.gram``.
-    settings : Settings
-        From ``check_settings``.
+    settings : TrainOptions
+        The run's options (validated when made); ``settings.lr`` goes through
+        ``resolve_lr``, H(W(0)) coming from ``shard.gram``.
     make_result : callable (W, fields) -> R
         Builds the caller's result from this rank's W(steps) and a dict of
         the shared fields (``MakeResult``; ``history`` is global, identical on every rank).
@@ -505,7 +476,7 @@ def descend(
     ExpOverflowError
         exp (or the loss) overflows already at the first step of this run.
     """
-    run: _Descent[R] = _Descent(shard, settings, make_result, lr)
+    run: _Descent[R] = _Descent(shard, settings, make_result)
     step, cfg, be, history = run.step, settings, shard.be, run.history
     store = checkpoints(step) if checkpoints is not None else None
 

@@ -23,8 +23,9 @@ from ..core.validation import check_X_y
 from . import descent
 from .communicator import Communicator
 from .descent import DIVERGENCE_FACTOR, History, ProgressFn, ResultFigures, resolve_lr
+from .options import TrainOptions
 
-__all__ = ["DIVERGENCE_FACTOR", "History", "TrainResult", "resolve_lr", "train"]
+__all__ = ["DIVERGENCE_FACTOR", "History", "TrainOptions", "TrainResult", "resolve_lr", "train"]
 
 
 @dataclass
@@ -68,15 +69,11 @@ def train(
     net: ExpNet,
     X: Any,
     y: Any,
+    options: TrainOptions | None = None,
     *,
-    lr: float | str = "auto",
-    epsilon: float = 1e-3,
-    max_steps: int = 10_000,
-    record_every: int | None = None,
-    track_movement: bool = True,
     progress: ProgressFn | None = None,
     checkpoint: str | Path | None = None,
-    checkpoint_every: int = 100,
+    **overrides: Any,
 ) -> TrainResult:
     """Full-batch gradient descent on L(W) = 1/2 ||F(W, X) - y||^2 (docs/theory.md section 2).
 
@@ -86,18 +83,14 @@ def train(
         Initial network W(0); not modified.
     X : array (n, d), y : array (n,)
         Training data; ||x_i|| <= 1 is what the theorem assumes (a warning otherwise).
-    lr : "auto", "empirical" or float
-        "auto" = 1/lambda_max(m s^2 H^cts); "empirical" = 1/lambda_max(H(W(0))).
-    epsilon : float
-        Stop once ||u - y||_2 <= epsilon.
-    max_steps : int
-        Step budget.
-    record_every : int, optional
-        Record ||H^dis(W(t)) - H^cts||_op and lambda_min(H^dis(W(t))) every
-        this many steps (each costs 2 n^2 m flops); None records at the first
-        and last step only, 0 never.
-    track_movement : bool
-        Record weight movement each step (reads W and W(0): d m per step).
+    options : TrainOptions, optional
+        The run's options: ``lr`` ("auto", "empirical" or a number),
+        ``epsilon``, ``max_steps``, ``record_every``, ``track_movement``,
+        ``checkpoint_every``; see ``TrainOptions`` for each. Default: all
+        defaults.
+    **overrides
+        Any field of ``TrainOptions`` as a keyword (``lr=0.5, max_steps=200``),
+        replacing that field of ``options``. An unknown keyword is a TypeError.
     progress : callable (step, residual) -> None, optional
         Called with (t, ||u(t) - y||_2) once step t is recorded, t = 0, 1, ...
         An exception it raises stops the run (a checkpointed run then resumes).
@@ -110,8 +103,6 @@ def train(
         with a tighter epsilon or a larger budget), but a checkpoint past
         the step where the new settings stop is refused (``CheckpointError``),
         since the weights of that step are not kept.
-    checkpoint_every : int
-        Steps between checkpoints.
 
     Returns
     -------
@@ -133,7 +124,7 @@ def train(
         ``error.result`` is the ``TrainResult``.
     """
     started = time.perf_counter()
-    settings = descent.check_settings(epsilon, max_steps, record_every, track_movement, checkpoint_every)
+    settings = TrainOptions.merge(options, overrides, "train")
     Xn, yn = check_X_y(X, y, dtype=np.dtype(np.float64), d=net.d)
     shard = descent.Shard(net.spec, Xn, yn, net.W, net.a, Communicator())
 
@@ -141,6 +132,7 @@ def train(
         return TrainResult(net=net.with_weights(W), seconds=time.perf_counter() - started, **fields)
 
     def checkpoints(step: float) -> _FileCheckpoint:
+        lr = settings.lr
         rule = (
             lr if isinstance(lr, str) else step
         )  # 'auto' hashed as such: its value moves in the last bits with BLAS threads
@@ -150,7 +142,7 @@ def train(
         return _FileCheckpoint(Path(checkpoint), fingerprint, net)  # type: ignore[arg-type]
 
     return descent.descend(
-        shard, lr, settings, make_result, progress=progress, checkpoints=checkpoints if checkpoint is not None else None
+        shard, settings, make_result, progress=progress, checkpoints=checkpoints if checkpoint is not None else None
     )
 
 
