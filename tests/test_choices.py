@@ -21,10 +21,11 @@ from typer.testing import CliRunner
 import expreg
 from expreg import data, kernels
 from expreg.cli import build_app
+from expreg.cli._options import BackendName
 from expreg.core import choices, initialisation
 from expreg.core.activations import ACTIVATIONS, get_activation
-from expreg.core.backends import canonical_dtype, get_backend
-from expreg.core.choices import BackendName, DType, Init, LabelKind, Scaling
+from expreg.core.backends import BACKENDS, NumpyBackend, canonical_dtype, get_backend
+from expreg.core.choices import DType, Init, LabelKind, Scaling
 from expreg.experiments import get_config
 from expreg.sklearn.estimator import ExpRegressor
 from expreg.sklearn.kernels import NNGPKernel, NTKKernel
@@ -185,6 +186,25 @@ def test_every_place_accepts_each_backend(name: str) -> None:
     pytest.importorskip(name)
     assert get_backend(name).name == name
     assert expreg.ExpNet.init(2, 4, backend=name).backend_name == name
+
+
+def test_a_backend_registered_in_one_place_is_served_everywhere() -> None:
+    """One ``BACKENDS.register`` call: get_backend, the network and its training take the new name."""
+    X, y = data.make_dataset(5, 2, seed=0)
+    reference = expreg.train(expreg.ExpNet.init(2, 6, seed=1), X, y, max_steps=3, record_every=0)
+    BACKENDS.register("numpy-serial", lambda device, threads: NumpyBackend(1))
+    try:
+        backend = get_backend("numpy-serial")
+        assert isinstance(backend, NumpyBackend) and backend.threads == 1
+        net = expreg.ExpNet.init(2, 6, seed=1, backend="numpy-serial")
+        assert net.backend_name == "numpy"  # the object it made names its library
+        run = expreg.train(net, X, y, max_steps=3, record_every=0)
+        np.testing.assert_allclose(run.history.residual, reference.history.residual, rtol=1e-12)
+        with pytest.raises(ValueError, match="'numpy-serial'"):  # listed among the choices of a bad name
+            get_backend("jax")
+    finally:
+        BACKENDS.unregister("numpy-serial")
+        get_backend.cache_clear()
 
 
 def test_every_place_rejects_an_unknown_backend() -> None:

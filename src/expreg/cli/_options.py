@@ -21,7 +21,8 @@ import numpy as np
 import typer
 
 from ..core.activations import ACTIVATIONS
-from ..core.choices import BackendName, DType, Init, LabelKind, Scaling
+from ..core.backends import BACKENDS
+from ..core.choices import DType, Init, LabelKind, Scaling
 from ..engine.options import TrainOptions
 
 #: Size of the synthetic data when --n / --d are not given.
@@ -31,8 +32,10 @@ DEFAULT_N, DEFAULT_D = 64, 16
 # (built at run time from the registry: the type checker sees the base class)
 if TYPE_CHECKING:
     from ..core.choices import Choice as Activation
+    from ..core.choices import Choice as BackendName
 else:
     Activation = ACTIVATIONS.as_choice("Activation")
+    BackendName = BACKENDS.as_choice("BackendName")
 Labels = LabelKind
 
 __all__ = ["Activation", "BackendName", "DType", "Init", "Labels", "RunOptions", "Scaling", "parse_lr", "run_options"]
@@ -184,7 +187,7 @@ def _shared(m_help: str, backend_help: str, device_help: str) -> dict[str, Any]:
             None, help="Record the kernel deviation every this many steps (default: first and last step)."
         ),
         "dtype": typer.Option(DType.float64, help="Floating-point precision."),
-        "backend": typer.Option(BackendName.numpy, help=backend_help),
+        "backend": typer.Option(BackendName("numpy"), help=backend_help),
         "device": typer.Option(None, help=device_help),
     }
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .choices import BackendName, DType, unknown_choice
+from .choices import DType, Registry, unknown_choice
 from .errors import overflow_checked
 
 Array = Any  # numpy.ndarray or torch.Tensor
@@ -561,9 +561,26 @@ def host_array(x: Any) -> Any:
     return x.detach().cpu().numpy() if is_torch_tensor(x) else x
 
 
+def _numpy_backend(device: str | None, threads: int | None) -> Backend:
+    if device not in (None, "cpu"):
+        raise ValueError(f"the numpy backend runs on the CPU only, got device={device!r}; use backend='torch'")
+    return NumpyBackend(threads)
+
+
+def _torch_backend(device: str | None, threads: int | None) -> Backend:
+    return TorchBackend(device or "cpu")  # torch keeps its own intra-op threads
+
+
+#: The backends by name, in the order the command line lists them: each entry makes a ``Backend``
+#: from (device, threads). Adding a backend is a ``Backend`` subclass and one ``register`` call.
+BACKENDS: Registry[Callable[[str | None, int | None], Backend]] = Registry("backend")
+BACKENDS.register("numpy", _numpy_backend)
+BACKENDS.register("torch", _torch_backend)
+
+
 @cache
 def get_backend(name: str = "numpy", device: str | None = None, threads: int | None = None) -> Backend:
-    """Return the backend called ``name`` (``"numpy"`` or ``"torch"``).
+    """Return the backend called ``name`` (a name of ``BACKENDS``: ``"numpy"`` or ``"torch"``).
 
     ``threads`` (NumPy only) sets the worker threads of the blocked passes;
     default: ``EXPREG_NUM_THREADS`` or every usable CPU. Torch uses its own
@@ -574,10 +591,4 @@ def get_backend(name: str = "numpy", device: str | None = None, threads: int | N
     """
     if isinstance(name, Backend):
         return name
-    if name == "numpy":
-        if device not in (None, "cpu"):
-            raise ValueError(f"the numpy backend runs on the CPU only, got device={device!r}; use backend='torch'")
-        return NumpyBackend(threads)
-    if name == "torch":
-        return TorchBackend(device or "cpu")
-    raise unknown_choice(BackendName.option, name, BackendName.values())
+    return BACKENDS[name](device, threads)

@@ -3,8 +3,8 @@
 A fixed choice is a ``Choice``: a ``str`` enum whose members compare equal
 to (and serialise as) their string values, so ``Init.coupled == "coupled"``
 and a configuration holding either hashes the same. A choice that grows by
-registration (the activations: one object each, see ``activations``) is a
-``Registry``. Both reject an unknown value with the message of
+registration (the activations, one object each, see ``activations``; the
+backends, see ``backends.BACKENDS``) is a ``Registry``. Both reject an unknown value with the message of
 ``unknown_choice``::
 
     init='uniform' is not known; choose one of 'coupled', 'gaussian'
@@ -95,13 +95,6 @@ class Scaling(Choice, option="scaling"):
 
     none = "none"
     ntk = "ntk"
-
-
-class BackendName(Choice, option="backend"):
-    """Array library of the numerical core (``backends``)."""
-
-    numpy = "numpy"
-    torch = "torch"
 
 
 class DType(Choice, option="dtype"):
