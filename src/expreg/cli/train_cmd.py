@@ -9,7 +9,8 @@ from typing import Any
 
 import typer
 
-from ._common import err_console, print_summary, user_errors
+from ..core.progress import rich_bar
+from ._common import print_summary, user_errors
 from ._options import RunOptions, run_options
 
 
@@ -47,25 +48,7 @@ def train_command(
 
     try:
         if not (json_out or quiet):
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            bar = Progress(
-                TextColumn("[bold]training[/bold]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("||u-y|| {task.fields[res]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=err_console(),
-                transient=False,
-            )
+            bar = rich_bar("training", "||u-y|| {task.fields[res]}")
             with bar:
                 task = bar.add_task("train", total=opts.max_steps, res="-")
                 result = train(

@@ -177,16 +177,7 @@ def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
     fig, axes = plots.new_figure(ncols=2)
     ax = axes[0][0]
     for i, e in enumerate(fits(df, cfg)):
-        ms = np.array(e["m"], dtype=float)
-        plots.plot_power_law(
-            ax,
-            ms,
-            np.array(e["values"]),
-            e["fit"],
-            e["activation"],
-            plots.COLOURS[i],
-            scatter=(np.repeat(ms, e["table"].shape[1]), e["table"].ravel()),
-        )
+        plots.plot_width_fit(ax, e, e["activation"], plots.COLOURS[i])
     ax.axhline(0.5, color="k", linestyle=":", linewidth=0.8, label="lambda/2 (lazy threshold)")
     plots.log_axes(
         ax, "width m", "||H^dis(W(0)) - H^cts||_op / lambda", f"n = {cfg.n}, d = {cfg.d} (expected slope -1/2)"

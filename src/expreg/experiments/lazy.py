@@ -166,16 +166,8 @@ def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
     for c, q in enumerate(("max_movement", "frobenius_movement")):
         ax = axes[0][c]
         for i, e in enumerate(x for x in ex if x["quantity"] == q):
-            ms = np.array(e["m"], dtype=float)
-            plots.plot_power_law(
-                ax,
-                ms,
-                np.array(e["values"]),
-                e["fit"],
-                f"{e['activation']}, s={e['scaling']} (exp. {e['expected']:g})",
-                plots.COLOURS[i % len(plots.COLOURS)],
-                scatter=(np.repeat(ms, e["table"].shape[1]), e["table"].ravel()),
-            )
+            label = f"{e['activation']}, s={e['scaling']} (exp. {e['expected']:g})"
+            plots.plot_width_fit(ax, e, label, plots.COLOURS[i % len(plots.COLOURS)])
         ylabel = "max_t max_r ||w_r(t) - w_r(0)||_2" if q == "max_movement" else "||W(T) - W(0)||_F"
         plots.log_axes(ax, "width m", ylabel, f"n = {cfg.n}, d = {cfg.d}, {cfg.init} init")
     return [plots.save(fig, directory, "lazy_movement")]

@@ -47,20 +47,18 @@ def save(fig: Any, directory: str | Path, stem: str) -> str:
     return stem
 
 
-def plot_power_law(
-    ax: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    fit: SlopeFit,
-    label: str,
-    colour: str,
-    marker: str = "o",
-    scatter: tuple[np.ndarray, np.ndarray] | None = None,
-) -> None:
-    """Points (x, y), optional per-seed scatter, and the fitted line, slope in the legend."""
-    if scatter is not None:
-        ax.scatter(scatter[0], scatter[1], s=10, alpha=0.3, color=colour, marker=marker)
-    ax.plot(x, y, marker=marker, linestyle="none", color=colour, label=f"{label}: slope {fit}")
+def plot_width_fit(ax: Any, entry: dict[str, Any], label: str, colour: str, marker: str = "o") -> None:
+    """One fitted quantity against the width: per-seed points, their summary and the fitted line.
+
+    ``entry`` is one element of an experiment's ``fits``: ``m`` (the widths),
+    ``values`` (one summary per width), ``table`` (widths x seeds) and ``fit``
+    (a ``SlopeFit``, its slope shown in the legend).
+    """
+    x = np.array(entry["m"], dtype=float)
+    table = np.asarray(entry["table"], dtype=float)
+    fit: SlopeFit = entry["fit"]
+    ax.scatter(np.repeat(x, table.shape[1]), table.ravel(), s=10, alpha=0.3, color=colour, marker=marker)
+    ax.plot(x, np.array(entry["values"]), marker=marker, linestyle="none", color=colour, label=f"{label}: slope {fit}")
     if np.isfinite(fit.slope):
         xs = np.geomspace(np.nanmin(x), np.nanmax(x), 50)
         ax.plot(xs, fit.predict(xs), color=colour, linewidth=1.2, alpha=0.8)

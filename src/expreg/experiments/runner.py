@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.backends import usable_cpus
+from ..core.progress import rich_bar
 from .base import Task, execute_batch, get_experiment, make_tasks
 from .store import ResultStore
 
@@ -381,26 +382,7 @@ class RichProgress:
     """A rich progress bar: runs done, runs left, elapsed time and ETA."""
 
     def __init__(self, title: str) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._bar = Progress(
-            TextColumn(f"[bold]{title}[/bold]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("runs, {task.fields[left]} left"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
+        self._bar = rich_bar(title, "runs, {task.fields[left]} left", eta_label=True)
         self._task = self._bar.add_task(title, total=None, left="?")
 
     def __enter__(self) -> RichProgress:
