@@ -23,7 +23,7 @@ import typer
 from ..core.activations import ACTIVATIONS
 from ..core.backends import BACKENDS
 from ..core.choices import DType, Init, LabelKind, Scaling
-from ..engine.options import TrainOptions
+from ..engine.options import LR_RULES, TrainOptions
 
 #: Size of the synthetic data when --n / --d are not given.
 DEFAULT_N, DEFAULT_D = 64, 16
@@ -42,13 +42,14 @@ __all__ = ["Activation", "BackendName", "DType", "Init", "Labels", "RunOptions",
 
 
 def parse_lr(text: str) -> float | str:
-    """``--lr``: 'auto', 'empirical' or a number."""
-    if text in ("auto", "empirical"):
+    """``--lr``: a rule of ``LR_RULES`` ('auto', 'empirical') or a number."""
+    if text in LR_RULES:
         return text
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"--lr must be 'auto', 'empirical' or a number, got {text!r}") from None
+        rules = ", ".join(map(repr, LR_RULES))
+        raise ValueError(f"--lr must be {rules} or a number, got {text!r}") from None
 
 
 @dataclass(frozen=True)

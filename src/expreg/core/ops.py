@@ -244,33 +244,15 @@ def forward(
     ExpOverflowError
         If any activation or the sum overflowed.
     """
-    u, _ = forward_pass(backend, act, X, W, a, BlockPlan(plan.block, keep=False))
+    ws = _acquire(backend, X, W, BlockPlan(plan.block, keep=False))
+    try:
+        u = _forward(backend, act, X, W, a, ws)
+    finally:
+        _release(ws)
     u *= scale
     if not backend.all_finite(u):
         raise _overflow("the predictions F(W, X)")
     return u
-
-
-def forward_pass(
-    backend: Backend,
-    act: Activation,
-    X: Array,
-    W: Array,
-    a: Array,
-    plan: BlockPlan,
-) -> tuple[Array, list[Array] | None]:
-    """Unscaled partial predictions sigma(X W) a (n,), and the kept blocks.
-
-    The second value is the list of each block's activations when
-    ``plan.keep``, else None (the backward pass recomputes them). The kept
-    blocks are views of a buffer reused by the next pass with the same
-    shapes: consume them (``backward_pass``) before the next step.
-    """
-    ws = _acquire(backend, X, W, plan)
-    u = _forward(backend, act, X, W, a, ws)
-    kept = [ws.block(0, lo, hi) for lo, hi in plan.ranges(int(W.shape[1]))] if plan.keep else None
-    _release(ws)
-    return u, kept
 
 
 def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, ws: _Workspace) -> Array:
@@ -285,38 +267,6 @@ def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, ws
     ws.acc[...] = 0  # one fill for all chunks' partial sums
     backend.parallel(len(chunks), chunk)
     return backend.sum_rows(ws.acc)
-
-
-def backward_pass(
-    backend: Backend,
-    act: Activation,
-    X: Array,
-    W: Array,
-    a: Array,
-    r: Array,
-    scale: float,
-    plan: BlockPlan,
-    kept: list[Array] | None,
-    G: Array,
-) -> Array:
-    """G = s * X^T ( r[:, None] * sigma'(X W) * a[None, :] ), written into G (d, m).
-
-    ``kept`` (from ``forward_pass``) is consumed: its blocks are overwritten.
-
-    Raises
-    ------
-    ExpOverflowError
-        If some entry of G is inf or NaN (one flag read from the device).
-    """
-    ws = _acquire(backend, X, W, BlockPlan(plan.block, keep=False))
-    blocks = None if kept is None else (lambda k, lo, hi: kept[k])
-    try:
-        _backward(backend, act, X, W, a, r, scale, blocks, G, ws)
-        if not all(backend.to_bools(ws.finite)):
-            raise _overflow("the gradient dL/dW")
-    finally:
-        _release(ws)
-    return G
 
 
 def _backward(

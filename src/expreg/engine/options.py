@@ -104,10 +104,11 @@ class TrainOptions:
 
 def _check_lr(lr: Any) -> float | str:
     """'auto', 'empirical' or a positive finite number (as float)."""
+    rules = ", ".join(map(repr, LR_RULES))
     if isinstance(lr, str):
         if lr not in LR_RULES:
-            raise ValueError(f"lr={lr!r} is not known; use 'auto', 'empirical' or a positive number")
+            raise ValueError(f"lr={lr!r} is not known; use {rules} or a positive number")
         return lr
     if not is_number(lr):
-        raise TypeError(f"lr must be 'auto', 'empirical' or a number, got {type(lr).__name__}")
+        raise TypeError(f"lr must be {rules} or a number, got {type(lr).__name__}")
     return check_positive(lr, "lr", hint="; use lr='auto' for 1/lambda_max(m s^2 H^cts)")
