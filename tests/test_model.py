@@ -158,8 +158,8 @@ def test_float32_overflow_is_detected_where_float64_is_fine() -> None:
     X = np.array([[1.0, 0.0], [0.0, 1.0]])
     W = np.full((2, 4), 100.0)
     a = np.array([1.0, -1.0, 1.0, 1.0])
-    n64 = ExpNet(W=W, a=a, init="gaussian")
-    n32 = ExpNet(W=W.astype(np.float32), a=a.astype(np.float32), init="gaussian")
+    n64 = ExpNet.from_weights(W, a, init="gaussian")
+    n32 = ExpNet.from_weights(W.astype(np.float32), a.astype(np.float32), init="gaussian")
     assert np.isfinite(n64.predict(X)).all()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
@@ -173,7 +173,7 @@ def test_gradient_overflow_is_detected_even_when_predictions_are_finite() -> Non
     # the coupled pair cancels in F (= 0, finite) but r * exp(<w, x>) * x overflows in the gradient
     X = np.array([[1.0]])
     W = np.array([[80.0, 80.0]], dtype=np.float32)
-    net = ExpNet(W=W, a=np.array([1.0, -1.0], dtype=np.float32))
+    net = ExpNet.from_weights(W=W, a=np.array([1.0, -1.0], dtype=np.float32))
     assert net.predict(X)[0] == 0.0
     with pytest.raises(ExpOverflowError, match="gradient"):
         net.gradient(X, np.array([1e6]))
@@ -255,7 +255,7 @@ def test_docstring_examples_run() -> None:
 
 
 def test_loss_overflow_is_an_error_not_inf() -> None:
-    net = ExpNet(W=np.array([[400.0, 0.0]]), a=np.array([1.0, -1.0]), init="gaussian")
+    net = ExpNet.from_weights(W=np.array([[400.0, 0.0]]), a=np.array([1.0, -1.0]), init="gaussian")
     X = np.array([[1.0]])
     assert np.isfinite(net.predict(X)).all()  # exp(400) ~ 5e173 fits float64, its square does not
     with warnings.catch_warnings():
@@ -306,3 +306,23 @@ def test_a_network_is_its_description_plus_weights() -> None:
         NetSpec(3, 7)
     with pytest.raises(ValueError, match=r"scaling='mup' is not known"):
         NetSpec(3, 8, scaling="mup")
+
+
+def test_init_draws_on_the_class_and_names_the_scheme_on_a_network() -> None:
+    net = ExpNet.init(3, 6, seed=4, init="gaussian")
+    assert net.init == "gaussian" and ExpNet.init(3, 6).init == "coupled"
+    assert net.spec.init == net.init and net.spec.m == 6 and net.spec.d == 3
+    W0, a0 = net.spec.draw()  # the description redraws the same weights
+    np.testing.assert_array_equal(W0, net.W)
+    np.testing.assert_array_equal(a0, net.a)
+
+
+def test_a_network_refuses_weights_that_do_not_fit_its_description() -> None:
+    net = ExpNet.init(3, 6, seed=0)
+    with pytest.raises(ValueError, match=r"do not fit the network \(d, m\) = \(3, 6\)"):
+        ExpNet.from_spec(net.spec, np.zeros((3, 5)), np.ones(5))
+    with pytest.raises(TypeError, match="W has dtype float32, the network float64"):
+        ExpNet.from_spec(net.spec, np.zeros((3, 6), np.float32), np.ones(6, np.float32))
+    moved = net.to("numpy", dtype=np.float32)
+    assert moved.dtype == np.float32 and moved.spec.dtype == np.float32 and moved.init == net.init
+    np.testing.assert_array_equal(moved.W, net.W.astype(np.float32))

@@ -386,7 +386,7 @@ def test_history_truncate_and_round_trip() -> None:
 def test_huge_but_finite_predictions_at_the_start_are_an_overflow_error() -> None:
     # exp(400) is finite in float64 but r * exp(<w, x>) in the gradient (and (u - y)^2) is not
     X = np.array([[1.0], [0.5]])
-    net = ExpNet(W=np.array([[400.0, 0.0]]), a=np.array([1.0, -1.0]), init="gaussian")
+    net = ExpNet.from_weights(W=np.array([[400.0, 0.0]]), a=np.array([1.0, -1.0]), init="gaussian")
     assert np.isfinite(net.predict(X)).all()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)

@@ -35,7 +35,7 @@ def train_command(
     if checkpoint is not None:
         check_writable(checkpoint, "--checkpoint")
     X, y = opts.checked_dataset()
-    net = ExpNet.init(X.shape[1], opts.m, **opts.network())  # type: ignore[operator]  # the classmethod, not the field (model.py)
+    net = ExpNet.init(X.shape[1], opts.m, **opts.network())
     started = time.perf_counter()
 
     def report(result: Any) -> None:

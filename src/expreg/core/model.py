@@ -14,8 +14,9 @@ is that description plus its weights; width-sharded training
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -145,11 +146,33 @@ class NetSpec:
         return be.asarray(W, self.dtype), be.asarray(a, self.dtype)
 
 
+class _InitAttribute:
+    """``ExpNet.init``: the constructor on the class, the initialisation scheme on a network.
+
+    ``ExpNet.init(d, m, seed=...)`` draws a network (``ExpNet.draw``);
+    ``net.init`` is the scheme it was drawn with ("coupled" or "gaussian",
+    ``net.spec.init``). One name for both, as the paper and the command line
+    say "init" for the scheme and users call ``ExpNet.init`` to build.
+    """
+
+    @overload
+    def __get__(self, obj: None, owner: type[ExpNet]) -> Callable[..., ExpNet]: ...
+
+    @overload
+    def __get__(self, obj: ExpNet, owner: type[ExpNet]) -> str: ...
+
+    def __get__(self, obj: ExpNet | None, owner: type[ExpNet]) -> Callable[..., ExpNet] | str:
+        if obj is None:
+            return owner.draw
+        return obj.spec.init
+
+
 @dataclass(eq=False)
 class ExpNet:
-    """A width-m two-layer network with exponential (or ReLU) activation.
+    """A width-m two-layer network with exponential (or ReLU) activation: a ``NetSpec`` and its weights.
 
-    Create one with :meth:`ExpNet.init`.
+    Create one with :meth:`ExpNet.init` (``ExpNet.draw``), or
+    :meth:`ExpNet.from_spec` for given weights.
 
     Attributes
     ----------
@@ -158,54 +181,34 @@ class ExpNet:
         tensor for ``backend="torch"``.
     a : array (m,)
         Output signs a_r in {-1, +1}; never trained.
-    activation : {"exp", "relu"}
-    scaling : {"none", "ntk"}
-        s = 1 ("none", the paper's formula) or s = 1/sqrt(m) ("ntk").
-    init : {"coupled", "gaussian"}
-    seed : int
-    block : int or None
-        Neurons per block in the blocked passes; None picks by memory.
-    memory_budget : int or None
-        Bytes the forward pass may keep for the backward pass.
+    spec : NetSpec
+        Everything but the weights (d, m, seed, activation, scaling, init,
+        dtype, backend, device, blocking); ``activation``, ``scaling``,
+        ``init``, ``seed``, ``block``, ``memory_budget``, ``backend_name`` and
+        ``device`` read it.
     """
 
     W: Array
     a: Array
-    activation: str = "exp"
-    scaling: str = "none"
-    init: str = "coupled"
-    seed: int = 0
-    backend_name: str = "numpy"
-    device: str = "cpu"
-    block: int | None = None
-    memory_budget: int | None = None
+    spec: NetSpec
     _backend: Backend = field(init=False, repr=False, compare=False)
-    _spec: NetSpec = field(init=False, repr=False, compare=False)
+
+    init = _InitAttribute()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.init, str):  # the classmethod ``init`` shadows the field's default "coupled"
-            self.init = Init.coupled.value
-        self._backend = get_backend(self.backend_name, self.device)
-        self._spec = NetSpec(
-            self.d,
-            self.m,
-            self.seed,
-            self.activation,
-            self.scaling,
-            self.init,
-            self.dtype,
-            self.backend_name,
-            self.device,
-            self.block,
-            self.memory_budget,
-        )
+        self._backend = self.spec.get_backend()
+        shape = (self.spec.d, self.spec.m)
+        if tuple(self.W.shape) != shape or tuple(self.a.shape) != shape[1:]:
+            raise ValueError(
+                f"weights of shapes W {tuple(self.W.shape)}, a {tuple(self.a.shape)} do not fit the network "
+                f"(d, m) = {shape}: W must be (d, m) and a (m,)"
+            )
+        if self._backend.dtype_of(self.W) != self.spec.dtype:
+            raise TypeError(f"W has dtype {self._backend.dtype_of(self.W)}, the network {self.spec.dtype}")
 
     # ------------------------------------------------------------------ build
-    # The constructor shares its name with the field ``init`` (the initialisation, a str on instances):
-    # __post_init__ restores the field's default it shadows. Type checkers see only the field, so the
-    # callers of ExpNet.init carry "type: ignore[operator]".
-    @classmethod  # type: ignore[no-redef]
-    def init(  # noqa: F811
+    @classmethod
+    def draw(
         cls,
         d: int,
         m: int,
@@ -221,6 +224,8 @@ class ExpNet:
         memory_budget: int | None = None,
     ) -> ExpNet:
         """Draw a network as the paper does: w_r ~ N(0, I_d), a_r = +-1 (docs/theory.md section 1).
+
+        ``ExpNet.init(...)`` is this method under the name users know.
 
         Parameters
         ----------
@@ -239,6 +244,7 @@ class ExpNet:
             "coupled" pairs neurons (w, a), (w, -a) so F(W(0), .) = 0.
         dtype : numpy.float64 (default) or numpy.float32
         backend : {"numpy", "torch"}
+            A name of ``backends.BACKENDS``.
         device : str, optional
             Torch device ("cpu", "cuda", ...); CPU for NumPy.
         block, memory_budget : int, optional
@@ -247,28 +253,101 @@ class ExpNet:
         Examples
         --------
         >>> net = ExpNet.init(3, 8, seed=0)
-        >>> net.W.shape, net.a.shape
-        ((3, 8), (8,))
+        >>> net.W.shape, net.a.shape, net.init
+        ((3, 8), (8,), 'coupled')
         """
         spec = NetSpec(d, m, seed, activation, scaling, init, dtype, backend, device, block, memory_budget)
         return cls.from_spec(spec, *spec.draw())
 
     @classmethod
     def from_spec(cls, spec: NetSpec, W: Array, a: Array) -> ExpNet:
-        """The network ``spec`` with weights W (d, m) and a (m,) (backend arrays of ``spec``'s dtype)."""
+        """The network ``spec`` with weights W (d, m) and a (m,) (backend arrays of ``spec``'s dtype).
+
+        The backend and device are recorded as resolved (a registered alias
+        becomes the name of the backend object; torch's "cuda" its index).
+        """
         be = spec.get_backend()
-        return cls(
-            W=W,
-            a=a,
-            activation=spec.activation,
-            scaling=spec.scaling,
-            init=spec.init,
-            seed=spec.seed,
-            backend_name=be.name,
-            device=be.device,
-            block=spec.block,
-            memory_budget=spec.memory_budget,
+        return cls(W=W, a=a, spec=replace(spec, backend=be.name, device=be.device))
+
+    @classmethod
+    def from_weights(
+        cls,
+        W: Any,
+        a: Any,
+        *,
+        seed: int = 0,
+        activation: str = "exp",
+        scaling: str = "none",
+        init: str = "coupled",
+        backend: str = "numpy",
+        device: str | None = None,
+        block: int | None = None,
+        memory_budget: int | None = None,
+    ) -> ExpNet:
+        """A network with the given weights W (d, m) and a (m,): d, m and the dtype are read from W.
+
+        W and a are taken as arrays of ``backend`` in W's dtype (float32 or
+        float64); ``seed`` and ``init`` only describe how such weights would
+        be drawn (they matter for a checkpoint's identity and for ``spec.draw``).
+
+        Examples
+        --------
+        >>> net = ExpNet.from_weights(np.zeros((2, 4)), np.array([1.0, -1.0, 1.0, -1.0]), init="gaussian")
+        >>> net.d, net.m, net.init, float(net.predict(np.ones((1, 2)) / 2)[0])
+        (2, 4, 'gaussian', 0.0)
+        """
+        be = get_backend(backend, device)
+        dtype = canonical_dtype(be.dtype_of(W) if hasattr(W, "dtype") else np.asarray(W).dtype)
+        spec = NetSpec(
+            int(W.shape[0]),
+            int(W.shape[1]),
+            seed,
+            activation,
+            scaling,
+            init,
+            dtype,
+            backend,
+            device,
+            block,
+            memory_budget,
         )
+        return cls.from_spec(spec, be.asarray(W, dtype), be.asarray(a, dtype))
+
+    # ------------------------------------------------------------ settings (read from the spec)
+    @property
+    def activation(self) -> str:
+        """The activation's name (``activations.ACTIVATIONS``)."""
+        return self.spec.activation
+
+    @property
+    def scaling(self) -> str:
+        """ "none" (s = 1, the paper's) or "ntk" (s = 1/sqrt(m))."""
+        return self.spec.scaling
+
+    @property
+    def seed(self) -> int:
+        """Seed of the initial weights."""
+        return self.spec.seed
+
+    @property
+    def backend_name(self) -> str:
+        """Name of the array backend ("numpy" or "torch")."""
+        return self._backend.name
+
+    @property
+    def device(self) -> str:
+        """Device of the weights ("cpu", "cuda:0", ...)."""
+        return self._backend.device
+
+    @property
+    def block(self) -> int | None:
+        """Neurons per block of the passes (None: chosen by memory)."""
+        return self.spec.block
+
+    @property
+    def memory_budget(self) -> int | None:
+        """Bytes the forward pass may keep for the backward pass (None: the default)."""
+        return self.spec.memory_budget
 
     # ------------------------------------------------------------ properties
     @property
@@ -284,17 +363,12 @@ class ExpNet:
     @property
     def dtype(self) -> np.dtype:
         """Floating dtype of the weights, as a NumPy dtype."""
-        return self._backend.dtype_of(self.W)
-
-    @property
-    def spec(self) -> NetSpec:
-        """This network's description (everything but the weights)."""
-        return self._spec
+        return np.dtype(self.spec.dtype)
 
     @property
     def s(self) -> float:
         """Output scale s: 1 for "none", 1/sqrt(m) for "ntk" (``NetSpec.s``)."""
-        return self._spec.s
+        return self.spec.s
 
     @property
     def backend(self) -> Backend:
@@ -304,11 +378,11 @@ class ExpNet:
     @property
     def act(self) -> Activation:
         """The activation object used by ``ops``."""
-        return self._spec.act
+        return self.spec.act
 
     def plan(self, n: int) -> ops.BlockPlan:
         """Blocking of a pass over n points (``NetSpec.plan``)."""
-        return self._spec.plan(n)
+        return self.spec.plan(n)
 
     # --------------------------------------------------------------- compute
     def _X(self, X: Any) -> Array:
@@ -363,7 +437,6 @@ class ExpNet:
         """Pickle weights and settings only; the backend (thread pool, torch module) is per process."""
         state = dict(self.__dict__)
         state.pop("_backend", None)
-        state.pop("_spec", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -388,7 +461,7 @@ class ExpNet:
         dt = canonical_dtype(dtype) if dtype is not None else self.dtype
         W = be.asarray(self._backend.to_numpy(self.W), dt)
         a = be.asarray(self._backend.to_numpy(self.a), dt)
-        return replace(self, W=W, a=a, backend_name=be.name, device=be.device)
+        return ExpNet.from_spec(replace(self.spec, dtype=dt, backend=be.name, device=be.device), W, a)
 
     def weights_numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """(W, a) as NumPy arrays."""

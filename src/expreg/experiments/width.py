@@ -300,7 +300,7 @@ def converges(
     cfg: Config, X: np.ndarray, y: np.ndarray, m: int, seed: int, activation: str, init: str, scaling: str
 ) -> str:
     """One convergence probe at width m: "converged", "diverged" or "budget" (out of steps)."""
-    net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)  # type: ignore[operator]  # the classmethod, not the field (model.py)
+    net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)
     H0 = kernels.empirical_ntk(net, X)
     lr = 1.0 / kernels.lambda_max(H0)
     r0 = net.predict(X) - y
@@ -331,7 +331,7 @@ def along_training(
     cfg: Config, X: np.ndarray, y: np.ndarray, lam: float, m: int, seed: int, activation: str, init: str, scaling: str
 ) -> dict[str, float]:
     """GD (lr "auto") at width m to epsilon; sup_t ||H^dis(W(t)) - H^cts|| / lambda and min_t lambda_min(H^dis(W(t))) / lambda."""
-    net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)  # type: ignore[operator]  # the classmethod, not the field (model.py)
+    net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)
     H = m * net.s**2 * kernels.ntk(X, activation)
     lr = 1.0 / kernels.lambda_max(H)
     steps = budget(cfg, steps_to_epsilon(H, net.predict(X) - y, lr, cfg.epsilon, cfg.max_steps))

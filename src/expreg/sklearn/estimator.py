@@ -286,7 +286,7 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
 
     def _train_column(self, X: np.ndarray, y: np.ndarray, dtype: np.dtype) -> TrainResult:
         """Gradient descent for one target column, with the "auto" fallback on divergence."""
-        net = ExpNet.init(  # type: ignore[operator]  # the classmethod, not the field (model.py)
+        net = ExpNet.init(
             X.shape[1],
             self.width,
             seed=self.seed_,
