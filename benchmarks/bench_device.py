@@ -25,7 +25,9 @@ scan
     ``eigen.lazy_criteria`` against H^cts (on the host). The scan of each n
     must finish within what is left of ``--budget-s``; the result names the
     largest n that did, the seconds of each (Gram and eigenvalues apart),
-    and the growth factor to the next n.
+    and the growth factor to the next n. The kernels stay on the device and
+    the criteria's eigenvalues are computed there (``--criteria-on-host``:
+    LAPACK on the host, as the first H100 run measured).
 """
 
 from __future__ import annotations
@@ -111,7 +113,15 @@ def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> d
 
 
 def scan_once(
-    n: int, d: int, m_min: int, m_max: int, dtype: str, device: str, deadline: float, seed: int = 0
+    n: int,
+    d: int,
+    m_min: int,
+    m_max: int,
+    dtype: str,
+    device: str,
+    deadline: float,
+    seed: int = 0,
+    on_device: bool = True,
 ) -> dict[str, Any]:
     """One nested-width scan at n points (``scan.nested_gram`` and ``eigen.lazy_criteria``); stops early at ``deadline``."""
     from expreg import eigen, kernels, scan
@@ -127,10 +137,16 @@ def scan_once(
     widths, deviations = [], []
     gram_s = eig_s = 0.0
     finished = True
+    H_ref = be.asarray(H_cts, np.dtype(np.float64))
     t0 = time.perf_counter()
-    for m, Hdis in scan.nested_gram(X, widths_grid, seed=seed, init="gaussian", dtype=np.dtype(dtype), backend=be):
+    grams = scan.nested_gram(
+        X, widths_grid, seed=seed, init="gaussian", dtype=np.dtype(dtype), backend=be, on_device=on_device
+    )
+    for m, Hdis in grams:
+        if on_device:
+            be.synchronize()  # the Gram part ends here, not inside the eigenvalues
         t1 = time.perf_counter()
-        deviation, _ = eigen.lazy_criteria(Hdis, H_cts, lam)
+        deviation, _ = eigen.lazy_criteria(Hdis, H_ref if on_device else H_cts, lam, backend=be if on_device else None)
         t2 = time.perf_counter()
         gram_s += t1 - t0
         eig_s += t2 - t1
@@ -158,11 +174,12 @@ def scan_once(
         "widths_per_s": len(widths) / seconds,
         "lambda_min_cts": lam,
         "m_lazy": lazy[0] if lazy else None,
+        "criteria_on": "device" if on_device else "host",
     }
 
 
 def scan_reach(
-    n_start: int, d: int, m_min: int, m_max: int, dtype: str, device: str, budget_s: float
+    n_start: int, d: int, m_min: int, m_max: int, dtype: str, device: str, budget_s: float, on_device: bool = True
 ) -> dict[str, Any]:
     """Scans at n = n_start, 2 n_start, ... while they fit in ``budget_s``; the largest n that finished."""
     started = time.perf_counter()
@@ -170,7 +187,7 @@ def scan_reach(
     runs: list[dict[str, Any]] = []
     n = n_start
     while True:
-        run = scan_once(n, d, m_min, m_max, dtype, device, deadline)
+        run = scan_once(n, d, m_min, m_max, dtype, device, deadline, on_device=on_device)
         runs.append(run)
         print(json.dumps({"scan": run}), flush=True)
         left = deadline - time.perf_counter()
@@ -203,6 +220,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--m-min", type=int, default=1024, help="scan: the first grid width")
     p.add_argument("--m-max", type=int, default=2**20, help="scan: the last grid width (grid ratio 2)")
     p.add_argument("--budget-s", type=float, default=540.0, help="scan: seconds all scans together may take")
+    p.add_argument(
+        "--criteria-on-host",
+        action="store_true",
+        help="scan: eigenvalues by LAPACK on the host (as before 2026-11-27) instead of on the device",
+    )
     args = p.parse_args(argv)
     if args.device.startswith("cuda"):
         import torch
@@ -220,7 +242,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 cells.append(cell)
         out: dict[str, Any] = {"case": "kernel", "cells": cells}
     else:
-        out = scan_reach(args.n_start, args.d or 16, args.m_min, args.m_max, args.dtypes[0], args.device, args.budget_s)
+        out = scan_reach(
+            args.n_start,
+            args.d or 16,
+            args.m_min,
+            args.m_max,
+            args.dtypes[0],
+            args.device,
+            args.budget_s,
+            on_device=not args.criteria_on_host,
+        )
     print(json.dumps(out), flush=True)
     return out
 

@@ -374,11 +374,18 @@ def _cuda_scan(entry: dict[str, Any]) -> list[str]:
             f"| {r['n']} | {r['d']} | {r['dtype']} | {r['widths']} | {r['last_width']:,} | {'yes' if r['finished'] else 'no'} | "
             f"{r['seconds']:.1f} | {r['gram_s']:.1f} | {r['eigen_s']:.1f} | {r['widths_per_s']:.2f} | {r['lambda_min_cts']:.3g} | {r['m_lazy'] or '-'} |"
         )
+    on_device = all(r.get("criteria_on", "host") == "device" for r in s.get("runs", [])) and s.get("runs")
+    where = (
+        "H^dis kept on the GPU at every grid width, ratio 2) and `eigen.lazy_criteria(..., backend=...)` "
+        "(||H^dis - H^cts||_op and lambda_min(H^dis) from the GPU's dense eigensolver)"
+        if on_device
+        else "H^dis handed to the host at every grid width, ratio 2) and `eigen.lazy_criteria` "
+        "(||H^dis - H^cts||_op and lambda_min(H^dis), LAPACK on the CPU; the scan before 2026-11-27)"
+    )
     return [
         *out,
         "",
-        "Each n: `scan.nested_gram` (one pass over neurons on the GPU, H^dis handed to the host at every grid width, ratio 2) "
-        "and `eigen.lazy_criteria` (||H^dis - H^cts||_op and lambda_min(H^dis), on the CPU) at each width; seconds include "
+        f"Each n: `scan.nested_gram` (one pass over neurons on the GPU, {where} at each width; seconds include "
         "H^cts and lambda_min(H^cts). m_lazy: the first width with ||H^dis - H^cts||_op <= lambda_min(H^cts) / 2 "
         "(the width experiment's lazy criterion at t = 0).",
     ]

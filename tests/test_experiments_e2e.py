@@ -132,3 +132,24 @@ def test_realdata_matches_explicit_kernel_descent(tmp_path):
     net = df[df.model == "network"]
     assert (net.train_mse < net.baseline_test_mse.iloc[0]).all()  # training reduced the error below predicting 0
     assert "best test MSE" in summary["headline"]
+
+
+def test_width_scan_with_a_device_matches_the_cpu_scan(monkeypatch):
+    """scan_device = "cuda": kernels and criteria stay on the torch backend (its CPU here when there is no GPU)."""
+    torch = pytest.importorskip("torch")
+    from expreg.core import backends
+    from expreg.core.data import make_dataset
+    from expreg.experiments import width
+
+    if not torch.cuda.is_available():  # the same code path, on torch's CPU device
+        monkeypatch.setattr(width, "get_backend", lambda name, device=None: backends.get_backend(name, "cpu"))
+    X, _ = make_dataset(10, 4, seed=3)
+    H_cts = kernels.ntk(X)
+    lam = kernels.lambda_min(H_cts)
+    cpu = get_config("width", "tiny", scan_dtype="float64")
+    dev = get_config("width", "tiny", scan_dtype="float64", scan_device="cuda")
+    on_cpu = width.lazy_scan(cpu, X, H_cts, lam, 1, "exp", "coupled")
+    on_dev = width.lazy_scan(dev, X, H_cts, lam, 1, "exp", "coupled")
+    assert on_dev[0] == on_cpu[0] and len(on_cpu[0]) > 3
+    np.testing.assert_allclose(on_dev[1], on_cpu[1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(on_dev[2], on_cpu[2], rtol=1e-9, atol=1e-9)

@@ -117,3 +117,34 @@ def test_bad_arguments_are_refused_before_any_work() -> None:
 def test_overflow_is_an_error() -> None:
     with pytest.raises(ExpOverflowError):
         list(scan.nested_gram(np.array([[3000.0, 3000.0], [-3000.0, -3000.0]]), [2, 4], seed=0))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_on_device_kernels_and_criteria_match_the_host_ones(dtype: type) -> None:
+    """nested_gram(on_device=True) on torch yields backend arrays equal to the dense formula, and
+    eigen.lazy_criteria(backend=...) computes the host's two numbers from them (torch's eigvalsh)."""
+    torch = pytest.importorskip("torch")
+    from expreg import eigen
+    from expreg.core.backends import get_backend
+
+    tb = get_backend("torch", "cuda" if torch.cuda.is_available() else "cpu")
+    X = points_in_ball(12, 3, seed=4)
+    H_cts = kernels.ntk(X)
+    lam = eigen.lambda_min(H_cts)
+    H_ref = tb.asarray(H_cts, np.dtype(np.float64))
+    widths = [4, 16, 64, 256]
+    device = scan.nested_gram(X, widths, seed=2, dtype=dtype, backend=tb, on_device=True)
+    host = scan.nested_gram(X, widths, seed=2, dtype=dtype)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    for (m, Hd), (m_host, Hh) in zip(device, host, strict=True):
+        assert m == m_host and isinstance(Hd, torch.Tensor) and Hd.dtype == torch.float64
+        truth = dense_hdis(X, m, 2, "exp", "coupled")
+        np.testing.assert_allclose(tb.to_numpy(Hd), truth, rtol=0, atol=tol * np.abs(truth).max())
+        on_device = eigen.lazy_criteria(Hd, H_ref, lam, backend=tb)
+        spectrum = np.linalg.eigvalsh(truth - H_cts)  # the criteria from the dense float64 truth
+        expected = (np.abs(spectrum).max(), np.linalg.eigvalsh(truth)[0])
+        np.testing.assert_allclose(on_device, expected, rtol=0, atol=10 * tol * np.abs(truth).max())
+        on_host = eigen.lazy_criteria(Hh, H_cts, lam, method="dense")  # float32: the two sums round differently
+        np.testing.assert_allclose(on_device, on_host, rtol=0, atol=10 * tol * np.abs(truth).max())
+    with pytest.raises(ValueError, match="same points"):
+        eigen.lazy_criteria(Hd, H_ref[:5, :5], lam, backend=tb)

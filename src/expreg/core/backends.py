@@ -145,6 +145,17 @@ class Backend:
         """The lower triangle of S (diagonal included, zeros above) as a NumPy float64 (n, n) array."""
         return np.tril(self.to_numpy(state)).astype(np.float64, copy=False)
 
+    def eigvalsh(self, A: Array) -> np.ndarray:
+        """Every eigenvalue of the symmetric matrix A (n, n), ascending, as a NumPy float64 array.
+
+        Computed where A lives, in A's dtype: LAPACK (``scipy.linalg.eigvalsh``)
+        on the host; a device backend uses its own solver (cuSOLVER on a GPU),
+        so that only n numbers cross to the host.
+        """
+        import scipy.linalg
+
+        return np.asarray(scipy.linalg.eigvalsh(self.to_numpy(A), check_finite=False), dtype=np.float64)
+
     def gram_outer(self, X: Array) -> Any:
         """X X^T in float64 (n, n), exactly symmetric, where ``gram_kernel`` assembles the kernel.
 
@@ -473,6 +484,9 @@ class TorchBackend(Backend):
         torch = self._torch
         L = torch.tril(A).to(torch.float64)
         return L.add_(torch.tril(L, -1).T)
+
+    def eigvalsh(self, A: Any) -> np.ndarray:
+        return self.to_numpy(self._torch.linalg.eigvalsh(A)).astype(np.float64)
 
     def gram_outer(self, X: Any) -> Any:
         X64 = X.to(self._torch.float64)

@@ -38,6 +38,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
+from .backends import Backend
 from .choices import unknown_choice
 
 #: Up to this many rows, "auto" uses the dense LAPACK solver.
@@ -202,7 +203,9 @@ def operator_norm(A: Any, *, method: str = "auto") -> float:
         return _operator_norm(M, method=method)
 
 
-def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") -> tuple[float, float]:
+def lazy_criteria(
+    Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto", backend: Backend | None = None
+) -> tuple[float, float]:
     """The two numbers of the lazy regime (docs/theory.md section 4): (||H^dis - H^cts||_2, lambda_min(H^dis)).
 
     Parameters
@@ -215,6 +218,12 @@ def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") ->
         (deviation <= lam / 2, lambda_min(H^dis) >= lam / 2); refused if not
         positive and finite.
     method : {"auto", "dense", "iterative"}
+        For NumPy inputs (``backend`` None).
+    backend : Backend, optional
+        Hdis and H_cts are float64 arrays of this backend (``nested_gram(...,
+        on_device=True)``): both numbers come from dense eigenvalues computed
+        where the arrays live (``Backend.eigvalsh``: cuSOLVER on a GPU), and
+        only 2n numbers reach the host.
 
     Returns
     -------
@@ -225,6 +234,8 @@ def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") ->
     """
     if not (np.isfinite(lam) and lam > 0):
         raise ValueError(f"lam = lambda_min(H^cts) must be positive and finite, got {lam!r}")
+    if backend is not None:
+        return _lazy_criteria_on(backend, Hdis, H_cts)
     A = _square(Hdis, "Hdis")
     B = _square(H_cts, "H_cts")
     if A.shape != B.shape:
@@ -233,3 +244,14 @@ def lazy_criteria(Hdis: Any, H_cts: Any, lam: float, *, method: str = "auto") ->
         )
     with _threads(A.shape[0]):
         return _operator_norm(A - B, method=method), _lambda_min(A, method=method)
+
+
+def _lazy_criteria_on(backend: Backend, Hdis: Any, H_cts: Any) -> tuple[float, float]:
+    """``lazy_criteria`` of two float64 arrays of ``backend``, by its dense eigensolver."""
+    shape, other = tuple(Hdis.shape), tuple(H_cts.shape)
+    if len(shape) != 2 or shape[0] != shape[1] or shape[0] == 0 or shape != other:
+        raise ValueError(f"Hdis {shape} and H_cts {other} must be non-empty square kernels of the same points")
+    if not (backend.all_finite(Hdis) and backend.all_finite(H_cts)):
+        raise ValueError("Hdis or H_cts contains NaN or inf; its eigenvalues are undefined")
+    w = backend.eigvalsh(Hdis - H_cts)
+    return max(abs(float(w[0])), abs(float(w[-1]))), float(backend.eigvalsh(Hdis)[0])

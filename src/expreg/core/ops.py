@@ -497,6 +497,10 @@ class GramAccumulator:
         ExpOverflowError
             If any entry is inf or NaN (an activation overflowed).
         """
+        return self.backend.to_numpy(self.kernel_array(factor))
+
+    def kernel_array(self, factor: float) -> Array:
+        """``kernel`` as an array of the backend (float64, on its device): nothing moves to the host."""
         be = self.backend
         if self._xxt is None:
             self._xxt = be.gram_outer(self.X)  # float64, once per accumulator, where the backend assembles
@@ -506,7 +510,7 @@ class GramAccumulator:
                 "the empirical kernel H(W) has inf or NaN entries: some sigma(<w_r, x_i>) or <x_i, x_j> overflowed "
                 f"{self.dtype} (exp: beyond about 88 in float32, 709 in float64). Scale the inputs into the unit ball or use float64."
             )
-        return be.to_numpy(H)
+        return H
 
 
 def gram(

@@ -67,7 +67,8 @@ def nested_gram(
     dtype: Any = np.float64,
     backend: Backend | str | None = None,
     block: int | None = None,
-) -> Iterator[tuple[int, np.ndarray]]:
+    on_device: bool = False,
+) -> Iterator[tuple[int, Any]]:
     """Yield ``(m, H^dis_m)`` for each width m of ``widths`` (increasing), in one pass over neurons.
 
     H^dis_m = (1/m) (X X^T) o (sum_{r<m} sigma'(X w_r) sigma'(X w_r)^T), the
@@ -96,12 +97,18 @@ def nested_gram(
         Where to compute (default NumPy).
     block : int, optional
         Neurons per rank-k update (default ``ops.gram_block``).
+    on_device : bool
+        Yield each H^dis_m as an array of the backend, on its device (float64),
+        instead of a NumPy array: for criteria computed there
+        (``eigen.lazy_criteria(..., backend=...)``), so that n^2 numbers never
+        cross to the host.
 
     Yields
     ------
     m : int
     H : ndarray (n, n), float64, symmetric
-        A fresh array (the caller may keep or modify it).
+        A fresh array (the caller may keep or modify it); a backend array
+        with ``on_device``.
 
     Raises
     ------
@@ -116,7 +123,7 @@ def nested_gram(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     be = backend if isinstance(backend, Backend) else get_backend(backend or "numpy")
-    return _scan(be, Xn, ws, int(seed), activation, init, dt, block)
+    return _scan(be, Xn, ws, int(seed), activation, init, dt, block, bool(on_device))
 
 
 def _scan(
@@ -128,7 +135,8 @@ def _scan(
     init: str,
     dt: np.dtype,
     block: int | None,
-) -> Iterator[tuple[int, np.ndarray]]:
+    on_device: bool,
+) -> Iterator[tuple[int, Any]]:
     n, d = Xn.shape
     act = get_activation(activation)
     if block is None:
@@ -146,4 +154,4 @@ def _scan(
             hi = min(m, w_hi)
             with overflow_checked():
                 acc.add(W[:, acc.count - w_lo : hi - w_lo])
-        yield m, acc.kernel(1.0 / m)
+        yield m, (acc.kernel_array(1.0 / m) if on_device else acc.kernel(1.0 / m))

@@ -245,15 +245,22 @@ def lazy_scan(
 
     Stops once both criteria are confirmed, or when the op criterion is hopeless (module docstring).
     Eigenvalues by dense LAPACK: H^dis of a narrow network is singular (rank <= d m) and, accumulated in
-    float32, slightly indefinite, where Lanczos in shift-invert mode is slow and can be wrong.
+    float32, slightly indefinite, where Lanczos in shift-invert mode is slow and can be wrong. With a
+    device (``scan_device`` not "cpu") the kernels stay there and the dense eigenvalues are the device's
+    (measured on an H100 at n = 2048: host LAPACK took 34 of a 37 s scan).
     """
     widths: list[int] = []
     dev: list[float] = []
     eig: list[float] = []
     dtype = np.dtype(cfg.scan_dtype)
-    backend = get_backend("numpy") if cfg.scan_device == "cpu" else get_backend("torch", device=cfg.scan_device)
-    for m, Hdis in nested_gram(X, cfg.grid, seed=seed, activation=activation, init=init, dtype=dtype, backend=backend):
-        d_op, l_min = lazy_criteria(Hdis, H_cts, lam, method="dense")
+    on_device = cfg.scan_device != "cpu"  # then the criteria's eigenvalues are computed on the device too
+    backend = get_backend("torch", device=cfg.scan_device) if on_device else get_backend("numpy")
+    H_ref = backend.asarray(H_cts, np.dtype(np.float64)) if on_device else H_cts
+    grams = nested_gram(
+        X, cfg.grid, seed=seed, activation=activation, init=init, dtype=dtype, backend=backend, on_device=on_device
+    )
+    for m, Hdis in grams:
+        d_op, l_min = lazy_criteria(Hdis, H_ref, lam, method="dense", backend=backend if on_device else None)
         widths.append(m)
         dev.append(d_op / lam)
         eig.append(l_min / lam)
