@@ -118,6 +118,17 @@ def test_inputs_outside_the_unit_ball_warn_but_work() -> None:
         train(net, X, GOOD_Y, max_steps=1)
 
 
+def test_huge_inputs_get_their_true_norm_in_the_warning_without_an_overflow() -> None:
+    """Row norms are computed scaled: ||(3e200, 4e200)|| = 5e200 and ||(1e308, 1e308)|| = 1.41e308, where the squares overflow."""
+    X = np.array([[0.6, 0.8], [3e200, 4e200], [1e308, 1e308]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow warning from the norm itself
+        with pytest.warns(InputOutsideUnitBallWarning, match=r"2 rows with \|\|x\|\| > 1 \(max 1.41e\+308\)"):
+            check_X(X)
+        with pytest.warns(InputOutsideUnitBallWarning, match=r"1 rows with \|\|x\|\| > 1 \(max 5e\+200\)"):
+            check_X(X[:2])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unit_vectors_do_not_warn_in_either_precision(dtype) -> None:
     # rounding to float32 may put ||x|| at 1 + 6e-8: that is not "outside the unit ball"

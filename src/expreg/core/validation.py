@@ -90,7 +90,7 @@ def check_X(
         raise ValueError(f"{name} has {arr.shape[1]} features but the network expects d = {d}")
     if warn_ball:
         tol = _ball_tolerance(getattr(X, "dtype", None), arr.dtype)
-        norms = np.linalg.norm(arr.astype(np.float64), axis=1)
+        norms = _row_norms(arr)
         if norms.max() > 1 + tol:
             warnings.warn(
                 f"{name} has {int((norms > 1 + tol).sum())} rows with ||x|| > 1 (max {norms.max():.3g}); "
@@ -176,3 +176,12 @@ def check_probability(value: Any, name: str) -> float:
     if p >= 1:
         raise ValueError(f"{name} must lie in (0, 1), got {p}")
     return p
+
+
+def _row_norms(arr: np.ndarray) -> np.ndarray:
+    """||x_i||_2 of each row in float64, without overflow in the squares (rows as large as 1e300 are fine)."""
+    a = arr.astype(np.float64)
+    big = np.abs(a).max(axis=1, initial=0.0)
+    scale = np.where(big > 0, big, 1.0)
+    with np.errstate(over="ignore"):  # a norm beyond the float64 range is inf, and reported as such
+        return big * np.linalg.norm(a / scale[:, None], axis=1)
