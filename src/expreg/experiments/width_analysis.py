@@ -135,6 +135,22 @@ def analyse_variant(g: Any, crit: str, cfg: Any, scaling_index: int = 0) -> dict
     return out
 
 
+def analysed(df: Any, cfg: Any, key: tuple[Any, ...], crit: str, scaling_index: int = 0) -> dict[str, Any]:
+    """``analyse_variant`` of the rows of variant ``key`` (activation, init, d), computed once per table.
+
+    ``summarise`` and ``figures`` both need every fit; the results are kept in
+    ``df.attrs`` (keyed by the configuration's hash), so a report fits each
+    (variant, criterion) once.
+    """
+    cache = df.attrs.setdefault("_width_analyses", {})
+    slot = (getattr(cfg, "config_hash", id(cfg)), tuple(key), crit, scaling_index)
+    if slot not in cache:
+        g = df[(df.activation == key[0]) & (df.init == key[1]) & (df.d == key[2])]
+        cache[slot] = analyse_variant(g, crit, cfg, scaling_index)
+    result: dict[str, Any] = cache[slot]
+    return result
+
+
 def pooled_over_d(df: Any, crit: str, cfg: Any) -> dict[tuple[str, str], CensoredFit | str]:
     """Per (activation, init): log m* on log n and log lambda, every d together."""
     out = {}
@@ -225,8 +241,8 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
         covered = act in ACTIVATIONS and ACTIVATIONS[act].theorem  # the theorem's bounds hold for this activation
         thm = theorem_slope(g) if covered else math.nan
         # one entry per (criterion, scaling): "conv" repeats once per scaling, so not a dict keyed by criterion
-        analysed = [(crit, name, analyse_variant(g, crit, cfg, i)) for crit, i, name in _criteria(cfg)]
-        for crit, name, a in analysed:
+        results = [(crit, name, analysed(df, cfg, key, crit, i)) for crit, i, name in _criteria(cfg)]
+        for crit, name, a in results:
             if "fit_n" not in a:
                 continue
             obs = a["obs"]
@@ -279,7 +295,7 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
                 "seeds": len(at),
                 "lambda (median)": f"{np.median(at['lambda']):.3g}",
             }
-            for crit, name, a in analysed:
+            for crit, name, a in results:
                 if n in a.get("per_n", {}):
                     cap = cfg.m_max_conv if crit == "conv" else cfg.m_cap
                     point, low, high, censored, seeds = a["per_n"][n]
@@ -350,8 +366,7 @@ def figures(df: Any, cfg: Any, directory: Any) -> list[str]:
         ax, ax_l = axes[0][c], axes_l[0][c]
         anchor: tuple[float, float] | None = None
         for k, key in enumerate(keys):
-            g = df[(df.activation == key[0]) & (df.init == key[1]) & (df.d == key[2])]
-            a = analyse_variant(g, crit, cfg, si)
+            a = analysed(df, cfg, key, crit, si)
             if "fit_n" not in a:
                 continue
             colour = plots.COLOURS[k % len(plots.COLOURS)]
