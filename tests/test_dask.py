@@ -7,18 +7,18 @@ The cluster is a LocalCluster of 2 worker processes (1 thread each) on
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _faults
 import cloudpickle
 import dask
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from _faults import die_on_first_attempt
 from distributed import LocalCluster
 
 from expreg.experiments import ResultStore, get_config, make_executor, make_tasks, run_experiment, run_tasks
@@ -29,7 +29,8 @@ EXPERIMENT = "lazy"
 
 @pytest.fixture(scope="module")
 def cluster() -> Any:
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    for module in (sys.modules[__name__], _faults):  # the workers cannot import the tests' modules
+        cloudpickle.register_pickle_by_value(module)
     # a client gathering a result from the killed worker retries the connection until this timeout (default 30 s)
     with (
         dask.config.set({"distributed.comm.timeouts.connect": "5s"}),
@@ -43,7 +44,8 @@ def cluster() -> Any:
         ) as c,
     ):
         yield c
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    for module in (sys.modules[__name__], _faults):
+        cloudpickle.unregister_pickle_by_value(module)
 
 
 def _table(directory: Path) -> pd.DataFrame:
@@ -101,34 +103,13 @@ def test_dask_sweep_gives_the_local_table(cluster: Any, local_table: pd.DataFram
     assert (again.executed, again.skipped) == (0, n)  # resumed: nothing to do
 
 
-def _die_on_first_attempt(marker_dir: str, doomed: frozenset[str], fn: Callable[..., Any], batch: Any) -> Any:
-    """In a Dask worker: SIGKILL this worker process the first time a batch holding a doomed task runs; run it otherwise."""
-    for task in batch:
-        _kill_first_time(marker_dir, doomed, task)
-    return fn(batch)
-
-
-def _kill_first_time(marker_dir: str, doomed: frozenset[str], task: Any) -> None:
-    marker = os.path.join(marker_dir, f"killed-{task.key}")
-    if task.key in doomed:
-        try:
-            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:  # the retry
-            with open(os.path.join(marker_dir, f"ran-{task.key}"), "w") as fh:
-                fh.write(str(os.getpid()))
-        else:
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 class _KillingExecutor(DaskExecutor):
     def __init__(self, address: str, marker_dir: Path, doomed: frozenset[str]) -> None:
         super().__init__(address)
         self._marker_dir, self._doomed = str(marker_dir), doomed
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        return super().submit(_die_on_first_attempt, self._marker_dir, self._doomed, fn, *args, **kwargs)
+        return super().submit(die_on_first_attempt, self._marker_dir, self._doomed, fn, *args, **kwargs)
 
 
 def test_killed_dask_worker_loses_nothing_and_writes_each_run_once(

@@ -9,6 +9,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from _faults import die_on_first_attempt
 
 from expreg.experiments import ResultStore, Task, execute, get_config, make_executor, make_tasks, run_tasks
 from expreg.experiments.runner import SweepError
@@ -33,26 +34,6 @@ def test_resume_skips_finished_runs(tmp_path):
     assert sorted(df.key) == sorted(t.key for t in tasks)
 
 
-def _die_on_first_attempt(marker_dir: str, doomed: frozenset, fn, batch):
-    """In a pool worker: SIGKILL this worker the first time a batch holding a doomed task runs; run it otherwise."""
-    for task in batch:
-        _kill_first_time(marker_dir, doomed, task)
-    return fn(batch)
-
-
-def _kill_first_time(marker_dir: str, doomed: frozenset, task) -> None:
-    if task.key in doomed:
-        try:
-            fd = os.open(os.path.join(marker_dir, f"killed-{task.key}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:  # the retry
-            with open(os.path.join(marker_dir, f"ran-{task.key}"), "w") as fh:
-                fh.write(str(os.getpid()))
-        else:
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 class _Dooming(Executor):
     """A process pool whose tasks in ``doomed`` kill their worker on their first attempt."""
 
@@ -60,7 +41,7 @@ class _Dooming(Executor):
         self._inner, self._marker_dir, self._doomed = make_executor(2), str(marker_dir), doomed
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
-        return self._inner.submit(_die_on_first_attempt, self._marker_dir, self._doomed, fn, *args, **kwargs)
+        return self._inner.submit(die_on_first_attempt, self._marker_dir, self._doomed, fn, *args, **kwargs)
 
     def shutdown(self, wait=True, *, cancel_futures=False):  # type: ignore[override]
         self._inner.shutdown(wait=wait, cancel_futures=cancel_futures)
