@@ -13,7 +13,7 @@ import pytest
 
 from expreg.core import fastpath, ops
 from expreg.core.activations import EXP, RELU
-from expreg.core.backends import get_backend
+from expreg.core.backends import NumpyBackend, get_backend
 from expreg.core.errors import ExpOverflowError
 
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
@@ -304,6 +304,37 @@ def test_gram_does_not_depend_on_the_thread_count() -> None:
     np.testing.assert_array_equal(H1, H3)
     D = (X @ W > 0).astype(float)
     np.testing.assert_allclose(H1, (X @ X.T) * (D @ D.T), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gram_in_parts_matches_the_dense_formula_for_every_thread_count(
+    dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small n: the neurons of each add go to PARTS_GRAM_PARTS fixed parts (one thread each), summed in order;
+    the result is the dense formula, bit-identical for 1, 2 and 3 threads, and the syrk path's to rounding."""
+    from expreg.core import backends
+
+    rng = np.random.default_rng(7)
+    X, W = (rng.standard_normal((60, 3)) * 0.4).astype(dtype), rng.standard_normal((3, 203)).astype(dtype)
+    D = np.exp(X.astype(np.float64) @ W.astype(np.float64))
+    truth = (X.astype(np.float64) @ X.T.astype(np.float64)) * (D @ D.T)
+    acc = ops.GramAccumulator(NumpyBackend(threads=2), EXP, X, block=16)
+    assert acc.parts == backends.PARTS_GRAM_PARTS > 1
+    for lo, hi in ((0, 3), (3, 70), (70, 203)):  # uneven adds, as the nested scan makes them
+        acc.add(W[:, lo:hi])
+    in_parts = acc.kernel(1.0)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(in_parts, truth, rtol=0, atol=tol * np.abs(truth).max())
+    for threads in (1, 3):
+        again = ops.GramAccumulator(NumpyBackend(threads=threads), EXP, X, block=16)
+        for lo, hi in ((0, 3), (3, 70), (70, 203)):
+            again.add(W[:, lo:hi])
+        np.testing.assert_array_equal(again.kernel(1.0), in_parts)
+    monkeypatch.setattr(backends, "PARTS_GRAM_MAX_N", 0)  # the syrk path
+    syrk = ops.GramAccumulator(NumpyBackend(threads=2), EXP, X, block=16)
+    assert syrk.parts == 1
+    syrk.add(W)
+    np.testing.assert_allclose(syrk.kernel(1.0), in_parts, rtol=0, atol=tol * np.abs(truth).max())
 
 
 def test_gram_on_torch_matches_numpy() -> None:

@@ -449,8 +449,11 @@ class GramAccumulator:
         self.block = int(block)
         self.dtype = backend.dtype_of(X)
         self.S = backend.gram_state(self.n, self.dtype)
+        self.parts = backend.gram_parts(self.S)
         self.panels = backend.row_panels(self.n)
-        self._buf: Array | None = _take_gram_buffer(backend, self.n * self.block, self.dtype)
+        #: One block buffer per worker thread when the sum is kept in parts (each part runs in one thread).
+        self._workers = min(self.parts, max(1, backend.threads)) if self.parts > 1 else 1
+        self._buf: Array | None = _take_gram_buffer(backend, self._workers * self.n * self.block, self.dtype)
         self._xxt: Any = None
         #: Neurons accumulated so far.
         self.count = 0
@@ -461,6 +464,10 @@ class GramAccumulator:
         if self._buf is None:
             raise RuntimeError("this GramAccumulator was closed: make a new one to add neurons")
         k = int(W.shape[1])
+        if self.parts > 1:
+            self._add_by_parts(W, a, k)
+            self.count += k
+            return
         for lo in range(0, k, self.block):
             hi = min(lo + self.block, k)
             D = self._buf[: n * (hi - lo)].reshape(n, hi - lo)
@@ -479,6 +486,37 @@ class GramAccumulator:
             be.parallel(len(self.panels), features)
             be.rank_update_(self.S, D)
         self.count += k
+
+    def _features(self, D: Array, Wb: Array, ab: Array | None) -> Array:
+        """D = sigma'(X W_b) |a_b| written into D (n, k_b) (every row, in the calling thread)."""
+        be, act = self.backend, self.act
+        D = act.value_(be, be.matmul(self.X, Wb, out=D))
+        Dd = act.derivative(be, D)
+        if Dd is not D:  # exp's derivative is its value
+            D[...] = Dd
+        if ab is not None:
+            D *= ab
+        return D
+
+    def _add_by_parts(self, W: Array, a: Array | None, k: int) -> None:
+        """The neurons 0..k-1 of this call split into ``parts`` fixed contiguous ranges, part c into sum c."""
+        be, n, P = self.backend, self.n, self.parts
+        bounds = [k * c // P for c in range(P + 1)]
+        todo = [c for c in range(P) if bounds[c + 1] > bounds[c]]
+        size = n * self.block
+        buf = self._buf
+        assert buf is not None
+
+        def part(worker: int, t: int) -> None:
+            c = todo[t]
+            scratch = buf[worker * size : (worker + 1) * size]
+            for lo in range(bounds[c], bounds[c + 1], self.block):
+                hi = min(lo + self.block, bounds[c + 1])
+                D = scratch[: n * (hi - lo)].reshape(n, hi - lo)
+                self._features(D, W[:, lo:hi], None if a is None else abs(a[lo:hi]))
+                be.rank_update_(self.S, D, c)
+
+        be.parallel(len(todo), part)
 
     def close(self) -> None:
         """Give the block buffer back for the next accumulator of the same size (``kernel`` still works)."""
