@@ -27,7 +27,10 @@ is formed by row panels on the backend's threads, then S += D D^T as a
 symmetric rank-k update (NumPy: one BLAS syrk on BLAS's threads, writing
 the lower triangle of a Fortran-ordered S in place; PyTorch: one ``addmm_``), and
 the Hadamard factor X X^T is applied once, in float64, when the kernel is
-read.
+read (on a GPU, on the device). For small n (NumPy, n <= 512) the neurons
+of each ``add`` are instead split into a fixed number of parts, each
+accumulated into its own sum by one thread (features and ``D @ D.T`` with
+one-thread BLAS), the sums added in part order (``Backend.gram_parts``).
 
 Overflow checks stay on the device: each chunk of the gradient and the
 predictions get a 0-d finiteness flag, and ``forward_backward`` reads
@@ -429,7 +432,9 @@ class GramAccumulator:
     returns c (X X^T) o S, the Hadamard factor applied once, whenever asked:
     the nested-width scan (``expreg.scan``) asks at every grid width, the
     empirical kernel (``gram``) once at the end. Memory: the accumulator
-    (n^2) and one block of activations (n * block).
+    (n^2) and one block of activations (n * block); with parts
+    (``Backend.gram_parts`` > 1, small n) 2 n^2 per part and one block per
+    worker thread.
 
     Parameters
     ----------
