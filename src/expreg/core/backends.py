@@ -175,7 +175,9 @@ class Backend:
         exactly symmetric); a device backend keeps it on its device.
         """
         Xf = self.to_numpy(X).astype(np.float64)
-        return Xf @ Xf.T
+        limiter = _blas_single_thread()  # 2 n^2 d flops: one thread, and no BLAS pool left spinning afterwards
+        with limiter if limiter is not None else nullcontext():
+            return Xf @ Xf.T
 
     def gram_kernel(self, state: Any, xxt: Any, factor: float) -> Any:
         """factor * (X X^T) o S in float64 (n, n), exactly symmetric (S read from its lower triangle).
