@@ -139,7 +139,12 @@ def test_transient_task_error_is_retried_once(tmp_path):
 # --- a real sweep from the command line, ended by a signal -------------------------------------
 
 #: lazy, tiny preset with 60 seeds: 360 short runs (several seconds), long enough to be interrupted.
-SWEEP_TOML = 'experiment = "lazy"\npreset = "tiny"\nseeds = [{}]\n'.format(", ".join(str(s) for s in range(60)))
+# 360 runs of a few thousand steps each (epsilon never reached): about 8 s on 2 idle cores, so that the sweep is
+# well under way, not finishing, when the first rows reach the disk (a sweep of converging runs ended within a
+# second of its first rows, and a Ctrl-C sent then found the driver already exiting: CI saw exit status 0)
+SWEEP_TOML = 'experiment = "lazy"\npreset = "tiny"\nepsilon = 1e-12\nmax_steps = 1500\nseeds = [{}]\n'.format(
+    ", ".join(str(s) for s in range(60))
+)
 WAIT_S = 120.0  # bound on every wait for the sweep (the machine may be loaded); none is a timing assertion
 
 
@@ -263,6 +268,7 @@ def test_sigterm_and_ctrl_c_end_the_sweep_cleanly(sweep_cli, tmp_path, how):
     assert message, stderr
     assert "Traceback" not in stderr
     assert int(message.group(1)) == len(_saved_keys(out)) > 0  # every finished run written, as the message says
+    assert int(message.group(1)) < int(message.group(2))  # interrupted with runs left
     _wait_for(lambda: not _alive(workers), "the workers to exit")
 
 
