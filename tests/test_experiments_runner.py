@@ -139,9 +139,8 @@ def test_transient_task_error_is_retried_once(tmp_path):
 # --- a real sweep from the command line, ended by a signal -------------------------------------
 
 #: lazy, tiny preset with 60 seeds: 360 short runs (several seconds), long enough to be interrupted.
-# 360 runs of a few thousand steps each (epsilon never reached): about 8 s on 2 idle cores, so that the sweep is
-# well under way, not finishing, when the first rows reach the disk (a sweep of converging runs ended within a
-# second of its first rows, and a Ctrl-C sent then found the driver already exiting: CI saw exit status 0)
+# 360 runs of 1500 steps each (epsilon never reached): about 8 s on 2 idle cores, so that the sweep is well
+# under way, not finishing, when the first rows reach the disk and the signal is sent
 SWEEP_TOML = 'experiment = "lazy"\npreset = "tiny"\nepsilon = 1e-12\nmax_steps = 1500\nseeds = [{}]\n'.format(
     ", ".join(str(s) for s in range(60))
 )
@@ -178,7 +177,15 @@ def sweep_cli(tmp_path):
             "--quiet",
         ]
         proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            # Ctrl-C as in a terminal: a test run started in the background by a shell without job control
+            # inherits SIGINT ignored (POSIX), and the driver would then never see the Ctrl-C sent to it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         started.append(psutil.Process(proc.pid))
         return proc
