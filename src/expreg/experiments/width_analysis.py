@@ -44,8 +44,13 @@ def observations(g: Any, crit: str, scaling_index: int = 0) -> dict[str, Any]:
 
     Rows without the criterion (conv not run) are left out; so are rows whose
     interval is (0, inf) (passed at the first grid width, failed at the cap:
-    no information), counted in ``uninformative``.
+    no information), counted in ``uninformative``. Rows are taken in (n, d,
+    seed) order, not the order runs finished in, so every fit sees the same
+    arrays for the same results.
     """
+    order = [c for c in ("n", "d", "seed") if c in g]
+    if order:
+        g = g.sort_values(order, kind="stable")
     if crit == "conv":
         if "conv_lower" not in g:
             return {
