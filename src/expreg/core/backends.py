@@ -534,9 +534,6 @@ class TorchBackend(Backend):
         """S += D D^T with one ``addmm_`` (queued on the device, no host synchronisation)."""
         state.addmm_(D, D.T)
 
-    def gram_lower(self, state: Any) -> np.ndarray:
-        return self.to_numpy(self._torch.tril(state)).astype(np.float64, copy=False)
-
     def _symmetric_from_lower(self, A: Any) -> Any:
         """tril(A) + tril(A, -1)^T in float64: exactly symmetric (a GEMM's A A^T need not be)."""
         torch = self._torch

@@ -465,7 +465,7 @@ class GramAccumulator:
 
     def add(self, W: Array, a: Array | None = None) -> None:
         """Accumulate the neurons in the columns of W (d, k); ``a`` (k,) their output weights (None: a_r^2 = 1)."""
-        be, n, act = self.backend, self.n, self.act
+        be, n = self.backend, self.n
         if self._buf is None:
             raise RuntimeError("this GramAccumulator was closed: make a new one to add neurons")
         k = int(W.shape[1])
@@ -479,29 +479,22 @@ class GramAccumulator:
             Wb, ab = W[:, lo:hi], (None if a is None else abs(a[lo:hi]))
 
             def features(worker: int, p: int, D: Array = D, Wb: Array = Wb, ab: Array | None = ab) -> None:
-                # D = sigma'(X W_b) |a_b|, by row panels
-                r0, r1 = self.panels[p]
-                Dp = act.value_(be, be.matmul(self.X[r0:r1], Wb, out=D[r0:r1]))
-                Dd = act.derivative(be, Dp)
-                if Dd is not Dp:  # exp's derivative is its value
-                    Dp[...] = Dd
-                if ab is not None:
-                    Dp *= ab
+                self._features(D, Wb, ab, *self.panels[p])  # by row panels
 
             be.parallel(len(self.panels), features)
             be.rank_update_(self.S, D)
         self.count += k
 
-    def _features(self, D: Array, Wb: Array, ab: Array | None) -> Array:
-        """D = sigma'(X W_b) |a_b| written into D (n, k_b) (every row, in the calling thread)."""
+    def _features(self, D: Array, Wb: Array, ab: Array | None, r0: int = 0, r1: int | None = None) -> None:
+        """Rows r0..r1-1 (default all) of D (n, k_b) <- sigma'(X W_b) |a_b|, in the calling thread."""
         be, act = self.backend, self.act
-        D = act.value_(be, be.matmul(self.X, Wb, out=D))
-        Dd = act.derivative(be, D)
-        if Dd is not D:  # exp's derivative is its value
-            D[...] = Dd
+        r1 = self.n if r1 is None else r1
+        Dp = act.value_(be, be.matmul(self.X[r0:r1], Wb, out=D[r0:r1]))
+        Dd = act.derivative(be, Dp)
+        if Dd is not Dp:  # exp's derivative is its value
+            Dp[...] = Dd
         if ab is not None:
-            D *= ab
-        return D
+            Dp *= ab
 
     def _add_by_parts(self, W: Array, a: Array | None, k: int) -> None:
         """The neurons 0..k-1 of this call split into ``parts`` fixed contiguous ranges, part c into sum c."""
