@@ -198,6 +198,7 @@ def test_a_backend_registered_in_one_place_is_served_everywhere() -> None:
         assert isinstance(backend, NumpyBackend) and backend.threads == 1
         net = expreg.ExpNet.init(2, 6, seed=1, backend="numpy-serial")
         assert net.backend_name == "numpy"  # the object it made names its library
+        assert net.spec.backend == "numpy-serial" and net.backend.threads == 1  # computes on what the name makes
         run = expreg.train(net, X, y, max_steps=3, record_every=0)
         np.testing.assert_allclose(run.history.residual, reference.history.residual, rtol=1e-12)
         with pytest.raises(ValueError, match="'numpy-serial'"):  # listed among the choices of a bad name

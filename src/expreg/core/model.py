@@ -263,11 +263,11 @@ class ExpNet:
     def from_spec(cls, spec: NetSpec, W: Array, a: Array) -> ExpNet:
         """The network ``spec`` with weights W (d, m) and a (m,) (backend arrays of ``spec``'s dtype).
 
-        The backend and device are recorded as resolved (a registered alias
-        becomes the name of the backend object; torch's "cuda" its index).
+        The device is recorded as resolved (torch's "cuda" with its index);
+        the backend keeps the name it was registered under (``backends.BACKENDS``),
+        so the network computes on exactly the backend that name makes.
         """
-        be = spec.get_backend()
-        return cls(W=W, a=a, spec=replace(spec, backend=be.name, device=be.device))
+        return cls(W=W, a=a, spec=replace(spec, device=spec.get_backend().device))
 
     @classmethod
     def from_weights(
@@ -461,7 +461,7 @@ class ExpNet:
         dt = canonical_dtype(dtype) if dtype is not None else self.dtype
         W = be.asarray(self._backend.to_numpy(self.W), dt)
         a = be.asarray(self._backend.to_numpy(self.a), dt)
-        return ExpNet.from_spec(replace(self.spec, dtype=dt, backend=be.name, device=be.device), W, a)
+        return ExpNet.from_spec(replace(self.spec, dtype=dt, backend=backend, device=be.device), W, a)
 
     def weights_numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """(W, a) as NumPy arrays."""
