@@ -49,3 +49,45 @@ def test_grid_rejects_bad_arguments():
         geometric_grid(1, 10, 2.0)
     with pytest.raises(ValueError, match="ratio"):
         geometric_grid(2, 10, 1.0)
+
+
+def _bootstrap_by_loop(x: np.ndarray, table: np.ndarray, statistic, n_boot: int, level: float = 0.9) -> tuple:
+    """The bootstrap written out resample by resample (the definition ``bootstrap_slope`` vectorises)."""
+    rng = np.random.default_rng(0)
+    slopes = []
+    for _ in range(n_boot):
+        cols = rng.integers(0, table.shape[1], size=table.shape[1])
+        f = fit_loglog(x, np.array([statistic(row[cols]) for row in table]))
+        if math.isfinite(f.slope):
+            slopes.append(f.slope)
+    tail = (1 - level) / 2 * 100
+    return tuple(np.percentile(slopes, [tail, 100 - tail]))
+
+
+@pytest.mark.parametrize(
+    "statistic", [geometric_mean, np.median, lambda v: float(np.max(v))], ids=["gmean", "median", "max"]
+)
+def test_bootstrap_equals_the_resample_by_resample_loop(statistic):
+    """Vectorised resamples (one call of a statistic that takes axis=, else one per row) and the closed-form
+    least squares give the loop's interval: nan cells, a level whose resample has no positive value (dropped
+    from that fit), and resamples left with one level (no fit) included."""
+    rng = np.random.default_rng(3)
+    x = np.array([256, 1024, 4096, 16384, 65536.0])
+    table = np.exp(rng.standard_normal((5, 4)) * 0.4) * x[:, None] ** -0.5
+    table[1, 2] = np.nan
+    table[3, :3] = -1.0  # only seed 3 gives level 3 a value
+    table[4, 1:] = 0.0  # only seed 0 gives level 4 one
+    f = bootstrap_slope(x, table, statistic, n_boot=300)
+    low, high = _bootstrap_by_loop(x, table, statistic, 300)
+    assert (f.low, f.high) == pytest.approx((low, high), abs=1e-10)
+    assert f.slope == fit_loglog(x, np.array([statistic(r) for r in table])).slope
+
+
+def test_geometric_mean_along_an_axis_is_the_rowwise_mean():
+    rng = np.random.default_rng(4)
+    v = np.exp(rng.standard_normal((6, 5)))
+    v[0, 1], v[2, :] = np.nan, -1.0
+    along = geometric_mean(v, axis=1)
+    rowwise = np.array([geometric_mean(r) for r in v])
+    np.testing.assert_allclose(along, rowwise, rtol=1e-14)
+    assert math.isnan(along[2]) and along.shape == (6,)

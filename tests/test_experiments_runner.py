@@ -329,3 +329,37 @@ def test_a_failing_run_in_a_batch_spares_the_others():
     assert ok0 and ok2 and not ok1
     assert err.startswith("ValidationError") and "n" in err
     assert row0["key"] == good[0].key and row2["key"] == good[1].key
+
+
+class _OrderPool(ThreadPoolExecutor):
+    """One worker; records the seeds of the runs in the order they were submitted."""
+
+    def __init__(self, order: list[tuple[int, int]]) -> None:
+        super().__init__(max_workers=1)
+        self._order = order
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        self._order.extend((t.params["m"], t.seed) for t in args[0])
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_costliest_runs_are_submitted_first_ties_in_sweep_order(tmp_path):
+    """Longest-processing-time order (a lazy run's cost is its width): no worker is left alone with a wide run
+    at the end; runs of equal cost keep the order of ``tasks``."""
+    cfg = get_config("lazy", "tiny")
+    tasks = make_tasks("lazy", cfg)
+    assert [t.cost for t in tasks] == [float(t.params["m"]) for t in tasks]
+    order: list[tuple[int, int]] = []
+    run_tasks(tasks, ResultStore(tmp_path), lambda: _OrderPool(order), batch_s=0.0)
+    expected = sorted(((t.params["m"], t.seed) for t in tasks), key=lambda ms: -ms[0])  # stable: sweep order in ties
+    assert order == expected
+    assert [m for m, _ in order][:2] == [max(cfg.widths)] * 2
+
+
+def test_every_experiment_declares_the_cost_of_its_runs():
+    from expreg.experiments.base import EXPERIMENTS
+
+    for name in EXPERIMENTS:
+        tasks = make_tasks(name, get_config(name, "tiny"))
+        costs = [t.cost for t in tasks]
+        assert all(c > 0 for c in costs) and len(set(costs)) > 1, name

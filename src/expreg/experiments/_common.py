@@ -1,8 +1,9 @@
-"""Pieces the experiment modules share: data, networks, safe training, subsampling."""
+"""Pieces the experiment modules share: data, networks, safe training, subsampling, per-table results."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,3 +36,21 @@ def subsample(values: Any, points: int = 200) -> tuple[list[int], list[float]]:
     v = np.asarray(values, dtype=float)
     idx = np.arange(v.size) if v.size <= points else np.unique(np.linspace(0, v.size - 1, points).round().astype(int))
     return idx.tolist(), v[idx].tolist()
+
+
+T = TypeVar("T")
+
+
+def once_per_table(df: Any, cfg: Any, slot: Hashable, compute: Callable[[], T]) -> T:
+    """``compute()`` the first time (table ``df``, configuration ``cfg``, ``slot``) is asked for; the same value after.
+
+    ``summarise`` and ``figures`` both need an experiment's fits (bootstraps,
+    censored regressions): the value is kept in ``df.attrs`` under the
+    configuration's hash, so a report computes each once.
+    """
+    cache = df.attrs.setdefault("_expreg_once", {})
+    key = (getattr(cfg, "config_hash", id(cfg)), slot)
+    if key not in cache:
+        cache[key] = compute()
+    value: T = cache[key]
+    return value

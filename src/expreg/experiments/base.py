@@ -9,6 +9,10 @@ Each experiment module (``convergence``, ``width``, ``lazy``, ``kernel``,
   JSON scalars;
 - ``run_one(config, params, seed) -> dict``: one run's outcome figures (flat
   dict; lists of floats allowed), pure apart from its compute;
+- ``cost(config, params) -> float`` (optional): the relative work of one run;
+  a sweep submits the costliest runs first (longest-processing-time order),
+  so that no worker is left alone with a long run at the end while the
+  others idle (without it, runs go in the order of ``tasks``);
 - ``summarise(df, config) -> dict``: headline numbers and tables;
 - ``figures(df, config, directory) -> list[str]``: figure stems written as
   PNG and SVG.
@@ -57,6 +61,8 @@ class Task:
     config_hash: str
     params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    #: Relative work of the run (the module's ``cost``; 1 without one): the order of submission, not part of the key.
+    cost: float = field(default=1.0, compare=False)
 
     @property
     def key(self) -> str:
@@ -68,7 +74,11 @@ def make_tasks(name: str, config: Any) -> list[Task]:
     """The sweep of experiment ``name`` under ``config``, as Tasks."""
     module = get_experiment(name)
     data = config.model_dump(mode="json")
-    return [Task(name, data, config.config_hash, dict(params), int(seed)) for params, seed in module.tasks(config)]
+    cost = getattr(module, "cost", None)
+    return [
+        Task(name, data, config.config_hash, dict(params), int(seed), float(cost(config, params)) if cost else 1.0)
+        for params, seed in module.tasks(config)
+    ]
 
 
 def execute(task: Task) -> dict[str, Any]:

@@ -66,6 +66,11 @@ def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
     return [({"activation": a, "m": m}, s) for a in cfg.activations for m in cfg.widths for s in cfg.seeds]
 
 
+def cost(cfg: Config, params: dict[str, Any]) -> float:
+    """Relative work of a run: its width (the steps cost n d m each; n is the same for every run)."""
+    return float(params["m"])
+
+
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     X, y = dataset(cfg.n, cfg.d, seed, cfg.label_kind)
     net = network(cfg.d, params["m"], seed, params["activation"], cfg.init, cfg.scaling)

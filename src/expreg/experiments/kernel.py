@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..core import kernels
-from ._common import dataset, network, train_safely
+from ._common import dataset, network, once_per_table, train_safely
 from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
 from .fitting import bootstrap_slope, geometric_mean
 
@@ -82,6 +82,11 @@ def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
     return [({"activation": a, "m": m}, s) for a in cfg.activations for m in cfg.widths for s in cfg.seeds]
 
 
+def cost(cfg: Config, params: dict[str, Any]) -> float:
+    """Relative work of a run: its width (the kernel H^dis(W(0)) costs n^2 m; n is the same for every run)."""
+    return float(params["m"])
+
+
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     X, y = dataset(cfg.n, cfg.d, seed, cfg.label_kind)
     H_cts = kernels.ntk(X, params["activation"])
@@ -116,6 +121,11 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def fits(df: Any, cfg: Config) -> list[dict[str, Any]]:
+    """Per activation: geometric mean over seeds of the relative deviation per m and its fitted slope (once per table)."""
+    return once_per_table(df, cfg, "kernel-fits", lambda: _fits(df, cfg))
+
+
+def _fits(df: Any, cfg: Config) -> list[dict[str, Any]]:
     out = []
     for act, g in df.groupby("activation", sort=True):
         ms = sorted(int(v) for v in set(g.m))

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 
 from ..core import theory
 from ..core.activations import get_activation
-from ._common import dataset, network, train_safely
+from ._common import dataset, network, once_per_table, train_safely
 from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
 from .fitting import bootstrap_slope, geometric_mean
 
@@ -82,6 +82,11 @@ def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
     ]
 
 
+def cost(cfg: Config, params: dict[str, Any]) -> float:
+    """Relative work of a run: its width (the steps cost n d m each; n is the same for every run)."""
+    return float(params["m"])
+
+
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     X, y = dataset(cfg.n, cfg.d, seed, cfg.label_kind)
     net = network(cfg.d, params["m"], seed, params["activation"], cfg.init, params["scaling"])
@@ -104,7 +109,11 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def fits(df: Any, cfg: Config) -> list[dict[str, Any]]:
-    """Per (activation, scaling, quantity): geometric mean over seeds per m and the fitted slope."""
+    """Per (activation, scaling, quantity): geometric mean over seeds per m and the fitted slope (once per table)."""
+    return once_per_table(df, cfg, "lazy-fits", lambda: _fits(df, cfg))
+
+
+def _fits(df: Any, cfg: Config) -> list[dict[str, Any]]:
     out = []
     for (act, sc), g in df.groupby(["activation", "scaling"], sort=True):
         ms = sorted(int(v) for v in set(g.m))

@@ -95,6 +95,11 @@ def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
     return out
 
 
+def cost(cfg: Config, params: dict[str, Any]) -> float:
+    """Relative work of a run: the network's width; a kernel model (one n x n kernel, n ~ 300) counts as width 1."""
+    return float(params["m"] or 1)
+
+
 def _mse(a: np.ndarray, b: np.ndarray | float) -> float:
     return float(np.mean((np.asarray(a) - np.asarray(b)) ** 2))
 

@@ -294,7 +294,7 @@ def run_tasks(
             executor = executor_factory()
             if on_executor:
                 on_executor(executor)
-            queue = deque(pending.values())
+            queue = deque(sorted(pending.values(), key=lambda t: -t.cost))  # costliest first (stable)
             while queue or futures:
                 slots = 2 * _capacity(
                     executor

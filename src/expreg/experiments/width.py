@@ -233,6 +233,11 @@ def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
     ]
 
 
+def cost(cfg: Config, params: dict[str, Any]) -> float:
+    """Relative work of a run: n^2 (the nested scan costs n^2 max(widths), the same widths for every n)."""
+    return float(params["n"]) ** 2
+
+
 def task_seed(seed: int, n: int, d: int) -> int:
     """The seed of the data and the network of task (n, d, seed): ``streams.derive``, independent across tasks."""
     return streams.derive(seed, n, d)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..core.activations import ACTIVATIONS
+from ._common import once_per_table
 from .censored import CensoredFit, fit_censored, local_exponents, profile_interval, quantile_interval
 from .search import geometric_grid
 from .width import eig_passes, op_passes
@@ -143,17 +144,15 @@ def analyse_variant(g: Any, crit: str, cfg: Any, scaling_index: int = 0) -> dict
 def analysed(df: Any, cfg: Any, key: tuple[Any, ...], crit: str, scaling_index: int = 0) -> dict[str, Any]:
     """``analyse_variant`` of the rows of variant ``key`` (activation, init, d), computed once per table.
 
-    ``summarise`` and ``figures`` both need every fit; the results are kept in
-    ``df.attrs`` (keyed by the configuration's hash), so a report fits each
-    (variant, criterion) once.
+    ``summarise`` and ``figures`` both need every fit (``once_per_table``), so a
+    report fits each (variant, criterion) once.
     """
-    cache = df.attrs.setdefault("_width_analyses", {})
-    slot = (getattr(cfg, "config_hash", id(cfg)), tuple(key), crit, scaling_index)
-    if slot not in cache:
+
+    def compute() -> dict[str, Any]:
         g = df[(df.activation == key[0]) & (df.init == key[1]) & (df.d == key[2])]
-        cache[slot] = analyse_variant(g, crit, cfg, scaling_index)
-    result: dict[str, Any] = cache[slot]
-    return result
+        return analyse_variant(g, crit, cfg, scaling_index)
+
+    return once_per_table(df, cfg, ("width", tuple(key), crit, scaling_index), compute)
 
 
 def pooled_over_d(df: Any, crit: str, cfg: Any) -> dict[tuple[str, str], CensoredFit | str]:
