@@ -21,7 +21,12 @@ Every implementation computes the same n x n matrix (docs/theory.md section 3), 
       benchmarks/.nt-venv/bin/pip install neural-tangents==0.6.5 "jax[cpu]==0.4.23" jaxlib==0.4.23 "numpy<2"
 
 All run in this one process, interleaved round by round (each cell keeps its
-fastest round), so other load on the machine hits them alike; the ratio
+fastest round), so other load on the machine hits them alike; before each
+timed call the process sleeps ``--settle`` seconds (0.25) so that the thread
+pools of the call before have gone idle: OpenBLAS's threads spin for about
+0.1 s after a multi-threaded call, and whichever implementation runs in that
+window shares the cores with them (``--settle 0`` measures calls back to
+back, artefact included); the ratio
 ``expreg / numpy-plain`` is the issue's target (<= 0.8). ``rel_err`` is the
 largest |H - H64| / max |H64| against the float64 NumPy reference.
 Results go to ``benchmarks/kernel.json`` and the "Kernel" section of RESULTS.md.
@@ -107,8 +112,15 @@ def build(name: str, X: np.ndarray, net: Any, device: str) -> Callable[[], np.nd
     raise ValueError(f"unknown implementation {name!r}; choose from {IMPLS}")
 
 
-def measure_cell(n: int, d: int, m: int, dtype: str, impls: list[str], rounds: int, device: str) -> dict[str, Any]:
-    """Seconds (best of ``rounds``, after one warm-up) of each implementation on one (n, d, m, dtype)."""
+def measure_cell(
+    n: int, d: int, m: int, dtype: str, impls: list[str], rounds: int, device: str, settle: float = 0.0
+) -> dict[str, Any]:
+    """Seconds (best of ``rounds``, after one warm-up) of each implementation on one (n, d, m, dtype).
+
+    ``settle`` seconds of sleep before each timed call let the thread pools of the call before go idle
+    (OpenBLAS's threads spin for about 0.1 s after a call, OpenMP's and JAX's for a while too), so that no
+    implementation runs beside the spinning threads of another.
+    """
     X, net = problem(n, d, m, np.dtype(dtype))
     W, _ = net.weights_numpy()
     X64, W64 = X.astype(np.float64), W.astype(np.float64)
@@ -128,6 +140,8 @@ def measure_cell(n: int, d: int, m: int, dtype: str, impls: list[str], rounds: i
     load = os.getloadavg()[0]
     for _ in range(rounds):
         for name, fn in fns.items():
+            if settle > 0:
+                time.sleep(settle)
             t = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - t)
@@ -191,6 +205,7 @@ def section(
     device: str = "cpu",
     nt_python: str | None = None,
     nt_max_n: int = 512,
+    settle: float = 0.0,
 ) -> dict[str, Any]:
     """Every cell of the kernel table; the dict ``render`` turns into markdown."""
     ns = ns or [256, 512, 1024, 2048, 4096]
@@ -199,7 +214,7 @@ def section(
     rows = []
     for dtype in dtypes:
         for n in ns:
-            row = measure_cell(n, d, m, dtype, impls, rounds, device)
+            row = measure_cell(n, d, m, dtype, impls, rounds, device, settle)
             if nt_python and Path(nt_python).exists() and n <= nt_max_n:
                 row["neural_tangents"] = neural_tangents(nt_python, n, d, m, dtype, rounds)
             rows.append(row)
@@ -208,7 +223,8 @@ def section(
                 f"  kernel n={n} {dtype}: {secs}  ratio {row.get('ratio_vs_numpy', float('nan')):.2f}  [load {row['load']:.1f}]",
                 flush=True,
             )
-    return {"rows": rows, "device": device, "nt_python": nt_python if nt_python and Path(nt_python).exists() else None}
+    nt = nt_python if nt_python and Path(nt_python).exists() else None
+    return {"rows": rows, "device": device, "nt_python": nt, "settle": settle}
 
 
 def render(result: dict[str, Any], command: str) -> str:
@@ -293,12 +309,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=512,
         help="largest n for neural-tangents (its Jacobian is n x d m: d times the work and memory of the kernel)",
     )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.25,
+        help="seconds of sleep before each timed call, for the thread pools of the call before to go idle "
+        "(0: calls back to back, each beside whatever the previous one left spinning)",
+    )
     p.add_argument("--out", default=str(HERE / "kernel.json"))
     p.add_argument("--md", default=str(HERE / "RESULTS.md"))
     args = p.parse_args(argv)
     command = "python benchmarks/bench_kernel.py " + " ".join(argv if argv is not None else sys.argv[1:])
     result = section(
-        args.ns, args.d, args.m, args.dtypes, args.rounds, args.impls, args.device, args.nt_python, args.nt_max_n
+        args.ns,
+        args.d,
+        args.m,
+        args.dtypes,
+        args.rounds,
+        args.impls,
+        args.device,
+        args.nt_python,
+        args.nt_max_n,
+        args.settle,
     )
     result["command"] = command.strip()
     from expreg.core.storage import write_json_atomic
