@@ -29,7 +29,8 @@ from ..core.backends import canonical_dtype
 from ..core.choices import Init, Scaling
 from ..core.errors import TrainingDivergedError
 from ..core.model import ExpNet
-from ..core.validation import InputOutsideUnitBallWarning, check_nonnegative, check_positive
+from ..core.validation import InputOutsideUnitBallWarning
+from ..engine.options import TrainOptions
 from ..engine.train import TrainResult, train
 
 __all__ = ["ExpRegressor", "UnitBallScaler"]
@@ -300,15 +301,24 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
             lr = 1.0  # every input is 0: the gradient vanishes and the step is irrelevant
         for attempt in range(AUTO_LR_RETRIES + 1):
             try:
-                return train(
-                    net, X, y, lr=lr, epsilon=float(self.epsilon), max_steps=int(self.max_steps), record_every=0
-                )
+                return train(net, X, y, options=self._options(lr))
             except TrainingDivergedError as exc:
                 if self.learning_rate != "auto" or attempt == AUTO_LR_RETRIES:
                     raise
                 safe = exc.suggested_lr if math.isfinite(exc.suggested_lr) else exc.lr / 4
                 lr = min(exc.lr / 2, safe)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _options(self, lr: float | str | None = None) -> TrainOptions:
+        """The options of each run of ``fit``, checked by ``TrainOptions``; ``lr`` defaults to ``learning_rate``."""
+        lr = self.learning_rate if lr is None else lr
+        bad_lr = f"learning_rate must be 'auto' or a positive finite number, got {lr!r}"
+        if isinstance(lr, str) and lr != "auto":  # train's "empirical" rule is not offered by the estimator
+            raise ValueError(bad_lr)
+        try:
+            return TrainOptions(lr=lr, epsilon=self.epsilon, max_steps=self.max_steps, record_every=0)
+        except (TypeError, ValueError) as exc:  # scikit-learn reports bad parameters as ValueError
+            raise ValueError(bad_lr if str(exc).startswith("lr") else str(exc)) from None
 
     def _seed(self) -> int:
         if isinstance(self.random_state, numbers.Integral) and not isinstance(self.random_state, bool):
@@ -326,16 +336,7 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         ACTIVATIONS.check(self.activation)
         Scaling.check(self.scaling)
         Init.check(self.init)
-        lr = self.learning_rate
-        if not (isinstance(lr, str) and lr == "auto"):
-            try:
-                check_positive(lr, "learning_rate")
-            except ValueError:
-                raise ValueError(f"learning_rate must be 'auto' or a positive finite number, got {lr!r}") from None
-        check_nonnegative(self.epsilon, "epsilon")
-        steps = self.max_steps
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-            raise ValueError(f"max_steps must be an integer >= 0, got {steps!r}")
+        self._options()
         for name in ("scale_inputs", "scale_targets"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
