@@ -155,6 +155,8 @@ class _RowWriter:
         self._store, self._flush_s = store, flush_s
         self._rows: list[dict[str, Any]] = []
         self._last = time.monotonic()
+        #: Rows in the store so far (what an interrupted sweep reports as saved).
+        self.written = 0
 
     def add(self, row: dict[str, Any]) -> None:
         self._rows.append(row)
@@ -164,6 +166,7 @@ class _RowWriter:
     def flush(self) -> None:
         if self._rows:  # cleared only once written: an interrupt inside append leaves them for the next flush
             self._store.append(self._rows)
+            self.written += len(self._rows)
             self._rows = []
         self._last = time.monotonic()
 
@@ -329,7 +332,8 @@ def run_tasks(
                         progress(total - len(pending) - len(result.failures), total)
         except KeyboardInterrupt as exc:
             interrupted = True
-            saved = total - len(pending) - len(result.failures)
+            writer.flush()  # before counting: a row can be in the writer before its run leaves ``pending``
+            saved = result.skipped + writer.written
             reason = str(exc) or "interrupted"
             raise SweepInterrupted(
                 f"{reason}: {saved} of {total} runs are saved in {store.directory}; "
