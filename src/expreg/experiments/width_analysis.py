@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -105,19 +105,37 @@ def _width_of(fit: CensoredFit | str, name: str) -> float:
     return float(hi - lo)
 
 
-def per_n_quantile(obs: dict[str, np.ndarray], n: int, q: float, level: float) -> tuple[float, float, float, int, int]:
-    """(m*_q, low, high, right-censored, seeds) at one n from an intercept-only censored lognormal fit."""
+class PerN(NamedTuple):
+    """The fitted q-quantile of m* at one n, with what censoring left of the data."""
+
+    point: float
+    low: float
+    high: float
+    #: Seeds right-censored (no stable pass by the cap) ...
+    censored: int
+    #: ... of this many.
+    seeds: int
+    #: Seeds left-censored at the bottom of the grid (threshold <= ``floor``).
+    floored: int = 0
+    floor: float = math.nan
+
+
+def per_n_quantile(obs: dict[str, np.ndarray], n: int, q: float, level: float) -> PerN:
+    """m*_q at one n from an intercept-only censored lognormal fit (nan where the fit fails)."""
     at = obs["n"] == n
     lo, up = obs["lower"][at], obs["upper"][at]
     censored = int(np.isinf(up).sum())
     if at.sum() == 0:
-        return math.nan, math.nan, math.nan, 0, 0
+        return PerN(math.nan, math.nan, math.nan, 0, 0)
+    floored = lo <= 0
+    floor = float(up[floored].max()) if floored.any() else math.nan
+    counts = (censored, int(at.sum()), int(floored.sum()), floor)
     try:
         fit = fit_censored(lo, up, np.zeros((lo.size, 0)), names=("intercept",), level=None)
         point, low, high = quantile_interval(fit, q, np.zeros((1, 0)), level=level)
-        return float(point[0]), float(low[0]), float(high[0]), censored, int(at.sum())
+        return PerN(float(point[0]), float(low[0]), float(high[0]), *counts)
     except ValueError:
-        return math.nan, math.nan, math.nan, censored, int(at.sum())
+        return PerN(math.nan, math.nan, math.nan, *counts)
 
 
 def analyse_variant(g: Any, crit: str, cfg: Any, scaling_index: int = 0) -> dict[str, Any]:
@@ -185,12 +203,21 @@ def _criteria(cfg: Any) -> list[tuple[str, int, str]]:
     return out
 
 
-def _fmt_m(point: float, low: float, high: float, censored: int, seeds: int, cap: float) -> str:
-    tail = f" ({censored}/{seeds} censored)" if censored else ""
-    if not math.isfinite(point):
-        return f"> {cap:.3g}{tail}" if censored else "-"
-    hi = "inf" if not math.isfinite(high) else f"{high:.3g}"
-    return f"{point:.3g} [{low:.3g}, {hi}]{tail}"
+def _fmt_m(m: PerN, cap: float, q: float) -> str:
+    """One cell of the "m* per n" table: the q-quantile and its interval, or what the censored data bound it by.
+
+    Where the fit fails: "> cap" when seeds were right-censored; "<= floor" when at least a fraction q of
+    the seeds passed at the bottom of the grid (so the q-quantile lies there); "-" otherwise.
+    """
+    tail = f" ({m.censored}/{m.seeds} censored)" if m.censored else ""
+    if not math.isfinite(m.point):
+        if m.censored:
+            return f"> {cap:.3g}{tail}"
+        if m.seeds and m.floored >= q * m.seeds:
+            return f"<= {m.floor:.3g} ({m.floored}/{m.seeds} at the grid floor)"
+        return "-"
+    hi = "inf" if not math.isfinite(m.high) else f"{m.high:.3g}"
+    return f"{m.point:.3g} [{m.low:.3g}, {hi}]{tail}"
 
 
 def _at_scaling(column: Any, i: int) -> np.ndarray:
@@ -302,10 +329,7 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
             for crit, name, a in results:
                 if n in a.get("per_n", {}):
                     cap = cfg.m_max_conv if crit == "conv" else cfg.m_cap
-                    point, low, high, censored, seeds = a["per_n"][n]
-                    row[f"m*_{name} q{cfg.quantile:.0%} [{cfg.level:.0%}]"] = _fmt_m(
-                        point, low, high, censored, seeds, cap
-                    )
+                    row[f"m*_{name} q{cfg.quantile:.0%} [{cfg.level:.0%}]"] = _fmt_m(a["per_n"][n], cap, cfg.quantile)
             if covered:
                 row["[derived] theorem width, log10"] = f"{np.median(at['theorem_log10_m']):.1f}"
             per_n.append(row)
