@@ -91,3 +91,10 @@ def test_geometric_mean_along_an_axis_is_the_rowwise_mean():
     rowwise = np.array([geometric_mean(r) for r in v])
     np.testing.assert_allclose(along, rowwise, rtol=1e-14)
     assert math.isnan(along[2]) and along.shape == (6,)
+
+
+def test_bootstrap_without_resamples_gives_the_point_fit_alone():
+    x = np.array([8.0, 16.0, 32.0])
+    table = np.array([[1.0, 2.0], [4.0, 8.0], [16.0, 32.0]])
+    f = bootstrap_slope(x, table, geometric_mean, n_boot=0)
+    assert f.slope == pytest.approx(2.0) and math.isnan(f.low) and math.isnan(f.high)

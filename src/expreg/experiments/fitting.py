@@ -133,7 +133,7 @@ def bootstrap_slope(
     if table.ndim != 2 or table.shape[0] != x.size:
         raise ValueError(f"table must have shape (len(x), seeds) = ({x.size}, S), got {table.shape}")
     point = fit_loglog(x, np.array([statistic(row) for row in table]))
-    if not math.isfinite(point.slope) or table.shape[1] < 2:
+    if not math.isfinite(point.slope) or table.shape[1] < 2 or n_boot < 1:
         return point
     rng = np.random.default_rng(seed)
     cols = np.stack([rng.integers(0, table.shape[1], size=table.shape[1]) for _ in range(n_boot)])  # (B, S)
