@@ -354,8 +354,9 @@ def test_gram_on_torch_matches_numpy() -> None:
     np.testing.assert_allclose(H32, ref, rtol=2e-5, atol=1e-6 * np.abs(ref).max())  # float32 accumulation
 
 
-def test_gram_reuses_its_block_buffer_and_a_closed_accumulator_refuses_neurons() -> None:
-    """Two gram calls of one size share the block buffer (no fresh pages) and agree with the dense formula."""
+def test_gram_reuses_its_buffers_and_a_closed_accumulator_refuses_neurons() -> None:
+    """Two accumulators of one size, one after the other, share the block buffer and the sums (no fresh pages),
+    zeroed, and agree with the dense formula; two open at once never share; a closed one refuses to be read."""
     rng = np.random.default_rng(5)
     X = rng.standard_normal((24, 3)) / 3
     W = rng.standard_normal((3, 50))
@@ -363,14 +364,19 @@ def test_gram_reuses_its_block_buffer_and_a_closed_accumulator_refuses_neurons()
     dense = (X @ X.T) * (np.exp(X @ W) @ np.exp(X @ W).T)
     acc = ops.GramAccumulator(be, EXP, X, block=16)
     acc.add(W)
-    buf = acc._buf
+    buf, state = acc._buf, acc.S
+    np.testing.assert_allclose(acc.kernel(1.0), dense, rtol=1e-12)
     acc.close()
-    np.testing.assert_allclose(acc.kernel(1.0), dense, rtol=1e-12)  # the kernel is still readable
     with pytest.raises(RuntimeError, match="closed"):
         acc.add(W)
+    with pytest.raises(RuntimeError, match="closed"):
+        acc.kernel(1.0)  # its sums went back: reading them now could see the next accumulator's
     again = ops.GramAccumulator(be, EXP, X, block=16)
-    assert again._buf is buf
+    assert again._buf is buf and again.S is state  # the same buffers, the sums zeroed
     again.add(W[:, :20])
     again.add(W[:, 20:])
-    again.close()
     np.testing.assert_allclose(again.kernel(1.0), dense, rtol=1e-12)
+    other = ops.GramAccumulator(be, EXP, X, block=16)  # while `again` is open: its own buffers
+    assert other.S is not again.S and other._buf is not again._buf
+    again.close()
+    other.close()

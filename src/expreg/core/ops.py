@@ -517,10 +517,13 @@ class GramAccumulator:
         be.parallel(len(todo), part)
 
     def close(self) -> None:
-        """Give the block buffer back for the next accumulator of the same size (``kernel`` still works)."""
+        """Give the buffers back for the next accumulator of the same size; read the kernel before closing."""
         if self._buf is not None:
             _give_gram_buffer(self.backend, self._buf)
             self._buf = None
+        if self.S is not None:
+            self.backend.gram_release(self.S)
+            self.S = None
 
     def kernel(self, factor: float) -> np.ndarray:
         """factor * (X X^T) o S as a symmetric NumPy float64 array (n, n).
@@ -538,6 +541,8 @@ class GramAccumulator:
     def kernel_array(self, factor: float) -> Array:
         """``kernel`` as an array of the backend (float64, on its device): nothing moves to the host."""
         be = self.backend
+        if self.S is None:
+            raise RuntimeError("this GramAccumulator was closed: read its kernel before close()")
         if self._xxt is None:
             self._xxt = be.gram_outer(self.X)  # float64, once per accumulator, where the backend assembles
         H = be.gram_kernel(self.S, self._xxt, factor)
@@ -575,9 +580,9 @@ def gram(
     acc = GramAccumulator(backend, act, X, block=max(1, min(int(block), int(W.shape[1]))))
     try:
         acc.add(W, a)
+        return acc.kernel(scale * scale)
     finally:
         acc.close()
-    return acc.kernel(scale * scale)
 
 
 def movement(backend: Backend, W: Array, W0: Array, plan: BlockPlan) -> tuple[float, float]:

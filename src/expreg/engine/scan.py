@@ -146,12 +146,15 @@ def _scan(
     draw = max(block, DRAW)
     W: Array  # drawn on the loop's first pass (acc.count >= w_hi = 0)
     w_lo = w_hi = 0  # drawn neurons [w_lo, w_hi), held in W
-    for m in widths:
-        while acc.count < m:
-            if acc.count >= w_hi:
-                w_lo, w_hi = acc.count, min(acc.count + draw, widths[-1])
-                W = be.asarray(init_weights(d, w_lo, w_hi, seed=seed, init=init, dtype=dt)[0], dt)
-            hi = min(m, w_hi)
-            with overflow_checked():
-                acc.add(W[:, acc.count - w_lo : hi - w_lo])
-        yield m, (acc.kernel_array(1.0 / m) if on_device else acc.kernel(1.0 / m))
+    try:
+        for m in widths:
+            while acc.count < m:
+                if acc.count >= w_hi:
+                    w_lo, w_hi = acc.count, min(acc.count + draw, widths[-1])
+                    W = be.asarray(init_weights(d, w_lo, w_hi, seed=seed, init=init, dtype=dt)[0], dt)
+                hi = min(m, w_hi)
+                with overflow_checked():
+                    acc.add(W[:, acc.count - w_lo : hi - w_lo])
+            yield m, (acc.kernel_array(1.0 / m) if on_device else acc.kernel(1.0 / m))
+    finally:  # the last width handed out, or the caller stopped early: the buffers go back for the next scan
+        acc.close()
