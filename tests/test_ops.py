@@ -380,3 +380,15 @@ def test_gram_reuses_its_buffers_and_a_closed_accumulator_refuses_neurons() -> N
     assert other.S is not again.S and other._buf is not again._buf
     again.close()
     other.close()
+
+
+def test_release_workspaces_drops_the_kept_gram_sums_too() -> None:
+    """What ``close`` gives back (block buffer and, for small n, the parts' sums) is freed by release_workspaces."""
+    X = np.random.default_rng(6).standard_normal((24, 3)) / 3
+    acc = ops.GramAccumulator(get_backend("numpy"), EXP, X, block=16)
+    state = acc.S
+    acc.close()
+    ops.release_workspaces()
+    again = ops.GramAccumulator(get_backend("numpy"), EXP, X, block=16)
+    assert again.S is not state
+    again.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -24,6 +23,7 @@ import numpy as np
 
 from .choices import DType, Registry, unknown_choice
 from .errors import overflow_checked
+from .reuse import KeptForReuse
 
 Array = Any  # numpy.ndarray or torch.Tensor
 
@@ -396,10 +396,9 @@ def _parts_key(n: int, dtype: Any, parts: int) -> tuple[int, str, int]:
     return (int(n), np.dtype(dtype).str, int(parts))
 
 
-#: ``_PartsGram`` accumulators given back, for the next of the same size: the ``PARTS_KEPT`` most recent sizes.
-_parts_kept: OrderedDict[tuple[int, str, int], _PartsGram] = OrderedDict()
-_parts_lock = threading.Lock()
-PARTS_KEPT = 4
+#: ``_PartsGram`` accumulators given back, for the next of the same size: the 4 most recent sizes
+#: (``ops.release_workspaces`` drops them).
+gram_parts_kept: KeptForReuse[tuple[int, str, int], _PartsGram] = KeptForReuse(4)
 
 
 class _PartsGram:
@@ -421,8 +420,7 @@ class _PartsGram:
         Fresh arrays cost their page faults on first touch: measured 0.6 to 0.7 ms of a 7 to 10 ms
         ``empirical_ntk`` at n = 256 (float32, m = 8192) called after an idle moment.
         """
-        with _parts_lock:
-            kept = _parts_kept.pop(_parts_key(n, dtype, parts), None)
+        kept = gram_parts_kept.take(_parts_key(n, dtype, parts))
         if kept is None:
             return cls(n, dtype, parts)
         for S in kept.S:
@@ -431,10 +429,7 @@ class _PartsGram:
 
     def give_back(self) -> None:
         """Keep this accumulator for the next ``take`` of its size (its sums are not read again)."""
-        with _parts_lock:
-            _parts_kept[_parts_key(self.S[0].shape[0], self.S[0].dtype, self.parts)] = self
-            while len(_parts_kept) > PARTS_KEPT:
-                _parts_kept.popitem(last=False)
+        gram_parts_kept.give(_parts_key(self.S[0].shape[0], self.S[0].dtype, self.parts), self)
 
     def update(self, D: np.ndarray, part: int) -> None:
         """Add D D^T (D (n, k) C-contiguous) to part ``part``; one thread per part at a time."""

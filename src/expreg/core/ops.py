@@ -45,8 +45,6 @@ Shapes: X (n, d), W (d, m), a (m,), y (n,), u (n,), G (d, m), H (n, n).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +52,9 @@ from typing import Any
 import numpy as np
 
 from .activations import Activation
-from .backends import Array, Backend
+from .backends import Array, Backend, gram_parts_kept
 from .errors import ExpOverflowError, overflow_checked
+from .reuse import KeptForReuse
 
 #: Default bytes for one block of activations (n x block), used when the backend is not known.
 DEFAULT_BLOCK_BYTES = 2**20
@@ -201,8 +200,8 @@ class _Workspace:
         return z[: n * (hi - lo)].reshape(n, hi - lo)
 
 
-_workspaces: OrderedDict[tuple[Any, ...], _Workspace] = OrderedDict()
-_workspaces_lock = threading.Lock()
+#: Step workspaces kept for the next step of the same shapes (``WORKSPACE_CACHE_SIZE`` of them).
+_workspaces: KeptForReuse[tuple[Any, ...], _Workspace] = KeptForReuse(WORKSPACE_CACHE_SIZE)
 
 
 def _acquire(backend: Backend, X: Array, W: Array, plan: BlockPlan) -> _Workspace:
@@ -211,23 +210,19 @@ def _acquire(backend: Backend, X: Array, W: Array, plan: BlockPlan) -> _Workspac
     m = int(W.shape[1])
     dtype = backend.dtype_of(X)
     key = (id(backend), backend.device, backend.threads, n, d, m, dtype.str, plan)
-    with _workspaces_lock:
-        ws = _workspaces.pop(key, None)
+    ws = _workspaces.take(key)
     return ws if ws is not None else _Workspace(backend, n, d, m, dtype, plan, key)
 
 
 def _release(ws: _Workspace) -> None:
-    with _workspaces_lock:
-        _workspaces[ws.key] = ws
-        while len(_workspaces) > WORKSPACE_CACHE_SIZE:
-            _workspaces.popitem(last=False)
+    _workspaces.give(ws.key, ws)
 
 
 def release_workspaces() -> None:
-    """Free the buffers kept for reuse between steps (up to the memory budget each)."""
-    with _workspaces_lock:
-        _workspaces.clear()
-        _gram_buffers.clear()
+    """Free the buffers kept for reuse between steps (up to the memory budget each) and Gram passes."""
+    _workspaces.clear()
+    _gram_buffers.clear()
+    gram_parts_kept.clear()
 
 
 # ---------------------------------------------------------------- the passes
@@ -399,7 +394,7 @@ def gram_block(n: int, itemsize: int, backend: Backend | None = None) -> int:
 
 #: Gram block buffers kept for the next accumulator of the same size: a fresh buffer costs its page
 #: faults on first touch (measured: a third of the whole kernel at n = 256, m = 8192 on 2 cores).
-_gram_buffers: OrderedDict[tuple[Any, ...], Array] = OrderedDict()
+_gram_buffers: KeptForReuse[tuple[Any, ...], Array] = KeptForReuse(WORKSPACE_CACHE_SIZE)
 
 
 def _gram_buffer_key(backend: Backend, size: int, dtype: np.dtype) -> tuple[Any, ...]:
@@ -408,17 +403,13 @@ def _gram_buffer_key(backend: Backend, size: int, dtype: np.dtype) -> tuple[Any,
 
 def _take_gram_buffer(backend: Backend, size: int, dtype: np.dtype) -> Array:
     """A flat buffer of ``size`` elements: a kept one if there is one, else new."""
-    with _workspaces_lock:
-        buf = _gram_buffers.pop(_gram_buffer_key(backend, size, dtype), None)
+    buf = _gram_buffers.take(_gram_buffer_key(backend, size, dtype))
     return buf if buf is not None else backend.empty((size,), dtype)
 
 
 def _give_gram_buffer(backend: Backend, buf: Array) -> None:
     """Keep ``buf`` for reuse (the ``WORKSPACE_CACHE_SIZE`` most recent)."""
-    with _workspaces_lock:
-        _gram_buffers[_gram_buffer_key(backend, int(buf.shape[0]), backend.dtype_of(buf))] = buf
-        while len(_gram_buffers) > WORKSPACE_CACHE_SIZE:
-            _gram_buffers.popitem(last=False)
+    _gram_buffers.give(_gram_buffer_key(backend, int(buf.shape[0]), backend.dtype_of(buf)), buf)
 
 
 class GramAccumulator:
