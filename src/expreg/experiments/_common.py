@@ -38,6 +38,12 @@ def subsample(values: Any, points: int = 200) -> tuple[list[int], list[float]]:
     return idx.tolist(), v[idx].tolist()
 
 
+def cost_by_width(cfg: Any, params: dict[str, Any]) -> float:
+    """An experiment's ``cost`` when a run's work grows with its width m (a step costs n d m, a kernel n^2 m,
+    n and d the same for every run of the sweep): m."""
+    return float(params["m"])
+
+
 T = TypeVar("T")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..core import kernels, theory
-from ._common import dataset, network, subsample, train_safely
+from ._common import cost_by_width, dataset, network, subsample, train_safely
 from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
 
 name = "convergence"
@@ -66,9 +66,8 @@ def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
     return [({"activation": a, "m": m}, s) for a in cfg.activations for m in cfg.widths for s in cfg.seeds]
 
 
-def cost(cfg: Config, params: dict[str, Any]) -> float:
-    """Relative work of a run: its width (the steps cost n d m each; n is the same for every run)."""
-    return float(params["m"])
+#: Relative work of a run: its width.
+cost = cost_by_width
 
 
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:

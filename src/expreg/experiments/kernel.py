@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..core import kernels
-from ._common import dataset, network, once_per_table, train_safely
+from ._common import cost_by_width, dataset, network, once_per_table, train_safely
 from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
 from .fitting import bootstrap_slope, geometric_mean
 
@@ -82,9 +82,8 @@ def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
     return [({"activation": a, "m": m}, s) for a in cfg.activations for m in cfg.widths for s in cfg.seeds]
 
 
-def cost(cfg: Config, params: dict[str, Any]) -> float:
-    """Relative work of a run: its width (the kernel H^dis(W(0)) costs n^2 m; n is the same for every run)."""
-    return float(params["m"])
+#: Relative work of a run: its width.
+cost = cost_by_width
 
 
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:

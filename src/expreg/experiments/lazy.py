@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 
 from ..core import theory
 from ..core.activations import get_activation
-from ._common import dataset, network, once_per_table, train_safely
+from ._common import cost_by_width, dataset, network, once_per_table, train_safely
 from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
 from .fitting import bootstrap_slope, geometric_mean
 
@@ -82,9 +82,8 @@ def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:
     ]
 
 
-def cost(cfg: Config, params: dict[str, Any]) -> float:
-    """Relative work of a run: its width (the steps cost n d m each; n is the same for every run)."""
-    return float(params["m"])
+#: Relative work of a run: its width.
+cost = cost_by_width
 
 
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
