@@ -118,3 +118,27 @@ def test_check_writable(tmp_path: Path) -> None:
     assert (tmp_path / "c" / "d").is_dir() and not (tmp_path / "c" / "d" / "ck.npz").exists()
     with pytest.raises(OSError, match="cannot be written"):
         storage.check_writable("/proc/expreg-ck.npz", "--checkpoint")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_writes_get_the_umask_mode(tmp_path, umask):
+    """A file written atomically has the mode open() would give it: 0666 & ~umask (mkstemp alone gives 0600)."""
+    import os
+    import stat
+
+    from expreg.core.storage import atomic_open, save_npz_atomic, write_json_atomic
+
+    old = os.umask(umask)
+    try:
+        with atomic_open(tmp_path / "a.bin") as fh:
+            fh.write(b"x")
+        save_npz_atomic(tmp_path / "b.npz", x=np.zeros(2))
+        write_json_atomic(tmp_path / "c.json", {"a": 1})
+        with open(tmp_path / "plain", "w") as fh:  # the reference: what the system gives a plain file
+            fh.write("x")
+    finally:
+        os.umask(old)
+    expected = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert expected == 0o666 & ~umask
+    for name in ("a.bin", "b.npz", "c.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name

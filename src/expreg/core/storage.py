@@ -24,16 +24,34 @@ from .errors import CheckpointError
 from .resources import check_fits
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux's /proc/self/status).
+
+    Elsewhere it is read by setting and restoring it (``os.umask``), which a
+    thread creating a file at that instant could observe.
+    """
+    with suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    The file gets the mode a plain ``open(path, "w")`` would give it
+    (0666 minus the process's umask), not ``mkstemp``'s private 0600. On an
+    exception the temporary file is removed and ``path`` is untouched.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open() would give 0666 & ~umask
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
