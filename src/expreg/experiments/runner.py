@@ -23,6 +23,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from typing import Any
 from ..core.backends import usable_cpus
 from ..core.progress import rich_bar
 from .base import Task, execute_batch, get_experiment, make_tasks
+from .inprocess import InProcessExecutor, check_pool_can_start
 from .store import ResultStore
 
 ProgressFn = Callable[[int, int], None]
@@ -92,7 +94,9 @@ def make_executor(jobs: int | None = None, scheduler: str | None = None) -> Exec
     Parameters
     ----------
     jobs : int, optional
-        Worker processes of the local pool; default all cores. Workers are
+        Worker processes of the local pool; default all cores. ``jobs=1``
+        runs every task in the calling process, one after another, with no
+        pool (``inprocess.InProcessExecutor``). Workers are
         forked warm from a server process (``_mp_context``), each with
         ``cores // jobs`` expreg threads and one BLAS thread, SIGINT
         ignored, and each exits by itself when the driver is gone
@@ -109,6 +113,8 @@ def make_executor(jobs: int | None = None, scheduler: str | None = None) -> Exec
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs == 1:
+        return InProcessExecutor()
     from .worker import init_worker
 
     threads = max(1, default_jobs() // jobs)
@@ -420,10 +426,20 @@ def run_experiment(
     Writes ``out/name/config.json`` (the configuration, its hash) first; the
     analysis (``analysis.analyse``) is separate. ``executor_factory``
     replaces ``make_executor(jobs, scheduler)`` (e.g. a thread pool in tests).
+
+    From a script, a local pool (``jobs`` > 1, the default on a machine with
+    several cores) needs the call under ``if __name__ == "__main__":``, since
+    its workers import the script; without it, or from ``python -``, this
+    raises ``inprocess.PoolStartError`` before any work (``jobs=1`` needs
+    neither: it runs here).
     """
     from ..core.storage import write_json_atomic
 
     get_experiment(name)
+    if executor_factory is None and scheduler is None:
+        workers = default_jobs() if jobs is None else int(jobs)
+        if workers > 1:
+            check_pool_can_start(workers, sys._getframe(1))
     directory = Path(out) / name
     store = ResultStore(directory)
     write_json_atomic(
