@@ -14,9 +14,24 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Exceptions that are the user's to fix: shown as one line, exit code 2. OSError covers every file-system
+#: Exceptions that are the user's to fix: shown as one line. OSError covers every file-system
 #: error (a full disk, a read-only or missing directory); MemoryError a run or file too large for the machine.
 USER_ERRORS = (ValueError, TypeError, OSError, MemoryError, OverflowError, FloatingPointError, ExpregError, ImportError)
+
+#: The exit codes of every command (README "Command line"): 0 done; 1 the work failed at run time (a diverged
+#: run, a file that cannot be written, too little memory); 2 usage: the command line or the input it names is
+#: wrong (click's own code for a bad command line; our checks raise ValueError or TypeError); 3 ``expreg train``
+#: stopped at --max-steps before --epsilon; 130 interrupted.
+EXIT_RUNTIME, EXIT_USAGE, EXIT_NOT_CONVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+#: Errors that mean the command line, or a file it names, is wrong: exit code 2.
+USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def exit_code(exc: BaseException) -> int:
+    """2 for a bad command line or input (``USAGE_ERRORS``), 1 for anything that failed at run time."""
+    return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_RUNTIME
 
 
 def err_console() -> Console:
@@ -26,7 +41,7 @@ def err_console() -> Console:
 
 
 def user_errors(fn: F) -> F:
-    """Decorator: print ``error: ...`` on stderr and exit 2 for user errors; show warnings as one line."""
+    """Decorator: print ``error: ...`` on stderr and exit with ``exit_code`` for user errors; show warnings as one line."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -47,14 +62,14 @@ def user_errors(fn: F) -> F:
                     else type(exc).__name__
                 )
                 err_console().print(f"[red]error:[/red] {escape(text)}", markup=True, soft_wrap=True)
-                raise typer.Exit(2) from None
+                raise typer.Exit(exit_code(exc)) from None
             except KeyboardInterrupt as exc:  # a sweep's SweepInterrupted says what was saved
                 message = (
                     str(exc)
                     or "interrupted; a run with --checkpoint resumes when started again with the same arguments"
                 )
                 err_console().print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
-                raise typer.Exit(130) from None
+                raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 

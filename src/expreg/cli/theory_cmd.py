@@ -27,6 +27,11 @@ def theory_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of synthetic data when lambda is computed."),
     data: Path | None = typer.Option(None, "--data", help=".npz with X to compute lambda from."),
+    scale_inputs: bool = typer.Option(
+        False,
+        "--scale-inputs",
+        help="Map --data's X into the unit ball first: x -> (x - mean) / max_i ||x_i - mean|| (as UnitBallScaler).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Print B, R, the theorem's width, step size, iterations and movement bound (docs/theory.md section 5)."""
@@ -34,17 +39,27 @@ def theory_command(
     from ..core.kernels import ntk_lambda
     from ..core.resources import check_fits
     from ..core.theory import theorem_quantities
+    from ..core.validation import check_X
+    from ._trainable import check_trainable
+    from ._trainable import scale_inputs as scale_to_unit_ball
 
     if lam is not None and data is not None:
         raise ValueError("--lambda and --data both given: lambda is computed from --data; give one of them")
     if data is not None:
-        X = data_mod.load_dataset(data)[0]
+        X = data_mod.load_dataset(data, warn_ball=False)[0]  # warned below, once the inputs can train
         for flag, given, found in (("--n", n, X.shape[0]), ("--d", d, X.shape[1])):
             if given is not None and given != found:
                 raise ValueError(
                     f"{flag} {given} does not match the data: X in {str(data)!r} has shape {X.shape}; omit {flag} with --data"
                 )
         n = X.shape[0]
+        if scale_inputs:
+            X = scale_to_unit_ball(X)
+        if lam is None:
+            lam = check_trainable(X, "exp", scaled=scale_inputs)[0]
+        check_X(X, warn_ball=True)
+    elif scale_inputs:
+        raise ValueError("--scale-inputs applies to --data; synthetic data already lies on the unit sphere")
     elif n is None:
         raise ValueError("--n is needed (the number of data points), unless --data gives them")
     if lam is None:

@@ -6,6 +6,7 @@ bundled diabetes data.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,32 @@ def load_dataset(path: str | Path, *, warn_ball: bool = True) -> tuple[np.ndarra
     """
     data = load_npz(path, required=("X", "y"), only=("X", "y"))
     return check_X_y(data["X"], data["y"], dtype=np.float64, warn_ball=warn_ball)
+
+
+def unit_ball_map(X: np.ndarray) -> tuple[np.ndarray, float]:
+    """(mean (d,), max_i ||x_i - mean||_2) in float64: the map x -> (x - mean) / radius into the unit ball.
+
+    The map of ``expreg.UnitBallScaler`` and of ``expreg train --scale-inputs``,
+    computed without overflow or underflow in the sums.
+
+    Computed directly; where that overflows (|x| beyond about 1e154) or
+    underflows (below about 1e-154), on X / c (c = max |X|) and scaled back,
+    so any X whose spread fits float64 gives finite results; otherwise
+    ``ValueError``.
+    """
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        mean = X.mean(axis=0, dtype=np.float64)
+        if not np.isfinite(mean).all():
+            c = float(np.abs(X).max())
+            mean = (X / c).mean(axis=0, dtype=np.float64) * c
+        Z = X - mean
+        cz = float(np.abs(Z).max())
+        radius = float(np.linalg.norm(Z, axis=1).max())
+        if math.isfinite(cz) and cz > 0 and not (math.isfinite(radius) and radius > 0):
+            radius = cz * float(np.linalg.norm(Z / cz, axis=1).max())
+    if not (np.isfinite(mean).all() and math.isfinite(radius)):
+        raise ValueError(
+            f"X is too large to centre and scale in float64 (largest |value| {float(np.abs(X).max()):.3g}, "
+            f"spread {cz:.3g}); divide it by a constant first"
+        )
+    return mean, radius

@@ -94,7 +94,7 @@ def check_pool_can_start(jobs: int, frame: FrameType | None = None) -> None:
     if not path.is_file():
         raise PoolStartError(
             f"a process pool cannot start from a script read from {main_file!r} (its workers import the main script, "
-            f"and this one is not a file): save it to a file and put the sweep under `if __name__ == \"__main__\":`, {fix}"
+            f'and this one is not a file): save it to a file and put the sweep under `if __name__ == "__main__":`, {fix}'
         )
     top = _main_module_frame(frame if frame is not None else sys._getframe(1))
     if top is None:
@@ -106,6 +106,6 @@ def check_pool_can_start(jobs: int, frame: FrameType | None = None) -> None:
     if not any(lo <= top.f_lineno <= hi for lo, hi in spans):
         where = f"{os.path.basename(main_file)}, line {top.f_lineno}"
         raise PoolStartError(
-            f"the sweep was started at the top level of {where}, outside `if __name__ == \"__main__\":`, and every pool "
-            f"worker would run that script again: put the call under `if __name__ == \"__main__\":`, {fix}"
+            f'the sweep was started at the top level of {where}, outside `if __name__ == "__main__":`, and every pool '
+            f'worker would run that script again: put the call under `if __name__ == "__main__":`, {fix}'
         )

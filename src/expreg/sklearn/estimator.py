@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..core.activations import ACTIVATIONS
 from ..core.backends import canonical_dtype
 from ..core.choices import Init, Scaling
+from ..core.data import unit_ball_map as _centre_and_radius
 from ..core.errors import TrainingDivergedError
 from ..core.model import ExpNet
 from ..core.validation import InputOutsideUnitBallWarning
@@ -37,32 +38,6 @@ __all__ = ["ExpRegressor", "UnitBallScaler"]
 
 #: With learning_rate="auto", how many times a diverging run is restarted with a smaller step.
 AUTO_LR_RETRIES = 6
-
-
-def _centre_and_radius(X: np.ndarray) -> tuple[np.ndarray, float]:
-    """(mean (d,), max_i ||x_i - mean||_2) in float64, without overflow or underflow in the sums.
-
-    Computed directly; where that overflows (|x| beyond about 1e154) or
-    underflows (below about 1e-154), on X / c (c = max |X|) and scaled back,
-    so any X whose spread fits float64 gives finite results; otherwise
-    ``ValueError``.
-    """
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        mean = X.mean(axis=0, dtype=np.float64)
-        if not np.isfinite(mean).all():
-            c = float(np.abs(X).max())
-            mean = (X / c).mean(axis=0, dtype=np.float64) * c
-        Z = X - mean
-        cz = float(np.abs(Z).max())
-        radius = float(np.linalg.norm(Z, axis=1).max())
-        if math.isfinite(cz) and cz > 0 and not (math.isfinite(radius) and radius > 0):
-            radius = cz * float(np.linalg.norm(Z / cz, axis=1).max())
-    if not (np.isfinite(mean).all() and math.isfinite(radius)):
-        raise ValueError(
-            f"X is too large to centre and scale in float64 (largest |value| {float(np.abs(X).max()):.3g}, "
-            f"spread {cz:.3g}); divide it by a constant first"
-        )
-    return mean, radius
 
 
 class UnitBallScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
