@@ -66,22 +66,24 @@ def load_dataset(path: str | Path, *, warn_ball: bool = True) -> tuple[np.ndarra
     return check_X_y(data["X"], data["y"], dtype=np.float64, warn_ball=warn_ball)
 
 
-def unit_ball_map(X: np.ndarray) -> tuple[np.ndarray, float]:
+def unit_ball_map(X: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """(mean (d,), max_i ||x_i - mean||_2) in float64: the map x -> (x - mean) / radius into the unit ball.
 
     The map of ``expreg.UnitBallScaler`` and of ``expreg train --scale-inputs``,
-    computed without overflow or underflow in the sums.
+    computed without overflow or underflow in the sums. ``weights`` (n,), if
+    given, make the mean a weighted one (pass only rows of positive weight).
 
     Computed directly; where that overflows (|x| beyond about 1e154) or
     underflows (below about 1e-154), on X / c (c = max |X|) and scaled back,
     so any X whose spread fits float64 gives finite results; otherwise
     ``ValueError``.
     """
+    X = np.asarray(X, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        mean = X.mean(axis=0, dtype=np.float64)
+        mean = np.average(X, axis=0, weights=weights)
         if not np.isfinite(mean).all():
             c = float(np.abs(X).max())
-            mean = (X / c).mean(axis=0, dtype=np.float64) * c
+            mean = np.average(X / c, axis=0, weights=weights) * c
         Z = X - mean
         cz = float(np.abs(Z).max())
         radius = float(np.linalg.norm(Z, axis=1).max())

@@ -319,11 +319,12 @@ def forward_backward(
     plan: BlockPlan,
     G: Array | None = None,
     reduce: Callable[[Array], Array] | None = None,
+    weights: Array | None = None,
 ) -> tuple[Array, Array]:
-    """Predictions and the gradient of L = 1/2 ||u - y||^2 (docs/theory.md section 2).
+    """Predictions and the gradient of L = 1/2 sum_i c_i (u_i - y_i)^2 (docs/theory.md section 2; c = 1 by default).
 
     u = s * sigma(X W) a                                  (n,)
-    G = s * X^T ( r[:, None] * sigma'(X W) * a[None, :] )  (d, m), r = u - y
+    G = s * X^T ( r[:, None] * sigma'(X W) * a[None, :] )  (d, m), r = c * (u - y)
 
     Parameters
     ----------
@@ -346,6 +347,9 @@ def forward_backward(
         inf or NaN. Both are checked together at the end, in one read from
         the device (the only host synchronisation of the call), so G is
         overwritten (with values of no use) even when u overflowed.
+
+    ``weights`` : array (n,), optional
+        The per-point weights c_i of a weighted loss (``train(sample_weight=...)``).
     """
     ws = _acquire(backend, X, W, plan)
     try:
@@ -358,7 +362,7 @@ def forward_backward(
             if G is None:
                 G = backend.empty(tuple(W.shape), backend.dtype_of(X))
             kept = (lambda k, lo, hi: ws.block(0, lo, hi)) if plan.keep else None
-            _backward(backend, act, X, W, a, u - y, scale, kept, G, ws)
+            _backward(backend, act, X, W, a, u - y if weights is None else (u - y) * weights, scale, kept, G, ws)
         finite = backend.to_bools([u_finite, *ws.finite])
         if not finite[0]:
             raise _overflow("the predictions F(W, X)")

@@ -226,6 +226,7 @@ class Shard:
     W0: Array
     a: Array
     comm: Communicator
+    weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -234,6 +235,19 @@ class Shard:
         self.s, self.m, self.dtype = spec.s, spec.m, spec.dtype
         self.plan: ops.BlockPlan = spec.plan(int(self.Xn.shape[0]), int(self.W0.shape[1]))
         self.Xb, self.yb = self.be.asarray(self.Xn, self.dtype), self.be.asarray(self.yn, self.dtype)
+        self.wb = None if self.weights is None else self.be.asarray(self.weights, self.dtype)
+
+    def residual(self, u: Array) -> float:
+        """||c^(1/2) (u - y)||_2 in float64: the residual of the (weighted) loss 1/2 sum_i c_i (u_i - y_i)^2."""
+        r = self.be.to_numpy(u).astype(np.float64) - self.yn
+        return residual_norm(r if self.weights is None else r * np.sqrt(self.weights))
+
+    def kernel_scale(self, H: np.ndarray) -> np.ndarray:
+        """C^(1/2) H C^(1/2), the kernel that drives the weighted residual (H itself without weights)."""
+        if self.weights is None:
+            return H
+        root = np.sqrt(self.weights)
+        return root[:, None] * H * root[None, :]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -267,7 +281,7 @@ class Shard:
         try:
             with overflow_checked():  # overflow is detected by ops
                 u, _ = ops.forward_backward(
-                    self.be, self.act, self.Xb, W, self.a, self.yb, self.s, self.plan, G, reduce=all_reduce
+                    self.be, self.act, self.Xb, W, self.a, self.yb, self.s, self.plan, G, reduce=all_reduce, weights=self.wb
                 )
         except ExpOverflowError:
             if not reduced or not self.be.all_finite(reduced[0]):
@@ -386,7 +400,7 @@ class _Descent(Generic[R]):
     def __post_init__(self) -> None:
         sh = self.shard
         self.H_cts = kernels.ntk(sh.Xn, sh.act)
-        self.lam_min, self.lam_max = kernels.extreme_eigenvalues(self.H_cts)
+        self.lam_min, self.lam_max = kernels.extreme_eigenvalues(sh.kernel_scale(self.H_cts))
         self.step, self.rule = resolve_lr(self.settings.lr, sh.m, sh.s, self.lam_max, gram0=lambda: sh.gram(sh.W0))
 
     def record_kernel(self, t: int, Wt: Array) -> None:
@@ -505,7 +519,7 @@ def descend(
         worst, frob, any_overflow = shard.step_scalars(W, moved=cfg.track_movement and t > 0, overflow=grad_overflow)
         if any_overflow:  # some rank's gradient overflowed
             raise overflowed("exp overflowed")
-        res = residual_norm(be.to_numpy(u).astype(np.float64) - shard.yn)
+        res = shard.residual(u)
         loss = 0.5 * res * res
         if not math.isfinite(loss):  # u finite but ||u - y||^2 beyond float64
             raise overflowed("the loss 1/2 ||u - y||^2 overflowed float64")

@@ -73,6 +73,7 @@ def train(
     *,
     progress: ProgressFn | None = None,
     checkpoint: str | Path | None = None,
+    sample_weight: Any = None,
     **overrides: Any,
 ) -> TrainResult:
     """Full-batch gradient descent on L(W) = 1/2 ||F(W, X) - y||^2 (docs/theory.md section 2).
@@ -104,6 +105,15 @@ def train(
         the step where the new settings stop is refused (``CheckpointError``),
         since the weights of that step are not kept.
 
+    sample_weight : array (n,), optional
+        Weights c_i >= 0 of the loss L = 1/2 sum_i c_i (F(W, x_i) - y_i)^2. Its
+        gradient is that of the data set with x_i repeated c_i times (for
+        integer c), and in the kernel regime the residual evolves by
+        C^(1/2) H C^(1/2) instead of H (C = diag(c)): the stopping rule is on
+        ||C^(1/2)(u - y)||_2, "auto" is 1/lambda_max(m s^2 C^(1/2) H^cts C^(1/2)),
+        and ``lambda_cts`` is lambda_min of that matrix. A point with c_i = 0
+        does not move the weights. Not combined with ``checkpoint``.
+
     Returns
     -------
     TrainResult
@@ -126,7 +136,10 @@ def train(
     started = time.perf_counter()
     settings = TrainOptions.merge(options, overrides, "train")
     Xn, yn = check_X_y(X, y, dtype=np.dtype(np.float64), d=net.d)
-    shard = descent.Shard(net.spec, Xn, yn, net.W, net.a, Communicator())
+    weights = None if sample_weight is None else check_sample_weight(sample_weight, Xn.shape[0])
+    if weights is not None and checkpoint is not None:
+        raise ValueError("sample_weight and checkpoint cannot be combined (a checkpoint does not record the weights)")
+    shard = descent.Shard(net.spec, Xn, yn, net.W, net.a, Communicator(), weights=weights)
 
     def make_result(W: Any, fields: dict[str, Any]) -> TrainResult:
         return TrainResult(net=net.with_weights(W), seconds=time.perf_counter() - started, **fields)
@@ -197,3 +210,15 @@ class _FileCheckpoint:
             streams=np.int64(streams.VERSION),
             **history.npz_fields(),
         )
+
+
+def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray:
+    """Weights of ``train``: shape (n,), finite, >= 0, not all 0; float64."""
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},) (one weight per row of X), got {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and >= 0")
+    if not (w > 0).any():
+        raise ValueError("sample_weight is 0 everywhere: no point would be fitted")
+    return w
