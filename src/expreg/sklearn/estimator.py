@@ -361,11 +361,12 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         self.converged_ = all(r.result.converged for r in runs)
         self._y_1d = one
         if not self.converged_ and not any(r.stopped_early for r in runs):
-            worst = max(r.result.final_residual for r in runs)
+            # one text for every fit, so that Python's default filter shows it once per call site, not once per
+            # fold of a cross-validation; the residuals are in history_ and loss_curve_
             warnings.warn(
-                f"ExpRegressor stopped after max_steps={self.max_steps} steps with ||u - y||_2 = {worst:.3g} "
-                f"> epsilon={self.epsilon} (scaled targets); on noisy targets that is often what you want (the step "
-                "budget regularises); otherwise increase max_steps or width, or raise epsilon",
+                "ExpRegressor stopped at max_steps before ||u - y||_2 <= epsilon (converged_ is False). On noisy "
+                "targets that is usually what you want: the step budget is the regulariser (see early_stopping); to "
+                "fit the training set, increase max_steps or width, or raise epsilon",
                 ConvergenceWarning,
                 stacklevel=3,
             )
