@@ -72,7 +72,7 @@ sphinx_gallery_conf = {
     "examples_dirs": str(HERE.parent / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "ignore_pattern": r"(__init__|(^|[/\\])diabetes)\.py$",  # diabetes.py is the script plot_diabetes.py imports
+    "ignore_pattern": r"(__init__|(^|[/\\])diabetes)\.py$",  # diabetes.py: the full command-line comparison, not a gallery page
     "download_all_examples": False,
     "remove_config_comments": True,
     "abort_on_example_error": True,
