@@ -9,7 +9,6 @@ from the public names of ``expreg`` (``gen_api.py``).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import gen_api  # noqa: E402
 import gen_results  # noqa: E402
+import vendor_mathjax  # noqa: E402
 
 import expreg  # noqa: E402
 
@@ -44,7 +44,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "results/**/*.md", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_vendor", "results/**/*.md", "Thumbs.db", ".DS_Store"]
 templates_path = ["_templates"]
 
 # -- MyST: $...$ and $$...$$ maths, definition lists, heading anchors ---------
@@ -52,10 +52,10 @@ myst_enable_extensions = ["dollarmath", "amsmath", "deflist", "colon_fence"]
 myst_heading_anchors = 3
 myst_dmath_double_inline = True
 
-# -- MathJax: loaded by the reader's browser; EXPREG_MATHJAX_PATH overrides the
-# address (for example a local copy when checking pages offline).
-if os.environ.get("EXPREG_MATHJAX_PATH"):
-    mathjax_path = os.environ["EXPREG_MATHJAX_PATH"]
+# -- MathJax: shipped with the site (vendor_mathjax.py fetches the npm package once into
+# _vendor/, copied to _static/mathjax/ by every build), so the pages typeset offline.
+mathjax_path = vendor_mathjax.MATHJAX_PATH
+html_static_path = [str(vendor_mathjax.vendor(HERE / "_vendor"))]
 
 # -- API reference -------------------------------------------------------------
 autosummary_generate = True
@@ -93,7 +93,6 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_static_path: list[str] = []
 # pages without sub-pages need no left sidebar
 html_sidebars = {page: [] for page in ("index", "getting_started", "theory", "results")}
 html_show_sourcelink = False

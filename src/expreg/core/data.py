@@ -73,8 +73,8 @@ def unit_ball_map(X: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.
     computed without overflow or underflow in the sums. ``weights`` (n,), if
     given, make the mean a weighted one (pass only rows of positive weight).
 
-    Computed directly; where that overflows (|x| beyond about 1e154) or
-    underflows (below about 1e-154), on X / c (c = max |X|) and scaled back,
+    Computed directly; where that overflows (``|x|`` beyond about 1e154) or
+    underflows (below about 1e-154), on X / c (``c = max |X|``) and scaled back,
     so any X whose spread fits float64 gives finite results; otherwise
     ``ValueError``.
     """
