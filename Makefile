@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # The tests and benchmarks pin this CPU build of PyTorch (it installs from local disk here).
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test bench docs install-demo install-test install-bench install-docs clean
+.PHONY: demo test bench docs install-demo install-test install-bench install-docs clean install-chromium install-npm
 .PHONY: test-min install-min dist lint install-lint
 
 $(VENV)/bin/python:
@@ -32,12 +32,22 @@ $(VENV)/.docs-installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e '.[docs]'
 	touch $@
 
+# Debian's headless Chromium: the suite opens the built site and the report in it (network off).
+# npm: the docs build fetches MathJax from the npm registry once (docs/vendor_mathjax.py).
+# Installed with apt-get where missing; CI runs as root, elsewhere the command to run is printed.
+APT_INSTALL = if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+	else echo "missing: run 'sudo apt-get install -y $(1)'" >&2; exit 1; fi
+install-chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(call APT_INSTALL,chromium); }
+install-npm:
+	@command -v npm >/dev/null 2>&1 || { $(call APT_INSTALL,npm); }
+
 install-demo: $(VENV)/.demo-installed
 install-test: $(VENV)/.test-installed
 install-bench: $(VENV)/.bench-installed
-install-docs: $(VENV)/.docs-installed
+install-docs: $(VENV)/.docs-installed install-npm
 
-# The main job: quick presets of three experiments (about 2-3 minutes on 2 cores), then the report.
+# The main job: quick presets of three experiments, then the report.
 # Re-running resumes: finished runs are skipped. DEMO_OUT and DEMO_JOBS can be overridden.
 DEMO_OUT  ?= results/demo
 DEMO_JOBS ?=
@@ -50,8 +60,9 @@ demo: install-demo
 	@$(VENV)/bin/expreg report --reuse $(DEMO_OUT)
 
 # Lint first (ruff, mypy), then the docs build (a broken example or reference fails), then the suite
+# (which runs every code block of README.md and docs/, and opens the built pages in headless Chromium)
 # and the docstring examples of src/expreg: pytest's summary is the last line it prints.
-test: install-test install-docs install-lint
+test: install-test install-docs install-lint install-chromium
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory docs
 	$(PY) -m pytest -q --doctest-modules src/expreg tests
@@ -86,7 +97,7 @@ $(VENV_MIN)/.min-installed: pyproject.toml
 
 install-min: $(VENV_MIN)/.min-installed
 
-test-min: install-min
+test-min: install-min install-chromium docs
 	$(VENV_MIN)/bin/uv pip list --python $(PY_MIN) > $(VENV_MIN)/versions.txt
 	$(PY_MIN) -m pytest -q --doctest-modules src/expreg tests
 
@@ -111,4 +122,4 @@ lint: install-lint
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
-	rm -rf docs/_build docs/api/generated docs/auto_examples
+	rm -rf docs/_build docs/_vendor docs/api/generated docs/auto_examples
