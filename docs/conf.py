@@ -55,7 +55,8 @@ myst_dmath_double_inline = True
 # -- MathJax: shipped with the site (vendor_mathjax.py fetches the npm package once into
 # _vendor/, copied to _static/mathjax/ by every build), so the pages typeset offline.
 mathjax_path = vendor_mathjax.MATHJAX_PATH
-html_static_path = [str(vendor_mathjax.vendor(HERE / "_vendor"))]
+html_static_path = [str(vendor_mathjax.vendor(HERE / "_vendor")), "css"]
+html_css_files = ["expreg.css"]
 
 # -- API reference -------------------------------------------------------------
 autosummary_generate = True

@@ -46,10 +46,10 @@ def _fmt(v: Any) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of row dicts (columns in order of first appearance)."""
-    if not rows:
-        return "_no rows_\n"
-    cols = list(dict.fromkeys(k for r in rows for k in r))
+    """A Markdown table of row dicts (columns in natural order: ``expreg.experiments.tables``)."""
+    from expreg.experiments.tables import table_columns
+
+    cols = table_columns(rows)
     lines = ["| " + " | ".join(escape(c) for c in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(escape(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -80,6 +80,8 @@ def section(directory: Path, page_dir: Path) -> str:
     for png in figures(directory, summary):
         parts.append(f"![{escape(png.stem)}]({png.relative_to(page_dir).as_posix()})\n")
     for name, rows in summary.get("tables", {}).items():
+        if not rows:  # an empty table says nothing: left out
+            continue
         parts.append(f"### {escape(name)}\n\n" + table(rows))
     for note in summary.get("notes", []):
         parts.append(f"- {escape(note)}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,10 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+#: expreg.__version__, read from the source (the one place it is written)
+VERSION = re.search(r"^__version__ = \"([^\"]+)\"$", (REPO / "src" / "expreg" / "__init__.py").read_text(), re.M).group(
+    1
+)
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,14 @@ def test_wheel_holds_every_module_and_the_declared_metadata(built: Built) -> Non
     assert modules - names == set(), "modules missing from the wheel"
     assert {n for n in names if n.endswith(".py")} == modules, "files in the wheel that src/expreg does not have"
     project = PYPROJECT["project"]
-    assert f"Version: {project['version']}" in metadata.splitlines()
+    assert f"Version: {VERSION}" in metadata.splitlines()
+    lines = metadata.splitlines()
+    for classifier in project["classifiers"]:
+        assert f"Classifier: {classifier}" in lines
+    assert "Classifier: Typing :: Typed" in lines and "expreg/py.typed" in names
+    assert f"Keywords: {','.join(project['keywords'])}" in lines
+    assert "Project-URL: Paper, https://arxiv.org/abs/2303.16504" in lines
+    assert "License-Expression: MIT" in lines and f"{dist_info}/licenses/LICENSE" in names
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     core = sorted(r.replace(" ", "") for r in requires if "extra ==" not in r)
     assert core == sorted(d.replace(" ", "") for d in project["dependencies"])
@@ -188,7 +200,7 @@ def test_sdist_holds_sources_tests_and_citation(built: Built) -> None:
     assert modules - names == set(), "modules missing from the sdist"
     tests = {p.relative_to(REPO).as_posix() for p in (REPO / "tests").glob("*.py")}
     assert tests - names == set(), "tests missing from the sdist"
-    for required in ("pyproject.toml", "README.md", "CITATION.cff", "CHANGELOG.md"):
+    for required in ("pyproject.toml", "README.md", "CITATION.cff", "CHANGELOG.md", "LICENSE", "src/expreg/py.typed"):
         assert required in names
 
 
@@ -201,7 +213,7 @@ def test_installed_wheel_imports_from_the_venv_not_the_repo(installed: Installed
     info = json.loads(out)
     assert Path(info["file"]).resolve().is_relative_to(installed.site.resolve())
     assert not Path(info["file"]).resolve().is_relative_to(REPO)
-    assert info["version"] == PYPROJECT["project"]["version"]
+    assert info["version"] == VERSION
     assert not any(Path(p).resolve() == (REPO / "src").resolve() for p in info["path"] if p)
 
 
@@ -304,3 +316,12 @@ def test_numba_cache_with_read_only_site_packages(installed: Installed) -> None:
     assert second["misses"] == 0 and second["hits"] > 0, second
     assert json.loads(out.strip().splitlines()[-1])["converged"] is True
     assert not list(pkg.rglob("*.nbi")), "numba wrote into the read-only package directory"
+
+
+def test_the_version_is_written_once() -> None:
+    """pyproject.toml reads it from expreg.__version__; CITATION.cff, which cannot, states the same."""
+    assert "version" not in PYPROJECT["project"] and "version" in PYPROJECT["project"]["dynamic"]
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "expreg.__version__"}
+    citation = (REPO / "CITATION.cff").read_text()
+    assert re.search(r"^version: (\S+)$", citation, re.M).group(1) == VERSION
+    assert "MIT License" in (REPO / "LICENSE").read_text() and PYPROJECT["project"]["license"] == "MIT"

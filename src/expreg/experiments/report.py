@@ -20,6 +20,7 @@ from typing import Any
 from ..core.storage import atomic_open
 from .analysis import NoRunsError, analyse
 from .base import EXPERIMENTS
+from .tables import table_columns
 
 
 def experiment_dirs(out: str | Path) -> list[Path]:
@@ -36,9 +37,7 @@ def _fmt(v: Any) -> str:
 
 
 def _html_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "<p><em>no rows</em></p>"
-    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cols = table_columns(rows)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
@@ -47,16 +46,15 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _md_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "_no rows_\n"
-    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cols = table_columns(rows)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r.get(c, "")).replace("|", "\\|") for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:12px;max-width:100%}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;overflow-wrap:anywhere}
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}dl.h dt{font-weight:600}dl.h dd{margin:0 0 .4em 1.5em;font-family:monospace}
 details{margin:.5em 0 1.5em}pre{background:#f7f7f7;padding:.6em;font-size:12px}"""
 
@@ -134,6 +132,8 @@ def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Pa
             )
             parts_md.append(f"\n![{stem}]({s['experiment']}/figures/{stem}.png)\n")
         for title, rows in s.get("tables", {}).items():
+            if not rows:  # an empty table says nothing: left out
+                continue
             parts_html.append(f"<h3>{html.escape(title)}</h3>" + _html_table(rows))
             parts_md.append(f"\n### {title}\n\n" + _md_table(rows))
         for note in s.get("notes", []):
