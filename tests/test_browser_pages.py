@@ -86,7 +86,9 @@ def chromium() -> str:
 def site() -> Path:
     if not (SITE / "theory.html").is_file():
         subprocess.run(
-            [sys.executable, "-m", "sphinx", "-q", "-b", "html", str(ROOT / "docs"), str(SITE)], check=True, timeout=1200
+            [sys.executable, "-m", "sphinx", "-q", "-b", "html", str(ROOT / "docs"), str(SITE)],
+            check=True,
+            timeout=1200,
         )
     return SITE
 
@@ -122,7 +124,7 @@ def _png_size_and_colours(path: Path) -> tuple[int, int, int]:
     """(width, height, distinct grey levels in a sample of rows) of an 8-bit RGB(A) PNG, read with zlib alone."""
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    width, height, _depth, colour = struct.unpack(">IIBB", data[16:26])
     raw, pos = b"", 8
     while pos < len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
@@ -135,7 +137,7 @@ def _png_size_and_colours(path: Path) -> tuple[int, int, int]:
     levels = set()
     for row in range(0, height, max(1, height // 50)):
         line = pixels[row * stride + 1 : (row + 1) * stride]
-        levels.update(line[::channels * 7])
+        levels.update(line[:: channels * 7])
     return width, height, len(levels)
 
 

@@ -281,7 +281,17 @@ class Shard:
         try:
             with overflow_checked():  # overflow is detected by ops
                 u, _ = ops.forward_backward(
-                    self.be, self.act, self.Xb, W, self.a, self.yb, self.s, self.plan, G, reduce=all_reduce, weights=self.wb
+                    self.be,
+                    self.act,
+                    self.Xb,
+                    W,
+                    self.a,
+                    self.yb,
+                    self.s,
+                    self.plan,
+                    G,
+                    reduce=all_reduce,
+                    weights=self.wb,
                 )
         except ExpOverflowError:
             if not reduced or not self.be.all_finite(reduced[0]):

@@ -33,13 +33,26 @@ class SlopeFit:
     points: int = 0
 
     def __str__(self) -> str:
-        if math.isfinite(self.low):
-            return f"{self.slope:.2f} [{self.low:.2f}, {self.high:.2f}]"
-        return f"{self.slope:.2f}"
+        return format_estimate(self.slope, self.low, self.high)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """exp(intercept) * x^slope."""
         return np.exp(self.intercept) * np.asarray(x, dtype=float) ** self.slope
+
+
+def format_estimate(value: float, low: float = math.nan, high: float = math.nan, digits: int = 2) -> str:
+    """ "0.88 [0.81, 0.93]", or the value alone with why there is no interval: an unbounded end is not a result.
+
+    >>> format_estimate(0.881, 0.812, 0.934), format_estimate(0.88, -math.inf, math.inf), format_estimate(0.88)
+    ('0.88 [0.81, 0.93]', '0.88 (interval not identified)', '0.88')
+    """
+    if not math.isfinite(value):
+        return "n/a"
+    if math.isnan(low) and math.isnan(high):
+        return f"{value:.{digits}f}"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{value:.{digits}f} (interval not identified)"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def fit_loglog(x: np.ndarray, y: np.ndarray) -> SlopeFit:

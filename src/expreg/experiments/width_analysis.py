@@ -28,6 +28,7 @@ import numpy as np
 from ..core.activations import ACTIVATIONS
 from ._common import once_per_table
 from .censored import CensoredFit, fit_censored, local_exponents, profile_interval, quantile_interval
+from .fitting import format_estimate
 from .search import geometric_grid
 from .width import eig_passes, op_passes
 
@@ -95,7 +96,7 @@ def _fmt_coef(fit: CensoredFit | str, name: str) -> str:
         return f"n/a ({fit})"
     i = fit.names.index(name)
     lo, hi = fit.intervals[i]
-    return f"{fit.coef[i]:.2f} [{lo:.2f}, {hi:.2f}]"
+    return format_estimate(fit.coef[i], lo, hi)
 
 
 def _width_of(fit: CensoredFit | str, name: str) -> float:
@@ -309,9 +310,7 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
                         "criterion": name,
                         "n window": f"{int(e.n_low)}..{int(e.n_high)}",
                         f"local exponent [{cfg.level:.0%}]": (
-                            f"{e.slope:.2f} [{e.low:.2f}, {e.high:.2f}]"
-                            if math.isfinite(e.slope)
-                            else f"n/a ({e.reason})"
+                            format_estimate(e.slope, e.low, e.high) if math.isfinite(e.slope) else f"n/a ({e.reason})"
                         ),
                         "right-censored": e.counts.get("right", 0),
                     }
