@@ -39,6 +39,8 @@ def save(fig: Any, directory: str | Path, stem: str) -> str:
     """Save ``fig`` as ``stem.png`` and ``stem.svg`` in ``directory`` (atomic); close it; return ``stem``."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    for ax in fig.axes:
+        tidy_log_ticks(ax)
     fig.tight_layout()
     for ext in ("png", "svg"):
         with atomic_open(d / f"{stem}.{ext}", "wb") as fh:
@@ -64,8 +66,18 @@ def plot_width_fit(ax: Any, entry: dict[str, Any], label: str, colour: str, mark
         ax.plot(xs, fit.predict(xs), color=colour, linewidth=1.2, alpha=0.8)
 
 
+#: Characters per line of an axes title before it wraps (titles of side-by-side panels must not run into each other).
+TITLE_WIDTH = 48
+
+
 def log_axes(ax: Any, xlabel: str, ylabel: str, title: str = "", x: bool = True, y: bool = True) -> None:
-    """Label the axes, log scales, grid, legend."""
+    """Label the axes, log scales, grid, legend.
+
+    The title wraps at ``TITLE_WIDTH`` characters; the legend goes below the
+    axes, outside them, so that it covers no data (``save`` makes room).
+    """
+    import textwrap
+
     if x:
         ax.set_xscale("log")
     if y:
@@ -73,7 +85,35 @@ def log_axes(ax: Any, xlabel: str, ylabel: str, title: str = "", x: bool = True,
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(
+            fontsize=7,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.16),
+            ncol=2 if len(handles) > 3 else 1,
+            frameon=False,
+        )
+
+
+def tidy_log_ticks(ax: Any) -> None:
+    """Log axes with fewer than two powers of 10 in view get ticks at 1, 2, 5 x 10^k; minor ticks are never labelled.
+
+    matplotlib labels the minor ticks of such an axis, and on a narrow panel
+    the labels run together ("3x10^1 4x10^1"); 1-2-5 ticks are far enough apart.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for axis, scale, limits in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()), (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
+        if scale != "log":
+            continue
+        lo, hi = sorted(limits)
+        if not (lo > 0 and np.isfinite(hi)):
+            continue
+        axis.set_minor_formatter(NullFormatter())
+        decades = int(np.floor(np.log10(hi)) - np.ceil(np.log10(lo))) + 1  # powers of 10 inside the limits
+        if np.log10(hi / lo) < 1.5 or decades < 2:
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))

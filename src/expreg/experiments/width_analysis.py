@@ -452,6 +452,9 @@ def figures(df: Any, cfg: Any, directory: Any) -> list[str]:
             f"width m (per-seed interval; ^ censored; o = q{cfg.quantile:.0%})",
             f"{name}: {LABELS[crit.split(',')[0]]}",
         )
+        if not ax_l.lines and not ax_l.containers:  # no window with a bounded interval: no empty panel
+            fig_l.delaxes(ax_l)
+            continue
         ax_l.axhline(THEOREM_EXPONENT, color="k", linestyle=":", label="theorem: 2")
         plots.log_axes(
             ax_l,
@@ -461,7 +464,10 @@ def figures(df: Any, cfg: Any, directory: Any) -> list[str]:
             y=False,
         )
     stems.append(plots.save(fig, directory, "width_thresholds"))
-    stems.append(plots.save(fig_l, directory, "width_local_exponents"))
+    if fig_l.axes:  # a figure whose every panel was empty is not drawn at all
+        stems.append(plots.save(fig_l, directory, "width_local_exponents"))
+    else:
+        plots.pyplot().close(fig_l)
     fig, axes = plots.new_figure()
     ax = axes[0][0]
     for k, ((act, d), g) in enumerate(df.groupby(["activation", "d"], sort=True)):
