@@ -87,7 +87,7 @@ def log_axes(ax: Any, xlabel: str, ylabel: str, title: str = "", x: bool = True,
     if title:
         ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
-    handles, labels = ax.get_legend_handles_labels()
+    handles, _labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(
             fontsize=7,
