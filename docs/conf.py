@@ -9,6 +9,7 @@ from the public names of ``expreg`` (``gen_api.py``).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -113,5 +114,21 @@ def _skip_member(app, what, name, obj, skip, options):
     return None
 
 
+#: "docs/theory.md section 3" (or "sections 3-4") in a docstring: a link to that section of the Theory page.
+THEORY_CITATION = re.compile(r"docs/theory\.md,? (sections?) (\d)((?:-|\N{EN DASH})\d)?")
+
+
+def _link_theory_sections(app, what, name, obj, options, lines):
+    """Turn the docstrings' plain-text citations of docs/theory.md into links to the cited section."""
+    for i, line in enumerate(lines):
+        lines[i] = THEORY_CITATION.sub(
+            lambda m: (
+                f":ref:`docs/theory.md {m.group(1)} {m.group(2)}{m.group(3) or ''} <theory-section-{m.group(2)}>`"
+            ),
+            line,
+        )
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("autodoc-process-docstring", _link_theory_sections)

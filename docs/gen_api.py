@@ -173,8 +173,30 @@ def render() -> str:
         out.append(_module_directive(path))
         out.append(f".. currentmodule:: {path}\n")
         out.append(f"{blurb}\n")
-        out.append(_autosummary(module_names(path)))
+        own, at_top = section_names(path)
+        if at_top:
+            out.append(
+                "Also here, documented once under the top level: "
+                + ", ".join(f":py:obj:`expreg.{n}`" for n in at_top)
+                + ".\n"
+            )
+        if own:
+            out.append(_autosummary(own))
     return "\n".join(out)
+
+
+def section_names(path: str) -> tuple[list[str], list[str]]:
+    """(names the module's section lists, names it leaves to the top level because ``expreg.<name>`` is the same object).
+
+    Each object is documented once: a function re-exported as ``expreg.make_dataset``
+    is not listed again under ``expreg.core.data``.
+    """
+    import expreg
+
+    top = {id(getattr(expreg, n)) for n in top_level_names()}
+    mod = _module(path)
+    names = module_names(path)
+    return [n for n in names if id(getattr(mod, n)) not in top], [n for n in names if id(getattr(mod, n)) in top]
 
 
 def write(path: str | Path) -> None:
@@ -198,7 +220,7 @@ def documented_names() -> list[str]:
     """The full dotted name of every entry of the page (the stems of autosummary's stub files)."""
     names = [f"expreg.{n}" for n in top_level_names()]
     for _, path, _ in SUBMODULES:
-        names += [f"{path}.{n}" for n in module_names(path)]
+        names += [f"{path}.{n}" for n in section_names(path)[0]]
     return names
 
 

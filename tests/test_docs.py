@@ -89,10 +89,27 @@ def test_api_page_lists_every_public_name(gen_api):
     listed = {line.strip() for line in page.splitlines() if line.startswith("   ") and not line.strip().startswith(":")}
     public = {n for n in expreg.__all__ if not isinstance(getattr(expreg, n), type(expreg))} | set(expreg._OPTIONAL)
     assert public <= listed, public - listed
+    entries = [
+        line.strip() for line in page.splitlines() if line.startswith("   ") and not line.strip().startswith(":")
+    ]
     for _, path, _ in gen_api.SUBMODULES:
         mod = importlib.import_module(path)
+        own, at_top = gen_api.section_names(path)
         for name in gen_api.module_names(path):
-            assert name in listed and hasattr(mod, name), (path, name)
+            assert hasattr(mod, name) and (name in own or getattr(mod, name) is getattr(expreg, name)), (path, name)
+            assert name in listed, (path, name)
+        for name in at_top:  # documented once, at the top level, and pointed to from the module's section
+            assert f":py:obj:`expreg.{name}`" in page
+    # every object appears once: make_dataset, load_dataset and sphere are not listed twice
+    objects = {}
+    current = "expreg"
+    for line in page.splitlines():
+        if line.startswith(".. currentmodule:: "):
+            current = line.split(":: ", 1)[1]
+        elif line.startswith("   ") and not line.strip().startswith(":") and line.strip() in entries:
+            obj = getattr(importlib.import_module(current), line.strip())
+            assert id(obj) not in objects, (line.strip(), objects.get(id(obj)))
+            objects[id(obj)] = f"{current}.{line.strip()}"
     assert "ntk" in gen_api.module_names("expreg.core.kernels") and "required_width" in gen_api.module_names(
         "expreg.core.theory"
     )
