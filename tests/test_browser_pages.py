@@ -186,3 +186,27 @@ def test_report_html_is_readable(chromium: str, tmp_path: Path) -> None:
     widths = [int(w) for w in re.findall(r"\bm=(\d+)\b", r["text"])]
     runs = [widths[i : i + 2] for i in range(len(widths) - 1)]
     assert widths and all(a < b or b <= widths[0] for a, b in runs)
+
+
+def test_api_pages_link_their_theory_citations(site: Path) -> None:
+    """Every "docs/theory.md section N" of the API reference is a link to that section of the Theory page."""
+    pages = sorted((site / "api" / "generated").glob("*.html"))
+    assert pages
+    linked = plain = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for m in re.finditer(r"docs/theory\.md,? sections? (\d)", text):
+            before = text[max(0, m.start() - 300) : m.start()]
+            anchor = before.rfind("<a ")
+            if (
+                anchor >= 0
+                and "</a>" not in before[anchor:]
+                and f'theory.html#theory-section-{m.group(1)}"' in before[anchor:]
+            ):
+                linked += 1
+            else:
+                plain += 1
+    assert linked > 20 and plain == 0, (linked, plain)
+    theory = (site / "theory.html").read_text(encoding="utf-8")
+    for n in range(1, 7):
+        assert f'id="theory-section-{n}"' in theory

@@ -51,7 +51,8 @@ def cli_choices(option: str) -> Iterator[list[str]]:
 
 def train_cli(*args: str) -> Any:
     return CliRunner().invoke(
-        build_app(), ["train", "--n", "4", "--d", "2", "--m", "4", "--max-steps", "1", "--allow-unconverged", "--json", *args]
+        build_app(),
+        ["train", "--n", "4", "--d", "2", "--m", "4", "--max-steps", "1", "--allow-unconverged", "--json", *args],
     )
 
 

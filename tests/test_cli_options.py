@@ -53,7 +53,14 @@ def _signature(p: Any) -> tuple:
 def test_both_commands_lead_with_the_same_options_then_their_own() -> None:
     train, dist = _params("train"), _params("distributed")
     assert [p.name for p in train[: len(SHARED)]] == [p.name for p in dist[: len(SHARED)]] == SHARED
-    assert [p.name for p in train[len(SHARED) :]] == ["scale_inputs", "checkpoint", "checkpoint_every", "allow_unconverged", "json_out", "quiet"]
+    assert [p.name for p in train[len(SHARED) :]] == [
+        "scale_inputs",
+        "checkpoint",
+        "checkpoint_every",
+        "allow_unconverged",
+        "json_out",
+        "quiet",
+    ]
     assert [p.name for p in dist[len(SHARED) :]] == [
         "checkpoint_dir",
         "checkpoint_every",

@@ -174,3 +174,19 @@ def test_the_diabetes_gallery_script_runs_alone(tmp_path: Path) -> None:
         [sys.executable, script.name], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_no_unmeasured_times_or_counts_are_stated() -> None:
+    """README, docs and Makefile state no suite size or duration of make targets (they drift; pytest prints both)."""
+    texts = {p.name: p.read_text() for p in [*PAGES, ROOT / "Makefile", ROOT / "examples" / "diabetes.py"]}
+    patterns = [
+        r"about \d[\d,]* tests",
+        r"make (demo|test)\b[^.\n]{0,80}\b\d+(\.\d+)? ?(s|seconds?|min|minutes?)\b",
+        r"\(\d+ s (on 2 cores )?once the environment exists",
+        r"about \d+(-\d+)? (s|minutes?) on two cores",
+        r"about \d+ ?-? ?\d* minutes on 2 cores",
+    ]
+    for name, text in texts.items():
+        flat = " ".join(text.split())
+        for pattern in patterns:
+            assert not re.search(pattern, flat), (name, re.search(pattern, flat).group(0))
