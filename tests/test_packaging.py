@@ -52,10 +52,8 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-#: expreg.__version__, read from the source (the one place it is written)
-VERSION = re.search(r"^__version__ = \"([^\"]+)\"$", (REPO / "src" / "expreg" / "__init__.py").read_text(), re.M).group(
-    1
-)
+#: expreg.__version__, read from the source (src/expreg/core/_version.py, the one place it is written)
+VERSION = re.search(r'^__version__ = "([^"]+)"$', (REPO / "src/expreg/core/_version.py").read_text(), re.M).group(1)
 
 
 @dataclass(frozen=True)
@@ -321,7 +319,10 @@ def test_numba_cache_with_read_only_site_packages(installed: Installed) -> None:
 def test_the_version_is_written_once() -> None:
     """pyproject.toml reads it from expreg.__version__; CITATION.cff, which cannot, states the same."""
     assert "version" not in PYPROJECT["project"] and "version" in PYPROJECT["project"]["dynamic"]
-    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "expreg.__version__"}
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "expreg.core._version.__version__"}
+    import expreg
+
+    assert expreg.__version__ == VERSION
     citation = (REPO / "CITATION.cff").read_text()
     assert re.search(r"^version: (\S+)$", citation, re.M).group(1) == VERSION
     assert "MIT License" in (REPO / "LICENSE").read_text() and PYPROJECT["project"]["license"] == "MIT"

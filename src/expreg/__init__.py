@@ -16,6 +16,7 @@ import typing as _typing
 
 # the modules also reached as attributes: expreg.kernels.ntk(X), expreg.data.sphere(...), ...
 from .core import data, eigen, kernels, streams, theory  # noqa: F401 (data, streams: attributes outside __all__)
+from .core._version import __version__ as __version__
 from .core.data import load_dataset, make_dataset, sphere
 from .core.errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError
 from .core.model import ExpNet
@@ -23,8 +24,6 @@ from .core.validation import InputOutsideUnitBallWarning
 from .engine import scan
 from .engine.options import TrainOptions
 from .engine.train import History, TrainResult, train
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",

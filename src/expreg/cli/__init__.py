@@ -46,7 +46,7 @@ def build_app() -> typer.Typer:
 
     def show_version(value: bool) -> None:
         if value:
-            from .. import __version__
+            from ..core._version import __version__
 
             typer.echo(f"expreg {__version__}")
             raise typer.Exit()
