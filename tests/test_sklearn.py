@@ -120,9 +120,17 @@ def test_multi_output_is_one_network_per_column():
 # ------------------------------------------------------ convergence and divergence
 def test_convergence_warning_only_when_epsilon_is_missed():
     X, y = make_dataset(8, 3, seed=0)
-    with pytest.warns(ConvergenceWarning, match="max_steps=3"):
+    with pytest.warns(ConvergenceWarning, match="stopped at max_steps before"):
         est = ExpRegressor(width=64, max_steps=3, random_state=0).fit(X, y)
     assert not est.converged_ and est.n_iter_ == 3
+    # the warning says why a budget-stopped run is usually fine, and early stopping raises none
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ExpRegressor(width=64, max_steps=3, random_state=0).fit(X, y)
+        ExpRegressor(width=64, max_steps=200, early_stopping=True, validation_fraction=0.25, random_state=0).fit(
+            *_smooth_problem(40)
+        )
+    assert len(seen) == 1 and "the step budget is the regulariser" in str(seen[0].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         est = ExpRegressor(width=512, max_steps=20000, epsilon=1e-2, random_state=0).fit(X, y)

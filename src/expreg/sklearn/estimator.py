@@ -349,9 +349,14 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         self.history_ = runs[0].result.history if one else [r.result.history for r in runs]
         self.lr_ = runs[0].result.lr if one else [r.result.lr for r in runs]
         steps = max(r.steps for r in runs)
-        curve = [float(sum(c)) for c in zip(*(r.losses for r in runs), strict=False)]
-        self.n_iter_ = (self.n_iter_ if warm else 0) + steps
-        self.loss_curve_ = (self.loss_curve_ if warm else []) + curve
+        longest = max(len(r.losses) for r in runs)  # a column that stopped earlier keeps its last loss
+        padded = [r.losses + r.losses[-1:] * (longest - len(r.losses)) for r in runs]
+        curve = [float(sum(c)) for c in zip(*padded, strict=True)]
+        before: tuple[int, list[float]] = (
+            (getattr(self, "n_iter_", 0), getattr(self, "loss_curve_", [])) if warm else (0, [])
+        )
+        self.n_iter_: int = before[0] + steps
+        self.loss_curve_: list[float] = before[1] + curve
         self.validation_scores_ = (
             runs[0].scores
             if (one and self.early_stopping)
@@ -361,8 +366,7 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         self.converged_ = all(r.result.converged for r in runs)
         self._y_1d = one
         if not self.converged_ and not any(r.stopped_early for r in runs):
-            # one text for every fit, so that Python's default filter shows it once per call site, not once per
-            # fold of a cross-validation; the residuals are in history_ and loss_curve_
+            # the residuals are in history_ and loss_curve_; early stopping ends a run without this warning
             warnings.warn(
                 "ExpRegressor stopped at max_steps before ||u - y||_2 <= epsilon (converged_ is False). On noisy "
                 "targets that is usually what you want: the step budget is the regulariser (see early_stopping); to "
@@ -528,6 +532,7 @@ class _Segments:
     def score(self, net: ExpNet) -> float:
         """R^2 of ``net`` on the held-out rows, in the (scaled) target units, weighted by the sample weights."""
         rows = self.val_rows
+        assert rows is not None  # scored only when early stopping holds rows out
         with warnings.catch_warnings():  # held-out rows may sit a little outside the training rows' ball
             warnings.simplefilter("ignore", InputOutsideUnitBallWarning)
             u = net.predict(self.X[rows]).astype(np.float64)
