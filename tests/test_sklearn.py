@@ -127,7 +127,7 @@ def test_convergence_warning_only_when_epsilon_is_missed():
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         ExpRegressor(width=64, max_steps=3, random_state=0).fit(X, y)
-        ExpRegressor(width=64, max_steps=200, early_stopping=True, validation_fraction=0.25, random_state=0).fit(
+        ExpRegressor(width=64, max_steps=5000, early_stopping=True, n_iter_no_change=3, random_state=0).fit(
             *_smooth_problem(40)
         )
     assert len(seen) == 1 and "the step budget is the regulariser" in str(seen[0].message)
