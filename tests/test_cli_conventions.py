@@ -178,3 +178,31 @@ def test_a_file_written_by_a_run_has_the_umask_mode(tmp_path: Path) -> None:
         os.umask(old)
     assert res.exit_code == 0, res.output
     assert stat.S_IMODE((tmp_path / "ck.npz").stat().st_mode) == 0o644
+
+
+def test_the_progress_bar_eta_aims_at_epsilon_not_max_steps(monkeypatch) -> None:
+    """The bar's total and ETA follow the residual's decay: near the step the run really stops, not --max-steps."""
+    import expreg.cli.train_cmd as train_cmd
+
+    updates: list[dict] = []
+
+    class Bar:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_task(self, *args, **fields):
+            return 0
+
+        def update(self, task, **fields):
+            updates.append(fields)
+
+    monkeypatch.setattr(train_cmd, "rich_bar", lambda *a, **k: Bar())
+    res = invoke("train", "--n", 16, "--d", 4, "--m", 256, "--epsilon", 1e-3, "--max-steps", 20000)
+    assert res.exit_code == 0, res.output
+    final = updates[-1]["completed"]
+    late = [u for u in updates[:-1] if u["completed"] >= final // 2 and u.get("total")]
+    assert late and all(abs(u["total"] - final) <= 0.2 * final for u in late)  # the estimate, not 20000
+    assert final < 5000 and any(re.search(r"stops near step [\d,]+: epsilon", u["eta"]) for u in late)

@@ -11,8 +11,13 @@ Needs the ``experiments`` extra (pydantic, pandas, pyarrow, matplotlib, rich);
 Run one from Python (same as ``expreg run width --preset quick --out results``)::
 
     from expreg.experiments import run_experiment, build_report
-    run_experiment("width", get_config("width", "quick"), "results", jobs=2)
-    build_report("results")
+    if __name__ == "__main__":  # a pool's workers import the main script
+        run_experiment("width", get_config("width", "quick"), "results", jobs=2)
+        build_report("results")
+
+``jobs=1`` runs in the calling process (no pool, no guard needed); a pool
+started without the guard, or from ``python -``, stops at once with one line
+saying what to add (``inprocess.PoolStartError``).
 """
 
 from __future__ import annotations
