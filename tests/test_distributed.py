@@ -643,7 +643,7 @@ def test_a_rank_alone_stops_after_the_timeout(tmp_path: Path) -> None:
 
 
 def test_a_failed_final_save_keeps_the_finished_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from expreg.engine.descent import ResultNotSavedError
+    from expreg.engine.checkpoints import ResultNotSavedError
 
     spec, kw = CONFIGS["gaussian_odd_m"]
     X, y = _data()

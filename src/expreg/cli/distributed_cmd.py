@@ -57,7 +57,7 @@ def distributed_command(
     """Train one network with its neurons split over the ranks of a torchrun launch (gloo on CPU, NCCL on CUDA)."""
     from ..core.storage import check_writable
     from ..distributed.sharded import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
-    from ..engine.descent import ResultNotSavedError
+    from ..engine.checkpoints import ResultNotSavedError
 
     device, backend = opts.device, opts.backend
     if device is not None and device.startswith("cuda") and backend != "torch":
