@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from expreg.core import fastpath, ops
+from expreg.core import fastpath, gram, ops
 from expreg.core.activations import EXP, RELU
 from expreg.core.backends import NumpyBackend, get_backend
 from expreg.core.errors import ExpOverflowError
+from expreg.core.reuse import KEPT
 
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 DTYPES = [np.float32, np.float64]
@@ -82,7 +83,7 @@ def test_fused_exp_matvec_and_numpy_fallback_agree_with_float64(dtype: type, mon
     ref_E = np.exp(Z.astype(np.float64))
     ref_acc = 1.0 + ref_E @ a
     for disabled in (False, True):
-        monkeypatch.setattr(fastpath, "_disabled", disabled)
+        monkeypatch.setattr(KEPT.compiled, "disabled", disabled)
         Zc, acc = Z.copy(), np.ones(7, dtype=dtype)
         fastpath.exp_matvec_(Zc, a, acc)
         assert close(Zc, ref_E, dtype) and close(acc, ref_acc, dtype)
@@ -210,7 +211,7 @@ def test_overflow_in_the_fast_path_is_detected(dtype: type, keep: bool) -> None:
 def test_gram_matches_dense_kernel() -> None:
     X, W, _, _ = problem(seed=12)
     s = 0.2
-    H = ops.gram(get_backend("numpy"), EXP, X, W, s, block=30)
+    H = gram.gram(get_backend("numpy"), EXP, X, W, s, block=30)
     D = np.exp(X @ W)
     np.testing.assert_allclose(H, s * s * (X @ X.T) * (D @ D.T), rtol=1e-12)
 
@@ -248,8 +249,8 @@ def test_overflow_of_the_gradient_alone_is_detected() -> None:
 def test_without_numba_the_numpy_fallback_gives_the_same_step(monkeypatch: pytest.MonkeyPatch) -> None:
     X, W, a, y = problem(dtype=np.float32, seed=14)
     fast = ops.forward_backward(get_backend("numpy"), EXP, X, W, a, y, 1.0, ops.BlockPlan(16, True))
-    monkeypatch.setattr(fastpath, "_kernels", None)
-    monkeypatch.setattr(fastpath, "_failed", None)
+    monkeypatch.setattr(KEPT.compiled, "kernels", None)
+    monkeypatch.setattr(KEPT.compiled, "failed", None)
     monkeypatch.setitem(__import__("sys").modules, "expreg.core._fastkernels", None)  # import now fails
     monkeypatch.delattr(__import__("sys").modules["expreg.core"], "_fastkernels", raising=False)
     assert not fastpath.enabled()
@@ -261,7 +262,7 @@ def test_without_numba_the_numpy_fallback_gives_the_same_step(monkeypatch: pytes
 
 def test_environment_variable_turns_the_fast_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXPREG_FASTPATH", "0")
-    monkeypatch.setattr(fastpath, "_disabled", None)  # as in a fresh process
+    monkeypatch.setattr(KEPT.compiled, "disabled", None)  # as in a fresh process
     assert not fastpath.enabled()
     x = np.array([0.0, 1.0])
     np.testing.assert_array_equal(fastpath.exp_(x.copy()), np.exp(x))
@@ -287,7 +288,7 @@ def test_gram_panels_match_the_dense_formula_with_general_output_weights(dtype: 
     D = np.exp(X @ W)
     truth = 0.3**2 * (X @ X.T) * ((D * a**2) @ D.T)
     be = get_backend("numpy")
-    H = ops.gram(be, EXP, X.astype(dtype), W.astype(dtype), 0.3, a=a.astype(dtype), block=64)
+    H = gram.gram(be, EXP, X.astype(dtype), W.astype(dtype), 0.3, a=a.astype(dtype), block=64)
     assert H.dtype == np.float64
     np.testing.assert_array_equal(H, H.T)
     tol = 1e-12 if dtype == np.float64 else 1e-5
@@ -299,8 +300,8 @@ def test_gram_does_not_depend_on_the_thread_count() -> None:
 
     rng = np.random.default_rng(0)
     X, W = rng.standard_normal((900, 4)) * 0.4, rng.standard_normal((4, 500))
-    H1 = ops.gram(NumpyBackend(threads=1), RELU, X, W, 1.0, block=96)
-    H3 = ops.gram(NumpyBackend(threads=3), RELU, X, W, 1.0, block=96)
+    H1 = gram.gram(NumpyBackend(threads=1), RELU, X, W, 1.0, block=96)
+    H3 = gram.gram(NumpyBackend(threads=3), RELU, X, W, 1.0, block=96)
     np.testing.assert_array_equal(H1, H3)
     D = (X @ W > 0).astype(float)
     np.testing.assert_allclose(H1, (X @ X.T) * (D @ D.T), rtol=1e-12, atol=1e-12)
@@ -312,26 +313,25 @@ def test_gram_in_parts_matches_the_dense_formula_for_every_thread_count(
 ) -> None:
     """Small n: the neurons of each add go to PARTS_GRAM_PARTS fixed parts (one thread each), summed in order;
     the result is the dense formula, bit-identical for 1, 2 and 3 threads, and the syrk path's to rounding."""
-    from expreg.core import backends
 
     rng = np.random.default_rng(7)
     X, W = (rng.standard_normal((60, 3)) * 0.4).astype(dtype), rng.standard_normal((3, 203)).astype(dtype)
     D = np.exp(X.astype(np.float64) @ W.astype(np.float64))
     truth = (X.astype(np.float64) @ X.T.astype(np.float64)) * (D @ D.T)
-    acc = ops.GramAccumulator(NumpyBackend(threads=2), EXP, X, block=16)
-    assert acc.parts == backends.PARTS_GRAM_PARTS > 1
+    acc = gram.GramAccumulator(NumpyBackend(threads=2), EXP, X, block=16)
+    assert acc.parts == gram.PARTS_GRAM_PARTS > 1
     for lo, hi in ((0, 3), (3, 70), (70, 203)):  # uneven adds, as the nested scan makes them
         acc.add(W[:, lo:hi])
     in_parts = acc.kernel(1.0)
     tol = 1e-12 if dtype == np.float64 else 2e-6
     np.testing.assert_allclose(in_parts, truth, rtol=0, atol=tol * np.abs(truth).max())
     for threads in (1, 3):
-        again = ops.GramAccumulator(NumpyBackend(threads=threads), EXP, X, block=16)
+        again = gram.GramAccumulator(NumpyBackend(threads=threads), EXP, X, block=16)
         for lo, hi in ((0, 3), (3, 70), (70, 203)):
             again.add(W[:, lo:hi])
         np.testing.assert_array_equal(again.kernel(1.0), in_parts)
-    monkeypatch.setattr(backends, "PARTS_GRAM_MAX_N", 0)  # the syrk path
-    syrk = ops.GramAccumulator(NumpyBackend(threads=2), EXP, X, block=16)
+    monkeypatch.setattr(gram, "PARTS_GRAM_MAX_N", 0)  # the syrk path
+    syrk = gram.GramAccumulator(NumpyBackend(threads=2), EXP, X, block=16)
     assert syrk.parts == 1
     syrk.add(W)
     np.testing.assert_allclose(syrk.kernel(1.0), in_parts, rtol=0, atol=tol * np.abs(truth).max())
@@ -342,13 +342,13 @@ def test_gram_on_torch_matches_numpy() -> None:
     rng = np.random.default_rng(1)
     X, W = rng.standard_normal((40, 3)) * 0.5, rng.standard_normal((3, 70))
     tb = get_backend("torch")
-    Ht = ops.gram(tb, EXP, torch.as_tensor(X), torch.as_tensor(W), 0.5, block=16)
+    Ht = gram.gram(tb, EXP, torch.as_tensor(X), torch.as_tensor(W), 0.5, block=16)
     assert isinstance(Ht, np.ndarray) and Ht.dtype == np.float64
     np.testing.assert_array_equal(Ht, Ht.T)  # assembled from one triangle on the device: exactly symmetric
     D = np.exp(X @ W)
     np.testing.assert_allclose(Ht, 0.25 * (X @ X.T) * (D @ D.T), rtol=1e-12)  # the dense formula
     X32, W32 = X.astype(np.float32), W.astype(np.float32)
-    H32 = ops.gram(tb, EXP, torch.as_tensor(X32), torch.as_tensor(W32), 0.5, block=16)
+    H32 = gram.gram(tb, EXP, torch.as_tensor(X32), torch.as_tensor(W32), 0.5, block=16)
     np.testing.assert_array_equal(H32, H32.T)
     ref = 0.25 * (X @ X.T) * (D @ D.T)
     np.testing.assert_allclose(H32, ref, rtol=2e-5, atol=1e-6 * np.abs(ref).max())  # float32 accumulation
@@ -362,7 +362,7 @@ def test_gram_reuses_its_buffers_and_a_closed_accumulator_refuses_neurons() -> N
     W = rng.standard_normal((3, 50))
     be = get_backend("numpy")
     dense = (X @ X.T) * (np.exp(X @ W) @ np.exp(X @ W).T)
-    acc = ops.GramAccumulator(be, EXP, X, block=16)
+    acc = gram.GramAccumulator(be, EXP, X, block=16)
     acc.add(W)
     buf, state = acc._buf, acc.S
     np.testing.assert_allclose(acc.kernel(1.0), dense, rtol=1e-12)
@@ -371,12 +371,12 @@ def test_gram_reuses_its_buffers_and_a_closed_accumulator_refuses_neurons() -> N
         acc.add(W)
     with pytest.raises(RuntimeError, match="closed"):
         acc.kernel(1.0)  # its sums went back: reading them now could see the next accumulator's
-    again = ops.GramAccumulator(be, EXP, X, block=16)
+    again = gram.GramAccumulator(be, EXP, X, block=16)
     assert again._buf is buf and again.S is state  # the same buffers, the sums zeroed
     again.add(W[:, :20])
     again.add(W[:, 20:])
     np.testing.assert_allclose(again.kernel(1.0), dense, rtol=1e-12)
-    other = ops.GramAccumulator(be, EXP, X, block=16)  # while `again` is open: its own buffers
+    other = gram.GramAccumulator(be, EXP, X, block=16)  # while `again` is open: its own buffers
     assert other.S is not again.S and other._buf is not again._buf
     again.close()
     other.close()
@@ -385,10 +385,10 @@ def test_gram_reuses_its_buffers_and_a_closed_accumulator_refuses_neurons() -> N
 def test_release_workspaces_drops_the_kept_gram_sums_too() -> None:
     """What ``close`` gives back (block buffer and, for small n, the parts' sums) is freed by release_workspaces."""
     X = np.random.default_rng(6).standard_normal((24, 3)) / 3
-    acc = ops.GramAccumulator(get_backend("numpy"), EXP, X, block=16)
+    acc = gram.GramAccumulator(get_backend("numpy"), EXP, X, block=16)
     state = acc.S
     acc.close()
     ops.release_workspaces()
-    again = ops.GramAccumulator(get_backend("numpy"), EXP, X, block=16)
+    again = gram.GramAccumulator(get_backend("numpy"), EXP, X, block=16)
     assert again.S is not state
     again.close()

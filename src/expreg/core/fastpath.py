@@ -32,14 +32,11 @@ Results below about 1e-37 (float32) / 1e-307 (float64) flush to zero.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 
 import numpy as np
 
-_lock = threading.Lock()
-_kernels: dict[str, Callable[..., None]] | None = None
-_failed: str | None = None
+from .reuse import KEPT
 
 
 def enabled() -> bool:
@@ -87,28 +84,24 @@ def warm_up() -> bool:
     return True
 
 
-#: True when EXPREG_FASTPATH=0 (read at the first call; tests may set it directly).
-_disabled: bool | None = None
-
-
 def _get() -> dict[str, Callable[..., None]] | None:
-    """The compiled kernels, or None (numba missing, or EXPREG_FASTPATH=0)."""
-    global _kernels, _failed, _disabled
-    if _kernels is not None and _disabled is False:  # the hot path: two comparisons
-        return _kernels
-    if _disabled is None:
-        _disabled = os.environ.get("EXPREG_FASTPATH", "1").lower() in ("0", "false", "no", "off")
-    if _disabled:
+    """The compiled kernels, or None (numba missing, or EXPREG_FASTPATH=0); state in ``reuse.KEPT.compiled``."""
+    state = KEPT.compiled
+    if state.kernels is not None and state.disabled is False:  # the hot path: two comparisons
+        return state.kernels
+    if state.disabled is None:
+        state.disabled = os.environ.get("EXPREG_FASTPATH", "1").lower() in ("0", "false", "no", "off")
+    if state.disabled:
         return None
-    if _kernels is not None or _failed is not None:
-        return _kernels
-    with _lock:
-        if _kernels is None and _failed is None:
+    if state.kernels is not None or state.failed is not None:
+        return state.kernels
+    with state.lock:
+        if state.kernels is None and state.failed is None:
             try:
-                _kernels = _compile()
+                state.kernels = _compile()
             except ImportError as exc:  # numba missing: the NumPy fallback is used
-                _failed = str(exc)
-    return _kernels
+                state.failed = str(exc)
+    return state.kernels
 
 
 def _compile() -> dict[str, Callable[..., None]]:

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..core import kernels, ops
+from ..core import gram, kernels, ops
 from ..core.activations import Activation
 from ..core.backends import Array, Backend
 from ..core.errors import CheckpointError, ExpOverflowError, TrainingDivergedError, overflow_checked
@@ -156,7 +156,7 @@ class Shard:
         buf = np.zeros(n * n + 1)
         try:
             with overflow_checked():  # overflow is detected by ops
-                buf[:-1] = ops.gram(self.be, self.act, self.Xb, W, self.s).ravel()
+                buf[:-1] = gram.gram(self.be, self.act, self.Xb, W, self.s).ravel()
         except ExpOverflowError:
             buf[-1] = 1.0  # tell the other ranks rather than leave them waiting
         buf = self.comm.sum(buf)
