@@ -15,13 +15,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from functools import cache
 from typing import Any
 
 import numpy as np
 
 from .choices import DType, Registry, unknown_choice
 from .errors import overflow_checked
+from .reuse import KEPT
 
 Array = Any  # numpy.ndarray or torch.Tensor
 
@@ -460,30 +460,27 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_controller: Any = None
-_controller_lock = threading.Lock()
-
-
 def blas_single_thread() -> AbstractContextManager[Any] | None:
     """Context limiting BLAS to one thread, or None without threadpoolctl.
 
     Without threadpoolctl, ``parallel`` falls back to one thread (BLAS then
     uses its own threads), which is correct, only slower.
     """
-    global _controller
-    with _controller_lock:
-        if _controller is None:
+    kept = KEPT.made
+    with kept.lock:
+        if kept.blas_controller is None:
             try:
                 from threadpoolctl import ThreadpoolController
             except ImportError:
-                _controller = False
+                kept.blas_controller = False
             else:
-                _controller = ThreadpoolController()
-    if _controller is False:
+                kept.blas_controller = ThreadpoolController()
+    controller = kept.blas_controller
+    if controller is False:
         return None
-    if not _controller.select(user_api="blas").lib_controllers:
+    if not controller.select(user_api="blas").lib_controllers:
         return nullcontext()
-    return _controller.limit(limits=1, user_api="blas")
+    return controller.limit(limits=1, user_api="blas")
 
 
 def is_torch_tensor(x: Any) -> bool:
@@ -496,9 +493,24 @@ def host_array(x: Any) -> Any:
     return x.detach().cpu().numpy() if is_torch_tensor(x) else x
 
 
+#: The backends that run on a device other than the CPU.
+DEVICE_BACKENDS = ("torch",)
+
+
+def check_device(backend: str, device: str | None) -> None:
+    """The one rule of devices: a device other than the CPU (e.g. "cuda") needs a backend of ``DEVICE_BACKENDS``.
+
+    >>> check_device("numpy", "cuda")
+    Traceback (most recent call last):
+    ...
+    ValueError: device='cuda' needs backend='torch': the numpy backend runs on the CPU only
+    """
+    if device not in (None, "cpu") and backend not in DEVICE_BACKENDS:
+        raise ValueError(f"device={device!r} needs backend='torch': the {backend} backend runs on the CPU only")
+
+
 def _numpy_backend(device: str | None, threads: int | None) -> Backend:
-    if device not in (None, "cpu"):
-        raise ValueError(f"the numpy backend runs on the CPU only, got device={device!r}; use backend='torch'")
+    check_device("numpy", device)
     return NumpyBackend(threads)
 
 
@@ -513,7 +525,6 @@ BACKENDS.register("numpy", _numpy_backend)
 BACKENDS.register("torch", _torch_backend)
 
 
-@cache
 def get_backend(name: str = "numpy", device: str | None = None, threads: int | None = None) -> Backend:
     """Return the backend called ``name`` (a name of ``BACKENDS``: ``"numpy"`` or ``"torch"``).
 
@@ -521,9 +532,17 @@ def get_backend(name: str = "numpy", device: str | None = None, threads: int | N
     default: ``EXPREG_NUM_THREADS`` or every usable CPU. Torch uses its own
     intra-op threads (``torch.set_num_threads``).
 
+    Each (name, device, threads) makes one backend object, kept in
+    ``reuse.KEPT.made`` (its thread pool and the buffers keyed by it are reused).
+
     >>> get_backend("numpy").name
     'numpy'
     """
     if isinstance(name, Backend):
         return name
-    return BACKENDS[name](device, threads)
+    made, key = KEPT.made, (name, device, threads)
+    with made.lock:
+        backend = made.backends.get(key)
+        if backend is None:
+            backend = made.backends[key] = BACKENDS[name](device, threads)
+    return backend

@@ -44,12 +44,11 @@ import numpy as np
 from .activations import Activation
 from .backends import Array, Backend
 from .errors import ExpOverflowError, overflow_checked
+from .resources import DEFAULT_MEMORY_BUDGET
 from .reuse import KEPT
 
 #: Default bytes for one block of activations (n x block), used when the backend is not known.
 DEFAULT_BLOCK_BYTES = 2**20
-#: Default bytes the forward pass may keep for reuse in the backward pass (host memory).
-DEFAULT_MEMORY_BUDGET = 2 * 2**30
 #: On a device (CUDA), the default budget is this fraction of the device memory the process may use.
 DEVICE_MEMORY_FRACTION = 0.5
 #: Blocks are grouped into at most this many chunks (units of parallel work).

@@ -94,6 +94,23 @@ class CompiledState:
         self.disabled: bool | None = None
 
 
+class Made:
+    """Objects made once per process and shared: ``backends.get_backend``'s backends, the BLAS thread controller.
+
+    Attributes
+    ----------
+    backends : dict
+        (name, device, threads) -> the ``Backend`` made for it.
+    blas_controller : threadpoolctl.ThreadpoolController, False or None
+        False: threadpoolctl is not installed; None: not looked for yet.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.backends: dict[tuple[Any, ...], Any] = {}
+        self.blas_controller: Any = None
+
+
 class Kept:
     """The buffers kept between calls, by kind, and the compiled kernels' state; ``clear`` frees the buffers.
 
@@ -107,10 +124,13 @@ class Kept:
         ``gram.PartsSum`` accumulators, keyed by (n, dtype, parts).
     compiled : CompiledState
         ``fastpath``'s kernels (``compiled.reset()`` forgets them).
+    made : Made
+        Backends and the BLAS controller, made once per process.
     """
 
     def __init__(self) -> None:
         self.compiled = CompiledState()
+        self.made = Made()
         self.workspaces: KeptForReuse[Hashable, Any] = KeptForReuse(WORKSPACES_KEPT)
         self.gram_blocks: KeptForReuse[Hashable, Any] = KeptForReuse(GRAM_BLOCKS_KEPT)
         self.gram_sums: KeptForReuse[Hashable, Any] = KeptForReuse(GRAM_SUMS_KEPT)
