@@ -25,7 +25,7 @@ from .activations import Activation, get_activation
 from .backends import Array, Backend, canonical_dtype, get_backend
 from .choices import Init, Scaling
 from .errors import ExpOverflowError, overflow_checked
-from .initialisation import init_weights
+from .initialisation import check_width, init_weights
 from .validation import check_positive_int, check_X, check_X_y, check_y
 
 SCALINGS = Scaling.values()
@@ -42,10 +42,7 @@ def check_network(d: Any, m: Any, seed: Any, activation: str, scaling: str, init
     get_activation(activation)
     Scaling.check(scaling)
     Init.check(init)
-    if init == "coupled" and m % 2:
-        raise ValueError(
-            f"init='coupled' pairs neurons, so m must be even; got m = {m}. Use m = {m + 1} or init='gaussian'"
-        )
+    check_width(m, init)
     return d, m, seed
 
 

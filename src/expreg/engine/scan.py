@@ -32,11 +32,8 @@ from ..core.activations import get_activation
 from ..core.backends import Array, Backend, canonical_dtype, get_backend
 from ..core.choices import Init
 from ..core.errors import overflow_checked
-from ..core.initialisation import init_weights
+from ..core.initialisation import CHUNK, init_weights
 from ..core.validation import check_X
-
-#: Neurons drawn per call of ``init_weights`` (at least): one generator chunk of ``initialisation``.
-DRAW = 4096
 
 
 def _check_widths(widths: Sequence[int]) -> list[int]:
@@ -143,7 +140,7 @@ def _scan(
         block = gram.gram_block(n, dt.itemsize, be)
     block = max(1, min(int(block), widths[-1]))
     acc = gram.GramAccumulator(be, act, be.asarray(Xn, dt), block=block)
-    draw = max(block, DRAW)
+    draw = max(block, CHUNK)  # at least one generator chunk of ``initialisation`` per call of init_weights
     W: Array  # drawn on the loop's first pass (acc.count >= w_hi = 0)
     w_lo = w_hi = 0  # drawn neurons [w_lo, w_hi), held in W
     try:
