@@ -25,8 +25,7 @@ has no Cholesky factor, the dense method answers instead.
 Up to ``SINGLE_THREAD_LIMIT`` rows the solvers run with BLAS on one thread
 (threadpoolctl, when installed): their many small BLAS calls gain nothing
 from threads, and on a machine whose cores are busy OpenBLAS's threads wait
-on each other (measured on 2 shared cores: 10 to 100 times slower; the dense
-solver at n = 4096 took 111 s on two threads, 18 s on one).
+on each other (several times slower on two shared cores: benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

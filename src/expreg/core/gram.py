@@ -59,8 +59,8 @@ GRAM_MIN_BLOCK = 256
 
 #: Up to this n, the host-BLAS backend accumulates the Gram matrix in ``PARTS_GRAM_PARTS`` neuron parts run on its
 #: threads with one-thread BLAS (``PartsSum``); above it, one BLAS syrk per block on BLAS's threads (``SyrkSum``).
-#: The crossover was measured on 2 cores (``kernels.empirical_ntk``, m = 8192, d = 32): the parts are faster up to
-#: n = 512, where OpenBLAS's two-thread syrk is far from its GEMM rate, and not at n = 1024 (RESULTS.md, `make bench`).
+#: The crossover is measured by ``make bench`` (benchmarks/RESULTS.md): the parts are faster where OpenBLAS's
+#: two-thread syrk is far from its GEMM rate (small n), not from n = 1024 on.
 PARTS_GRAM_MAX_N = 512
 #: The fixed number of parts (results depend on it, never on the thread count).
 PARTS_GRAM_PARTS = 4
@@ -210,8 +210,8 @@ class BackendSum:
 
     X X^T and the kernel are assembled where S lives, in float64, by
     ``Backend.symmetric_from_lower`` (on a GPU: on the device, one n^2
-    float64 copy to the host afterwards; assembling on the host instead was
-    measured 2 to 3 times as slow as the whole accumulation on an H100 at n = 4096).
+    float64 copy to the host afterwards; assembling on the host instead took
+    longer than the whole accumulation on a GPU: benchmarks/RESULTS-cuda.md).
     """
 
     #: One sum.

@@ -26,7 +26,7 @@ import numpy as np
 from ..core import streams
 from ..core.backends import Array
 from ..core.errors import CheckpointError, ExpregError
-from ..core.model import ExpNet
+from ..core.model import ExpNet, NetSpec
 from ..core.storage import load_npz, save_npz_atomic
 from .history import History
 from .options import TrainOptions
@@ -73,12 +73,16 @@ class Checkpoints(Protocol):
 
 
 def run_fingerprint(
-    net: Any, X: np.ndarray, y: np.ndarray, settings: TrainOptions, weights: tuple[np.ndarray, ...] = ()
+    net: ExpNet | NetSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    settings: TrainOptions,
+    weights: tuple[np.ndarray, ...] = (),
 ) -> str:
     """Identity of a run for its checkpoints (sha256 hex digest).
 
-    Hashes the settings of ``net`` (an ``ExpNet`` or a ``NetSpec``: d, m, seed,
-    activation, scaling, init, dtype), ``settings.lr`` as given (a rule,
+    Hashes ``net``'s ``NetSpec.identity`` (d, m, seed, activation, scaling,
+    init, dtype), ``settings.lr`` as given (a rule,
     "auto" or "empirical", is hashed by name: its computed value moves in
     its last bits with the BLAS thread count), what is recorded, the
     random-stream scheme (``streams.VERSION``), then ``weights`` (W(0) and
@@ -87,24 +91,11 @@ def run_fingerprint(
     may be continued with another budget (``check_resumable``).
     """
     lr = settings.lr
+    spec: NetSpec = net.spec if isinstance(net, ExpNet) else net
+    identity = tuple(value for _, value in spec.identity())  # (d, m, seed, activation, scaling, init, dtype)
+    recorded = (lr if isinstance(lr, str) else float(lr), settings.record_every, bool(settings.track_movement))
     h = hashlib.sha256()
-    h.update(
-        repr(
-            (
-                net.d,
-                net.m,
-                net.seed,
-                net.activation,
-                net.scaling,
-                net.init,
-                str(net.dtype),
-                lr if isinstance(lr, str) else float(lr),
-                settings.record_every,
-                bool(settings.track_movement),
-                streams.VERSION,
-            )
-        ).encode()
-    )
+    h.update(repr((*identity, *recorded, streams.VERSION)).encode())
     for w in weights:
         h.update(np.ascontiguousarray(w).tobytes())
     h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
