@@ -199,6 +199,39 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
+def private_imports(source: str, name: str) -> list[str]:
+    """Names starting with one underscore that module ``name`` (text ``source``) imports from another module.
+
+    Private modules (``_common``, ``_options``) may be imported within their package.
+    """
+    package = name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("expreg")):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module or ""
+            found += [
+                f"line {node.lineno}: {module}.{alias.name}"
+                for alias in node.names
+                if alias.name.startswith("_")
+                and not alias.name.startswith("__")
+                and f"{module}.{alias.name}" not in GRAPH_NODES
+            ]
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_module_name)
+def test_no_private_name_is_imported_across_modules(path: Path) -> None:
+    """A helper another module needs is public (or lives where it is used)."""
+    name = _module_name(path)
+    assert private_imports(path.read_text(), name if path.name != "__init__.py" else f"{name}.__init__") == []
+
+
+def test_the_private_import_finder_finds_one() -> None:
+    source = "from .backends import _blas_single_thread, Backend\nfrom ._fastkernels import exp_flat\n"
+    assert private_imports(source, "expreg.core.eigen") == ["line 1: expreg.core.backends._blas_single_thread"]
+
+
 def reach(graph: dict[str, set[str]], start: str) -> set[str]:
     seen, todo = set(), [start]
     while todo:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import sys
 import types
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -100,7 +99,7 @@ def test_add_a_backend() -> None:
 
 
 # ------------------------------------------------------------------ an experiment
-RECIPE_MODULE = '''
+RECIPE_MODULE = """
 from typing import Any
 
 from pydantic import Field
@@ -139,7 +138,7 @@ def summarise(df: Any, cfg: Config) -> dict[str, Any]:
 
 def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
     return []
-'''
+"""
 
 
 def test_add_an_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
