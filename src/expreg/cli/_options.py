@@ -41,15 +41,15 @@ Labels = LabelKind
 __all__ = ["Activation", "BackendName", "DType", "Init", "Labels", "RunOptions", "Scaling", "parse_lr", "run_options"]
 
 
-def parse_lr(text: str) -> float | str:
-    """``--lr``: a rule of ``LR_RULES`` ('auto', 'empirical') or a number."""
-    if text in LR_RULES:
-        return text
+def parse_lr(lr: str) -> float | str:
+    """``--lr`` as ``TrainOptions.lr``: a rule of ``LR_RULES`` ('auto', 'empirical') or a number."""
+    if lr in LR_RULES:
+        return lr
     try:
-        return float(text)
+        return float(lr)
     except ValueError:
         rules = ", ".join(map(repr, LR_RULES))
-        raise ValueError(f"--lr must be {rules} or a number, got {text!r}") from None
+        raise ValueError(f"--lr must be {rules} or a number, got {lr!r}") from None
 
 
 @dataclass(frozen=True)

@@ -168,21 +168,16 @@ class Shard:
 
     def forward_backward(self, W: Array, G: Array) -> tuple[Array | None, bool]:
         """(u, backward_overflowed), G written in place. u is None when the predictions overflowed (on every rank alike)."""
-        reduced: list[Array] = []
-
-        def all_reduce(u_partial: Array) -> Array:
-            reduced.append(self.comm.sum_(u_partial))
-            return reduced[0]
-
+        reduce = _AllReduce(self.comm)
         try:
             with overflow_checked():  # overflow is detected by ops
                 u, _ = ops.forward_backward(
-                    self.be, self.act, self.Xb, W, self.a, self.yb, self.s, self.plan, G, reduce=all_reduce
+                    self.be, self.act, self.Xb, W, self.a, self.yb, self.s, self.plan, G, reduce=reduce
                 )
         except ExpOverflowError:
-            if not reduced or not self.be.all_finite(reduced[0]):
+            if reduce.u is None or not self.be.all_finite(reduce.u):
                 return None, False  # forward overflow: u is global, every rank sees it
-            return reduced[0], True  # only this rank's gradient overflowed
+            return reduce.u, True  # only this rank's gradient overflowed
         return u, False
 
     def step_scalars(self, W: Array, *, moved: bool, overflow: bool) -> tuple[float, float, bool]:
@@ -196,6 +191,23 @@ class Shard:
         if moved:
             worst = float(self.comm.max(np.array([worst]))[0])
         return worst, math.sqrt(frob_sq), bool(flags > 0)
+
+
+class _AllReduce:
+    """The ``reduce`` of ``ops.forward_backward`` on a shard: the sum of the partial predictions over the ranks.
+
+    It keeps the reduced vector (``u``), so that after an overflow the shard
+    can tell a forward overflow (u not finite, alike on every rank) from one
+    of this rank's gradient alone.
+    """
+
+    def __init__(self, comm: Communicator) -> None:
+        self.comm = comm
+        self.u: Array | None = None
+
+    def __call__(self, u_partial: Array) -> Array:
+        self.u = self.comm.sum_(u_partial)
+        return self.u
 
 
 class WeightBuffers:
