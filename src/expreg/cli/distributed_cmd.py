@@ -20,14 +20,13 @@ import json
 import os
 import sys
 from dataclasses import fields, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ._common import USER_ERRORS, print_summary, user_errors
-from ._options import RunOptions, run_options
+from ._options import RunOptions, plain, run_options
 
 
 @user_errors
@@ -59,7 +58,7 @@ def distributed_command(
     from ..distributed.sharded import check_ranks_agree, init_from_environment, shutdown, train_sharded
     from ..engine.checkpoints import ResultNotSavedError
 
-    check_device(getattr(opts.backend, "value", opts.backend), opts.device)  # before a process group is formed
+    check_device(plain(opts.backend), opts.device)  # before a process group is formed
     comm, device = init_from_environment(opts.device, init_method, timeout_s=timeout)
     try:
         # the command lines first (before any rank can fail alone), then each rank's own checks
@@ -129,14 +128,9 @@ class RankZeroOutput:
 def command_fields(opts: RunOptions, checkpoint_dir: Path | None, checkpoint_every: int) -> list[tuple[str, Any]]:
     """The options every rank must be given alike, as (flag, value): all but --device (cuda:LOCAL_RANK differs) and the output ones."""
     given = [
-        (f"--{f.name.replace('_', '-')}", _plain(getattr(opts, f.name))) for f in fields(opts) if f.name != "device"
+        (f"--{f.name.replace('_', '-')}", plain(getattr(opts, f.name))) for f in fields(opts) if f.name != "device"
     ]
     return [*given, ("--checkpoint-dir given", checkpoint_dir is not None), ("--checkpoint-every", checkpoint_every)]
-
-
-def _plain(value: Any) -> Any:
-    """An option's value as the user typed it: enums by value, paths as strings."""
-    return value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path) else value
 
 
 def register(app: typer.Typer) -> None:
