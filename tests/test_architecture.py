@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 from allowed_long_functions import ALLOWED
+from test_layers import _imports as layer_imports
+from test_layers import _module_name
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "expreg"
@@ -40,13 +42,6 @@ MAX_EXCEPTIONS = 5
 MIN_COPY_LINES = 6
 #: The one module that may keep state between calls.
 STATE_MODULE = "expreg.core.reuse"
-
-
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
 
 
 # ------------------------------------------------------------------ function size
@@ -130,23 +125,8 @@ def f(x):
 
 # ------------------------------------------------------------------ imports
 def _imports(path: Path) -> set[str]:
-    """The expreg modules ``path`` imports (anywhere in it), relative imports resolved."""
-    name = _module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            for alias in node.names:
-                sub = f"{module}.{alias.name}"
-                found.add(sub if sub in GRAPH_NODES else module)
-    return {m for m in found if m in GRAPH_NODES}
+    """The expreg modules ``path`` imports (anywhere in it), as ``tests/test_layers.py`` reads them."""
+    return {module for _, module in layer_imports(path) if module in GRAPH_NODES}
 
 
 GRAPH_NODES = {_module_name(p) for p in MODULES}
