@@ -34,8 +34,8 @@ from ..core.backends import Array
 from ..core.errors import CheckpointError
 from ..core.model import NetSpec
 from ..core.storage import load_npz, save_npz_atomic, write_json_atomic
-from ..engine.descent import Shard
 from ..engine.history import History
+from ..engine.shard import Shard
 
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step(\d{10})-rank(\d{5})-of(\d{5})\.npz$")

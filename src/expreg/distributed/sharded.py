@@ -58,9 +58,10 @@ from ..core.model import NetSpec
 from ..core.validation import check_X_y
 from ..engine.checkpoints import run_fingerprint
 from ..engine.communicator import Communicator
-from ..engine.descent import ProgressFn, Shard, descend, results_as
+from ..engine.descent import ProgressFn, descend, results_as
 from ..engine.history import Run, RunResult
 from ..engine.options import TrainOptions
+from ..engine.shard import Shard
 from .checkpoint import RankCheckpoints
 from .comm import TorchCommunicator, communicator, init_from_environment, shutdown
 

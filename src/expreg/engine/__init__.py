@@ -1,7 +1,8 @@
 """Training: the gradient-descent loop and its single-process driver.
 
-``descent`` (the loop, run on a ``Shard``: step size, stopping rule,
-divergence), ``history`` (what a run records and returns: ``History``,
+``descent`` (the loop: step size, stopping rule, divergence), ``shard``
+(the ``Shard`` it runs on: one rank's neurons and the collectives of a
+step), ``history`` (what a run records and returns: ``History``,
 ``Run``, ``RunResult``), ``checkpoints`` (the checkpoint protocol, a run's
 identity, the one-file format), ``options`` (``TrainOptions``), ``train``
 (single-process training), ``communicator`` (the collectives a loop calls;

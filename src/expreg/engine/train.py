@@ -19,9 +19,10 @@ from ..core.model import ExpNet
 from ..core.validation import check_X_y
 from .checkpoints import FileCheckpoint, run_fingerprint
 from .communicator import Communicator
-from .descent import DIVERGENCE_FACTOR, ProgressFn, Shard, descend, resolve_lr, results_as
+from .descent import DIVERGENCE_FACTOR, ProgressFn, descend, resolve_lr, results_as
 from .history import History, Run, RunResult
 from .options import TrainOptions
+from .shard import Shard
 
 __all__ = ["DIVERGENCE_FACTOR", "History", "TrainOptions", "TrainResult", "resolve_lr", "train"]
 
