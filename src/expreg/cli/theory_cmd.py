@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,55 +36,73 @@ def theory_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Print B, R, the theorem's width, step size, iterations and movement bound (docs/theory.md section 5)."""
-    from ..core import data as data_mod
-    from ..core.kernels import ntk_lambda
-    from ..core.resources import check_fits
     from ..core.theory import theorem_quantities
-    from ..core.validation import check_X
-    from ._trainable import check_trainable
-    from ._trainable import scale_inputs as scale_to_unit_ball
 
-    if lam is not None and data is not None:
-        raise ValueError("--lambda and --data both given: lambda is computed from --data; give one of them")
-    if data is not None:
-        X = data_mod.load_dataset(data, warn_ball=False)[0]  # warned below, once the inputs can train
-        for flag, given, found in (("--n", n, X.shape[0]), ("--d", d, X.shape[1])):
-            if given is not None and given != found:
-                raise ValueError(
-                    f"{flag} {given} does not match the data: X in {str(data)!r} has shape {X.shape}; omit {flag} with --data"
-                )
-        n = X.shape[0]
-        if scale_inputs:
-            X = scale_to_unit_ball(X)
-        if lam is None:
-            lam = check_trainable(X, "exp", scaled=scale_inputs)[0]
-        check_X(X, warn_ball=True)
-    elif scale_inputs:
-        raise ValueError("--scale-inputs applies to --data; synthetic data already lies on the unit sphere")
-    elif n is None:
-        raise ValueError("--n is needed (the number of data points), unless --data gives them")
-    if lam is None:
-        if data is None:
-            check_fits(
-                3 * 8 * n * n,
-                f"lambda of n = {n} points (the n x n kernel H^cts and its eigenvalues)",
-                advice="give --lambda, or fewer points",
-            )
-            X = data_mod.sphere(n, 16 if d is None else d, seed=seed)
-        lam = ntk_lambda(X)
-        n = X.shape[0]
+    n, lam = _n_and_lambda(n, lam, d, seed, data, scale_inputs)
     q = theorem_quantities(n, lam, delta, epsilon)
     if json_out:
         typer.echo(json.dumps(q.as_dict()))
         return
+    _print_table(q, f"Theorem quantities: n = {n}, lambda = {lam:.6g}, delta = {delta}, epsilon = {epsilon}")
+
+
+def _n_and_lambda(
+    n: int | None, lam: float | None, d: int | None, seed: int, data: Path | None, scale_inputs: bool = False
+) -> tuple[int, float]:
+    """n and lambda as given, or lambda_min(H^cts) of --data or of synthetic data (its n checked against --n)."""
+    from ..core import data as data_mod
+    from ..core.kernels import ntk_lambda
+    from ..core.resources import check_fits
+
+    if lam is not None and data is not None:
+        raise ValueError("--lambda and --data both given: lambda is computed from --data; give one of them")
+    if data is not None:
+        return _from_data(data, n, d, scale_inputs)
+    if scale_inputs:
+        raise ValueError("--scale-inputs applies to --data; synthetic data already lies on the unit sphere")
+    if n is None:
+        raise ValueError("--n is needed (the number of data points), unless --data gives them")
+    if lam is None:
+        check_fits(
+            3 * 8 * n * n,
+            f"lambda of n = {n} points (the n x n kernel H^cts and its eigenvalues)",
+            advice="give --lambda, or fewer points",
+        )
+        X = data_mod.sphere(n, 16 if d is None else d, seed=seed)
+        lam = ntk_lambda(X)
+        n = X.shape[0]
+    return int(n), float(lam)
+
+
+def _from_data(data: Path, n: int | None, d: int | None, scale_inputs: bool) -> tuple[int, float]:
+    """(n, lambda) of the X in --data, after checking that it can train (``_trainable``; --scale-inputs first)."""
+    from ..core import data as data_mod
+    from ..core.validation import check_X
+    from ._trainable import check_trainable
+    from ._trainable import scale_inputs as scale_to_unit_ball
+
+    X = data_mod.load_dataset(data, warn_ball=False)[0]  # warned below, once the inputs can train
+    for flag, given, found in (("--n", n, X.shape[0]), ("--d", d, X.shape[1])):
+        if given is not None and given != found:
+            raise ValueError(
+                f"{flag} {given} does not match the data: X in {str(data)!r} has shape {X.shape}; omit {flag} with --data"
+            )
+    if scale_inputs:
+        X = scale_to_unit_ball(X)
+    lam = check_trainable(X, "exp", scaled=scale_inputs)[0]
+    check_X(X, warn_ball=True)
+    return int(X.shape[0]), float(lam)
+
+
+def _print_table(q: Any, title: str) -> None:
+    """The quantities as a rich table, with the provenance legend."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"Theorem quantities: n = {n}, lambda = {lam:.6g}, delta = {delta}, epsilon = {epsilon}")
+    table = Table(title=title)
     for col in ("quantity", "value", "formula", "provenance"):
         table.add_column(col)
-    from rich.markup import escape
-
     for row in q.rows():
         table.add_row(*(escape(cell) for cell in row))
     Console().print(table)

@@ -46,7 +46,7 @@ def train_command(
     """
     from ..core.model import ExpNet
     from ..core.storage import check_writable
-    from ..engine.descent import ResultNotSavedError
+    from ..engine.checkpoints import ResultNotSavedError
     from ..engine.train import train
     from ._trainable import check_trainable
     from ._trainable import scale_inputs as to_unit_ball
