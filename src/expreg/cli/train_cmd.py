@@ -48,16 +48,10 @@ def train_command(
     from ..core.storage import check_writable
     from ..engine.checkpoints import ResultNotSavedError
     from ..engine.train import train
-    from ._trainable import check_trainable
-    from ._trainable import scale_inputs as to_unit_ball
 
     if checkpoint is not None:
         check_writable(checkpoint, "--checkpoint")
-    X, y = opts.checked_dataset()
-    if scale_inputs:
-        X = to_unit_ball(X)
-    if opts.data is not None:  # synthetic data lies on the sphere, distinct: nothing to check
-        check_trainable(X, str(opts.network()["activation"]), scaled=scale_inputs)
+    X, y = _checked_data(opts, scale_inputs)
     net = ExpNet.init(X.shape[1], opts.m, **opts.network())
     settings = opts.descent(checkpoint_every=checkpoint_every)
     started = time.perf_counter()
@@ -87,6 +81,19 @@ def train_command(
             soft_wrap=True,
         )
         raise typer.Exit(EXIT_NOT_CONVERGED)
+
+
+def _checked_data(opts: RunOptions, scale_inputs: bool) -> tuple[Any, Any]:
+    """(X, y) of the run: --data mapped into the unit ball with --scale-inputs, and checked to be trainable."""
+    from ._trainable import check_trainable
+    from ._trainable import scale_inputs as to_unit_ball
+
+    X, y = opts.checked_dataset()
+    if scale_inputs:
+        X = to_unit_ball(X)
+    if opts.data is not None:  # synthetic data lies on the sphere, distinct: nothing to check
+        check_trainable(X, str(opts.network()["activation"]), scaled=scale_inputs)
+    return X, y
 
 
 def _run(net: Any, X: Any, y: Any, settings: Any, checkpoint: Path | None, *, show_bar: bool, train: Any) -> Any:

@@ -346,24 +346,21 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
 
     def _store(self, runs: list[_ColumnRun], one: bool, warm: bool) -> None:
         """Set the fitted attributes from each column's run; warn if some column stopped short of epsilon."""
-        self.net_ = runs[0].net if one else [r.net for r in runs]
-        self.history_ = runs[0].result.history if one else [r.result.history for r in runs]
-        self.lr_ = runs[0].result.lr if one else [r.result.lr for r in runs]
-        steps = max(r.steps for r in runs)
-        longest = max(len(r.losses) for r in runs)  # a column that stopped earlier keeps its last loss
-        padded = [r.losses + r.losses[-1:] * (longest - len(r.losses)) for r in runs]
-        curve = [float(sum(c)) for c in zip(*padded, strict=True)]
+
+        def per_column(values: list[Any]) -> Any:  # 1-D y: the one value; 2-D y: one per column
+            return values[0] if one else values
+
+        self.net_ = per_column([r.net for r in runs])
+        self.history_ = per_column([r.result.history for r in runs])
+        self.lr_ = per_column([r.result.lr for r in runs])
         before: tuple[int, list[float]] = (
             (getattr(self, "n_iter_", 0), getattr(self, "loss_curve_", [])) if warm else (0, [])
         )
-        self.n_iter_: int = before[0] + steps
-        self.loss_curve_: list[float] = before[1] + curve
-        self.validation_scores_ = (
-            runs[0].scores
-            if (one and self.early_stopping)
-            else ([r.scores for r in runs] if self.early_stopping else None)
-        )
-        self.best_validation_score_ = max(runs[0].scores) if (one and self.early_stopping and runs[0].scores) else None
+        self.n_iter_: int = before[0] + max(r.steps for r in runs)
+        self.loss_curve_: list[float] = before[1] + _summed_curve([r.losses for r in runs])
+        scores = [r.scores for r in runs]
+        self.validation_scores_ = per_column(scores) if self.early_stopping else None
+        self.best_validation_score_ = max(scores[0]) if (one and scores[0]) else None
         self.converged_ = all(r.result.converged for r in runs)
         self._y_1d = one
         if not self.converged_ and not any(r.stopped_early for r in runs):
@@ -466,6 +463,12 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
             U = np.column_stack([net.predict(X).astype(np.float64) for net in nets])
         Y = U * self.y_scale_ + self.y_mean_
         return Y[:, 0] if self._y_1d else Y
+
+
+def _summed_curve(curves: list[list[float]]) -> list[float]:
+    """The sum over columns of their loss curves, a column that stopped earlier keeping its last loss."""
+    longest = max(len(c) for c in curves)
+    return [float(sum(v)) for v in zip(*(c + c[-1:] * (longest - len(c)) for c in curves), strict=True)]
 
 
 def _target_map(Y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
