@@ -6,9 +6,14 @@ streams (``streams.TOKENS``, role 0 queries, role 1 keys) of the task seed
 distributions with a temperature tau:
 
 - ``"sphere"``: q = u / sqrt(tau), u uniform on the unit sphere S^{d-1}
-  (||q||^2 = 1/tau; tau = 1 is unit norm), logits <q, k> = cos(q, k) / tau;
-- ``"gaussian"``: q ~ N(0, I_d / (sqrt(d) tau)): logits of standard deviation
-  1/tau, as in attention with its 1/sqrt(d) scaling, and E||q||^2 = sqrt(d)/tau.
+  (||q||^2 = 1/tau; tau = 1 is unit norm);
+- ``"gaussian"``: q ~ N(0, I_d / (d tau)) (E||q||^2 = 1/tau, the norms spread
+  as a chi_d / sqrt(d tau)).
+
+In both the logits <q, k> have standard deviation 1/(sqrt(d) tau): the
+attention of a transformer, softmax(q . k / sqrt(d)) with q, k ~ N(0, I_d),
+is ``"gaussian"`` at tau = 1/sqrt(d). The temperature sets the norms, and the
+features' variance grows like exp(||q + k||^2).
 
 Two kinds of task:
 
@@ -160,7 +165,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "ns": [16, 32, 64, 128],
         "ds": [8, 16, 32],
-        "temperatures": [1.0, 2.0],
+        "temperatures": [0.5, 1.0, 2.0],
         "seeds": list(range(6)),
         "m_cap": 2**14,
         "side_ns": [8, 16],
@@ -170,7 +175,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {
         "ns": [16, 32, 64, 128, 256],
         "ds": [4, 8, 16, 32, 64],
-        "temperatures": [0.5, 1.0, 2.0, 4.0],
+        "temperatures": [0.25, 0.5, 1.0, 2.0],
         "seeds": list(range(16)),
         "m_cap": 2**17,
         "side_ns": [8, 16, 32, 64],
@@ -231,10 +236,7 @@ def tokens(dist: str, n: int, d: int, temperature: float, seed: int) -> tuple[np
     out = []
     for role in (0, 1):
         G = streams.generator(int(seed), streams.TOKENS, role).standard_normal((n, d))
-        if dist == "sphere":
-            G /= np.linalg.norm(G, axis=1, keepdims=True)
-        else:
-            G /= d**0.25
+        G /= np.linalg.norm(G, axis=1, keepdims=True) if dist == "sphere" else math.sqrt(d)
         out.append(G / math.sqrt(temperature))
     return out[0], out[1]
 
