@@ -80,7 +80,9 @@ def nested_softmax(
     return _scan(Qa, Ka, ws, int(seed), variant, int(block))
 
 
-def _scan(Q: np.ndarray, K: np.ndarray, widths: list[int], seed: int, variant: str, block: int) -> Iterator[tuple[int, np.ndarray]]:
+def _scan(
+    Q: np.ndarray, K: np.ndarray, widths: list[int], seed: int, variant: str, block: int
+) -> Iterator[tuple[int, np.ndarray]]:
     d = Q.shape[1]
     S = np.zeros((Q.shape[0], K.shape[0]))
     count = w_lo = w_hi = 0  # features summed so far; drawn features [w_lo, w_hi) held in W

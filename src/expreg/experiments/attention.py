@@ -80,7 +80,8 @@ description = (
 
 Dist = Literal["sphere", "gaussian"]
 Variant = Literal["iid", "orthogonal"]
-DISTS = ("sphere", "gaussian")
+DISTS: tuple[Dist, ...] = ("sphere", "gaussian")
+VARIANT_NAMES: tuple[Variant, ...] = ("iid", "orthogonal")
 
 
 class Config(ExperimentConfig):
@@ -90,14 +91,14 @@ class Config(ExperimentConfig):
     version = 1
 
     d: int | None = Field(None, description="not used by this experiment: it takes a list, `ds`")  # type: ignore[assignment]  # the base class's one d is this class's list `ds`
-    dists: list[Dist] = Field(default_factory=lambda: ["sphere", "gaussian"], min_length=1)
+    dists: list[Dist] = Field(default_factory=lambda: list(DISTS), min_length=1)
     ns: list[int] = Field(default_factory=lambda: [16, 32, 64, 128], min_length=1, description="the n line")
     ds: list[int] = Field(default_factory=lambda: [16], min_length=1, description="the d line")
     temperatures: list[float] = Field(default_factory=lambda: [1.0], min_length=1, description="the tau line")
     n_centre: int = Field(64, ge=2)
     d_centre: int = Field(16, ge=1)
     temperature_centre: float = Field(1.0, gt=0)
-    variants: list[Variant] = Field(default_factory=lambda: ["iid", "orthogonal"], min_length=1)
+    variants: list[Variant] = Field(default_factory=lambda: list(VARIANT_NAMES), min_length=1)
     rel_levels: list[float] = Field(default_factory=lambda: [0.2, 0.1, 0.05], min_length=1)
     tv_levels: list[float] = Field(default_factory=lambda: [0.05, 0.02, 0.01], min_length=1)
     m_min: int = Field(2, ge=2, description="first grid width")
@@ -276,7 +277,9 @@ def _cross(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
         return {"rel": rel, "tv": tv}
 
     passes = {k: _at_most(metric, level) for k, (metric, level) in cfg.criteria().items()}
-    widths, values, ok = _scan(cfg, grid, nested_softmax(Q, K, grid, seed=ts, variant=params["variant"]), measure, passes)
+    widths, values, ok = _scan(
+        cfg, grid, nested_softmax(Q, K, grid, seed=ts, variant=params["variant"]), measure, passes
+    )
     logits = Q @ K.T
     row: dict[str, Any] = {
         "task_seed": str(ts),
@@ -326,7 +329,9 @@ def _self(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
         passes[f"op{j}"] = _at_most("op", c)
         passes[f"eig{j}"] = _at_least("eig", c)
         passes[f"implied{j}"] = _at_most("rel", eps[j])
-    widths, values, ok = _scan(cfg, grid, nested_softmax(X, X, grid, seed=ts, variant=params["variant"]), measure, passes)
+    widths, values, ok = _scan(
+        cfg, grid, nested_softmax(X, X, grid, seed=ts, variant=params["variant"]), measure, passes
+    )
     row: dict[str, Any] = {
         "task_seed": str(ts),
         "lambda": float(lam),

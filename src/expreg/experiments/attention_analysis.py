@@ -47,7 +47,9 @@ def bounds(g: Any, crit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lo, up, ~((lo == 0) & np.isinf(up))
 
 
-def _fit(lo: np.ndarray, up: np.ndarray, X: np.ndarray, names: tuple[str, ...], level: float | None) -> CensoredFit | str:
+def _fit(
+    lo: np.ndarray, up: np.ndarray, X: np.ndarray, names: tuple[str, ...], level: float | None
+) -> CensoredFit | str:
     try:
         return fit_censored(lo, up, X, names=names, level=level)
     except ValueError as exc:
@@ -171,7 +173,9 @@ def cell_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
         row["seeds"] = len(g)
         row["||A||_op (median)"] = f"{np.median(g['norm_A']):.3g}"
         for crit, label in labels.items():
-            row[f"m* q{cfg.quantile:.0%}: {label}"] = fmt_quantile(cell_quantile(g, crit, cfg.quantile, cfg.level), cfg.m_cap)
+            row[f"m* q{cfg.quantile:.0%}: {label}"] = fmt_quantile(
+                cell_quantile(g, crit, cfg.quantile, cfg.level), cfg.m_cap
+            )
         rows.append(row)
     return rows
 
@@ -180,7 +184,7 @@ def gain_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
     """The orthogonal variant's gain per distribution and criterion (computed once per table)."""
 
     def compute() -> list[dict[str, Any]]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         if not {"iid", "orthogonal"} <= set(cfg.variants):
             return rows
         for dist in cfg.dists:
@@ -211,7 +215,10 @@ def side_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
         for crit in main:
             row[f"m* q{q:.0%}: {labels[crit]}"] = fmt_quantile(cell_quantile(g, crit, q, cfg.level), cfg.side_m_cap)
         for j, c in enumerate(cfg.side_fractions):
-            for kind, text in (("op", f"||H^dis - H^cts|| <= {c:g} lambda"), ("eig", f"lambda_min(H^dis) >= {c:g} lambda")):
+            for kind, text in (
+                ("op", f"||H^dis - H^cts|| <= {c:g} lambda"),
+                ("eig", f"lambda_min(H^dis) >= {c:g} lambda"),
+            ):
                 row[f"m* q{q:.0%}: {text}"] = fmt_quantile(cell_quantile(g, f"{kind}{j}", q, cfg.level), cfg.side_m_cap)
             row[f"implied eps at c={c:g} (median)"] = f"{np.median([v[j] for v in g['implied_levels']]):.2g}"
             row[f"m* q{q:.0%}: rel <= eps (implied, c={c:g})"] = fmt_quantile(
@@ -314,7 +321,9 @@ def figures(df: Any, cfg: Any, directory: Any) -> list[str]:
     return stems
 
 
-def _quantile_series(ax: Any, g: Any, col: str, crit: str, cfg: Any, cap: float, style: dict[str, Any], label: str) -> None:
+def _quantile_series(
+    ax: Any, g: Any, col: str, crit: str, cfg: Any, cap: float, style: dict[str, Any], label: str
+) -> None:
     xs, pts, lo, hi = [], [], [], []
     for x, gx in g.groupby(col, sort=True):
         m = cell_quantile(gx, crit, cfg.quantile, cfg.level)
@@ -328,17 +337,24 @@ def _quantile_series(ax: Any, g: Any, col: str, crit: str, cfg: Any, cap: float,
 
 
 def _thresholds_figure(df: Any, cfg: Any, directory: Any, plots: Any) -> str:
-    fig, axes = plots.new_figure(ncols=len(LINES), nrows=len(cfg.dists), width=4.4, height=3.6)
+    lines = [
+        line for line in LINES if len(getattr(cfg, {"n": "ns", "d": "ds", "temperature": "temperatures"}[line])) > 1
+    ]
+    fig, axes = plots.new_figure(ncols=max(1, len(lines)), nrows=len(cfg.dists), width=4.4, height=3.6)
     labels = _labels(cfg)
     for i, dist in enumerate(cfg.dists):
-        for j, line in enumerate(LINES):
+        for j, line in enumerate(lines):
             ax = axes[i][j]
             g = line_rows(df, cfg, dist, line)
             for k, crit in enumerate(_main(cfg)):
                 for v, variant in enumerate(cfg.variants):
                     style = {"fmt": "o-" if variant == "iid" else "s--", "color": plots.COLOURS[2 * k + v]}
-                    _quantile_series(ax, g[g.variant == variant], line, crit, cfg, cfg.m_cap, style, f"{labels[crit]}, {variant}")
-            plots.log_axes(ax, LINES[line], f"m* (q{cfg.quantile:.0%}, {cfg.level:.0%} interval)", f"{dist}: along {LINES[line]}")
+                    _quantile_series(
+                        ax, g[g.variant == variant], line, crit, cfg, cfg.m_cap, style, f"{labels[crit]}, {variant}"
+                    )
+            plots.log_axes(
+                ax, LINES[line], f"m* (q{cfg.quantile:.0%}, {cfg.level:.0%} interval)", f"{dist}: along {LINES[line]}"
+            )
     return str(plots.save(fig, directory, "attention_thresholds"))
 
 
@@ -349,10 +365,26 @@ def _errors_figure(df: Any, cfg: Any, directory: Any, plots: Any) -> str:
         g = line_rows(df, cfg, dist, "n")
         for k, ((n, variant), gv) in enumerate(g.groupby(["n", "variant"], sort=True)):
             grid = sorted({w for ws in gv["scan_widths"] for w in ws})
-            med = [np.median([r[list(ws).index(w)] for ws, r in zip(gv["scan_widths"], gv["scan_rel"], strict=True) if w in ws]) for w in grid]
-            ax.plot(grid, med, "-" if variant == "iid" else "--", color=plots.COLOURS[(k // 2) % len(plots.COLOURS)], label=f"n={int(n)}, {variant}")
+            med = [
+                np.median(
+                    [r[list(ws).index(w)] for ws, r in zip(gv["scan_widths"], gv["scan_rel"], strict=True) if w in ws]
+                )
+                for w in grid
+            ]
+            ax.plot(
+                grid,
+                med,
+                "-" if variant == "iid" else "--",
+                color=plots.COLOURS[(k // 2) % len(plots.COLOURS)],
+                label=f"n={int(n)}, {variant}",
+            )
         ax.plot(grid, 3 / np.sqrt(np.array(grid, dtype=float)), ":", color="k", label="slope -1/2")
-        plots.log_axes(ax, "m (features)", "relative op-norm error (median over seeds)", f"{dist}, d={cfg.d_centre}, tau={cfg.temperature_centre:g}")
+        plots.log_axes(
+            ax,
+            "m (features)",
+            "relative op-norm error (median over seeds)",
+            f"{dist}, d={cfg.d_centre}, tau={cfg.temperature_centre:g}",
+        )
     return str(plots.save(fig, directory, "attention_errors"))
 
 
@@ -366,7 +398,12 @@ def _side_figure(df: Any, cfg: Any, directory: Any, plots: Any) -> str:
         series += [(f"op{j}", f"||H^dis - H^cts|| <= {c:g} lambda"), (f"eig{j}", f"lambda_min(H^dis) >= {c:g} lambda")]
         series += [(f"implied{j}", f"rel <= eps_c (implied, c={c:g})")]
     for k, (crit, label) in enumerate(series):
-        style = {"fmt": "o-" if not crit.startswith("implied") else "^:", "color": plots.COLOURS[k % len(plots.COLOURS)]}
+        style = {
+            "fmt": "o-" if not crit.startswith("implied") else "^:",
+            "color": plots.COLOURS[k % len(plots.COLOURS)],
+        }
         _quantile_series(ax, g, "n", crit, cfg, cfg.side_m_cap, style, label)
-    plots.log_axes(ax, "n", f"m* (q{cfg.quantile:.0%}), {cfg.variants[0]} features", f"side by side, d={cfg.side_d}, unit sphere")
+    plots.log_axes(
+        ax, "n", f"m* (q{cfg.quantile:.0%}), {cfg.variants[0]} features", f"side by side, d={cfg.side_d}, unit sphere"
+    )
     return str(plots.save(fig, directory, "attention_side"))
