@@ -367,3 +367,10 @@ def figures(df: Any, cfg: Config, directory: Any) -> list[str]:
     from .attention_analysis import figures as _figures
 
     return _figures(df, cfg, directory)
+
+
+def write_per_seed_rows(directory: Any, path: Any) -> int:
+    """The small per-seed table of the docs (``attention_analysis.write_per_seed_rows``)."""
+    from .attention_analysis import write_per_seed_rows as _write
+
+    return _write(directory, path)

@@ -407,3 +407,44 @@ def _side_figure(df: Any, cfg: Any, directory: Any, plots: Any) -> str:
         ax, "n", f"m* (q{cfg.quantile:.0%}), {cfg.variants[0]} features", f"side by side, d={cfg.side_d}, unit sphere"
     )
     return str(plots.save(fig, directory, "attention_side"))
+
+
+#: Columns of the stored per-seed table (``per_seed_rows``): the task, then each criterion's (lower, upper].
+KEYS = ["pairing", "dist", "n", "d", "temperature", "variant", "seed"]
+
+
+def per_seed_rows(df: Any) -> Any:
+    """The per-seed thresholds, small: the task columns and every criterion's lower and upper bound.
+
+    What ``docs/results/attention/rows.csv`` holds (``write_per_seed_rows``); every fit of this module
+    runs on it as on the full result table.
+    """
+    bounds_cols = sorted(c for c in df.columns if c.endswith(("_lower", "_upper")))
+    extra = [c for c in ("lambda", "norm_A") if c in df.columns]
+    return df[KEYS + extra + bounds_cols].sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+
+def write_per_seed_rows(directory: Any, path: Any) -> int:
+    """Write ``per_seed_rows`` of the results in ``directory`` (one configuration: config.json's) to CSV ``path``.
+
+    Returns the number of rows. Floats with 6 significant digits (grid widths are integers).
+    """
+    from pathlib import Path
+
+    from ..core.storage import atomic_open
+    from .analysis import load_run_config
+    from .store import ResultStore
+
+    _, _, config_hash = load_run_config(directory)
+    df = ResultStore(directory).read()
+    table = per_seed_rows(df[df.config_hash == config_hash])
+    with atomic_open(Path(path), "w") as fh:
+        table.to_csv(fh, index=False, float_format="%.6g")
+    return len(table)
+
+
+def read_per_seed_rows(path: Any) -> Any:
+    """The table ``write_per_seed_rows`` wrote, with inf bounds restored (``pandas.read_csv``)."""
+    import pandas as pd
+
+    return pd.read_csv(path)
