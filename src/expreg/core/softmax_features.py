@@ -177,8 +177,8 @@ def attention_rows(A: np.ndarray) -> np.ndarray:
 def attention_errors(A_hat: np.ndarray, A: np.ndarray) -> tuple[float, float]:
     """(relative operator-norm error, mean total-variation error of the rows) of A_hat against A.
 
-    ||A_hat - A||_2 / ||A||_2 (largest singular values), and
-    mean_i (1/2) sum_j |P_hat_ij - P_ij| with P = ``attention_rows``.
+    ``||A_hat - A||_2 / ||A||_2`` (largest singular values), and
+    ``mean_i (1/2) sum_j |P_hat_ij - P_ij|`` with P = ``attention_rows``.
     A_hat is entrywise non-negative (positive features make it so); a row of
     A_hat that underflowed to zero counts as total variation 1.
 
