@@ -181,3 +181,30 @@ def test_tiny_run_end_to_end(tmp_path, cfg: attention.Config) -> None:
     df = pd.read_parquet(tmp_path / "attention" / "results.parquet")
     again = summarise(df, cfg)  # the same results give the same summary
     assert again["headline"] == {k: v for k, v in s["headline"].items()}
+    # the small per-seed table of the docs gives the same fits as the result table
+    from expreg.experiments.attention_analysis import read_per_seed_rows
+
+    assert attention.write_per_seed_rows(tmp_path / "attention", tmp_path / "rows.csv") == len(df)
+    from_csv = summarise(read_per_seed_rows(tmp_path / "rows.csv"), cfg)
+    assert from_csv == again
+
+
+def test_stored_rows_reproduce_the_stored_summary() -> None:
+    # docs/results/attention holds the full preset's summary and its per-seed rows (gen_results --collect):
+    # the docs' numbers must follow from the rows
+    import json
+    from pathlib import Path
+
+    from expreg.experiments.attention_analysis import read_per_seed_rows
+
+    stored = Path(__file__).resolve().parents[1] / "docs" / "results" / "attention"
+    summary = json.loads((stored / "summary.json").read_text())
+    rows = read_per_seed_rows(stored / "rows.csv")
+    cfg = attention.Config(**summary["config"])
+    assert len(rows) == summary["runs"] == len(attention.tasks(cfg))
+    table = {
+        (r["dist"], r["criterion"]): r["m*_orth / m*_iid [90%]"] for r in summary["tables"]["orthogonal vs i.i.d."]
+    }
+    for dist, crit, label in (("sphere", "rel1", "rel <= 0.1"), ("gaussian", "tv1", "tv <= 0.02")):
+        ratio, low, high, cells = orthogonal_gain(rows, dist, crit, cfg.level)
+        assert table[(dist, label)] == f"{ratio:.2f} [{low:.2f}, {high:.2f}] over {cells} cells"

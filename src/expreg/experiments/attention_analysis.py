@@ -83,7 +83,7 @@ def orthogonal_gain(df: Any, dist: str, crit: str, level: float) -> tuple[float,
     orth = (g["variant"] == "orthogonal").to_numpy(float)
     # a cell where every seed of both variants is censored on the same side says nothing about the ratio
     informative = {c for c in set(cells) if not (np.isinf(up[cells == c]).all() or (lo[cells == c] == 0).all())}
-    sel = keep & np.array([c in informative for c in cells])
+    sel = keep & np.array([c in informative for c in cells], dtype=bool)
     if orth[sel].min(initial=1) == orth[sel].max(initial=0):
         return "no cell with both variants informative"
     levels = sorted(informative)
@@ -220,7 +220,7 @@ def side_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
                 ("eig", f"lambda_min(H^dis) >= {c:g} lambda"),
             ):
                 row[f"m* q{q:.0%}: {text}"] = fmt_quantile(cell_quantile(g, f"{kind}{j}", q, cfg.level), cfg.side_m_cap)
-            row[f"implied eps at c={c:g} (median)"] = f"{np.median([v[j] for v in g['implied_levels']]):.2g}"
+            row[f"implied eps at c={c:g} (median)"] = f"{np.median(implied_levels(g, j)):.2g}"
             row[f"m* q{q:.0%}: rel <= eps (implied, c={c:g})"] = fmt_quantile(
                 cell_quantile(g, f"implied{j}", q, cfg.level), cfg.side_m_cap
             )
@@ -230,6 +230,13 @@ def side_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
             row[f"implied / op (median, c={c:g})"] = f"{np.median(imp[both] / op[both]):.3g}" if both.any() else "-"
         rows.append(row)
     return rows
+
+
+def implied_levels(g: Any, j: int) -> np.ndarray:
+    """eps_c of fraction j per row: from the run's list ``implied_levels``, or the per-seed table's ``implied_level{j}``."""
+    if "implied_levels" in g:
+        return np.array([v[j] for v in g["implied_levels"]], dtype=float)
+    return g[f"implied_level{j}"].to_numpy(float)
 
 
 def side_exponents(df: Any, cfg: Any) -> list[dict[str, Any]]:
@@ -258,8 +265,15 @@ def side_exponents(df: Any, cfg: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def in_task_order(df: Any) -> Any:
+    """The rows sorted by task (``KEYS``), not by the order runs finished in: every fit then sees the same
+    arrays for the same results (a censored fit near the edge of identifiability can depend on the order)."""
+    return df.sort_values([c for c in KEYS if c in df], kind="stable").reset_index(drop=True)
+
+
 def summarise(df: Any, cfg: Any) -> dict[str, Any]:
     """Headline exponents and gains, tables (exponents, gains, cells, side by side) and notes."""
+    df = in_task_order(df)
     exps = exponent_rows(df, cfg)
     gains = gain_rows(df, cfg)
     labels = _labels(cfg)
@@ -315,6 +329,7 @@ def figures(df: Any, cfg: Any, directory: Any) -> list[str]:
     """attention_thresholds (m*_q along each line, both variants), attention_errors (error vs m), attention_side."""
     from . import plots
 
+    df = in_task_order(df)
     stems = [_thresholds_figure(df, cfg, directory, plots), _errors_figure(df, cfg, directory, plots)]
     if (df.pairing == "self").any():
         stems.append(_side_figure(df, cfg, directory, plots))
@@ -416,12 +431,17 @@ KEYS = ["pairing", "dist", "n", "d", "temperature", "variant", "seed"]
 def per_seed_rows(df: Any) -> Any:
     """The per-seed thresholds, small: the task columns and every criterion's lower and upper bound.
 
-    What ``docs/results/attention/rows.csv`` holds (``write_per_seed_rows``); every fit of this module
-    runs on it as on the full result table.
+    What ``docs/results/attention/rows.csv`` holds (``write_per_seed_rows``); ``summarise`` (every fit
+    and table of this module) runs on it as on the full result table; the figures need the scans too.
     """
     bounds_cols = sorted(c for c in df.columns if c.endswith(("_lower", "_upper")))
-    extra = [c for c in ("lambda", "norm_A") if c in df.columns]
-    return df[KEYS + extra + bounds_cols].sort_values(KEYS, kind="stable").reset_index(drop=True)
+    extra = [c for c in ("lambda", "norm_A", "norm_K") if c in df.columns]
+    table = df[KEYS + extra + bounds_cols].copy()
+    if "implied_levels" in df:  # a list per side-by-side row: one column per fraction
+        lists = [v if isinstance(v, (list, np.ndarray)) else [] for v in df["implied_levels"]]
+        for j in range(max((len(v) for v in lists), default=0)):
+            table[f"implied_level{j}"] = [float(v[j]) if len(v) > j else math.nan for v in lists]
+    return table.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
 def write_per_seed_rows(directory: Any, path: Any) -> int:
