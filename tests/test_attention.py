@@ -4,6 +4,7 @@ relation between the width criteria and the attention error, the orthogonal-gain
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -171,7 +172,7 @@ def test_orthogonal_gain_recovers_a_known_ratio(ratio: float) -> None:
 def test_tiny_run_end_to_end(tmp_path, cfg: attention.Config) -> None:
     from expreg.experiments import build_report, run_experiment
 
-    run_experiment("attention", cfg, tmp_path, jobs=1)
+    run_experiment("attention", cfg, tmp_path, show_progress=False, executor_factory=lambda: ThreadPoolExecutor(2))
     _, _, summaries = build_report(tmp_path)
     s = summaries[0]
     assert s["experiment"] == "attention"
