@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ExpOverflowError
-from ..core.softmax_features import check_variant, feature_weights, log_features
+from ..core.softmax_features import CHUNK, check_variant, feature_weights, log_features
 from ..core.validation import check_X
-from .scan import DRAW, _check_widths
+from .scan import check_widths
 
 #: Features per block of the running sum (the n x block feature matrices).
 BLOCK = 512
@@ -71,7 +71,7 @@ def nested_softmax(
     """
     Qa = check_X(Q, name="Q", dtype=np.float64, warn_ball=False)
     Ka = Qa if K is Q else check_X(K, name="K", dtype=np.float64, warn_ball=False, d=Qa.shape[1])
-    ws = _check_widths(widths)
+    ws = check_widths(widths)
     check_variant(variant)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -90,7 +90,7 @@ def _scan(
     for m in widths:
         while count < m:
             if count >= w_hi:
-                w_lo, w_hi = count, min(count + max(block, DRAW), widths[-1])
+                w_lo, w_hi = count, min(count + max(block, CHUNK), widths[-1])  # at least one generator chunk per draw
                 W = feature_weights(d, w_lo, w_hi, seed=seed, variant=variant)
             hi = min(m, w_hi, count + block)
             Wb = W[:, count - w_lo : hi - w_lo]
