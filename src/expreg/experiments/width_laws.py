@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +90,12 @@ LAWS: dict[str, Law] = {
         Law("variance", "C v ln(n) / lambda^2", _variance, _none, ("intercept",)),
     )
 }
+
+
+#: The best law per criterion, fitted on every stored row (docs/results/width/rows.csv; refreshed by
+#: ``python docs/gen_results.py``, checked by tests/test_width_laws.py): natural-log constant with its
+#: 90 % profile interval, fitted coefficients beyond the constant, sigma of log m*, the held-out error.
+FITTED: dict[str, dict[str, Any]] = {}
 
 
 def law_covariates(n: int, X: np.ndarray, lam: float, opnorm: float) -> dict[str, float]:
