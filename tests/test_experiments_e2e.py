@@ -69,7 +69,7 @@ def test_width(tmp_path):
             assert dev == pytest.approx(kernels.operator_norm(Hd - Hc) / row["lambda"], rel=1e-6, abs=1e-9)
             assert eig == pytest.approx(kernels.lambda_min(Hd) / row["lambda"], rel=1e-6, abs=1e-9)
         # the interval brackets the crossing: fail at lower (when on the grid), pass from upper on
-        for crit, ok in (("op", [v <= 0.5 for v in row.scan_op]), ("eig", [v >= 0.5 for v in row.scan_eig])):
+        for crit, ok in (("op1_2", [v <= 0.5 for v in row.scan_op]), ("eig1_2", [v >= 0.5 for v in row.scan_eig])):
             lower, upper = row[f"{crit}_lower"], row[f"{crit}_upper"]
             if lower > 0:
                 assert not ok[widths.index(lower)]

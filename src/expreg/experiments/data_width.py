@@ -111,11 +111,12 @@ def _singular_message(X: np.ndarray, lam: float) -> str:
 
 
 def _rate(n: int, d: int) -> float:
-    """Measured multiply-adds per second of the nested scan on this machine (a 0.1-0.5 s sample)."""
+    """Measured multiply-adds per second of the nested scan on this machine (a sample of about 1e9, a few tenths
+    of a second on a quiet core; slower on a loaded machine, which the estimate then reflects)."""
     from ..engine.scan import nested_gram
 
     Xs = np.random.default_rng(0).standard_normal((n, d)) / math.sqrt(max(d, 1)) * 0.5
-    m = max(256, int(2e8 // max(n * (n + d), 1)))
+    m = int(min(2**16, max(4096, 1e9 // max(n * (n + d), 1))))
     started = time.perf_counter()
     for _ in nested_gram(Xs, [m], seed=0, dtype=np.float32):
         pass

@@ -151,7 +151,7 @@ class Config(ExperimentConfig):
 
 _BASE = {"activations": ["exp"], "inits": ["coupled"], "scalings": ["none"]}
 _SEEDS20 = list(range(20))
-#: The presets the docs use (``grid``, ``dsweep``, ``fixedlambda``, ``beyondcap``) and heavier ones.
+#: The presets the docs use (``full``, ``dsweep``, ``fixedlambda``, ``beyondcap``) and heavier ones.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         **_BASE,
@@ -178,7 +178,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_seeds": 2,
     },
     # sphere data, n = 8 .. 256, d = 8, 16, 32, 20 seeds; GD for n <= 64 at every d
-    "grid": {
+    "full": {
         **_BASE,
         "ns": [8, 16, 32, 64, 128, 256],
         "ds": [8, 16, 32],

@@ -66,6 +66,11 @@ def _bounds(g: Any, crit: str, scaling_index: int) -> tuple[Any, np.ndarray, np.
     return sub, lower, upper
 
 
+def _column(g: Any, name: str) -> np.ndarray:
+    """Column ``name`` as floats, nan where the rows do not have it."""
+    return g[name].to_numpy(float) if name in g else np.full(len(g), np.nan)
+
+
 def observations(g: Any, crit: str, scaling_index: int = 0) -> dict[str, Any]:
     """Arrays n, d, lower, upper, lambda, opnorm, variance, cause of criterion ``crit`` over the rows of ``g``.
 
@@ -85,8 +90,8 @@ def observations(g: Any, crit: str, scaling_index: int = 0) -> dict[str, Any]:
         "lower": lower,
         "upper": upper,
         "lambda": sub["lambda"].to_numpy(float),
-        "opnorm": sub["lambda_max"].to_numpy(float),
-        "variance": sub["variance"].to_numpy(float) if "variance" in sub else np.full(len(sub), np.nan),
+        "opnorm": _column(sub, "lambda_max"),
+        "variance": _column(sub, "variance"),
         "cause": np.asarray(cause, dtype=object),
     }
     out = {k: v[keep] for k, v in out.items()}
@@ -267,7 +272,7 @@ def per_n_table(an: list[Any], cfg: Any) -> list[dict[str, Any]]:
             at = g[g["n"] == n]
             row = {**_variant_cols(key), "n": n, "seeds": len(at)}
             row["lambda (median)"] = f"{np.median(at['lambda']):.3g}"
-            row["||H^cts|| (median)"] = f"{np.median(at['lambda_max']):.3g}"
+            row["||H^cts|| (median)"] = f"{np.median(_column(at, 'lambda_max')):.3g}"
             for crit, name, a in results:
                 if n not in a.get("per_n", {}):
                     continue
@@ -284,7 +289,9 @@ def per_n_table(an: list[Any], cfg: Any) -> list[dict[str, Any]]:
 
 def fraction_ratio_table(df: Any) -> list[dict[str, Any]]:
     """How much later the proof's criterion (lambda/4) passes than lambda/2: per-seed ratios of earliest and stable passes."""
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if "op1_4_first" not in df or "op1_2_first" not in df:
+        return rows
     for key, g in df.groupby(VARIANT, sort=False):
         for which in ("first", "stable"):
             a, b = g[f"op1_4_{which}"].to_numpy(float), g[f"op1_2_{which}"].to_numpy(float)
@@ -339,6 +346,11 @@ def training_table(df: Any, cfg: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _count(g: Any, column: str, i: int) -> int:
+    """Sum of entry ``i`` of a per-scaling count column (0 when absent)."""
+    return int(_at_scaling(g[column], i).sum()) if column in g else 0
+
+
 def conv_table(df: Any, cfg: Any) -> list[dict[str, Any]]:
     """GD's threshold per variant and n: median and q-quantile width, widths that diverged or ran out of budget."""
     rows = []
@@ -360,8 +372,8 @@ def conv_table(df: Any, cfg: Any) -> list[dict[str, Any]]:
                         f"m*_conv q{cfg.quantile:.0%} [{cfg.level:.0%}]": fmt_m(p, float(cfg.m_max_conv), cfg.quantile),
                         "neurons per point (median)": f"{p.median / n:.3g}" if math.isfinite(p.median) else "-",
                         "seeds that never converged": p.censored,
-                        "widths diverged (all seeds)": int(_at_scaling(at["conv_diverged"], i).sum()),
-                        "widths out of budget (all seeds)": int(_at_scaling(at["conv_budget"], i).sum()),
+                        "widths diverged (all seeds)": _count(at, "conv_diverged", i),
+                        "widths out of budget (all seeds)": _count(at, "conv_budget", i),
                     }
                 )
     return rows

@@ -96,13 +96,13 @@ def _observations(df: Any, crit: str) -> dict[str, Any]:
 def splits(obs: dict[str, Any]) -> Iterable[tuple[str, str, np.ndarray, np.ndarray]]:
     """(fitted on, tested on, train mask, test mask) of every held-out comparison these rows allow."""
     presets = set(obs["preset"])
-    grid = obs["preset"] == ("grid" if "grid" in presets else next(iter(presets)))
+    grid = obs["preset"] == ("full" if "full" in presets else next(iter(presets)))
     sphere = np.array([str(d).startswith("d=") for d in obs["design"]])
     pool = grid & sphere
     for design in sorted(set(obs["design"][pool]), key=lambda s: float(s[2:])):
         test = pool & (obs["design"] == design)
         yield f"n-grid without {design}", f"n-grid {design}", pool & ~test, test
-    for train, test in (("grid", "dsweep"), ("grid", "fixedlambda"), ("grid+dsweep", "fixedlambda")):
+    for train, test in (("full", "dsweep"), ("full", "fixedlambda"), ("full+dsweep", "fixedlambda")):
         if test in presets and all(p in presets for p in train.split("+")):
             yield train, test, np.isin(obs["preset"], train.split("+")), obs["preset"] == test
 
@@ -169,6 +169,8 @@ def identification_rows(df: Any) -> list[dict[str, Any]]:
     """Per design: how far n and lambda(n) move together (corr of log n and log lambda), and lambda's range."""
     rows = []
     for design, g in df.groupby("design", sort=False):
+        if g["n"].nunique() < 2:
+            continue
         ln, ll = np.log(g["n"].to_numpy(float)), np.log(g["lambda"].to_numpy(float))
         ratio = float(np.exp(ll.max() - ll.min()))
         corr = float(np.corrcoef(ln, ll)[0, 1]) if np.ptp(ln) > 0 and np.ptp(ll) > 1e-9 else math.nan
