@@ -13,6 +13,14 @@ Refresh the stored results from a results directory::
 
 ``--collect`` copies each experiment's ``summary.json`` and PNG figures
 (not the result tables) into ``docs/results/<experiment>/``.
+
+The width experiment keeps its per-seed rows instead
+(``docs/results/width/rows.csv.gz``, ``expreg.experiments.width_rows``), and
+every width table and figure is recomputed from them at each run of this
+script::
+
+    python docs/gen_results.py --width-runs runs/full runs/dsweep runs/fixedlambda runs/beyondcap  # store rows
+    python docs/gen_results.py                                    # recompute the width tables and the page
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+WIDTH_ROWS = RESULTS / "width" / "rows.csv.gz"
 
 #: Characters that Markdown (MyST, with dollar maths) would read as markup.
 _SPECIAL = "\\`*_{}[]<>#+!|$~"
@@ -141,15 +150,36 @@ def collect(out: str | Path, results: str | Path = RESULTS) -> list[str]:
     return names
 
 
+def recompute_width(rows: Path = WIDTH_ROWS) -> None:
+    """Recompute docs/results/width/summary.json and its figures from the stored per-seed rows."""
+    from expreg.core.storage import write_json_atomic
+    from expreg.experiments import width_rows
+    from expreg.experiments.analysis import _jsonable
+
+    directory = rows.parent
+    summary = width_rows.summary(rows, directory / "figures")
+    write_json_atomic(directory / "summary.json", _jsonable(summary))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collect", metavar="OUT", help="copy summaries and figures from this results directory first")
     parser.add_argument(
         "--page", default=str(HERE / "results.md"), help="where to write the page (default: docs/results.md)"
     )
+    parser.add_argument(
+        "--width-runs", nargs="+", metavar="DIR", help="store the per-seed rows of these width runs (DIR named by preset)"
+    )
     args = parser.parse_args(argv)
     if args.collect:
         print("collected:", ", ".join(collect(args.collect)))
+    if args.width_runs:
+        from expreg.experiments import width_rows
+
+        print(f"stored {width_rows.collect(args.width_runs, WIDTH_ROWS)} width rows in {WIDTH_ROWS}")
+    if WIDTH_ROWS.is_file():
+        recompute_width()
+        print("recomputed the width tables and figures from", WIDTH_ROWS)
     write(RESULTS, args.page)
     print(f"wrote {args.page}")
     return 0

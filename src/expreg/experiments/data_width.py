@@ -30,7 +30,7 @@ from ..core.validation import check_X
 from .width import Config, conv_scan, lazy_scan
 from .width_analysis import per_n_quantile
 from .width_laws import FITTED, LAWS, law_covariates
-from .width_rules import CRITERIA, censored_by, values_of
+from .width_rules import CRITERIA, censored_by, geometric_grid, values_of
 from .thresholds import threshold
 
 #: ``streams.derive`` key of the user-data networks (independent of every experiment task's).
@@ -123,11 +123,20 @@ def _rate(n: int, d: int) -> float:
     return n * (n + d) * m / max(time.perf_counter() - started, 1e-6)
 
 
+#: GD's width grid on user data: ratio 2 (each width is a full GD run; the scan's 2^(1/4) grid would cost 4x).
+CONV_RATIO = 2.0
+
+
+def conv_grid(cfg: Config) -> list[int]:
+    """The widths GD is tried at (ratio ``CONV_RATIO``, up to ``m_max_conv``)."""
+    return geometric_grid(cfg.m_min, cfg.m_max_conv, CONV_RATIO)
+
+
 def estimate_cost(n: int, d: int, cfg: Config, conv_seeds: int, rate: float | None = None) -> Cost:
     """Worst-case seconds: S seeds scanned to the cap, and GD at every grid width to ``m_max_conv`` for ``max_steps``."""
     rate = _rate(n, d) if rate is None else rate
     scan = len(cfg.seeds) * n * (n + d) * cfg.grid[-1] / rate
-    widths = sum(m for m in cfg.grid if m <= cfg.m_max_conv)
+    widths = sum(m for m in conv_grid(cfg))
     conv = conv_seeds * 4 * n * d * widths * cfg.max_steps / (rate / 4) if cfg.conv else 0.0
     why = (
         f"{len(cfg.seeds)} seeds x n (n + d) = {n * (n + d)} x cap {cfg.grid[-1]} multiply-adds at worst "
@@ -228,7 +237,7 @@ def _conv(cfg: Config, X: np.ndarray, y: np.ndarray, n: int, seeds: int, progres
     """GD's threshold on the first ``seeds`` networks: per-seed intervals and outcomes per width."""
     per_seed, outcomes = [], []
     for s in range(seeds):
-        widths, out = conv_scan(cfg, X, y, streams.derive(s, n, X.shape[1], _USER_KEY), "exp", "coupled", "none")
+        widths, out = conv_scan(cfg.model_copy(update={"grid_ratio": CONV_RATIO}), X, y, streams.derive(s, n, X.shape[1], _USER_KEY), "exp", "coupled", "none")
         t = threshold(widths, [o == "converged" for o in out])
         per_seed.append([t.lower, t.upper])
         outcomes.append({"diverged": out.count("diverged"), "budget": out.count("budget")})
@@ -237,6 +246,6 @@ def _conv(cfg: Config, X: np.ndarray, y: np.ndarray, n: int, seeds: int, progres
     return {
         "per_seed": per_seed,
         "outcomes": outcomes,
-        "rule": f"lr = 1/lambda_max(H(W(0))), budget {cfg.budget_factor:g} x kernel-predicted steps within "
+        "rule": f"widths on a ratio-{CONV_RATIO:g} grid, lr = 1/lambda_max(H(W(0))), budget {cfg.budget_factor:g} x kernel-predicted steps within "
         f"{cfg.min_steps}..{cfg.max_steps}, widths up to {cfg.m_max_conv}, epsilon {cfg.epsilon:g}",
     }
