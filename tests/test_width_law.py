@@ -153,3 +153,79 @@ def test_a_known_law_wins_by_prediction_and_its_constant_is_recovered() -> None:
     assert lo <= 3.0 <= hi and hi - lo < 0.2
     s = score(LAWS["concentration"], fit, obs)
     assert s.cell_rms < 0.3 and s.seeds == int((df["op1_4_lower"] > 0).sum())
+
+
+def _orthonormal(n: int, seed: int = 3) -> np.ndarray:
+    return np.linalg.qr(np.random.default_rng(seed).standard_normal((n + 2, n + 2)))[0][:n]
+
+
+def test_width_for_orthonormal_points_matches_an_independent_simulation() -> None:
+    """Orthonormal points: H^dis is diagonal with entries the running means of e^{2g} (g ~ N(0, 1), one draw
+    per coupled pair), so the op1_2 threshold's distribution is simulated without the library's scan."""
+    from expreg.experiments.data_width import width_for_data
+
+    n = 6
+    answer = width_for_data(_orthonormal(n), seeds=12, m_cap=2**16, conv_seeds=0)
+    assert answer.lam == pytest.approx(E2, rel=1e-12) and answer.opnorm == pytest.approx(E2, rel=1e-12)
+    assert answer.variance == pytest.approx(math.exp(8) - math.exp(4), rel=1e-9)
+    grid = np.array(geometric_grid(2, 2**16, 2**0.25))
+    rng = np.random.default_rng(2024)
+    stable = []
+    for _ in range(300):
+        g = rng.standard_normal((n, grid[-1] // 2))
+        means = np.cumsum(np.exp(2 * g), axis=1)[:, grid // 2 - 1] / (grid // 2)
+        dev, low = np.max(np.abs(means - E2), axis=0) / E2, np.min(means, axis=0) / E2
+        passes = [dev <= 0.25, dev <= 0.5, dev <= 0.75, low >= 0.5, low >= 0.75]
+        end = len(grid) - 1  # the documented stop: every criterion passing over a factor 2 of width
+        for k in range(len(grid)):
+            starts = [k - np.argmin(p[k::-1]) + 1 if not p[: k + 1].all() else 0 for p in passes]
+            if all(p[k] and grid[k] >= 2 * grid[j] for p, j in zip(passes, starts, strict=True)):
+                end = k
+                break
+        ok = passes[1][: end + 1]
+        last_fail = np.flatnonzero(~ok)
+        stable.append(grid[last_fail[-1] + 1] if last_fail.size else grid[0])
+    c = answer.criteria["op1_2"]
+    from scipy import stats
+
+    library = [hi for _lo, hi in c["per_seed"]]  # each seed's stable pass, from the library's scan
+    assert stats.mannwhitneyu(library, stable).pvalue > 0.01, (sorted(library), np.median(stable))
+    assert c["censored"] == 0 and answer.criteria["op1_4"]["median"] > c["median"]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda X: np.vstack([X, X[2]]), "rows 2 and 6 coincide"),
+        (lambda X: X * 1.5, "outside the unit ball"),
+    ],
+)
+def test_width_for_data_refuses_data_without_a_positive_lambda(edit, message) -> None:
+    from expreg.experiments.data_width import width_for_data
+
+    with pytest.raises(ValueError, match=message):
+        width_for_data(edit(_orthonormal(6)), seeds=2, m_cap=64, conv_seeds=0)
+
+
+def test_cli_width_answers_in_json_and_refuses_duplicates(tmp_path) -> None:
+    import json
+
+    from expreg.cli import main
+
+    X = _orthonormal(5)
+    np.savez(tmp_path / "ok.npz", X=X, y=np.linspace(-0.5, 0.5, 5))
+    np.savez(tmp_path / "dup.npz", X=np.vstack([X, X[:1]]), y=np.zeros(6))
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["width", "--data", str(tmp_path / "ok.npz"), "--seeds", "3", "--m-cap", "4096", "--conv-seeds", "1", "--json"])
+    assert rc == 0
+    answer = json.loads(out.getvalue())
+    assert answer["n"] == 5 and set(answer["criteria"]) == set(CRITERIA) and answer["cost"]["seconds"] > 0
+    assert len(answer["conv"]["per_seed"]) == 1
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["width", "--data", str(tmp_path / "dup.npz"), "--quiet"])
+    assert rc == 2

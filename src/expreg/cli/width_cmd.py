@@ -13,7 +13,15 @@ from ._common import err_console, user_errors
 
 
 def _fmt(v: float) -> str:
+    if math.isinf(v):
+        return "inf"
     return "-" if not math.isfinite(v) else f"{v:.3g}"
+
+
+def _beyond(c: dict[str, Any]) -> str:
+    """What the scans bound an unidentified width by: above the largest censoring width."""
+    lows = [lo for lo, hi in c["per_seed"] if math.isinf(hi)]
+    return f"> {_fmt(max(lows))}" if lows else "-"
 
 
 def _print(answer: Any) -> None:
@@ -21,7 +29,7 @@ def _print(answer: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    out = Console(highlight=False)
+    out = Console(highlight=False, width=120)
     out.print(
         f"n = {answer.n}, d = {answer.d}, lambda = {answer.lam:.4g}, ||H^cts|| = {answer.opnorm:.4g}, "
         f"{answer.seeds} network seeds, widths up to {answer.m_cap}, {answer.seconds:.0f} s"
@@ -32,14 +40,16 @@ def _print(answer: Any) -> None:
         lo, hi = c["median_interval"]
         qlo, qhi = c["q90_interval"]
         table.add_row(
-            f"{name}: {c['label']}",
-            f"{_fmt(c['median'])} [{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(c["median"]) else "beyond the data",
-            f"{_fmt(c['q90'])} [{_fmt(qlo)}, {_fmt(qhi)}]" if math.isfinite(c["q90"]) else "beyond the data",
+            name,
+            f"{_fmt(c['median'])} [{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(c["median"]) else _beyond(c),
+            f"{_fmt(c['q90'])} [{_fmt(qlo)}, {_fmt(qhi)}]" if math.isfinite(c["q90"]) else _beyond(c),
             f"{c['censored']}/{answer.seeds} ({', '.join(c['censored_by']) or '-'})",
             _fmt(law.get("median", math.nan)),
             _fmt(law.get("q90", math.nan)),
         )
     out.print(table)
+    for name, c in answer.criteria.items():
+        out.print(f"  {name}: {c['label']}")
     if answer.conv:
         spans = ", ".join(f"({_fmt(lo)}, {_fmt(hi)}]" for lo, hi in answer.conv["per_seed"])
         out.print(f"GD m*_conv per seed: {spans}; {answer.conv['rule']}")

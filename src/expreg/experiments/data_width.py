@@ -96,17 +96,19 @@ def check_data(X: Any) -> tuple[np.ndarray, np.ndarray, float, float]:
 
 
 def _singular_message(X: np.ndarray, lam: float) -> str:
-    """Which points make lambda (numerically) zero: the closest pairs, and what to do."""
-    sq = np.sum(X**2, axis=1)
-    D = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * X @ X.T, 0.0))
-    np.fill_diagonal(D, np.inf)
-    i, j = np.unravel_index(int(np.argmin(D)), D.shape)
-    same = int(np.triu(D <= 1e-12, 1).sum())
+    """Which points make lambda (numerically) zero: the closest pair (exact nearest-neighbour distances), and what to do."""
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(X).query(X, k=2)
+    i = int(np.argmin(dist[:, 1]))
+    j = int(idx[i, 1] if idx[i, 1] != i else idx[i, 0])  # ties at distance 0 may list the point second
+    i, j = min(i, j), max(i, j)
+    same = int((dist[:, 1] == 0).sum())
+    what = "coincide" if dist[i, 1] == 0 else f"nearly coincide (distance {dist[i, 1]:.3g})"
+    more = f" ({same} rows have an exact duplicate)" if same > 2 else ""
     return (
-        f"lambda = lambda_min(H^cts) = {lam:.3g} is not positive at float64 precision: rows {i} and {j} "
-        f"{'coincide' if D[i, j] <= 1e-12 else f'nearly coincide (distance {D[i, j]:.3g})'}"
-        f"{f' ({same} coinciding pairs in all)' if same > 1 else ''}; no finite width passes any criterion. "
-        "Remove duplicate points (average their labels) and ask again"
+        f"lambda = lambda_min(H^cts) = {lam:.3g} is not positive at float64 precision: rows {i} and {j} {what}{more}; "
+        "no finite width passes any criterion. Remove duplicate points (average their labels) and ask again"
     )
 
 
@@ -142,6 +144,9 @@ def estimate_cost(n: int, d: int, cfg: Config, conv_seeds: int, rate: float | No
         f"{len(cfg.seeds)} seeds x n (n + d) = {n * (n + d)} x cap {cfg.grid[-1]} multiply-adds at worst "
         f"(every seed scanned to the cap) at {rate:.3g}/s measured here"
     )
+    if cfg.give_up and cfg.give_up_from < cfg.grid[-1]:
+        early = scan * cfg.give_up_from / cfg.grid[-1]
+        why += f"; about {early:.0f} s for the scan when the give-up rule stops it at {cfg.give_up_from} (small lambda)"
     if cfg.conv:
         why += f"; GD on {conv_seeds} seeds at widths up to {cfg.m_max_conv}, up to {cfg.max_steps} steps each"
     return Cost(scan, conv, rate, why)
