@@ -73,7 +73,10 @@ class WidthAnswer:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field as plain data (the cost with its total, ``seconds``)."""
+        out = asdict(self)
+        out["cost"]["seconds"] = self.cost.seconds
+        return out
 
 
 def check_data(X: Any) -> tuple[np.ndarray, np.ndarray, float, float]:
