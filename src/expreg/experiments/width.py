@@ -221,6 +221,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         "conv": False,
         "train_n_max": 0,
     },
+    # robustness: the same tasks as `full` at d = 16, n = 16, 64 (same data and networks), features in float64 ...
+    "check-float64": {
+        **_BASE,
+        "ns": [16, 64],
+        "ds": [16],
+        "seeds": list(range(10)),
+        "m_cap": 2**22,
+        "scan_dtype": "float64",
+        "conv": False,
+        "train_n_max": 0,
+    },
+    # ... and on a finer grid (ratio 2^(1/8))
+    "check-grid": {
+        **_BASE,
+        "ns": [16, 64],
+        "ds": [16],
+        "seeds": list(range(10)),
+        "m_cap": 2**22,
+        "grid_ratio": 2**0.125,
+        "conv": False,
+        "train_n_max": 0,
+    },
     # heavier cells, own preset (resumable): n = 512 on the sphere, the d sweep at n = 256, the family at n = 512
     "heavy": {
         **_BASE,

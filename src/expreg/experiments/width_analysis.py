@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .censored import CensoredFit, fit_censored, local_exponents, quantile_interval
+from .censored import CensoredFit, fit_censored, local_exponents, quantile_interval, turnbull_quantile
 from .width_rules import CONV_LABEL, CRITERIA, PROOF
 
 THEOREM_EXPONENT = 2.0
@@ -287,6 +287,41 @@ def per_n_table(an: list[Any], cfg: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def lognormal_check_table(an: list[Any], cfg: Any) -> list[dict[str, Any]]:
+    """Per variant, n and criterion (op1_4, eig1_2): the lognormal fit's median and q-quantile beside Turnbull's
+    nonparametric MLE of the same intervals (which assumes no distribution), and the censored count by cause."""
+    rows = []
+    for key, _g, results in an:
+        for crit, name, a in results:
+            if crit not in (PROOF, "eig1_2"):
+                continue
+            obs = a["obs"]
+            for n, p in a.get("per_n", {}).items():
+                at = obs["n"] == n
+                lo, up, cause = obs["lower"][at], obs["upper"][at], obs["cause"][at]
+                rows.append(
+                    {
+                        **_variant_cols(key),
+                        "criterion": name,
+                        "n": n,
+                        "seeds": int(at.sum()),
+                        "censored: cap / give-up": f"{int((np.isinf(up) & (cause == 'cap')).sum())} / "
+                        f"{int((np.isinf(up) & (cause == 'give-up')).sum())}",
+                        "median: lognormal / nonparametric": f"{_g3(p.median)} / {_g3(turnbull_quantile(lo, up, 0.5))}",
+                        f"q{cfg.quantile:.0%}: lognormal / nonparametric": (
+                            f"{_g3(p.point)} / {_g3(turnbull_quantile(lo, up, cfg.quantile))}"
+                        ),
+                    }
+                )
+    return rows
+
+
+def _g3(v: float) -> str:
+    if math.isinf(v):
+        return "beyond the data"
+    return f"{v:.3g}" if math.isfinite(v) else "-"
+
+
 def fraction_ratio_table(df: Any) -> list[dict[str, Any]]:
     """How much later the proof's criterion (lambda/4) passes than lambda/2: per-seed ratios of earliest and stable passes."""
     rows: list[dict[str, Any]] = []
@@ -426,6 +461,7 @@ def summarise(df: Any, cfg: Any) -> dict[str, Any]:
         "local exponents": local_table(an, cfg),
         "m* per n": per_n_table(an, cfg),
         "lambda/4 against lambda/2": fraction_ratio_table(df),
+        "lognormal against nonparametric, censoring by cause": lognormal_check_table(an, cfg),
     }
     extra = {"GD convergence": conv_table(df, cfg), "along training": training_table(df, cfg)}
     tables.update({k: v for k, v in extra.items() if v})

@@ -75,9 +75,41 @@ def read(path: str | Path) -> Any:
 
 
 def _presets(df: Any) -> list[str]:
-    order = ["full", "dsweep", "fixedlambda", "beyondcap", "heavy"]
+    order = ["full", "dsweep", "fixedlambda", "beyondcap", "heavy", *CHECKS]
     found = list(dict.fromkeys(df["preset"]))
     return [p for p in order if p in found] + [p for p in found if p not in order]
+
+
+#: Robustness presets: each reruns tasks of ``full`` (same data and networks) with one setting changed.
+CHECKS = {"check-float64": "features in float64 instead of float32", "check-grid": "grid ratio 2^(1/8) instead of 2^(1/4)"}
+
+
+def check_table(df: Any) -> list[dict[str, Any]]:
+    """Each robustness preset against ``full`` on the same tasks: per criterion, how many seeds' intervals agree
+    and the median ratio of stable passes (check / full)."""
+    rows: list[dict[str, Any]] = []
+    base = df[df["preset"] == "full"].set_index(["n", "d", "seed"])
+    for preset, what in CHECKS.items():
+        other = df[df["preset"] == preset].set_index(["n", "d", "seed"])
+        common = other.index.intersection(base.index)
+        if not len(common):
+            continue
+        for crit in CRITERIA:
+            a, b = base.loc[common], other.loc[common]
+            same = (a[f"{crit}_lower"] == b[f"{crit}_lower"]) & (a[f"{crit}_upper"] == b[f"{crit}_upper"])
+            ratio = (b[f"{crit}_upper"] / a[f"{crit}_upper"]).to_numpy(float)
+            ok = np.isfinite(ratio)
+            rows.append(
+                {
+                    "check": f"{preset}: {what}",
+                    "criterion": crit,
+                    "seeds compared": len(common),
+                    "identical interval": int(same.sum()),
+                    "stable pass, check / full: median": f"{np.median(ratio[ok]):.3f}" if ok.any() else "-",
+                    "range": f"{ratio[ok].min():.3f} .. {ratio[ok].max():.3f}" if ok.any() else "-",
+                }
+            )
+    return rows
 
 
 def summary(path: str | Path, figures_dir: str | Path | None = None) -> dict[str, Any]:
@@ -89,7 +121,7 @@ def summary(path: str | Path, figures_dir: str | Path | None = None) -> dict[str
     tables: dict[str, Any] = {}
     headline: dict[str, str] = {}
     stems: list[str] = []
-    for preset in _presets(df):
+    for preset in [p for p in _presets(df) if p not in CHECKS]:
         cfg = Config(**PRESETS[preset]) if preset in PRESETS else Config()
         rows = width_analysis.with_design(df[df["preset"] == preset])
         part = width_analysis.summarise(rows, cfg)
@@ -98,7 +130,8 @@ def summary(path: str | Path, figures_dir: str | Path | None = None) -> dict[str
         if figures_dir is not None and preset == "full":
             an = width_analysis.analysed(rows, cfg)
             stems += width_figures.all_figures(rows, an, cfg, figures_dir)
-    every = width_analysis.with_design(df)
+    tables["robustness: float64 and grid ratio against full"] = check_table(df)
+    every = width_analysis.with_design(df[~df["preset"].isin(list(CHECKS))])
     tables.update({f"laws: {k}": v for k, v in width_predict.law_tables(every, Config()).items()})
     notes = width_analysis.notes(Config(**PRESETS["full"]))
     notes.append("Presets: " + "; ".join(f"{p}: {int((df.preset == p).sum())} rows" for p in _presets(df)))
