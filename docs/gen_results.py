@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         "--page", default=str(HERE / "results.md"), help="where to write the page (default: docs/results.md)"
     )
     parser.add_argument(
-        "--width-runs", nargs="+", metavar="DIR", help="store the per-seed rows of these width runs (DIR named by preset)"
+        "--width-runs",
+        nargs="+",
+        metavar="DIR",
+        help="store the per-seed rows of these width runs (DIR named by preset)",
     )
     args = parser.parse_args(argv)
     if args.collect:

@@ -122,15 +122,32 @@ def _simulated(law_name: str, log_c: float, sigma: float, seed: int = 0) -> pd.D
         for n in (8, 16, 32, 64, 128):
             for s in range(12):
                 lam = 7.0 - rho * 3 if data != "sphere" else 8.0 * (d / 16) ** 0.5 * n ** (-4.0 / d)
-                top = 7.0 + n * rho * 3 if data != "sphere" else 10.0 * n ** 0.5 * (16 / d)
-                cov = {"n": np.array([n]), "lambda": np.array([lam]), "opnorm": np.array([top]), "variance": np.array([top * 50])}
+                top = 7.0 + n * rho * 3 if data != "sphere" else 10.0 * n**0.5 * (16 / d)
+                cov = {
+                    "n": np.array([n]),
+                    "lambda": np.array([lam]),
+                    "opnorm": np.array([top]),
+                    "variance": np.array([top * 50]),
+                }
                 law = LAWS[law_name]
                 m = math.exp(log_c + law.offset(cov)[0] + sigma * rng.standard_normal())
                 k = int(np.searchsorted(grid, m))
                 rows.append(
-                    {"activation": "exp", "init": "coupled", "data": data, "d": d if data == "sphere" else n + 1, "rho": rho,
-                     "n": n, "seed": s, "preset": preset, "lambda": lam, "lambda_max": top, "variance": top * 50,
-                     "op1_4_lower": grid[k - 1] if k else 0.0, "op1_4_upper": grid[k]}
+                    {
+                        "activation": "exp",
+                        "init": "coupled",
+                        "data": data,
+                        "d": d if data == "sphere" else n + 1,
+                        "rho": rho,
+                        "n": n,
+                        "seed": s,
+                        "preset": preset,
+                        "lambda": lam,
+                        "lambda_max": top,
+                        "variance": top * 50,
+                        "op1_4_lower": grid[k - 1] if k else 0.0,
+                        "op1_4_upper": grid[k],
+                    }
                 )
     return with_design(pd.DataFrame(rows))
 
@@ -143,7 +160,11 @@ def test_a_known_law_wins_by_prediction_and_its_constant_is_recovered() -> None:
     conc = [r for r in rows if r["law"].startswith("concentration")]
     assert {r["tested on"] for r in conc} >= {"n-grid d=8", "dsweep", "fixedlambda"}
     assert all(float(r["held-out rms, cell medians (log2)"]) < 0.35 for r in conc)
-    fam = {r["law"].split(":")[0]: float(r["held-out rms, cell medians (log2)"]) for r in rows if r["fitted on"] == "full" and r["tested on"] == "fixedlambda"}
+    fam = {
+        r["law"].split(":")[0]: float(r["held-out rms, cell medians (log2)"])
+        for r in rows
+        if r["fitted on"] == "full" and r["tested on"] == "fixedlambda"
+    }
     assert fam["concentration"] < fam["pooled"]
     from expreg.experiments.width_predict import _observations
 
@@ -220,7 +241,20 @@ def test_cli_width_answers_in_json_and_refuses_duplicates(tmp_path) -> None:
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        rc = main(["width", "--data", str(tmp_path / "ok.npz"), "--seeds", "3", "--m-cap", "4096", "--conv-seeds", "1", "--json"])
+        rc = main(
+            [
+                "width",
+                "--data",
+                str(tmp_path / "ok.npz"),
+                "--seeds",
+                "3",
+                "--m-cap",
+                "4096",
+                "--conv-seeds",
+                "1",
+                "--json",
+            ]
+        )
     assert rc == 0
     answer = json.loads(out.getvalue())
     assert answer["n"] == 5 and set(answer["criteria"]) == set(CRITERIA) and answer["cost"]["seconds"] > 0

@@ -34,7 +34,9 @@ def _print(answer: Any) -> None:
         f"n = {answer.n}, d = {answer.d}, lambda = {answer.lam:.4g}, ||H^cts|| = {answer.opnorm:.4g}, "
         f"{answer.seeds} network seeds, widths up to {answer.m_cap}, {answer.seconds:.0f} s"
     )
-    table = Table("criterion", "median m* [90%]", "90% quantile m* [90%]", "censored (cause)", "law's median", "law's 90%")
+    table = Table(
+        "criterion", "median m* [90%]", "90% quantile m* [90%]", "censored (cause)", "law's median", "law's 90%"
+    )
     for name, c in answer.criteria.items():
         law = answer.law.get(name, {})
         lo, hi = c["median_interval"]
@@ -61,9 +63,13 @@ def _print(answer: Any) -> None:
 
 @user_errors
 def width_command(
-    data: Path = typer.Option(..., "--data", help="Arrays X (n x d) and y (n) in an .npz file (as `expreg train --data`)."),
+    data: Path = typer.Option(
+        ..., "--data", help="Arrays X (n x d) and y (n) in an .npz file (as `expreg train --data`)."
+    ),
     seeds: int = typer.Option(10, "--seeds", min=2, help="Network seeds (the data stay fixed)."),
-    m_cap: int = typer.Option(2**22, "--m-cap", min=4, help="Largest width scanned; beyond it thresholds are censored."),
+    m_cap: int = typer.Option(
+        2**22, "--m-cap", min=4, help="Largest width scanned; beyond it thresholds are censored."
+    ),
     give_up: float = typer.Option(4.0, "--give-up", min=0.0, help="Stop a hopeless scan early (0: never)."),
     conv_seeds: int = typer.Option(2, "--conv-seeds", min=0, help="Seeds with GD's m*_conv (0: skip GD)."),
     m_max_conv: int = typer.Option(1024, "--m-max-conv", min=2, help="Largest width GD is tried at."),
@@ -94,7 +100,9 @@ def width_command(
                 tasks[stage] = bar.add_task(stage, total=total, stage=stage)
             bar.update(tasks[stage], completed=done)
 
-    kw = dict(seeds=seeds, m_cap=m_cap, give_up=give_up, conv_seeds=conv_seeds, m_max_conv=m_max_conv, max_steps=max_steps)
+    kw: dict[str, Any] = dict(
+        seeds=seeds, m_cap=m_cap, give_up=give_up, conv_seeds=conv_seeds, m_max_conv=m_max_conv, max_steps=max_steps
+    )
     if bar is not None:
         with bar:
             answer = width_for_data(X, y, progress=progress, announce=announce, **kw)

@@ -27,11 +27,11 @@ import numpy as np
 
 from ..core import kernels, streams
 from ..core.validation import check_X
+from .thresholds import threshold
 from .width import Config, conv_scan, lazy_scan
 from .width_analysis import per_n_quantile
 from .width_laws import FITTED, LAWS, law_covariates
 from .width_rules import CRITERIA, censored_by, geometric_grid, values_of
-from .thresholds import threshold
 
 #: ``streams.derive`` key of the user-data networks (independent of every experiment task's).
 _USER_KEY = 2
@@ -155,7 +155,9 @@ def estimate_cost(n: int, d: int, cfg: Config, conv_seeds: int, rate: float | No
     return Cost(scan, conv, rate, why)
 
 
-def _summary(name: str, widths_per_seed: list[tuple[list[int], list[float], list[float], str]], n: int) -> dict[str, Any]:
+def _summary(
+    name: str, widths_per_seed: list[tuple[list[int], list[float], list[float], str]], n: int
+) -> dict[str, Any]:
     """One criterion over the seeds: the per-seed intervals and the fitted median and 90 % quantile."""
     c = CRITERIA[name]
     per_seed, causes = [], []
@@ -163,7 +165,11 @@ def _summary(name: str, widths_per_seed: list[tuple[list[int], list[float], list
         t = threshold(widths, c.passed(values_of(c.kind, dev, eig)))
         per_seed.append((t.lower, t.upper))
         causes.append(censored_by(t.censored, stop))
-    obs = {"n": np.full(len(per_seed), float(n)), "lower": np.array([p[0] for p in per_seed]), "upper": np.array([p[1] for p in per_seed])}
+    obs = {
+        "n": np.full(len(per_seed), float(n)),
+        "lower": np.array([p[0] for p in per_seed]),
+        "upper": np.array([p[1] for p in per_seed]),
+    }
     keep = ~((obs["lower"] == 0) & np.isinf(obs["upper"]))
     p = per_n_quantile({k: v[keep] for k, v in obs.items()}, n, 0.9, 0.9)
     return {
@@ -184,7 +190,11 @@ def _law_predictions(cov: dict[str, float]) -> dict[str, dict[str, Any]]:
     for crit, f in FITTED.items():
         law = LAWS[f["law"]]
         c = {k: np.array([v]) for k, v in cov.items()}
-        log_m = float(f["log_C"] + law.offset(c)[0] + (law.covariates(c) @ np.asarray(f.get("coef", []), dtype=float) if f.get("coef") else 0.0))
+        log_m = float(
+            f["log_C"]
+            + law.offset(c)[0]
+            + (law.covariates(c) @ np.asarray(f.get("coef", []), dtype=float) if f.get("coef") else 0.0)
+        )
         out[crit] = {
             "law": f"{law.name}: {law.formula}",
             "median": math.exp(log_m),
@@ -220,8 +230,17 @@ def width_for_data(
     n, d = Xa.shape
     conv_seeds = conv_seeds if y is not None else 0
     cfg = Config(
-        ns=[max(n, 2)], ds=[d], seeds=list(range(seeds)), m_cap=m_cap, give_up=give_up, conv=conv_seeds > 0,
-        conv_n_max=max(n, 2), m_max_conv=m_max_conv, max_steps=max_steps, epsilon=epsilon, train_n_max=0,
+        ns=[max(n, 2)],
+        ds=[d],
+        seeds=list(range(seeds)),
+        m_cap=m_cap,
+        give_up=give_up,
+        conv=conv_seeds > 0,
+        conv_n_max=max(n, 2),
+        m_max_conv=m_max_conv,
+        max_steps=max_steps,
+        epsilon=epsilon,
+        train_n_max=0,
     )
     cost = estimate_cost(n, d, cfg, conv_seeds)
     if announce is not None:
@@ -241,11 +260,21 @@ def width_for_data(
     return answer
 
 
-def _conv(cfg: Config, X: np.ndarray, y: np.ndarray, n: int, seeds: int, progress: Callable[[str, int, int], None] | None) -> dict[str, Any]:
+def _conv(
+    cfg: Config, X: np.ndarray, y: np.ndarray, n: int, seeds: int, progress: Callable[[str, int, int], None] | None
+) -> dict[str, Any]:
     """GD's threshold on the first ``seeds`` networks: per-seed intervals and outcomes per width."""
     per_seed, outcomes = [], []
     for s in range(seeds):
-        widths, out = conv_scan(cfg.model_copy(update={"grid_ratio": CONV_RATIO}), X, y, streams.derive(s, n, X.shape[1], _USER_KEY), "exp", "coupled", "none")
+        widths, out = conv_scan(
+            cfg.model_copy(update={"grid_ratio": CONV_RATIO}),
+            X,
+            y,
+            streams.derive(s, n, X.shape[1], _USER_KEY),
+            "exp",
+            "coupled",
+            "none",
+        )
         t = threshold(widths, [o == "converged" for o in out])
         per_seed.append([t.lower, t.upper])
         outcomes.append({"diverged": out.count("diverged"), "budget": out.count("budget")})

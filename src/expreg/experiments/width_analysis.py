@@ -40,14 +40,14 @@ def label(crit: str) -> str:
 def with_design(df: Any) -> Any:
     """``df`` with a ``design`` column ("d=8", "rho=0.25") and rows in (design, n, seed) order."""
     df = df.copy()
-    data = df["data"] if "data" in df else "sphere"
-    rho = df["rho"] if "rho" in df else np.nan
-    df["data"], df["rho"] = data, rho
+    df["data"], df["rho"] = df.get("data", "sphere"), df.get("rho", np.nan)
     df["design"] = [
-        f"d={int(d)}" if k == "sphere" else f"rho={float(r):g}" for k, d, r in zip(df["data"], df["d"], df["rho"])
+        f"d={int(d)}" if k == "sphere" else f"rho={float(r):g}"
+        for k, d, r in zip(df["data"], df["d"], df["rho"], strict=True)
     ]
     df["_order"] = [
-        (k != "sphere", float(d) if k == "sphere" else float(r)) for k, d, r in zip(df["data"], df["d"], df["rho"])
+        (k != "sphere", float(d) if k == "sphere" else float(r))
+        for k, d, r in zip(df["data"], df["d"], df["rho"], strict=True)
     ]
     df = df.sort_values(["_order", "n", "seed"], kind="stable").drop(columns="_order")
     return df.reset_index(drop=True)
@@ -205,7 +205,7 @@ def fits_table(an: list[Any], cfg: Any) -> list[dict[str, Any]]:
     """Exponent of m* on n per variant and criterion, with the censored count by cause."""
     rows = []
     for key, _g, results in an:
-        for crit, name, a in results:
+        for _crit, name, a in results:
             if "fit_n" not in a:
                 continue
             obs, ns = a["obs"], a["ns"]
@@ -388,7 +388,7 @@ def _count(g: Any, column: str, i: int) -> int:
 
 def conv_table(df: Any, cfg: Any) -> list[dict[str, Any]]:
     """GD's threshold per variant and n: median and q-quantile width, widths that diverged or ran out of budget."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     if "conv_lower" not in df:
         return rows
     for key, g in df.groupby(VARIANT, sort=False):
@@ -423,7 +423,7 @@ def notes(cfg: Any) -> list[str]:
         f"or the give-up rule (give_up = {cfg.give_up:g}: from width {cfg.give_up_from} on, stop once every eig "
         "criterion is confirmed and even a decay like m^-1/2, give_up times faster, would miss every open op criterion "
         "at the cap; 0 = never).",
-        f"op1_4 (||H^dis - H^cts||_op <= lambda/4) is the proof's criterion (lemma 1); op1_2, op3_4 are looser; "
+        "op1_4 (||H^dis - H^cts||_op <= lambda/4) is the proof's criterion (lemma 1); op1_2, op3_4 are looser; "
         "eig1_2 is what the linear rate needs.",
         f"Exponents: censored lognormal regression, {cfg.level:.0%} profile-likelihood intervals; valid under its model "
         "(log m* linear in log n, Gaussian scatter of constant sigma); local exponents test the first.",

@@ -63,7 +63,7 @@ def thresholds_figure(df: Any, an: list[Any], cfg: Any, directory: Any) -> str:
     for c, crit in enumerate(shown):
         ax = axes[0][c]
         for k, (key, _g, results) in enumerate(an):
-            a = next((r[2] for r in results if r[0] == crit), {})
+            a: dict[str, Any] = next((r[2] for r in results if r[0] == crit), {})
             if "fit_n" not in a:
                 continue
             colour = plots.COLOURS[k % len(plots.COLOURS)]
@@ -84,7 +84,7 @@ def local_figure(an: list[Any], cfg: Any, directory: Any) -> str:
     for c, crit in enumerate((PROOF, "eig1_2")):
         ax = axes[0][c]
         for k, (key, _g, results) in enumerate(an):
-            a = next((r[2] for r in results if r[0] == crit), {})
+            a: dict[str, Any] = next((r[2] for r in results if r[0] == crit), {})
             loc = [e for e in a.get("local", []) if all(math.isfinite(v) for v in (e.slope, e.low, e.high))]
             if not loc:
                 continue

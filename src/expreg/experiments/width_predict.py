@@ -78,8 +78,11 @@ def score(law: Law, fit: CensoredFit, obs: dict[str, Any], level: float = 0.9) -
     bounded = (obs["lower"] > 0) & np.isfinite(obs["upper"])
     mid = 0.5 * (np.log(np.where(bounded, obs["lower"], 1.0)) + np.log(np.where(bounded, obs["upper"], 1.0)))
     seed_err = (pred[bounded] - mid[bounded]) / _LOG2
-    rms = lambda e: float(np.sqrt(np.mean(np.square(e)))) if len(e) else math.nan
-    return Score(len(cell_err), rms(np.asarray(cell_err)), int(bounded.sum()), rms(seed_err), unscored)
+    return Score(len(cell_err), _rms(np.asarray(cell_err)), int(bounded.sum()), _rms(seed_err), unscored)
+
+
+def _rms(errors: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(errors)))) if len(errors) else math.nan
 
 
 def _observations(df: Any, crit: str) -> dict[str, Any]:
@@ -88,7 +91,7 @@ def _observations(df: Any, crit: str) -> dict[str, Any]:
     obs["design"] = sub["design"].to_numpy(dtype=object)
     obs["preset"] = (sub["preset"] if "preset" in sub else sub["design"].map(lambda _: "")).to_numpy(dtype=object)
     obs["cell"] = np.array(
-        [f"{p}|{d}|{int(n)}" for p, d, n in zip(obs["preset"], obs["design"], obs["n"])], dtype=object
+        [f"{p}|{d}|{int(n)}" for p, d, n in zip(obs["preset"], obs["design"], obs["n"], strict=True)], dtype=object
     )
     return obs
 
@@ -138,7 +141,7 @@ def prediction_rows(df: Any, crit: str, level: float) -> list[dict[str, Any]]:
 def fitted_rows(df: Any, crit: str, level: float) -> list[dict[str, Any]]:
     """Each law fitted on every row: its coefficients with profile intervals, sigma, and the in-sample errors."""
     obs = _observations(df, crit)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for law in LAWS.values():
         try:
             fit = fit_law(law, obs, level)
@@ -148,7 +151,8 @@ def fitted_rows(df: Any, crit: str, level: float) -> list[dict[str, Any]]:
         lo, hi = fit.intervals[0]
         s = score(law, fit, obs, level)
         coefs = "; ".join(
-            f"{n} {c:.2f} [{a:.2f}, {b:.2f}]" for n, c, (a, b) in zip(fit.names[1:], fit.coef[1:], fit.intervals[1:])
+            f"{n} {c:.2f} [{a:.2f}, {b:.2f}]"
+            for n, c, (a, b) in zip(fit.names[1:], fit.coef[1:], fit.intervals[1:], strict=True)
         )
         rows.append(
             {

@@ -28,7 +28,11 @@ BASE += ["variance", "theorem_log10_m", "scan_stop", "wall_seconds"]
 _THRESH = ["first", "stable", "lower", "upper", "scanned_to"]
 #: Per-scaling list columns kept as their first entry (the first scaling).
 LISTS = [f"conv_{k}" for k in (*_THRESH, "diverged", "budget")]
-LISTS += [f"train_{c}_{k}" for c in ("op1_2", "eig1_2") for k in ("m", "steps", "converged", "dev0", "sup_dev", "eig0", "inf_eig")]
+LISTS += [
+    f"train_{c}_{k}"
+    for c in ("op1_2", "eig1_2")
+    for k in ("m", "steps", "converged", "dev0", "sup_dev", "eig0", "inf_eig")
+]
 
 
 def _columns() -> list[str]:
@@ -45,7 +49,9 @@ def collect(run_dirs: Iterable[str | Path], path: str | Path) -> int:
     for run in map(Path, run_dirs):
         df = ResultStore(run / "width").read()
         if not len(df):
-            raise ValueError(f"{str(run)!r} holds no width rows; run `expreg run width --preset {run.name} --out {run}`")
+            raise ValueError(
+                f"{str(run)!r} holds no width rows; run `expreg run width --preset {run.name} --out {run}`"
+            )
         config = json.loads((run / "width" / "config.json").read_text())
         df = df[df.config_hash == config["config_hash"]].copy()
         df["preset"] = run.name
@@ -81,7 +87,10 @@ def _presets(df: Any) -> list[str]:
 
 
 #: Robustness presets: each reruns tasks of ``full`` (same data and networks) with one setting changed.
-CHECKS = {"check-float64": "features in float64 instead of float32", "check-grid": "grid ratio 2^(1/8) instead of 2^(1/4)"}
+CHECKS = {
+    "check-float64": "features in float64 instead of float32",
+    "check-grid": "grid ratio 2^(1/8) instead of 2^(1/4)",
+}
 
 
 def check_table(df: Any) -> list[dict[str, Any]]:
@@ -115,7 +124,7 @@ def check_table(df: Any) -> list[dict[str, Any]]:
 def summary(path: str | Path, figures_dir: str | Path | None = None) -> dict[str, Any]:
     """Every width table (per preset, and the laws over all presets) and figure, from the stored rows alone."""
     from . import width_analysis, width_figures, width_predict
-    from .width import Config, PRESETS
+    from .width import PRESETS, Config
 
     df = read(path)
     tables: dict[str, Any] = {}
