@@ -189,12 +189,40 @@ def identification_rows(df: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def winner_rows(predicted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per criterion and law: the rms over every held-out comparison of the cell-median errors, and the winner."""
+    key = "held-out rms, cell medians (log2)"
+    out: list[dict[str, Any]] = []
+    for crit in dict.fromkeys(r["criterion"] for r in predicted):
+        scores = {}
+        for law in dict.fromkeys(r["law"] for r in predicted if r["criterion"] == crit):
+            rows = [r for r in predicted if r["criterion"] == crit and r["law"] == law and "cells scored" in r]
+            cells = sum(r["cells scored"] for r in rows)
+            sq = sum(r["cells scored"] * float(r[key]) ** 2 for r in rows if r["cells scored"])
+            scores[law] = (math.sqrt(sq / cells) if cells else math.nan, cells, len(rows))
+        finite = {k: v for k, v in scores.items() if math.isfinite(v[0])}
+        best = min(finite, key=lambda k: finite[k][0]) if finite else ""
+        for law, (rms, cells, splits_) in scores.items():
+            out.append(
+                {
+                    "criterion": crit,
+                    "law": law,
+                    "held-out comparisons": splits_,
+                    "cells scored": cells,
+                    "rms over every held-out cell (log2)": f"{rms:.2f}",
+                    "winner": "yes" if law == best else "",
+                }
+            )
+    return out
+
+
 def law_tables(df: Any, cfg: Any) -> dict[str, list[dict[str, Any]]]:
     """The law tables of rows prepared by ``width_analysis.with_design`` (empty where too few designs)."""
     crits = [c for c in LAW_CRITERIA if f"{c}_lower" in df]
     predicted = [r for c in crits for r in prediction_rows(df, c, cfg.level)]
     fitted = [r for c in crits for r in fitted_rows(df, c, cfg.level)] if df["design"].nunique() > 1 else []
     return {
+        "laws by prediction: the winner": winner_rows(predicted),
         "laws scored on designs they did not see": predicted,
         "laws fitted on every row": fitted,
         "n and lambda: identification per design": identification_rows(df),
