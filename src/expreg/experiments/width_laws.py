@@ -3,13 +3,13 @@
 Each law predicts log m* of a seed from its data alone (n, lambda,
 ||H^cts||_op, the variance proxy v), up to fitted constants:
 
-================  =====================================================  ===================
-law               m* =                                                   fitted
-================  =====================================================  ===================
-``pooled``        C n^a lambda^b                                         log C, a, b
-``concentration`` C ||H^cts||_op ln(n) / lambda^2                        log C
-``variance``      C v ln(n) / lambda^2                                   log C
-================  =====================================================  ===================
+===================  ===================================  ===================
+law                  m* =                                 fitted
+===================  ===================================  ===================
+``pooled``           C n^a lambda^b                       log C, a, b
+``concentration``    C ||H^cts||_op ln(n) / lambda^2      log C
+``variance``         C v ln(n) / lambda^2                 log C
+===================  ===================================  ===================
 
 v = ||E[(h - H^cts)^2]||_op is the matrix-Bernstein variance of one neuron's
 kernel h = (X X^T) o (phi phi^T), phi = exp(X w), w ~ N(0, I): the sum

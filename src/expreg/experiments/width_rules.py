@@ -6,15 +6,15 @@ their thresholds) import this module; neither imports the other.
 Criteria (docs/theory.md section 6), each on the kernel at initialisation
 H^dis(W(0)) of the width-m network and lambda = lambda_min(H^cts):
 
-=========  ===============================================  ==========================================
-name       passes when                                      role
-=========  ===============================================  ==========================================
-``op1_4``  ||H^dis - H^cts||_op <= lambda/4                 the proof's (lemma 1 of section 5)
-``op1_2``  ||H^dis - H^cts||_op <= lambda/2                 a looser deviation
-``op3_4``  ||H^dis - H^cts||_op <= 3 lambda/4               looser still (it implies lambda_min > lambda/4)
-``eig1_2`` lambda_min(H^dis) >= lambda/2                    what the linear rate of section 4 needs
-``eig3_4`` lambda_min(H^dis) >= 3 lambda/4                  what lemma 1's deviation guarantees
-=========  ===============================================  ==========================================
+==========  =============================================  ==========================================
+name        passes when                                    role
+==========  =============================================  ==========================================
+``op1_4``   ||H^dis - H^cts||_op <= lambda/4               the proof's (lemma 1 of section 5)
+``op1_2``   ||H^dis - H^cts||_op <= lambda/2               a looser deviation
+``op3_4``   ||H^dis - H^cts||_op <= 3 lambda/4             looser still (it implies lambda_min > lambda/4)
+``eig1_2``  lambda_min(H^dis) >= lambda/2                  what the linear rate of section 4 needs
+``eig3_4``  lambda_min(H^dis) >= 3 lambda/4                what lemma 1's deviation guarantees
+==========  =============================================  ==========================================
 
 A scan records, at each grid width, ||H^dis - H^cts||_op / lambda and
 lambda_min(H^dis) / lambda; every criterion is read from those two numbers,
