@@ -227,3 +227,20 @@ def law_tables(df: Any, cfg: Any) -> dict[str, list[dict[str, Any]]]:
         "laws fitted on every row": fitted,
         "n and lambda: identification per design": identification_rows(df),
     }
+
+
+def fitted_constants(df: Any, crit: str, law_name: str, held_out_rms: str, level: float = 0.9) -> dict[str, Any]:
+    """The entry of ``width_laws.FITTED`` for one criterion: law ``law_name`` fitted on every row of ``df``."""
+    law = LAWS[law_name]
+    fit = fit_law(law, _observations(df, crit), level)
+    lo, hi = fit.intervals[0]
+    return {
+        "law": law_name,
+        "log_C": float(fit.coef[0]),
+        "log_C_low": float(lo),
+        "log_C_high": float(hi),
+        "coef": [float(c) for c in fit.coef[1:]],
+        "sigma": float(fit.sigma),
+        "fitted_on": ", ".join(sorted(set(df["preset"]))) if "preset" in df else "these rows",
+        "held_out_rms_log2": held_out_rms,
+    }
