@@ -9,6 +9,7 @@ law                  m* =                                 fitted
 ``pooled``           C n^a lambda^b                       log C, a, b
 ``concentration``    C ||H^cts||_op ln(n) / lambda^2      log C
 ``variance``         C v ln(n) / lambda^2                 log C
+``concentration-n``  C ||H^cts||_op n^a / lambda^2        log C, a
 ===================  ===================================  ===================
 
 v = ||E[(h - H^cts)^2]||_op is the matrix-Bernstein variance of one neuron's
@@ -77,6 +78,14 @@ def _concentration(c: dict[str, np.ndarray]) -> np.ndarray:
     return np.log(c["opnorm"]) + np.log(np.log(c["n"])) - 2 * np.log(c["lambda"])
 
 
+def _opnorm_over_lambda2(c: dict[str, np.ndarray]) -> np.ndarray:
+    return np.log(c["opnorm"]) - 2 * np.log(c["lambda"])
+
+
+def _log_n(c: dict[str, np.ndarray]) -> np.ndarray:
+    return np.log(c["n"])[:, None]
+
+
 def _variance(c: dict[str, np.ndarray]) -> np.ndarray:
     return np.log(c["variance"]) + np.log(np.log(c["n"])) - 2 * np.log(c["lambda"])
 
@@ -88,6 +97,7 @@ LAWS: dict[str, Law] = {
         Law("pooled", "C n^a lambda^b", _zero, _pooled_cov, ("intercept", "log n", "log lambda")),
         Law("concentration", "C ||H^cts||_op ln(n) / lambda^2", _concentration, _none, ("intercept",)),
         Law("variance", "C v ln(n) / lambda^2", _variance, _none, ("intercept",)),
+        Law("concentration-n", "C ||H^cts||_op n^a / lambda^2", _opnorm_over_lambda2, _log_n, ("intercept", "log n")),
     )
 }
 
