@@ -161,6 +161,25 @@ def recompute_width(rows: Path = WIDTH_ROWS) -> None:
     write_json_atomic(directory / "summary.json", _jsonable(summary))
     for stem in summary["figures"]:  # the README shows these
         shutil.copy2(directory / "figures" / f"{stem}.png", HERE / "figures" / f"{stem}.png")
+    _check_fitted(rows, summary)
+
+
+def _check_fitted(rows: Path, summary: dict[str, Any]) -> None:
+    """Print each criterion's winning law refitted on every row, and say if ``width_laws.FITTED`` differs."""
+    from expreg.experiments import width_analysis, width_rows
+    from expreg.experiments.width_laws import FITTED
+    from expreg.experiments.width_predict import fitted_constants
+
+    df = width_analysis.with_design(width_rows.read(rows))
+    df = df[~df["preset"].isin(list(width_rows.CHECKS))]
+    for row in summary["tables"].get("laws: laws by prediction: the winner", []):
+        if row["winner"] != "yes":
+            continue
+        entry = fitted_constants(
+            df, row["criterion"], row["law"].split(":")[0], row["rms over every held-out cell (log2)"]
+        )
+        same = FITTED.get(row["criterion"], {}).get("log_C") == entry["log_C"]
+        print(f"{row['criterion']}: {entry!r}" + ("" if same else "   <- differs from width_laws.FITTED: update it"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -263,3 +263,23 @@ def test_cli_width_answers_in_json_and_refuses_duplicates(tmp_path) -> None:
     with contextlib.redirect_stderr(err):
         rc = main(["width", "--data", str(tmp_path / "dup.npz"), "--quiet"])
     assert rc == 2
+
+
+def test_stored_law_constants_are_recomputed_from_the_stored_rows() -> None:
+    """width_laws.FITTED (what `expreg width --data` predicts with) is the fit of the stored per-seed rows."""
+    from pathlib import Path
+
+    from expreg.experiments import width_rows
+    from expreg.experiments.width_laws import FITTED
+    from expreg.experiments.width_predict import fitted_constants
+
+    rows = Path(__file__).resolve().parents[1] / "docs" / "results" / "width" / "rows.csv.gz"
+    if not FITTED:
+        pytest.fail("width_laws.FITTED is empty: fill it from python docs/gen_results.py")
+    df = with_design(width_rows.read(rows))
+    df = df[~df["preset"].isin(list(width_rows.CHECKS))]
+    for crit, stored in FITTED.items():
+        again = fitted_constants(df, crit, stored["law"], stored["held_out_rms_log2"])
+        for key in ("log_C", "log_C_low", "log_C_high", "sigma"):
+            assert again[key] == pytest.approx(stored[key], rel=1e-6, abs=1e-9), (crit, key)
+        np.testing.assert_allclose(again["coef"], stored["coef"], rtol=1e-6, atol=1e-9)
