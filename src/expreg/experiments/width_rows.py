@@ -40,13 +40,20 @@ def _columns() -> list[str]:
 
 
 def collect(run_dirs: Iterable[str | Path], path: str | Path) -> int:
-    """Write the per-seed rows of each run directory (its name is the preset) to ``path`` (.csv.gz); the row count."""
+    """Write the per-seed rows of each run directory to ``path`` (.csv.gz); the row count.
+
+    A directory's name is its preset; ``DIR:LABEL`` files its rows under preset LABEL instead (e.g. the
+    lazy-only rerun of ``full``'s small-n tasks as ``full``). A task present twice under one label (same
+    n, d, rho, seed: the same data and network) is kept once, from the first directory given.
+    """
     import pandas as pd
 
     from .store import ResultStore
 
     frames = []
-    for run in map(Path, run_dirs):
+    for spec in map(str, run_dirs):
+        run, _, name = spec.partition(":")
+        run = Path(run)
         df = ResultStore(run / "width").read()
         if not len(df):
             raise ValueError(
@@ -54,12 +61,13 @@ def collect(run_dirs: Iterable[str | Path], path: str | Path) -> int:
             )
         config = json.loads((run / "width" / "config.json").read_text())
         df = df[df.config_hash == config["config_hash"]].copy()
-        df["preset"] = run.name
+        df["preset"] = name or run.name
         for col in LISTS:
             if col in df:
                 df[col] = [v[0] if isinstance(v, (list, np.ndarray)) and len(v) else np.nan for v in df[col]]
         frames.append(df[[c for c in _columns() + LISTS if c in df]])
     out = pd.concat(frames, ignore_index=True)
+    out = out.drop_duplicates(subset=[c for c in ("preset", "data", "n", "d", "rho", "seed") if c in out], keep="first")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(path, index=False, float_format="%.10g")
     return len(out)
