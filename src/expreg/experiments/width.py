@@ -189,6 +189,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_ds": [32],
         "train_seeds": 3,
     },
+    # the lazy scans of `full` at n <= 32 without GD (the same tasks: same data and networks, cheaper)
+    "full-lazy": {
+        **_BASE,
+        "ns": [8, 16, 32],
+        "ds": [8, 16, 32],
+        "seeds": _SEEDS20,
+        "m_cap": 2**22,
+        "conv": False,
+        "train_n_max": 0,
+    },
     # d at fixed n: does d act only through lambda and ||H^cts||?
     "dsweep": {
         **_BASE,
