@@ -159,6 +159,8 @@ def recompute_width(rows: Path = WIDTH_ROWS) -> None:
     directory = rows.parent
     summary = width_rows.summary(rows, directory / "figures")
     write_json_atomic(directory / "summary.json", _jsonable(summary))
+    for svg in (directory / "figures").glob("*.svg"):  # the docs show the PNGs; keep the stored results small
+        svg.unlink()
     for stem in summary["figures"]:  # the README shows these
         shutil.copy2(directory / "figures" / f"{stem}.png", HERE / "figures" / f"{stem}.png")
     _check_fitted(rows, summary)

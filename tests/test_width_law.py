@@ -283,3 +283,5 @@ def test_stored_law_constants_are_recomputed_from_the_stored_rows() -> None:
         for key in ("log_C", "log_C_low", "log_C_high", "sigma"):
             assert again[key] == pytest.approx(stored[key], rel=1e-6, abs=1e-9), (crit, key)
         np.testing.assert_allclose(again["coef"], stored["coef"], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(again["lambda_range"], stored["lambda_range"], rtol=1e-9)
+        assert again["n_range"] == stored["n_range"]

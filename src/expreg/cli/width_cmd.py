@@ -58,6 +58,7 @@ def _print(answer: Any) -> None:
     for name, law in answer.law.items():
         out.print(
             f"law for {name}: {law['law']}, fitted on {law['fitted_on']}, held-out error {law['held_out_rms_log2']} log2 units"
+            + (f"; an EXTRAPOLATION: {law['extrapolated']}" if law["extrapolated"] else "")
         )
 
 

@@ -187,13 +187,11 @@ def _summary(
 def _law_predictions(cov: dict[str, float]) -> dict[str, dict[str, Any]]:
     """The stored best law's median and 90 % quantile prediction for each criterion it was fitted on."""
     out = {}
+    c = {k: np.array([v]) for k, v in cov.items()}
     for crit, f in FITTED.items():
         law = LAWS[f["law"]]
-        c = {k: np.array([v]) for k, v in cov.items()}
-        log_m = float(
-            f["log_C"]
-            + law.offset(c)[0]
-            + (law.covariates(c) @ np.asarray(f.get("coef", []), dtype=float) if f.get("coef") else 0.0)
+        log_m = (
+            f["log_C"] + float(law.offset(c)[0]) + float((law.covariates(c) @ np.asarray(f["coef"], dtype=float))[0])
         )
         out[crit] = {
             "law": f"{law.name}: {law.formula}",
@@ -202,8 +200,20 @@ def _law_predictions(cov: dict[str, float]) -> dict[str, dict[str, Any]]:
             "constant_interval": [math.exp(f["log_C_low"]), math.exp(f["log_C_high"])],
             "fitted_on": f["fitted_on"],
             "held_out_rms_log2": f["held_out_rms_log2"],
+            "extrapolated": _outside(cov, f),
         }
     return out
+
+
+def _outside(cov: dict[str, float], f: dict[str, Any]) -> str:
+    """Why a prediction is an extrapolation (lambda or n outside the fitted rows), or ""."""
+    (lam_lo, lam_hi), (n_lo, n_hi) = f["lambda_range"], f["n_range"]
+    out = []
+    if not lam_lo <= cov["lambda"] <= lam_hi:
+        out.append(f"lambda = {cov['lambda']:.3g} outside the fitted {lam_lo:.3g} .. {lam_hi:.3g}")
+    if not n_lo <= cov["n"] <= n_hi:
+        out.append(f"n = {int(cov['n'])} outside the fitted {n_lo} .. {n_hi}")
+    return "; ".join(out)
 
 
 def width_for_data(

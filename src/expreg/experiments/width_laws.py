@@ -105,7 +105,46 @@ LAWS: dict[str, Law] = {
 #: The best law per criterion, fitted on every stored row (docs/results/width/rows.csv; refreshed by
 #: ``python docs/gen_results.py``, checked by tests/test_width_laws.py): natural-log constant with its
 #: 90 % profile interval, fitted coefficients beyond the constant, sigma of log m*, the held-out error.
-FITTED: dict[str, dict[str, Any]] = {}
+#: lambda over the stored rows the laws were fitted on (a prediction outside it is an extrapolation).
+LAMBDA_RANGE = [0.0002190580138, 7.389056099]
+FITTED: dict[str, dict[str, Any]] = {
+    "op1_4": {
+        "law": "concentration",
+        "log_C": 9.199515573011782,
+        "log_C_low": 9.16001133537316,
+        "log_C_high": 9.239185338064264,
+        "coef": [],
+        "sigma": 0.6525378233685231,
+        "fitted_on": "beyondcap, dsweep, fixedlambda, full",
+        "lambda_range": LAMBDA_RANGE,
+        "n_range": [8, 256],
+        "held_out_rms_log2": "0.82",
+    },
+    "op1_2": {
+        "law": "concentration",
+        "log_C": 7.8012843863417025,
+        "log_C_low": 7.759294070082519,
+        "log_C_high": 7.8433840131873955,
+        "coef": [],
+        "sigma": 0.6953276516747218,
+        "fitted_on": "beyondcap, dsweep, fixedlambda, full",
+        "lambda_range": LAMBDA_RANGE,
+        "n_range": [8, 256],
+        "held_out_rms_log2": "0.86",
+    },
+    "eig1_2": {
+        "law": "pooled",
+        "log_C": 3.592811781194225,
+        "log_C_low": 3.467632228127136,
+        "log_C_high": 3.717876061913373,
+        "coef": [0.5302069879493235, -0.0661947169630774],
+        "sigma": 0.5740252017081465,
+        "fitted_on": "beyondcap, dsweep, fixedlambda, full",
+        "lambda_range": LAMBDA_RANGE,
+        "n_range": [8, 256],
+        "held_out_rms_log2": "0.70",
+    },
+}
 
 
 def law_covariates(n: int, X: np.ndarray, lam: float, opnorm: float) -> dict[str, float]:

@@ -242,5 +242,7 @@ def fitted_constants(df: Any, crit: str, law_name: str, held_out_rms: str, level
         "coef": [float(c) for c in fit.coef[1:]],
         "sigma": float(fit.sigma),
         "fitted_on": ", ".join(sorted(set(df["preset"]))) if "preset" in df else "these rows",
+        "lambda_range": [float(df["lambda"].min()), float(df["lambda"].max())],
+        "n_range": [int(df["n"].min()), int(df["n"].max())],
         "held_out_rms_log2": held_out_rms,
     }
