@@ -81,7 +81,7 @@ def read(path: str | Path) -> Any:
     for c in CRITERIA:
         col = f"{c}_censored_by"
         if col in df:
-            df[col] = df[col].fillna("").astype(str)
+            df[col] = ["" if not isinstance(v, str) else v for v in df[col].astype(object)]
     for col in LISTS:
         if col in df:
             df[col] = [[float(v)] if np.isfinite(v) else np.nan for v in df[col].to_numpy(float)]
