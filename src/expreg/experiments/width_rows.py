@@ -52,8 +52,8 @@ def collect(run_dirs: Iterable[str | Path], path: str | Path) -> int:
 
     frames = []
     for spec in map(str, run_dirs):
-        run, _, name = spec.partition(":")
-        run = Path(run)
+        where, _, name = spec.partition(":")
+        run = Path(where)
         df = ResultStore(run / "width").read()
         if not len(df):
             raise ValueError(
