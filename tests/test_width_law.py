@@ -166,9 +166,9 @@ def test_a_known_law_wins_by_prediction_and_its_constant_is_recovered() -> None:
         if r["fitted on"] == "full" and r["tested on"] == "fixedlambda"
     }
     assert fam["concentration"] < fam["pooled"]
-    from expreg.experiments.width_predict import _observations
+    from expreg.experiments.width_predict import law_observations
 
-    obs = _observations(df, "op1_4")
+    obs = law_observations(df, "op1_4")
     fit = fit_law(LAWS["concentration"], obs)
     lo, hi = fit.intervals[0]
     assert lo <= 3.0 <= hi and hi - lo < 0.2

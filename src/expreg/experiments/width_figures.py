@@ -16,7 +16,7 @@ import numpy as np
 from . import plots
 from .width_analysis import THEOREM_EXPONENT, fmt_coef, label, per_n_quantile
 from .width_laws import LAWS
-from .width_predict import _observations, fit_law, predict_log
+from .width_predict import fit_law, law_observations, predict_log
 from .width_rules import PROOF
 
 #: Criteria shown in the threshold figures.
@@ -130,7 +130,7 @@ def lambda_figure(df: Any, directory: Any) -> str:
 
 def law_figure(df: Any, cfg: Any, directory: Any) -> str | None:
     """width_law: per cell, the observed median of the proof's m* against each law's median prediction."""
-    obs = _observations(df, PROOF)
+    obs = law_observations(df, PROOF)
     if len(set(obs["design"])) < 2:
         return None
     fig, axes = plots.new_figure(ncols=len(LAWS), nrows=1, width=4.4, height=4.2)

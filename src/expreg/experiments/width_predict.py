@@ -85,7 +85,7 @@ def _rms(errors: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(errors)))) if len(errors) else math.nan
 
 
-def _observations(df: Any, crit: str) -> dict[str, Any]:
+def law_observations(df: Any, crit: str) -> dict[str, Any]:
     obs = observations(df, crit)
     sub = df[~((df[f"{crit}_lower"] == 0) & np.isinf(df[f"{crit}_upper"]))]
     obs["design"] = sub["design"].to_numpy(dtype=object)
@@ -112,7 +112,7 @@ def splits(obs: dict[str, Any]) -> Iterable[tuple[str, str, np.ndarray, np.ndarr
 
 def prediction_rows(df: Any, crit: str, level: float) -> list[dict[str, Any]]:
     """One row per (law, split): the law fitted on one part of the rows and scored on another."""
-    obs = _observations(df, crit)
+    obs = law_observations(df, crit)
     rows = []
     for fitted_on, tested_on, train, test in splits(obs):
         if not (train.any() and test.any()):
@@ -140,7 +140,7 @@ def prediction_rows(df: Any, crit: str, level: float) -> list[dict[str, Any]]:
 
 def fitted_rows(df: Any, crit: str, level: float) -> list[dict[str, Any]]:
     """Each law fitted on every row: its coefficients with profile intervals, sigma, and the in-sample errors."""
-    obs = _observations(df, crit)
+    obs = law_observations(df, crit)
     rows: list[dict[str, Any]] = []
     for law in LAWS.values():
         try:
@@ -189,25 +189,31 @@ def identification_rows(df: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _pooled_rms(rows: list[dict[str, Any]]) -> tuple[float, int]:
+    """(rms over every cell of ``rows``, cells): each row's cell rms weighted by its cell count."""
+    key = "held-out rms, cell medians (log2)"
+    scored = [r for r in rows if r.get("cells scored")]
+    cells = sum(r["cells scored"] for r in scored)
+    sq = sum(r["cells scored"] * float(r[key]) ** 2 for r in scored)
+    return (math.sqrt(sq / cells) if cells else math.nan), cells
+
+
 def winner_rows(predicted: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per criterion and law: the rms over every held-out comparison of the cell-median errors, and the winner."""
-    key = "held-out rms, cell medians (log2)"
     out: list[dict[str, Any]] = []
     for crit in dict.fromkeys(r["criterion"] for r in predicted):
-        scores = {}
-        for law in dict.fromkeys(r["law"] for r in predicted if r["criterion"] == crit):
-            rows = [r for r in predicted if r["criterion"] == crit and r["law"] == law and "cells scored" in r]
-            cells = sum(r["cells scored"] for r in rows)
-            sq = sum(r["cells scored"] * float(r[key]) ** 2 for r in rows if r["cells scored"])
-            scores[law] = (math.sqrt(sq / cells) if cells else math.nan, cells, len(rows))
-        finite = {k: v for k, v in scores.items() if math.isfinite(v[0])}
-        best = min(finite, key=lambda k: finite[k][0]) if finite else ""
-        for law, (rms, cells, splits_) in scores.items():
+        mine = [r for r in predicted if r["criterion"] == crit]
+        scores = {
+            law: _pooled_rms([r for r in mine if r["law"] == law]) for law in dict.fromkeys(r["law"] for r in mine)
+        }
+        finite = [law for law, (rms, _cells) in scores.items() if math.isfinite(rms)]
+        best = min(finite, key=lambda law: scores[law][0], default="")
+        for law, (rms, cells) in scores.items():
             out.append(
                 {
                     "criterion": crit,
                     "law": law,
-                    "held-out comparisons": splits_,
+                    "held-out comparisons": sum(1 for r in mine if r["law"] == law and "cells scored" in r),
                     "cells scored": cells,
                     "rms over every held-out cell (log2)": f"{rms:.2f}",
                     "winner": "yes" if law == best else "",
@@ -232,7 +238,7 @@ def law_tables(df: Any, cfg: Any) -> dict[str, list[dict[str, Any]]]:
 def fitted_constants(df: Any, crit: str, law_name: str, held_out_rms: str, level: float = 0.9) -> dict[str, Any]:
     """The entry of ``width_laws.FITTED`` for one criterion: law ``law_name`` fitted on every row of ``df``."""
     law = LAWS[law_name]
-    fit = fit_law(law, _observations(df, crit), level)
+    fit = fit_law(law, law_observations(df, crit), level)
     lo, hi = fit.intervals[0]
     return {
         "law": law_name,
