@@ -34,6 +34,7 @@ def theory_command(
     from ..core.kernels import ntk_lambda
     from ..core.resources import check_fits
     from ..core.theory import theorem_quantities
+    from ..core.validation import check_points_distinct, check_sphere_sample
 
     if lam is not None and data is not None:
         raise ValueError("--lambda and --data both given: lambda is computed from --data; give one of them")
@@ -44,6 +45,7 @@ def theory_command(
                 raise ValueError(
                     f"{flag} {given} does not match the data: X in {str(data)!r} has shape {X.shape}; omit {flag} with --data"
                 )
+        check_points_distinct(X, name=f"X in --data {str(data)!r}")
         n = X.shape[0]
     elif n is None:
         raise ValueError("--n is needed (the number of data points), unless --data gives them")
@@ -54,6 +56,7 @@ def theory_command(
                 f"lambda of n = {n} points (the n x n kernel H^cts and its eigenvalues)",
                 advice="give --lambda, or fewer points",
             )
+            check_sphere_sample(n, 16 if d is None else d, where=f" for --n {n} --d {d}")
             X = data_mod.sphere(n, 16 if d is None else d, seed=seed)
         lam = ntk_lambda(X)
         n = X.shape[0]

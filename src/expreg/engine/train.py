@@ -19,7 +19,7 @@ from ..core import streams
 from ..core.errors import CheckpointError
 from ..core.model import ExpNet
 from ..core.storage import load_npz, save_npz_atomic
-from ..core.validation import check_X_y
+from ..core.validation import check_points_distinct, check_X_y
 from . import descent
 from .communicator import Communicator
 from .descent import DIVERGENCE_FACTOR, History, ProgressFn, ResultFigures, resolve_lr
@@ -126,6 +126,7 @@ def train(
     started = time.perf_counter()
     settings = TrainOptions.merge(options, overrides, "train")
     Xn, yn = check_X_y(X, y, dtype=np.dtype(np.float64), d=net.d)
+    check_points_distinct(Xn, activation=net.spec.activation, action="warn")  # lambda = 0 named before any step
     shard = descent.Shard(net.spec, Xn, yn, net.W, net.a, Communicator())
 
     def make_result(W: Any, fields: dict[str, Any]) -> TrainResult:

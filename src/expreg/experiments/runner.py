@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 from ..core.backends import usable_cpus
 from ..core.progress import rich_bar
 from ..core.storage import write_json_atomic
-from .base import Task, execute_batch, get_experiment, make_tasks
+from .base import Task, check_inputs, execute_batch, make_tasks
 from .store import ResultStore
 
 ProgressFn = Callable[[int, int], None]
@@ -493,7 +493,8 @@ def run_experiment(
     analysis (``analysis.analyse``) is separate. ``executor_factory``
     replaces ``make_executor(jobs, scheduler)`` (e.g. a thread pool in tests).
     """
-    get_experiment(name)
+    tasks = make_tasks(name, config)
+    check_inputs(name, config, tasks)  # lambda = 0 named before anything is written
     directory = Path(out) / name
     store = ResultStore(directory)
     write_json_atomic(
@@ -505,7 +506,6 @@ def run_experiment(
             "config": config.model_dump(mode="json"),
         },
     )
-    tasks = make_tasks(name, config)
     store.compact()
     factory = executor_factory or (lambda: make_executor(jobs, scheduler))
     with sigterm_interrupts():
