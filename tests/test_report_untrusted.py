@@ -43,7 +43,9 @@ class Scripts(HTMLParser):
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    run_experiment("lazy", get_config("lazy", "tiny"), out, show_progress=False, executor_factory=lambda: ThreadPoolExecutor(2))
+    run_experiment(
+        "lazy", get_config("lazy", "tiny"), out, show_progress=False, executor_factory=lambda: ThreadPoolExecutor(2)
+    )
     build_report(out)
     return out
 
@@ -124,7 +126,15 @@ def test_a_figure_name_cannot_read_outside_the_results_directory(results, tmp_pa
         ({"config": {"d": "many"}}, "field 'config.d'"),
         ({"config": {"n": 7}}, "(the file was edited)"),
     ],
-    ids=["truncated", "not an object", "no experiment", "unknown field", "unknown experiment", "bad field", "hash mismatch"],
+    ids=[
+        "truncated",
+        "not an object",
+        "no experiment",
+        "unknown field",
+        "unknown experiment",
+        "bad field",
+        "hash mismatch",
+    ],
 )
 def test_config_json_is_checked_with_one_line_naming_file_and_field(results, content, message):
     path = results / "lazy" / "config.json"

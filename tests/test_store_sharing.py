@@ -106,7 +106,14 @@ def test_four_drivers_of_different_configurations_share_one_out(tmp_path: Path) 
 
 def _rows(keys):
     return [
-        {"key": k, "experiment": "x-v1", "config_hash": "h", "seed": i, "lam": 1.0114562593575738 + i, "wall_seconds": 0.1}
+        {
+            "key": k,
+            "experiment": "x-v1",
+            "config_hash": "h",
+            "seed": i,
+            "lam": 1.0114562593575738 + i,
+            "wall_seconds": 0.1,
+        }
         for i, k in enumerate(keys)
     ]
 
@@ -149,8 +156,17 @@ def test_a_flipped_bit_makes_expreg_report_fail_naming_the_file(tmp_path: Path) 
     table = out / "lazy" / "results.parquet"
     _flip_a_bit_in_the_data_of(table, "wall_seconds")
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from expreg.cli import main; sys.exit(main(sys.argv[1:]))", "report", str(out)],
-        env=ENV, capture_output=True, text=True, timeout=WAIT_S,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from expreg.cli import main; sys.exit(main(sys.argv[1:]))",
+            "report",
+            str(out),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert str(table) in "".join(proc.stderr.splitlines()) and "checksum" in proc.stderr.lower()
@@ -194,9 +210,14 @@ def test_an_extension_type_part_is_refused_without_running_its_pickle(tmp_path: 
     field = pa.field(
         "key",
         pa.string(),
-        metadata={b"ARROW:extension:name": b"arrow.py_extension_type", b"ARROW:extension:metadata": pickle.dumps(Payload())},
+        metadata={
+            b"ARROW:extension:name": b"arrow.py_extension_type",
+            b"ARROW:extension:metadata": pickle.dumps(Payload()),
+        },
     )
-    table = pa.table({"key": ["k"], "experiment": ["x"], "config_hash": ["h"], "seed": [0], "wall_seconds": [0.0], "v": [1.0]})
+    table = pa.table(
+        {"key": ["k"], "experiment": ["x"], "config_hash": ["h"], "seed": [0], "wall_seconds": [0.0], "v": [1.0]}
+    )
     table = table.cast(pa.schema([field, *list(table.schema)[1:]]))
     store = ResultStore(tmp_path / "lazy")
     crafted = store.parts_dir / "part-crafted.parquet"

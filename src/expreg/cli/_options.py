@@ -85,7 +85,6 @@ class RunOptions:
         (else ValueError). The out-of-ball warning is left to the training.
         """
         from ..core import data as data_mod
-
         from ..core.validation import check_points_distinct, check_sphere_sample
 
         if self.data is None:

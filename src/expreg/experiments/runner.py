@@ -113,7 +113,9 @@ def make_executor(jobs: int | None = None, scheduler: str | None = None) -> Exec
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     if jobs > cores:  # one process per run would start (10^6 processes): never faster than one per core
-        warnings.warn(f"jobs={jobs} is more than the {cores} usable cores; using {cores} worker processes", stacklevel=2)
+        warnings.warn(
+            f"jobs={jobs} is more than the {cores} usable cores; using {cores} worker processes", stacklevel=2
+        )
         jobs = cores
     from .worker import init_worker
 
@@ -238,7 +240,9 @@ class _Sweep:
     """One ``run_tasks`` call, in named steps: ``_round`` (an executor), ``_submit``, ``_collect``, ``_record``,
     ``_interrupt`` and ``_finish`` (the failures and the runs still missing after the retries)."""
 
-    def __init__(self, tasks: list[Task], store: ResultStore, *, max_attempts: int, flush_s: float, batch_s: float) -> None:
+    def __init__(
+        self, tasks: list[Task], store: ResultStore, *, max_attempts: int, flush_s: float, batch_s: float
+    ) -> None:
         unique: dict[str, Task] = {}
         for t in tasks:
             unique.setdefault(t.key, t)
