@@ -33,9 +33,11 @@ def theory_command(
     from ..core import data as data_mod
     from ..core.kernels import ntk_lambda
     from ..core.resources import check_fits
-    from ..core.theory import theorem_quantities
+    from ..core.theory import check_lambda, theorem_quantities
     from ..core.validation import check_points_distinct, check_sphere_sample
 
+    if lam is not None:
+        check_lambda(lam, "--lambda")
     if lam is not None and data is not None:
         raise ValueError("--lambda and --data both given: lambda is computed from --data; give one of them")
     if data is not None:

@@ -121,20 +121,6 @@ def check_X_y(
     return Xa, check_y(y, Xa.shape[0], dtype=dtype or Xa.dtype)
 
 
-def check_distinct(X: np.ndarray) -> None:
-    """Raise if two rows of X coincide or a row is zero: then lambda = 0 (docs/theory.md section 3)."""
-    if (np.linalg.norm(X, axis=1) == 0).any():
-        raise ValueError(
-            "X has a zero row; H^cts is singular (lambda = 0). Remove zero inputs before asking for lambda"
-        )
-    _, idx, counts = np.unique(X, axis=0, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        rows = sorted(idx[counts > 1].tolist())[:5]
-        raise ValueError(
-            f"X has duplicate rows (first at rows {rows}); H^cts is singular (lambda = 0). Remove duplicates before asking for lambda"
-        )
-
-
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """An integer >= minimum (bools rejected)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
