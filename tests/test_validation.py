@@ -215,3 +215,38 @@ def test_number_check_messages_show_numpy_scalars_as_numbers() -> None:
 def test_check_y_names_the_argument() -> None:
     with pytest.raises(ValueError, match=r"targets has 2 entries but X has n = 3"):
         check_y(np.zeros(2), 3, name="targets")
+
+
+# --- issue 19: sparse inputs and hand-made weights -------------------------------------------------
+
+
+def test_a_sparse_matrix_is_named_and_told_to_densify() -> None:
+    import scipy.sparse
+
+    X = scipy.sparse.csr_matrix(GOOD_X)
+    with pytest.raises(TypeError, match=r"X is a scipy.sparse matrix \(csr_matrix, shape \(\d+, 3\)\).*X.toarray\(\)"):
+        ExpNet.init(3, 4, seed=0).predict(X)
+    np.testing.assert_array_equal(ExpNet.init(3, 4, seed=0).predict(X.toarray()), ExpNet.init(3, 4, seed=0).predict(GOOD_X))
+
+
+@pytest.mark.parametrize(
+    "W, a, message",
+    [
+        (np.array([[np.nan, 0.0], [0.0, 0.0]]), np.ones(2), "W contains NaN or inf"),
+        (np.zeros((2, 2)), np.array([1.0, np.inf]), "a contains NaN or inf"),
+        (np.zeros(3), np.ones(3), r"W must be a 2-D array \(d, m\) with d, m >= 1, got shape \(3,\)"),
+        (np.zeros((2, 2)), np.ones(3), r"a must be 1-D with m = 2 entries"),
+    ],
+)
+def test_from_weights_refuses_bad_weights(W, a, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ExpNet.from_weights(W, a)
+
+
+def test_from_weights_takes_lists_as_arrays() -> None:
+    W, a = [[0.1, -0.2], [0.3, 0.4]], [1.0, -1.0]
+    net = ExpNet.from_weights(W, a)
+    x = np.array([[0.5, 0.5]])
+    # F(W, x) = sum_r a_r exp(<w_r, x>) with s = 1 (scaling "none"): the closed form
+    expected = np.exp(0.5 * 0.1 + 0.5 * 0.3) - np.exp(0.5 * -0.2 + 0.5 * 0.4)
+    assert net.predict(x)[0] == pytest.approx(expected, rel=1e-12)

@@ -27,6 +27,11 @@ def _as_float_array(value: Any, name: str, dtype: DTypeLike | None) -> np.ndarra
     Finiteness is checked before the cast, so a value that does not fit the
     target dtype (e.g. 1e39 into float32) is reported as such, not as NaN.
     """
+    if type(value).__module__.startswith("scipy.sparse"):  # np.asarray would make a 0-d object array of it
+        raise TypeError(
+            f"{name} is a scipy.sparse matrix ({type(value).__name__}, shape {value.shape}); expreg works with dense "
+            f"arrays: pass {name}.toarray()"
+        )
     value = host_array(value)
     try:
         arr = np.asarray(value)
