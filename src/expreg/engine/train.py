@@ -18,7 +18,7 @@ import numpy as np
 from ..core import streams
 from ..core.errors import CheckpointError
 from ..core.model import ExpNet
-from ..core.storage import load_npz, save_npz_atomic
+from ..core.storage import load_npz, remove_temporaries, save_npz_atomic
 from ..core.validation import check_points_distinct, check_X_y
 from . import descent
 from .communicator import Communicator
@@ -163,7 +163,11 @@ class _FileCheckpoint:
         return str(self.path)
 
     def resume(self) -> tuple[Any, History, int] | None:
-        """W, history and step of the checkpoint ``save`` wrote for this run, or None when there is none."""
+        """W, history and step of the checkpoint ``save`` wrote for this run, or None when there is none.
+
+        First removes the temporary files that killed writes of this checkpoint left (``.NAME.*.tmp``).
+        """
+        remove_temporaries(self.path)
         if not self.path.exists():
             return None
         path, net = self.path, self.net
