@@ -80,9 +80,10 @@ def _config(tmp_path: Path, seeds: list[int]) -> Path:
     return path
 
 
+@pytest.mark.timeout(900)  # eight driver processes on a loaded 2-core machine
 def test_four_drivers_of_different_configurations_share_one_out(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    configs = [_config(tmp_path, [3 * k, 3 * k + 1, 3 * k + 2]) for k in range(4)]
+    configs = [_config(tmp_path, [2 * k, 2 * k + 1]) for k in range(4)]
     expected = set()
     for cfg in configs:
         expected |= {t.key for t in make_tasks("lazy", get_config("lazy", config_file=cfg))}
@@ -263,3 +264,36 @@ def test_a_results_directory_with_a_non_utf8_name(tmp_path: Path) -> None:
     assert store.done_keys() == {"a", "b"}
     store.compact()
     assert sorted(store.read().key) == ["a", "b"]
+
+
+def test_expreg_run_and_report_in_a_non_utf8_directory(tmp_path: Path) -> None:
+    out = os.fsencode(tmp_path) + b"/caf\xe9-out"  # Latin-1 bytes: not UTF-8
+    try:
+        os.mkdir(out)
+    except OSError:
+        pytest.skip("this file system refuses non-UTF-8 names")
+    cli = "import sys; from expreg.cli import main; sys.exit(main(sys.argv[1:]))"
+    config = str(_config(tmp_path, [0]))
+    for _ in range(2):  # computed, then resumed: the part files written are read back
+        proc = subprocess.run(
+            [
+                sys.executable.encode(),
+                b"-c",
+                cli.encode(),
+                b"run",
+                b"lazy",
+                b"--config",
+                config.encode(),
+                b"--out",
+                out,
+                b"--quiet",
+                b"--jobs",
+                b"1",
+            ],
+            env=ENV,
+            capture_output=True,
+            timeout=WAIT_S,
+        )
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b" 0 runs done now, 4 already in the table" in proc.stdout
+    assert os.path.exists(out + b"/report.html") and len(ResultStore(os.fsdecode(out) + "/lazy").read()) == 4
