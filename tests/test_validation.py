@@ -15,8 +15,8 @@ import pytest
 from expreg import ExpNet, InputOutsideUnitBallWarning, kernels, train
 from expreg.core.data import sphere
 from expreg.core.validation import (
-    check_points_distinct,
     check_nonnegative,
+    check_points_distinct,
     check_positive,
     check_positive_int,
     check_probability,
@@ -226,7 +226,9 @@ def test_a_sparse_matrix_is_named_and_told_to_densify() -> None:
     X = scipy.sparse.csr_matrix(GOOD_X)
     with pytest.raises(TypeError, match=r"X is a scipy.sparse matrix \(csr_matrix, shape \(\d+, 3\)\).*X.toarray\(\)"):
         ExpNet.init(3, 4, seed=0).predict(X)
-    np.testing.assert_array_equal(ExpNet.init(3, 4, seed=0).predict(X.toarray()), ExpNet.init(3, 4, seed=0).predict(GOOD_X))
+    np.testing.assert_array_equal(
+        ExpNet.init(3, 4, seed=0).predict(X.toarray()), ExpNet.init(3, 4, seed=0).predict(GOOD_X)
+    )
 
 
 @pytest.mark.parametrize(

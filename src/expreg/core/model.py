@@ -482,7 +482,9 @@ def _checked_weights(be: Backend, W: Any, a: Any) -> tuple[Any, Any]:
     if len(W.shape) != 2 or 0 in tuple(W.shape):
         raise ValueError(f"W must be a 2-D array (d, m) with d, m >= 1, got shape {tuple(W.shape)}")
     if tuple(a.shape) != (W.shape[1],):
-        raise ValueError(f"a must be 1-D with m = {W.shape[1]} entries (one per column of W), got shape {tuple(a.shape)}")
+        raise ValueError(
+            f"a must be 1-D with m = {W.shape[1]} entries (one per column of W), got shape {tuple(a.shape)}"
+        )
     for name, x in (("W", W), ("a", a)):
         if not be.all_finite(be.asarray(x, canonical_dtype(be.dtype_of(x) if hasattr(x, "dtype") else np.float64))):
             raise ValueError(f"{name} contains NaN or inf; give finite weights")

@@ -35,7 +35,9 @@ def weight_bound(m: float, n: float, delta: float) -> float:
     With probability 1 - delta/3, ``|<w_r(0), x_i>| <= B`` for all r, i when
     ||x_i|| <= 1 (Gaussian tail plus a union bound over m n pairs).
     """
-    return _weight_bound_log(math.log(check_positive(m, "m")), check_positive(n, "n"), check_probability(delta, "delta"))
+    return _weight_bound_log(
+        math.log(check_positive(m, "m")), check_positive(n, "n"), check_probability(delta, "delta")
+    )
 
 
 def _weight_bound_log(log_m: float, n: float, delta: float) -> float:

@@ -92,7 +92,8 @@ class DaskExecutor(Executor):
             raise ValueError(
                 f"scheduler={address!r}: could not connect to the Dask scheduler ({exc}); check the address and that it is running"
             ) from exc
-        self._address, self._lost_timeout_s, self._lost_since = address, float(lost_timeout_s), None
+        self._address, self._lost_timeout_s = address, float(lost_timeout_s)
+        self._lost_since: float | None = None
         self._log_filter = _OneLineLogs()
         logging.getLogger("distributed.client").addFilter(self._log_filter)
         self._inner = self._client.get_executor(pure=False)  # each submit is its own task, even for equal arguments
@@ -131,7 +132,8 @@ class DaskExecutor(Executor):
             self._lost_since = None
             return
         now = time.monotonic()
-        self._lost_since = now if self._lost_since is None else self._lost_since
+        if self._lost_since is None:
+            self._lost_since = now
         if now - self._lost_since >= self._lost_timeout_s:
             raise SchedulerLostError(
                 f"lost the Dask scheduler at {self._address} (no answer for {self._lost_timeout_s:g} s); the finished "

@@ -93,6 +93,43 @@ def _up_to_date(d: Path) -> dict[str, Any] | None:
     return s
 
 
+def _section_html(d: Path, s: dict[str, Any]) -> str:
+    """One experiment's part of report.html: every text from its files escaped (quotes too: attribute values)."""
+    e = html.escape
+    parts = [
+        f"<h2 id='{e(d.name)}'>{e(str(s['versioned_name']))}</h2><p>{e(str(s['description']))} "
+        f"({int(s['runs'])} runs, {float(s['cpu_seconds']):.0f} CPU s, configuration {e(str(s['config_hash']))})</p>",
+        "<dl class='h'>"
+        + "".join(f"<dt>{e(str(k))}</dt><dd>{e(str(v))}</dd>" for k, v in s["headline"].items())
+        + "</dl>",
+    ]
+    for stem in s["figures"]:
+        data = base64.b64encode(figure_path(d, stem).read_bytes()).decode()
+        parts.append(
+            f"<figure><img alt='{e(stem)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{e(stem)} (SVG: {e(d.name)}/figures/{e(stem)}.svg)</figcaption></figure>"
+        )
+    parts += [f"<h3>{e(str(title))}</h3>" + _html_table(rows) for title, rows in s.get("tables", {}).items()]
+    parts += [f"<p><small>{e(str(note))}</small></p>" for note in s.get("notes", [])]
+    parts.append(
+        f"<details><summary>configuration</summary><pre>{e(json.dumps(s['config'], indent=1))}</pre></details>"
+    )
+    return "\n".join(parts)
+
+
+def _section_md(d: Path, s: dict[str, Any]) -> str:
+    """One experiment's part of report.md (angle brackets escaped: Markdown renders raw HTML)."""
+    parts = [
+        f"\n## {_md(s['versioned_name'])}\n\n{_md(s['description'])} ({int(s['runs'])} runs, "
+        f"configuration `{_md(s['config_hash'])}`)\n",
+        "\n" + "".join(f"- **{_md(k)}** {_md(v)}\n" for k, v in s["headline"].items()),
+    ]
+    parts += [f"\n![{_md(stem)}]({d.name}/figures/{_md(stem)}.png)\n" for stem in s["figures"]]
+    parts += [f"\n### {_md(title)}\n\n" + _md_table(rows) for title, rows in s.get("tables", {}).items()]
+    parts += [f"\n_{_md(note)}_\n" for note in s.get("notes", [])]
+    return "".join(parts)
+
+
 def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Path, Path, list[dict[str, Any]]]:
     """Write ``report.html`` and ``report.md`` in ``out``; return their paths and the summaries.
 
@@ -129,37 +166,8 @@ def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Pa
         parts_html.append(f"<p>No finished runs yet: {html.escape(', '.join(pending))}.</p>")
         parts_md.append(f"\nNo finished runs yet: {', '.join(pending)}.\n")
     for d, s in zip(dirs, summaries, strict=True):
-        e = html.escape  # every text from a file is escaped (quotes too: attribute values)
-        parts_html.append(
-            f"<h2 id='{e(d.name)}'>{e(str(s['versioned_name']))}</h2><p>{e(str(s['description']))} "
-            f"({int(s['runs'])} runs, {float(s['cpu_seconds']):.0f} CPU s, configuration {e(str(s['config_hash']))})</p>"
-        )
-        parts_md.append(
-            f"\n## {_md(s['versioned_name'])}\n\n{_md(s['description'])} ({int(s['runs'])} runs, "
-            f"configuration `{_md(s['config_hash'])}`)\n"
-        )
-        parts_html.append(
-            "<dl class='h'>"
-            + "".join(f"<dt>{e(str(k))}</dt><dd>{e(str(v))}</dd>" for k, v in s["headline"].items())
-            + "</dl>"
-        )
-        parts_md.append("\n" + "".join(f"- **{_md(k)}** {_md(v)}\n" for k, v in s["headline"].items()))
-        for stem in s["figures"]:
-            data = base64.b64encode(figure_path(d, stem).read_bytes()).decode()
-            parts_html.append(
-                f"<figure><img alt='{e(stem)}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{e(stem)} (SVG: {e(d.name)}/figures/{e(stem)}.svg)</figcaption></figure>"
-            )
-            parts_md.append(f"\n![{_md(stem)}]({d.name}/figures/{_md(stem)}.png)\n")
-        for title, rows in s.get("tables", {}).items():
-            parts_html.append(f"<h3>{e(str(title))}</h3>" + _html_table(rows))
-            parts_md.append(f"\n### {_md(title)}\n\n" + _md_table(rows))
-        for note in s.get("notes", []):
-            parts_html.append(f"<p><small>{e(str(note))}</small></p>")
-            parts_md.append(f"\n_{_md(note)}_\n")
-        parts_html.append(
-            f"<details><summary>configuration</summary><pre>{e(json.dumps(s['config'], indent=1))}</pre></details>"
-        )
+        parts_html.append(_section_html(d, s))
+        parts_md.append(_section_md(d, s))
     parts_html.append("</body></html>")
     html_path, md_path = out / "report.html", out / "report.md"
     with atomic_open(html_path, "w") as fh:

@@ -348,7 +348,7 @@ class _Sweep:
     def _finish(self, tasks: list[Task], max_retries: int) -> SweepResult:
         """The result, or SweepError for failed or missing runs (the failures listed in a JSON file beside the table)."""
         listing = _failures_path(self.store, tasks)
-        if self.result.failures:
+        if self.result.failures and listing is not None:
             write_json_atomic(listing, {"failures": self.result.failures})
             first = next(iter(self.result.failures.values()))
             raise SweepError(
@@ -392,21 +392,18 @@ def run_tasks(
         Called once per round; a round ends when every submitted future is
         done (or the executor broke).
     max_retries : int
-        Extra rounds after the first for tasks lost to a broken executor or
-        to an exception.
+        Extra rounds after the first for tasks lost to a broken executor or to an exception.
     max_attempts : int
-        Times a task that raised is run before it counts as failed. A
-        second attempt absorbs transient errors of a cluster (a worker lost
-        while its result was in transit); a deterministic error fails again
-        and is reported with its last message.
+        Times a task that raised is run before it counts as failed: a second
+        attempt absorbs a cluster's transient errors (a worker lost while its
+        result was in transit); a deterministic error fails again.
     progress : callable (done, total), optional
         Called with runs done (skipped ones included) out of the total.
     on_executor : callable, optional
         Called with each new executor.
     flush_s : float
-        Finished rows are written together, one part file at most every
-        ``flush_s`` seconds (0: one per run), and always before returning
-        or raising (``_RowWriter``).
+        Finished rows are written together, one part file at most every ``flush_s``
+        seconds (0: one per run), and always before returning or raising (``_RowWriter``).
     batch_s : float
         Small runs travel together: each submission (``execute_batch``)
         carries about ``batch_s`` seconds of runs, judged from the runs
@@ -424,8 +421,7 @@ def run_tasks(
         written, the pool's workers killed (runs in progress are lost and
         run again next time); run the same sweep again to resume.
     Exception
-        What an executor's ``check()`` raises (a lost Dask scheduler:
-        ``dask_executor.SchedulerLostError``), after the finished rows are written.
+        What an executor's ``check()`` raises (``dask_executor.SchedulerLostError``), rows written first.
     """
     sweep = _Sweep(tasks, store, max_attempts=max_attempts, flush_s=flush_s, batch_s=batch_s)
     sweep.progress = progress
