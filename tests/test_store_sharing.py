@@ -225,7 +225,7 @@ def test_an_extension_type_part_is_refused_without_running_its_pickle(tmp_path: 
     _write_foreign(crafted, table)
     # refused by our schema check, or before it by pyarrow >= 14.0.1 itself ("pickle-based deserialization of
     # pyarrow.PyExtensionType subclasses is disabled"): either way the file is named and its pickle never runs
-    with pytest.raises(CheckpointError, match="extension type|PyExtensionType") as info:
+    with pytest.raises(CheckpointError, match=r"extension type|PyExtensionType") as info:
         store.done_keys()
     assert str(crafted) in str(info.value)
     assert not marker.exists()

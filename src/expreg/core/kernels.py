@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from . import ops
+from . import gram
 from .activations import Activation, get_activation
 from .eigen import (  # re-exported: the kernels' eigenvalues live in eigen
     extreme_eigenvalues as extreme_eigenvalues,
@@ -109,7 +109,7 @@ def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
     Xn = check_X(X, dtype=net.dtype, d=net.d)
     Xb = be.asarray(Xn, net.dtype)
     with overflow_checked():
-        H = ops.gram(be, net.act, Xb, net.W, net.s, a=net.a, block=net.block)
+        H = gram.gram(be, net.act, Xb, net.W, net.s, a=net.a, block=net.block)
     if average:
         H /= net.m * net.s**2
     return H
@@ -178,9 +178,9 @@ def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajecto
     >>> traj([0, 1, 2]).tolist()
     [[1.0, 1.0], [0.5, 0.5], [0.25, 0.25]]
     """
-    from .eigen import _square
+    from .validation import check_square
 
-    H = _square(H)
+    H = check_square(H)
     r0 = np.asarray(r0, dtype=np.float64)
     if r0.shape != (H.shape[0],) or not np.isfinite(r0).all():
         raise ValueError(

@@ -273,3 +273,15 @@ def check_sphere_sample(n: int, d: int, *, where: str = "") -> None:
             f"n = {n} points drawn on it coincide; use d >= 2 (or n <= 2)",
             groups=[],
         )
+
+
+def check_square(H: Any, name: str = "H") -> np.ndarray:
+    """``H`` as a float64 non-empty square matrix with finite entries, or a ValueError naming ``name``."""
+    A = np.asarray(H, dtype=np.float64)
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty square matrix, got shape {A.shape}")
+    if not np.isfinite(A).all():
+        raise ValueError(
+            f"{name} contains NaN or inf ({int((~np.isfinite(A)).sum())} entries); its eigenvalues are undefined"
+        )
+    return A
