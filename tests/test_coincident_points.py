@@ -53,7 +53,9 @@ def test_the_points_named_are_those_that_make_the_kernel_singular(activation: st
 def test_d_equal_1_on_the_sphere_coincides_as_the_kernel_says() -> None:
     X = np.array([[1.0], [-1.0], [1.0], [-1.0]])
     assert coincident_points(X) == [[0, 2], [1, 3]] and abs(_lam(X)) < 1e-12
-    with pytest.raises(CoincidentPointsError, match=r"rows 0, 2 of X coincide \(1 more such group\)") as info:
+    with pytest.raises(
+        CoincidentPointsError, match=r"rows 0, 2 of X coincide \(1 more group of coincident points\)"
+    ) as info:
         check_points_distinct(X)
     assert info.value.groups == [[0, 2], [1, 3]]
 

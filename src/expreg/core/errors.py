@@ -56,8 +56,8 @@ class CoincidentPointsError(ExpregError, ValueError):
     Attributes
     ----------
     groups : list of list of int
-        Indices of the points that coincide, one list per group (a zero
-        point is a group of one).
+        Indices of the points that coincide, one list per group (the zero
+        points, if any, are the first group).
     """
 
     def __init__(self, message: str, *, groups: list[list[int]]) -> None:

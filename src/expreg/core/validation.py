@@ -186,7 +186,7 @@ COINCIDENCE_DECIMALS = 12
 def coincident_points(X: Any, *, scale_free: bool = False) -> list[list[int]]:
     """Groups of rows of ``X`` (n, d) that make H^cts singular (lambda = 0; docs/theory.md section 3).
 
-    A zero row is a group of one; rows equal to ``COINCIDENCE_DECIMALS``
+    The zero rows are one group (first); rows equal to ``COINCIDENCE_DECIMALS``
     decimals (of the largest norm) form a group; with ``scale_free`` (a
     positively homogeneous activation: relu) rows with the same direction
     do too. Sorting, not pairwise distances: O(n d log n).
@@ -195,17 +195,16 @@ def coincident_points(X: Any, *, scale_free: bool = False) -> list[list[int]]:
     norms = np.linalg.norm(A, axis=1)
     top = float(norms.max()) if A.size else 0.0
     zero = norms <= top * 10.0**-COINCIDENCE_DECIMALS
-    groups: list[list[int]] = [[int(i)] for i in np.flatnonzero(zero)]
+    zeros = [[int(i) for i in np.flatnonzero(zero)]] if zero.any() else []
     keep = np.flatnonzero(~zero)
     if len(keep) < 2:
-        return groups
+        return zeros
     B = A[keep] / (norms[keep, None] if scale_free else top)
     rounded = np.round(B, COINCIDENCE_DECIMALS) + 0.0  # + 0.0: -0.0 and 0.0 alike
     _, inverse, counts = np.unique(rounded, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
-    for label in np.flatnonzero(counts > 1):
-        groups.append([int(i) for i in keep[inverse == label]])
-    return sorted(groups)
+    same = [[int(i) for i in keep[inverse == label]] for label in np.flatnonzero(counts > 1)]
+    return zeros + sorted(same)
 
 
 def check_points_distinct(X: Any, *, activation: str = "exp", name: str = "X", action: str = "raise") -> None:
@@ -233,7 +232,8 @@ def check_points_distinct(X: Any, *, activation: str = "exp", name: str = "X", a
     groups = coincident_points(X, scale_free=scale_free)
     if not groups:
         return
-    message = _coincidence_message(groups, name, activation if scale_free else None)
+    zero_first = not np.linalg.norm(np.asarray(X, dtype=np.float64)[groups[0][0]]) > 0
+    message = _coincidence_message(groups, name, activation if scale_free else None, zero_first)
     if action == "warn":
         warnings.warn(message, CoincidentPointsWarning, stacklevel=3)
         return
@@ -244,15 +244,25 @@ class CoincidentPointsWarning(UserWarning):
     """Inputs with lambda = lambda_min(H^cts) = 0 (``check_points_distinct`` with action="warn")."""
 
 
-def _coincidence_message(groups: list[list[int]], name: str, scale_free_activation: str | None) -> str:
+def _coincidence_message(
+    groups: list[list[int]], name: str, scale_free_activation: str | None, zero_first: bool
+) -> str:
     first = groups[0]
-    if len(first) == 1:
-        what = f"row {first[0]} of {name} is zero"
+    if zero_first:
+        what = (
+            f"row {first[0]} of {name} is zero"
+            if len(first) == 1
+            else f"rows {', '.join(map(str, first[:5]))} of {name} are zero"
+        )
     elif scale_free_activation:
         what = f"rows {', '.join(map(str, first[:5]))} of {name} lie on one ray from the origin ({scale_free_activation} sees only directions)"
     else:
         what = f"rows {', '.join(map(str, first[:5]))} of {name} coincide"
-    more = f" ({len(groups) - 1} more such group{'s' if len(groups) > 2 else ''})" if len(groups) > 1 else ""
+    more = (
+        f" ({len(groups) - 1} more group{'s' if len(groups) > 2 else ''} of coincident points)"
+        if len(groups) > 1
+        else ""
+    )
     return (
         f"lambda = lambda_min(H^cts) is 0: {what}{more}; remove the duplicate or zero rows "
         "(e.g. numpy.unique(X, axis=0), averaging their labels) or add a feature that tells them apart"
