@@ -241,7 +241,14 @@ class _Sweep:
     ``_interrupt`` and ``_finish`` (the failures and the runs still missing after the retries)."""
 
     def __init__(
-        self, tasks: list[Task], store: ResultStore, *, max_attempts: int, flush_s: float, batch_s: float
+        self,
+        tasks: list[Task],
+        store: ResultStore,
+        *,
+        max_attempts: int,
+        flush_s: float,
+        batch_s: float,
+        progress: ProgressFn | None = None,
     ) -> None:
         unique: dict[str, Task] = {}
         for t in tasks:
@@ -253,7 +260,7 @@ class _Sweep:
         self.attempts: dict[str, int] = {}
         self.writer = _RowWriter(store, flush_s)
         self.sizer = _BatchSizer(batch_s)
-        self.progress: ProgressFn | None = None
+        self.progress = progress
 
     def _report(self) -> None:
         if self.progress:
@@ -423,8 +430,7 @@ def run_tasks(
     Exception
         What an executor's ``check()`` raises (``dask_executor.SchedulerLostError``), rows written first.
     """
-    sweep = _Sweep(tasks, store, max_attempts=max_attempts, flush_s=flush_s, batch_s=batch_s)
-    sweep.progress = progress
+    sweep = _Sweep(tasks, store, max_attempts=max_attempts, flush_s=flush_s, batch_s=batch_s, progress=progress)
     if progress:
         progress(sweep.result.skipped, sweep.total)
     while sweep.pending and sweep.result.rounds <= max_retries:
