@@ -109,3 +109,12 @@ def test_every_experiment_refuses_d_1_before_any_run(tmp_path: Path, experiment:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert f"is 0 for the {experiment} experiment's n = " in proc.stderr and "d = 1" in proc.stderr
     assert not (out / experiment).exists()  # before any work: nothing written
+
+
+def test_attention_cross_tasks_in_d_1_are_not_refused() -> None:
+    """Its cross pairing draws queries and keys that need no lambda > 0 (its own check replaces the sphere rule)."""
+    from expreg.experiments import get_config, make_tasks
+    from expreg.experiments.base import check_inputs
+
+    cfg = get_config("attention", "tiny").model_copy(update={"ds": [1]})
+    check_inputs("attention", cfg, make_tasks("attention", cfg))  # no error
