@@ -111,6 +111,21 @@ class Made:
         self.blas_controller: Any = None
 
 
+class TuningState:
+    """The speed choices in use (``calibrate``): a ``tuning.Tuning`` once chosen, None before.
+
+    Attributes
+    ----------
+    chosen : tuning.Tuning or None
+        Read from the cache, measured, or the default (``EXPREG_CALIBRATE=0``);
+        ``calibrate.forget()`` sets it back to None.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.chosen: Any = None
+
+
 class Kept:
     """The buffers kept between calls, by kind, and the compiled kernels' state; ``clear`` frees the buffers.
 
@@ -126,11 +141,14 @@ class Kept:
         ``fastpath``'s kernels (``compiled.reset()`` forgets them).
     made : Made
         Backends and the BLAS controller, made once per process.
+    tuning : TuningState
+        The speed choices of the NumPy backend (``calibrate``).
     """
 
     def __init__(self) -> None:
         self.compiled = CompiledState()
         self.made = Made()
+        self.tuning = TuningState()
         self.workspaces: KeptForReuse[Hashable, Any] = KeptForReuse(WORKSPACES_KEPT)
         self.gram_blocks: KeptForReuse[Hashable, Any] = KeptForReuse(GRAM_BLOCKS_KEPT)
         self.gram_sums: KeptForReuse[Hashable, Any] = KeptForReuse(GRAM_SUMS_KEPT)
