@@ -64,7 +64,19 @@ CAL_N, CAL_D, CAL_M = 512, 32, 8192
 #: Timed repetitions of each candidate (the best is kept).
 REPS = 5
 #: The ISA extensions named in ``machine_identity`` (those present on the CPU).
-ISA_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile", "avx2", "fma", "avx", "asimd", "sve")
+ISA_FLAGS = (
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "avx2",
+    "fma",
+    "avx",
+    "asimd",
+    "sve",
+)
 #: Version of the cache file's layout.
 CACHE_FORMAT = 1
 
