@@ -189,7 +189,7 @@ def test_a_cache_with_a_lying_choice_is_refused(fresh) -> None:  # type: ignore[
 
 
 def test_an_unwritable_cache_warns_and_still_chooses(fresh, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    calls, fake, tmp_path = fresh
+    _calls, fake, tmp_path = fresh
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # a file where the directory should be

@@ -26,10 +26,7 @@ def calibrate_command(
     """
     from ..core import calibrate
 
-    if calibrate.disabled() or show:
-        tuning = calibrate.current()
-    else:
-        tuning = calibrate.recalibrate()
+    tuning = calibrate.current() if calibrate.disabled() or show else calibrate.recalibrate()
     identity = calibrate.machine_identity()
     report: dict[str, Any] = {
         "enabled": not calibrate.disabled(),

@@ -90,13 +90,15 @@ def disabled() -> bool:
 def current() -> Tuning:
     """The tuning in use: kept in ``reuse.KEPT.tuning``, else cached for this machine, else measured (and cached)."""
     state = KEPT.tuning
-    chosen = state.chosen
+    chosen: Tuning | None = state.chosen
     if chosen is not None:
-        return chosen  # type: ignore[no-any-return]
+        return chosen
     with state.lock:
         if state.chosen is None:
             state.chosen = _choose()
-        return state.chosen  # type: ignore[no-any-return]
+        chosen = state.chosen
+    assert chosen is not None
+    return chosen
 
 
 def use(tuning: Tuning | None) -> None:
@@ -261,7 +263,7 @@ def blas_kernels(only_numpy: bool = True) -> list[dict[str, Any]]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return []
-    keys = ("internal_api", "version", "architecture", "filepath")
+    keys: tuple[str, ...] = ("internal_api", "version", "architecture", "filepath")
     libs = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
     if only_numpy:
         libs = [lib for lib in libs if "numpy" in str(lib.get("filepath", ""))]
