@@ -276,13 +276,16 @@ def cpu_slug(machine: dict[str, Any]) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "unknown-cpu"
 
 
-def write_cpu_markdown(path: str, slug: str, block: str) -> None:
-    """Replace (or add) the section of ``slug``'s CPU in RESULTS.md, keeping other CPUs' sections and the foreign ones."""
+def write_cpu_markdown(path: str, slug: str, block: str, kind: str = "cpu-table") -> None:
+    """Replace (or add) the section of ``slug``'s CPU in RESULTS.md, keeping other CPUs' sections and the foreign ones.
+
+    ``kind`` names the section's markers: "cpu-table" (this script's tables), "profile" (``profile_step.py``).
+    """
     from expreg.core.storage import atomic_open
 
     target = Path(path)
     old = target.read_text() if target.exists() else report.HEADER
-    begin, end = f"<!-- cpu-table: {slug} -->", f"<!-- /cpu-table: {slug} -->"
+    begin, end = f"<!-- {kind}: {slug} -->", f"<!-- /{kind}: {slug} -->"
     section = f"{begin}\n{block.strip()}\n{end}\n"
     if begin in old and end in old:
         new = old[: old.index(begin)] + section + old[old.index(end) + len(end) :].lstrip("\n")

@@ -37,3 +37,18 @@ def test_a_second_cpu_gets_its_own_section_and_a_rerun_replaces_only_its_own(tmp
     for before in tables[:-1]:
         caption = [line for line in before.splitlines() if line.startswith("On ")][-1]
         assert "Intel(R) Xeon(R) Processor" in caption and "avx512f" in caption and "SkylakeX" in caption
+
+
+def test_profile_step_records_its_cpu_section(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import profile_step
+
+    monkeypatch.setenv("EXPREG_CALIBRATE", "0")
+    md = tmp_path / "RESULTS.md"
+    md.write_text(report.HEADER)
+    out = profile_step.main(["--shapes", "64,4,512", "--reps", "1", "--md", str(md), "--tuning", "gemm=numpy"])
+    (row,) = out["rows"]
+    assert set(row["ms"]) == {"forward GEMM", "exp", "backward GEMM", "reductions", "step"}
+    assert row["block"] <= 512 and row["activation_mib"] == 64 * 512 * 4 / 2**20
+    slug = run_all.cpu_slug(out["machine"])
+    text = md.read_text()
+    assert f"<!-- profile: {slug} -->" in text and report.cpu_line(out["machine"]) in text
