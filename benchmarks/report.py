@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from limits import limit_ms
@@ -76,6 +77,25 @@ def _limit(results: dict[str, Any], n: int, d: int, m: int, dtype: str) -> float
     if dtype not in lim:
         return None
     return limit_ms(n, d, m, lim[dtype]["gemm_best"], lim[dtype]["exp_best"])
+
+
+def this_cpu() -> dict[str, Any]:
+    """This machine's CPU: model, usable cores, ISA extensions, every BLAS loaded with its kernels (threadpoolctl)."""
+    from expreg.core import calibrate
+
+    identity = calibrate.machine_identity()
+    return {
+        "cpu": identity["cpu"],
+        "cores": identity["cpus"],
+        "isa": identity["isa"],
+        "blas": calibrate.blas_kernels(only_numpy=False),
+    }
+
+
+def cpu_slug(machine: dict[str, Any]) -> str:
+    """The CPU's model as a file-name slug: "AMD EPYC" -> "amd-epyc", "Intel(R) Xeon(R) Processor" -> "intel-xeon"."""
+    name = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b", " ", str(machine.get("cpu", "unknown cpu")).lower())
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "unknown-cpu"
 
 
 def cpu_line(mi: dict[str, Any]) -> str:

@@ -36,10 +36,10 @@ ISA extensions and the BLAS kernels (threadpoolctl), and the speed choices
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -114,20 +114,10 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     """CPU model, ISA extensions, BLAS kernels, the calibrated choices, cores and library versions; on a GPU also ``gpu_info``."""
     from expreg.core import calibrate
 
-    info: dict[str, Any] = {"python": platform.python_version(), "cores": len(os.sched_getaffinity(0))}
-    identity = calibrate.machine_identity()
-    info["isa"] = identity["isa"]
-    info["blas"] = calibrate.blas_kernels(only_numpy=False)
+    info: dict[str, Any] = {"python": platform.python_version(), **report.this_cpu()}
     info["tuning"] = calibrate.current().as_dict()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
+    with contextlib.suppress(OSError, ValueError):
         info["mem_total_gib"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except OSError:
-        pass
     from importlib.metadata import PackageNotFoundError, version
 
     for pkg in ("numpy", "numba", "torch", "jax", "jaxlib", "expreg"):
@@ -270,10 +260,8 @@ FOREIGN_SECTIONS = (
 FOREIGN_CUDA_SECTIONS = ("\n## Scale-out\n",)
 
 
-def cpu_slug(machine: dict[str, Any]) -> str:
-    """The CPU's model as a file-name slug: "AMD EPYC" -> "amd-epyc", "Intel(R) Xeon(R) Processor" -> "intel-xeon"."""
-    name = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b", " ", str(machine.get("cpu", "unknown cpu")).lower())
-    return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "unknown-cpu"
+#: The CPU's model as a file-name slug (``report.cpu_slug``).
+cpu_slug = report.cpu_slug
 
 
 def write_cpu_markdown(path: str, slug: str, block: str, kind: str = "cpu-table") -> None:

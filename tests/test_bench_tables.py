@@ -52,3 +52,16 @@ def test_profile_step_records_its_cpu_section(tmp_path: Path, monkeypatch) -> No
     slug = run_all.cpu_slug(out["machine"])
     text = md.read_text()
     assert f"<!-- profile: {slug} -->" in text and report.cpu_line(out["machine"]) in text
+
+
+def test_kernel_scan_eigen_sections_are_per_cpu_and_name_it(tmp_path: Path) -> None:
+    import bench_kernel
+
+    md = tmp_path / "RESULTS.md"
+    md.write_text(report.HEADER + "\n## Kernel\n\nfrom before, CPU not recorded\n")
+    for rows in ("| 1 |", "| 2 |"):
+        bench_kernel.write_section(md, f"## Kernel\n\nCommand: `x`.\n\n{rows}\n", bench_kernel.SECTION)
+    text = md.read_text()
+    cpu = report.this_cpu()
+    assert text.count(f"## Kernel ({cpu['cpu']})") == 1 and "| 2 |" in text and "| 1 |" not in text
+    assert f"On {report.cpu_line(cpu)}:" in text and "from before, CPU not recorded" in text
