@@ -17,6 +17,9 @@ of a second on 2 cores, plus importing PyTorch where it is installed):
 4. the thread layout: blocks on every core with BLAS on one thread each,
    against one worker with BLAS threading each product.
 
+A PyTorch choice must win by ``TORCH_MARGIN`` (5 %): it costs each
+process the import of PyTorch, which the per-block timings do not see.
+
 ``current()`` is what the backend reads: the choice kept in
 ``reuse.KEPT.tuning``, else the one cached for this machine (a JSON file
 in the user's cache directory, keyed by ``machine_identity()``: CPU model,
@@ -77,6 +80,9 @@ ISA_FLAGS = (
     "asimd",
     "sve",
 )
+#: A PyTorch choice must beat the best other one by this fraction to be picked: using it costs each
+#: process the import of PyTorch (seconds), which a per-block timing does not see.
+TORCH_MARGIN = 0.05
 #: Version of the cache file's layout.
 CACHE_FORMAT = 1
 
@@ -300,15 +306,28 @@ def measure() -> Tuning:
             timer = _gemm_timer(np.dtype(name))
             for g in options["gemm"]:
                 gemm_times[g] += seconds.setdefault(f"gemm {name} {g}", timer(g))
-        chosen["gemm"] = min(gemm_times, key=lambda g: gemm_times[g])
+        chosen["gemm"] = pick(gemm_times)
     block, threads = _block_and_layout(seconds, chosen["exp_float32"], chosen["gemm"])
     return Tuning(**chosen, block_bytes=block, threads=threads, source="measured", seconds=seconds)
+
+
+def pick(times: dict[str, float]) -> str:
+    """The fastest option; "torch" only when it beats every other by ``TORCH_MARGIN``.
+
+    >>> pick({"numpy": 1.0, "torch": 0.97}), pick({"numpy": 1.0, "torch": 0.9})
+    ('numpy', 'torch')
+    """
+    others = {k: v for k, v in times.items() if k != "torch"}
+    best = min(others, key=lambda k: others[k]) if others else "torch"
+    if "torch" in times and others and times["torch"] < (1.0 - TORCH_MARGIN) * others[best]:
+        return "torch"
+    return best
 
 
 def _fastest(seconds: dict[str, float], what: str, options: list[str], timer: Callable[[str], float]) -> str:
     for option in options:
         seconds[f"{what} {option}"] = timer(option)
-    return min(options, key=lambda o: seconds[f"{what} {o}"])
+    return pick({o: seconds[f"{what} {o}"] for o in options})
 
 
 @contextmanager
