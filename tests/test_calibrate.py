@@ -248,3 +248,24 @@ def test_cli_calibrate_show_json(tmp_path: Path) -> None:
     data = json.loads(out.stdout)
     assert data["tuning"]["exp_float32"] == "fastpath" and data["enabled"] is False
     assert data["machine"]["cpu"] == calibrate.cpu_model()
+
+
+def test_get_backend_calibrates_without_deadlock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The first get_backend of a process measures (real measurement) while holding the backends' lock."""
+    import threading
+
+    from expreg.core.backends import get_backend
+
+    monkeypatch.setenv("EXPREG_CALIBRATE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calibrate.forget()
+    made: list[object] = []
+    worker = threading.Thread(target=lambda: made.append(get_backend("numpy", threads=1)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    try:
+        assert made, "get_backend did not return: a lock taken twice"
+        assert made[0].tuning.source == "measured"  # type: ignore[attr-defined]
+        assert list((tmp_path / "expreg").glob("calibration-*.json"))
+    finally:
+        calibrate.forget()

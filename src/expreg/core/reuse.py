@@ -108,6 +108,8 @@ class Made:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.backends: dict[tuple[Any, ...], Any] = {}
+        # Its own lock: a backend made under ``lock`` may calibrate, which limits BLAS threads.
+        self.controller_lock = threading.Lock()
         self.blas_controller: Any = None
 
 

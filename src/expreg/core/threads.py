@@ -49,7 +49,7 @@ def blas_single_thread() -> AbstractContextManager[Any] | None:
     uses its own threads), which is correct, only slower.
     """
     kept = KEPT.made
-    with kept.lock:
+    with kept.controller_lock:
         if kept.blas_controller is None:
             try:
                 from threadpoolctl import ThreadpoolController
