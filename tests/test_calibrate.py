@@ -227,7 +227,7 @@ def test_a_real_measurement_picks_among_the_candidates() -> None:
     options = calibrate.candidates()
     assert chosen.exp_float32 in options["exp"] and chosen.exp_float64 in options["exp"]
     assert chosen.gemm in options["gemm"] and chosen.block_bytes in BLOCK_BYTES_CHOICES
-    assert chosen.threads in (None, 1) and chosen.source == "measured"
+    assert chosen.threads in (None, 1) and chosen.source.startswith("measured at load average")
     assert all(s > 0 for s in chosen.seconds.values())
     assert {f"pass block {b}" for b in BLOCK_BYTES_CHOICES} <= set(chosen.seconds)
 
@@ -265,7 +265,7 @@ def test_get_backend_calibrates_without_deadlock(monkeypatch: pytest.MonkeyPatch
     worker.join(timeout=120)
     try:
         assert made, "get_backend did not return: a lock taken twice"
-        assert made[0].tuning.source == "measured"  # type: ignore[attr-defined]
+        assert made[0].tuning.source.startswith("measured")  # type: ignore[attr-defined]
         assert list((tmp_path / "expreg").glob("calibration-*.json"))
     finally:
         calibrate.forget()

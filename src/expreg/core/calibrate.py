@@ -17,8 +17,12 @@ of a second on 2 cores, plus importing PyTorch where it is installed):
 4. the thread layout: blocks on every core with BLAS on one thread each,
    against one worker with BLAS threading each product.
 
-A PyTorch choice must win by ``TORCH_MARGIN`` (5 %): it costs each
-process the import of PyTorch, which the per-block timings do not see.
+A choice other than the default must win by ``MARGIN`` (5 %), and a
+PyTorch choice must beat every other by it (it costs each process the
+import of PyTorch, which the per-block timings do not see). The load
+average during the measurement is kept in the tuning's ``source``: a
+choice measured on a busy machine says so (``expreg calibrate`` on a
+quiet one measures again).
 
 ``current()`` is what the backend reads: the choice kept in
 ``reuse.KEPT.tuning``, else the one cached for this machine (a JSON file
@@ -80,9 +84,10 @@ ISA_FLAGS = (
     "asimd",
     "sve",
 )
-#: A PyTorch choice must beat the best other one by this fraction to be picked: using it costs each
-#: process the import of PyTorch (seconds), which a per-block timing does not see.
-TORCH_MARGIN = 0.05
+#: Another choice must beat the default by this fraction to replace it (timings on a busy machine are
+#: noisy), and a PyTorch choice must beat every other one by it: using it costs each process the import
+#: of PyTorch (seconds), which a per-block timing does not see.
+MARGIN = 0.05
 #: Version of the cache file's layout.
 CACHE_FORMAT = 1
 
@@ -308,18 +313,33 @@ def measure() -> Tuning:
                 gemm_times[g] += seconds.setdefault(f"gemm {name} {g}", timer(g))
         chosen["gemm"] = pick(gemm_times)
     block, threads = _block_and_layout(seconds, chosen["exp_float32"], chosen["gemm"])
-    return Tuning(**chosen, block_bytes=block, threads=threads, source="measured", seconds=seconds)
+    source = f"measured at load average {_load():.1f} on {usable_cpus()} CPUs"
+    return Tuning(**chosen, block_bytes=block, threads=threads, source=source, seconds=seconds)
 
 
-def pick(times: dict[str, float]) -> str:
-    """The fastest option; "torch" only when it beats every other by ``TORCH_MARGIN``.
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):  # pragma: no cover - not available on this platform
+        return float("nan")
+
+
+def pick(times: dict[str, float], prefer: str = "numpy") -> str:
+    """The fastest option, but ``prefer`` (the default choice) unless another beats it by ``MARGIN``.
+
+    "torch" must also beat every other option by ``MARGIN``: using it costs
+    each process the import of PyTorch, which a per-block timing does not see.
 
     >>> pick({"numpy": 1.0, "torch": 0.97}), pick({"numpy": 1.0, "torch": 0.9})
     ('numpy', 'torch')
+    >>> pick({"fastpath": 1.0, "numpy": 0.98}, prefer="fastpath")
+    'fastpath'
     """
-    others = {k: v for k, v in times.items() if k != "torch"}
-    best = min(others, key=lambda k: others[k]) if others else "torch"
-    if "torch" in times and others and times["torch"] < (1.0 - TORCH_MARGIN) * others[best]:
+    others = {k: v for k, v in times.items() if k != "torch"} or dict(times)
+    best = min(others, key=lambda k: others[k])
+    if prefer in others and others[prefer] <= (1.0 + MARGIN) * others[best]:
+        best = prefer
+    if "torch" in times and times["torch"] < (1.0 - MARGIN) * min(others.values()):
         return "torch"
     return best
 
@@ -327,7 +347,7 @@ def pick(times: dict[str, float]) -> str:
 def _fastest(seconds: dict[str, float], what: str, options: list[str], timer: Callable[[str], float]) -> str:
     for option in options:
         seconds[f"{what} {option}"] = timer(option)
-    return pick({o: seconds[f"{what} {o}"] for o in options})
+    return pick({o: seconds[f"{what} {o}"] for o in options}, prefer=options[0])
 
 
 @contextmanager
@@ -419,12 +439,15 @@ def _block_and_layout(seconds: dict[str, float], exp: str, gemm: str) -> tuple[i
         with _one_thread():
             for block_bytes in BLOCK_BYTES_CHOICES:
                 seconds[f"pass block {block_bytes}"] = blocks_pass(block_bytes, cpus)
-        block = min(BLOCK_BYTES_CHOICES, key=lambda bb: seconds[f"pass block {bb}"])
+        times = {str(bb): seconds[f"pass block {bb}"] for bb in BLOCK_BYTES_CHOICES}
+        block = int(pick(times, prefer=str(DEFAULT_BLOCK_BYTES)))
         if cpus == 1:
             return block, None
         seconds["pass layout blas-threads"] = blocks_pass(block, 1)
-    blocks_on_cores = seconds[f"pass block {block}"] <= seconds["pass layout blas-threads"]
-    return block, None if blocks_on_cores else 1
+    layout = pick(
+        {"blocks": seconds[f"pass block {block}"], "blas": seconds["pass layout blas-threads"]}, prefer="blocks"
+    )
+    return block, None if layout == "blocks" else 1
 
 
 class _PassTimer:
