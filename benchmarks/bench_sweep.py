@@ -273,13 +273,13 @@ def write_section(path: str, section: str) -> None:
         fh.write(new)
 
 
-
 def _cpu_line() -> str:
     """The CPU (model, cores, ISA extensions, BLAS kernels: ``report.cpu_line``), so that a table says where it was measured."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from report import cpu_line, this_cpu
 
     return cpu_line(this_cpu())
+
 
 if __name__ == "__main__":
     main()

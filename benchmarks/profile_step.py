@@ -140,6 +140,17 @@ def profile(n: int, d: int, m: int, dtype: np.dtype, backend: Any, reps: int) ->
     }
 
 
+def _quiet(out: dict[str, Any]) -> str:
+    """Whether the machine was quiet: the load average before the run well under the cores (the run itself adds to it after)."""
+    cores = out["machine"].get("cores") or 1
+    if out["load_before"] < 0.5 * cores:
+        return "quiet"
+    return (
+        f"NOT quiet: other work held about {out['load_before']:.1f} of {cores} cores, "
+        "so these figures are indicative only; rerun `make profile` on a quiet machine"
+    )
+
+
 def render(out: dict[str, Any]) -> str:
     """This CPU's profile section (markdown) for RESULTS.md."""
     sys.path.insert(0, str(HERE))
@@ -150,7 +161,7 @@ def render(out: dict[str, Any]) -> str:
         f"## Profile of one step on {mi.get('cpu', '?')}",
         "",
         f"Command: `{out['command']}`, started {out['started']}; load average {out['load_before']:.1f} before, "
-        f"{out['load_after']:.1f} after (a profile under load is not a result).",
+        f"{out['load_after']:.1f} after ({_quiet(out)}).",
         "",
         f"On {report.cpu_line(mi)}, expreg's NumPy backend ({out['backend']}):",
         "",
