@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # The tests and benchmarks pin this CPU build of PyTorch (it installs from local disk here).
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test bench docs install-demo install-test install-bench install-docs clean install-chromium install-npm
+.PHONY: demo test bench profile docs install-demo install-test install-bench install-docs clean install-chromium install-npm
 .PHONY: test-min install-min dist lint install-lint
 
 $(VENV)/bin/python:
@@ -76,6 +76,11 @@ docs: install-docs
 BENCH_ARGS ?=
 bench: install-bench
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+# `make profile`: where one step's time goes on this CPU (GEMM, exp, reductions), into this CPU's
+# section of benchmarks/RESULTS.md. Run it on a quiet machine (load average well under the cores).
+profile: install-bench
+	$(PY) benchmarks/profile_step.py --md benchmarks/RESULTS.md
 
 # `make test-min`: the whole suite at the lowest versions pyproject.toml declares
 # (uv's lowest-direct resolution: each declared dependency at its lower bound, the

@@ -18,15 +18,17 @@ import typing as _typing
 from .core import data, eigen, kernels, streams, theory  # noqa: F401 (data, streams: attributes outside __all__)
 from .core._version import __version__ as __version__
 from .core.data import load_dataset, make_dataset, sphere
-from .core.errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError
+from .core.errors import CheckpointError, CoincidentPointsError, ExpOverflowError, ExpregError, TrainingDivergedError
 from .core.model import ExpNet
-from .core.validation import InputOutsideUnitBallWarning
+from .core.validation import CoincidentPointsWarning, InputOutsideUnitBallWarning, check_points_distinct
 from .engine import scan
 from .engine.options import TrainOptions
 from .engine.train import History, TrainResult, train
 
 __all__ = [
     "CheckpointError",
+    "CoincidentPointsError",
+    "CoincidentPointsWarning",
     "ExpNet",
     "ExpOverflowError",
     "ExpregError",
@@ -35,6 +37,7 @@ __all__ = [
     "TrainOptions",
     "TrainResult",
     "TrainingDivergedError",
+    "check_points_distinct",
     "eigen",
     "kernels",
     "load_dataset",

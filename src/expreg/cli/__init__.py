@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import typer
 
-_COMMAND_MODULES = ("train_cmd", "theory_cmd", "distributed_cmd", "experiments_cmd")
+_COMMAND_MODULES = ("train_cmd", "theory_cmd", "distributed_cmd", "experiments_cmd", "calibrate_cmd", "width_cmd")
 
 HELP = (
     "Over-parameterised exponential regression: train the network of Gao, Mahadevan & Song (2023) and test its "

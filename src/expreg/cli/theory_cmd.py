@@ -53,7 +53,11 @@ def _n_and_lambda(
     from ..core import data as data_mod
     from ..core.kernels import ntk_lambda
     from ..core.resources import check_fits
+    from ..core.theory import check_lambda
+    from ..core.validation import check_sphere_sample
 
+    if lam is not None:
+        check_lambda(lam, "--lambda")
     if lam is not None and data is not None:
         raise ValueError("--lambda and --data both given: lambda is computed from --data; give one of them")
     if data is not None:
@@ -68,6 +72,7 @@ def _n_and_lambda(
             f"lambda of n = {n} points (the n x n kernel H^cts and its eigenvalues)",
             advice="give --lambda, or fewer points",
         )
+        check_sphere_sample(n, 16 if d is None else d, where=f" for --n {n} --d {d}")
         X = data_mod.sphere(n, 16 if d is None else d, seed=seed)
         lam = ntk_lambda(X)
         n = X.shape[0]
@@ -77,7 +82,7 @@ def _n_and_lambda(
 def _from_data(data: Path, n: int | None, d: int | None, scale_inputs: bool) -> tuple[int, float]:
     """(n, lambda) of the X in --data, after checking that it can train (``_trainable``; --scale-inputs first)."""
     from ..core import data as data_mod
-    from ..core.validation import check_X
+    from ..core.validation import check_points_distinct, check_X
     from ._trainable import check_trainable
     from ._trainable import scale_inputs as scale_to_unit_ball
 
@@ -87,6 +92,7 @@ def _from_data(data: Path, n: int | None, d: int | None, scale_inputs: bool) -> 
             raise ValueError(
                 f"{flag} {given} does not match the data: X in {str(data)!r} has shape {X.shape}; omit {flag} with --data"
             )
+    check_points_distinct(X, name=f"X in --data {str(data)!r}")
     if scale_inputs:
         X = scale_to_unit_ball(X)
     lam = check_trainable(X, "exp", scaled=scale_inputs)[0]
