@@ -93,6 +93,8 @@ def user_errors(fn: F) -> F:
                 )
                 err_console().print(f"[red]error:[/red] {escape(text)}", markup=True, soft_wrap=True)
                 raise typer.Exit(exit_code(exc)) from None
+            except typer.Exit:  # a command's own exit code (expreg train's 3 when it stops before epsilon)
+                raise
             except Exception as exc:  # anything else (a sweep's failed run, a lost cluster): a runtime error
                 err_console().print(f"[red]error:[/red] {escape(runtime_message(exc))}", markup=True, soft_wrap=True)
                 raise typer.Exit(RUNTIME_EXIT) from None

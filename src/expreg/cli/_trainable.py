@@ -17,7 +17,7 @@ import numpy as np
 from ..core.data import unit_ball_map
 from ..core.errors import ExpOverflowError
 from ..core.kernels import ntk
-from ..core.validation import check_distinct
+from ..core.validation import check_points_distinct
 
 __all__ = ["check_trainable", "scale_inputs"]
 
@@ -47,10 +47,7 @@ def check_trainable(X: np.ndarray, activation: str, *, scaled: bool) -> tuple[fl
         if norms.max() > 1 + 1e-9 and not scaled
         else ""
     )
-    try:
-        check_distinct(X)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (for example with numpy.unique(X, axis=0, return_index=True))") from None
+    check_points_distinct(X, activation=activation)  # lambda = 0 exactly (issue 19's shared check)
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             H = ntk(X, activation)

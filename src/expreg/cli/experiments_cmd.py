@@ -45,8 +45,8 @@ def run_command(
     preset: str = typer.Option(
         "quick",
         "--preset",
-        help="Every experiment has 'tiny' (seconds, for tests), 'quick' (minutes, for the demo) and 'full' (the README's numbers); width also "
-        "'compare' (activations, initialisations, scalings) and 'large' (a GPU). `expreg list` shows them all.",
+        help="Every experiment has 'tiny' (seconds, for tests), 'quick' (minutes, for the demo) and 'full' (the README's "
+        "numbers); width has more ('compare', 'large', ...). `expreg list` names every preset with its number of runs.",
     ),
     config: Path | None = typer.Option(
         None, "--config", help="TOML file of configuration fields (overrides the preset it names, default quick)."
