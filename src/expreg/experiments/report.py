@@ -23,6 +23,7 @@ from ..core.storage import atomic_open
 from .analysis import NoRunsError, analyse
 from .base import EXPERIMENTS
 from .records import figure_path, read_config_record, read_summary_record
+from .tables import table_columns
 
 
 def experiment_dirs(out: str | Path) -> list[Path]:
@@ -44,9 +45,7 @@ def _md(v: Any) -> str:
 
 
 def _html_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "<p><em>no rows</em></p>"
-    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cols = table_columns(rows)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
@@ -55,9 +54,7 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _md_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "_no rows_\n"
-    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cols = table_columns(rows)
     lines = ["| " + " | ".join(_md(c).replace("|", "\\|") for c in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_md(_fmt(r.get(c, ""))).replace("|", "\\|") for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -109,7 +106,7 @@ def _section_html(d: Path, s: dict[str, Any]) -> str:
             f"<figure><img alt='{e(stem)}' src='data:image/png;base64,{data}'>"
             f"<figcaption>{e(stem)} (SVG: {e(d.name)}/figures/{e(stem)}.svg)</figcaption></figure>"
         )
-    parts += [f"<h3>{e(str(title))}</h3>" + _html_table(rows) for title, rows in s.get("tables", {}).items()]
+    parts += [f"<h3>{e(str(title))}</h3>" + _html_table(rows) for title, rows in s.get("tables", {}).items() if rows]
     parts += [f"<p><small>{e(str(note))}</small></p>" for note in s.get("notes", [])]
     parts.append(
         f"<details><summary>configuration</summary><pre>{e(json.dumps(s['config'], indent=1))}</pre></details>"
@@ -125,7 +122,7 @@ def _section_md(d: Path, s: dict[str, Any]) -> str:
         "\n" + "".join(f"- **{_md(k)}** {_md(v)}\n" for k, v in s["headline"].items()),
     ]
     parts += [f"\n![{_md(stem)}]({d.name}/figures/{_md(stem)}.png)\n" for stem in s["figures"]]
-    parts += [f"\n### {_md(title)}\n\n" + _md_table(rows) for title, rows in s.get("tables", {}).items()]
+    parts += [f"\n### {_md(title)}\n\n" + _md_table(rows) for title, rows in s.get("tables", {}).items() if rows]
     parts += [f"\n_{_md(note)}_\n" for note in s.get("notes", [])]
     return "".join(parts)
 

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .censored import CensoredFit, fit_censored, local_exponents, quantile_interval, turnbull_quantile
+from .fitting import format_estimate
 from .width_rules import CONV_LABEL, CRITERIA, PROOF
 
 THEOREM_EXPONENT = 2.0
@@ -115,7 +116,7 @@ def fmt_coef(fit: CensoredFit | str, name: str) -> str:
         return f"n/a ({fit})"
     i = fit.names.index(name)
     lo, hi = fit.intervals[i]
-    return f"{fit.coef[i]:.2f} [{lo:.2f}, {hi:.2f}]"
+    return format_estimate(float(fit.coef[i]), float(lo), float(hi))
 
 
 class PerN(NamedTuple):
@@ -241,9 +242,7 @@ def local_table(an: list[Any], cfg: Any) -> list[dict[str, Any]]:
                         "criterion": name,
                         "n window": f"{int(e.n_low)}..{int(e.n_high)}",
                         f"local exponent [{cfg.level:.0%}]": (
-                            f"{e.slope:.2f} [{e.low:.2f}, {e.high:.2f}]"
-                            if math.isfinite(e.slope)
-                            else f"n/a ({e.reason})"
+                            format_estimate(e.slope, e.low, e.high) if math.isfinite(e.slope) else f"n/a ({e.reason})"
                         ),
                         "right-censored": e.counts.get("right", 0),
                     }

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .censored import CensoredFit, fit_censored
+from .fitting import format_estimate
 from .width_analysis import observations, per_n_quantile
 from .width_laws import LAWS, Law
 from .width_rules import PROOF
@@ -151,14 +152,18 @@ def fitted_rows(df: Any, crit: str, level: float) -> list[dict[str, Any]]:
         lo, hi = fit.intervals[0]
         s = score(law, fit, obs, level)
         coefs = "; ".join(
-            f"{n} {c:.2f} [{a:.2f}, {b:.2f}]"
+            f"{n} {format_estimate(float(c), float(a), float(b))}"
             for n, c, (a, b) in zip(fit.names[1:], fit.coef[1:], fit.intervals[1:], strict=True)
         )
         rows.append(
             {
                 "criterion": crit,
                 "law": f"{law.name}: {law.formula}",
-                f"C [{level:.0%}]": f"{math.exp(fit.coef[0]):.3g} [{math.exp(lo):.3g}, {math.exp(hi):.3g}]",
+                f"C [{level:.0%}]": (
+                    f"{math.exp(fit.coef[0]):.3g} [{math.exp(lo):.3g}, {math.exp(hi):.3g}]"
+                    if math.isfinite(lo) and math.isfinite(hi)
+                    else f"{math.exp(fit.coef[0]):.3g} (interval not identified)"
+                ),
                 "other coefficients": coefs or "-",
                 "sigma (log m*)": f"{fit.sigma:.2f}",
                 "in-sample rms, cell medians (log2)": f"{s.cell_rms:.2f}",
