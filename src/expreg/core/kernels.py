@@ -14,6 +14,7 @@ finite-width kernel H(W) = m s^2 H^dis(W) does.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ import scipy.linalg
 
 from . import ops
 from .activations import Activation, get_activation
+from .backends import Array, Backend
 from .eigen import (  # re-exported: the kernels' eigenvalues live in eigen
     extreme_eigenvalues as extreme_eigenvalues,
 )
@@ -59,59 +61,149 @@ def _closed_form(A: np.ndarray, B: np.ndarray, activation: str | Activation, kin
     return K
 
 
-def ntk(X: Any, activation: str | Activation = "exp") -> np.ndarray:
-    """Infinite-width NTK H^cts (n x n), closed form (docs/theory.md section 3).
+def _pair(X1: Any, X2: Any, activation: Any, fn: str) -> tuple[np.ndarray, np.ndarray | None, str | Activation]:
+    """Validated (X1, X2 or None, activation); an activation passed where X2 now goes is taken, with a warning.
 
-    H^cts_ij = E_{w ~ N(0, I)} <x_i, x_j> sigma'(<w, x_i>) sigma'(<w, x_j>).
+    Until 0.2 the second positional argument of ``ntk`` and ``nngp`` was the
+    activation (``ntk(X, "relu")``); it is still read as such for one release.
+    """
+    if isinstance(X2, str | Activation):
+        warnings.warn(
+            f"kernels.{fn}(X, {X2!r}): the second positional argument is now X2; pass activation={X2!r} by keyword",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        X2, activation = None, X2
+    A = check_X(X1, name="X" if X2 is None else "X1", dtype=np.float64, warn_ball=False)
+    B = None if X2 is None else check_X(X2, name="X2", dtype=np.float64, warn_ball=False, d=A.shape[1])
+    return A, B, activation
+
+
+def ntk(X1: Any, X2: Any = None, activation: str | Activation = "exp") -> np.ndarray:
+    """Infinite-width NTK H^cts between the rows of X1 and X2 (n1 x n2), closed form (docs/theory.md section 3).
+
+    H^cts_ij = E_{w ~ N(0, I)} <x_i, x'_j> sigma'(<w, x_i>) sigma'(<w, x'_j>);
+    for exp, <x_i, x'_j> exp(||x_i + x'_j||^2 / 2). ``X2=None`` means X2 = X1
+    (the n x n training kernel); ``ntk(X_test, X_train)`` is the test-train
+    block of kernel regression (``expreg.predict``).
 
     Examples
     --------
     >>> import numpy as np
     >>> ntk(np.array([[1.0, 0.0]]))  # unit vector: e^2 on the diagonal
     array([[7.3890561]])
+    >>> ntk(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 0.0]]))  # orthogonal, then equal
+    array([[0.       , 7.3890561]])
     """
-    Xa = check_X(X, dtype=np.float64, warn_ball=False)
-    return _closed_form(Xa, Xa, activation, "ntk")
+    A, B, act = _pair(X1, X2, activation, "ntk")
+    return _closed_form(A, A if B is None else B, act, "ntk")
 
 
-def nngp(X: Any, activation: str | Activation = "exp") -> np.ndarray:
-    """Output covariance at independent initialisation, s = 1/sqrt(m) (docs/theory.md section 3), (n x n).
+def nngp(X1: Any, X2: Any = None, activation: str | Activation = "exp") -> np.ndarray:
+    """Output covariance at independent initialisation, s = 1/sqrt(m) (docs/theory.md section 3), (n1 x n2).
 
-    K_ij = E_{w ~ N(0, I)} sigma(<w, x_i>) sigma(<w, x_j>).
+    K_ij = E_{w ~ N(0, I)} sigma(<w, x_i>) sigma(<w, x'_j>); for exp,
+    exp(||x_i + x'_j||^2 / 2). ``X2=None`` means X2 = X1.
     """
-    Xa = check_X(X, dtype=np.float64, warn_ball=False)
-    return _closed_form(Xa, Xa, activation, "nngp")
+    A, B, act = _pair(X1, X2, activation, "nngp")
+    return _closed_form(A, A if B is None else B, act, "nngp")
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"kernels.{old} is deprecated and will be removed in expreg 0.2: use kernels.{new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def ntk_cross(X1: Any, X2: Any, activation: str | Activation = "exp") -> np.ndarray:
-    """H^cts between two sets of points (n1 x n2), for kernel regression."""
-    A = check_X(X1, name="X1", dtype=np.float64, warn_ball=False)
-    B = check_X(X2, name="X2", dtype=np.float64, warn_ball=False, d=A.shape[1])
-    return _closed_form(A, B, activation, "ntk")
+    """Deprecated alias of ``ntk(X1, X2, activation=...)`` (removed in 0.2)."""
+    _deprecated("ntk_cross(X1, X2)", "ntk(X1, X2)")
+    return ntk(X1, X2, activation=activation)
 
 
 def nngp_cross(X1: Any, X2: Any, activation: str | Activation = "exp") -> np.ndarray:
-    """NNGP kernel K between two sets of points (n1 x n2), for GP prediction."""
-    A = check_X(X1, name="X1", dtype=np.float64, warn_ball=False)
-    B = check_X(X2, name="X2", dtype=np.float64, warn_ball=False, d=A.shape[1])
-    return _closed_form(A, B, activation, "nngp")
+    """Deprecated alias of ``nngp(X1, X2, activation=...)`` (removed in 0.2)."""
+    _deprecated("nngp_cross(X1, X2)", "nngp(X1, X2)")
+    return nngp(X1, X2, activation=activation)
 
 
-def empirical_ntk(net: Any, X: Any, *, average: bool = False) -> np.ndarray:
-    """Finite-width NTK H(W) (n x n), blocked over neurons (docs/theory.md section 3).
+def empirical_ntk(net: Any, X1: Any, X2: Any = None, *, average: bool = False) -> np.ndarray:
+    """Finite-width NTK H(W) between the rows of X1 and X2 (n1 x n2), blocked over neurons (docs/theory.md section 3).
 
-    H(W)_ij = s^2 sum_r <x_i,x_j> sigma'(<w_r,x_i>) sigma'(<w_r,x_j>).
-    With ``average=True`` returns the paper's H^dis = H / (m s^2), whose
-    expectation at initialisation is ``ntk(X)``. Computed in the net's dtype,
-    returned as float64.
+    H(W)_ij = s^2 sum_r a_r^2 <x_i,x'_j> sigma'(<w_r,x_i>) sigma'(<w_r,x'_j>).
+    ``X2=None`` means X2 = X1: the symmetric n x n kernel, one rank-k update
+    per block of neurons (``ops.gram``). With X2 the cross kernel is summed
+    block by block (``cross_gram``): memory n1 n2 + (n1 + n2) * block, never
+    the Jacobian. With ``average=True`` returns the paper's H^dis = H / (m s^2),
+    whose expectation at initialisation is ``ntk(X1, X2)``. Computed in the
+    net's dtype, returned as float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from expreg import ExpNet
+    >>> net = ExpNet.init(2, 4, seed=0)
+    >>> X = np.array([[0.6, 0.0], [0.0, 0.6], [0.3, 0.3]])
+    >>> H = empirical_ntk(net, X)
+    >>> bool(np.allclose(empirical_ntk(net, X[:1], X), H[:1]))  # a block of the square kernel
+    True
     """
     be = net.backend
-    Xn = check_X(X, dtype=net.dtype, d=net.d)
-    Xb = be.asarray(Xn, net.dtype)
+    A = be.asarray(check_X(X1, name="X" if X2 is None else "X1", dtype=net.dtype, d=net.d), net.dtype)
     with overflow_checked():
-        H = ops.gram(be, net.act, Xb, net.W, net.s, a=net.a, block=net.block)
+        if X2 is None:
+            H = ops.gram(be, net.act, A, net.W, net.s, a=net.a, block=net.block)
+        else:
+            B = be.asarray(check_X(X2, name="X2", dtype=net.dtype, d=net.d), net.dtype)
+            H = cross_gram(be, net.act, A, B, net.W, net.s, a=net.a, block=net.block)
     if average:
         H /= net.m * net.s**2
+    return H
+
+
+def cross_gram(
+    backend: Backend,
+    act: Activation,
+    A: Array,
+    B: Array,
+    W: Array,
+    scale: float,
+    *,
+    a: Array | None = None,
+    block: int | None = None,
+) -> np.ndarray:
+    """s^2 (A B^T) o (D_A diag(a^2) D_B^T), D = sigma'(. W), summed over blocks of neurons; (n1, n2) float64.
+
+    Memory: the n1 x n2 sum and one block of activations of each side
+    (block chosen as ``ops.gram_block`` of n1 + n2 rows); the sum is kept in
+    the dtype of A, the Hadamard factor applied once in float64.
+
+    Raises ``ExpOverflowError`` when an entry is inf or NaN.
+    """
+    n1, n2, m = int(A.shape[0]), int(B.shape[0]), int(W.shape[1])
+    dtype = backend.dtype_of(A)
+    if block is None:
+        block = ops.gram_block(n1 + n2, dtype.itemsize, backend)
+    if a is not None and bool((abs(a) == 1).all()):
+        a = None
+    S = backend.zeros((n1, n2), dtype)
+    for lo in range(0, m, max(1, int(block))):
+        Wb = W[:, lo : lo + block]
+        DA = act.derivative(backend, act.value_(backend, backend.matmul(A, Wb)))
+        DB = act.derivative(backend, act.value_(backend, backend.matmul(B, Wb)))
+        if a is not None:
+            DA = DA * (a[lo : lo + block] ** 2)
+        S += backend.matmul(DA, DB.T)
+    G = backend.to_numpy(A).astype(np.float64) @ backend.to_numpy(B).astype(np.float64).T
+    with np.errstate(over="ignore", invalid="ignore"):
+        H = (scale * scale) * G * backend.to_numpy(S).astype(np.float64)
+    if not (np.isfinite(H.max()) and np.isfinite(H.min())):
+        raise ExpOverflowError(
+            "the empirical kernel H(W) has inf or NaN entries: some sigma(<w_r, x_i>) overflowed "
+            f"{dtype} (exp: beyond about 88 in float32, 709 in float64). Scale the inputs into the unit ball or use float64."
+        )
     return H
 
 
@@ -202,4 +294,4 @@ def ntk_lambda(X: Any, activation: str | Activation = "exp") -> float:
 
     Xa = check_X(X, dtype=np.float64)
     check_distinct(Xa)
-    return lambda_min(ntk(Xa, activation))
+    return lambda_min(ntk(Xa, activation=activation))

@@ -385,7 +385,7 @@ class _Descent(Generic[R]):
 
     def __post_init__(self) -> None:
         sh = self.shard
-        self.H_cts = kernels.ntk(sh.Xn, sh.act)
+        self.H_cts = kernels.ntk(sh.Xn, activation=sh.act)
         self.lam_min, self.lam_max = kernels.extreme_eigenvalues(self.H_cts)
         self.step, self.rule = resolve_lr(self.settings.lr, sh.m, sh.s, self.lam_max, gram0=lambda: sh.gram(sh.W0))
 
