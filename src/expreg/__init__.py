@@ -15,7 +15,7 @@ True
 import typing as _typing
 
 # the modules also reached as attributes: expreg.kernels.ntk(X), expreg.data.sphere(...), ...
-from .core import data, eigen, kernels, streams, theory  # noqa: F401 (data, streams: attributes outside __all__)
+from .core import data, eigen, kernels, predict, streams, theory  # noqa: F401 (data, streams: attributes outside __all__)
 from .core.data import load_dataset, make_dataset, sphere
 from .core.errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError
 from .core.model import ExpNet
@@ -39,6 +39,7 @@ __all__ = [
     "eigen",
     "kernels",
     "load_dataset",
+    "predict",
     "make_dataset",
     "scan",
     "sphere",

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
-from . import ops
+from . import flow, ops
 from .activations import Activation, get_activation
 from .backends import Array, Backend
 from .eigen import (  # re-exported: the kernels' eigenvalues live in eigen
@@ -212,7 +211,9 @@ class PredictedTrajectory:
     """Residuals of GD on the linearised model, from one eigendecomposition.
 
     r(t) = (I - lr H)^t r0 = V diag((1 - lr mu)^t) V^T r0 (docs/theory.md section 4).
-    Call with an array of step counts to get an array (len(t), n).
+    Call with an array of step counts to get an array (len(t), n). The
+    factors are ``flow.decay`` and ``flow.gain``, as in ``expreg.predict``
+    (which also gives the outputs at continuous time and on test points).
     """
 
     eigenvalues: np.ndarray  # (n,)
@@ -220,48 +221,36 @@ class PredictedTrajectory:
     coefficients: np.ndarray  # V^T r0, (n,)
     lr: float
 
+    def _factors(self, t: Any) -> np.ndarray:
+        return flow.decay(self.eigenvalues, self.lr, flow.times(t, discrete=True), discrete=True)  # (T, n)
+
     def __call__(self, t: Any) -> np.ndarray:
-        t = _steps(t)
-        factors = (1.0 - self.lr * self.eigenvalues)[None, :] ** t[:, None]  # (T, n)
-        return (factors * self.coefficients[None, :]) @ self.eigenvectors.T
+        return (self._factors(t) * self.coefficients[None, :]) @ self.eigenvectors.T
 
     def norms(self, t: Any) -> np.ndarray:
         """||r(t)||_2 for each t, shape (len(t),), without forming r(t)."""
-        t = _steps(t)
-        factors = (1.0 - self.lr * self.eigenvalues)[None, :] ** t[:, None]
-        return np.sqrt(((factors * self.coefficients[None, :]) ** 2).sum(axis=1))
+        return np.sqrt(((self._factors(t) * self.coefficients[None, :]) ** 2).sum(axis=1))
 
     def extension(self, K: Any, t: Any) -> np.ndarray:
         """Change of the predictions at other points after t steps, shape (len(t), k).
 
         GD on the linearised model moves f(x) by -lr K(x, X) r(j) at step j,
         so after t steps f(x, t) - f(x, 0) = -K V diag(g(t)) V^T r0 with
-        g(t) = sum_{j<t} lr (1 - lr mu)^j = (1 - (1 - lr mu)^t) / mu (lr t where mu = 0).
+        g(t) = sum_{j<t} lr (1 - lr mu)^j = (1 - (1 - lr mu)^t) / mu.
         K (k, n) is the kernel between the k new points and the training
-        points, e.g. ``ntk_cross(X_new, X)`` scaled as H was.
+        points, e.g. ``ntk(X_new, X)`` scaled as H was.
         """
-        t = _steps(t)
-        mu = self.eigenvalues
-        decay = (1.0 - self.lr * mu)[None, :] ** t[:, None]  # (T, n)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gain = np.where(mu > 0, (1.0 - decay) / mu, self.lr * t[:, None])
+        gains = flow.gain(self.eigenvalues, self._factors(t))
         K = np.asarray(K, dtype=np.float64)
-        return (K @ (self.eigenvectors @ (-gain * self.coefficients[None, :]).T)).T
-
-
-def _steps(t: Any) -> np.ndarray:
-    """Step counts as float64 (k,), refusing negative or fractional steps ((1 - lr mu)^t may be < 0)."""
-    arr = np.atleast_1d(np.asarray(t, dtype=np.float64))
-    if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr != np.round(arr)):
-        raise ValueError(f"t must be non-negative integer step counts, got {t!r}")
-    return arr
+        return -(gains * self.coefficients[None, :]) @ (K @ self.eigenvectors).T
 
 
 def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajectory:
     """Kernel-predicted residual trajectory for kernel H (n x n) and step ``lr``.
 
     For the network, pass H = m s^2 H^cts (or the empirical H(W(0))) and
-    r0 = u(0) - y.
+    r0 = u(0) - y. ``expreg.predict.gradient_descent_mse(H, y, lr)`` gives
+    the same dynamics as outputs, at continuous time too, and on test points.
 
     Examples
     --------
@@ -270,18 +259,15 @@ def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajecto
     >>> traj([0, 1, 2]).tolist()
     [[1.0, 1.0], [0.5, 0.5], [0.25, 0.25]]
     """
-    from .eigen import _square
-
-    H = _square(H)
+    mu, V = flow.eigh(H, "H")
     r0 = np.asarray(r0, dtype=np.float64)
-    if r0.shape != (H.shape[0],) or not np.isfinite(r0).all():
+    if r0.shape != mu.shape or not np.isfinite(r0).all():
         raise ValueError(
-            f"r0 must be a finite vector of length n = {H.shape[0]}, got shape {r0.shape}"
-            + ("" if r0.shape != (H.shape[0],) else " with NaN or inf entries")
+            f"r0 must be a finite vector of length n = {mu.shape[0]}, got shape {r0.shape}"
+            + ("" if r0.shape != mu.shape else " with NaN or inf entries")
         )
     if not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite step size, got {lr!r}")
-    mu, V = scipy.linalg.eigh(H)
     return PredictedTrajectory(eigenvalues=mu, eigenvectors=V, coefficients=V.T @ r0, lr=float(lr))
 
 
