@@ -121,7 +121,7 @@ def two_point_truth(H: np.ndarray, K: np.ndarray, y: np.ndarray, eta: float, dec
 
 @pytest.mark.parametrize("t", [0.0, 0.3, 2.0, 17.0])
 def test_two_point_problem_continuous_time_matches_the_hand_computed_flow(t: float) -> None:
-    X, y, H, K = two_point_problem()
+    _, y, H, K = two_point_problem()
     assert H[0, 0] == pytest.approx(H[1, 1])  # unit vectors: a 2 x 2 matrix of the hand-computed form
     eta = 0.05
     p = predict.gradient_descent_mse(H, y, eta)
@@ -133,7 +133,7 @@ def test_two_point_problem_continuous_time_matches_the_hand_computed_flow(t: flo
 
 @pytest.mark.parametrize("k", [0, 1, 5, 40])
 def test_two_point_problem_discrete_steps_match_the_hand_computed_descent(k: int) -> None:
-    X, y, H, K = two_point_problem()
+    _, y, H, K = two_point_problem()
     eta = 1.0 / np.linalg.eigvalsh(H)[-1]
     train, test = predict.gradient_descent_mse(H, y, eta).at_step(k, 0.0, 0.0, K)
     want_train, want_test = two_point_truth(H, K, y, eta, lambda x: (1 - x) ** k)

@@ -74,7 +74,8 @@ def eigh(K: Any, name: str = "k_train_train") -> tuple[np.ndarray, np.ndarray]:
     """(mu, V) of the symmetric kernel K (n, n), checked square and finite."""
     from .eigen import _square
 
-    return scipy.linalg.eigh(_square(K, name))  # type: ignore[no-any-return]
+    mu, V = scipy.linalg.eigh(_square(K, name))
+    return mu, V
 
 
 @dataclass(frozen=True)
