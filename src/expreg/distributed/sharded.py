@@ -180,7 +180,7 @@ def check_ranks_agree(
 def run_fields(spec: NetSpec, X: np.ndarray | None, y: np.ndarray | None, **settings: Any) -> list[tuple[str, Any]]:
     """What the ranks of one run must agree on: n, the network ``spec`` (not its device), ``settings``, then X and y."""
     n = None if X is None else int(X.shape[0])
-    network = [(k, getattr(spec, k)) for k in ("d", "m", "seed", "activation", "scaling", "init", "backend")]
+    network = [(k, getattr(spec, k)) for k in ("d", "m", "seed", "activation", "scaling", "scale", "init", "backend")]
     return [("n", n), *network, ("dtype", str(spec.dtype)), *settings.items(), ("X", X), ("y", y)]
 
 

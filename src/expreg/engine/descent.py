@@ -156,7 +156,7 @@ def run_fingerprint(
     """Identity of a run for its checkpoints (sha256 hex digest).
 
     Hashes the settings of ``net`` (an ``ExpNet`` or a ``NetSpec``: d, m, seed,
-    activation, scaling, init, dtype), the step size (its rule, "auto" or
+    activation, scaling and its multiplier alpha when not 1, init, dtype), the step size (its rule, "auto" or
     "empirical", when it was not given as a number: the computed value moves in
     its last bits with the BLAS thread count), what is recorded, the
     random-stream scheme (``streams.VERSION``), then
@@ -171,7 +171,7 @@ def run_fingerprint(
                 net.m,
                 net.seed,
                 net.activation,
-                net.scaling,
+                net.scaling if getattr(net, "scale", 1.0) == 1.0 else (net.scaling, float(net.scale)),
                 net.init,
                 str(net.dtype),
                 lr if isinstance(lr, str) else float(lr),
