@@ -47,22 +47,28 @@ __all__ = [
     "train",
 ]
 
-#: Names served by optional modules, imported on first use (the core needs numpy + scipy only).
-_OPTIONAL = {"ExpRegressor": ("sklearn", "sklearn"), "UnitBallScaler": ("sklearn", "sklearn")}
+#: Names served by optional modules, imported on first use (the core needs numpy + scipy only):
+#: name -> (module, extra, the packages of that extra a missing import may name, what to say is missing).
+_SKLEARN = ("sklearn", "sklearn", ("sklearn",), "scikit-learn")
+_OPTIONAL = {
+    "ExpRegressor": _SKLEARN,
+    "UnitBallScaler": _SKLEARN,
+    "load_results": ("experiments.tidy", "experiments", ("pandas", "pyarrow", "pydantic"), "pandas and pyarrow"),
+}
 
 
 def __getattr__(name: str) -> _typing.Any:  # PEP 562: lazy access to the optional front ends
     if name in _OPTIONAL:
-        module, extra = _OPTIONAL[name]
+        module, extra, packages, what = _OPTIONAL[name]
         import importlib
 
         try:
             mod = importlib.import_module(f"{__name__}.{module}")
         except ImportError as exc:
-            if exc.name is None or exc.name.split(".")[0] != extra:
+            if exc.name is None or exc.name.split(".")[0] not in packages:
                 raise
             raise ImportError(
-                f"expreg.{name} needs scikit-learn, which is not installed: pip install 'expreg[{extra}]'"
+                f"expreg.{name} needs {what}, which is not installed: pip install 'expreg[{extra}]'"
             ) from exc
         return getattr(mod, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -185,7 +185,7 @@ def run_fields(spec: NetSpec, X: np.ndarray | None, y: np.ndarray | None, **sett
 
 
 # --------------------------------------------------------------------------- the run
-@dataclass
+@dataclass(repr=False)  # the one-line repr of ResultFigures
 class ShardedTrainResult(ResultFigures):
     """What ``train_sharded`` returns on each rank.
 

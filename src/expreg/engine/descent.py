@@ -31,7 +31,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from ..core import kernels, ops, streams
+from ..core import display, kernels, ops, streams
 from ..core.activations import Activation
 from ..core.backends import Array, Backend
 from ..core.errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError, overflow_checked
@@ -60,7 +60,7 @@ class ResultNotSavedError(ExpregError, OSError):
         self.result = result
 
 
-@dataclass
+@dataclass(repr=False)
 class History:
     """Per-step records of a run; arrays indexed by step t = 0, 1, ..., steps.
 
@@ -103,6 +103,42 @@ class History:
         """The history stored in ``data`` (a loaded ``.npz``) by ``npz_fields``; other entries are ignored."""
         return cls.from_arrays({k[2:]: v for k, v in data.items() if k.startswith("h_")})
 
+    def to_pandas(self) -> Any:
+        """The records as a pandas DataFrame indexed by step t = 0 .. T.
+
+        Columns ``loss``, ``residual``, ``max_movement``, ``frobenius_movement``
+        (every step) and ``kernel_deviation``, ``kernel_lambda_min`` (NaN at the
+        steps where the kernel was not recorded).
+        """
+        steps = len(self.residual)
+        cols: dict[str, Any] = {k: np.asarray(getattr(self, k), dtype=float) for k in _PER_STEP}
+        for k in ("kernel_deviation", "kernel_lambda_min"):
+            col = np.full(steps, np.nan)
+            for t, v in zip(self.kernel_step, getattr(self, k), strict=True):
+                if t < steps:
+                    col[t] = v
+            cols[k] = col
+        return display.frame(cols, index=np.arange(steps), index_name="step")
+
+    def _figures(self) -> list[tuple[str, Any]]:
+        if not self.residual:
+            return [("steps", 0)]
+        pairs: list[tuple[str, Any]] = [
+            ("steps", len(self.residual) - 1),
+            ("residual", f"{display.number(self.residual[0])} -> {display.number(self.residual[-1])}"),
+        ]
+        if self.max_movement:
+            pairs.append(("max_movement", max(self.max_movement)))
+        if self.kernel_step:
+            pairs += [("kernel_records", len(self.kernel_step)), ("min_lambda_min", min(self.kernel_lambda_min))]
+        return pairs
+
+    def __repr__(self) -> str:
+        return display.line("History", self._figures())
+
+    def _repr_html_(self) -> str:
+        return display.html_table("History (to_pandas() for every step)", self._figures())
+
     def truncate(self, steps: int) -> None:
         """Drop records after step ``steps``."""
         for k in ("loss", "residual", "max_movement", "frobenius_movement"):
@@ -110,6 +146,10 @@ class History:
         keep = [i for i, t in enumerate(self.kernel_step) if t <= steps]
         for k in ("kernel_step", "kernel_deviation", "kernel_lambda_min"):
             setattr(self, k, [getattr(self, k)[i] for i in keep])
+
+
+#: The records of ``History`` kept at every step (the kernel's only every ``record_every`` steps).
+_PER_STEP = ("loss", "residual", "max_movement", "frobenius_movement")
 
 
 def resolve_lr(
@@ -372,6 +412,28 @@ class ResultFigures:
             "frobenius_movement": float(self.history.frobenius_movement[-1]),
             "seconds": float(r.seconds),
         }
+
+    def _figures(self) -> list[tuple[str, Any]]:
+        r: Any = self
+        return [
+            ("converged", bool(r.converged)),
+            ("steps", int(r.steps)),
+            ("residual", f"{display.number(self.initial_residual)} -> {display.number(self.final_residual)}"),
+            ("epsilon", float(r.epsilon)),
+            ("lr", float(r.lr)),
+            ("max_movement", self.max_movement),
+            ("m", int(r.net.m) if hasattr(r, "net") else int(r.m)),
+            ("seconds", float(r.seconds)),
+        ]
+
+    def __repr__(self) -> str:
+        """One line with the figures that matter; ``history`` and ``net`` are attributes, not printed."""
+        return display.line(type(self).__name__, self._figures())
+
+    def _repr_html_(self) -> str:
+        r: Any = self
+        rows = [*self._figures(), ("lr rule", r.lr_rule), ("lambda_min(H^cts)", float(r.lambda_cts))]
+        return display.html_table(type(self).__name__, rows)
 
 
 @dataclass

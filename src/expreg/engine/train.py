@@ -28,7 +28,7 @@ from .options import TrainOptions
 __all__ = ["DIVERGENCE_FACTOR", "History", "TrainOptions", "TrainResult", "resolve_lr", "train"]
 
 
-@dataclass
+@dataclass(repr=False)  # the one-line repr of ResultFigures
 class TrainResult(ResultFigures):
     """What ``train`` returns (``final_residual``, ``initial_residual``, ``max_movement``, ``summary()``: ``ResultFigures``).
 
