@@ -1,6 +1,7 @@
 """The neural-tangents side of ``benchmarks/parity.py``: run by the Python of a venv with neural-tangents 0.6.5.
 
     python parity_nt.py QUANTITY IN.npz OUT.npz
+    python parity_nt.py --many Q1 IN1.npz OUT1.npz Q2 IN2.npz OUT2.npz ...   (one interpreter: the tests)
 
 Computes one quantity (see ``parity.QUANTITIES``) from the arrays of IN.npz
 in float64 (jax x64), times the best of ``rounds`` calls after one warm-up
@@ -36,7 +37,14 @@ def reset_peak() -> None:
 
 
 def main() -> None:
-    quantity, src, dst = sys.argv[1:4]
+    """``QUANTITY IN OUT`` once, or ``--many Q1 IN1 OUT1 Q2 IN2 OUT2 ...`` in one interpreter (one import)."""
+    args = sys.argv[2:] if sys.argv[1] == "--many" else sys.argv[1:4]
+    for i in range(0, len(args), 3):
+        compute(*args[i : i + 3])
+
+
+def compute(quantity: str, src: str, dst: str) -> None:
+    """One quantity from ``src`` into ``dst``; prints its JSON line."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
