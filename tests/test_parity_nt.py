@@ -28,7 +28,6 @@ pytestmark = [
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import parity  # noqa: E402
 
-
 CASES = ("ntk_relu", "ntk_exp", "empirical_ntk_cross", "predict")
 
 
