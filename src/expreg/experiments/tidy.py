@@ -44,23 +44,35 @@ def load_results(directory: str | Path, experiment: str | None = None) -> Any:
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"no results directory at {str(root)!r}; run `expreg run NAME --out {root}` first")
-    if experiment is not None:
-        get_experiment(experiment)  # a clear error naming the known experiments
-        stores = [root] if root.name == experiment and _is_store(root) else [root / experiment]
-        if not _is_store(stores[0]):
-            found = sorted(p.name for p in root.iterdir() if p.is_dir() and _is_store(p))
-            raise FileNotFoundError(
-                f"no results of experiment {experiment!r} under {str(root)!r}"
-                + (f" (found: {', '.join(found)})" if found else "")
-                + f"; run `expreg run {experiment} --out {root}` first"
-            )
-    else:
-        stores = [root] if _is_store(root) else sorted(p for p in root.iterdir() if p.is_dir() and _is_store(p))
-        if not stores:
-            raise FileNotFoundError(
-                f"no experiment results under {str(root)!r} (no results.parquet in it or its sub-directories)"
-            )
+    stores = _stores(root) if experiment is None else [_store_of(root, experiment)]
     frames = [f for f in (ResultStore(s).read() for s in stores) if len(f)]
     if not frames:
         return ResultStore(stores[0]).read()
     return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def _stores(root: Path) -> list[Path]:
+    """``root`` itself when it is one experiment's directory, else its experiment sub-directories."""
+    if _is_store(root):
+        return [root]
+    found = sorted(p for p in root.iterdir() if p.is_dir() and _is_store(p))
+    if not found:
+        raise FileNotFoundError(
+            f"no experiment results under {str(root)!r} (no results.parquet in it or its sub-directories)"
+        )
+    return found
+
+
+def _store_of(root: Path, experiment: str) -> Path:
+    """The directory of ``experiment`` under ``root`` (or ``root`` itself, named so)."""
+    get_experiment(experiment)  # a clear error naming the known experiments
+    if root.name == experiment and _is_store(root):
+        return root
+    if _is_store(root / experiment):
+        return root / experiment
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and _is_store(p))
+    raise FileNotFoundError(
+        f"no results of experiment {experiment!r} under {str(root)!r}"
+        + (f" (found: {', '.join(found)})" if found else "")
+        + f"; run `expreg run {experiment} --out {root}` first"
+    )
