@@ -239,3 +239,16 @@ def test_linearised_at_time_zero_is_the_network_and_default_step_is_trains() -> 
     assert lin.at_step(1).test is None
     res = expreg.train(net, X, y, max_steps=1, record_every=0)  # lr="auto": 1/lambda_max(m s^2 H^cts)
     assert lin.lr == pytest.approx(res.lr, rel=1e-10)
+
+
+def test_call_conventions_follow_neural_tangents() -> None:
+    """A scalar t drops the time axis; fx_train_0=None asks for the test outputs alone; t=None is t=inf."""
+    _, y, H, K = two_point_problem()
+    p = predict.gradient_descent_mse(H, y, 0.1)
+    train, test = p(3.0, 0.0, 0.0, K)
+    assert train.shape == (2,) and test.shape == (1,)
+    only_test = p([3.0], None, 0.0, K)
+    assert only_test.shape == (1, 1) and only_test[0, 0] == test[0]
+    np.testing.assert_array_equal(p(None, 0.0, 0.0, K)[1], p(np.inf, 0.0, 0.0, K)[1])
+    with pytest.raises(ValueError, match="nothing to predict"):
+        p(1.0, None)
