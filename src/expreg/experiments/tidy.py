@@ -14,7 +14,7 @@ def _is_store(path: Path) -> bool:
 
 
 def load_results(directory: str | Path, experiment: str | None = None) -> Any:
-    """Every run stored under ``directory`` (``expreg run ... --out DIRECTORY``), one row per run.
+    """Every run stored under ``directory`` (the ``--out`` of ``expreg run``), one row per run.
 
     Parameters
     ----------
