@@ -112,7 +112,8 @@ def page(result: dict[str, Any]) -> str:
         "XLA expression was faster than expreg's NumPy evaluation (which makes a few n x n temporaries); on the "
         "empirical kernel expreg was faster and, in steady state, needed far less memory (the square kernel: "
         f"neural-tangents took {_ratio(result, 'empirical_ntk', 'seconds')} times expreg's time and "
-        f"{_ratio(result, 'empirical_ntk')} times its steady-state memory), since it never forms the Jacobian. expreg's "
+        f"{_ratio(result, 'empirical_ntk')} times its steady-state memory, {_ratio(result, 'empirical_ntk', 'first_call_mib')} "
+        "times its first-call memory), since expreg never forms the Jacobian. expreg's "
         "first call of the empirical kernel costs more memory than the later ones: one-off work (loading and "
         "compiling its fused CPU kernels, the block buffers it keeps for the next call of the same size).",
     ]
