@@ -8,9 +8,9 @@ each); runs on ``--device cpu`` too (small sizes: a smoke test).
 
 kernel
     H(W) = (X X^T) o (E diag(a^2) E^T), E = exp(X W) (docs/theory.md section 3), with X
-    and W on the device: expreg's ``ops.gram`` on the torch backend (the
+    and W on the device: expreg's ``gram.gram`` on the torch backend (the
     code ``kernels.empirical_ntk`` runs: rank-k updates of
-    ``ops.GramAccumulator`` on the device, the float64 NumPy result on the
+    ``gram.GramAccumulator`` on the device, the float64 NumPy result on the
     host) against the plain torch reference ``(X @ X.T) * ((E * a**2) @
     E.T)`` with E whole in memory, brought to the host as float64 (the same
     output): ``ratio`` (below 1: expreg is faster). Also the device part
@@ -63,7 +63,7 @@ def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> d
     import impls
     import torch
 
-    from expreg.core import ops
+    from expreg.core import gram
     from expreg.core.activations import EXP
     from expreg.core.backends import get_backend
 
@@ -71,13 +71,13 @@ def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> d
     dt = np.dtype(dtype)
     X, _, W, a = impls.data(n, d, m, dt)
     Xt, Wt, at = (be.asarray(v, dt) for v in (X, W, a))
-    block = ops.gram_block(n, dt.itemsize, be)
+    block = gram.gram_block(n, dt.itemsize, be)
 
     def expreg_gram() -> Any:
-        return ops.gram(be, EXP, Xt, Wt, 1.0)  # the user's path: a = +-1, a^2 = 1; float64 NumPy (n, n)
+        return gram.gram(be, EXP, Xt, Wt, 1.0)  # the user's path: a = +-1, a^2 = 1; float64 NumPy (n, n)
 
     def expreg_on_device() -> Any:
-        acc = ops.GramAccumulator(be, EXP, Xt, block=block)
+        acc = gram.GramAccumulator(be, EXP, Xt, block=block)
         acc.add(Wt)  # the rank-k updates only: S stays on the device
         return acc.S
 
@@ -86,7 +86,7 @@ def kernel_case(n: int, d: int, m: int, dtype: str, device: str, reps: int) -> d
         return (Xt @ Xt.T) * ((E * at**2) @ E.T)
 
     def reference_to_host() -> Any:
-        return reference().cpu().numpy().astype(np.float64)  # the same output as ops.gram
+        return reference().cpu().numpy().astype(np.float64)  # the same output as gram.gram
 
     ms_expreg, H = _timed(expreg_gram, be.synchronize, reps)
     ms_dev, _ = _timed(expreg_on_device, be.synchronize, reps)

@@ -242,7 +242,7 @@ CUDA_COMMANDS = (
     (
         "kernel",
         "python benchmarks/run_all.py --device cuda --section kernel",
-        "H(W) = (X X^T) o (E E^T): expreg's ops.gram (kernels.empirical_ntk's code) against the plain torch reference, n = 256, 1024, 4096, m = 65536",
+        "H(W) = (X X^T) o (E E^T): expreg's gram.gram (kernels.empirical_ntk's code) against the plain torch reference, n = 256, 1024, 4096, m = 65536",
     ),
     (
         "scan",
@@ -333,7 +333,7 @@ def _cuda_kernel(entry: dict[str, Any]) -> list[str]:
     if "error" in k:
         return [f"Not measured: {k['error']}"]
     out = [
-        "| n | d | m | dtype | expreg ops.gram (ms) | plain torch, to host (ms) | expreg / plain | on the device: expreg rank-k (ms) | plain torch (ms) "
+        "| n | d | m | dtype | expreg gram.gram (ms) | plain torch, to host (ms) | expreg / plain | on the device: expreg rank-k (ms) | plain torch (ms) "
         "| expreg / plain | expreg TFLOP/s | plain TFLOP/s | max rel. difference |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -346,7 +346,7 @@ def _cuda_kernel(entry: dict[str, Any]) -> list[str]:
     return [
         *out,
         "",
-        "expreg ops.gram: what `kernels.empirical_ntk` runs (rank-k updates on the device, the Hadamard factor in float64 on the host); "
+        "expreg gram.gram: what `kernels.empirical_ntk` runs (rank-k updates on the device, the Hadamard factor in float64 on the host); "
         "plain torch: `E = torch.exp(X @ W)`, `(X @ X.T) * ((E * a**2) @ E.T)` with E whole, then to the host as float64 (the same output). "
         "On the device: the rank-k updates alone against the plain product left on the device. TFLOP/s on 2 n^2 m flops; "
         "best of 5 synchronised calls; TF32 off (float32 is float32 on both sides).",

@@ -42,7 +42,7 @@ def _sq_sum(A: np.ndarray, B: np.ndarray, G: np.ndarray) -> np.ndarray:
 EXP_HALF = Activation(
     "exp_half",
     value_=_half_exp_,
-    derivative_=lambda be, E: E * 0.5,
+    derivative_from_value=lambda be, E: E * 0.5,
     ntk=lambda A, B, G: G * np.exp(_sq_sum(A, B, G) / 8) / 4,
     nngp=lambda A, B, G: np.exp(_sq_sum(A, B, G) / 8),
 )

@@ -21,6 +21,7 @@ from expreg.core import ops
 from expreg.core.activations import EXP
 from expreg.core.backends import NumpyBackend, canonical_dtype, default_threads, get_backend
 from expreg.core.data import make_dataset
+from expreg.core.reuse import KEPT
 from expreg.engine.train import train
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -301,9 +302,9 @@ def test_backward_writes_gradient_blocks_in_place_without_copies() -> None:
 def test_matmul_out_views_that_blas_writes_in_place() -> None:
     be = get_backend("torch", "cpu")
     G = torch.zeros(5, 40, dtype=torch.float64)
-    assert ops._matmul_out_ok(be, G[:, 3:11]) and ops._matmul_out_ok(be, G[:, :1])  # row stride 40 >= width
-    assert ops._matmul_out_ok(be, G.T[2:9, :])  # column-major view: a transposed GEMM
-    assert not ops._matmul_out_ok(be, G[:, ::2])  # no unit stride: BLAS cannot write it
+    assert be.matmul_out_ok(G[:, 3:11]) and be.matmul_out_ok(G[:, :1])  # row stride 40 >= width
+    assert be.matmul_out_ok(G.T[2:9, :])  # column-major view: a transposed GEMM
+    assert not be.matmul_out_ok(G[:, ::2])  # no unit stride: BLAS cannot write it
     A, B = torch.randn(5, 7, dtype=torch.float64), torch.randn(7, 8, dtype=torch.float64)
     be.matmul(A, B, out=G[:, 3:11])
     torch.testing.assert_close(G[:, 3:11], A @ B)
@@ -340,7 +341,7 @@ def test_scratch_blocks_exist_only_when_activations_are_recomputed(keep: bool) -
     plan = ops.BlockPlan(8, keep)
     ops.release_workspaces()
     ops.forward_backward(be, EXP, X, W, a, y, 1.0, plan)
-    (ws,) = ops._workspaces.values()
+    (ws,) = KEPT.workspaces.values()
     assert (ws.kept is not None) == keep
     assert all(z is None for z in ws.z) == keep  # kept activations: the n x block scratch is never allocated
     ops.release_workspaces()

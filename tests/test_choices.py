@@ -26,6 +26,7 @@ from expreg.core import choices, initialisation
 from expreg.core.activations import ACTIVATIONS, get_activation
 from expreg.core.backends import BACKENDS, NumpyBackend, canonical_dtype, get_backend
 from expreg.core.choices import DType, Init, LabelKind, Scaling
+from expreg.core.reuse import KEPT
 from expreg.experiments import get_config
 from expreg.sklearn.estimator import ExpRegressor
 from expreg.sklearn.kernels import NNGPKernel, NTKKernel
@@ -205,7 +206,7 @@ def test_a_backend_registered_in_one_place_is_served_everywhere() -> None:
             get_backend("jax")
     finally:
         BACKENDS.unregister("numpy-serial")
-        get_backend.cache_clear()
+        KEPT.made.backends.clear()
 
 
 def test_every_place_rejects_an_unknown_backend() -> None:

@@ -178,7 +178,7 @@ def test_a_failed_final_save_prints_the_result_before_the_error(app, tmp_path: P
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(sys.modules["expreg.engine.train"], "save_npz_atomic", disk_full)
+    monkeypatch.setattr(sys.modules["expreg.engine.checkpoints"], "save_npz_atomic", disk_full)
     res = invoke(
         app, ["train", "--n", 6, "--d", 3, "--m", 16, "--max-steps", 3, "--checkpoint", tmp_path / "ck.npz", "--json"]
     )

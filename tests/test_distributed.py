@@ -378,7 +378,7 @@ def test_command_line_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["distributed", "--m", "8", "--device", "cuda"]) == 2  # CUDA needs the torch backend
     err = capsys.readouterr().err
     assert "error: init='coupled' pairs neurons, so m must be even; got m = 7" in err
-    assert "error: device='cuda' needs --backend torch" in err
+    assert "error: device='cuda' needs backend='torch'" in err
 
 
 def test_bad_input_is_refused_with_a_clear_error() -> None:
@@ -643,7 +643,7 @@ def test_a_rank_alone_stops_after_the_timeout(tmp_path: Path) -> None:
 
 
 def test_a_failed_final_save_keeps_the_finished_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from expreg.engine.descent import ResultNotSavedError
+    from expreg.engine.checkpoints import ResultNotSavedError
 
     spec, kw = CONFIGS["gaussian_odd_m"]
     X, y = _data()

@@ -1,4 +1,4 @@
-"""The package's layers: every import points downward, and only entry points import the CLI.
+"""The package's layers: every import points downward, and only the CLI imports the CLI.
 
 core <- engine <- distributed <- {experiments, sklearn} <- cli. Each module's
 imports (top-level and inside functions) are read with ``ast`` and resolved
@@ -18,8 +18,9 @@ PACKAGE = SRC / "expreg"
 
 #: Rank of each layer: a module may import only from layers of lower or equal rank.
 RANK = {"core": 0, "engine": 1, "distributed": 2, "experiments": 3, "sklearn": 3, "cli": 4}
-#: Entry points: the only modules outside the CLI allowed to import it.
-ENTRY_POINTS = {"expreg.distributed.__main__"}
+#: Entry points: the only modules outside the CLI allowed to import it (none: ``python -m expreg.distributed``
+#: hands its process to ``python -m expreg.cli`` without importing it).
+ENTRY_POINTS: set[str] = set()
 
 
 def _module_name(path: Path) -> str:
@@ -120,3 +121,14 @@ def test_the_checker_flags_upward_imports() -> None:
     assert _upward("expreg.sklearn.probe", [(1, "expreg.experiments.base")]) == [
         "line 1: expreg.experiments.base (experiments is a sibling layer of sklearn)"
     ]
+
+
+def test_distributed_never_imports_the_cli() -> None:
+    """Not even its ``__main__`` (the one arrow that used to run back up)."""
+    found = [
+        f"{_module_name(p)} line {line}: {m}"
+        for p in sorted((PACKAGE / "distributed").rglob("*.py"))
+        for line, m in _imports(p)
+        if m == "expreg.cli" or m.startswith("expreg.cli.")
+    ]
+    assert found == []

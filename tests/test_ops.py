@@ -1,4 +1,4 @@
-"""Blocked passes (ops) and the fused exp kernel (fastpath) against independent truth.
+"""Blocked passes of a step (ops) and the fused exp kernel (fastpath) against independent truth (the Gram pass: test_gram.py).
 
 References: dense NumPy float64 formulas of docs/theory.md sections 2-3 written out here,
 central finite differences, and PyTorch autograd. Tolerances per dtype:
@@ -13,8 +13,9 @@ import pytest
 
 from expreg.core import fastpath, ops
 from expreg.core.activations import EXP, RELU
-from expreg.core.backends import NumpyBackend, get_backend
+from expreg.core.backends import get_backend
 from expreg.core.errors import ExpOverflowError
+from expreg.core.reuse import KEPT
 
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 DTYPES = [np.float32, np.float64]
@@ -82,7 +83,7 @@ def test_fused_exp_matvec_and_numpy_fallback_agree_with_float64(dtype: type, mon
     ref_E = np.exp(Z.astype(np.float64))
     ref_acc = 1.0 + ref_E @ a
     for disabled in (False, True):
-        monkeypatch.setattr(fastpath, "_disabled", disabled)
+        monkeypatch.setattr(KEPT.compiled, "disabled", disabled)
         Zc, acc = Z.copy(), np.ones(7, dtype=dtype)
         fastpath.exp_matvec_(Zc, a, acc)
         assert close(Zc, ref_E, dtype) and close(acc, ref_acc, dtype)
@@ -207,14 +208,6 @@ def test_overflow_in_the_fast_path_is_detected(dtype: type, keep: bool) -> None:
         ops.forward_backward(be, EXP, X, W, a, y, 1.0, ops.BlockPlan(8, keep))
 
 
-def test_gram_matches_dense_kernel() -> None:
-    X, W, _, _ = problem(seed=12)
-    s = 0.2
-    H = ops.gram(get_backend("numpy"), EXP, X, W, s, block=30)
-    D = np.exp(X @ W)
-    np.testing.assert_allclose(H, s * s * (X @ X.T) * (D @ D.T), rtol=1e-12)
-
-
 def test_movement_matches_dense_norms() -> None:
     _, W, _, _ = problem(seed=13)
     W0 = W + np.random.default_rng(0).standard_normal(W.shape)
@@ -248,8 +241,8 @@ def test_overflow_of_the_gradient_alone_is_detected() -> None:
 def test_without_numba_the_numpy_fallback_gives_the_same_step(monkeypatch: pytest.MonkeyPatch) -> None:
     X, W, a, y = problem(dtype=np.float32, seed=14)
     fast = ops.forward_backward(get_backend("numpy"), EXP, X, W, a, y, 1.0, ops.BlockPlan(16, True))
-    monkeypatch.setattr(fastpath, "_kernels", None)
-    monkeypatch.setattr(fastpath, "_failed", None)
+    monkeypatch.setattr(KEPT.compiled, "kernels", None)
+    monkeypatch.setattr(KEPT.compiled, "failed", None)
     monkeypatch.setitem(__import__("sys").modules, "expreg.core._fastkernels", None)  # import now fails
     monkeypatch.delattr(__import__("sys").modules["expreg.core"], "_fastkernels", raising=False)
     assert not fastpath.enabled()
@@ -261,7 +254,7 @@ def test_without_numba_the_numpy_fallback_gives_the_same_step(monkeypatch: pytes
 
 def test_environment_variable_turns_the_fast_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXPREG_FASTPATH", "0")
-    monkeypatch.setattr(fastpath, "_disabled", None)  # as in a fresh process
+    monkeypatch.setattr(KEPT.compiled, "disabled", None)  # as in a fresh process
     assert not fastpath.enabled()
     x = np.array([0.0, 1.0])
     np.testing.assert_array_equal(fastpath.exp_(x.copy()), np.exp(x))
@@ -273,122 +266,3 @@ def test_plan_blocks_keeps_coupled_pairs_in_one_block():
     assert plan_blocks(4, 100, 8, block=7, pairs=True).block == 8
     assert plan_blocks(4, 100, 8, block=7).block == 7
     assert plan_blocks(4, 7, 8, block=7, pairs=True).block == 7  # one block holds everything already
-
-
-# --------------------------------------------------- the Gram accumulator (syrk; features by row panels)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n", [5, 300, 1100])  # 1, 2 and 8 row panels
-def test_gram_panels_match_the_dense_formula_with_general_output_weights(dtype: type, n: int) -> None:
-    rng = np.random.default_rng(n)
-    X = rng.standard_normal((n, 3))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    W = rng.standard_normal((3, 150))
-    a = rng.uniform(-2.0, 2.0, 150)  # not +-1: the general form (E diag(a^2) E^T)
-    D = np.exp(X @ W)
-    truth = 0.3**2 * (X @ X.T) * ((D * a**2) @ D.T)
-    be = get_backend("numpy")
-    H = ops.gram(be, EXP, X.astype(dtype), W.astype(dtype), 0.3, a=a.astype(dtype), block=64)
-    assert H.dtype == np.float64
-    np.testing.assert_array_equal(H, H.T)
-    tol = 1e-12 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(H, truth, rtol=0, atol=tol * np.abs(truth).max())
-
-
-def test_gram_does_not_depend_on_the_thread_count() -> None:
-    from expreg.core.backends import NumpyBackend
-
-    rng = np.random.default_rng(0)
-    X, W = rng.standard_normal((900, 4)) * 0.4, rng.standard_normal((4, 500))
-    H1 = ops.gram(NumpyBackend(threads=1), RELU, X, W, 1.0, block=96)
-    H3 = ops.gram(NumpyBackend(threads=3), RELU, X, W, 1.0, block=96)
-    np.testing.assert_array_equal(H1, H3)
-    D = (X @ W > 0).astype(float)
-    np.testing.assert_allclose(H1, (X @ X.T) * (D @ D.T), rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_gram_in_parts_matches_the_dense_formula_for_every_thread_count(
-    dtype: type, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Small n: the neurons of each add go to PARTS_GRAM_PARTS fixed parts (one thread each), summed in order;
-    the result is the dense formula, bit-identical for 1, 2 and 3 threads, and the syrk path's to rounding."""
-    from expreg.core import backends
-
-    rng = np.random.default_rng(7)
-    X, W = (rng.standard_normal((60, 3)) * 0.4).astype(dtype), rng.standard_normal((3, 203)).astype(dtype)
-    D = np.exp(X.astype(np.float64) @ W.astype(np.float64))
-    truth = (X.astype(np.float64) @ X.T.astype(np.float64)) * (D @ D.T)
-    acc = ops.GramAccumulator(NumpyBackend(threads=2), EXP, X, block=16)
-    assert acc.parts == backends.PARTS_GRAM_PARTS > 1
-    for lo, hi in ((0, 3), (3, 70), (70, 203)):  # uneven adds, as the nested scan makes them
-        acc.add(W[:, lo:hi])
-    in_parts = acc.kernel(1.0)
-    tol = 1e-12 if dtype == np.float64 else 2e-6
-    np.testing.assert_allclose(in_parts, truth, rtol=0, atol=tol * np.abs(truth).max())
-    for threads in (1, 3):
-        again = ops.GramAccumulator(NumpyBackend(threads=threads), EXP, X, block=16)
-        for lo, hi in ((0, 3), (3, 70), (70, 203)):
-            again.add(W[:, lo:hi])
-        np.testing.assert_array_equal(again.kernel(1.0), in_parts)
-    monkeypatch.setattr(backends, "PARTS_GRAM_MAX_N", 0)  # the syrk path
-    syrk = ops.GramAccumulator(NumpyBackend(threads=2), EXP, X, block=16)
-    assert syrk.parts == 1
-    syrk.add(W)
-    np.testing.assert_allclose(syrk.kernel(1.0), in_parts, rtol=0, atol=tol * np.abs(truth).max())
-
-
-def test_gram_on_torch_matches_numpy() -> None:
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(1)
-    X, W = rng.standard_normal((40, 3)) * 0.5, rng.standard_normal((3, 70))
-    tb = get_backend("torch")
-    Ht = ops.gram(tb, EXP, torch.as_tensor(X), torch.as_tensor(W), 0.5, block=16)
-    assert isinstance(Ht, np.ndarray) and Ht.dtype == np.float64
-    np.testing.assert_array_equal(Ht, Ht.T)  # assembled from one triangle on the device: exactly symmetric
-    D = np.exp(X @ W)
-    np.testing.assert_allclose(Ht, 0.25 * (X @ X.T) * (D @ D.T), rtol=1e-12)  # the dense formula
-    X32, W32 = X.astype(np.float32), W.astype(np.float32)
-    H32 = ops.gram(tb, EXP, torch.as_tensor(X32), torch.as_tensor(W32), 0.5, block=16)
-    np.testing.assert_array_equal(H32, H32.T)
-    ref = 0.25 * (X @ X.T) * (D @ D.T)
-    np.testing.assert_allclose(H32, ref, rtol=2e-5, atol=1e-6 * np.abs(ref).max())  # float32 accumulation
-
-
-def test_gram_reuses_its_buffers_and_a_closed_accumulator_refuses_neurons() -> None:
-    """Two accumulators of one size, one after the other, share the block buffer and the sums (no fresh pages),
-    zeroed, and agree with the dense formula; two open at once never share; a closed one refuses to be read."""
-    rng = np.random.default_rng(5)
-    X = rng.standard_normal((24, 3)) / 3
-    W = rng.standard_normal((3, 50))
-    be = get_backend("numpy")
-    dense = (X @ X.T) * (np.exp(X @ W) @ np.exp(X @ W).T)
-    acc = ops.GramAccumulator(be, EXP, X, block=16)
-    acc.add(W)
-    buf, state = acc._buf, acc.S
-    np.testing.assert_allclose(acc.kernel(1.0), dense, rtol=1e-12)
-    acc.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        acc.add(W)
-    with pytest.raises(RuntimeError, match="closed"):
-        acc.kernel(1.0)  # its sums went back: reading them now could see the next accumulator's
-    again = ops.GramAccumulator(be, EXP, X, block=16)
-    assert again._buf is buf and again.S is state  # the same buffers, the sums zeroed
-    again.add(W[:, :20])
-    again.add(W[:, 20:])
-    np.testing.assert_allclose(again.kernel(1.0), dense, rtol=1e-12)
-    other = ops.GramAccumulator(be, EXP, X, block=16)  # while `again` is open: its own buffers
-    assert other.S is not again.S and other._buf is not again._buf
-    again.close()
-    other.close()
-
-
-def test_release_workspaces_drops_the_kept_gram_sums_too() -> None:
-    """What ``close`` gives back (block buffer and, for small n, the parts' sums) is freed by release_workspaces."""
-    X = np.random.default_rng(6).standard_normal((24, 3)) / 3
-    acc = ops.GramAccumulator(get_backend("numpy"), EXP, X, block=16)
-    state = acc.S
-    acc.close()
-    ops.release_workspaces()
-    again = ops.GramAccumulator(get_backend("numpy"), EXP, X, block=16)
-    assert again.S is not state
-    again.close()

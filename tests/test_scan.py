@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from expreg import ExpNet, ExpOverflowError, kernels, scan
-from expreg.core.initialisation import init_weights
+from expreg.core.initialisation import CHUNK, init_weights
 
 
 def points_in_ball(n: int, d: int, seed: int) -> np.ndarray:
@@ -60,9 +60,9 @@ def test_block_size_does_not_change_the_kernel(block: int | None) -> None:
 
 
 def test_widths_across_weight_draws_and_odd_coupled_widths() -> None:
-    """Widths beyond one draw of ``scan.DRAW`` neurons, with odd coupled widths (half a pair)."""
+    """Widths beyond one draw of ``initialisation.CHUNK`` neurons, with odd coupled widths (half a pair)."""
     X = points_in_ball(4, 2, seed=3)
-    widths = [3, scan.DRAW - 1, scan.DRAW + 5, 2 * scan.DRAW + 777]
+    widths = [3, CHUNK - 1, CHUNK + 5, 2 * CHUNK + 777]
     for m, H in scan.nested_gram(X, widths, seed=11, activation="relu", block=1000):
         np.testing.assert_allclose(H, dense_hdis(X, m, 11, "relu", "coupled"), rtol=1e-12, atol=1e-15)
 

@@ -207,7 +207,7 @@ def test_bad_predict_input():
     [
         ({"width": 0}, "width must be a positive integer, got 0"),
         ({"width": 2.5}, "width must be a positive integer"),
-        ({"width": 7}, "width=7 is odd but init='coupled'"),
+        ({"width": 7}, "so width must be even; got width = 7"),
         ({"activation": "tanh"}, "activation='tanh' is not known"),
         ({"scaling": "mup"}, "scaling='mup' is not known"),
         ({"init": "zeros"}, "init='zeros' is not known"),

@@ -14,6 +14,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,15 +42,20 @@ Labels = LabelKind
 __all__ = ["Activation", "BackendName", "DType", "Init", "Labels", "RunOptions", "Scaling", "parse_lr", "run_options"]
 
 
-def parse_lr(text: str) -> float | str:
-    """``--lr``: a rule of ``LR_RULES`` ('auto', 'empirical') or a number."""
-    if text in LR_RULES:
-        return text
+def plain(value: Any) -> Any:
+    """An option's value as the user typed it: choices (enums) by value, paths as strings."""
+    return value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path) else value
+
+
+def parse_lr(lr: str) -> float | str:
+    """``--lr`` as ``TrainOptions.lr``: a rule of ``LR_RULES`` ('auto', 'empirical') or a number."""
+    if lr in LR_RULES:
+        return lr
     try:
-        return float(text)
+        return float(lr)
     except ValueError:
         rules = ", ".join(map(repr, LR_RULES))
-        raise ValueError(f"--lr must be {rules} or a number, got {text!r}") from None
+        raise ValueError(f"--lr must be {rules} or a number, got {lr!r}") from None
 
 
 @dataclass(frozen=True)
@@ -128,16 +134,13 @@ class RunOptions:
         return X, y
 
     def network(self) -> dict[str, Any]:
-        """Keywords of ``ExpNet.init`` and ``NetSpec`` besides d and m."""
-        return dict(
-            seed=self.seed,
-            activation=ACTIVATIONS.check(self.activation),
-            scaling=Scaling.check(self.scaling),
-            init=Init.check(self.init),
-            dtype=np.dtype(DType.check(self.dtype)),
-            backend=BackendName.check(self.backend),
-            device=self.device,
-        )
+        """The settings of ``NetSpec`` besides d and m that the command line sets (those of
+        ``NetSpec.settings_names`` that are options here), as plain values (the dtype a NumPy dtype, as the
+        public API gives dtypes): keywords of ``ExpNet.init``."""
+        from ..core.model import NetSpec
+
+        settings = {name: plain(getattr(self, name)) for name in NetSpec.settings_names() if hasattr(self, name)}
+        return {**settings, "dtype": np.dtype(settings["dtype"])}
 
     def descent(self, **more: Any) -> TrainOptions:
         """The ``TrainOptions`` of ``train`` and ``train_sharded``: lr, epsilon, max_steps, record_every (and ``more``)."""

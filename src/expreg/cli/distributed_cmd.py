@@ -20,14 +20,13 @@ import json
 import os
 import sys
 from dataclasses import fields, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ._common import USER_ERRORS, print_summary, user_errors
-from ._options import RunOptions, run_options
+from ._options import RunOptions, plain, run_options
 
 
 @user_errors
@@ -55,86 +54,84 @@ def distributed_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the summary on stdout (rank 0)."),
 ) -> None:
     """Train one network with its neurons split over the ranks of a torchrun launch (gloo on CPU, NCCL on CUDA)."""
-    from ..core.storage import check_writable
-    from ..distributed.sharded import NetSpec, check_ranks_agree, init_from_environment, shutdown, train_sharded
-    from ..engine.descent import ResultNotSavedError
+    from ..core.backends import check_device
+    from ..distributed.sharded import check_ranks_agree, init_from_environment, shutdown, train_sharded
+    from ..engine.checkpoints import ResultNotSavedError
 
-    device, backend = opts.device, opts.backend
-    if device is not None and device.startswith("cuda") and backend != "torch":
-        raise ValueError(f"device={device!r} needs --backend torch (got {backend!r})")
-    comm, device = init_from_environment(device, init_method, timeout_s=timeout)
+    check_device(plain(opts.backend), opts.device)  # before a process group is formed
+    comm, device = init_from_environment(opts.device, init_method, timeout_s=timeout)
     try:
         # the command lines first (before any rank can fail alone), then each rank's own checks
         check_ranks_agree(comm, command_fields(opts, checkpoint_dir, checkpoint_every))
         opts = replace(opts, device=device)  # "cuda" became cuda:LOCAL_RANK
-        error: Exception | None = None
+        X, y, spec = _rank_inputs(opts, comm, checkpoint_dir)
+        out = RankZeroOutput(
+            comm.rank, log_every, json_out, {"n": int(X.shape[0]), "d": int(X.shape[1]), **opts.describe()}
+        )
+        out.settings.update(device=device or "cpu", checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
         try:
-            if checkpoint_dir is not None:
-                check_writable(checkpoint_dir, "--checkpoint-dir", directory=True)
-            X, y = opts.checked_dataset(ranks=comm.world_size, ranks_here=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-            spec = NetSpec(X.shape[1], opts.m, **opts.network())
-        except USER_ERRORS as exc:
-            error = exc
-        check_ranks_agree(comm, [], error)
-
-        def log(t: int, res: float) -> None:
-            if log_every and comm.rank == 0 and t % log_every == 0:
-                sys.stderr.write(f"step {t}  ||u - y|| = {res:.6e}\n")
-                sys.stderr.flush()
-
-        def report(result: Any) -> None:
-            if comm.rank != 0:
-                return
-            summary = {
-                "n": int(X.shape[0]),
-                "d": int(X.shape[1]),
-                **opts.describe(),
-                "device": device or "cpu",
-                "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
-                **result.summary(),
-            }
-            if json_out:
-                typer.echo(json.dumps(summary))
-            else:
-                print_summary(f"expreg distributed ({result.world_size} ranks)", summary)
-
-        try:
-            result = train_sharded(
-                spec,
-                X,
-                y,
-                opts.descent(checkpoint_every=checkpoint_every),
-                progress=log,
-                checkpoint_dir=checkpoint_dir,
-                comm=comm,
-            )
+            descent = opts.descent(checkpoint_every=checkpoint_every)
+            result = train_sharded(spec, X, y, descent, progress=out.progress, checkpoint_dir=checkpoint_dir, comm=comm)
         except ResultNotSavedError as exc:  # the run finished: rank 0 shows its result, then the error
-            report(exc.result)
+            out.summary(exc.result)
             raise
     finally:
         shutdown(comm)
-    report(result)
+    out.summary(result)
+
+
+def _rank_inputs(opts: RunOptions, comm: Any, checkpoint_dir: Path | None) -> tuple[Any, Any, Any]:
+    """(X, y, spec) of this rank, after every rank's own checks: a rank that fails them stops every rank."""
+    from ..core.storage import check_writable
+    from ..distributed.sharded import NetSpec, check_ranks_agree
+
+    error: Exception | None = None
+    X = y = spec = None
+    try:
+        if checkpoint_dir is not None:
+            check_writable(checkpoint_dir, "--checkpoint-dir", directory=True)
+        X, y = opts.checked_dataset(ranks=comm.world_size, ranks_here=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        spec = NetSpec(X.shape[1], opts.m, **opts.network())
+    except USER_ERRORS as exc:
+        error = exc
+    check_ranks_agree(comm, [], error)
+    return X, y, spec
+
+
+class RankZeroOutput:
+    """What rank 0 prints: the progress on stderr (every ``log_every`` steps; 0: never) and the summary.
+
+    Every other rank prints nothing. ``settings`` are the summary's first
+    entries (data, network, device, checkpoints), the result's follow.
+    """
+
+    def __init__(self, rank: int, log_every: int, json_out: bool, settings: dict[str, Any]) -> None:
+        self.rank, self.log_every, self.json_out, self.settings = rank, log_every, json_out, settings
+
+    def progress(self, t: int, res: float) -> None:
+        """The ``progress`` of ``train_sharded``: step t and ||u(t) - y||."""
+        if self.log_every and self.rank == 0 and t % self.log_every == 0:
+            sys.stderr.write(f"step {t}  ||u - y|| = {res:.6e}\n")
+            sys.stderr.flush()
+
+    def summary(self, result: Any) -> None:
+        """The settings and ``result.summary()``, as JSON or as a table."""
+        if self.rank != 0:
+            return
+        summary = {**self.settings, **result.summary()}
+        if self.json_out:
+            typer.echo(json.dumps(summary))
+        else:
+            print_summary(f"expreg distributed ({result.world_size} ranks)", summary)
 
 
 def command_fields(opts: RunOptions, checkpoint_dir: Path | None, checkpoint_every: int) -> list[tuple[str, Any]]:
     """The options every rank must be given alike, as (flag, value): all but --device (cuda:LOCAL_RANK differs) and the output ones."""
     given = [
-        (f"--{f.name.replace('_', '-')}", _plain(getattr(opts, f.name))) for f in fields(opts) if f.name != "device"
+        (f"--{f.name.replace('_', '-')}", plain(getattr(opts, f.name))) for f in fields(opts) if f.name != "device"
     ]
     return [*given, ("--checkpoint-dir given", checkpoint_dir is not None), ("--checkpoint-every", checkpoint_every)]
 
 
-def _plain(value: Any) -> Any:
-    """An option's value as the user typed it: enums by value, paths as strings."""
-    return value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path) else value
-
-
 def register(app: typer.Typer) -> None:
     app.command("distributed")(distributed_command)
-
-
-def module_main(argv: list[str] | None = None) -> int:
-    """``python -m expreg.distributed ...`` (for torchrun): the ``expreg distributed`` command."""
-    from . import main as cli_main
-
-    return cli_main(["distributed", *(sys.argv[1:] if argv is None else argv)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -30,10 +31,21 @@ def theory_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Print B, R, the theorem's width, step size, iterations and movement bound (docs/theory.md section 5)."""
+    from ..core.theory import theorem_quantities
+
+    n, lam = _n_and_lambda(n, lam, d, seed, data)
+    q = theorem_quantities(n, lam, delta, epsilon)
+    if json_out:
+        typer.echo(json.dumps(q.as_dict()))
+        return
+    _print_table(q, f"Theorem quantities: n = {n}, lambda = {lam:.6g}, delta = {delta}, epsilon = {epsilon}")
+
+
+def _n_and_lambda(n: int | None, lam: float | None, d: int | None, seed: int, data: Path | None) -> tuple[int, float]:
+    """n and lambda as given, or lambda_min(H^cts) of --data or of synthetic data (its n checked against --n)."""
     from ..core import data as data_mod
     from ..core.kernels import ntk_lambda
     from ..core.resources import check_fits
-    from ..core.theory import theorem_quantities
 
     if lam is not None and data is not None:
         raise ValueError("--lambda and --data both given: lambda is computed from --data; give one of them")
@@ -57,18 +69,18 @@ def theory_command(
             X = data_mod.sphere(n, 16 if d is None else d, seed=seed)
         lam = ntk_lambda(X)
         n = X.shape[0]
-    q = theorem_quantities(n, lam, delta, epsilon)
-    if json_out:
-        typer.echo(json.dumps(q.as_dict()))
-        return
+    return int(n), float(lam)
+
+
+def _print_table(q: Any, title: str) -> None:
+    """The quantities as a rich table, with the provenance legend."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"Theorem quantities: n = {n}, lambda = {lam:.6g}, delta = {delta}, epsilon = {epsilon}")
+    table = Table(title=title)
     for col in ("quantity", "value", "formula", "provenance"):
         table.add_column(col)
-    from rich.markup import escape
-
     for row in q.rows():
         table.add_row(*(escape(cell) for cell in row))
     Console().print(table)

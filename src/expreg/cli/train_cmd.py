@@ -29,7 +29,7 @@ def train_command(
     """Train one network by full-batch gradient descent and print its summary."""
     from ..core.model import ExpNet
     from ..core.storage import check_writable
-    from ..engine.descent import ResultNotSavedError
+    from ..engine.checkpoints import ResultNotSavedError
     from ..engine.train import train
 
     if checkpoint is not None:

@@ -48,15 +48,17 @@ class Activation:
         The name it is registered under (``ACTIVATIONS``), e.g. ``"exp"``.
     value_ : callable (backend, Z) -> E
         Overwrites Z (n x b) with sigma(Z) and returns it.
-    derivative_ : callable (backend, E) -> D
+    derivative_from_value : callable (backend, E) -> D
         sigma'(Z) from E = sigma(Z), (n x b); may return E itself (exp) and
-        must not modify E otherwise.
+        must not modify E otherwise (so no trailing underscore: it works
+        out of place, unlike ``value_``).
     ntk, nngp : callable (A, B, G) -> ndarray (n1, n2)
         H^cts and the NNGP kernel K between the rows of A and B, float64
         (see the module docstring).
-    value_matvec_ : callable (backend, Z, a, acc) -> E, optional
+    fused_value_matvec_ : callable (backend, Z, a, acc) -> E, optional
         A fused Z <- sigma(Z), acc += Z @ a (exp: ``Backend.exp_matvec_``);
-        None: ``value_`` then a matrix-vector product.
+        None: ``value_`` then a matrix-vector product (the method
+        ``value_matvec_`` picks one or the other).
     theorem : bool
         Whether the theorem of Gao, Mahadevan, Song (``theory``) covers this
         activation (exp only): experiments report its bounds only then.
@@ -64,7 +66,7 @@ class Activation:
 
     name: str
     value_: Callable[[Backend, Array], Array]
-    derivative_: Callable[[Backend, Array], Array]
+    derivative_from_value: Callable[[Backend, Array], Array]
     ntk: KernelFn
     nngp: KernelFn
     fused_value_matvec_: Callable[[Backend, Array, Array, Array], Array] | None = None
@@ -72,7 +74,7 @@ class Activation:
 
     def derivative(self, backend: Backend, E: Array) -> Array:
         """sigma'(Z) from E = sigma(Z); may return ``E`` itself (exp)."""
-        return self.derivative_(backend, E)
+        return self.derivative_from_value(backend, E)
 
     def value_matvec_(self, backend: Backend, Z: Array, a: Array, acc: Array) -> Array:
         """Z <- sigma(Z) in place and acc += Z @ a; returns Z. Z (n, b), a (b,), acc (n,)."""
@@ -126,7 +128,7 @@ def _exp_nngp(A: np.ndarray, B: np.ndarray, G: np.ndarray) -> np.ndarray:
 EXP = Activation(
     "exp",
     value_=lambda be, z: be.exp_(z),
-    derivative_=lambda be, e: e,
+    derivative_from_value=lambda be, e: e,
     ntk=_exp_ntk,
     nngp=_exp_nngp,
     fused_value_matvec_=lambda be, z, a, acc: be.exp_matvec_(z, a, acc),
@@ -148,7 +150,7 @@ def _relu_nngp(A: np.ndarray, B: np.ndarray, G: np.ndarray) -> np.ndarray:
 RELU = Activation(
     "relu",
     value_=lambda be, z: be.relu_(z),
-    derivative_=lambda be, e: be.positive(e),
+    derivative_from_value=lambda be, e: be.positive(e),
     ntk=_relu_ntk,
     nngp=_relu_nngp,
 )

@@ -10,20 +10,18 @@ or ``numpy.float64``); each backend maps it to its own.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from functools import cache
 from typing import Any
 
 import numpy as np
 
 from .choices import DType, Registry, unknown_choice
 from .errors import overflow_checked
-from .reuse import KeptForReuse
+from .reuse import KEPT
 
 Array = Any  # numpy.ndarray or torch.Tensor
 
@@ -58,6 +56,20 @@ class Backend:
     threads: int = 1
     #: Default bytes of one block of activations (see ``ops.plan_blocks``).
     block_bytes: int = 4 * 2**20
+    #: Bytes of one block of activations in the Gram passes (``gram.gram_block``): larger than a step's,
+    #: since the rank-k update reads and writes the n x n accumulator once per block, so a block must hold
+    #: a few hundred neurons for it to run at the machine's GEMM rate.
+    gram_block_bytes: int = 16 * 2**20
+    #: The most neurons of one Gram block (None: no cap).
+    gram_block_max: int | None = 4096
+    #: Whether the arrays are NumPy arrays in host memory, which SciPy's BLAS (syrk) updates in place:
+    #: ``gram.sum_for`` then sums the Gram matrix on the host (``PartsSum``, ``SyrkSum``).
+    host_blas: bool = False
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the arrays live on an accelerator (a device other than the CPU)."""
+        return self.device != "cpu"
 
     # construction and conversion
     def asarray(self, x: Any, dtype: np.dtype) -> Array:  # pragma: no cover - interface
@@ -129,37 +141,19 @@ class Backend:
         acc += self.matmul(Z, a)
         return Z
 
-    # Gram accumulation (``ops.GramAccumulator``): S = sum of D D^T over blocks D (n, k)
-    def row_panels(self, n: int) -> list[tuple[int, int]]:
-        """Row ranges that split the features sigma'(X W_block) of one Gram block into tasks for ``parallel``."""
-        return [(0, n)]
+    def add_matmul_(self, C: Array, A: Array, B: Array) -> None:
+        """C += A @ B in place (C (n, n), A (n, k), B (k, n))."""
+        C += self.matmul(A, B)
 
-    def gram_state(self, n: int, dtype: np.dtype) -> Any:
-        """A zero accumulator for S (n x n); only ``rank_update_``, ``gram_parts`` and ``gram_lower`` read it."""
-        return self.zeros((n, n), dtype)
+    def symmetric_from_lower(self, A: Array) -> Array:
+        """tril(A) + tril(A, -1)^T in float64 (n, n): exactly symmetric, where A lives (a GEMM's A A^T need not be).
 
-    def gram_parts(self, state: Any) -> int:
-        """How many separate sums ``state`` keeps (``ops.GramAccumulator``).
-
-        1: every block goes into one sum, its features computed by row panels
-        on the backend's threads and its rank update on BLAS's threads. P > 1:
-        the neurons of each ``add`` are split into P fixed contiguous parts,
-        each accumulated into its own sum by one thread with one-thread BLAS,
-        the sums added in part order when the kernel is read (so the thread
-        count never changes the result).
+        This version computes it on the host and returns a NumPy array; a
+        device backend keeps it on its device.
         """
-        return 1
-
-    def rank_update_(self, state: Any, D: Array, part: int = 0) -> None:
-        """Sum ``part`` of state += D D^T (at least on and below the diagonal). D (n, k)."""
-        state += self.matmul(D, D.T)
-
-    def gram_lower(self, state: Any) -> np.ndarray:
-        """The lower triangle of S (diagonal included, zeros above) as a NumPy float64 (n, n) array."""
-        return np.tril(self.to_numpy(state)).astype(np.float64, copy=False)
-
-    def gram_release(self, state: Any) -> None:
-        """``state`` will not be read again (``GramAccumulator.close``): a backend may keep it for the next one."""
+        L = np.tril(self.to_numpy(A)).astype(np.float64)
+        L += np.tril(L, -1).T
+        return L
 
     def eigvalsh(self, A: Array) -> np.ndarray:
         """Every eigenvalue of the symmetric matrix A (n, n), ascending, as a NumPy float64 array.
@@ -171,31 +165,6 @@ class Backend:
         import scipy.linalg
 
         return np.asarray(scipy.linalg.eigvalsh(self.to_numpy(A), check_finite=False), dtype=np.float64)
-
-    def gram_outer(self, X: Array) -> Any:
-        """X X^T in float64 (n, n), exactly symmetric, where ``gram_kernel`` assembles the kernel.
-
-        This version computes it on the host (NumPy's ``A @ A.T`` is a syrk:
-        exactly symmetric); a device backend keeps it on its device.
-        """
-        Xf = self.to_numpy(X).astype(np.float64)
-        limiter = _blas_single_thread()  # 2 n^2 d flops: one thread, and no BLAS pool left spinning afterwards
-        with limiter if limiter is not None else nullcontext():
-            return Xf @ Xf.T
-
-    def gram_kernel(self, state: Any, xxt: Any, factor: float) -> Any:
-        """factor * (X X^T) o S in float64 (n, n), exactly symmetric (S read from its lower triangle).
-
-        ``xxt`` comes from ``gram_outer``. Returns an array of this backend
-        (``to_numpy`` brings it to the host). This version assembles it on the
-        host from ``gram_lower``; a device backend assembles it on its device
-        and moves n^2 float64 once.
-        """
-        H = self.gram_lower(state)  # float64, zeros above the diagonal
-        _mirror_lower(H)
-        np.multiply(H, xxt.T if H.flags.f_contiguous else xxt, out=H)  # X X^T is symmetric: same layout as H
-        H *= factor
-        return H
 
     def sum_rows(self, x: Array) -> Array:
         """Sum of a 2-D array over its first axis (a new array), the same for a given shape and device.
@@ -236,6 +205,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     device = "cpu"
     block_bytes = 2**20
+    host_blas = True
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = default_threads() if threads is None else int(threads)
@@ -275,7 +245,7 @@ class NumpyBackend(Backend):
         # NumPy's overflow warnings are silenced in every thread (errstate is
         # per thread: workers do not inherit the caller's).
         workers = min(self.threads, tasks)
-        limiter = _blas_single_thread() if workers > 1 else None
+        limiter = blas_single_thread() if workers > 1 else None
         if limiter is None:
             with overflow_checked():
                 return Backend.parallel(self, tasks, fn)
@@ -308,27 +278,6 @@ class NumpyBackend(Backend):
 
     def __repr__(self) -> str:
         return f"NumpyBackend(threads={self.threads})"
-
-    def row_panels(self, n: int) -> list[tuple[int, int]]:
-        return _row_panels(n)
-
-    def gram_state(self, n: int, dtype: np.dtype) -> _SyrkGram | _PartsGram:
-        if n <= PARTS_GRAM_MAX_N:
-            return _PartsGram.take(n, dtype, PARTS_GRAM_PARTS)
-        return _SyrkGram(self, n, dtype)
-
-    def gram_release(self, state: _SyrkGram | _PartsGram) -> None:
-        if isinstance(state, _PartsGram):
-            state.give_back()
-
-    def gram_parts(self, state: _SyrkGram | _PartsGram) -> int:
-        return state.parts
-
-    def rank_update_(self, state: _SyrkGram | _PartsGram, D: np.ndarray, part: int = 0) -> None:
-        state.update(np.ascontiguousarray(D), part)
-
-    def gram_lower(self, state: _SyrkGram | _PartsGram) -> np.ndarray:
-        return state.lower()
 
     def relu_(self, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, 0, out=x)
@@ -363,118 +312,6 @@ class NumpyBackend(Backend):
         return True
 
 
-def _row_panels(n: int) -> list[tuple[int, int]]:
-    """Row ranges [r_p, r_{p+1}) (multiples of 8, r_p ~ n sqrt(p / P)) over which a Gram block's
-    features are computed on the backend's threads; P (1 to 8) depends on n only, never on threads."""
-    panels = 1 if n < 256 else min(8, n // 128)
-    bounds = sorted({0, n, *(min(n, round(n * np.sqrt(p / panels) / 8) * 8) for p in range(1, panels))})
-    return list(itertools.pairwise(bounds))
-
-
-def _mirror_lower(H: np.ndarray, tile: int = 256) -> None:
-    """Copy the strict lower triangle of H (n, n; zeros above) onto the upper, tile by tile (cache-sized transposes)."""
-    n = H.shape[0]
-    for i0 in range(0, n, tile):
-        i1 = min(i0 + tile, n)
-        for j0 in range(0, i0, tile):
-            H[j0 : j0 + tile, i0:i1] = H[i0:i1, j0 : j0 + tile].T
-        T = H[i0:i1, i0:i1]
-        T += np.tril(T, -1).T
-
-
-#: Up to this n, the NumPy backend accumulates the Gram matrix in ``PARTS_GRAM_PARTS`` neuron parts run on its
-#: threads with one-thread BLAS (``_PartsGram``); above it, one BLAS syrk per block on BLAS's threads (``_SyrkGram``).
-#: Measured on 2 cores (``kernels.empirical_ntk``, m = 8192, d = 32, medians of 12 interleaved calls): parts / syrk
-#: 0.71 and 0.69 at n = 256, 0.68 and 0.77 at n = 512 (float32, float64), where OpenBLAS's two-thread syrk is far
-#: from its GEMM rate; 1.13 and 0.98 at n = 1024, so syrk from there on.
-PARTS_GRAM_MAX_N = 512
-#: The fixed number of parts (results depend on it, never on the thread count).
-PARTS_GRAM_PARTS = 4
-
-
-def _parts_key(n: int, dtype: Any, parts: int) -> tuple[int, str, int]:
-    return (int(n), np.dtype(dtype).str, int(parts))
-
-
-#: ``_PartsGram`` accumulators given back, for the next of the same size: the 4 most recent sizes
-#: (``ops.release_workspaces`` drops them).
-gram_parts_kept: KeptForReuse[tuple[int, str, int], _PartsGram] = KeptForReuse(4)
-
-
-class _PartsGram:
-    """S = S_0 + ... + S_{P-1}, each part updated by ``D @ D.T`` (NumPy's own syrk) in the calling thread.
-
-    Memory: 2 P n^2 (each part and its product buffer), for n <= ``PARTS_GRAM_MAX_N``; numbers differ from
-    ``_SyrkGram``'s in the last bits (another order of the sum), never with the thread count.
-    """
-
-    def __init__(self, n: int, dtype: np.dtype, parts: int) -> None:
-        self.parts = parts
-        self.S = [np.zeros((n, n), dtype=dtype) for _ in range(parts)]
-        self._T = [np.empty((n, n), dtype=dtype) for _ in range(parts)]
-
-    @classmethod
-    def take(cls, n: int, dtype: np.dtype, parts: int) -> _PartsGram:
-        """A zeroed accumulator: one given back (``give_back``) for this (n, dtype, parts) if kept, else a new one.
-
-        Fresh arrays cost their page faults on first touch: measured 0.6 to 0.7 ms of a 7 to 10 ms
-        ``empirical_ntk`` at n = 256 (float32, m = 8192) called after an idle moment.
-        """
-        kept = gram_parts_kept.take(_parts_key(n, dtype, parts))
-        if kept is None:
-            return cls(n, dtype, parts)
-        for S in kept.S:
-            S.fill(0)
-        return kept
-
-    def give_back(self) -> None:
-        """Keep this accumulator for the next ``take`` of its size (its sums are not read again)."""
-        gram_parts_kept.give(_parts_key(self.S[0].shape[0], self.S[0].dtype, self.parts), self)
-
-    def update(self, D: np.ndarray, part: int) -> None:
-        """Add D D^T (D (n, k) C-contiguous) to part ``part``; one thread per part at a time."""
-        T = self._T[part]
-        np.matmul(D, D.T, out=T)  # A @ A.T: NumPy calls syrk and fills the other triangle (exactly symmetric)
-        self.S[part] += T
-
-    def lower(self) -> np.ndarray:
-        """The lower triangle of the sum of the parts, added in part order, as float64 (zeros above)."""
-        total = self.S[0].astype(np.float64)
-        for S in self.S[1:]:
-            total += S
-        return np.tril(total)
-
-
-class _SyrkGram:
-    """The lower triangle of S = sum D D^T (n x n), updated by BLAS ``syrk`` in place.
-
-    One Fortran-ordered accumulator: a C-contiguous D (n, k) is D^T
-    Fortran-contiguous, so ``syrk(trans=1)`` adds D D^T (n^2 k flops, half a
-    GEMM's) to its lower triangle without a copy, on BLAS's own threads.
-    Measured on 2 cores (idle): 0.5x the time of the GEMM E @ E.T; splitting S
-    into row panels run on the backend's threads was slower (scipy's BLAS
-    wrappers hold the GIL, so the panels ran one at a time).
-    """
-
-    def __init__(self, backend: NumpyBackend, n: int, dtype: np.dtype) -> None:
-        import scipy.linalg.blas
-
-        self.n = n
-        self.S = np.zeros((n, n), dtype=dtype, order="F")
-        self._syrk = scipy.linalg.blas.ssyrk if np.dtype(dtype) == np.float32 else scipy.linalg.blas.dsyrk
-
-    #: One sum (``Backend.gram_parts``).
-    parts = 1
-
-    def update(self, D: np.ndarray, part: int = 0) -> None:
-        """Add D D^T, D (n, k) C-contiguous."""
-        self._syrk(1.0, D.T, beta=1.0, c=self.S, trans=1, lower=1, overwrite_c=1)
-
-    def lower(self) -> np.ndarray:
-        """The lower triangle of S (zeros above) as a float64 (n, n) array, Fortran-ordered like S."""
-        return self.S.astype(np.float64, order="F")  # syrk never writes above the diagonal: zeros there
-
-
 class TorchBackend(Backend):
     """PyTorch tensors on any device (``"cpu"``, ``"cuda"``, ``"cuda:1"``...)."""
 
@@ -493,7 +330,10 @@ class TorchBackend(Backend):
         # CPU, the whole device on CUDA): blocks run in order, and are large
         # on a GPU so that each kernel launch does real work.
         self.threads = 1
-        self.block_bytes = 256 * 2**20 if self.device != "cpu" else 16 * 2**20
+        self.block_bytes = 256 * 2**20 if self.on_device else 16 * 2**20
+        if self.on_device:  # a device's Gram blocks fill its (larger) block, uncapped
+            self.gram_block_bytes = max(Backend.gram_block_bytes, self.block_bytes)
+            self.gram_block_max = None
 
     def _dtype(self, dtype: np.dtype) -> Any:
         return {np.dtype(np.float32): self._torch.float32, np.dtype(np.float64): self._torch.float64}[np.dtype(dtype)]
@@ -565,27 +405,18 @@ class TorchBackend(Backend):
         s0, s1 = (int(v) for v in out.stride())
         return (s1 == 1 and s0 >= max(1, cols)) or (s0 == 1 and s1 >= max(1, rows))
 
-    def rank_update_(self, state: Any, D: Any, part: int = 0) -> None:
-        """S += D D^T with one ``addmm_`` (queued on the device, no host synchronisation)."""
-        state.addmm_(D, D.T)
+    def add_matmul_(self, C: Any, A: Any, B: Any) -> None:
+        """C += A @ B with one ``addmm_`` (queued on the device, no host synchronisation)."""
+        C.addmm_(A, B)
 
-    def _symmetric_from_lower(self, A: Any) -> Any:
-        """tril(A) + tril(A, -1)^T in float64: exactly symmetric (a GEMM's A A^T need not be)."""
+    def symmetric_from_lower(self, A: Any) -> Any:
+        """tril(A) + tril(A, -1)^T in float64, on A's device: exactly symmetric (a GEMM's A A^T need not be)."""
         torch = self._torch
         L = torch.tril(A).to(torch.float64)
         return L.add_(torch.tril(L, -1).T)
 
     def eigvalsh(self, A: Any) -> np.ndarray:
         return self.to_numpy(self._torch.linalg.eigvalsh(A)).astype(np.float64)
-
-    def gram_outer(self, X: Any) -> Any:
-        X64 = X.to(self._torch.float64)
-        return self._symmetric_from_lower(X64 @ X64.T)  # on the device
-
-    def gram_kernel(self, state: Any, xxt: Any, factor: float) -> Any:
-        # On the device: one n^2 float64 copy to the host afterwards (measured on an H100, n = 4096:
-        # assembling on the host instead took 2 to 3 times as long as the whole accumulation).
-        return self._symmetric_from_lower(state).mul_(xxt).mul_(factor)
 
     def exp_matvec_(self, Z: Any, a: Any, acc: Any) -> Any:
         Z.exp_()
@@ -629,30 +460,27 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_controller: Any = None
-_controller_lock = threading.Lock()
-
-
-def _blas_single_thread() -> AbstractContextManager[Any] | None:
+def blas_single_thread() -> AbstractContextManager[Any] | None:
     """Context limiting BLAS to one thread, or None without threadpoolctl.
 
     Without threadpoolctl, ``parallel`` falls back to one thread (BLAS then
     uses its own threads), which is correct, only slower.
     """
-    global _controller
-    with _controller_lock:
-        if _controller is None:
+    kept = KEPT.made
+    with kept.lock:
+        if kept.blas_controller is None:
             try:
                 from threadpoolctl import ThreadpoolController
             except ImportError:
-                _controller = False
+                kept.blas_controller = False
             else:
-                _controller = ThreadpoolController()
-    if _controller is False:
+                kept.blas_controller = ThreadpoolController()
+    controller = kept.blas_controller
+    if controller is False:
         return None
-    if not _controller.select(user_api="blas").lib_controllers:
+    if not controller.select(user_api="blas").lib_controllers:
         return nullcontext()
-    return _controller.limit(limits=1, user_api="blas")
+    return controller.limit(limits=1, user_api="blas")
 
 
 def is_torch_tensor(x: Any) -> bool:
@@ -665,9 +493,24 @@ def host_array(x: Any) -> Any:
     return x.detach().cpu().numpy() if is_torch_tensor(x) else x
 
 
+#: The backends that run on a device other than the CPU.
+DEVICE_BACKENDS = ("torch",)
+
+
+def check_device(backend: str, device: str | None) -> None:
+    """The one rule of devices: a device other than the CPU (e.g. "cuda") needs a backend of ``DEVICE_BACKENDS``.
+
+    >>> check_device("numpy", "cuda")
+    Traceback (most recent call last):
+    ...
+    ValueError: device='cuda' needs backend='torch': the numpy backend runs on the CPU only
+    """
+    if device not in (None, "cpu") and backend not in DEVICE_BACKENDS:
+        raise ValueError(f"device={device!r} needs backend='torch': the {backend} backend runs on the CPU only")
+
+
 def _numpy_backend(device: str | None, threads: int | None) -> Backend:
-    if device not in (None, "cpu"):
-        raise ValueError(f"the numpy backend runs on the CPU only, got device={device!r}; use backend='torch'")
+    check_device("numpy", device)
     return NumpyBackend(threads)
 
 
@@ -682,7 +525,6 @@ BACKENDS.register("numpy", _numpy_backend)
 BACKENDS.register("torch", _torch_backend)
 
 
-@cache
 def get_backend(name: str = "numpy", device: str | None = None, threads: int | None = None) -> Backend:
     """Return the backend called ``name`` (a name of ``BACKENDS``: ``"numpy"`` or ``"torch"``).
 
@@ -690,9 +532,17 @@ def get_backend(name: str = "numpy", device: str | None = None, threads: int | N
     default: ``EXPREG_NUM_THREADS`` or every usable CPU. Torch uses its own
     intra-op threads (``torch.set_num_threads``).
 
+    Each (name, device, threads) makes one backend object, kept in
+    ``reuse.KEPT.made`` (its thread pool and the buffers keyed by it are reused).
+
     >>> get_backend("numpy").name
     'numpy'
     """
     if isinstance(name, Backend):
         return name
-    return BACKENDS[name](device, threads)
+    made, key = KEPT.made, (name, device, threads)
+    with made.lock:
+        backend = made.backends.get(key)
+        if backend is None:
+            backend = made.backends[key] = BACKENDS[name](device, threads)
+    return backend

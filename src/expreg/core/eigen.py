@@ -25,8 +25,7 @@ has no Cholesky factor, the dense method answers instead.
 Up to ``SINGLE_THREAD_LIMIT`` rows the solvers run with BLAS on one thread
 (threadpoolctl, when installed): their many small BLAS calls gain nothing
 from threads, and on a machine whose cores are busy OpenBLAS's threads wait
-on each other (measured on 2 shared cores: 10 to 100 times slower; the dense
-solver at n = 4096 took 111 s on two threads, 18 s on one).
+on each other (several times slower on two shared cores: benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ import scipy.sparse.linalg
 
 from .backends import Backend
 from .choices import unknown_choice
+from .validation import check_square
 
 #: Up to this many rows, "auto" uses the dense LAPACK solver.
 DENSE_LIMIT = 256
@@ -50,22 +50,11 @@ TOL = 1e-10
 METHODS = ("auto", "dense", "iterative")
 
 
-def _square(H: Any, name: str = "H") -> np.ndarray:
-    A = np.asarray(H, dtype=np.float64)
-    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty square matrix, got shape {A.shape}")
-    if not np.isfinite(A).all():
-        raise ValueError(
-            f"{name} contains NaN or inf ({int((~np.isfinite(A)).sum())} entries); its eigenvalues are undefined"
-        )
-    return A
-
-
 def _threads(n: int) -> AbstractContextManager[Any]:
     """BLAS on one thread for n <= ``SINGLE_THREAD_LIMIT`` (a no-op above, or without threadpoolctl)."""
-    from .backends import _blas_single_thread
+    from .backends import blas_single_thread
 
-    limiter = _blas_single_thread() if n <= SINGLE_THREAD_LIMIT else None
+    limiter = blas_single_thread() if n <= SINGLE_THREAD_LIMIT else None
     return limiter if limiter is not None else nullcontext()
 
 
@@ -137,7 +126,7 @@ def _dense(A: np.ndarray) -> tuple[float, float]:
     return float(w[0]), float(w[-1])
 
 
-# The solvers proper: A is a checked float64 square matrix (``_square``).
+# The solvers proper: A is a checked float64 square matrix (``validation.check_square``).
 def _extreme_eigenvalues(A: np.ndarray, *, method: str) -> tuple[float, float]:
     if _method(method, A.shape[0]) == "dense":
         return _dense(A)
@@ -177,28 +166,28 @@ def extreme_eigenvalues(H: Any, *, method: str = "auto") -> tuple[float, float]:
     ``method``: "dense", "iterative" (Lanczos; lambda_min by shift-invert when
     H is positive semi-definite) or "auto" (dense up to ``DENSE_LIMIT`` rows).
     """
-    A = _square(H)
+    A = check_square(H)
     with _threads(A.shape[0]):
         return _extreme_eigenvalues(A, method=method)
 
 
 def lambda_min(H: Any, *, method: str = "auto") -> float:
     """Smallest eigenvalue of a symmetric matrix (lambda of docs/theory.md section 3 when H = H^cts)."""
-    A = _square(H)
+    A = check_square(H)
     with _threads(A.shape[0]):
         return _lambda_min(A, method=method)
 
 
 def lambda_max(H: Any, *, method: str = "auto") -> float:
     """Largest eigenvalue of a symmetric matrix."""
-    A = _square(H)
+    A = check_square(H)
     with _threads(A.shape[0]):
         return _lambda_max(A, method=method)
 
 
 def operator_norm(A: Any, *, method: str = "auto") -> float:
     """Spectral norm ||A||_2 = the largest absolute eigenvalue of a symmetric matrix (one Lanczos run from the top)."""
-    M = _square(A, "A")
+    M = check_square(A, "A")
     with _threads(M.shape[0]):
         return _operator_norm(M, method=method)
 
@@ -236,8 +225,8 @@ def lazy_criteria(
         raise ValueError(f"lam = lambda_min(H^cts) must be positive and finite, got {lam!r}")
     if backend is not None:
         return _lazy_criteria_on(backend, Hdis, H_cts)
-    A = _square(Hdis, "Hdis")
-    B = _square(H_cts, "H_cts")
+    A = check_square(Hdis, "Hdis")
+    B = check_square(H_cts, "H_cts")
     if A.shape != B.shape:
         raise ValueError(
             f"Hdis has shape {A.shape} but H_cts has shape {B.shape}; they must be kernels of the same points"

@@ -5,22 +5,23 @@ The hot loop of a step, for one block of neurons held in cache:
     E = exp(Z)          in place, Z (n, b) = X W_block
     acc += E a_block    (n,)
 
-NumPy's ``exp`` is a separate pass at about 0.5 G exp/s per core in
-float32 and 0.18 in float64 on this AVX2 machine. With numba installed
-(the ``fast`` extra), ``_fastkernels`` holds one loop that computes a
-Cody-Waite range-reduced polynomial exp (vectorised by LLVM: 8 float32 or
-4 float64 lanes, about 1.9 and 0.5 G exp/s per core) and each row's sum
-while the row is in L1, releasing the GIL so that ``ops`` can run blocks
-on all cores. It compiles on first use per dtype (about 2 s) and is
+NumPy's ``exp`` is a separate pass over the block, several times slower
+per core than the compiled loop (figures: benchmarks/RESULTS.md, from
+``make bench``). With numba installed (the ``fast`` extra),
+``_fastkernels`` holds one loop that computes a Cody-Waite range-reduced
+polynomial exp (vectorised by LLVM: 8 float32 or 4 float64 lanes) and each
+row's sum while the row is in L1, releasing the GIL so that ``ops`` can run
+blocks on all cores. It compiles on first use per dtype (seconds) and is
 cached on disk by numba for later processes: in ``__pycache__`` beside
 ``_fastkernels.py``, or, where the installed package is read-only, in
 numba's user-wide cache (``~/.cache/numba``; ``NUMBA_CACHE_DIR``
-overrides both). A process that finds the cache still pays about 0.25 s
-to import numba and 0.4 s to load the kernels on their first call;
-``warm_up`` pays it up front (the sweep's worker server calls it once, so
-that pool workers forked from it start warm). Without numba, or with
-``EXPREG_FASTPATH=0`` in the environment (read once), it falls back to ``np.exp``
-followed by a matrix-vector product; results agree to rounding.
+overrides both). A process that finds the cache still pays the import of
+numba and the loading of the kernels on their first call; ``warm_up`` pays
+it up front (the sweep's worker server calls it once, so that pool workers
+forked from it start warm). Without numba, or with ``EXPREG_FASTPATH=0``
+in the environment (read once, state in ``reuse.KEPT.compiled``), it falls
+back to ``np.exp`` followed by a matrix-vector product; results agree to
+rounding.
 
 Accuracy (measured against float64 ``np.exp`` in tests/test_ops.py):
 relative error below 2^-22 in float32 and 2^-50 in float64 on the normal
@@ -32,14 +33,11 @@ Results below about 1e-37 (float32) / 1e-307 (float64) flush to zero.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 
 import numpy as np
 
-_lock = threading.Lock()
-_kernels: dict[str, Callable[..., None]] | None = None
-_failed: str | None = None
+from .reuse import KEPT
 
 
 def enabled() -> bool:
@@ -87,28 +85,24 @@ def warm_up() -> bool:
     return True
 
 
-#: True when EXPREG_FASTPATH=0 (read at the first call; tests may set it directly).
-_disabled: bool | None = None
-
-
 def _get() -> dict[str, Callable[..., None]] | None:
-    """The compiled kernels, or None (numba missing, or EXPREG_FASTPATH=0)."""
-    global _kernels, _failed, _disabled
-    if _kernels is not None and _disabled is False:  # the hot path: two comparisons
-        return _kernels
-    if _disabled is None:
-        _disabled = os.environ.get("EXPREG_FASTPATH", "1").lower() in ("0", "false", "no", "off")
-    if _disabled:
+    """The compiled kernels, or None (numba missing, or EXPREG_FASTPATH=0); state in ``reuse.KEPT.compiled``."""
+    state = KEPT.compiled
+    if state.kernels is not None and state.disabled is False:  # the hot path: two comparisons
+        return state.kernels
+    if state.disabled is None:
+        state.disabled = os.environ.get("EXPREG_FASTPATH", "1").lower() in ("0", "false", "no", "off")
+    if state.disabled:
         return None
-    if _kernels is not None or _failed is not None:
-        return _kernels
-    with _lock:
-        if _kernels is None and _failed is None:
+    if state.kernels is not None or state.failed is not None:
+        return state.kernels
+    with state.lock:
+        if state.kernels is None and state.failed is None:
             try:
-                _kernels = _compile()
+                state.kernels = _compile()
             except ImportError as exc:  # numba missing: the NumPy fallback is used
-                _failed = str(exc)
-    return _kernels
+                state.failed = str(exc)
+    return state.kernels
 
 
 def _compile() -> dict[str, Callable[..., None]]:

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from .validation import check_square
+
 #: How the loss is normalised: L = 1/(2 N) ||f - y||^2 with N = 1 ("sum", expreg's) or n ("mean", neural-tangents').
 LOSSES = ("sum", "mean")
 
@@ -72,9 +74,7 @@ def gain(mu: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 def eigh(K: Any, name: str = "k_train_train") -> tuple[np.ndarray, np.ndarray]:
     """(mu, V) of the symmetric kernel K (n, n), checked square and finite."""
-    from .eigen import _square
-
-    mu, V = scipy.linalg.eigh(_square(K, name))
+    mu, V = scipy.linalg.eigh(check_square(K, name))
     return mu, V
 
 

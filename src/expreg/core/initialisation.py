@@ -22,6 +22,27 @@ from . import streams
 from .choices import Init
 
 CHUNK = 4096  # neurons per generator; even, so coupled pairs never straddle chunks
+
+
+def check_width(m: int, init: str, name: str = "m") -> int:
+    """The width rule of the initialisations, declared once: ``init="coupled"`` pairs neurons, so m is even.
+
+    ``name`` is the argument as its caller calls it ("m", "width", "widths").
+
+    >>> check_width(8, "coupled"), check_width(7, "gaussian")
+    (8, 7)
+    >>> check_width(7, "coupled")
+    Traceback (most recent call last):
+    ...
+    ValueError: init='coupled' pairs neurons, so m must be even; got m = 7. Use m = 8 or init='gaussian'
+    """
+    if init == Init.coupled and m % 2:
+        raise ValueError(
+            f"init='coupled' pairs neurons, so {name} must be even; got {name} = {m}. Use {name} = {m + 1} or init='gaussian'"
+        )
+    return m
+
+
 INITS = Init.values()
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import flow, ops
+from . import flow, gram
 from .activations import Activation, get_activation
 from .backends import Array, Backend
 from .eigen import (  # re-exported: the kernels' eigenvalues live in eigen
@@ -133,7 +133,7 @@ def empirical_ntk(net: Any, X1: Any, X2: Any = None, *, average: bool = False) -
 
     H(W)_ij = s^2 sum_r a_r^2 <x_i,x'_j> sigma'(<w_r,x_i>) sigma'(<w_r,x'_j>).
     ``X2=None`` means X2 = X1: the symmetric n x n kernel, one rank-k update
-    per block of neurons (``ops.gram``). With X2 the cross kernel is summed
+    per block of neurons (``gram.gram``). With X2 the cross kernel is summed
     block by block (``cross_gram``): memory n1 n2 + (n1 + n2) * block, never
     the Jacobian. With ``average=True`` returns the paper's H^dis = H / (m s^2),
     whose expectation at initialisation is ``ntk(X1, X2)``. Computed in the
@@ -153,7 +153,7 @@ def empirical_ntk(net: Any, X1: Any, X2: Any = None, *, average: bool = False) -
     A = be.asarray(check_X(X1, name="X" if X2 is None else "X1", dtype=net.dtype, d=net.d), net.dtype)
     with overflow_checked():
         if X2 is None:
-            H = ops.gram(be, net.act, A, net.W, net.s, a=net.a, block=net.block)
+            H = gram.gram(be, net.act, A, net.W, net.s, a=net.a, block=net.block)
         else:
             B = be.asarray(check_X(X2, name="X2", dtype=net.dtype, d=net.d), net.dtype)
             H = cross_gram(be, net.act, A, B, net.W, net.s, a=net.a, block=net.block)
@@ -176,7 +176,7 @@ def cross_gram(
     """s^2 (A B^T) o (D_A diag(a^2) D_B^T), D = sigma'(. W), summed over blocks of neurons; (n1, n2) float64.
 
     Memory: the n1 x n2 sum and one block of activations of each side
-    (block chosen as ``ops.gram_block`` of n1 + n2 rows); the sum is kept in
+    (block chosen as ``gram.gram_block`` of n1 + n2 rows); the sum is kept in
     the dtype of A, the Hadamard factor applied once in float64.
 
     Raises ``ExpOverflowError`` when an entry is inf or NaN.
@@ -184,7 +184,7 @@ def cross_gram(
     n1, n2, m = int(A.shape[0]), int(B.shape[0]), int(W.shape[1])
     dtype = backend.dtype_of(A)
     if block is None:
-        block = ops.gram_block(n1 + n2, dtype.itemsize, backend)
+        block = gram.gram_block(n1 + n2, dtype.itemsize, backend)
     if a is not None and bool((abs(a) == 1).all()):
         a = None
     S = backend.zeros((n1, n2), dtype)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, overload
 
 import numpy as np
@@ -25,7 +25,7 @@ from .activations import Activation, get_activation
 from .backends import Array, Backend, canonical_dtype, get_backend
 from .choices import Init, Scaling
 from .errors import ExpOverflowError, overflow_checked
-from .initialisation import init_weights
+from .initialisation import check_width, init_weights
 from .validation import check_positive_int, check_X, check_X_y, check_y
 
 SCALINGS = Scaling.values()
@@ -42,10 +42,7 @@ def check_network(d: Any, m: Any, seed: Any, activation: str, scaling: str, init
     get_activation(activation)
     Scaling.check(scaling)
     Init.check(init)
-    if init == "coupled" and m % 2:
-        raise ValueError(
-            f"init='coupled' pairs neurons, so m must be even; got m = {m}. Use m = {m + 1} or init='gaussian'"
-        )
+    check_width(m, init)
     return d, m, seed
 
 
@@ -108,6 +105,31 @@ class NetSpec:
     block: int | None = None
     memory_budget: int | None = None
     scale: float = 1.0
+
+    @classmethod
+    def settings_names(cls) -> tuple[str, ...]:
+        """The fields besides d and m, in declaration order: the keywords of ``ExpNet.init`` (the one declaration)."""
+        return tuple(f.name for f in fields(cls) if f.name not in ("d", "m"))
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any], caller: str, exclude: tuple[str, ...] = ()) -> None:
+        """Raise TypeError, as Python does for a misspelt argument, when ``settings`` has a key that is not a setting."""
+        names = [k for k in cls.settings_names() if k not in exclude]
+        unknown = [k for k in settings if k not in names]
+        if unknown:
+            raise TypeError(
+                f"{caller}() got an unexpected keyword argument {unknown[0]!r}; the network's settings are "
+                + ", ".join(names)
+            )
+
+    def identity(self) -> list[tuple[str, Any]]:
+        """(name, value) of what defines the network's weights and arithmetic: d, m, seed, activation, scaling,
+        init, dtype (as a string) and the output multiplier scale; not where it runs (backend, device) or how
+        passes are blocked."""
+        return [(k, getattr(self, k)) for k in ("d", "m", "seed", "activation", "scaling", "init")] + [
+            ("dtype", str(self.dtype)),
+            ("scale", self.scale),
+        ]
 
     def __post_init__(self) -> None:
         d, m, seed = check_network(self.d, self.m, self.seed, self.activation, self.scaling, self.init)
@@ -227,22 +249,7 @@ class ExpNet:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def draw(
-        cls,
-        d: int,
-        m: int,
-        *,
-        seed: int = 0,
-        activation: str = "exp",
-        scaling: str = "none",
-        init: str = "coupled",
-        dtype: Any = np.float64,
-        backend: str = "numpy",
-        device: str | None = None,
-        block: int | None = None,
-        memory_budget: int | None = None,
-        scale: float = 1.0,
-    ) -> ExpNet:
+    def draw(cls, d: int, m: int, **settings: Any) -> ExpNet:
         """Draw a network as the paper does: w_r ~ N(0, I_d), a_r = +-1 (docs/theory.md section 1).
 
         ``ExpNet.init(...)`` is this method under the name users know.
@@ -253,6 +260,9 @@ class ExpNet:
             Input dimension.
         m : int
             Width (number of neurons); even for ``init="coupled"``.
+        **settings
+            Any field of ``NetSpec`` besides d and m, as a keyword (the one
+            declaration of them; an unknown keyword is a TypeError):
         seed : int
             Seed; the same seed gives bit-identical weights on every backend
             and for every sharding (see ``initialisation``).
@@ -282,7 +292,8 @@ class ExpNet:
         >>> net.W.shape, net.a.shape, net.init
         ((3, 8), (8,), 'coupled')
         """
-        spec = NetSpec(d, m, seed, activation, scaling, init, dtype, backend, device, block, memory_budget, scale)
+        NetSpec.check_settings(settings, "ExpNet.init")
+        spec = NetSpec(d, m, **settings)
         return cls.from_spec(spec, *spec.draw())
 
     @classmethod
@@ -296,26 +307,15 @@ class ExpNet:
         return cls(W=W, a=a, spec=replace(spec, device=spec.get_backend().device))
 
     @classmethod
-    def from_weights(
-        cls,
-        W: Any,
-        a: Any,
-        *,
-        seed: int = 0,
-        activation: str = "exp",
-        scaling: str = "none",
-        init: str = "coupled",
-        backend: str = "numpy",
-        device: str | None = None,
-        block: int | None = None,
-        memory_budget: int | None = None,
-        scale: float = 1.0,
-    ) -> ExpNet:
+    def from_weights(cls, W: Any, a: Any, **settings: Any) -> ExpNet:
         """A network with the given weights W (d, m) and a (m,): d, m and the dtype are read from W.
 
-        W and a are taken as arrays of ``backend`` in W's dtype (float32 or
-        float64); ``seed`` and ``init`` only describe how such weights would
-        be drawn (they matter for a checkpoint's identity and for ``spec.draw``).
+        ``settings`` are the fields of ``NetSpec`` besides d, m and dtype
+        (seed, activation, scaling, init, backend, device, block,
+        memory_budget), as for ``ExpNet.init``. W and a are taken as arrays
+        of ``backend`` in W's dtype (float32 or float64); ``seed`` and
+        ``init`` only describe how such weights would be drawn (they matter
+        for a checkpoint's identity and for ``spec.draw``).
 
         Examples
         --------
@@ -323,22 +323,10 @@ class ExpNet:
         >>> net.d, net.m, net.init, float(net.predict(np.ones((1, 2)) / 2)[0])
         (2, 4, 'gaussian', 0.0)
         """
-        be = get_backend(backend, device)
+        NetSpec.check_settings(settings, "ExpNet.from_weights", exclude=("dtype",))
+        be = get_backend(settings.get("backend", "numpy"), settings.get("device"))
         dtype = canonical_dtype(be.dtype_of(W) if hasattr(W, "dtype") else np.asarray(W).dtype)
-        spec = NetSpec(
-            int(W.shape[0]),
-            int(W.shape[1]),
-            seed,
-            activation,
-            scaling,
-            init,
-            dtype,
-            backend,
-            device,
-            block,
-            memory_budget,
-            scale,
-        )
+        spec = NetSpec(int(W.shape[0]), int(W.shape[1]), dtype=dtype, **settings)
         return cls.from_spec(spec, be.asarray(W, dtype), be.asarray(a, dtype))
 
     # ------------------------------------------------------------ settings (read from the spec)

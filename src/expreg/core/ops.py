@@ -1,4 +1,4 @@
-"""Blocked forward, backward and Gram passes: the hot path (docs/theory.md sections 2-3).
+"""Blocked forward and backward passes: the hot path of a step (docs/theory.md section 2).
 
 Neurons are independent given the residual, so every pass walks over
 blocks of columns of W and never holds the n x m matrix exp(XW) whole,
@@ -20,17 +20,7 @@ on its threads; each chunk accumulates its own partial predictions, summed
 in chunk order, so thread counts never change results. Buffers (blocks,
 partial sums, kept activations) live in a workspace reused across steps.
 
-The Gram pass (``GramAccumulator``, used by ``gram`` and ``scan``) needs
-n^2 m flops against n d m for a step, so its blocks are larger (a few
-hundred neurons and more, ``gram_block``): per block, D = sigma'(X W_block)
-is formed by row panels on the backend's threads, then S += D D^T as a
-symmetric rank-k update (NumPy: one BLAS syrk on BLAS's threads, writing
-the lower triangle of a Fortran-ordered S in place; PyTorch: one ``addmm_``), and
-the Hadamard factor X X^T is applied once, in float64, when the kernel is
-read (on a GPU, on the device). For small n (NumPy, n <= 512) the neurons
-of each ``add`` are instead split into a fixed number of parts, each
-accumulated into its own sum by one thread (features and ``D @ D.T`` with
-one-thread BLAS), the sums added in part order (``Backend.gram_parts``).
+The Gram pass (the empirical kernel H(W)) has its own module, ``gram``.
 
 Overflow checks stay on the device: each chunk of the gradient and the
 predictions get a 0-d finiteness flag, and ``forward_backward`` reads
@@ -52,20 +42,17 @@ from typing import Any
 import numpy as np
 
 from .activations import Activation
-from .backends import Array, Backend, gram_parts_kept
+from .backends import Array, Backend
 from .errors import ExpOverflowError, overflow_checked
-from .reuse import KeptForReuse
+from .resources import DEFAULT_MEMORY_BUDGET
+from .reuse import KEPT
 
 #: Default bytes for one block of activations (n x block), used when the backend is not known.
 DEFAULT_BLOCK_BYTES = 2**20
-#: Default bytes the forward pass may keep for reuse in the backward pass (host memory).
-DEFAULT_MEMORY_BUDGET = 2 * 2**30
 #: On a device (CUDA), the default budget is this fraction of the device memory the process may use.
 DEVICE_MEMORY_FRACTION = 0.5
 #: Blocks are grouped into at most this many chunks (units of parallel work).
 MAX_CHUNKS = 64
-#: Workspaces kept for reuse (each holds up to the memory budget).
-WORKSPACE_CACHE_SIZE = 2
 
 
 @dataclass(frozen=True)
@@ -200,29 +187,23 @@ class _Workspace:
         return z[: n * (hi - lo)].reshape(n, hi - lo)
 
 
-#: Step workspaces kept for the next step of the same shapes (``WORKSPACE_CACHE_SIZE`` of them).
-_workspaces: KeptForReuse[tuple[Any, ...], _Workspace] = KeptForReuse(WORKSPACE_CACHE_SIZE)
-
-
 def _acquire(backend: Backend, X: Array, W: Array, plan: BlockPlan) -> _Workspace:
-    """Take a workspace for these shapes out of the cache (or make one); give it back with ``_release``."""
+    """Take a workspace for these shapes out of ``reuse.KEPT.workspaces`` (or make one); give it back with ``_release``."""
     n, d = int(X.shape[0]), int(X.shape[1])
     m = int(W.shape[1])
     dtype = backend.dtype_of(X)
     key = (id(backend), backend.device, backend.threads, n, d, m, dtype.str, plan)
-    ws = _workspaces.take(key)
+    ws = KEPT.workspaces.take(key)
     return ws if ws is not None else _Workspace(backend, n, d, m, dtype, plan, key)
 
 
 def _release(ws: _Workspace) -> None:
-    _workspaces.give(ws.key, ws)
+    KEPT.workspaces.give(ws.key, ws)
 
 
 def release_workspaces() -> None:
-    """Free the buffers kept for reuse between steps (up to the memory budget each) and Gram passes."""
-    _workspaces.clear()
-    _gram_buffers.clear()
-    gram_parts_kept.clear()
+    """Free the buffers kept for reuse between steps (up to the memory budget each) and Gram passes: ``reuse.KEPT.clear()``."""
+    KEPT.clear()
 
 
 # ---------------------------------------------------------------- the passes
@@ -297,7 +278,7 @@ def _backward(
                 E = act.value_(backend, backend.matmul(X, W[:, lo:hi], out=ws.block(worker, lo, hi)))
             D = act.derivative(backend, E)
             Gb = G[:, lo:hi]
-            if _matmul_out_ok(backend, Gb):
+            if backend.matmul_out_ok(Gb):
                 backend.matmul(XrT, D, out=Gb)
             else:
                 Gb[...] = backend.matmul(XrT, D)
@@ -369,213 +350,6 @@ def forward_backward(
     return u, G
 
 
-#: Bytes of one block of activations in the Gram passes (larger than a step's: the
-#: rank-k update reads and writes the n x n accumulator once per block, so k must be
-#: a few hundred for it to run at the machine's GEMM rate).
-GRAM_BLOCK_BYTES = 16 * 2**20
-#: Neurons per Gram block: at least this many (when m allows) ...
-GRAM_MIN_BLOCK = 256
-#: ... and at most this many.
-GRAM_MAX_BLOCK = 4096
-
-
-def gram_block(n: int, itemsize: int, backend: Backend | None = None) -> int:
-    """Neurons per block of the Gram passes: the n x block activations fill about ``GRAM_BLOCK_BYTES``.
-
-    Clipped to [``GRAM_MIN_BLOCK``, ``GRAM_MAX_BLOCK``] on the CPU; on a GPU the
-    backend's (larger) ``block_bytes`` sets it.
-    """
-    target = GRAM_BLOCK_BYTES
-    if backend is not None and backend.device != "cpu":
-        target = max(target, backend.block_bytes)
-        return max(GRAM_MIN_BLOCK, target // max(1, n * itemsize) // 8 * 8)
-    return int(min(GRAM_MAX_BLOCK, max(GRAM_MIN_BLOCK, target // max(1, n * itemsize) // 8 * 8)))
-
-
-#: Gram block buffers kept for the next accumulator of the same size: a fresh buffer costs its page
-#: faults on first touch (measured: a third of the whole kernel at n = 256, m = 8192 on 2 cores).
-_gram_buffers: KeptForReuse[tuple[Any, ...], Array] = KeptForReuse(WORKSPACE_CACHE_SIZE)
-
-
-def _gram_buffer_key(backend: Backend, size: int, dtype: np.dtype) -> tuple[Any, ...]:
-    return (id(backend), backend.device, size, np.dtype(dtype).str)
-
-
-def _take_gram_buffer(backend: Backend, size: int, dtype: np.dtype) -> Array:
-    """A flat buffer of ``size`` elements: a kept one if there is one, else new."""
-    buf = _gram_buffers.take(_gram_buffer_key(backend, size, dtype))
-    return buf if buf is not None else backend.empty((size,), dtype)
-
-
-def _give_gram_buffer(backend: Backend, buf: Array) -> None:
-    """Keep ``buf`` for reuse (the ``WORKSPACE_CACHE_SIZE`` most recent)."""
-    _gram_buffers.give(_gram_buffer_key(backend, int(buf.shape[0]), backend.dtype_of(buf)), buf)
-
-
-class GramAccumulator:
-    """The Gram matrix of the neurons' features, accumulated block by block (docs/theory.md section 3).
-
-        S = sum_r a_r^2 sigma'(X w_r) sigma'(X w_r)^T          (n x n)
-
-    over every neuron handed to :meth:`add`, as a symmetric rank-k update per
-    block of k neurons (BLAS ``syrk`` on NumPy: n^2 k flops, half a GEMM's;
-    ``addmm_`` on PyTorch), accumulated in the dtype of X. :meth:`kernel`
-    returns c (X X^T) o S, the Hadamard factor applied once, whenever asked:
-    the nested-width scan (``expreg.scan``) asks at every grid width, the
-    empirical kernel (``gram``) once at the end. Memory: the accumulator
-    (n^2) and one block of activations (n * block); with parts
-    (``Backend.gram_parts`` > 1, small n) 2 n^2 per part and one block per
-    worker thread.
-
-    Parameters
-    ----------
-    backend : Backend
-    act : Activation
-    X : backend array (n, d)
-        Inputs in the dtype of the accumulation (float32 or float64).
-    block : int
-        Neurons per rank-k update; ``add`` splits longer weight matrices.
-    """
-
-    def __init__(self, backend: Backend, act: Activation, X: Array, *, block: int) -> None:
-        self.backend = backend
-        self.act = act
-        self.X = X
-        self.n = int(X.shape[0])
-        self.block = int(block)
-        self.dtype = backend.dtype_of(X)
-        self.S = backend.gram_state(self.n, self.dtype)
-        self.parts = backend.gram_parts(self.S)
-        self.panels = backend.row_panels(self.n)
-        #: One block buffer per worker thread when the sum is kept in parts (each part runs in one thread).
-        self._workers = min(self.parts, max(1, backend.threads)) if self.parts > 1 else 1
-        self._buf: Array | None = _take_gram_buffer(backend, self._workers * self.n * self.block, self.dtype)
-        self._xxt: Any = None
-        #: Neurons accumulated so far.
-        self.count = 0
-
-    def add(self, W: Array, a: Array | None = None) -> None:
-        """Accumulate the neurons in the columns of W (d, k); ``a`` (k,) their output weights (None: a_r^2 = 1)."""
-        be, n = self.backend, self.n
-        if self._buf is None:
-            raise RuntimeError("this GramAccumulator was closed: make a new one to add neurons")
-        k = int(W.shape[1])
-        if self.parts > 1:
-            self._add_by_parts(W, a, k)
-            self.count += k
-            return
-        for lo in range(0, k, self.block):
-            hi = min(lo + self.block, k)
-            D = self._buf[: n * (hi - lo)].reshape(n, hi - lo)
-            Wb, ab = W[:, lo:hi], (None if a is None else abs(a[lo:hi]))
-
-            def features(worker: int, p: int, D: Array = D, Wb: Array = Wb, ab: Array | None = ab) -> None:
-                self._features(D, Wb, ab, *self.panels[p])  # by row panels
-
-            be.parallel(len(self.panels), features)
-            be.rank_update_(self.S, D)
-        self.count += k
-
-    def _features(self, D: Array, Wb: Array, ab: Array | None, r0: int = 0, r1: int | None = None) -> None:
-        """Rows r0..r1-1 (default all) of D (n, k_b) <- sigma'(X W_b) |a_b|, in the calling thread."""
-        be, act = self.backend, self.act
-        r1 = self.n if r1 is None else r1
-        Dp = act.value_(be, be.matmul(self.X[r0:r1], Wb, out=D[r0:r1]))
-        Dd = act.derivative(be, Dp)
-        if Dd is not Dp:  # exp's derivative is its value
-            Dp[...] = Dd
-        if ab is not None:
-            Dp *= ab
-
-    def _add_by_parts(self, W: Array, a: Array | None, k: int) -> None:
-        """The neurons 0..k-1 of this call split into ``parts`` fixed contiguous ranges, part c into sum c."""
-        be, n, P = self.backend, self.n, self.parts
-        bounds = [k * c // P for c in range(P + 1)]
-        todo = [c for c in range(P) if bounds[c + 1] > bounds[c]]
-        size = n * self.block
-        buf = self._buf
-        assert buf is not None
-
-        def part(worker: int, t: int) -> None:
-            c = todo[t]
-            scratch = buf[worker * size : (worker + 1) * size]
-            for lo in range(bounds[c], bounds[c + 1], self.block):
-                hi = min(lo + self.block, bounds[c + 1])
-                D = scratch[: n * (hi - lo)].reshape(n, hi - lo)
-                self._features(D, W[:, lo:hi], None if a is None else abs(a[lo:hi]))
-                be.rank_update_(self.S, D, c)
-
-        be.parallel(len(todo), part)
-
-    def close(self) -> None:
-        """Give the buffers back for the next accumulator of the same size; read the kernel before closing."""
-        if self._buf is not None:
-            _give_gram_buffer(self.backend, self._buf)
-            self._buf = None
-        if self.S is not None:
-            self.backend.gram_release(self.S)
-            self.S = None
-
-    def kernel(self, factor: float) -> np.ndarray:
-        """factor * (X X^T) o S as a symmetric NumPy float64 array (n, n).
-
-        The Hadamard product and the factor are applied in float64 (the
-        accumulation stays in the dtype of X).
-
-        Raises
-        ------
-        ExpOverflowError
-            If any entry is inf or NaN (an activation overflowed).
-        """
-        return self.backend.to_numpy(self.kernel_array(factor))
-
-    def kernel_array(self, factor: float) -> Array:
-        """``kernel`` as an array of the backend (float64, on its device): nothing moves to the host."""
-        be = self.backend
-        if self.S is None:
-            raise RuntimeError("this GramAccumulator was closed: read its kernel before close()")
-        if self._xxt is None:
-            self._xxt = be.gram_outer(self.X)  # float64, once per accumulator, where the backend assembles
-        H = be.gram_kernel(self.S, self._xxt, factor)
-        if not be.all_finite(H):
-            raise ExpOverflowError(
-                "the empirical kernel H(W) has inf or NaN entries: some sigma(<w_r, x_i>) or <x_i, x_j> overflowed "
-                f"{self.dtype} (exp: beyond about 88 in float32, 709 in float64). Scale the inputs into the unit ball or use float64."
-            )
-        return H
-
-
-def gram(
-    backend: Backend,
-    act: Activation,
-    X: Array,
-    W: Array,
-    scale: float,
-    *,
-    a: Array | None = None,
-    block: int | None = None,
-) -> np.ndarray:
-    """Finite-width NTK H(W) = s^2 (X X^T) o (D diag(a^2) D^T), D = sigma'(X W) (docs/theory.md section 3).
-
-    Shape (n, n), a NumPy float64 array (accumulated in the dtype of X by
-    ``GramAccumulator``). ``a`` (m,) defaults to a_r^2 = 1, which holds for
-    every network expreg draws. Divide by m s^2 for the paper's average
-    form H^dis.
-    """
-    n = int(X.shape[0])
-    dtype = backend.dtype_of(X)
-    if a is not None and bool((abs(a) == 1).all()):
-        a = None  # a_r = +-1 (every network expreg draws): a_r^2 = 1 drops out, no per-block product
-    if block is None:
-        block = gram_block(n, dtype.itemsize, backend)
-    acc = GramAccumulator(backend, act, X, block=max(1, min(int(block), int(W.shape[1]))))
-    try:
-        acc.add(W, a)
-        return acc.kernel(scale * scale)
-    finally:
-        acc.close()
-
-
 def movement(backend: Backend, W: Array, W0: Array, plan: BlockPlan) -> tuple[float, float]:
     """(max_r ||w_r - w_r(0)||_2, ||W - W(0)||_F), blocked over neurons.
 
@@ -589,8 +363,3 @@ def movement(backend: Backend, W: Array, W0: Array, plan: BlockPlan) -> tuple[fl
         norms[lo:hi] = backend.column_norms(W[:, lo:hi] - W0[:, lo:hi])
     host = backend.to_numpy(norms).astype(np.float64)
     return float(host.max()), float(np.sqrt((host**2).sum()))
-
-
-def _matmul_out_ok(backend: Backend, out: Array) -> bool:
-    """Whether ``matmul(..., out=out)`` writes the 2-D view ``out`` in place (``Backend.matmul_out_ok``)."""
-    return backend.matmul_out_ok(out)

@@ -14,9 +14,11 @@ import math
 import os
 from collections.abc import Callable
 
-from .ops import DEFAULT_MEMORY_BUDGET
+__all__ = ["DEFAULT_MEMORY_BUDGET", "available_memory", "check_fits", "format_bytes", "train_bytes"]
 
-__all__ = ["available_memory", "check_fits", "format_bytes", "train_bytes"]
+#: Bytes of activations a step may keep between its forward and backward pass, in host memory
+#: (``ops.plan_blocks``; on a device, a fraction of the device's memory instead).
+DEFAULT_MEMORY_BUDGET = 2 * 2**30
 
 
 def available_memory() -> int | None:
@@ -52,7 +54,7 @@ def train_bytes(n: int, d: int, m: int, itemsize: int, *, on_host: bool = True) 
 
     On the host (``on_host``): W(0), W(t), the spare step buffer and the
     gradient, each d x m, and a (m): (4 d + 1) m items; the activations
-    kept between the passes when n m items fit ``ops.DEFAULT_MEMORY_BUDGET``
+    kept between the passes when n m items fit ``DEFAULT_MEMORY_BUDGET``
     (n m items); the n x n kernels H^cts, H(W) and their eigen-decomposition
     work space (8 n^2 float64); the data (2 n d + 2 n float64). A run on
     another device holds only the drawn W(0) and a (d m + m items) on the

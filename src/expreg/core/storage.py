@@ -84,22 +84,7 @@ def load_npz(
         The arrays to read need more memory than is available.
     """
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no file at {str(p)!r}")
-    if p.is_dir():
-        raise IsADirectoryError(f"{str(p)!r} is a directory, not an .npz file")
-    if not zipfile.is_zipfile(p):  # before np.load, whose message for such files is about pickles
-        with open(p, "rb") as fh:
-            npy = fh.read(6) == b"\x93NUMPY"
-        what = (
-            "a single array (a .npy file), not named arrays"
-            if npy
-            else "no complete zip archive (it may be truncated or corrupt, or another format)"
-        )
-        names = ", ".join(f"{k}={k}" for k in required) or "..."
-        raise CheckpointError(
-            f"{str(p)!r} is not a readable .npz file: it holds {what}; write it with numpy.savez(path, {names})"
-        )
+    _check_is_npz(p, required)
     try:
         with np.load(p, allow_pickle=False) as data:
             present = list(data.files)
@@ -115,12 +100,33 @@ def load_npz(
                 total, f"reading {', '.join(wanted)} from {str(p)!r}", advice="the file is too large for this machine"
             )
             return {k: data[k] for k in wanted}
+    except CheckpointError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
         raise CheckpointError(
             f"{str(p)!r} is not a readable .npz file ({exc}); it may be truncated or corrupt"
         ) from exc
+
+
+def _check_is_npz(p: Path, required: tuple[str, ...]) -> None:
+    """A clear error unless ``p`` is a zip archive (before ``np.load``, whose message for other files is about pickles)."""
+    if not p.exists():
+        raise FileNotFoundError(f"no file at {str(p)!r}")
+    if p.is_dir():
+        raise IsADirectoryError(f"{str(p)!r} is a directory, not an .npz file")
+    if zipfile.is_zipfile(p):
+        return
+    with open(p, "rb") as fh:
+        npy = fh.read(6) == b"\x93NUMPY"
+    what = (
+        "a single array (a .npy file), not named arrays"
+        if npy
+        else "no complete zip archive (it may be truncated or corrupt, or another format)"
+    )
+    names = ", ".join(f"{k}={k}" for k in required) or "..."
+    raise CheckpointError(
+        f"{str(p)!r} is not a readable .npz file: it holds {what}; write it with numpy.savez(path, {names})"
+    )
 
 
 def _checked_size(path: Path, archive: zipfile.ZipFile, name: str) -> int:

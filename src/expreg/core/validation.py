@@ -185,3 +185,15 @@ def _row_norms(arr: np.ndarray) -> np.ndarray:
     scale = np.where(big > 0, big, 1.0)
     with np.errstate(over="ignore"):  # a norm beyond the float64 range is inf, and reported as such
         return big * np.linalg.norm(a / scale[:, None], axis=1)
+
+
+def check_square(H: Any, name: str = "H") -> np.ndarray:
+    """``H`` as a float64 non-empty square matrix with finite entries, or a ValueError naming ``name``."""
+    A = np.asarray(H, dtype=np.float64)
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty square matrix, got shape {A.shape}")
+    if not np.isfinite(A).all():
+        raise ValueError(
+            f"{name} contains NaN or inf ({int((~np.isfinite(A)).sum())} entries); its eigenvalues are undefined"
+        )
+    return A

@@ -1,9 +1,23 @@
-"""``python -m expreg.distributed ...`` (for torchrun): runs the ``expreg distributed`` command.
+"""``python -m expreg.distributed ...`` (for torchrun): becomes ``python -m expreg.cli distributed ...``.
 
-An entry point, so it may import the CLI (nothing else in ``expreg.distributed`` does).
+The distributed layer never imports the CLI (tests/test_layers.py): this
+module hands its process over to the command instead, with ``os.execv``,
+which keeps the process id and the environment (torchrun's RANK,
+LOCAL_RANK, WORLD_SIZE...), so torchrun supervises the same process.
 """
 
-from ..cli.distributed_cmd import module_main
+from __future__ import annotations
+
+import os
+import sys
+
+
+def command_line(argv: list[str]) -> list[str]:
+    """The command line this module becomes: the ``expreg distributed`` command with ``argv``."""
+    return [sys.executable, "-m", "expreg.cli", "distributed", *argv]
+
 
 if __name__ == "__main__":
-    raise SystemExit(module_main())
+    sys.stdout.flush()
+    line = command_line(sys.argv[1:])
+    os.execv(line[0], line)

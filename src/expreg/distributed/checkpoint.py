@@ -30,9 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core import streams
+from ..core.backends import Array
 from ..core.errors import CheckpointError
+from ..core.model import NetSpec
 from ..core.storage import load_npz, save_npz_atomic, write_json_atomic
-from ..engine.descent import History
+from ..engine.history import History
+from ..engine.shard import Shard
 
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step(\d{10})-rank(\d{5})-of(\d{5})\.npz$")
@@ -237,3 +240,86 @@ def prune(directory: str | os.PathLike[str], keep: list[Path]) -> None:
         if (_NAME.match(path.name) and path.name not in keep_names) or stale_tmp:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+@dataclass
+class RankCheckpoints:
+    """Per-rank checkpoint files plus a manifest, for ``train_sharded`` (an ``engine.checkpoints.Checkpoints``).
+
+    Attributes
+    ----------
+    shard : Shard
+        This rank's neurons and the communicator.
+    spec : NetSpec
+        The whole network.
+    directory : Path
+        Shared by every rank.
+    fingerprint : str
+        ``engine.checkpoints.run_fingerprint`` of the run.
+    tiles : list of (lo, hi)
+        Every rank's neurons, in rank order (``sharded.shard_range``).
+    """
+
+    shard: Shard
+    spec: NetSpec
+    directory: Path
+    fingerprint: str
+    tiles: list[tuple[int, int]]
+
+    @property
+    def location(self) -> str:
+        return str(self.directory)
+
+    def resume(self) -> tuple[Array, History, int] | None:
+        """This rank's slice of the newest complete checkpoint, if any; every rank must agree on it."""
+        found = latest_complete_step(self.directory)
+        seen = self.shard.comm.max(np.array([-1.0 if found is None else found, -(-1.0 if found is None else found)]))
+        if seen[0] != -seen[1]:
+            raise RuntimeError(
+                f"the ranks see different checkpoints in {str(self.directory)!r}; is it on a file system every rank shares?"
+            )
+        if found is None:
+            return None
+        lo, hi = self.tiles[self.shard.comm.rank]
+        Wn, history = read_slice(
+            self.directory, found, lo, hi, fingerprint=self.fingerprint, d=self.spec.d, m=self.spec.m
+        )
+        history.truncate(found - 1)  # step `found` is recomputed (identically) on resume
+        return self.shard.be.asarray(Wn, self.spec.dtype), history, found
+
+    def save(self, W: Array, history: History, step: int, *, final: bool) -> None:
+        """Every rank writes its file; once all files are seen by all ranks, rank 0 records the step and deletes the older ones."""
+        comm, directory, m = self.shard.comm, self.directory, self.spec.m
+        lo, hi = self.tiles[comm.rank]
+        save_shard(
+            directory,
+            step=step,
+            rank=comm.rank,
+            world_size=comm.world_size,
+            lo=lo,
+            hi=hi,
+            m=m,
+            W=self.shard.be.to_numpy(W),
+            history=history,
+            fingerprint=self.fingerprint,
+        )
+        comm.barrier()
+        files = [shard_path(directory, step, r, comm.world_size) for r in range(comm.world_size)]
+        unseen = comm.sum(np.array([float(not all(f.exists() for f in files))]))[0]  # also a second barrier
+        if unseen > 0:
+            raise CheckpointError(
+                f"checkpoint_dir {str(directory)!r} is not shared by every rank: some rank cannot see the files of step {step} "
+                "the others wrote. Put it on a file system every rank mounts (or omit checkpoints)."
+            )
+        if comm.rank == 0:
+            write_manifest(
+                directory,
+                step=step,
+                world_size=comm.world_size,
+                m=m,
+                d=self.spec.d,
+                fingerprint=self.fingerprint,
+                shards=self.tiles,
+                final=final,
+            )
+            prune(directory, files)

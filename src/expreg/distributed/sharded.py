@@ -53,14 +53,16 @@ from typing import Any
 import numpy as np
 
 from ..core.backends import Array, host_array
-from ..core.errors import CheckpointError, ExpregError
+from ..core.errors import ExpregError
 from ..core.model import NetSpec
 from ..core.validation import check_X_y
-from ..engine import descent
+from ..engine.checkpoints import run_fingerprint
 from ..engine.communicator import Communicator
-from ..engine.descent import History, ProgressFn, ResultFigures
+from ..engine.descent import ProgressFn, descend, results_as
+from ..engine.history import Run, RunResult
 from ..engine.options import TrainOptions
-from . import checkpoint as ckpt
+from ..engine.shard import Shard
+from .checkpoint import RankCheckpoints
 from .comm import TorchCommunicator, communicator, init_from_environment, shutdown
 
 __all__ = [
@@ -71,7 +73,6 @@ __all__ = [
     "TorchCommunicator",
     "check_ranks_agree",
     "communicator",
-    "fingerprint",
     "init_from_environment",
     "shard_range",
     "shutdown",
@@ -180,53 +181,43 @@ def check_ranks_agree(
 def run_fields(spec: NetSpec, X: np.ndarray | None, y: np.ndarray | None, **settings: Any) -> list[tuple[str, Any]]:
     """What the ranks of one run must agree on: n, the network ``spec`` (not its device), ``settings``, then X and y."""
     n = None if X is None else int(X.shape[0])
-    network = [(k, getattr(spec, k)) for k in ("d", "m", "seed", "activation", "scaling", "scale", "init", "backend")]
-    return [("n", n), *network, ("dtype", str(spec.dtype)), *settings.items(), ("X", X), ("y", y)]
+    return [("n", n), *spec.identity(), ("backend", spec.backend), *settings.items(), ("X", X), ("y", y)]
 
 
 # --------------------------------------------------------------------------- the run
-@dataclass(repr=False)  # the one-line repr of ResultFigures
-class ShardedTrainResult(ResultFigures):
-    """What ``train_sharded`` returns on each rank.
+@dataclass(repr=False)  # the one-line repr of RunResult
+class ShardedTrainResult(RunResult):
+    """What ``train_sharded`` returns on each rank: the ``Run`` of this rank's descent and its slice.
 
-    The same fields as ``expreg.TrainResult``, with the rank's slice of the
-    network instead of the whole network; the same figures (``ResultFigures``).
+    The run's fields read through as for ``expreg.TrainResult`` (``converged``,
+    ``steps``, ``lr``, ``history`` (identical on every rank), ...) with the
+    same figures (``RunResult``); the rank's slice of the network replaces
+    the whole network.
 
     Attributes
     ----------
-    converged : bool
-    steps : int
-    W : array (d, hi - lo)
-        This rank's neurons after ``steps`` steps (backend array).
+    run : Run
+        ``run.W`` (d, hi - lo) is this rank's neurons after ``steps`` steps (backend array).
     a : array (hi - lo,)
     lo, hi, m : int
         The slice and the global width.
     rank, world_size : int
-    lr : float
-    lr_rule : str
-    epsilon : float
-    history : History
-        Identical on every rank.
-    lambda_cts, lambda_max_cts : float
     seconds : float
     """
 
-    converged: bool
-    steps: int
-    W: Array
+    run: Run
     a: Array
     lo: int
     hi: int
     m: int
     rank: int
     world_size: int
-    lr: float
-    lr_rule: str
-    epsilon: float
-    history: History
-    lambda_cts: float
-    lambda_max_cts: float
     seconds: float
+
+    @property
+    def W(self) -> Array:
+        """This rank's neurons (d, hi - lo) after ``steps`` steps."""
+        return self.run.W
 
     def weights_numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """(W, a) of this rank as NumPy arrays, shapes (d, hi - lo) and (hi - lo,)."""
@@ -235,18 +226,6 @@ class ShardedTrainResult(ResultFigures):
     def summary(self) -> dict[str, Any]:
         """JSON-ready headline figures (the keys of ``TrainResult.summary``, plus the sharding)."""
         return {**super().summary(), "m": int(self.m), "world_size": int(self.world_size)}
-
-
-def fingerprint(
-    spec: NetSpec, X: np.ndarray, y: np.ndarray, lr: float | str, record_every: int | None, track_movement: bool
-) -> str:
-    """Identity of a run for its checkpoints: network, data, step size and recording (not the number of ranks)."""
-    return descent.run_fingerprint(spec, X, y, lr, record_every, track_movement)
-
-
-def _shard(spec: NetSpec, comm: Communicator, Xn: np.ndarray, yn: np.ndarray, lo: int, hi: int) -> descent.Shard:
-    """Neurons ``lo .. hi-1`` (this rank's ``shard_range``) of the network ``spec``, drawn from (seed, r) alone."""
-    return descent.Shard(spec, Xn, yn, *spec.draw(lo, hi), comm)
 
 
 def train_sharded(
@@ -324,13 +303,16 @@ def train_sharded(
         error,
     )
     assert Xn is not None and yn is not None and settings is not None
-    lr = settings.lr
     lo, hi = shard_range(spec.m, comm.world_size, comm.rank)
-    shard = _shard(spec, comm, Xn, yn, lo, hi)
+    shard = Shard(spec, Xn, yn, *spec.draw(lo, hi), comm)
+    store = None
+    if checkpoint_dir is not None:
+        tiles = [shard_range(spec.m, comm.world_size, r) for r in range(comm.world_size)]
+        store = RankCheckpoints(shard, spec, Path(checkpoint_dir), run_fingerprint(spec, Xn, yn, settings), tiles)
 
-    def make_result(W: Array, fields: dict[str, Any]) -> ShardedTrainResult:
+    def result(run: Run) -> ShardedTrainResult:
         return ShardedTrainResult(
-            W=W,
+            run=run,
             a=shard.a,
             lo=lo,
             hi=hi,
@@ -338,94 +320,13 @@ def train_sharded(
             rank=comm.rank,
             world_size=comm.world_size,
             seconds=time.perf_counter() - started,
-            **fields,
         )
 
-    def checkpoints(step: float) -> _ShardedCheckpoints:
-        fp = fingerprint(
-            spec, Xn, yn, lr if isinstance(lr, str) else step, settings.record_every, settings.track_movement
-        )
-        return _ShardedCheckpoints(shard, spec, Path(checkpoint_dir), fp, lo, hi)  # type: ignore[arg-type]
-
-    return descent.descend(
-        shard,
-        settings,
-        make_result,
-        progress=progress,
-        checkpoints=checkpoints if checkpoint_dir is not None else None,
-    )
+    with results_as(result):
+        return result(descend(shard, settings, progress=progress, checkpoints=store))
 
 
 def _given_fields(options: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     """The run options as given, when they did not validate on this rank (compared all the same)."""
     given = options.as_fields() if isinstance(options, TrainOptions) else {}
     return {**given, **overrides}
-
-
-@dataclass
-class _ShardedCheckpoints:
-    """Per-rank checkpoint files plus a manifest (``distributed.checkpoint``); ``descent.Checkpoints``."""
-
-    shard: descent.Shard
-    spec: NetSpec
-    directory: Path
-    fp: str
-    lo: int
-    hi: int
-
-    @property
-    def location(self) -> str:
-        return str(self.directory)
-
-    def resume(self) -> tuple[Array, History, int] | None:
-        """This rank's slice of the newest complete checkpoint, if any; every rank must agree on it."""
-        found = ckpt.latest_complete_step(self.directory)
-        seen = self.shard.comm.max(np.array([-1.0 if found is None else found, -(-1.0 if found is None else found)]))
-        if seen[0] != -seen[1]:
-            raise RuntimeError(
-                f"the ranks see different checkpoints in {str(self.directory)!r}; is it on a file system every rank shares?"
-            )
-        if found is None:
-            return None
-        Wn, history = ckpt.read_slice(
-            self.directory, found, self.lo, self.hi, fingerprint=self.fp, d=self.spec.d, m=self.spec.m
-        )
-        history.truncate(found - 1)  # step `found` is recomputed (identically) on resume
-        return self.shard.be.asarray(Wn, self.spec.dtype), history, found
-
-    def save(self, W: Array, history: History, step: int, *, final: bool) -> None:
-        """Every rank writes its file; once all files are seen by all ranks, rank 0 records the step and deletes the older ones."""
-        comm, directory, m = self.shard.comm, self.directory, self.spec.m
-        ckpt.save_shard(
-            directory,
-            step=step,
-            rank=comm.rank,
-            world_size=comm.world_size,
-            lo=self.lo,
-            hi=self.hi,
-            m=m,
-            W=self.shard.be.to_numpy(W),
-            history=history,
-            fingerprint=self.fp,
-        )
-        comm.barrier()
-        files = [ckpt.shard_path(directory, step, r, comm.world_size) for r in range(comm.world_size)]
-        unseen = comm.sum(np.array([float(not all(f.exists() for f in files))]))[0]  # also a second barrier
-        if unseen > 0:
-            raise CheckpointError(
-                f"checkpoint_dir {str(directory)!r} is not shared by every rank: some rank cannot see the files of step {step} "
-                "the others wrote. Put it on a file system every rank mounts (or omit checkpoints)."
-            )
-        if comm.rank == 0:
-            shards = [shard_range(m, comm.world_size, r) for r in range(comm.world_size)]
-            ckpt.write_manifest(
-                directory,
-                step=step,
-                world_size=comm.world_size,
-                m=m,
-                d=self.spec.d,
-                fingerprint=self.fp,
-                shards=shards,
-                final=final,
-            )
-            ckpt.prune(directory, files)

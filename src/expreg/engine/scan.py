@@ -6,7 +6,7 @@ is the first m neurons of any wider one. The kernel of the width-m network,
     H^dis_m = (1/m) (X X^T) o sum_{r<m} sigma'(X w_r) sigma'(X w_r)^T      (n x n, a_r^2 = 1),
 
 is therefore a running sum: one pass over neurons 0 .. max(widths) - 1,
-accumulated by ``ops.GramAccumulator`` (a symmetric rank-k update per
+accumulated by ``gram.GramAccumulator`` (a symmetric rank-k update per
 block, the same code as ``kernels.empirical_ntk``), hands out H^dis_m at
 each grid width m. The whole grid costs what the widest kernel costs; memory
 stays O(n^2 + n * block) whatever the widths.
@@ -27,16 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ops
+from ..core import gram
 from ..core.activations import get_activation
 from ..core.backends import Array, Backend, canonical_dtype, get_backend
 from ..core.choices import Init
 from ..core.errors import overflow_checked
-from ..core.initialisation import init_weights
+from ..core.initialisation import CHUNK, init_weights
 from ..core.validation import check_X
-
-#: Neurons drawn per call of ``init_weights`` (at least): one generator chunk of ``initialisation``.
-DRAW = 4096
 
 
 def _check_widths(widths: Sequence[int]) -> list[int]:
@@ -96,7 +93,7 @@ def nested_gram(
     backend : Backend or {"numpy", "torch"}, optional
         Where to compute (default NumPy).
     block : int, optional
-        Neurons per rank-k update (default ``ops.gram_block``).
+        Neurons per rank-k update (default ``gram.gram_block``).
     on_device : bool
         Yield each H^dis_m as an array of the backend, on its device (float64),
         instead of a NumPy array: for criteria computed there
@@ -140,10 +137,10 @@ def _scan(
     n, d = Xn.shape
     act = get_activation(activation)
     if block is None:
-        block = ops.gram_block(n, dt.itemsize, be)
+        block = gram.gram_block(n, dt.itemsize, be)
     block = max(1, min(int(block), widths[-1]))
-    acc = ops.GramAccumulator(be, act, be.asarray(Xn, dt), block=block)
-    draw = max(block, DRAW)
+    acc = gram.GramAccumulator(be, act, be.asarray(Xn, dt), block=block)
+    draw = max(block, CHUNK)  # at least one generator chunk of ``initialisation`` per call of init_weights
     W: Array  # drawn on the loop's first pass (acc.count >= w_hi = 0)
     w_lo = w_hi = 0  # drawn neurons [w_lo, w_hi), held in W
     try:

@@ -15,53 +15,39 @@ from typing import Any
 
 import numpy as np
 
-from ..core import streams
-from ..core.errors import CheckpointError
 from ..core.model import ExpNet
-from ..core.storage import load_npz, save_npz_atomic
 from ..core.validation import check_X_y
-from . import descent
+from .checkpoints import FileCheckpoint, run_fingerprint
 from .communicator import Communicator
-from .descent import DIVERGENCE_FACTOR, History, ProgressFn, ResultFigures, resolve_lr
+from .descent import DIVERGENCE_FACTOR, ProgressFn, descend, resolve_lr, results_as
+from .history import History, Run, RunResult
 from .options import TrainOptions
+from .shard import Shard
 
 __all__ = ["DIVERGENCE_FACTOR", "History", "TrainOptions", "TrainResult", "resolve_lr", "train"]
 
 
-@dataclass(repr=False)  # the one-line repr of ResultFigures
-class TrainResult(ResultFigures):
-    """What ``train`` returns (``final_residual``, ``initial_residual``, ``max_movement``, ``summary()``: ``ResultFigures``).
+@dataclass(repr=False)  # the one-line repr of RunResult
+class TrainResult(RunResult):
+    """What ``train`` returns: the ``Run`` of the descent, the trained network and the wall time.
+
+    The run's fields read through (``converged``, ``steps``, ``lr``,
+    ``lr_rule``, ``epsilon``, ``history``, ``lambda_cts``,
+    ``lambda_max_cts``), with the headline figures (``final_residual``,
+    ``initial_residual``, ``max_movement``, ``summary()``): ``RunResult``.
 
     Attributes
     ----------
-    converged : bool
-        ||u - y||_2 <= epsilon was reached.
-    steps : int
-        Gradient steps taken.
+    run : Run
+        The descent's record (``run.W`` is the trained W, a backend array).
     net : ExpNet
         The trained network (the input network is left unchanged).
-    lr : float
-        The step size used.
-    lr_rule : str
-        How it was chosen, e.g. "auto: 1/lambda_max(m s^2 H^cts)".
-    epsilon : float
-    history : History
-    lambda_cts : float
-        lambda_min(H^cts) of the training inputs (docs/theory.md section 3).
-    lambda_max_cts : float
     seconds : float
         Wall time of the descent (kernel set-up included).
     """
 
-    converged: bool
-    steps: int
+    run: Run
     net: ExpNet
-    lr: float
-    lr_rule: str
-    epsilon: float
-    history: History
-    lambda_cts: float
-    lambda_max_cts: float
     seconds: float
 
 
@@ -126,74 +112,14 @@ def train(
     started = time.perf_counter()
     settings = TrainOptions.merge(options, overrides, "train")
     Xn, yn = check_X_y(X, y, dtype=np.dtype(np.float64), d=net.d)
-    shard = descent.Shard(net.spec, Xn, yn, net.W, net.a, Communicator())
+    shard = Shard(net.spec, Xn, yn, net.W, net.a, Communicator())
+    store = None
+    if checkpoint is not None:
+        fingerprint = run_fingerprint(net, Xn, yn, settings, weights=net.weights_numpy())
+        store = FileCheckpoint(Path(checkpoint), fingerprint, net)
 
-    def make_result(W: Any, fields: dict[str, Any]) -> TrainResult:
-        return TrainResult(net=net.with_weights(W), seconds=time.perf_counter() - started, **fields)
+    def result(run: Run) -> TrainResult:
+        return TrainResult(run=run, net=net.with_weights(run.W), seconds=time.perf_counter() - started)
 
-    def checkpoints(step: float) -> _FileCheckpoint:
-        lr = settings.lr
-        rule = (
-            lr if isinstance(lr, str) else step
-        )  # 'auto' hashed as such: its value moves in the last bits with BLAS threads
-        fingerprint = descent.run_fingerprint(
-            net, Xn, yn, rule, settings.record_every, settings.track_movement, weights=net.weights_numpy()
-        )
-        return _FileCheckpoint(Path(checkpoint), fingerprint, net)  # type: ignore[arg-type]
-
-    return descent.descend(
-        shard, settings, make_result, progress=progress, checkpoints=checkpoints if checkpoint is not None else None
-    )
-
-
-_HISTORY_KEYS = tuple(History().npz_fields())
-
-
-@dataclass
-class _FileCheckpoint:
-    """The checkpoint of a single-process run: one ``.npz`` file (``descent.Checkpoints``)."""
-
-    path: Path
-    fingerprint: str
-    net: ExpNet
-
-    @property
-    def location(self) -> str:
-        return str(self.path)
-
-    def resume(self) -> tuple[Any, History, int] | None:
-        """W, history and step of the checkpoint ``save`` wrote for this run, or None when there is none."""
-        if not self.path.exists():
-            return None
-        path, net = self.path, self.net
-        data = load_npz(path, required=("W", "step", "fingerprint", *_HISTORY_KEYS))
-        streams.check_checkpoint(data, path)
-        if str(data["fingerprint"]) != self.fingerprint:
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} belongs to another run (initial weights, data, lr or recording settings differ); "
-                "delete it or choose another path"
-            )
-        if tuple(data["W"].shape) != (net.d, net.m):
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} holds W of shape {data['W'].shape}, expected {(net.d, net.m)}"
-            )
-        history = History.from_npz_fields(data)
-        step = int(data["step"])
-        if not (len(history.loss) in (step, step + 1) and np.isfinite(data["W"]).all()):
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} is inconsistent (step {step}, {len(history.loss)} history rows); delete it"
-            )
-        if len(history.loss) > step:
-            history.truncate(step - 1)
-        return net.backend.asarray(data["W"], net.dtype), history, step
-
-    def save(self, W: Any, history: History, step: int, *, final: bool) -> None:
-        """Save W after ``step`` steps with the history up to step - 1 or ``step`` (atomic write)."""
-        save_npz_atomic(
-            self.path,
-            W=self.net.backend.to_numpy(W),
-            step=np.int64(step),
-            fingerprint=np.array(self.fingerprint),
-            streams=np.int64(streams.VERSION),
-            **history.npz_fields(),
-        )
+    with results_as(result):
+        return result(descend(shard, settings, progress=progress, checkpoints=store))

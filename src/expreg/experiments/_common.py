@@ -18,11 +18,6 @@ def dataset(n: int, d: int, seed: int, label_kind: str = "uniform") -> tuple[np.
     return make_dataset(n, d, seed=seed, label_kind=label_kind)
 
 
-def network(d: int, m: int, seed: int, activation: str, init: str, scaling: str) -> ExpNet:
-    """``ExpNet.init`` with the experiment's choices (its weights draw from the network's own streams, see ``expreg.streams``)."""
-    return ExpNet.init(d, m, seed=seed, activation=activation, init=init, scaling=scaling)
-
-
 def train_safely(net: ExpNet, X: np.ndarray, y: np.ndarray, **kw: Any) -> tuple[TrainResult, bool]:
     """``train``, turning divergence into (the run up to the last finite step, diverged=True)."""
     try:

@@ -205,10 +205,16 @@ def _prepare(lower: np.ndarray, upper: np.ndarray, X: np.ndarray) -> _Data:
     X = X[:, None] if X.ndim == 1 else X
     if X.ndim != 2 or X.shape[0] != lower.size:
         raise ValueError(f"X must have shape ({lower.size},) or ({lower.size}, k), got {np.shape(X)}")
+    _check_bounds(lower, upper)
+    design = _checked_design(X)
+    with np.errstate(divide="ignore"):
+        return _Data(design, np.log(lower), np.log(upper), lower == upper)
+
+
+def _check_bounds(lower: np.ndarray, upper: np.ndarray) -> None:
+    """Interval bounds (lower, upper] (n,): no NaN, 0 <= lower <= upper, some information, not all censored alike."""
     if np.isnan(lower).any() or np.isnan(upper).any():
         raise ValueError("lower/upper contain NaN: give a never-passing seed as (cap, inf), not NaN")
-    if not np.isfinite(X).all():
-        raise ValueError("X contains non-finite values: covariates must be finite (take logs of positive n, lambda)")
     if (lower < 0).any() or np.isinf(lower).any():
         raise ValueError("lower must be finite and >= 0 (0 marks a left-censored seed)")
     if (upper <= 0).any():
@@ -224,14 +230,19 @@ def _prepare(lower: np.ndarray, upper: np.ndarray, X: np.ndarray) -> _Data:
         )
     if (lower == 0).all():
         raise ValueError("every observation is left-censored: lower the scan's first grid point")
+
+
+def _checked_design(X: np.ndarray) -> np.ndarray:
+    """[1, X] (n, k + 1), refused when a covariate is constant or the columns are collinear."""
+    if not np.isfinite(X).all():
+        raise ValueError("X contains non-finite values: covariates must be finite (take logs of positive n, lambda)")
     for j in range(X.shape[1]):
         if np.unique(X[:, j]).size < 2:
             raise ValueError(f"covariate {j} takes fewer than 2 distinct values: its coefficient is not identified")
-    design = np.hstack([np.ones((lower.size, 1)), X])
+    design = np.hstack([np.ones((X.shape[0], 1)), X])
     if np.linalg.matrix_rank(design) < design.shape[1]:
         raise ValueError("the covariates are collinear (with each other or the intercept): drop one")
-    with np.errstate(divide="ignore"):
-        return _Data(design, np.log(lower), np.log(upper), lower == upper)
+    return design
 
 
 def _counts(d: _Data) -> dict[str, int]:

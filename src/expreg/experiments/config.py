@@ -19,13 +19,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..core.activations import ACTIVATIONS
 from ..core.choices import DType as DTypeChoice
 from ..core.choices import Init as InitChoice
 from ..core.choices import LabelKind
 from ..core.choices import Scaling as ScalingChoice
+from ..core.initialisation import check_width
+from ..core.model import ExpNet
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -111,13 +113,47 @@ class ExperimentConfig(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
 
-def check_widths(v: list[int], name: str = "widths") -> list[int]:
-    """Widths are even integers >= 2 (coupled initialisation pairs neurons), in increasing order."""
-    if any(m < 2 or m % 2 for m in v):
-        raise ValueError(f"{name} must be even integers >= 2 (coupled initialisation pairs neurons), got {v}")
+def check_widths(v: list[int], name: str = "widths", init: str = "coupled") -> list[int]:
+    """Widths are integers >= 2 in increasing order, each obeying the width rule of ``init``
+    (``initialisation.check_width``: even for coupled initialisation)."""
+    if any(m < 2 for m in v):
+        raise ValueError(f"{name} must be integers >= 2, got {v}")
+    for m in v:
+        check_width(m, init, name)
     if sorted(set(v)) != list(v):
         raise ValueError(f"{name} must be distinct and increasing, got {v}")
     return v
+
+
+class TrainingConfig(ExperimentConfig):
+    """Fields the training experiments share (convergence, kernel, lazy, realdata).
+
+    Attributes
+    ----------
+    widths : list of int
+        The widths m trained, increasing (``check_widths``, against ``init``).
+    init : {"coupled", "gaussian"}
+    epsilon : float
+        Stop once ||u - y||_2 <= epsilon.
+    max_steps : int
+        Step budget of each run.
+    """
+
+    init: Init = "coupled"
+    widths: list[int] = Field(default_factory=lambda: [256, 1024, 4096, 16384])
+    epsilon: float = Field(1e-3, gt=0)
+    max_steps: int = Field(3000, ge=1)
+
+    @field_validator("widths", "train_widths", check_fields=False)
+    @classmethod
+    def _widths_ok(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        """Every list of widths (``widths``, and ``train_widths`` where there is one), against ``init`` (declared first)."""
+        return check_widths(v, str(info.field_name), info.data.get("init", "coupled"))
+
+    def network(self, m: int, seed: int, activation: str, scaling: str) -> ExpNet:
+        """``ExpNet.init`` of width m with this configuration's d and init (its weights draw from the
+        network's own streams, see ``expreg.streams``)."""
+        return ExpNet.init(self.d, m, seed=seed, activation=activation, init=self.init, scaling=scaling)
 
 
 def build_config(

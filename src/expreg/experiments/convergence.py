@@ -19,32 +19,23 @@ import math
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..core import kernels, theory
-from ._common import cost_by_width, dataset, network, subsample, train_safely
-from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
+from ._common import cost_by_width, dataset, subsample, train_safely
+from .config import Activation, Scaling, TrainingConfig
 
 name = "convergence"
 description = "Residual curves at several widths beside the kernel-predicted trajectory and the linear-rate bound."
 
 
-class Config(ExperimentConfig):
+class Config(TrainingConfig):
     name = "convergence"
     version = 1
 
     n: int = Field(32, ge=2)
-    widths: list[int] = Field(default_factory=lambda: [256, 1024, 4096, 16384])
-    activations: list[Activation] = Field(default_factory=lambda: ["exp", "relu"])
-    init: Init = "coupled"
+    activations: list[Activation] = Field(default_factory=lambda: ["exp", "relu"], min_length=1)
     scaling: Scaling = "none"
-    epsilon: float = Field(1e-3, gt=0)
-    max_steps: int = Field(3000, ge=1)
-
-    @field_validator("widths")
-    @classmethod
-    def _w(cls, v: list[int]) -> list[int]:
-        return check_widths(v)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -72,7 +63,7 @@ cost = cost_by_width
 
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     X, y = dataset(cfg.n, cfg.d, seed, cfg.label_kind)
-    net = network(cfg.d, params["m"], seed, params["activation"], cfg.init, cfg.scaling)
+    net = cfg.network(params["m"], seed, params["activation"], cfg.scaling)
     result, diverged = train_safely(net, X, y, epsilon=cfg.epsilon, max_steps=cfg.max_steps, record_every=0)
     res = np.asarray(result.history.residual)
     m, s, lam, lr = net.m, net.s, result.lambda_cts, result.lr

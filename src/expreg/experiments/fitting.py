@@ -150,3 +150,27 @@ def bootstrap_slope(
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(slopes, [tail, 100 - tail])
     return SlopeFit(point.slope, point.intercept, float(lo), float(hi), point.points)
+
+
+def width_fit(rows: Any, value: str, n_boot: int) -> dict[str, Any]:
+    """The fit of ``value`` against the width m over the result rows ``rows`` (a DataFrame with m, seed, ``value``).
+
+    Returns ``m`` (the widths, increasing), ``table`` (len(m), seeds) of
+    ``value`` per width and seed (NaN where a run is missing), ``values``
+    (the geometric mean over seeds of each width) and ``fit``: the
+    ``bootstrap_slope`` of log value against log m (``n_boot`` resamples of
+    the seeds).
+    """
+    ms = sorted(int(v) for v in set(rows.m))
+    seeds = sorted(int(v) for v in set(rows.seed))
+    table = (
+        rows.pivot_table(index="m", columns="seed", values=value, aggfunc="first")
+        .reindex(index=ms, columns=seeds)
+        .to_numpy(float)
+    )
+    return {
+        "m": ms,
+        "table": table,
+        "values": [geometric_mean(r) for r in table],
+        "fit": bootstrap_slope(np.array(ms, dtype=float), table, geometric_mean, n_boot=n_boot),
+    }

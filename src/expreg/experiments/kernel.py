@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..core import kernels
-from ._common import cost_by_width, dataset, network, once_per_table, train_safely
-from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
-from .fitting import bootstrap_slope, geometric_mean
+from ._common import cost_by_width, dataset, once_per_table, train_safely
+from .config import Activation, Scaling, TrainingConfig
+from .fitting import width_fit
 
 name = "kernel"
 description = "||H^dis(W(0)) - H^cts||_op against m, and lambda_min(H^dis(W(t))) along training."
@@ -27,7 +27,7 @@ description = "||H^dis(W(0)) - H^cts||_op against m, and lambda_min(H^dis(W(t)))
 EXPECTED_SLOPE = -0.5
 
 
-class Config(ExperimentConfig):
+class Config(TrainingConfig):
     name = "kernel"
     version = 1
 
@@ -35,17 +35,10 @@ class Config(ExperimentConfig):
     widths: list[int] = Field(default_factory=lambda: [64, 256, 1024, 4096, 16384, 65536])
     train_widths: list[int] = Field(default_factory=lambda: [1024, 16384])
     activations: list[Activation] = Field(default_factory=lambda: ["exp", "relu"], min_length=1)
-    init: Init = "coupled"
     scaling: Scaling = "none"
-    epsilon: float = Field(1e-3, gt=0)
     max_steps: int = Field(2000, ge=1)
     record_every: int = Field(20, ge=1)
     n_boot: int = Field(1000, ge=0)
-
-    @field_validator("widths", "train_widths")
-    @classmethod
-    def _w(cls, v: list[int]) -> list[int]:
-        return check_widths(v) if v else v
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -90,7 +83,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     X, y = dataset(cfg.n, cfg.d, seed, cfg.label_kind)
     H_cts = kernels.ntk(X, activation=params["activation"])
     lam = kernels.lambda_min(H_cts)
-    net = network(cfg.d, params["m"], seed, params["activation"], cfg.init, cfg.scaling)
+    net = cfg.network(params["m"], seed, params["activation"], cfg.scaling)
     H0 = kernels.empirical_ntk(net, X, average=True)  # H^dis(W(0))
     dev = kernels.operator_norm(H0 - H_cts)
     row: dict[str, Any] = {
@@ -125,25 +118,10 @@ def fits(df: Any, cfg: Config) -> list[dict[str, Any]]:
 
 
 def _fits(df: Any, cfg: Config) -> list[dict[str, Any]]:
-    out = []
-    for act, g in df.groupby("activation", sort=True):
-        ms = sorted(int(v) for v in set(g.m))
-        seeds = sorted(int(v) for v in set(g.seed))
-        table = (
-            g.pivot_table(index="m", columns="seed", values="relative_deviation", aggfunc="first")
-            .reindex(index=ms, columns=seeds)
-            .to_numpy(float)
-        )
-        out.append(
-            {
-                "activation": act,
-                "m": ms,
-                "table": table,
-                "values": [geometric_mean(r) for r in table],
-                "fit": bootstrap_slope(np.array(ms, dtype=float), table, geometric_mean, n_boot=cfg.n_boot),
-            }
-        )
-    return out
+    return [
+        {"activation": act, **width_fit(g, "relative_deviation", cfg.n_boot)}
+        for act, g in df.groupby("activation", sort=True)
+    ]
 
 
 def summarise(df: Any, cfg: Config) -> dict[str, Any]:

@@ -17,13 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..core import theory
 from ..core.activations import get_activation
-from ._common import cost_by_width, dataset, network, once_per_table, train_safely
-from .config import Activation, ExperimentConfig, Init, Scaling, check_widths
-from .fitting import bootstrap_slope, geometric_mean
+from ._common import cost_by_width, dataset, once_per_table, train_safely
+from .config import Activation, Scaling, TrainingConfig
+from .fitting import width_fit
 
 name = "lazy"
 description = "Weight movement (max per neuron, Frobenius) against width m, with fitted slopes."
@@ -37,23 +37,14 @@ EXPECTED = {
 }
 
 
-class Config(ExperimentConfig):
+class Config(TrainingConfig):
     name = "lazy"
     version = 1
 
     n: int = Field(32, ge=2)
-    widths: list[int] = Field(default_factory=lambda: [256, 1024, 4096, 16384])
     activations: list[Activation] = Field(default_factory=lambda: ["exp", "relu"], min_length=1)
     scalings: list[Scaling] = Field(default_factory=lambda: ["none", "ntk"], min_length=1)
-    init: Init = "coupled"
-    epsilon: float = Field(1e-3, gt=0)
-    max_steps: int = Field(3000, ge=1)
     n_boot: int = Field(1000, ge=0)
-
-    @field_validator("widths")
-    @classmethod
-    def _w(cls, v: list[int]) -> list[int]:
-        return check_widths(v)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -88,7 +79,7 @@ cost = cost_by_width
 
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     X, y = dataset(cfg.n, cfg.d, seed, cfg.label_kind)
-    net = network(cfg.d, params["m"], seed, params["activation"], cfg.init, params["scaling"])
+    net = cfg.network(params["m"], seed, params["activation"], params["scaling"])
     result, diverged = train_safely(net, X, y, epsilon=cfg.epsilon, max_steps=cfg.max_steps, record_every=0)
     h = result.history
     row = {
@@ -113,30 +104,17 @@ def fits(df: Any, cfg: Config) -> list[dict[str, Any]]:
 
 
 def _fits(df: Any, cfg: Config) -> list[dict[str, Any]]:
-    out = []
-    for (act, sc), g in df.groupby(["activation", "scaling"], sort=True):
-        ms = sorted(int(v) for v in set(g.m))
-        seeds = sorted(int(v) for v in set(g.seed))
-        for q in ("max_movement", "frobenius_movement"):
-            table = (
-                g.pivot_table(index="m", columns="seed", values=q, aggfunc="first")
-                .reindex(index=ms, columns=seeds)
-                .to_numpy(float)
-            )
-            f = bootstrap_slope(np.array(ms, dtype=float), table, geometric_mean, n_boot=cfg.n_boot)
-            out.append(
-                {
-                    "activation": act,
-                    "scaling": sc,
-                    "quantity": q,
-                    "m": ms,
-                    "values": [geometric_mean(r) for r in table],
-                    "table": table,
-                    "fit": f,
-                    "expected": EXPECTED[(q, sc)],
-                }
-            )
-    return out
+    return [
+        {
+            "activation": act,
+            "scaling": sc,
+            "quantity": q,
+            **width_fit(g, q, cfg.n_boot),
+            "expected": EXPECTED[(q, sc)],
+        }
+        for (act, sc), g in df.groupby(["activation", "scaling"], sort=True)
+        for q in ("max_movement", "frobenius_movement")
+    ]
 
 
 def summarise(df: Any, cfg: Config) -> dict[str, Any]:

@@ -27,8 +27,8 @@ import scipy.linalg
 from pydantic import Field, field_validator
 
 from ..core import kernels, streams
-from ._common import network, train_safely
-from .config import ExperimentConfig, Init, Scaling, check_widths
+from ._common import train_safely
+from .config import Scaling, TrainingConfig
 
 name = "realdata"
 description = (
@@ -36,23 +36,16 @@ description = (
 )
 
 
-class Config(ExperimentConfig):
+class Config(TrainingConfig):
     name = "realdata"
     version = 1
 
     d: int = Field(10, ge=10, le=10, description="fixed by the data set")
     widths: list[int] = Field(default_factory=lambda: [64, 256, 1024, 4096])
     ridges: list[float] = Field(default_factory=lambda: [1e-4, 1e-2, 1.0])
-    init: Init = "coupled"
     scaling: Scaling = "none"
     test_fraction: float = Field(0.3, gt=0, lt=1)
-    epsilon: float = Field(1e-3, gt=0)
     max_steps: int = Field(1000, ge=1)
-
-    @field_validator("widths")
-    @classmethod
-    def _w(cls, v: list[int]) -> list[int]:
-        return check_widths(v)
 
     @field_validator("ridges")
     @classmethod
@@ -108,7 +101,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     Xtr, ytr, Xte, yte = load_split(seed, cfg.test_fraction)
     base = {"n_train": len(ytr), "n_test": len(yte), "baseline_test_mse": _mse(yte, 0.0)}
     if params["model"] == "network":
-        net = network(cfg.d, params["m"], seed, "exp", cfg.init, cfg.scaling)
+        net = cfg.network(params["m"], seed, "exp", cfg.scaling)
         result, diverged = train_safely(
             net, Xtr, ytr, epsilon=cfg.epsilon, max_steps=cfg.max_steps, record_every=0, track_movement=False
         )

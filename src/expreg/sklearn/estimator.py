@@ -28,6 +28,7 @@ from ..core.activations import ACTIVATIONS
 from ..core.backends import canonical_dtype
 from ..core.choices import Init, Scaling
 from ..core.errors import TrainingDivergedError
+from ..core.initialisation import check_width
 from ..core.model import ExpNet
 from ..core.validation import InputOutsideUnitBallWarning
 from ..engine.options import TrainOptions
@@ -331,11 +332,9 @@ class ExpRegressor(RegressorMixin, BaseEstimator):
         w = self.width
         if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
             raise ValueError(f"width must be a positive integer, got {w!r}")
-        if self.init == "coupled" and w % 2:
-            raise ValueError(f"width={w} is odd but init='coupled' pairs neurons; use width={w + 1} or init='gaussian'")
         ACTIVATIONS.check(self.activation)
         Scaling.check(self.scaling)
-        Init.check(self.init)
+        check_width(w, Init.check(self.init), "width")
         self._options()
         for name in ("scale_inputs", "scale_targets"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
