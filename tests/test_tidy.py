@@ -96,11 +96,20 @@ def test_load_results_stacks_experiments_and_filters_one(tmp_path) -> None:
 
 def test_sharded_result_has_the_same_one_line_repr(run) -> None:
     from expreg.distributed.sharded import ShardedTrainResult
+    from expreg.engine.history import Run
 
-    h = run.history
-    fields = dict(converged=True, steps=run.steps, lr=run.lr, lr_rule="given", epsilon=1e-2, history=h)
-    fields.update(lambda_cts=run.lambda_cts, lambda_max_cts=run.lambda_max_cts, seconds=1.5)
-    res = ShardedTrainResult(W=np.zeros((3, 128)), a=np.ones(128), lo=0, hi=128, m=256, rank=0, world_size=2, **fields)
+    rec = Run(
+        W=np.zeros((3, 128)),
+        converged=True,
+        steps=run.steps,
+        lr=run.lr,
+        lr_rule="given",
+        epsilon=1e-2,
+        history=run.history,
+        lambda_cts=run.lambda_cts,
+        lambda_max_cts=run.lambda_max_cts,
+    )
+    res = ShardedTrainResult(run=rec, a=np.ones(128), lo=0, hi=128, m=256, rank=0, world_size=2, seconds=1.5)
     assert repr(res).startswith("ShardedTrainResult(converged=True, steps=") and "m=256" in repr(res)
     assert "\n" not in repr(res) and "W=" not in repr(res)
     assert cells(res._repr_html_())[1] == "True"
