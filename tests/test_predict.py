@@ -189,6 +189,10 @@ def test_bad_arguments_are_refused() -> None:
         predict.gradient_descent_mse(H, np.ones(3))
     with pytest.raises(ValueError, match="square"):
         predict.gradient_descent_mse(np.ones((2, 3)), y)
+    with pytest.raises(ValueError, match="must be symmetric"):
+        predict.gradient_descent_mse(np.array([[1.0, 0.5], [0.0, 1.0]]), y)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        predict.gradient_descent_mse(np.array([[1.0, np.nan], [np.nan, 1.0]]), y)
     p = predict.gradient_descent_mse(H, y)
     with pytest.raises(ValueError, match="k must be non-negative integer step counts"):
         p.at_step(0.5)

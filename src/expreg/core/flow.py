@@ -73,8 +73,15 @@ def gain(mu: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 
 def eigh(K: Any, name: str = "k_train_train") -> tuple[np.ndarray, np.ndarray]:
-    """(mu, V) of the symmetric kernel K (n, n), checked square and finite."""
-    mu, V = scipy.linalg.eigh(check_square(K, name))
+    """(mu, V) of the symmetric kernel K (n, n), checked square, finite and symmetric (to 1e-8 of its largest entry)."""
+    A = check_square(K, name)
+    asym = float(np.abs(A - A.T).max())
+    if asym > 1e-8 * float(np.abs(A).max()):
+        raise ValueError(
+            f"{name} must be symmetric (a kernel between the training points and themselves); its largest "
+            f"|K - K^T| entry is {asym:.3g}. Pass the (n, n) training kernel, not a test-train block"
+        )
+    mu, V = scipy.linalg.eigh(A)
     return mu, V
 
 
