@@ -84,10 +84,10 @@ def compute(quantity: str, src: str, dst: str) -> None:
     def prediction() -> Any:
         H, K, y = (jnp.asarray(data[k]) for k in ("H", "K", "y"))
         f0, g0, ts = data["f0"][:, None], data["g0"][:, None], jnp.asarray(data["ts"])
-        lr = float(data["lr"])
+        lr, reg = float(data["lr"]), float(data["diag_reg"]) if "diag_reg" in data else 0.0
 
         def run() -> Any:
-            p = nt.predict.gradient_descent_mse(H, y[:, None], learning_rate=lr)
+            p = nt.predict.gradient_descent_mse(H, y[:, None], learning_rate=lr, diag_reg=reg)
             train, test = p(ts, f0, g0, K)
             train_inf, test_inf = p(None, f0, g0, K)
             return jnp.concatenate([train[..., 0], train_inf[None, :, 0]]), jnp.concatenate(

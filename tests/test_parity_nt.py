@@ -28,7 +28,8 @@ pytestmark = [
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import parity  # noqa: E402
 
-CASES = ("ntk_relu", "ntk_exp", "empirical_ntk_cross", "predict")
+#: key -> the quantity parity_nt.py computes for it (predict_reg: the predictions with diag_reg = 0.1)
+CASES = {q: q for q in ("ntk_relu", "ntk_exp", "empirical_ntk_cross", "predict")} | {"predict_reg": "predict"}
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +42,10 @@ def theirs(problems, tmp_path_factory) -> dict:
     """neural-tangents' result of every case, from one interpreter."""
     tmp = tmp_path_factory.mktemp("nt")
     args = []
-    for q in CASES:
-        np.savez(tmp / f"{q}-in.npz", rounds=1, **problems[q])
-        args += [q, str(tmp / f"{q}-in.npz"), str(tmp / f"{q}-out.npz")]
+    for key, q in CASES.items():
+        extra = {"diag_reg": 0.1} if key == "predict_reg" else {}
+        np.savez(tmp / f"{key}-in.npz", rounds=1, **problems[q], **extra)
+        args += [q, str(tmp / f"{key}-in.npz"), str(tmp / f"{key}-out.npz")]
     proc = subprocess.run(
         [NT_PYTHON, str(ROOT / "benchmarks" / "parity_nt.py"), "--many", *args],
         capture_output=True,
@@ -51,7 +53,7 @@ def theirs(problems, tmp_path_factory) -> dict:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return {q: dict(np.load(tmp / f"{q}-out.npz")) for q in CASES}
+    return {key: dict(np.load(tmp / f"{key}-out.npz")) for key in CASES}
 
 
 def test_relu_closed_forms_and_the_readout_mapping(problems, theirs) -> None:
@@ -84,11 +86,12 @@ def test_rectangular_empirical_ntk_matches_jacobian_contraction(problems, theirs
     assert parity.relative(H, nt["out"].reshape(H.shape)) < 1e-13
 
 
-def test_predictions_match_gradient_descent_mse(problems, theirs) -> None:
+@pytest.mark.parametrize("key, reg", [("predict", 0.0), ("predict_reg", 0.1)])
+def test_predictions_match_gradient_descent_mse(problems, theirs, key, reg) -> None:
     from expreg import predict
 
-    p, nt = problems["predict"], theirs["predict"]
-    fn = predict.gradient_descent_mse(p["H"], p["y"], float(p["lr"]), loss="mean")
+    p, nt = problems["predict"], theirs[key]
+    fn = predict.gradient_descent_mse(p["H"], p["y"], float(p["lr"]), reg, loss="mean")
     train, test = fn(np.append(p["ts"], np.inf), p["f0"], p["g0"], p["K"])
     assert parity.relative(train, nt["train"]) < 1e-10
     assert parity.relative(test, nt["test"]) < 1e-10

@@ -256,3 +256,22 @@ def test_call_conventions_follow_neural_tangents() -> None:
     np.testing.assert_array_equal(p(None, 0.0, 0.0, K)[1], p(np.inf, 0.0, 0.0, K)[1])
     with pytest.raises(ValueError, match="nothing to predict"):
         p(1.0, None)
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_diag_reg_gives_the_dynamics_of_the_regularised_kernel_and_ridge_regression(absolute: bool) -> None:
+    X, Xt = sphere(6, 3, seed=0), sphere(2, 3, seed=1)
+    H, K, y, f0, g0 = kernels.ntk(X), kernels.ntk(Xt, X), np.linspace(-1, 1, 6), np.full(6, 0.2), np.zeros(2)
+    lam = 0.3 if absolute else 0.3 * np.trace(H) / 6  # neural-tangents: relative to the mean diagonal by default
+    Hr = H + lam * np.eye(6)
+    eta = 0.5 / np.linalg.eigvalsh(Hr)[-1]
+    p = predict.gradient_descent_mse(H, y, eta, 0.3, absolute)
+    E = scipy.linalg.expm(-eta * 4.0 * Hr)
+    train, test = p(4.0, f0, g0, K)
+    np.testing.assert_allclose(train, y + E @ (f0 - y), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(test, g0 + K @ np.linalg.solve(Hr, (np.eye(6) - E) @ (y - f0)), rtol=1e-9)
+    train, test = p(None, f0, g0, K)
+    np.testing.assert_allclose(test, g0 + K @ np.linalg.solve(Hr, y - f0), rtol=1e-10)  # kernel ridge regression
+    np.testing.assert_allclose(train, y, rtol=1e-12)
+    with pytest.raises(ValueError, match="diag_reg must be a non-negative"):
+        predict.gradient_descent_mse(H, y, eta, -1.0)

@@ -174,7 +174,13 @@ def _test_kernel(k_test_train: Any, n: int) -> np.ndarray:
 
 
 def gradient_descent_mse(
-    k_train_train: Any, y_train: Any, learning_rate: float = 1.0, *, loss: str = "sum"
+    k_train_train: Any,
+    y_train: Any,
+    learning_rate: float = 1.0,
+    diag_reg: float = 0.0,
+    diag_reg_absolute_scale: bool = False,
+    *,
+    loss: str = "sum",
 ) -> Predictor:
     """The predictor of gradient descent on the squared loss with training kernel K (module docstring).
 
@@ -188,6 +194,12 @@ def gradient_descent_mse(
     k_train_train : (n, n) symmetric positive semi-definite kernel
     y_train : (n,)
     learning_rate : float > 0
+    diag_reg : float >= 0, default 0
+        As neural-tangents: the dynamics of K + diag_reg * I, with diag_reg
+        relative to the mean diagonal of K (trace / n) unless
+        ``diag_reg_absolute_scale``; at t = inf the test outputs are kernel
+        ridge regression, the training outputs y (as neural-tangents returns them).
+    diag_reg_absolute_scale : bool, default False
     loss : {"sum", "mean"}
 
     Examples
@@ -207,4 +219,8 @@ def gradient_descent_mse(
         raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES} (1/2 ||f - y||^2 or its mean over the n points), got {loss!r}")
+    if not (np.isfinite(diag_reg) and diag_reg >= 0):
+        raise ValueError(f"diag_reg must be a non-negative finite number, got {diag_reg!r}")
+    if diag_reg:  # K + reg I has the eigenvectors of K and the eigenvalues mu + reg
+        mu = mu + (diag_reg if diag_reg_absolute_scale else diag_reg * float(mu.sum()) / mu.shape[0])
     return Predictor(mu, V, y, float(learning_rate), 1.0 if loss == "sum" else float(mu.shape[0]))
