@@ -40,6 +40,16 @@ SUBMODULES: list[tuple[str, str, str]] = [
         "H^dis at every width of a grid in one pass over the neurons (theory section 6).",
     ),
     (
+        "Softmax features",
+        "expreg.core.softmax_features",
+        "The softmax kernel exp(<q, k>) and its positive random features, i.i.d. and orthogonal (theory section 7).",
+    ),
+    (
+        "Nested-feature scan",
+        "expreg.engine.feature_scan",
+        "The attention estimate at every feature count of a grid in one pass over the features (theory section 7).",
+    ),
+    (
         "Theorem calculator",
         "expreg.core.theory",
         "The theorem's width, step size, iterations and bounds, each tagged [paper] or [derived] (theory section 4-5).",

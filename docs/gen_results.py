@@ -12,7 +12,9 @@ Refresh the stored results from a results directory::
     python docs/gen_results.py --collect results/full      # runs `expreg report` if needed, then copies
 
 ``--collect`` copies each experiment's ``summary.json`` and PNG figures
-(not the result tables) into ``docs/results/<experiment>/``.
+(not the result tables) into ``docs/results/<experiment>/``; an experiment
+module with ``write_per_seed_rows`` (``attention``) also writes its small
+per-seed table there as ``rows.csv``, which its docs page refits.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def collect(out: str | Path, results: str | Path = RESULTS) -> list[str]:
     Runs ``expreg.experiments.build_report(out, fresh=False)`` first, which
     re-analyses only the experiments whose summary is out of date.
     """
-    from expreg.experiments import build_report
+    from expreg.experiments import EXPERIMENTS, build_report, get_experiment
 
     out, results = Path(out), Path(results)
     build_report(out, fresh=False)
@@ -135,6 +137,9 @@ def collect(out: str | Path, results: str | Path = RESULTS) -> list[str]:
         shutil.copy2(summary, dst / "summary.json")
         for png in sorted(src.glob("figures/*.png")):
             shutil.copy2(png, dst / "figures" / png.name)
+        export = getattr(get_experiment(src.name), "write_per_seed_rows", None) if src.name in EXPERIMENTS else None
+        if export is not None:  # an experiment whose docs recompute their numbers from the per-seed rows
+            export(src, dst / "rows.csv")
         names.append(src.name)
     if not names:
         raise SystemExit(f"no experiment summaries under {str(out)!r}; run `expreg run EXPERIMENT --out {out}` first")

@@ -39,6 +39,12 @@ from .eigen import (
     operator_norm as operator_norm,
 )
 from .errors import ExpOverflowError, overflow_checked
+from .softmax_features import (  # re-exported: the softmax kernel and its features live in softmax_features
+    positive_features as positive_features,
+)
+from .softmax_features import (
+    softmax as softmax,
+)
 from .validation import check_X
 
 

@@ -14,6 +14,10 @@ domain              spawn key                    drawn by
 ``NETWORK``         ``(3, k)``                   ``initialisation``: chunk k of neurons
 ``SPLIT``           ``(4,)``                     ``experiments.realdata``: train/test split
 ``TASK``            ``(5, *keys)``               ``derive``: a seed per experiment task
+``FEATURES``        ``(6, variant, k)``          ``softmax_features``: chunk k of random
+                                                 features, variant 0 i.i.d., 1 orthogonal
+``TOKENS``          ``(7, role)``                ``experiments.attention``: queries (role 0),
+                                                 keys (role 1)
 ==================  ===========================  ================================
 
 ``VERSION`` is stored in every checkpoint. Version 1 (expreg 0.1) drew data
@@ -34,6 +38,8 @@ DATA_LABELS = 2
 NETWORK = 3
 SPLIT = 4
 TASK = 5
+FEATURES = 6
+TOKENS = 7
 
 _DOMAINS = {
     DATA_POINTS: "data points",
@@ -41,6 +47,8 @@ _DOMAINS = {
     NETWORK: "network",
     SPLIT: "train/test split",
     TASK: "experiment task",
+    FEATURES: "softmax random features",
+    TOKENS: "attention queries and keys",
 }
 
 
@@ -52,7 +60,7 @@ def generator(seed: int, domain: int, *index: int) -> np.random.Generator:
     seed : int
         Non-negative user seed.
     domain : int
-        ``DATA_POINTS``, ``DATA_LABELS``, ``NETWORK``, ``SPLIT`` or ``TASK``.
+        ``DATA_POINTS``, ``DATA_LABELS``, ``NETWORK``, ``SPLIT``, ``TASK``, ``FEATURES`` or ``TOKENS``.
     *index : int
         Further non-negative keys (the chunk number for ``NETWORK``).
 

@@ -36,7 +36,7 @@ from ..core.initialisation import CHUNK, init_weights
 from ..core.validation import check_X
 
 
-def _check_widths(widths: Sequence[int]) -> list[int]:
+def check_widths(widths: Sequence[int]) -> list[int]:
     try:
         ws = [int(m) for m in widths]
     except (TypeError, ValueError):
@@ -114,7 +114,7 @@ def nested_gram(
     """
     dt = canonical_dtype(dtype)
     Xn = check_X(X, dtype=dt, warn_ball=False)
-    ws = _check_widths(widths)
+    ws = check_widths(widths)
     get_activation(activation)
     Init.check(init)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
