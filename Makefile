@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # The tests and benchmarks pin this CPU build of PyTorch (it installs from local disk here).
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test bench docs install-demo install-test install-bench install-docs clean
+.PHONY: demo test bench profile docs install-demo install-test install-bench install-docs clean
 .PHONY: test-min install-min dist lint install-lint parity
 
 $(VENV)/bin/python:
@@ -65,6 +65,11 @@ docs: install-docs
 BENCH_ARGS ?=
 bench: install-bench
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+# `make profile`: where one step's time goes on this CPU (GEMM, exp, reductions), into this CPU's
+# section of benchmarks/RESULTS.md. Run it on a quiet machine (load average well under the cores).
+profile: install-bench
+	$(PY) benchmarks/profile_step.py --md benchmarks/RESULTS.md
 
 # `make parity`: expreg beside neural-tangents 0.6.5 on every shared quantity; writes docs/parity.md and
 # benchmarks/parity.json. neural-tangents 0.6.5 needs jax/jaxlib 0.4.23, which need numpy < 2 and a scipy that

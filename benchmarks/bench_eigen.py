@@ -94,9 +94,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--ns", type=int, nargs="*", default=[512, 1024, 2048, 4096])
     p.add_argument("--width-factor", type=int, default=4, help="m = this * n")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--out", default=str(HERE / "eigen.json"))
+    p.add_argument("--out", default=None, help="default benchmarks/eigen-<cpu>.json (one file per CPU)")
     p.add_argument("--md", default=str(HERE / "RESULTS.md"))
     args = p.parse_args(argv)
+    if args.out is None:
+        from report import cpu_slug, this_cpu
+
+        args.out = str(HERE / f"eigen-{cpu_slug(this_cpu())}.json")
     command = ("python benchmarks/bench_eigen.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     result = section(args.ns, args.width_factor, args.rounds)
     result["command"] = command

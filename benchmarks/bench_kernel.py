@@ -290,8 +290,23 @@ def render(result: dict[str, Any], command: str) -> str:
 
 
 def write_section(md: Path, text: str, heading: str) -> None:
-    """Replace (or append) the section starting at ``heading`` in ``md``, atomically."""
+    """Replace (or append) this CPU's section ``heading`` in ``md``, atomically; other CPUs' sections stay.
+
+    The section's heading names the CPU (``heading (CPU model)``) and its
+    first line the CPU's ISA extensions and BLAS kernels, so that each
+    CPU met keeps its own table (sections from before issue 25, without a
+    CPU in their heading, are left as they are).
+    """
+    from report import cpu_line, this_cpu
+
     from expreg.core.storage import atomic_open
+
+    cpu = this_cpu()
+    plain = heading.strip("\n")
+    heading = f"\n{plain} ({cpu['cpu']})\n"
+    if text.lstrip("\n").startswith(plain):
+        text = text.lstrip("\n")[len(plain) :]
+    text = f"{heading.strip()}\n\nOn {cpu_line(cpu)}:{text}"
 
     old = md.read_text() if md.exists() else ""
     if heading in old:
@@ -327,9 +342,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="seconds of sleep before each timed call, for the thread pools of the call before to go idle "
         "(0: calls back to back, each beside whatever the previous one left spinning)",
     )
-    p.add_argument("--out", default=str(HERE / "kernel.json"))
+    p.add_argument("--out", default=None, help="default benchmarks/kernel-<cpu>.json (one file per CPU)")
     p.add_argument("--md", default=str(HERE / "RESULTS.md"))
     args = p.parse_args(argv)
+    if args.out is None:
+        from report import cpu_slug, this_cpu
+
+        args.out = str(HERE / f"kernel-{cpu_slug(this_cpu())}.json")
     command = "python benchmarks/bench_kernel.py " + " ".join(argv if argv is not None else sys.argv[1:])
     result = section(
         args.ns,

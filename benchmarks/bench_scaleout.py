@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -312,7 +311,7 @@ def main() -> None:
         + (" --quick" if args.quick else "")
         + (f" --device {args.device}" if gpu else ""),
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": _cpu_line(),
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "sweeps": sweeps,
         "sharded": sharded,
@@ -321,6 +320,14 @@ def main() -> None:
     }
     json_path.write_text(json.dumps(results, indent=2))
     write_section(md_path, markdown(results))
+
+
+def _cpu_line() -> str:
+    """The CPU (model, cores, ISA extensions, BLAS kernels: ``report.cpu_line``), so that a table says where it was measured."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from report import cpu_line, this_cpu
+
+    return cpu_line(this_cpu())
 
 
 if __name__ == "__main__":

@@ -157,9 +157,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--dtypes", nargs="*", default=["float64", "float32"], choices=["float32", "float64"])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu (NumPy backend) or a torch device such as cuda")
-    p.add_argument("--out", default=str(HERE / "scan.json"))
+    p.add_argument("--out", default=None, help="default benchmarks/scan-<cpu>.json (one file per CPU)")
     p.add_argument("--md", default=str(HERE / "RESULTS.md"))
     args = p.parse_args(argv)
+    if args.out is None:
+        from report import cpu_slug, this_cpu
+
+        args.out = str(HERE / f"scan-{cpu_slug(this_cpu())}.json")
     command = ("python benchmarks/bench_scan.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     result = section(args.ns, args.d, args.m_min, args.m_max, args.ratio, args.dtypes, args.rounds, args.device)
     result["command"] = command

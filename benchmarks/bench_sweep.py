@@ -32,7 +32,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -146,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {
         "command": "python benchmarks/bench_sweep.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+        "machine": _cpu_line(),
         "load_average": [round(os.getloadavg()[0], 1)],
     }
     print("worker start-up ...", flush=True)
@@ -272,6 +271,14 @@ def write_section(path: str, section: str) -> None:
         new = old[: start + 1] + section + (old[end:] if end >= 0 else "")
     with atomic_open(target, "w") as fh:
         fh.write(new)
+
+
+def _cpu_line() -> str:
+    """The CPU (model, cores, ISA extensions, BLAS kernels: ``report.cpu_line``), so that a table says where it was measured."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from report import cpu_line, this_cpu
+
+    return cpu_line(this_cpu())
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from limits import limit_ms
@@ -9,8 +10,17 @@ from limits import limit_ms
 COMPETITORS = ("torch-autograd", "torch-compile", "jax-jit")
 TARGET_SPEEDUP = {"float32": 1.5, "float64": 1.2}
 
+#: The top of RESULTS.md, above the per-CPU sections (``run_all.write_cpu_markdown``).
+HEADER = """\
+# Benchmarks: one gradient step of the exponential network (issue 4)
+
+One section per CPU that `make bench` (`python benchmarks/run_all.py`) has met, each from its own
+results file (`benchmarks/results-<cpu>.json`); a run replaces only its own CPU's section. Every
+table names the CPU it was measured on.
+"""
+
 NOTES = """\
-## How to read this
+### How to read this
 
 - **ms/step**: best of the timed steps (up to 3, after 1-2 warm-up steps; the
   first call, compilation included, is listed apart), one fresh subprocess per
@@ -69,18 +79,70 @@ def _limit(results: dict[str, Any], n: int, d: int, m: int, dtype: str) -> float
     return limit_ms(n, d, m, lim[dtype]["gemm_best"], lim[dtype]["exp_best"])
 
 
+def this_cpu() -> dict[str, Any]:
+    """This machine's CPU: model, usable cores, ISA extensions, every BLAS loaded with its kernels (threadpoolctl)."""
+    from expreg.core import calibrate
+
+    identity = calibrate.machine_identity()
+    return {
+        "cpu": identity["cpu"],
+        "cores": identity["cpus"],
+        "isa": identity["isa"],
+        "blas": calibrate.blas_kernels(only_numpy=False),
+    }
+
+
+def cpu_slug(machine: dict[str, Any]) -> str:
+    """The CPU's model as a file-name slug: "AMD EPYC" -> "amd-epyc", "Intel(R) Xeon(R) Processor" -> "intel-xeon"."""
+    name = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b", " ", str(machine.get("cpu", "unknown cpu")).lower())
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "unknown-cpu"
+
+
+def cpu_line(mi: dict[str, Any]) -> str:
+    """The CPU a table comes from: model, cores, ISA extensions, BLAS kernels (what older results lack is said so)."""
+    isa = ", ".join(mi["isa"]) if mi.get("isa") else "ISA extensions not recorded"
+    blas = mi.get("blas")
+    kernels = (
+        "; ".join(f"{b.get('internal_api')} {b.get('version')} {b.get('architecture')}" for b in blas)
+        if blas
+        else "BLAS kernels not recorded"
+    )
+    return f"{mi.get('cpu', '?')}, {mi.get('cores')} cores ({isa}; BLAS: {kernels})"
+
+
+def _on(mi: dict[str, Any]) -> list[str]:
+    return [f"On {cpu_line(mi)}:", ""]
+
+
+def _tuning_line(mi: dict[str, Any]) -> list[str]:
+    t = mi.get("tuning")
+    if not t:
+        return [
+            "expreg's speed choices: the fixed defaults (before calibration existed: numba exp, NumPy BLAS, 1 MiB blocks, blocks on every core).",
+            "",
+        ]
+    threads = "every core" if t.get("threads") is None else f"{t['threads']} worker, BLAS threads"
+    return [
+        f"expreg's speed choices (`expreg calibrate --show`; {t.get('source', '?')}): exp float32 {t['exp_float32']}, "
+        f"float64 {t['exp_float64']}; GEMM {t['gemm']}; blocks of {t['block_bytes'] // 1024} KiB; threads: {threads}.",
+        "",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
+    """The section of one CPU in RESULTS.md (``run_all.write_cpu_markdown`` puts it between its markers)."""
     mi = results["machine"]
     out = [
-        "# Benchmarks: one gradient step of the exponential network (issue 4)",
+        f"## Step benchmarks on {mi.get('cpu', '?')}",
         "",
         f"Command: `{results['command'].strip()}` (`make bench` runs `python benchmarks/run_all.py`), "
         f"started {results['started']}, {results.get('minutes', 0):.1f} min.",
         "",
-        f"Machine: {mi.get('cpu', '?')}, {mi.get('cores')} cores, {mi.get('mem_total_gib', 0):.0f} GiB; "
+        f"Machine: {cpu_line(mi)}, {mi.get('mem_total_gib', 0):.0f} GiB; "
         f"Python {mi.get('python')}, numpy {mi.get('numpy')}, numba {mi.get('numba')}, torch {mi.get('torch')}, jax {mi.get('jax')}; "
         f"device {results['device']}.",
         "",
+        *_tuning_line(mi),
     ]
     loads = [r.get("load_before", 0) for r in results.get("steps", [])]
     if loads:
@@ -101,10 +163,11 @@ def render(results: dict[str, Any]) -> str:
 def _limits_section(results: dict[str, Any]) -> list[str]:
     lim = results.get("limits")
     if not lim or "error" in lim:
-        return [] if not lim else ["## Compute limit", "", f"not measured: {lim['error']}", ""]
+        return [] if not lim else ["### Compute limit", "", f"not measured: {lim['error']}", ""]
     out = [
-        "## Compute limit",
+        "### Compute limit",
         "",
+        *_on(results["machine"]),
         "| dtype | GEMM GFLOP/s (numpy / torch) | exp G/s on all cores | limit ms: "
         + " / ".join(f"({n},{d},{m})" for n, d, m in _shapes(results))
         + " |",
@@ -140,8 +203,9 @@ def _groups(results: dict[str, Any]) -> list[tuple[str, tuple[int, int, int], li
 
 def _targets_section(results: dict[str, Any]) -> list[str]:
     out = [
-        "## Targets",
+        "### Targets",
         "",
+        *_on(results["machine"]),
         "| shape (n, d, m) | dtype | expreg best (ms) | fastest of autograd / compile / JAX (ms) | speed-up | target | of limit | speed-up in CPU time |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -169,8 +233,9 @@ def _targets_section(results: dict[str, Any]) -> list[str]:
 
 def _steps_section(results: dict[str, Any]) -> list[str]:
     out = [
-        "## Step time",
+        "### Step time",
         "",
+        *_on(results["machine"]),
         "| shape (n, d, m) | dtype | implementation | ms/step | first call (ms) | speed-up of expreg | of limit | step MiB |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -195,8 +260,9 @@ def _memory_section(results: dict[str, Any]) -> list[str]:
         return []
     lim_gib = mem["limit_bytes"] / 2**30
     out = [
-        f"## Memory: the widest network each approach trains (n = {mem['n']}, d = {mem['d']}, float32, {lim_gib:.0f} GiB)",
+        f"### Memory: the widest network each approach trains (n = {mem['n']}, d = {mem['d']}, float32, {lim_gib:.0f} GiB)",
         "",
+        *_on(results["machine"]),
     ]
     e = mem["expreg"]
     if "error" in e:

@@ -1,4 +1,4 @@
-"""Every benchmark of issue 4 in one run; writes results.json and RESULTS.md.
+"""Every benchmark of issue 4 in one run; writes results-<cpu>.json and its CPU's section of RESULTS.md.
 
     python benchmarks/run_all.py            # full run (what `make bench` does), < 15 min on 2 cores
     python benchmarks/run_all.py --quick    # float32 only, fewer repetitions, memory test at 2^22
@@ -24,11 +24,19 @@ section of RESULTS-cuda.md (results-cuda.json keeps the others):
    on 1 and 2 workers.
 
 Subprocesses are killed above ``--mem-cap-gib`` of resident memory.
+
+One table per CPU (issue 25): a CPU run writes ``results-<cpu>.json`` (the
+CPU's model as a slug, e.g. results-amd-epyc.json) and replaces only its
+own CPU's section of RESULTS.md (between ``<!-- cpu-table: <slug> -->``
+markers), so runs on other CPUs are kept. Every table names the CPU, its
+ISA extensions and the BLAS kernels (threadpoolctl), and the speed choices
+``expreg.core.calibrate`` made there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -103,17 +111,13 @@ def gpu_info(device: str) -> dict[str, Any]:
 
 
 def machine_info(device: str = "cpu") -> dict[str, Any]:
-    """CPU model, cores and library versions; on a GPU also ``gpu_info``."""
-    info: dict[str, Any] = {"python": platform.python_version(), "cores": len(os.sched_getaffinity(0))}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
+    """CPU model, ISA extensions, BLAS kernels, the calibrated choices, cores and library versions; on a GPU also ``gpu_info``."""
+    from expreg.core import calibrate
+
+    info: dict[str, Any] = {"python": platform.python_version(), **report.this_cpu()}
+    info["tuning"] = calibrate.current().as_dict()
+    with contextlib.suppress(OSError, ValueError):
         info["mem_total_gib"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except OSError:
-        pass
     from importlib.metadata import PackageNotFoundError, version
 
     for pkg in ("numpy", "numba", "torch", "jax", "jaxlib", "expreg"):
@@ -256,6 +260,31 @@ FOREIGN_SECTIONS = (
 FOREIGN_CUDA_SECTIONS = ("\n## Scale-out\n",)
 
 
+#: The CPU's model as a file-name slug (``report.cpu_slug``).
+cpu_slug = report.cpu_slug
+
+
+def write_cpu_markdown(path: str, slug: str, block: str, kind: str = "cpu-table") -> None:
+    """Replace (or add) the section of ``slug``'s CPU in RESULTS.md, keeping other CPUs' sections and the foreign ones.
+
+    ``kind`` names the section's markers: "cpu-table" (this script's tables), "profile" (``profile_step.py``).
+    """
+    from expreg.core.storage import atomic_open
+
+    target = Path(path)
+    old = target.read_text() if target.exists() else report.HEADER
+    begin, end = f"<!-- {kind}: {slug} -->", f"<!-- /{kind}: {slug} -->"
+    section = f"{begin}\n{block.strip()}\n{end}\n"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + section + old[old.index(end) + len(end) :].lstrip("\n")
+    else:
+        starts = [old.index(h) for h in FOREIGN_SECTIONS if h in old]
+        cut = min(starts) + 1 if starts else len(old)
+        new = old[:cut].rstrip("\n") + "\n\n" + section + "\n" + old[cut:]
+    with atomic_open(target, "w") as f:
+        f.write(new)
+
+
 def write_markdown(path: str, text: str, foreign: tuple[str, ...] = FOREIGN_SECTIONS) -> None:
     """Write ``text`` to ``path`` atomically, keeping the sections other benchmarks appended (``foreign``)."""
     from expreg.core.storage import atomic_open
@@ -332,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-memory", action="store_true", help="skip the memory test")
     p.add_argument("--no-sweep", action="store_true", help="skip the sweep section (bench_sweep.py)")
     p.add_argument("--render", action="store_true", help="only rewrite the markdown from the existing results file")
-    p.add_argument("--out", default=None, help="default benchmarks/results.json (results-cuda.json on a GPU)")
+    p.add_argument("--out", default=None, help="default benchmarks/results-<cpu>.json (results-cuda.json on a GPU)")
     p.add_argument("--md", default=None, help="default benchmarks/RESULTS.md (RESULTS-cuda.md on a GPU)")
     args = p.parse_args(argv)
     gpu = args.device != "cpu"
@@ -341,7 +370,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.budget_s = args.budget_s if args.budget_s is not None else (2.0 if args.quick else 3.0)
     args.max_minutes = args.max_minutes if args.max_minutes is not None else (GPU_MINUTES if gpu else None)
     args.mem_cap = int((args.mem_cap_gib or (64.0 if gpu else 14.0)) * 2**30)
-    args.out = args.out or str(HERE / ("results-cuda.json" if gpu else "results.json"))
+    if args.out is None and not gpu:
+        args.out = str(HERE / f"results-{cpu_slug(machine_info())}.json")
+    args.out = args.out or str(HERE / "results-cuda.json")
     args.md = args.md or str(HERE / ("RESULTS-cuda.md" if gpu else "RESULTS.md"))
     impls = args.impls or (GPU_IMPLS if gpu else CPU_IMPLS)
     dtypes = args.dtypes or (["float32"] if args.quick else ["float32", "float64"])
@@ -353,7 +384,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if gpu:
             write_markdown(args.md, report.render_cuda(results), FOREIGN_CUDA_SECTIONS)
         else:
-            write_markdown(args.md, report.render(results))
+            write_cpu_markdown(args.md, cpu_slug(results["machine"]), report.render(results))
         print(f"wrote {args.md} from {args.out}")
         return results
     if gpu:
@@ -385,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         section(args)
     results["minutes"] = (time.time() - started) / 60
     write_json_atomic(args.out, results)
-    write_markdown(args.md, report.render(results))
+    write_cpu_markdown(args.md, cpu_slug(results["machine"]), report.render(results))
     print(f"wrote {args.out} and {args.md} in {results['minutes']:.1f} min")
     return results
 

@@ -99,11 +99,19 @@ SUBMODULES: list[tuple[str, str, str]] = [
 
 TOP_GROUPS: list[tuple[str, list[str]]] = [
     ("Network and training", ["ExpNet", "train", "TrainResult", "History"]),
-    ("Data and results", ["make_dataset", "sphere", "load_dataset", "load_results"]),
+    ("Data and results", ["make_dataset", "sphere", "load_dataset", "check_points_distinct", "load_results"]),
     ("scikit-learn estimator", ["ExpRegressor", "UnitBallScaler"]),
     (
         "Errors and warnings",
-        ["ExpregError", "ExpOverflowError", "TrainingDivergedError", "CheckpointError", "InputOutsideUnitBallWarning"],
+        [
+            "ExpregError",
+            "ExpOverflowError",
+            "TrainingDivergedError",
+            "CheckpointError",
+            "CoincidentPointsError",
+            "InputOutsideUnitBallWarning",
+            "CoincidentPointsWarning",
+        ],
     ),
 ]
 

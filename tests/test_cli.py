@@ -304,7 +304,7 @@ def test_theory_computes_lambda_from_data(app, tmp_path: Path) -> None:
     [
         (["--n", "10", "--lambda", "0.5", "--delta", "2"], "delta must lie in (0, 1), got 2.0"),
         (["--n", "10", "--lambda", "-1"], "lambda must be a positive finite number, got -1.0"),
-        (["--data", "DUP"], "duplicate rows (first at rows [0])"),
+        (["--data", "DUP"], "lambda = lambda_min(H^cts) is 0: rows 0, 5 of X in --data"),
         (["--n", "10", "--data", "DUP"], "--n 10 does not match the data: X in"),
         (["--d", "2", "--data", "DUP"], "--d 2 does not match the data"),
         (["--lambda", "0.5", "--data", "DUP"], "--lambda and --data both given"),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).parents[1] / "README.md"
+GUIDE = Path(__file__).parents[1] / "docs" / "guide" / "scale_out.md"
 
 
 def _option(args: list[str], name: str) -> str | None:
@@ -17,10 +20,11 @@ def _option(args: list[str], name: str) -> str | None:
     return None
 
 
-def test_every_dask_command_binds_loopback_and_its_dashboard_too() -> None:
+@pytest.mark.parametrize("page", [README, GUIDE], ids=["README", "scale-out guide"])
+def test_every_dask_command_binds_loopback_and_its_dashboard_too(page: Path) -> None:
     commands = [
         shlex.split(line.split("#")[0].rstrip(" &"))
-        for line in README.read_text().splitlines()
+        for line in page.read_text().splitlines()
         if line.lstrip().startswith(("dask scheduler", "dask worker", "dask-scheduler", "dask-worker"))
     ]
     assert len(commands) >= 2  # a scheduler and a worker
@@ -29,4 +33,4 @@ def test_every_dask_command_binds_loopback_and_its_dashboard_too() -> None:
         assert (_option(args, "--dashboard-address") or "").startswith("127.0.0.1:"), args
         for a in args:  # and nothing else on a public interface
             assert "0.0.0.0" not in a, args
-    assert "listen on the loopback interface only" in " ".join(README.read_text().split())
+    assert "listen on the loopback interface only" in " ".join(page.read_text().split())

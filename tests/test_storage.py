@@ -118,3 +118,42 @@ def test_check_writable(tmp_path: Path) -> None:
     assert (tmp_path / "c" / "d").is_dir() and not (tmp_path / "c" / "d" / "ck.npz").exists()
     with pytest.raises(OSError, match="cannot be written"):
         storage.check_writable("/proc/expreg-ck.npz", "--checkpoint")
+
+
+# --- issue 19: temporary files of killed writes are removed by the next run that writes there ------------
+
+KILLED_WRITE = """
+import os, signal, sys
+import numpy as np
+from expreg.core import storage
+
+real_savez = np.savez
+def savez_then_die(fh, **arrays):
+    fh.write(b"PK\\x03\\x04 the first bytes of the archive")
+    fh.flush()
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of the write
+np.savez = savez_then_die
+storage.save_npz_atomic(sys.argv[1], W=np.zeros((3, 4)))
+"""
+
+
+def test_a_killed_checkpoint_write_leaves_a_temporary_that_the_next_training_removes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from expreg import ExpNet, make_dataset, train
+
+    ck = tmp_path / "ck.npz"
+    src = str(Path(storage.__file__).parents[2])
+    for _ in range(2):  # two kills, two leftovers (as the fault battery found)
+        proc = subprocess.run(
+            [sys.executable, "-c", KILLED_WRITE, str(ck)],
+            env={**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")},
+            timeout=120,
+        )
+        assert proc.returncode == -9
+    left = sorted(p.name for p in tmp_path.glob(".ck.npz.*.tmp"))
+    assert len(left) == 2 and not ck.exists()
+    X, y = make_dataset(6, 3, seed=0)
+    train(ExpNet.init(3, 16, seed=0), X, y, max_steps=3, checkpoint=ck)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz"]  # the leftovers are gone, the checkpoint written

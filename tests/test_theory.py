@@ -165,3 +165,32 @@ def test_docstring_examples_run() -> None:
 
     failures, tried = doctest.testmod(expreg.theory, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
+
+
+# --- issue 19: extreme inputs named by their option, never a math range error ------------------------------
+
+
+@pytest.mark.parametrize("lam, delta", [(1e-120, 0.1), (1e-300, 1e-300), (0.5, 1e-300)])
+def test_extreme_lambda_and_delta_give_finite_logs_not_overflow(lam: float, delta: float) -> None:
+    import math
+
+    from expreg.core.theory import theorem_quantities
+
+    q = theorem_quantities(10, lam, delta)
+    assert math.isfinite(q.log10_width) and q.log10_width > 0 and q.iterations > 0
+    # the width's log is the fixed point m = 64 n^2 e^{4B} log(6 n^2/delta) / lambda^2 (concentration binding)
+    B = math.sqrt(2 * (math.log(6) + q.log10_width * math.log(10) + math.log(10) - math.log(delta)))
+    log_t1 = math.log(64) + 2 * math.log(10) + 4 * B + math.log(math.log(600 / delta)) - 2 * math.log(lam)
+    assert abs(log_t1 / math.log(10) - q.log10_width) < 1e-6
+
+
+def test_lambda_above_e_squared_and_epsilon_above_the_residual_are_named() -> None:
+    from expreg.cli import main
+    from expreg.core.theory import theorem_quantities
+
+    with pytest.raises(ValueError, match=r"lambda = 1e\+200 is above e\^2"):
+        theorem_quantities(10, 1e200)
+    with pytest.raises(ValueError, match="not below the initial residual"):
+        theorem_quantities(10, 0.5, epsilon=100.0)
+    assert main(["theory", "--n", "10", "--lambda", "1e200"]) == 2
+    assert main(["theory", "--n", "10", "--lambda", "0.5", "--epsilon", "100"]) == 2

@@ -15,8 +15,8 @@ import pytest
 from expreg import ExpNet, InputOutsideUnitBallWarning, kernels, train
 from expreg.core.data import sphere
 from expreg.core.validation import (
-    check_distinct,
     check_nonnegative,
+    check_points_distinct,
     check_positive,
     check_positive_int,
     check_probability,
@@ -151,13 +151,14 @@ def test_values_too_large_for_float32_are_named_as_such() -> None:
 
 def test_duplicate_or_zero_inputs_are_refused_when_lambda_is_asked_for() -> None:
     X = np.vstack([GOOD_X, GOOD_X[1]])
-    with pytest.raises(ValueError, match=r"duplicate rows \(first at rows \[1\]\)"):
-        check_distinct(X)
-    with pytest.raises(ValueError, match="duplicate rows"):
+    n = len(GOOD_X)
+    with pytest.raises(ValueError, match=rf"rows 1, {n} of X coincide"):
+        check_points_distinct(X)
+    with pytest.raises(ValueError, match="coincide"):
         kernels.ntk_lambda(X)
-    with pytest.raises(ValueError, match="zero row"):
-        check_distinct(np.vstack([GOOD_X, np.zeros(3)]))
-    check_distinct(GOOD_X)  # distinct: no error
+    with pytest.raises(ValueError, match=rf"row {n} of X is zero"):
+        check_points_distinct(np.vstack([GOOD_X, np.zeros(3)]))
+    check_points_distinct(GOOD_X)  # distinct: no error
 
 
 @pytest.mark.parametrize(
@@ -214,3 +215,40 @@ def test_number_check_messages_show_numpy_scalars_as_numbers() -> None:
 def test_check_y_names_the_argument() -> None:
     with pytest.raises(ValueError, match=r"targets has 2 entries but X has n = 3"):
         check_y(np.zeros(2), 3, name="targets")
+
+
+# --- issue 19: sparse inputs and hand-made weights -------------------------------------------------
+
+
+def test_a_sparse_matrix_is_named_and_told_to_densify() -> None:
+    import scipy.sparse
+
+    X = scipy.sparse.csr_matrix(GOOD_X)
+    with pytest.raises(TypeError, match=r"X is a scipy.sparse matrix \(csr_matrix, shape \(\d+, 3\)\).*X.toarray\(\)"):
+        ExpNet.init(3, 4, seed=0).predict(X)
+    np.testing.assert_array_equal(
+        ExpNet.init(3, 4, seed=0).predict(X.toarray()), ExpNet.init(3, 4, seed=0).predict(GOOD_X)
+    )
+
+
+@pytest.mark.parametrize(
+    "W, a, message",
+    [
+        (np.array([[np.nan, 0.0], [0.0, 0.0]]), np.ones(2), "W contains NaN or inf"),
+        (np.zeros((2, 2)), np.array([1.0, np.inf]), "a contains NaN or inf"),
+        (np.zeros(3), np.ones(3), r"W must be a 2-D array \(d, m\) with d, m >= 1, got shape \(3,\)"),
+        (np.zeros((2, 2)), np.ones(3), r"a must be 1-D with m = 2 entries"),
+    ],
+)
+def test_from_weights_refuses_bad_weights(W, a, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ExpNet.from_weights(W, a)
+
+
+def test_from_weights_takes_lists_as_arrays() -> None:
+    W, a = [[0.1, -0.2], [0.3, 0.4]], [1.0, -1.0]
+    net = ExpNet.from_weights(W, a)
+    x = np.array([[0.5, 0.5]])
+    # F(W, x) = sum_r a_r exp(<w_r, x>) with s = 1 (scaling "none"): the closed form
+    expected = np.exp(0.5 * 0.1 + 0.5 * 0.3) - np.exp(0.5 * -0.2 + 0.5 * 0.4)
+    assert net.predict(x)[0] == pytest.approx(expected, rel=1e-12)

@@ -17,9 +17,9 @@ import typing as _typing
 # the modules also reached as attributes: expreg.kernels.ntk(X), expreg.data.sphere(...), ...
 from .core import data, eigen, kernels, predict, streams, theory  # noqa: F401 (data, streams: attributes outside __all__)
 from .core.data import load_dataset, make_dataset, sphere
-from .core.errors import CheckpointError, ExpOverflowError, ExpregError, TrainingDivergedError
+from .core.errors import CheckpointError, CoincidentPointsError, ExpOverflowError, ExpregError, TrainingDivergedError
 from .core.model import ExpNet
-from .core.validation import InputOutsideUnitBallWarning
+from .core.validation import CoincidentPointsWarning, InputOutsideUnitBallWarning, check_points_distinct
 from .engine import scan
 from .engine.options import TrainOptions
 from .engine.train import History, TrainResult, train
@@ -28,6 +28,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "CoincidentPointsError",
+    "CoincidentPointsWarning",
     "ExpNet",
     "ExpOverflowError",
     "ExpregError",
@@ -36,6 +38,7 @@ __all__ = [
     "TrainOptions",
     "TrainResult",
     "TrainingDivergedError",
+    "check_points_distinct",
     "eigen",
     "kernels",
     "load_dataset",

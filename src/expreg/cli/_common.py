@@ -19,6 +19,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (ValueError, TypeError, OSError, MemoryError, OverflowError, FloatingPointError, ExpregError, ImportError)
 
 
+#: Exit code of a runtime error (not the user's input: a run that raised, a lost cluster); usage errors exit 2.
+RUNTIME_EXIT = 1
+
+
+#: Runtime errors whose message is already the whole story (it says what was saved and where the details are).
+SELF_EXPLAINING = ("SweepError", "SchedulerLostError")
+
+
+def runtime_message(exc: BaseException) -> str:
+    """One line for a runtime error: its first line, with its type unless it explains itself.
+
+    ``EXPREG_TRACEBACK=1`` in the environment makes the command re-raise
+    instead (for a bug report).
+    """
+    import os
+
+    if os.environ.get("EXPREG_TRACEBACK"):
+        raise exc
+    lines = str(exc).strip().splitlines()
+    head = lines[0] if lines else "(no message)"
+    if type(exc).__name__ in SELF_EXPLAINING:
+        return head
+    return f"{type(exc).__name__}: {head} (set EXPREG_TRACEBACK=1 to see the traceback)"
+
+
 def err_console() -> Console:
     from rich.console import Console
 
@@ -26,7 +51,12 @@ def err_console() -> Console:
 
 
 def user_errors(fn: F) -> F:
-    """Decorator: print ``error: ...`` on stderr and exit 2 for user errors; show warnings as one line."""
+    """Decorator: ``error: ...`` on one line of stderr, never a traceback; warnings as one line.
+
+    Exit code 2 for the user's errors (``USER_ERRORS``: bad input, a path
+    that cannot be written), 1 for any other (``RUNTIME_EXIT``: a run
+    inside a sweep that raised, a lost cluster), 130 for an interrupt.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -48,6 +78,9 @@ def user_errors(fn: F) -> F:
                 )
                 err_console().print(f"[red]error:[/red] {escape(text)}", markup=True, soft_wrap=True)
                 raise typer.Exit(2) from None
+            except Exception as exc:  # anything else (a sweep's failed run, a lost cluster): a runtime error
+                err_console().print(f"[red]error:[/red] {escape(runtime_message(exc))}", markup=True, soft_wrap=True)
+                raise typer.Exit(RUNTIME_EXIT) from None
             except KeyboardInterrupt as exc:  # a sweep's SweepInterrupted says what was saved
                 message = (
                     str(exc)

@@ -91,11 +91,14 @@ class RunOptions:
         (else ValueError). The out-of-ball warning is left to the training.
         """
         from ..core import data as data_mod
+        from ..core.validation import check_points_distinct, check_sphere_sample
 
         if self.data is None:
             n, d = self.shape
+            check_sphere_sample(n, d, where=f" for --n {n} --d {d}")
             return data_mod.make_dataset(n, d, seed=self.seed, label_kind=LabelKind.check(self.labels))
         X, y = data_mod.load_dataset(self.data, warn_ball=False)
+        check_points_distinct(X, activation=ACTIVATIONS.check(self.activation), name=f"X in --data {str(self.data)!r}")
         for flag, given, found in (("--n", self.n, X.shape[0]), ("--d", self.d, X.shape[1])):
             if given is not None and given != found:
                 raise ValueError(

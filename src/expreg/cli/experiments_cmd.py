@@ -21,6 +21,23 @@ def _print_headlines(summaries: list[dict[str, Any]]) -> None:
             console.print(f"  {escape(k)} {escape(str(v))}", soft_wrap=True)
 
 
+def _checked_jobs(jobs: int | None) -> int | None:
+    """``--jobs`` at least 1, and at most the usable cores (more is capped, with a warning: no run would go faster)."""
+    import warnings
+
+    from ..experiments.runner import default_jobs
+
+    if jobs is None:
+        return None
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    cores = default_jobs()
+    if jobs > cores:
+        warnings.warn(f"--jobs {jobs} is more than the {cores} usable cores; using --jobs {cores}", stacklevel=2)
+        return cores
+    return jobs
+
+
 @user_errors
 def run_command(
     experiment: str = typer.Argument(..., help="Experiment name (see `expreg list`)."),
@@ -45,8 +62,7 @@ def run_command(
     from ..core.storage import check_writable
     from ..experiments import build_report, get_config, run_experiment
 
-    if jobs is not None and jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    jobs = _checked_jobs(jobs)
     check_writable(out, "--out", directory=True)
     cfg = get_config(experiment, preset=preset, config_file=config)
     result = run_experiment(experiment, cfg, out, jobs=jobs, scheduler=scheduler, show_progress=not quiet)

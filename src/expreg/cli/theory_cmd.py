@@ -46,7 +46,11 @@ def _n_and_lambda(n: int | None, lam: float | None, d: int | None, seed: int, da
     from ..core import data as data_mod
     from ..core.kernels import ntk_lambda
     from ..core.resources import check_fits
+    from ..core.theory import check_lambda
+    from ..core.validation import check_points_distinct, check_sphere_sample
 
+    if lam is not None:
+        check_lambda(lam, "--lambda")
     if lam is not None and data is not None:
         raise ValueError("--lambda and --data both given: lambda is computed from --data; give one of them")
     if data is not None:
@@ -56,6 +60,7 @@ def _n_and_lambda(n: int | None, lam: float | None, d: int | None, seed: int, da
                 raise ValueError(
                     f"{flag} {given} does not match the data: X in {str(data)!r} has shape {X.shape}; omit {flag} with --data"
                 )
+        check_points_distinct(X, name=f"X in --data {str(data)!r}")
         n = X.shape[0]
     elif n is None:
         raise ValueError("--n is needed (the number of data points), unless --data gives them")
@@ -66,6 +71,7 @@ def _n_and_lambda(n: int | None, lam: float | None, d: int | None, seed: int, da
                 f"lambda of n = {n} points (the n x n kernel H^cts and its eigenvalues)",
                 advice="give --lambda, or fewer points",
             )
+            check_sphere_sample(n, 16 if d is None else d, where=f" for --n {n} --d {d}")
             X = data_mod.sphere(n, 16 if d is None else d, seed=seed)
         lam = ntk_lambda(X)
         n = X.shape[0]

@@ -62,6 +62,10 @@ class Activation:
     theorem : bool
         Whether the theorem of Gao, Mahadevan, Song (``theory``) covers this
         activation (exp only): experiments report its bounds only then.
+    scale_free : bool
+        sigma is positively homogeneous (relu): H^cts sees only each point's
+        direction, so two points on one ray from the origin make it singular
+        (``validation.check_points_distinct``).
     """
 
     name: str
@@ -71,6 +75,7 @@ class Activation:
     nngp: KernelFn
     fused_value_matvec_: Callable[[Backend, Array, Array, Array], Array] | None = None
     theorem: bool = False
+    scale_free: bool = False
 
     def derivative(self, backend: Backend, E: Array) -> Array:
         """sigma'(Z) from E = sigma(Z); may return ``E`` itself (exp)."""
@@ -153,6 +158,7 @@ RELU = Activation(
     derivative_from_value=lambda be, e: be.positive(e),
     ntk=_relu_ntk,
     nngp=_relu_nngp,
+    scale_free=True,
 )
 
 

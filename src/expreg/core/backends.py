@@ -14,14 +14,29 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
 
+from . import fastpath
 from .choices import DType, Registry, unknown_choice
 from .errors import overflow_checked
 from .reuse import KEPT
+from .threads import blas_single_thread, default_threads, torch_single_thread, usable_cpus
+from .tuning import TUNED_DTYPES, Tuning
+
+__all__ = [
+    "Array",
+    "Backend",
+    "NumpyBackend",
+    "TorchBackend",
+    "blas_single_thread",
+    "canonical_dtype",
+    "default_threads",
+    "get_backend",
+    "usable_cpus",
+]
 
 Array = Any  # numpy.ndarray or torch.Tensor
 
@@ -200,6 +215,13 @@ class NumpyBackend(Backend):
     exponential uses ``fastpath`` (vectorised, fused with the row sums)
     when numba is installed. Threads do not change results: ``ops`` sums
     partial results in a fixed order whatever thread computed them.
+
+    ``tuning`` (a ``tuning.Tuning``; default: ``calibrate.current()``, the
+    choices measured on this machine, or the fixed defaults with
+    ``EXPREG_CALIBRATE=0``) picks the exp kernel per dtype, the GEMM library
+    (NumPy's BLAS or PyTorch's, on the same memory), the block size and,
+    when ``threads`` and ``EXPREG_NUM_THREADS`` are not given, the thread
+    layout. Every choice computes the same formulas: results agree to rounding.
     """
 
     name = "numpy"
@@ -207,10 +229,18 @@ class NumpyBackend(Backend):
     block_bytes = 2**20
     host_blas = True
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = default_threads() if threads is None else int(threads)
+    def __init__(self, threads: int | None = None, tuning: Tuning | None = None) -> None:
+        if tuning is None:
+            from . import calibrate
+
+            tuning = calibrate.current()
+        self.tuning = tuning
+        self.threads = default_threads(tuning.threads) if threads is None else int(threads)
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads!r}")
+        self.block_bytes = tuning.block_bytes
+        self._exp = {np.dtype(dt).char: fastpath.exp_kernels(tuning.exp_for(dt)) for dt in TUNED_DTYPES}
+        self._torch_gemm = tuning.gemm == "torch"
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
@@ -228,17 +258,17 @@ class NumpyBackend(Backend):
         return np.zeros(shape, dtype=dtype)
 
     def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if self._torch_gemm and a.ndim == b.ndim == 2 and a.dtype == b.dtype and a.dtype.char in "fd":
+            return fastpath.torch_matmul(a, b, out)
         return np.matmul(a, b, out=out)
 
     def exp_(self, x: np.ndarray) -> np.ndarray:
-        from . import fastpath
-
-        return fastpath.exp_(x)
+        kernels = self._exp.get(x.dtype.char)
+        return fastpath.exp_(x) if kernels is None else kernels[0](x)
 
     def exp_matvec_(self, Z: np.ndarray, a: np.ndarray, acc: np.ndarray) -> np.ndarray:
-        from . import fastpath
-
-        return fastpath.exp_matvec_(Z, a, acc)
+        kernels = self._exp.get(Z.dtype.char)
+        return fastpath.exp_matvec_(Z, a, acc) if kernels is None else kernels[1](Z, a, acc)
 
     def parallel(self, tasks: int, fn: Callable[[int, int], None]) -> None:
         # Overflow is detected explicitly by ``ops`` (inf/NaN checks), so
@@ -249,6 +279,15 @@ class NumpyBackend(Backend):
         if limiter is None:
             with overflow_checked():
                 return Backend.parallel(self, tasks, fn)
+        with ExitStack() as stack:
+            stack.enter_context(limiter)
+            if self.tuning.uses_torch():
+                stack.enter_context(torch_single_thread())
+            self._run_on_workers(workers, tasks, fn)
+        return None
+
+    def _run_on_workers(self, workers: int, tasks: int, fn: Callable[[int, int], None]) -> None:
+        """``parallel``'s tasks on ``workers`` threads (the caller among them), BLAS already limited."""
         todo = iter(range(tasks))  # shared; next() is atomic under the GIL
         errors: list[BaseException] = []
 
@@ -260,12 +299,11 @@ class NumpyBackend(Backend):
             except BaseException as exc:  # re-raised in the caller below
                 errors.append(exc)
 
-        with limiter:
-            futures = [self._executor().submit(run, w) for w in range(1, workers)]
-            run(0)  # the caller works too, so every task is done even if no pool thread starts
-            for f in futures:
-                if not f.cancel():  # started: wait for its last task
-                    f.result()
+        futures = [self._executor().submit(run, w) for w in range(1, workers)]
+        run(0)  # the caller works too, so every task is done even if no pool thread starts
+        for f in futures:
+            if not f.cancel():  # started: wait for its last task
+                f.result()
         if errors:
             raise errors[0]
 
@@ -277,7 +315,7 @@ class NumpyBackend(Backend):
             return self._pool
 
     def __repr__(self) -> str:
-        return f"NumpyBackend(threads={self.threads})"
+        return f"NumpyBackend(threads={self.threads}, tuning={self.tuning.describe()!r})"
 
     def relu_(self, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, 0, out=x)
@@ -434,53 +472,6 @@ def _import_torch() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("backend='torch' needs PyTorch; install it with `pip install 'expreg[torch]'`") from exc
     return torch
-
-
-def default_threads() -> int:
-    """Threads for the NumPy backend: ``EXPREG_NUM_THREADS``, else the usable CPUs."""
-    env = os.environ.get("EXPREG_NUM_THREADS")
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            raise ValueError(
-                f"EXPREG_NUM_THREADS={env!r} is not an integer; set it to a thread count such as 2"
-            ) from None
-        if value < 1:
-            raise ValueError(f"EXPREG_NUM_THREADS={env!r} must be >= 1")
-        return value
-    return usable_cpus()
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask; ``os.cpu_count()`` off Linux), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def blas_single_thread() -> AbstractContextManager[Any] | None:
-    """Context limiting BLAS to one thread, or None without threadpoolctl.
-
-    Without threadpoolctl, ``parallel`` falls back to one thread (BLAS then
-    uses its own threads), which is correct, only slower.
-    """
-    kept = KEPT.made
-    with kept.lock:
-        if kept.blas_controller is None:
-            try:
-                from threadpoolctl import ThreadpoolController
-            except ImportError:
-                kept.blas_controller = False
-            else:
-                kept.blas_controller = ThreadpoolController()
-    controller = kept.blas_controller
-    if controller is False:
-        return None
-    if not controller.select(user_api="blas").lib_controllers:
-        return nullcontext()
-    return controller.limit(limits=1, user_api="blas")
 
 
 def is_torch_tensor(x: Any) -> bool:

@@ -46,6 +46,25 @@ class TrainingDivergedError(ExpregError, FloatingPointError):
         self.suggested_lr = suggested_lr
 
 
+class CoincidentPointsError(ExpregError, ValueError):
+    """lambda = lambda_min(H^cts) = 0: two inputs coincide (or lie on one ray, for relu), or one is zero.
+
+    The theorem's bounds divide by lambda; gradient descent cannot fit two
+    different labels at one point. ``validation.check_points_distinct``
+    raises it before any work, naming the points.
+
+    Attributes
+    ----------
+    groups : list of list of int
+        Indices of the points that coincide, one list per group (the zero
+        points, if any, are the first group).
+    """
+
+    def __init__(self, message: str, *, groups: list[list[int]]) -> None:
+        super().__init__(message)
+        self.groups = groups
+
+
 class CheckpointError(ExpregError, ValueError):
     """A checkpoint or result file is missing, truncated or inconsistent."""
 

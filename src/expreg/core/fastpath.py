@@ -54,10 +54,7 @@ def exp_matvec_(Z: np.ndarray, a: np.ndarray, acc: np.ndarray) -> np.ndarray:
     if kernels is not None and Z.dtype.char in "fd" and Z.flags.c_contiguous:
         kernels["exp_matvec"](Z, a, acc)
         return Z
-    with np.errstate(over="ignore", invalid="ignore"):
-        np.exp(Z, out=Z)
-        acc += Z @ a
-    return Z
+    return numpy_exp_matvec_(Z, a, acc)
 
 
 def exp_(Z: np.ndarray) -> np.ndarray:
@@ -66,8 +63,66 @@ def exp_(Z: np.ndarray) -> np.ndarray:
     if kernels is not None and Z.dtype.char in "fd" and Z.flags.c_contiguous:
         kernels["exp"](Z.reshape(-1))
         return Z
+    return numpy_exp_(Z)
+
+
+def numpy_exp_matvec_(Z: np.ndarray, a: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """``exp_matvec_`` with NumPy's ``np.exp`` then a matrix-vector product (no numba); returns Z."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.exp(Z, out=Z)
+        acc += Z @ a
+    return Z
+
+
+def numpy_exp_(Z: np.ndarray) -> np.ndarray:
+    """exp in place with NumPy's ``np.exp``; returns Z."""
     with np.errstate(over="ignore"):
         return np.exp(Z, out=Z)
+
+
+def torch_exp_matvec_(Z: np.ndarray, a: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """``exp_matvec_`` with ``torch.exp`` on Z's memory (``torch.from_numpy``), then NumPy's product; returns Z."""
+    torch_exp_(Z)
+    acc += Z @ a
+    return Z
+
+
+def torch_exp_(Z: np.ndarray) -> np.ndarray:
+    """exp in place with ``torch.exp`` on Z's own memory (no copy); returns Z."""
+    import torch
+
+    torch.from_numpy(Z).exp_()
+    return Z
+
+
+def torch_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a @ b (2-D, one floating dtype) by PyTorch's GEMM on the arrays' own memory (``torch.from_numpy``: no copy).
+
+    Returns ``out`` (a new array if None). ``out`` may be a strided view (a
+    column block of G): torch writes into it in place, or computes
+    elsewhere and copies into it.
+    """
+    import torch
+
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    torch.matmul(torch.from_numpy(a), torch.from_numpy(b), out=torch.from_numpy(out))
+    return out
+
+
+def exp_kernels(kernel: str) -> tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]:
+    """(exp_, exp_matvec_) of the exp kernel named ``kernel`` (one of ``tuning.EXP_KERNELS``).
+
+    "fastpath": this module's compiled kernels (NumPy's exp without numba);
+    "numpy": ``np.exp``; "torch": ``torch.exp`` in place on the array's memory.
+    """
+    if kernel == "fastpath":
+        return exp_, exp_matvec_
+    if kernel == "numpy":
+        return numpy_exp_, numpy_exp_matvec_
+    if kernel == "torch":
+        return torch_exp_, torch_exp_matvec_
+    raise ValueError(f"unknown exp kernel {kernel!r}; expected 'fastpath', 'numpy' or 'torch'")
 
 
 def warm_up() -> bool:

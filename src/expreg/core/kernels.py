@@ -278,10 +278,11 @@ def predicted_trajectory(H: np.ndarray, r0: Any, lr: float) -> PredictedTrajecto
 def ntk_lambda(X: Any, activation: str | Activation = "exp") -> float:
     """lambda = lambda_min(H^cts(X)) (docs/theory.md section 3), refusing inputs where it is 0.
 
-    Raises ``ValueError`` for duplicate or zero rows (then lambda = 0).
+    Raises ``CoincidentPointsError`` (a ValueError) for duplicate or zero rows, or relu's
+    points on one ray (then lambda = 0; ``validation.check_points_distinct``).
     """
-    from .validation import check_distinct
+    from .validation import check_points_distinct
 
     Xa = check_X(X, dtype=np.float64)
-    check_distinct(Xa)
+    check_points_distinct(Xa, activation=activation.name if isinstance(activation, Activation) else activation)
     return lambda_min(ntk(Xa, activation=activation))

@@ -325,6 +325,7 @@ class ExpNet:
         """
         NetSpec.check_settings(settings, "ExpNet.from_weights", exclude=("dtype",))
         be = get_backend(settings.get("backend", "numpy"), settings.get("device"))
+        W, a = _checked_weights(be, W, a)
         dtype = canonical_dtype(be.dtype_of(W) if hasattr(W, "dtype") else np.asarray(W).dtype)
         spec = NetSpec(int(W.shape[0]), int(W.shape[1]), dtype=dtype, **settings)
         return cls.from_spec(spec, be.asarray(W, dtype), be.asarray(a, dtype))
@@ -494,3 +495,19 @@ class ExpNet:
             + (f"scale={self.scale!r}, " if self.scale != 1.0 else "")
             + f"init={self.init!r}, seed={self.seed}, dtype={self.dtype}, backend={self.backend_name!r}, device={self.device!r})"
         )
+
+
+def _checked_weights(be: Backend, W: Any, a: Any) -> tuple[Any, Any]:
+    """W (d, m) and a (m,) of ``ExpNet.from_weights``: arrays (lists become NumPy arrays), of those shapes, finite."""
+    W = W if hasattr(W, "shape") and hasattr(W, "dtype") else np.asarray(W, dtype=np.float64)
+    a = a if hasattr(a, "shape") and hasattr(a, "dtype") else np.asarray(a, dtype=np.float64)
+    if len(W.shape) != 2 or 0 in tuple(W.shape):
+        raise ValueError(f"W must be a 2-D array (d, m) with d, m >= 1, got shape {tuple(W.shape)}")
+    if tuple(a.shape) != (W.shape[1],):
+        raise ValueError(
+            f"a must be 1-D with m = {W.shape[1]} entries (one per column of W), got shape {tuple(a.shape)}"
+        )
+    for name, x in (("W", W), ("a", a)):
+        if not be.all_finite(be.asarray(x, canonical_dtype(be.dtype_of(x) if hasattr(x, "dtype") else np.float64))):
+            raise ValueError(f"{name} contains NaN or inf; give finite weights")
+    return W, a

@@ -108,7 +108,24 @@ class Made:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.backends: dict[tuple[Any, ...], Any] = {}
+        # Its own lock: a backend made under ``lock`` may calibrate, which limits BLAS threads.
+        self.controller_lock = threading.Lock()
         self.blas_controller: Any = None
+
+
+class TuningState:
+    """The speed choices in use (``calibrate``): a ``tuning.Tuning`` once chosen, None before.
+
+    Attributes
+    ----------
+    chosen : tuning.Tuning or None
+        Read from the cache, measured, or the default (``EXPREG_CALIBRATE=0``);
+        ``calibrate.forget()`` sets it back to None.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.chosen: Any = None
 
 
 class Kept:
@@ -126,11 +143,14 @@ class Kept:
         ``fastpath``'s kernels (``compiled.reset()`` forgets them).
     made : Made
         Backends and the BLAS controller, made once per process.
+    tuning : TuningState
+        The speed choices of the NumPy backend (``calibrate``).
     """
 
     def __init__(self) -> None:
         self.compiled = CompiledState()
         self.made = Made()
+        self.tuning = TuningState()
         self.workspaces: KeptForReuse[Hashable, Any] = KeptForReuse(WORKSPACES_KEPT)
         self.gram_blocks: KeptForReuse[Hashable, Any] = KeptForReuse(GRAM_BLOCKS_KEPT)
         self.gram_sums: KeptForReuse[Hashable, Any] = KeptForReuse(GRAM_SUMS_KEPT)

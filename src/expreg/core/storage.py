@@ -45,6 +45,30 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         raise
 
 
+def temporary_glob(path: str | os.PathLike[str]) -> str:
+    """The names ``atomic_open`` gives the temporary files of ``path`` (a glob pattern, in ``path``'s folder)."""
+    return f".{Path(path).name}.*.tmp"
+
+
+def remove_temporaries(path: str | os.PathLike[str]) -> int:
+    """Remove the temporary files that killed writes of ``path`` left behind; return how many.
+
+    ``path`` may be a glob of names (``parts/part-*.parquet``). Call it only
+    where no other process can be writing ``path`` now (a checkpoint's own
+    run, a result store under its lock): a write in progress has its
+    temporary file too.
+    """
+    target = Path(path)
+    removed = 0
+    if not target.parent.is_dir():
+        return 0
+    for tmp in target.parent.glob(temporary_glob(target)):
+        with suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
 def save_npz_atomic(path: str | os.PathLike[str], **arrays: Any) -> None:
     """``numpy.savez`` into ``path``, atomically."""
     with atomic_open(path, "wb") as fh:

@@ -26,15 +26,35 @@ PAPER = "[paper]"
 DERIVED = "[derived]"
 
 
+#: Largest lambda = lambda_min(H^cts) for ||x_i|| <= 1: lambda_min <= H^cts_ii = ||x_i||^2 e^{2 ||x_i||^2} <= e^2.
+LAMBDA_MAX = math.e**2
+
+
 def weight_bound(m: float, n: float, delta: float) -> float:
     """B = sqrt(2 log(6 m n / delta)) [derived], docs/theory.md section 4.
 
     With probability 1 - delta/3, ``|<w_r(0), x_i>| <= B`` for all r, i when
     ||x_i|| <= 1 (Gaussian tail plus a union bound over m n pairs).
     """
-    return math.sqrt(
-        2.0 * math.log(6.0 * check_positive(m, "m") * check_positive(n, "n") / check_probability(delta, "delta"))
+    return _weight_bound_log(
+        math.log(check_positive(m, "m")), check_positive(n, "n"), check_probability(delta, "delta")
     )
+
+
+def _weight_bound_log(log_m: float, n: float, delta: float) -> float:
+    """``weight_bound`` from log m, in log space (no overflow for astronomically wide m or tiny delta)."""
+    return math.sqrt(2.0 * (math.log(6.0) + log_m + math.log(n) - math.log(delta)))
+
+
+def check_lambda(lam: Any, name: str = "lambda") -> float:
+    """lambda in (0, e^2] (``LAMBDA_MAX``: no larger lambda exists for ||x_i|| <= 1); ValueError naming ``name`` otherwise."""
+    lam = check_positive(lam, name)
+    if lam > LAMBDA_MAX:
+        raise ValueError(
+            f"{name} = {lam:g} is above e^2 = {LAMBDA_MAX:.4f}, the largest lambda_min(H^cts) of points with ||x_i|| <= 1 "
+            "(lambda_min <= H^cts_ii = ||x_i||^2 e^{2 ||x_i||^2}); give lambda_min(H^cts) of your data"
+        )
+    return lam
 
 
 def radius(lam: float, n: float, B: float) -> float:
@@ -43,7 +63,7 @@ def radius(lam: float, n: float, B: float) -> float:
 
 
 def _log_width_terms(log_m: float, n: float, lam: float, delta: float) -> tuple[float, float, float, float]:
-    B = weight_bound(math.exp(log_m), n, delta)
+    B = _weight_bound_log(log_m, n, delta)
     R = radius(lam, n, B)
     t1 = math.log(64.0) + 2 * math.log(n) + 4 * B + math.log(math.log(6.0 * n * n / delta)) - 2 * math.log(lam)
     t2 = math.log(32.0) + 1 + R + 2 * math.log(n) + 3 * B - 2 * math.log(lam)
@@ -84,7 +104,7 @@ def required_width(n: float, lam: float, delta: float) -> WidthBound:
     24.99
     """
     n = check_positive(n, "n")
-    lam = check_positive(lam, "lambda")
+    lam = check_lambda(lam)
     delta = check_probability(delta, "delta")
     # In x = log m, log term1 - x = c + 4 sqrt(2 (log(6n/delta) + x)) - x is concave, and term1
     # dominates term2 (their log ratio is B + log 2 - 1 + log log(6n^2/delta) - R > 0 unless lambda
@@ -126,14 +146,11 @@ def step_size(m: float, n: float, lam: float, B: float, R: float) -> float:
 def iterations(n: float, lam: float, B: float, R: float, epsilon: float) -> float:
     """T = 20 n^2 e^{4(B+R)} lambda^-2 log(n/epsilon) [derived], docs/theory.md section 5."""
     n = check_positive(n, "n")
-    return (
-        20.0
-        * n
-        * n
-        * math.exp(4 * (B + R))
-        / check_positive(lam, "lambda") ** 2
-        * math.log(n / check_positive(epsilon, "epsilon"))
-    )
+    lam, epsilon = check_positive(lam, "lambda"), check_positive(epsilon, "epsilon")
+    if epsilon >= n:  # log(n / epsilon) <= 0: ||u(0) - y|| <= sqrt(n) <= epsilon already (|y_i| <= 1, u(0) = 0)
+        return 0.0
+    log_t = math.log(20.0) + 2 * math.log(n) + 4 * (B + R) - 2 * math.log(lam) + math.log(math.log(n / epsilon))
+    return math.exp(log_t) if log_t < 709 else math.inf  # in log space: lambda = 1e-120 gives inf, not an overflow
 
 
 def movement_bound(n: float, B: float, R: float, initial_residual: float, m: float, lam: float) -> float:
@@ -249,6 +266,11 @@ def theorem_quantities(
     epsilon = check_positive(epsilon, "epsilon")
     wb = required_width(n, lam, delta)
     r0 = math.sqrt(n) if initial_residual is None else check_positive(initial_residual, "initial_residual")
+    if epsilon >= r0:
+        raise ValueError(
+            f"epsilon = {epsilon:g} is not below the initial residual ||u(0) - y||_2 = {r0:.4g} (sqrt(n) for |y_i| <= 1): "
+            "no step is needed; give a smaller epsilon"
+        )
     return TheoremQuantities(
         n=int(n),
         lam=float(lam),

@@ -27,6 +27,11 @@ def _as_float_array(value: Any, name: str, dtype: DTypeLike | None) -> np.ndarra
     Finiteness is checked before the cast, so a value that does not fit the
     target dtype (e.g. 1e39 into float32) is reported as such, not as NaN.
     """
+    if type(value).__module__.startswith("scipy.sparse"):  # np.asarray would make a 0-d object array of it
+        raise TypeError(
+            f"{name} is a scipy.sparse matrix ({type(value).__name__}, shape {value.shape}); expreg works with dense "
+            f"arrays: pass {name}.toarray()"
+        )
     value = host_array(value)
     try:
         arr = np.asarray(value)
@@ -121,20 +126,6 @@ def check_X_y(
     return Xa, check_y(y, Xa.shape[0], dtype=dtype or Xa.dtype)
 
 
-def check_distinct(X: np.ndarray) -> None:
-    """Raise if two rows of X coincide or a row is zero: then lambda = 0 (docs/theory.md section 3)."""
-    if (np.linalg.norm(X, axis=1) == 0).any():
-        raise ValueError(
-            "X has a zero row; H^cts is singular (lambda = 0). Remove zero inputs before asking for lambda"
-        )
-    _, idx, counts = np.unique(X, axis=0, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        rows = sorted(idx[counts > 1].tolist())[:5]
-        raise ValueError(
-            f"X has duplicate rows (first at rows {rows}); H^cts is singular (lambda = 0). Remove duplicates before asking for lambda"
-        )
-
-
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """An integer >= minimum (bools rejected)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -185,6 +176,113 @@ def _row_norms(arr: np.ndarray) -> np.ndarray:
     scale = np.where(big > 0, big, 1.0)
     with np.errstate(over="ignore"):  # a norm beyond the float64 range is inf, and reported as such
         return big * np.linalg.norm(a / scale[:, None], axis=1)
+
+
+# ----------------------------------------------------------------- lambda = 0
+#: Decimals to which (scaled) points are compared when looking for coincident points.
+COINCIDENCE_DECIMALS = 12
+
+
+def coincident_points(X: Any, *, scale_free: bool = False) -> list[list[int]]:
+    """Groups of rows of ``X`` (n, d) that make H^cts singular (lambda = 0; docs/theory.md section 3).
+
+    The zero rows are one group (first); rows equal to ``COINCIDENCE_DECIMALS``
+    decimals (of the largest norm) form a group; with ``scale_free`` (a
+    positively homogeneous activation: relu) rows with the same direction
+    do too. Sorting, not pairwise distances: O(n d log n).
+    """
+    A = np.asarray(X, dtype=np.float64)
+    norms = np.linalg.norm(A, axis=1)
+    top = float(norms.max()) if A.size else 0.0
+    zero = norms <= top * 10.0**-COINCIDENCE_DECIMALS
+    zeros = [[int(i) for i in np.flatnonzero(zero)]] if zero.any() else []
+    keep = np.flatnonzero(~zero)
+    if len(keep) < 2:
+        return zeros
+    B = A[keep] / (norms[keep, None] if scale_free else top)
+    rounded = np.round(B, COINCIDENCE_DECIMALS) + 0.0  # + 0.0: -0.0 and 0.0 alike
+    _, inverse, counts = np.unique(rounded, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    same = [[int(i) for i in keep[inverse == label]] for label in np.flatnonzero(counts > 1)]
+    return zeros + sorted(same)
+
+
+def check_points_distinct(X: Any, *, activation: str = "exp", name: str = "X", action: str = "raise") -> None:
+    """Refuse (or warn about) inputs for which lambda = lambda_min(H^cts) = 0, naming the points.
+
+    The one check every entry point calls before work (training, the
+    theory's quantities, each experiment, the estimator): H^cts is positive
+    definite iff the points are non-zero and pairwise distinct (for relu:
+    of pairwise distinct directions), docs/theory.md section 3.
+
+    Parameters
+    ----------
+    X : array (n, d)
+    activation : str
+        Name of the activation (``ACTIVATIONS``): relu also refuses points on one ray.
+    name : str
+        How the message names the inputs (``"X"``, ``"--data"``).
+    action : {"raise", "warn"}
+        Raise ``CoincidentPointsError``, or issue it as a ``CoincidentPointsWarning``.
+    """
+    from .activations import get_activation
+    from .errors import CoincidentPointsError
+
+    scale_free = get_activation(activation).scale_free
+    groups = coincident_points(X, scale_free=scale_free)
+    if not groups:
+        return
+    zero_first = not np.linalg.norm(np.asarray(X, dtype=np.float64)[groups[0][0]]) > 0
+    message = _coincidence_message(groups, name, activation if scale_free else None, zero_first)
+    if action == "warn":
+        warnings.warn(message, CoincidentPointsWarning, stacklevel=3)
+        return
+    raise CoincidentPointsError(message, groups=groups)
+
+
+class CoincidentPointsWarning(UserWarning):
+    """Inputs with lambda = lambda_min(H^cts) = 0 (``check_points_distinct`` with action="warn")."""
+
+
+def _coincidence_message(
+    groups: list[list[int]], name: str, scale_free_activation: str | None, zero_first: bool
+) -> str:
+    first = groups[0]
+    if zero_first:
+        what = (
+            f"row {first[0]} of {name} is zero"
+            if len(first) == 1
+            else f"rows {', '.join(map(str, first[:5]))} of {name} are zero"
+        )
+    elif scale_free_activation:
+        what = f"rows {', '.join(map(str, first[:5]))} of {name} lie on one ray from the origin ({scale_free_activation} sees only directions)"
+    else:
+        what = f"rows {', '.join(map(str, first[:5]))} of {name} coincide"
+    more = (
+        f" ({len(groups) - 1} more group{'s' if len(groups) > 2 else ''} of coincident points)"
+        if len(groups) > 1
+        else ""
+    )
+    return (
+        f"lambda = lambda_min(H^cts) is 0: {what}{more}; remove the duplicate or zero rows "
+        "(e.g. numpy.unique(X, axis=0), averaging their labels) or add a feature that tells them apart"
+    )
+
+
+def check_sphere_sample(n: int, d: int, *, where: str = "") -> None:
+    """Refuse n points drawn on the unit sphere S^{d-1} when they must coincide: d = 1 (S^0 = {-1, +1}) and n > 2.
+
+    For d >= 2 distinct draws coincide with probability 0. The error is
+    the same ``CoincidentPointsError`` as ``check_points_distinct``'s.
+    """
+    from .errors import CoincidentPointsError
+
+    if d == 1 and n > 2:
+        raise CoincidentPointsError(
+            f"lambda = lambda_min(H^cts) is 0{where}: in d = 1 the unit sphere has two points, -1 and +1, so "
+            f"n = {n} points drawn on it coincide; use d >= 2 (or n <= 2)",
+            groups=[],
+        )
 
 
 def check_square(H: Any, name: str = "H") -> np.ndarray:

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,6 +139,8 @@ def init_from_environment(
     import torch.distributed as dist
 
     rank, world_size = _env_int("RANK"), _env_int("WORLD_SIZE")
+    check_rank(rank, world_size)
+    check_init_method(init_method)
     cuda = device is not None and device.startswith("cuda")
     if device is not None and cuda:
         if device == "cuda":
@@ -174,6 +177,44 @@ def check_cuda_device(torch: Any, device: str) -> None:
         raise ValueError(
             f"device {device} does not exist: {count} GPU(s) are visible here (LOCAL_RANK={os.environ.get('LOCAL_RANK')}); "
             f"start at most {count} ranks per node (torchrun --nproc-per-node {count}) or widen CUDA_VISIBLE_DEVICES"
+        )
+
+
+def check_rank(rank: int, world_size: int) -> None:
+    """Refuse, before any rendezvous, a rank outside [0, WORLD_SIZE) or a WORLD_SIZE below 1 (or a bad LOCAL_RANK)."""
+    if world_size < 1:
+        raise ValueError(f"WORLD_SIZE={world_size} must be at least 1; launch with torchrun, which sets it")
+    if not 0 <= rank < world_size:
+        raise ValueError(
+            f"RANK={rank} is outside 0..{world_size - 1} (WORLD_SIZE={world_size}); give each process its own rank "
+            "below WORLD_SIZE (torchrun sets both)"
+        )
+    if "LOCAL_RANK" in os.environ and not 0 <= _env_int("LOCAL_RANK") < world_size:
+        raise ValueError(
+            f"LOCAL_RANK={os.environ['LOCAL_RANK']} is outside 0..{world_size - 1} (WORLD_SIZE={world_size})"
+        )
+
+
+def check_init_method(init_method: str | None) -> None:
+    """Refuse, before any rendezvous, a ``file://`` rendezvous whose directory is missing or not writable.
+
+    torch.distributed would wait for the file without end (past the timeout)
+    instead of saying so.
+    """
+    if not init_method or not init_method.startswith("file://"):
+        return
+    from urllib.parse import unquote, urlsplit
+
+    path = Path(unquote(urlsplit(init_method).path))
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(
+            f"--init-method {init_method!r}: the directory {str(folder)!r} does not exist; create it (on a file "
+            "system every rank sees) or give another path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"--init-method {init_method!r}: the directory {str(folder)!r} is not writable; give another path"
         )
 
 

@@ -27,7 +27,7 @@ from ..core import streams
 from ..core.backends import Array
 from ..core.errors import CheckpointError, ExpregError
 from ..core.model import ExpNet, NetSpec
-from ..core.storage import load_npz, save_npz_atomic
+from ..core.storage import load_npz, remove_temporaries, save_npz_atomic
 from .history import History
 from .options import TrainOptions
 
@@ -155,7 +155,11 @@ class FileCheckpoint:
         return str(self.path)
 
     def resume(self) -> tuple[Any, History, int] | None:
-        """W, history and step of the checkpoint ``save`` wrote for this run, or None when there is none."""
+        """W, history and step of the checkpoint ``save`` wrote for this run, or None when there is none.
+
+        First removes the temporary files that killed writes of this checkpoint left (``.NAME.*.tmp``).
+        """
+        remove_temporaries(self.path)
         if not self.path.exists():
             return None
         path, net = self.path, self.net

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..core.model import ExpNet
-from ..core.validation import check_X_y
+from ..core.validation import check_points_distinct, check_X_y
 from .checkpoints import FileCheckpoint, run_fingerprint
 from .communicator import Communicator
 from .descent import DIVERGENCE_FACTOR, ProgressFn, descend, resolve_lr, results_as
@@ -112,6 +112,7 @@ def train(
     started = time.perf_counter()
     settings = TrainOptions.merge(options, overrides, "train")
     Xn, yn = check_X_y(X, y, dtype=np.dtype(np.float64), d=net.d)
+    check_points_distinct(Xn, activation=net.spec.activation, action="warn")  # lambda = 0 named before any step
     shard = Shard(net.spec, Xn, yn, net.W, net.a, Communicator())
     store = None
     if checkpoint is not None:

@@ -7,13 +7,13 @@ the rows of that configuration (its hash), and writes ``summary.json``
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from ..core.storage import write_json_atomic
 from .base import get_experiment
+from .records import read_config_record
 from .store import ResultStore
 
 
@@ -24,17 +24,14 @@ class NoRunsError(ValueError):
 def load_run_config(directory: str | Path) -> tuple[str, Any, str]:
     """(experiment name, Config, configuration hash of the run) from ``directory/config.json``.
 
-    The hash is the one recorded by the run: a configuration written by an
-    older version (fewer fields) still selects its own rows.
+    The file is checked (``records.read_config_record``): a missing, unknown
+    or invalid field, or fields that do not hash to the recorded hash, is a
+    one-line ``CheckpointError`` naming the file. The hash is the one
+    recorded by the run: a configuration written by an older version (fewer
+    fields) still selects its own rows.
     """
-    path = Path(directory) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no experiment results in {str(directory)!r} (missing config.json); run `expreg run EXPERIMENT --out ...` first"
-        )
-    meta = json.loads(path.read_text())
-    module = get_experiment(meta["experiment"])
-    return meta["experiment"], module.Config(**meta["config"]), meta["config_hash"]
+    record, cfg = read_config_record(directory)
+    return record.experiment, cfg, record.config_hash
 
 
 def _jsonable(obj: Any) -> Any:

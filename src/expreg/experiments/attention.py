@@ -64,6 +64,7 @@ from ..core import kernels, streams
 from ..core.data import sphere
 from ..core.eigen import lazy_criteria
 from ..core.softmax_features import VARIANTS, attention_errors
+from ..core.validation import check_sphere_sample
 from ..engine.feature_scan import nested_softmax
 from .config import ExperimentConfig
 from .search import geometric_grid
@@ -191,6 +192,19 @@ def _cells(cfg: Config) -> list[tuple[int, int, float]]:
     cells += [(cfg.n_centre, d, cfg.temperature_centre) for d in cfg.ds]
     cells += [(cfg.n_centre, cfg.d_centre, t) for t in cfg.temperatures]
     return list(dict.fromkeys(cells))
+
+
+def check_inputs(cfg: Config) -> None:
+    """Before the sweep (``base.check_inputs``): the self tasks' n points on S^{side_d - 1} must be distinct.
+
+    Only the self pairing (Q = K = X on the unit sphere) uses lambda = lambda_min(H^cts);
+    the cross pairing's queries and keys need no such condition.
+    """
+    if cfg.side:
+        for n in cfg.side_ns:
+            check_sphere_sample(
+                n, cfg.side_d, where=f" for the attention experiment's self tasks, n = {n}, d = {cfg.side_d}"
+            )
 
 
 def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:

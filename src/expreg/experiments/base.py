@@ -83,6 +83,31 @@ def make_tasks(name: str, config: Any) -> list[Task]:
     ]
 
 
+def check_inputs(name: str, config: Any, tasks: list[Task]) -> None:
+    """Refuse, before any run, a sweep whose inputs have lambda = lambda_min(H^cts) = 0.
+
+    By default the tasks' data are n points on the sphere S^{d-1}: for each
+    (n, d) of the tasks, ``check_sphere_sample`` (d = 1 and n > 2 must
+    coincide). A module whose data are otherwise defines its own
+    ``check_inputs(config)``, which replaces that rule (realdata: its data
+    set; attention: only its self-pairing tasks are sphere points).
+
+    Raises
+    ------
+    CoincidentPointsError
+        Naming the experiment, n and d (or the points) and what to do.
+    """
+    from ..core.validation import check_sphere_sample
+
+    own = getattr(get_experiment(name), "check_inputs", None)
+    if own is not None:
+        own(config)
+        return
+    sizes = {(t.params.get("n", t.config.get("n")), t.params.get("d", t.config.get("d"))) for t in tasks}
+    for n, d in sorted((n, d) for n, d in sizes if isinstance(n, int) and isinstance(d, int)):
+        check_sphere_sample(n, d, where=f" for the {name} experiment's n = {n}, d = {d}")
+
+
 def execute(task: Task) -> dict[str, Any]:
     """Run one task (in a worker): its row, with key columns, parameters and wall time."""
     module = get_experiment(task.experiment)

@@ -52,6 +52,10 @@ else:
     DType = DTypeChoice.literal()
 
 
+#: Largest seed a configuration accepts: seeds are stored in the result table as signed 64-bit integers.
+MAX_SEED = 2**63 - 1
+
+
 class ExperimentConfig(BaseModel):
     """Fields every experiment shares.
 
@@ -96,6 +100,8 @@ class ExperimentConfig(BaseModel):
             raise ValueError("at least one seed is needed")
         if len(set(v)) != len(v) or min(v) < 0:
             raise ValueError(f"seeds must be distinct non-negative integers, got {v}")
+        if max(v) > MAX_SEED:
+            raise ValueError(f"seeds must be at most 2^63 - 1 (stored as 64-bit integers), got {max(v)}")
         return v
 
     @property
@@ -105,12 +111,26 @@ class ExperimentConfig(BaseModel):
 
     def canonical_json(self) -> str:
         """Every field (and the versioned name) as sorted JSON: the hashed text."""
-        return json.dumps({"experiment": self.versioned_name, **self.model_dump(mode="json")}, sort_keys=True)
+        return canonical_json(self.versioned_name, self.model_dump(mode="json"))
 
     @property
     def config_hash(self) -> str:
-        """First 12 hex digits of SHA-256 of ``canonical_json()``."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+        """First 12 hex digits of SHA-256 of ``canonical_json()`` (``fields_hash``)."""
+        return fields_hash(self.versioned_name, self.model_dump(mode="json"))
+
+
+def canonical_json(versioned_name: str, fields: dict[str, Any]) -> str:
+    """The hashed text of a configuration: its versioned name and fields (as JSON values), sorted JSON."""
+    return json.dumps({"experiment": versioned_name, **fields}, sort_keys=True)
+
+
+def fields_hash(versioned_name: str, fields: dict[str, Any]) -> str:
+    """The configuration hash of these fields: first 12 hex digits of SHA-256 of ``canonical_json``.
+
+    Applied to the fields a ``config.json`` recorded, it gives the hash the
+    run computed when it wrote them (an older version's fewer fields included).
+    """
+    return hashlib.sha256(canonical_json(versioned_name, fields).encode()).hexdigest()[:12]
 
 
 def check_widths(v: list[int], name: str = "widths", init: str = "coupled") -> list[int]:
@@ -180,19 +200,23 @@ def build_config(
         return config_cls(**values)
     except ValidationError as exc:
         raise ValueError(
-            f"invalid configuration for experiment {config_cls.name!r} (from {source}): {_explain(exc)}"
+            f"invalid configuration for experiment {config_cls.name!r} (from {source}): {explain_validation(exc)}"
         ) from None
 
 
-def _explain(exc: ValidationError) -> str:
+def explain_validation(exc: ValidationError, prefix: str = "") -> str:
+    """A pydantic ValidationError as one line: each field (``prefix`` + its dotted path), what was wrong and found."""
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        found = err.get("input")
+        where = prefix + (".".join(str(p) for p in err["loc"]) or "(top level)")
+        found = repr(err.get("input"))
+        found = found if len(found) <= 80 else found[:77] + "..."
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown field {where!r} (value {found!r}); remove it or check its spelling")
+            parts.append(f"unknown field {where!r} (value {found}); remove it or check its spelling")
+        elif err["type"] == "missing":
+            parts.append(f"field {where!r} is missing")
         else:
-            parts.append(f"field {where!r}: {err['msg']} (found {found!r})")
+            parts.append(f"field {where!r}: {err['msg']} (found {found})")
     return "; ".join(parts)
 
 

@@ -22,6 +22,8 @@ nothing else in expreg imports it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
 import time
 import warnings
@@ -32,6 +34,24 @@ from urllib.parse import urlsplit
 
 #: Seconds to wait for the scheduler to answer when connecting.
 CONNECT_TIMEOUT_S = 10.0
+#: Seconds a sweep waits for a lost scheduler to come back before it stops (finished rows are kept).
+SCHEDULER_LOST_S = 60.0
+
+
+class SchedulerLostError(RuntimeError):
+    """The Dask scheduler was unreachable for longer than the executor's ``lost_timeout_s``."""
+
+
+class _OneLineLogs(logging.Filter):
+    """Dask's client logs a lost connection with a traceback: keep one line (the exception's type and first line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            first = (str(exc).strip().splitlines() or [""])[0]
+            record.msg = f"{record.getMessage() or 'lost the connection'}: {type(exc).__name__}: {first}".rstrip(": ")
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
 
 
 class DaskExecutor(Executor):
@@ -43,6 +63,12 @@ class DaskExecutor(Executor):
         Scheduler address, e.g. ``"tcp://10.0.0.5:8786"``.
     timeout_s : float
         How long to wait for the scheduler when connecting.
+    lost_timeout_s : float
+        How long ``check`` (called by the runner while it waits for
+        results) tolerates a client that is not connected before raising
+        ``SchedulerLostError``: a killed scheduler ends the sweep, finished
+        rows kept, instead of leaving it waiting for futures that never
+        complete.
 
     Raises
     ------
@@ -52,7 +78,9 @@ class DaskExecutor(Executor):
         Nothing answers at ``address``.
     """
 
-    def __init__(self, address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(
+        self, address: str, timeout_s: float = CONNECT_TIMEOUT_S, lost_timeout_s: float = SCHEDULER_LOST_S
+    ) -> None:
         try:
             from distributed import Client
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -64,6 +92,10 @@ class DaskExecutor(Executor):
             raise ValueError(
                 f"scheduler={address!r}: could not connect to the Dask scheduler ({exc}); check the address and that it is running"
             ) from exc
+        self._address, self._lost_timeout_s = address, float(lost_timeout_s)
+        self._lost_since: float | None = None
+        self._log_filter = _OneLineLogs()
+        logging.getLogger("distributed.client").addFilter(self._log_filter)
         self._inner = self._client.get_executor(pure=False)  # each submit is its own task, even for equal arguments
         self._workers, self._workers_at = 1, -float("inf")
         if not self._client.scheduler_info().get("workers"):
@@ -94,12 +126,33 @@ class DaskExecutor(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         return self._inner.submit(fn, *args, **kwargs)
 
+    def check(self) -> None:
+        """Raise ``SchedulerLostError`` once the client has been disconnected for ``lost_timeout_s`` seconds."""
+        if self._client.status == "running":
+            self._lost_since = None
+            return
+        now = time.monotonic()
+        if self._lost_since is None:
+            self._lost_since = now
+        if now - self._lost_since >= self._lost_timeout_s:
+            raise SchedulerLostError(
+                f"lost the Dask scheduler at {self._address} (no answer for {self._lost_timeout_s:g} s); the finished "
+                "rows are saved: start the scheduler again and run the same command to resume"
+            )
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Wait for (or cancel) this executor's tasks, then close the client; the cluster keeps running."""
+        """Wait for (or cancel) this executor's tasks, then close the client; the cluster keeps running.
+
+        With the scheduler lost, nothing is waited for.
+        """
+        lost = self._client.status != "running"
         try:
-            self._inner.shutdown(wait=wait and not cancel_futures)
+            if not lost:
+                self._inner.shutdown(wait=wait and not cancel_futures)
         finally:
-            self._client.close()
+            with contextlib.suppress(Exception):  # a client whose scheduler is gone may fail to close cleanly
+                self._client.close(timeout=CONNECT_TIMEOUT_S)
+            logging.getLogger("distributed.client").removeFilter(self._log_filter)
 
 
 def _probe(address: str, timeout_s: float) -> None:

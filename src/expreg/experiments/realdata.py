@@ -27,6 +27,7 @@ import scipy.linalg
 from pydantic import Field, field_validator
 
 from ..core import kernels, streams
+from ..core.validation import check_points_distinct
 from ._common import train_safely
 from .config import Scaling, TrainingConfig
 
@@ -77,6 +78,13 @@ def load_split(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray,
     mean = y[train].mean()
     yscale = np.abs(y[train] - mean).max()
     return Xtr, (y[train] - mean) / yscale, Xte, (y[test] - mean) / yscale
+
+
+def check_inputs(cfg: Config) -> None:
+    """Before the sweep: the data set's points distinct (lambda > 0; ``validation.check_points_distinct``)."""
+    from sklearn.datasets import load_diabetes
+
+    check_points_distinct(load_diabetes(return_X_y=True)[0], name="the diabetes data")
 
 
 def tasks(cfg: Config) -> list[tuple[dict[str, Any], int]]:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import base64
 import html
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import CheckpointError
 from ..core.storage import atomic_open
 from .analysis import NoRunsError, analyse
 from .base import EXPERIMENTS
+from .records import figure_path, read_config_record, read_summary_record
 
 
 def experiment_dirs(out: str | Path) -> list[Path]:
@@ -35,11 +38,16 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _md(v: Any) -> str:
+    """Text for report.md: HTML's angle brackets and ampersands escaped (Markdown renders raw HTML)."""
+    return html.escape(str(v), quote=False)
+
+
 def _html_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "<p><em>no rows</em></p>"
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
     )
@@ -50,8 +58,8 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "_no rows_\n"
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r.get(c, "")).replace("|", "\\|") for c in cols) + " |" for r in rows]
+    lines = ["| " + " | ".join(_md(c).replace("|", "\\|") for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_md(_fmt(r.get(c, ""))).replace("|", "\\|") for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -62,18 +70,64 @@ details{margin:.5em 0 1.5em}pre{background:#f7f7f7;padding:.6em;font-size:12px}"
 
 
 def _up_to_date(d: Path) -> dict[str, Any] | None:
-    """The experiment's summary.json if it is newer than its results and of the recorded configuration."""
+    """The experiment's summary.json if it is newer than its results and of the recorded configuration.
+
+    Both JSON files are checked (``records``); a summary.json that fails
+    the check is not used (a warning names the file and the field) and the
+    experiment is analysed again, which writes it anew.
+    """
     summary, table, config = d / "summary.json", d / "results.parquet", d / "config.json"
     if not (summary.is_file() and table.is_file()) or summary.stat().st_mtime < max(
         table.stat().st_mtime, config.stat().st_mtime
     ):
         return None
-    s = json.loads(summary.read_text())
-    if s.get("config_hash") != json.loads(config.read_text()).get("config_hash"):
+    record, _cfg = read_config_record(d)
+    try:
+        s = read_summary_record(d)
+        paths = [figure_path(d, stem) for stem in s["figures"]]
+    except CheckpointError as exc:
+        warnings.warn(f"{exc}; analysing {d.name} again", stacklevel=2)
         return None
-    if not all((d / "figures" / f"{stem}.png").is_file() for stem in s.get("figures", [])):
+    if s["config_hash"] != record.config_hash or not all(p.is_file() for p in paths):
         return None
     return s
+
+
+def _section_html(d: Path, s: dict[str, Any]) -> str:
+    """One experiment's part of report.html: every text from its files escaped (quotes too: attribute values)."""
+    e = html.escape
+    parts = [
+        f"<h2 id='{e(d.name)}'>{e(str(s['versioned_name']))}</h2><p>{e(str(s['description']))} "
+        f"({int(s['runs'])} runs, {float(s['cpu_seconds']):.0f} CPU s, configuration {e(str(s['config_hash']))})</p>",
+        "<dl class='h'>"
+        + "".join(f"<dt>{e(str(k))}</dt><dd>{e(str(v))}</dd>" for k, v in s["headline"].items())
+        + "</dl>",
+    ]
+    for stem in s["figures"]:
+        data = base64.b64encode(figure_path(d, stem).read_bytes()).decode()
+        parts.append(
+            f"<figure><img alt='{e(stem)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{e(stem)} (SVG: {e(d.name)}/figures/{e(stem)}.svg)</figcaption></figure>"
+        )
+    parts += [f"<h3>{e(str(title))}</h3>" + _html_table(rows) for title, rows in s.get("tables", {}).items()]
+    parts += [f"<p><small>{e(str(note))}</small></p>" for note in s.get("notes", [])]
+    parts.append(
+        f"<details><summary>configuration</summary><pre>{e(json.dumps(s['config'], indent=1))}</pre></details>"
+    )
+    return "\n".join(parts)
+
+
+def _section_md(d: Path, s: dict[str, Any]) -> str:
+    """One experiment's part of report.md (angle brackets escaped: Markdown renders raw HTML)."""
+    parts = [
+        f"\n## {_md(s['versioned_name'])}\n\n{_md(s['description'])} ({int(s['runs'])} runs, "
+        f"configuration `{_md(s['config_hash'])}`)\n",
+        "\n" + "".join(f"- **{_md(k)}** {_md(v)}\n" for k, v in s["headline"].items()),
+    ]
+    parts += [f"\n![{_md(stem)}]({d.name}/figures/{_md(stem)}.png)\n" for stem in s["figures"]]
+    parts += [f"\n### {_md(title)}\n\n" + _md_table(rows) for title, rows in s.get("tables", {}).items()]
+    parts += [f"\n_{_md(note)}_\n" for note in s.get("notes", [])]
+    return "".join(parts)
 
 
 def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Path, Path, list[dict[str, Any]]]:
@@ -112,36 +166,8 @@ def build_report(out: str | Path, *, fresh: bool | list[str] = True) -> tuple[Pa
         parts_html.append(f"<p>No finished runs yet: {html.escape(', '.join(pending))}.</p>")
         parts_md.append(f"\nNo finished runs yet: {', '.join(pending)}.\n")
     for d, s in zip(dirs, summaries, strict=True):
-        parts_html.append(
-            f"<h2 id='{s['experiment']}'>{html.escape(s['versioned_name'])}</h2><p>{html.escape(s['description'])} "
-            f"({s['runs']} runs, {s['cpu_seconds']:.0f} CPU s, configuration {s['config_hash']})</p>"
-        )
-        parts_md.append(
-            f"\n## {s['versioned_name']}\n\n{s['description']} ({s['runs']} runs, configuration `{s['config_hash']}`)\n"
-        )
-        parts_html.append(
-            "<dl class='h'>"
-            + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in s["headline"].items())
-            + "</dl>"
-        )
-        parts_md.append("\n" + "".join(f"- **{k}** {v}\n" for k, v in s["headline"].items()))
-        for stem in s["figures"]:
-            png = d / "figures" / f"{stem}.png"
-            data = base64.b64encode(png.read_bytes()).decode()
-            parts_html.append(
-                f"<figure><img alt='{html.escape(stem)}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{html.escape(stem)} (SVG: {html.escape(s['experiment'])}/figures/{html.escape(stem)}.svg)</figcaption></figure>"
-            )
-            parts_md.append(f"\n![{stem}]({s['experiment']}/figures/{stem}.png)\n")
-        for title, rows in s.get("tables", {}).items():
-            parts_html.append(f"<h3>{html.escape(title)}</h3>" + _html_table(rows))
-            parts_md.append(f"\n### {title}\n\n" + _md_table(rows))
-        for note in s.get("notes", []):
-            parts_html.append(f"<p><small>{html.escape(note)}</small></p>")
-            parts_md.append(f"\n_{note}_\n")
-        parts_html.append(
-            f"<details><summary>configuration</summary><pre>{html.escape(json.dumps(s['config'], indent=1))}</pre></details>"
-        )
+        parts_html.append(_section_html(d, s))
+        parts_md.append(_section_md(d, s))
     parts_html.append("</body></html>")
     html_path, md_path = out / "report.html", out / "report.md"
     with atomic_open(html_path, "w") as fh:

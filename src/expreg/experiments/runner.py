@@ -25,17 +25,19 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..core.backends import usable_cpus
 from ..core.progress import rich_bar
-from .base import Task, execute_batch, get_experiment, make_tasks
+from ..core.storage import write_json_atomic
+from .base import Task, check_inputs, execute_batch, make_tasks
 from .store import ResultStore
 
 ProgressFn = Callable[[int, int], None]
@@ -106,12 +108,18 @@ def make_executor(jobs: int | None = None, scheduler: str | None = None) -> Exec
         from .dask_executor import DaskExecutor
 
         return DaskExecutor(scheduler)
-    jobs = default_jobs() if jobs is None else int(jobs)
+    cores = default_jobs()
+    jobs = cores if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs > cores:  # one process per run would start (10^6 processes): never faster than one per core
+        warnings.warn(
+            f"jobs={jobs} is more than the {cores} usable cores; using {cores} worker processes", stacklevel=2
+        )
+        jobs = cores
     from .worker import init_worker
 
-    threads = max(1, default_jobs() // jobs)
+    threads = max(1, cores // jobs)
     return ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context(), initializer=init_worker, initargs=(threads,))
 
 
@@ -224,6 +232,151 @@ class SweepResult:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+#: Seconds between two checks of a waiting sweep's executor (``check``: e.g. a Dask scheduler still there).
+POLL_SECONDS = 1.0
+
+
+class _Sweep:
+    """One ``run_tasks`` call, in named steps: ``_round`` (an executor), ``_submit``, ``_collect``, ``_record``,
+    ``_interrupt`` and ``_finish`` (the failures and the runs still missing after the retries)."""
+
+    def __init__(
+        self,
+        tasks: list[Task],
+        store: ResultStore,
+        *,
+        max_attempts: int,
+        flush_s: float,
+        batch_s: float,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        unique: dict[str, Task] = {}
+        for t in tasks:
+            unique.setdefault(t.key, t)
+        done = store.done_keys()
+        self.store, self.max_attempts, self.total = store, max_attempts, len(unique)
+        self.pending = {k: t for k, t in unique.items() if k not in done}
+        self.result = SweepResult(skipped=len(unique) - len(self.pending))
+        self.attempts: dict[str, int] = {}
+        self.writer = _RowWriter(store, flush_s)
+        self.sizer = _BatchSizer(batch_s)
+        self.progress = progress
+
+    def _report(self) -> None:
+        if self.progress:
+            self.progress(self.total - len(self.pending) - len(self.result.failures), self.total)
+
+    def _round(self, executor_factory: Callable[[], Executor], on_executor: Callable[[Executor], None] | None) -> None:
+        """One executor: submit every pending task, collect until done or broken; always flush and shut down."""
+        self.result.rounds += 1
+        executor: Executor | None = None
+        futures: dict[Future[Any], list[Task]] = {}
+        broken = interrupted = False
+        try:
+            executor = executor_factory()
+            if on_executor:
+                on_executor(executor)
+            queue = deque(sorted(self.pending.values(), key=lambda t: -t.cost))  # costliest first (stable)
+            while queue or futures:
+                if not broken:
+                    self._submit(executor, queue, futures)
+                if not futures:
+                    break
+                broken = self._collect(executor, futures) or broken
+        except KeyboardInterrupt as exc:
+            interrupted = True
+            self._interrupt(exc)
+        finally:  # only the Executor interface (and terminate_workers): cancel what has not started, then shut down
+            self.writer.flush()
+            for fut in futures:
+                fut.cancel()
+            if executor is not None:
+                if interrupted:
+                    terminate_workers(executor)
+                executor.shutdown(wait=not (broken or interrupted), cancel_futures=True)
+
+    def _submit(self, executor: Executor, queue: deque[Task], futures: dict[Future[Any], list[Task]]) -> None:
+        """Keep two batches per worker in flight (one queued behind each running one: no worker waits)."""
+        slots = 2 * _capacity(executor)
+        while queue and len(futures) < slots:
+            batch = [queue.popleft() for _ in range(self.sizer.size(len(queue), slots))]
+            futures[executor.submit(execute_batch, batch)] = batch
+
+    def _collect(self, executor: Executor, futures: dict[Future[Any], list[Task]]) -> bool:
+        """Record the batches that finish next; True when the executor broke (their tasks stay pending).
+
+        While nothing finishes, the executor's ``check()`` (where it has
+        one: a Dask scheduler lost for too long) is called every
+        ``POLL_SECONDS``; what it raises ends the sweep.
+        """
+        check = getattr(executor, "check", None)
+        finished: set[Future[Any]] = set()
+        while not finished:
+            finished, _ = wait(futures, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            if not finished and callable(check):
+                check()
+        broken = False
+        for fut in finished:
+            batch = futures.pop(fut)
+            try:
+                outcomes = fut.result()
+            except BrokenExecutor:  # the batch is still pending: run again next round
+                broken = True
+                continue
+            except Exception as exc:  # the whole submission failed (e.g. a cluster worker lost)
+                outcomes = [(False, f"{type(exc).__name__}: {exc}")] * len(batch)
+            self._record(batch, outcomes)
+        self._report()
+        return broken
+
+    def _record(self, batch: list[Task], outcomes: list[tuple[bool, Any]]) -> None:
+        """Rows of the runs that succeeded to the writer; a run that raised counts an attempt (failed at the last)."""
+        for task, (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                self.writer.add(value)
+                self.sizer.observe(float(value.get("wall_seconds", 0.0)))
+                self.pending.pop(task.key, None)
+                self.result.executed += 1
+                continue
+            self.attempts[task.key] = self.attempts.get(task.key, 0) + 1  # retried next round, then reported
+            if self.attempts[task.key] >= self.max_attempts:
+                self.result.failures[task.key] = f"{value} (params {task.params}, seed {task.seed})"
+                self.pending.pop(task.key, None)
+
+    def _interrupt(self, exc: KeyboardInterrupt) -> NoReturn:
+        self.writer.flush()  # before counting: a row can be in the writer before its run leaves ``pending``
+        saved = self.result.skipped + self.writer.written
+        reason = str(exc) or "interrupted"
+        raise SweepInterrupted(
+            f"{reason}: {saved} of {self.total} runs are saved in {self.store.directory}; "
+            "run the same command again to resume"
+        ) from None
+
+    def _finish(self, tasks: list[Task], max_retries: int) -> SweepResult:
+        """The result, or SweepError for failed or missing runs (the failures listed in a JSON file beside the table)."""
+        listing = _failures_path(self.store, tasks)
+        if self.result.failures and listing is not None:
+            write_json_atomic(listing, {"failures": self.result.failures})
+            first = next(iter(self.result.failures.values()))
+            raise SweepError(
+                f"{len(self.result.failures)} of {self.total} runs failed; finished rows are saved. First failure: {first}. "
+                f"Every failure is listed in {listing}"
+            )
+        if listing is not None:
+            listing.unlink(missing_ok=True)
+        if self.pending:
+            raise SweepError(
+                f"{len(self.pending)} of {self.total} runs were still missing after {max_retries} retries (worker processes "
+                "kept dying); finished rows are saved: run the same command again to resume"
+            )
+        return self.result
+
+
+def _failures_path(store: ResultStore, tasks: list[Task]) -> Path | None:
+    """``failures-CONFIGHASH.json`` beside the table (one per configuration: drivers may share a directory)."""
+    return store.directory / f"failures-{tasks[0].config_hash}.json" if tasks else None
+
+
 def run_tasks(
     tasks: list[Task],
     store: ResultStore,
@@ -246,21 +399,18 @@ def run_tasks(
         Called once per round; a round ends when every submitted future is
         done (or the executor broke).
     max_retries : int
-        Extra rounds after the first for tasks lost to a broken executor or
-        to an exception.
+        Extra rounds after the first for tasks lost to a broken executor or to an exception.
     max_attempts : int
-        Times a task that raised is run before it counts as failed. A
-        second attempt absorbs transient errors of a cluster (a worker lost
-        while its result was in transit); a deterministic error fails again
-        and is reported with its last message.
+        Times a task that raised is run before it counts as failed: a second
+        attempt absorbs a cluster's transient errors (a worker lost while its
+        result was in transit); a deterministic error fails again.
     progress : callable (done, total), optional
         Called with runs done (skipped ones included) out of the total.
     on_executor : callable, optional
         Called with each new executor.
     flush_s : float
-        Finished rows are written together, one part file at most every
-        ``flush_s`` seconds (0: one per run), and always before returning
-        or raising (``_RowWriter``).
+        Finished rows are written together, one part file at most every ``flush_s``
+        seconds (0: one per run), and always before returning or raising (``_RowWriter``).
     batch_s : float
         Small runs travel together: each submission (``execute_batch``)
         carries about ``batch_s`` seconds of runs, judged from the runs
@@ -269,95 +419,23 @@ def run_tasks(
     Raises
     ------
     SweepError
-        A task raised an exception, or tasks were still missing after the
-        retries; every finished row is in the store.
+        A task raised an exception (every failure is listed in
+        ``failures-CONFIGHASH.json`` beside the table; the message gives the
+        first), or tasks were still missing after the retries; every
+        finished row is in the store.
     SweepInterrupted
         Ctrl-C (or SIGTERM under ``run_experiment``): the finished rows are
         written, the pool's workers killed (runs in progress are lost and
         run again next time); run the same sweep again to resume.
+    Exception
+        What an executor's ``check()`` raises (``dask_executor.SchedulerLostError``), rows written first.
     """
-    done = store.done_keys()
-    unique: dict[str, Task] = {}
-    for t in tasks:
-        unique.setdefault(t.key, t)
-    pending = {k: t for k, t in unique.items() if k not in done}
-    result = SweepResult(skipped=len(unique) - len(pending))
-    attempts: dict[str, int] = {}
-    total = len(unique)
-    writer = _RowWriter(store, flush_s)
-    sizer = _BatchSizer(batch_s)
+    sweep = _Sweep(tasks, store, max_attempts=max_attempts, flush_s=flush_s, batch_s=batch_s, progress=progress)
     if progress:
-        progress(result.skipped, total)
-    while pending and result.rounds <= max_retries:
-        result.rounds += 1
-        executor: Executor | None = None
-        broken = interrupted = False
-        futures: dict[Future[Any], list[Task]] = {}
-        try:
-            executor = executor_factory()
-            if on_executor:
-                on_executor(executor)
-            queue = deque(sorted(pending.values(), key=lambda t: -t.cost))  # costliest first (stable)
-            while queue or futures:
-                slots = 2 * _capacity(
-                    executor
-                )  # a batch queued behind each running one: no worker waits for the driver
-                while queue and not broken and len(futures) < slots:
-                    batch = [queue.popleft() for _ in range(sizer.size(len(queue), slots))]
-                    futures[executor.submit(execute_batch, batch)] = batch
-                if not futures:
-                    break
-                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    batch = futures.pop(fut)
-                    try:
-                        outcomes = fut.result()
-                    except BrokenExecutor:  # the batch is still pending: run again next round
-                        broken = True
-                        continue
-                    except Exception as exc:  # the whole submission failed (e.g. a cluster worker lost)
-                        outcomes = [(False, f"{type(exc).__name__}: {exc}")] * len(batch)
-                    for task, (ok, value) in zip(batch, outcomes, strict=True):
-                        if ok:
-                            writer.add(value)
-                            sizer.observe(float(value.get("wall_seconds", 0.0)))
-                            pending.pop(task.key, None)
-                            result.executed += 1
-                            continue
-                        attempts[task.key] = attempts.get(task.key, 0) + 1  # retried next round, then reported
-                        if attempts[task.key] >= max_attempts:
-                            result.failures[task.key] = f"{value} (params {task.params}, seed {task.seed})"
-                            pending.pop(task.key, None)
-                    if progress:
-                        progress(total - len(pending) - len(result.failures), total)
-        except KeyboardInterrupt as exc:
-            interrupted = True
-            writer.flush()  # before counting: a row can be in the writer before its run leaves ``pending``
-            saved = result.skipped + writer.written
-            reason = str(exc) or "interrupted"
-            raise SweepInterrupted(
-                f"{reason}: {saved} of {total} runs are saved in {store.directory}; "
-                "run the same command again to resume"
-            ) from None
-        finally:  # only the Executor interface (and terminate_workers): cancel what has not started, then shut down
-            writer.flush()
-            for fut in futures:
-                fut.cancel()
-            if executor is not None:
-                if interrupted:
-                    terminate_workers(executor)
-                executor.shutdown(wait=not (broken or interrupted), cancel_futures=True)
-    if result.failures:
-        first = next(iter(result.failures.values()))
-        raise SweepError(
-            f"{len(result.failures)} of {total} runs failed; finished rows are saved. First failure: {first}"
-        )
-    if pending:
-        raise SweepError(
-            f"{len(pending)} of {total} runs were still missing after {max_retries} retries (worker processes kept dying); "
-            "finished rows are saved: run the same command again to resume"
-        )
-    return result
+        progress(sweep.result.skipped, sweep.total)
+    while sweep.pending and sweep.result.rounds <= max_retries:
+        sweep._round(executor_factory, on_executor)
+    return sweep._finish(tasks, max_retries)
 
 
 @contextmanager
@@ -421,9 +499,8 @@ def run_experiment(
     analysis (``analysis.analyse``) is separate. ``executor_factory``
     replaces ``make_executor(jobs, scheduler)`` (e.g. a thread pool in tests).
     """
-    from ..core.storage import write_json_atomic
-
-    get_experiment(name)
+    tasks = make_tasks(name, config)
+    check_inputs(name, config, tasks)  # lambda = 0 named before anything is written
     directory = Path(out) / name
     store = ResultStore(directory)
     write_json_atomic(
@@ -435,7 +512,6 @@ def run_experiment(
             "config": config.model_dump(mode="json"),
         },
     )
-    tasks = make_tasks(name, config)
     store.compact()
     factory = executor_factory or (lambda: make_executor(jobs, scheduler))
     with sigterm_interrupts():

@@ -1,9 +1,10 @@
-"""The result table: one row per run, Parquet files written atomically.
+"""The result table: one row per run, Parquet files written atomically, shared safely.
 
 Layout under an experiment's directory::
 
     results.parquet       the compacted table
     parts/part-*.parquet  rows written since the last compaction
+    .store.lock           the store's lock file (see below)
 
 Every file is written to a temporary name and renamed into place
 (``expreg.core.storage.atomic_open``), so a reader sees a whole file or none: a
@@ -12,28 +13,59 @@ never corrupts the table. ``compact`` merges the parts into
 ``results.parquet`` (atomic rename) and only then deletes them; a kill in
 between leaves rows twice, which ``read`` drops (first copy of each key wins).
 
-A run's key is ``task_key(experiment, config_hash, params, seed)``.
+**Several writers.** Drivers of different configurations (or the same one)
+may share one ``--out``: every operation (``append``, ``read``,
+``done_keys``, ``compact``) holds an exclusive lock on ``.store.lock``
+(``filelock``: an OS lock, ``flock`` on POSIX, which the kernel releases
+when its holder dies, ``kill -9`` included: a killed driver never leaves a
+stale lock). So no compaction deletes a part another process is reading,
+and no two compactions overwrite each other's rows. The lock is held for
+milliseconds per part file; a driver waits up to ``LOCK_TIMEOUT`` seconds
+for it, then stops with an error naming the lock file. A directory the
+process cannot write (a read-only copy) is read without the lock: nobody
+can be writing there through it either.
 
-A file that cannot be read (a disk fault, a copy cut short, a foreign file
-named ``part-*.parquet``) stops ``read`` and ``done_keys`` with one
-``CheckpointError`` naming every such file: moved aside, its runs are
+**Temporary files of killed writes.** Writers write only while holding the
+lock, so a ``.*.tmp`` file found under the lock was left by a killed
+writer: the first writing operation of each store removes them.
+
+**Checked reads.** Every file is written with Parquet page checksums
+(CRC-32 of each data page) and a schema marker (``expreg.store``); reads
+verify the checksums. A file whose pages do not match their checksums (a
+flipped bit, a copy cut short), a foreign file (no marker and not the
+columns a run writes), a file with an Arrow extension type (whose
+deserialisation is code: CVE-2023-47248) or one that cannot be parsed stops
+``read``, ``done_keys`` and ``compact`` with one ``CheckpointError`` naming
+every such file; it is never merged nor deleted. Moved aside, its runs are
 simply recomputed by the next ``expreg run``.
+
+A run's key is ``task_key(experiment, config_hash, params, seed)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import CheckpointError
-from ..core.storage import atomic_open
+from ..core.storage import atomic_open, remove_temporaries
 
 #: Columns every row has (the runner adds them).
 KEY_COLUMNS = ("key", "experiment", "config_hash", "seed")
+#: Columns a file written before the schema marker existed must have to be read as a result file.
+LEGACY_COLUMNS = (*KEY_COLUMNS, "wall_seconds")
+#: Schema metadata key (and value) that marks a file written by this store.
+MARKER = (b"expreg.store", b"1")
+#: Seconds a store operation waits for another process's lock before giving up.
+LOCK_TIMEOUT = 600.0
+#: Name of the lock file in the experiment directory.
+LOCK_NAME = ".store.lock"
 
 
 def task_key(experiment: str, config_hash: str, params: dict[str, Any], seed: int) -> str:
@@ -42,17 +74,44 @@ def task_key(experiment: str, config_hash: str, params: dict[str, Any], seed: in
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _schema_problem(schema: Any) -> str | None:
+    """Why a file with this Arrow schema is not a result file of this store; None when it is."""
+    for fld in schema:
+        meta = fld.metadata or {}
+        if b"ARROW:extension:name" in meta or hasattr(fld.type, "extension_name"):
+            return f"column {fld.name!r} has an Arrow extension type (refused: reading one can run code)"
+    names = set(schema.names)
+    marked = (schema.metadata or {}).get(MARKER[0]) == MARKER[1]
+    required = ("key",) if marked else LEGACY_COLUMNS
+    missing = [c for c in required if c not in names]
+    if missing:
+        return f"not a result file of expreg (no column {', '.join(map(repr, missing))})"
+    if not marked and len(names) <= len(LEGACY_COLUMNS):
+        return "not a result file of expreg (no 'expreg.store' marker and no column besides the key columns)"
+    return None
+
+
 class ResultStore:
-    """Parquet rows of one experiment directory.
+    """Parquet rows of one experiment directory, shared safely by several processes.
 
     Parameters
     ----------
     directory : path
         Created on first write.
+    lock_timeout : float
+        Seconds to wait for another process's lock (``LOCK_TIMEOUT``).
     """
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, *, lock_timeout: float = LOCK_TIMEOUT) -> None:
         self.directory = Path(directory)
+        self.lock_timeout = lock_timeout
+        self._lock: Any = None
+        self._swept = False
 
     @property
     def table_path(self) -> Path:
@@ -62,11 +121,56 @@ class ResultStore:
     def parts_dir(self) -> Path:
         return self.directory / "parts"
 
+    @property
+    def lock_path(self) -> Path:
+        return self.directory / LOCK_NAME
+
+    @contextlib.contextmanager
+    def locked(self, *, write: bool) -> Iterator[None]:
+        """Hold the store's lock (reentrant within this object).
+
+        ``write``: the operation writes (the directory is created; stale
+        temporary files are removed once). A read of a directory that does
+        not exist, or that this process cannot write, goes without the lock.
+        """
+        from filelock import FileLock, Timeout
+
+        if not write and not (self.directory.is_dir() and os.access(self.directory, os.W_OK)):
+            yield
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._lock = FileLock(str(self.lock_path), timeout=self.lock_timeout)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise CheckpointError(
+                f"the result store {str(self.directory)!r} stayed locked by another process for {self.lock_timeout:g} s "
+                f"(lock file {str(self.lock_path)!r}); wait for the other `expreg run` on this --out to finish"
+            ) from None
+        try:
+            if write and not self._swept:
+                remove_temporaries(self.table_path)
+                remove_temporaries(self.parts_dir / "part-*.parquet")
+                self._swept = True
+            yield
+        finally:
+            self._lock.release()
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
+
     def _files(self) -> list[Path]:
-        files = [self.table_path] if self.table_path.exists() else []
-        if self.parts_dir.exists():
-            files += sorted(self.parts_dir.glob("part-*.parquet"))
-        return files
+        return ([self.table_path] if self.table_path.is_file() else []) + self._parts()
+
+    def _write(self, path: Path, table: Any) -> None:
+        """``table`` into ``path``, atomically, marked and with page checksums."""
+        import pyarrow.parquet as pq
+
+        meta = dict(table.schema.metadata or {})
+        meta[MARKER[0]] = MARKER[1]
+        with atomic_open(path, "wb") as fh:
+            pq.write_table(table.replace_schema_metadata(meta), fh, write_page_checksum=True)
 
     def append(self, rows: Iterable[dict[str, Any]]) -> Path | None:
         """Write ``rows`` as one new part file (atomic). Returns its path, None for no rows.
@@ -75,50 +179,58 @@ class ResultStore:
         holds null there (NaN once read into pandas).
         """
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         rows = list(rows)
         if not rows:
             return None
+        if any(not isinstance(row.get("key"), str) for row in rows):
+            raise ValueError("every row appended to a result store needs its run's key (a string) in column 'key'")
         columns = list(
             dict.fromkeys(k for row in rows for k in row)
         )  # every row's keys: from_pylist reads only the first row's
         table = pa.Table.from_pydict({c: [row.get(c) for row in rows] for c in columns})
         path = self.parts_dir / f"part-{uuid.uuid4().hex}.parquet"
-        with atomic_open(path, "wb") as fh:
-            pq.write_table(table, fh)
+        with self.locked(write=True):
+            self._write(path, table)
         return path
 
+    @staticmethod
+    def _read_file(path: Path, columns: list[str] | None) -> Any:
+        """One file as a pyarrow Table, checked (schema first, then every page's checksum)."""
+        import pyarrow.parquet as pq
+
+        with open(path, "rb") as fh:  # a Python file object: any path the OS accepts (non-UTF-8 names too)
+            pf = pq.ParquetFile(fh, page_checksum_verification=True)
+            problem = _schema_problem(pf.schema_arrow)
+            if problem:
+                raise CheckpointError(problem)
+            return pf.read(columns=columns)
+
     def _tables(self, columns: list[str] | None = None) -> list[Any]:
-        """Every file as a pyarrow Table (only ``columns`` when given), the table first.
+        """Every file as a pyarrow Table (only ``columns`` when given), the table first. Call under the lock.
 
         Raises
         ------
         CheckpointError
-            Naming every file that cannot be read, and what to do.
+            Naming every file that cannot be read or is not a result file, and what to do.
         """
-        import pyarrow.parquet as pq
-
         tables, bad = [], []
         for f in self._files():
             try:
-                tables.append(pq.read_table(f, columns=columns))
-            except (
-                OSError,
-                ValueError,
-                KeyError,
-            ) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
-                bad.append(f"{f} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+                tables.append(self._read_file(f, columns))
+            except FileNotFoundError:  # removed by a process that ignores the lock: its rows are in the table
+                continue
+            except Exception as exc:  # pyarrow raises OSError (checksums), ArrowInvalid (a ValueError), others
+                bad.append(f"{f} ({_first_line(exc)})")
         if bad:
             raise CheckpointError(
-                f"{len(bad)} result file(s) under {str(self.directory)!r} cannot be read: {'; '.join(bad)}. Move them out of "
+                f"{len(bad)} result file(s) under {str(self.directory)!r} cannot be used: {'; '.join(bad)}. Move them out of "
                 "the directory (e.g. into a folder named 'corrupt' beside it) and run again: the runs they held are "
                 "recomputed, every other row is kept"
             )
         return tables
 
-    def read(self) -> Any:
-        """Every row as a pandas DataFrame, one row per key (empty frame when none)."""
+    def _frame(self) -> Any:
         import pandas as pd
 
         frames = [t.to_pandas() for t in self._tables()]
@@ -128,23 +240,28 @@ class ResultStore:
         df = pd.concat(frames, ignore_index=True, sort=False)
         return df.drop_duplicates(subset="key", keep="first").reset_index(drop=True)
 
+    def read(self) -> Any:
+        """Every row as a pandas DataFrame, one row per key (empty frame when none)."""
+        with self.locked(write=False):
+            return self._frame()
+
     def done_keys(self) -> set[str]:
-        """Keys of the runs already in the table."""
+        """Keys of the runs already in the table (every column is read: every page's checksum is verified)."""
         keys: set[str] = set()
-        for table in self._tables(columns=["key"]):
-            keys.update(table.column("key").to_pylist())
+        with self.locked(write=False):
+            for table in self._tables():
+                keys.update(table.column("key").to_pylist())
         return keys
 
     def compact(self) -> None:
-        """Merge the part files into ``results.parquet`` (atomic), then delete them."""
+        """Merge the part files into ``results.parquet`` (atomic), then delete them (under the lock)."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        parts = sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.exists() else []
-        if not parts:
-            return
-        df = self.read()
-        with atomic_open(self.table_path, "wb") as fh:
-            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), fh)
-        for p in parts:
-            p.unlink(missing_ok=True)
+        with self.locked(write=True):
+            parts = self._parts()
+            if not parts:
+                return
+            df = self._frame()
+            self._write(self.table_path, pa.Table.from_pandas(df, preserve_index=False))
+            for p in parts:
+                p.unlink(missing_ok=True)

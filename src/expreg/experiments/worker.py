@@ -25,10 +25,11 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 from importlib import import_module
 
-from ..core import fastpath
+from ..core import calibrate, fastpath
 from .base import EXPERIMENTS
 
 #: Exit status of a worker that ended because its driver was gone.
@@ -36,11 +37,17 @@ ORPHAN_EXIT_CODE = 75
 
 
 def preload() -> None:
-    """Import every experiment module (those whose optional dependencies are installed) and load the kernels."""
+    """Import every experiment module (those whose optional dependencies are installed), load the kernels, choose the tuning.
+
+    The speed choices (``calibrate.current()``: the cache, or a measurement
+    on the whole machine) are made here once, so that workers forked from
+    this process inherit them instead of each measuring while the others run.
+    """
     for module in EXPERIMENTS.values():
         with contextlib.suppress(ImportError):  # an optional dependency missing: the task reports it when it runs
             import_module(f"{__package__}.{module}")
     fastpath.warm_up()
+    calibrate.current()
 
 
 def init_worker(expreg_threads: int = 1) -> None:
@@ -59,6 +66,9 @@ def init_worker(expreg_threads: int = 1) -> None:
         threadpool_limits(1)
     except ImportError:  # pragma: no cover - threadpoolctl is optional
         pass
+    torch = sys.modules.get("torch")  # loaded before the fork (a tuning that uses it): its threads too
+    if torch is not None:
+        torch.set_num_threads(max(1, int(expreg_threads)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     watch_parent()
 

@@ -1,0 +1,131 @@
+"""The speed choices of the NumPy backend, as data: which exp kernel, GEMM library, block size, thread layout.
+
+A ``Tuning`` names one choice of each; the results of a step, a gradient
+or a kernel are the same whichever is chosen, to rounding (each choice
+computes the same formulas, docs/theory.md section 2; tests/test_calibrate.py
+checks every choice against a float64 reference). ``calibrate`` measures
+them on the machine at hand and keeps the winner in ``reuse.KEPT.tuning``;
+``Tuning.default()`` is the fixed choice made before measurement existed
+(and with ``EXPREG_CALIBRATE=0``):
+
+- ``exp``: per dtype, ``"fastpath"`` (numba's fused exp and row sums,
+  ``fastpath``; NumPy's exp when numba is missing or ``EXPREG_FASTPATH=0``),
+  ``"numpy"`` (``np.exp`` then a matrix-vector product) or ``"torch"``
+  (``torch.exp`` on the same memory, then the product);
+- ``gemm``: ``"numpy"`` (NumPy's BLAS) or ``"torch"`` (PyTorch's, on the
+  same memory through ``torch.from_numpy``);
+- ``block_bytes``: bytes of one block of activations (``ops.plan_blocks``);
+- ``threads``: worker threads of the blocked passes (None: every usable
+  CPU, BLAS on one thread each; 1: one worker, BLAS on its own threads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: The exp kernels a tuning may name (``fastpath`` falls back to NumPy's exp without numba).
+EXP_KERNELS = ("fastpath", "numpy", "torch")
+#: The GEMM libraries a tuning may name.
+GEMM_LIBRARIES = ("numpy", "torch")
+#: The block sizes (bytes of activations per block) the calibration tries; 2^20 is the default.
+BLOCK_BYTES_CHOICES = (2**18, 2**20, 2**22)
+#: The default block of the NumPy backend: 1 MiB of activations (fits L2 beside the block's inputs).
+DEFAULT_BLOCK_BYTES = 2**20
+#: The dtypes a tuning chooses an exp kernel for.
+TUNED_DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """One choice of each speed setting of the NumPy backend (see the module docstring).
+
+    Attributes
+    ----------
+    exp_float32, exp_float64 : str
+        The exp kernel for each dtype, one of ``EXP_KERNELS``.
+    gemm : str
+        The GEMM library, one of ``GEMM_LIBRARIES``.
+    block_bytes : int
+        Bytes of one block of activations.
+    threads : int or None
+        Worker threads (None: every usable CPU).
+    source : str
+        Where it comes from: "default", "measured", "cache <path>", "forced".
+    seconds : dict
+        What the calibration measured (name -> seconds), for inspection only.
+
+    Examples
+    --------
+    >>> t = Tuning.default()
+    >>> t.exp_for(np.float32), t.gemm, t.block_bytes
+    ('fastpath', 'numpy', 1048576)
+    >>> Tuning.from_dict(t.as_dict()) == t
+    True
+    """
+
+    exp_float32: str = "fastpath"
+    exp_float64: str = "fastpath"
+    gemm: str = "numpy"
+    block_bytes: int = DEFAULT_BLOCK_BYTES
+    threads: int | None = None
+    source: str = field(default="default", compare=False)
+    seconds: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        for dt in TUNED_DTYPES:
+            _check_choice(f"exp_{dt}", getattr(self, f"exp_{dt}"), EXP_KERNELS)
+        _check_choice("gemm", self.gemm, GEMM_LIBRARIES)
+        if not isinstance(self.block_bytes, int) or self.block_bytes < 1024:
+            raise ValueError(f"block_bytes must be an integer of at least 1024, got {self.block_bytes!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads must be None or an integer >= 1, got {self.threads!r}")
+
+    @classmethod
+    def default(cls) -> Tuning:
+        """The fixed choice used without calibration (``EXPREG_CALIBRATE=0``): the arithmetic before issue 25."""
+        return cls()
+
+    def exp_for(self, dtype: Any) -> str:
+        """The exp kernel for ``dtype`` (float32 or float64)."""
+        return str(getattr(self, f"exp_{np.dtype(dtype).name}"))
+
+    def uses_torch(self) -> bool:
+        """Whether any choice runs PyTorch code."""
+        return "torch" in (self.gemm, self.exp_float32, self.exp_float64)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``from_dict`` reads it back)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> Tuning:
+        """A ``Tuning`` from ``as_dict``'s output; ValueError naming the field on anything else."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a tuning is a JSON object, got {type(data).__name__}")
+        names = {"exp_float32", "exp_float64", "gemm", "block_bytes", "threads", "source", "seconds"}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown tuning fields {unknown}; expected some of {sorted(names)}")
+        values = dict(data)
+        if source is not None:
+            values["source"] = source
+        seconds = values.get("seconds", {})
+        if not isinstance(seconds, dict):
+            raise ValueError("tuning field 'seconds' must be an object")
+        return cls(**values)
+
+    def describe(self) -> str:
+        """One line: every choice."""
+        threads = "every usable CPU" if self.threads is None else str(self.threads)
+        return (
+            f"exp float32={self.exp_float32}, float64={self.exp_float64}; gemm={self.gemm}; "
+            f"block={self.block_bytes // 1024} KiB; threads={threads} ({self.source})"
+        )
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"tuning {name}={value!r} is not one of {list(allowed)}")

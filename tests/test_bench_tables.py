@@ -1,0 +1,67 @@
+"""benchmarks/run_all.py keeps one section of RESULTS.md per CPU (issue 25): a run on one CPU leaves the others."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import report  # noqa: E402
+import run_all  # noqa: E402
+
+
+def test_a_second_cpu_gets_its_own_section_and_a_rerun_replaces_only_its_own(tmp_path: Path) -> None:
+    amd = json.loads((BENCH / "results-amd-epyc.json").read_text())
+    intel = json.loads(json.dumps(amd))
+    intel["machine"].update(
+        cpu="Intel(R) Xeon(R) Processor",
+        isa=["avx512f", "avx2"],
+        blas=[{"internal_api": "openblas", "version": "0.3.31", "architecture": "SkylakeX"}],
+    )
+    md = tmp_path / "RESULTS.md"
+    md.write_text(report.HEADER + "\n## Scale-out\n\nkept\n")
+    for results in (amd, intel, intel):
+        run_all.write_cpu_markdown(str(md), run_all.cpu_slug(results["machine"]), report.render(results))
+    text = md.read_text()
+    assert run_all.cpu_slug(intel["machine"]) == "intel-xeon" and run_all.cpu_slug(amd["machine"]) == "amd-epyc"
+    assert text.count("<!-- cpu-table: amd-epyc -->") == 1 and text.count("<!-- cpu-table: intel-xeon -->") == 1
+    assert text.index("cpu-table: amd-epyc") < text.index("cpu-table: intel-xeon") < text.index("## Scale-out")
+    assert text.endswith("kept\n")
+    intel_part = text[text.index("cpu-table: intel-xeon") :]
+    # every table of the Intel section names its CPU, ISA and BLAS kernels
+    tables = intel_part[: intel_part.index("/cpu-table")].split("\n|---")
+    assert len(tables) > 3
+    for before in tables[:-1]:
+        caption = [line for line in before.splitlines() if line.startswith("On ")][-1]
+        assert "Intel(R) Xeon(R) Processor" in caption and "avx512f" in caption and "SkylakeX" in caption
+
+
+def test_profile_step_records_its_cpu_section(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import profile_step
+
+    monkeypatch.setenv("EXPREG_CALIBRATE", "0")
+    md = tmp_path / "RESULTS.md"
+    md.write_text(report.HEADER)
+    out = profile_step.main(["--shapes", "64,4,512", "--reps", "1", "--md", str(md), "--tuning", "gemm=numpy"])
+    (row,) = out["rows"]
+    assert set(row["ms"]) == {"forward GEMM", "exp", "backward GEMM", "reductions", "step"}
+    assert row["block"] <= 512 and row["activation_mib"] == 64 * 512 * 4 / 2**20
+    slug = run_all.cpu_slug(out["machine"])
+    text = md.read_text()
+    assert f"<!-- profile: {slug} -->" in text and report.cpu_line(out["machine"]) in text
+
+
+def test_kernel_scan_eigen_sections_are_per_cpu_and_name_it(tmp_path: Path) -> None:
+    import bench_kernel
+
+    md = tmp_path / "RESULTS.md"
+    md.write_text(report.HEADER + "\n## Kernel\n\nfrom before, CPU not recorded\n")
+    for rows in ("| 1 |", "| 2 |"):
+        bench_kernel.write_section(md, f"## Kernel\n\nCommand: `x`.\n\n{rows}\n", bench_kernel.SECTION)
+    text = md.read_text()
+    cpu = report.this_cpu()
+    assert text.count(f"## Kernel ({cpu['cpu']})") == 1 and "| 2 |" in text and "| 1 |" not in text
+    assert f"On {report.cpu_line(cpu)}:" in text and "from before, CPU not recorded" in text

@@ -1,0 +1,271 @@
+"""The speed choices (core/tuning.py, core/calibrate.py): every choice gives the float64 reference's results, the cache.
+
+No test here asserts a speed: the calibration's timings decide only which
+choice wins, and every choice is checked against an independent float64
+computation of the same step, gradient and kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from expreg.core import calibrate, fastpath, gram, ops
+from expreg.core.activations import EXP
+from expreg.core.backends import NumpyBackend
+from expreg.core.tuning import BLOCK_BYTES_CHOICES, EXP_KERNELS, GEMM_LIBRARIES, Tuning
+
+TORCH = calibrate.torch_available()
+N, D, M, SCALE = 48, 6, 300, 0.05
+
+
+def _available(kernel: str) -> bool:
+    return kernel != "torch" or TORCH
+
+
+def _problem() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((N, D))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    W = rng.standard_normal((D, M))
+    a = rng.choice([-1.0, 1.0], M)
+    y = rng.uniform(-1, 1, N)
+    return X, W, a, y
+
+
+def _reference() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """u, G and H(W) in float64 from their formulas (docs/theory.md sections 2-3), with whole matrices."""
+    X, W, a, y = _problem()
+    E = np.exp(X @ W)
+    u = SCALE * E @ a
+    G = SCALE * X.T @ ((u - y)[:, None] * E * a[None, :])
+    H = SCALE**2 * (X @ X.T) * (E @ E.T)
+    return u, G, H
+
+
+CHOICES = [
+    pytest.param(exp, gemm, block, threads, id=f"exp={exp}-gemm={gemm}-block={block}-threads={threads}")
+    for exp in EXP_KERNELS
+    for gemm in GEMM_LIBRARIES
+    for block, threads in ((BLOCK_BYTES_CHOICES[0], 2), (BLOCK_BYTES_CHOICES[-1], 1))
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("exp", "gemm", "block_bytes", "threads"), CHOICES)
+def test_every_choice_gives_the_reference_step_gradient_and_kernel(
+    exp: str, gemm: str, block_bytes: int, threads: int, dtype: type
+) -> None:
+    if not (_available(exp) and _available(gemm)):
+        pytest.skip("PyTorch is not installed")
+    tuning = Tuning(exp_float32=exp, exp_float64=exp, gemm=gemm, block_bytes=block_bytes, source="forced")
+    be = NumpyBackend(threads=threads, tuning=tuning)
+    X, W, a, y = (np.ascontiguousarray(v, dtype=dtype) for v in _problem())
+    plan = ops.plan_blocks(N, M, np.dtype(dtype).itemsize, backend=be)
+    u, G = ops.forward_backward(be, EXP, X, W, a, y, SCALE, plan)
+    H = gram.gram(be, EXP, X, W, SCALE)
+    u_ref, G_ref, H_ref = _reference()
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for got, want in ((u, u_ref), (G, G_ref), (H, H_ref)):
+        assert got.dtype == dtype or got is H
+        assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+def test_the_block_choice_reaches_the_plan() -> None:
+    small, large = BLOCK_BYTES_CHOICES[0], BLOCK_BYTES_CHOICES[-1]
+    for block_bytes in (small, large):
+        be = NumpyBackend(threads=1, tuning=Tuning(block_bytes=block_bytes))
+        plan = ops.plan_blocks(256, 10**6, 4, backend=be)
+        assert plan.block == block_bytes // (256 * 4)
+
+
+def test_the_thread_layout_choice_reaches_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EXPREG_NUM_THREADS", raising=False)
+    assert NumpyBackend(tuning=Tuning(threads=1)).threads == 1
+    monkeypatch.setenv("EXPREG_NUM_THREADS", "3")  # the user's word beats the calibration
+    assert NumpyBackend(tuning=Tuning(threads=1)).threads == 3
+    assert NumpyBackend(threads=2, tuning=Tuning(threads=1)).threads == 2
+
+
+@pytest.mark.skipif(not TORCH, reason="PyTorch is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_torch_matmul_writes_numpy_memory_and_strided_column_blocks(dtype: type) -> None:
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((17, 5)).astype(dtype), rng.standard_normal((5, 40)).astype(dtype)
+    G = np.zeros((17, 90), dtype)
+    out = fastpath.torch_matmul(A, B[:, 3:33], G[:, 10:40])
+    want = A.astype(np.float64) @ B[:, 3:33].astype(np.float64)
+    assert np.shares_memory(out, G)
+    np.testing.assert_allclose(G[:, 10:40], want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert not G[:, :10].any() and not G[:, 40:].any()
+
+
+@pytest.mark.parametrize("kernel", EXP_KERNELS)
+def test_each_exp_kernel_matches_float64_exp(kernel: str) -> None:
+    if not _available(kernel):
+        pytest.skip("PyTorch is not installed")
+    exp_, exp_matvec_ = fastpath.exp_kernels(kernel)
+    rng = np.random.default_rng(0)
+    Z64 = rng.uniform(-80, 80, (33, 40))
+    Z = Z64.astype(np.float32)
+    np.testing.assert_allclose(exp_(Z.copy()), np.exp(Z.astype(np.float64)), rtol=5e-7)
+    a, acc = np.ones(40, np.float32), np.zeros(33, np.float32)
+    exp_matvec_(Z, a, acc)
+    np.testing.assert_allclose(acc, np.exp(Z64.astype(np.float32).astype(np.float64)).sum(1), rtol=1e-5)
+    big = np.array([[100.0, np.nan]], np.float32)  # overflow and NaN stay visible downstream
+    exp_(big)
+    assert np.isinf(big[0, 0]) and np.isnan(big[0, 1])
+
+
+def test_unknown_choices_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="exp_float32='mkl'"):
+        Tuning(exp_float32="mkl")
+    with pytest.raises(ValueError, match="gemm"):
+        Tuning(gemm="eigen")
+    with pytest.raises(ValueError, match="block_bytes"):
+        Tuning(block_bytes=10)
+    with pytest.raises(ValueError, match="unknown exp kernel"):
+        fastpath.exp_kernels("mkl")
+
+
+# ------------------------------------------------------------------ the cache
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Calibration on, the cache in tmp_path, a fake measurement (counted); the choice in use restored after."""
+    monkeypatch.setenv("EXPREG_CALIBRATE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls: list[int] = []
+    fake = Tuning(exp_float32="numpy", block_bytes=2**18, threads=1, source="measured", seconds={"x": 1.0})
+
+    def measure() -> Tuning:
+        calls.append(1)
+        return fake
+
+    monkeypatch.setattr(calibrate, "measure", measure)
+    calibrate.forget()
+    yield calls, fake, tmp_path
+    calibrate.forget()
+
+
+def test_the_first_call_measures_and_caches_later_ones_read(fresh) -> None:  # type: ignore[no-untyped-def]
+    calls, fake, tmp_path = fresh
+    assert calibrate.current() == fake and len(calls) == 1
+    path = calibrate.cache_path(calibrate.machine_identity())
+    assert path.parent == tmp_path / "expreg" and path.exists()
+    assert calibrate.current() == fake and len(calls) == 1  # kept in reuse.KEPT.tuning
+    calibrate.forget()
+    again = calibrate.current()
+    assert again == fake and again.source.startswith("cache ") and len(calls) == 1  # read from the file
+    assert NumpyBackend().tuning == fake
+
+
+def test_a_corrupt_cache_is_ignored_with_a_warning_and_rewritten(fresh) -> None:  # type: ignore[no-untyped-def]
+    calls, fake, _ = fresh
+    path = calibrate.cache_path(calibrate.machine_identity())
+    for bad in ("{not json", json.dumps({"format": 1, "identity": {"cpu": "another"}, "tuning": {}}), "[]"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(bad)
+        calibrate.forget()
+        with pytest.warns(UserWarning, match="corrupt calibration cache"):
+            assert calibrate.current() == fake
+        assert json.loads(path.read_text())["tuning"]["exp_float32"] == "numpy"
+    assert len(calls) == 3
+
+
+def test_a_cache_with_a_lying_choice_is_refused(fresh) -> None:  # type: ignore[no-untyped-def]
+    _, fake, _ = fresh
+    identity = calibrate.machine_identity()
+    path = calibrate.cache_path(identity)
+    calibrate.save(path, identity, fake)
+    data = json.loads(path.read_text())
+    data["tuning"]["gemm"] = "cublas"
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="gemm='cublas'"):
+        assert calibrate.current() == fake
+
+
+def test_an_unwritable_cache_warns_and_still_chooses(fresh, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    _calls, fake, tmp_path = fresh
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # a file where the directory should be
+    with pytest.warns(UserWarning, match="cannot write the calibration cache"):
+        assert calibrate.current() == fake
+
+
+def test_turned_off_gives_the_defaults_and_writes_nothing(fresh, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    calls, _, tmp_path = fresh
+    monkeypatch.setenv("EXPREG_CALIBRATE", "0")
+    calibrate.forget()
+    chosen = calibrate.current()
+    assert chosen == Tuning.default() and "EXPREG_CALIBRATE=0" in chosen.source
+    assert calls == [] and not (tmp_path / "expreg").exists()
+    be = NumpyBackend()
+    assert be.block_bytes == 2**20 and be.tuning.exp_for(np.float32) == "fastpath"
+
+
+def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert calibrate.cache_dir() == tmp_path / "expreg"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # not absolute: ignored, as the XDG spec says
+    assert calibrate.cache_dir() != Path("relative/path/expreg")
+
+
+def test_the_cache_key_changes_with_the_machine_and_versions() -> None:
+    identity = calibrate.machine_identity()
+    assert {"cpu", "isa", "blas", "numpy", "torch", "cpus"} <= set(identity)
+    for key, value in (("cpu", "AMD EPYC"), ("numpy", "0.0"), ("cpus", 64)):
+        assert calibrate.cache_path({**identity, key: value}) != calibrate.cache_path(identity)
+
+
+def test_a_real_measurement_picks_among_the_candidates() -> None:
+    chosen = calibrate.measure()
+    options = calibrate.candidates()
+    assert chosen.exp_float32 in options["exp"] and chosen.exp_float64 in options["exp"]
+    assert chosen.gemm in options["gemm"] and chosen.block_bytes in BLOCK_BYTES_CHOICES
+    assert chosen.threads in (None, 1) and chosen.source.startswith("measured at load average")
+    assert all(s > 0 for s in chosen.seconds.values())
+    assert {f"pass block {b}" for b in BLOCK_BYTES_CHOICES} <= set(chosen.seconds)
+
+
+def test_cli_calibrate_show_json(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EXPREG_CALIBRATE": "0", "XDG_CACHE_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "expreg.cli", "calibrate", "--show", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["tuning"]["exp_float32"] == "fastpath" and data["enabled"] is False
+    assert data["machine"]["cpu"] == calibrate.cpu_model()
+
+
+def test_get_backend_calibrates_without_deadlock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The first get_backend of a process measures (real measurement) while holding the backends' lock."""
+    import threading
+
+    from expreg.core.backends import get_backend
+
+    monkeypatch.setenv("EXPREG_CALIBRATE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calibrate.forget()
+    made: list[object] = []
+    worker = threading.Thread(target=lambda: made.append(get_backend("numpy", threads=1)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    try:
+        assert made, "get_backend did not return: a lock taken twice"
+        assert made[0].tuning.source.startswith("measured")  # type: ignore[attr-defined]
+        assert list((tmp_path / "expreg").glob("calibration-*.json"))
+    finally:
+        calibrate.forget()
