@@ -54,7 +54,7 @@ SUBMODULES: list[tuple[str, str, str]] = [
         "expreg.core.theory",
         "The theorem's width, step size, iterations and bounds, each tagged [paper] or [derived] (theory section 4-5).",
     ),
-    ("Data", "expreg.core.data", "Synthetic data on the unit sphere and ``.npz`` loading."),
+    ("Data", "expreg.core.data", "Synthetic data (the unit sphere, the equicorrelated family) and ``.npz`` loading."),
     (
         "Initialisation",
         "expreg.core.initialisation",
@@ -79,6 +79,26 @@ SUBMODULES: list[tuple[str, str, str]] = [
         "Width thresholds",
         "expreg.experiments.thresholds",
         "Per-seed threshold intervals from a scan over widths, censoring, when to stop (theory section 6).",
+    ),
+    (
+        "Width rules",
+        "expreg.experiments.width_rules",
+        "The width experiment's criteria (lambda/4 the proof's), grid and stop rule, declared once (theory section 6).",
+    ),
+    (
+        "Width laws",
+        "expreg.experiments.width_laws",
+        "Candidate laws for the width threshold and the Bernstein variance proxy in closed form (theory section 6).",
+    ),
+    (
+        "Laws by prediction",
+        "expreg.experiments.width_predict",
+        "Candidate laws fitted on some designs and scored on designs they did not see (theory section 6).",
+    ),
+    (
+        "Width for your data",
+        "expreg.experiments.data_width",
+        "The width thresholds of one data set over network seeds: ``expreg width --data`` (theory section 6).",
     ),
     (
         "Censored regression",

@@ -15,6 +15,14 @@ Refresh the stored results from a results directory::
 (not the result tables) into ``docs/results/<experiment>/``; an experiment
 module with ``write_per_seed_rows`` (``attention``) also writes its small
 per-seed table there as ``rows.csv``, which its docs page refits.
+
+The width experiment keeps its per-seed rows instead
+(``docs/results/width/rows.csv.gz``, ``expreg.experiments.width_rows``), and
+every width table and figure is recomputed from them at each run of this
+script::
+
+    python docs/gen_results.py --width-runs runs/full runs/dsweep runs/fixedlambda runs/beyondcap  # store rows
+    python docs/gen_results.py                                    # recompute the width tables and the page
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+WIDTH_ROWS = RESULTS / "width" / "rows.csv.gz"
 
 #: Characters that Markdown (MyST, with dollar maths) would read as markup.
 _SPECIAL = "\\`*_{}[]<>#+!|$~"
@@ -131,6 +140,9 @@ def collect(out: str | Path, results: str | Path = RESULTS) -> list[str]:
     names = []
     for summary in sorted(out.glob("*/summary.json")):
         src, dst = summary.parent, results / summary.parent.name
+        if src.name == "width":  # its stored results are per-seed rows of several presets: --width-runs
+            print(f"skipped {src}: store width rows with --width-runs")
+            continue
         if dst.exists():
             shutil.rmtree(dst)
         (dst / "figures").mkdir(parents=True)
@@ -146,15 +158,62 @@ def collect(out: str | Path, results: str | Path = RESULTS) -> list[str]:
     return names
 
 
+def recompute_width(rows: Path = WIDTH_ROWS) -> None:
+    """Recompute docs/results/width/summary.json and its figures from the stored per-seed rows."""
+    from expreg.core.storage import write_json_atomic
+    from expreg.experiments import width_rows
+    from expreg.experiments.analysis import _jsonable
+
+    directory = rows.parent
+    summary = width_rows.summary(rows, directory / "figures")
+    write_json_atomic(directory / "summary.json", _jsonable(summary))
+    for svg in (directory / "figures").glob("*.svg"):  # the docs show the PNGs; keep the stored results small
+        svg.unlink()
+    for stem in summary["figures"]:  # the README shows these
+        shutil.copy2(directory / "figures" / f"{stem}.png", HERE / "figures" / f"{stem}.png")
+    _check_fitted(rows, summary)
+
+
+def _check_fitted(rows: Path, summary: dict[str, Any]) -> None:
+    """Print each criterion's winning law refitted on every row, and say if ``width_laws.FITTED`` differs."""
+    from expreg.experiments import width_analysis, width_rows
+    from expreg.experiments.width_laws import FITTED
+    from expreg.experiments.width_predict import fitted_constants
+
+    df = width_analysis.with_design(width_rows.read(rows))
+    df = df[~df["preset"].isin(list(width_rows.CHECKS))]
+    for row in summary["tables"].get("laws: laws by prediction: the winner", []):
+        if row["winner"] != "yes":
+            continue
+        entry = fitted_constants(
+            df, row["criterion"], row["law"].split(":")[0], row["rms over every held-out cell (log2)"]
+        )
+        same = FITTED.get(row["criterion"], {}).get("log_C") == entry["log_C"]
+        print(f"{row['criterion']}: {entry!r}" + ("" if same else "   <- differs from width_laws.FITTED: update it"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collect", metavar="OUT", help="copy summaries and figures from this results directory first")
     parser.add_argument(
         "--page", default=str(HERE / "results.md"), help="where to write the page (default: docs/results.md)"
     )
+    parser.add_argument(
+        "--width-runs",
+        nargs="+",
+        metavar="DIR",
+        help="store the per-seed rows of these width runs (DIR named by preset)",
+    )
     args = parser.parse_args(argv)
     if args.collect:
         print("collected:", ", ".join(collect(args.collect)))
+    if args.width_runs:
+        from expreg.experiments import width_rows
+
+        print(f"stored {width_rows.collect(args.width_runs, WIDTH_ROWS)} width rows in {WIDTH_ROWS}")
+    if WIDTH_ROWS.is_file():
+        recompute_width()
+        print("recomputed the width tables and figures from", WIDTH_ROWS)
     write(RESULTS, args.page)
     print(f"wrote {args.page}")
     return 0

@@ -69,7 +69,7 @@ def test_width(tmp_path):
             assert dev == pytest.approx(kernels.operator_norm(Hd - Hc) / row["lambda"], rel=1e-6, abs=1e-9)
             assert eig == pytest.approx(kernels.lambda_min(Hd) / row["lambda"], rel=1e-6, abs=1e-9)
         # the interval brackets the crossing: fail at lower (when on the grid), pass from upper on
-        for crit, ok in (("op", [v <= 0.5 for v in row.scan_op]), ("eig", [v >= 0.5 for v in row.scan_eig])):
+        for crit, ok in (("op1_2", [v <= 0.5 for v in row.scan_op]), ("eig1_2", [v >= 0.5 for v in row.scan_eig])):
             lower, upper = row[f"{crit}_lower"], row[f"{crit}_upper"]
             if lower > 0:
                 assert not ok[widths.index(lower)]
@@ -142,7 +142,11 @@ def test_width_scan_with_a_device_matches_the_cpu_scan(monkeypatch):
     from expreg.experiments import width
 
     if not torch.cuda.is_available():  # the same code path, on torch's CPU device
-        monkeypatch.setattr(width, "get_backend", lambda name, device=None: backends.get_backend(name, "cpu"))
+        monkeypatch.setattr(
+            width,
+            "backend_for_device",
+            lambda device: backends.get_backend("torch" if device != "cpu" else "numpy", "cpu"),
+        )
     X, _ = make_dataset(10, 4, seed=3)
     H_cts = kernels.ntk(X)
     lam = kernels.lambda_min(H_cts)
@@ -150,6 +154,6 @@ def test_width_scan_with_a_device_matches_the_cpu_scan(monkeypatch):
     dev = get_config("width", "tiny", scan_dtype="float64", scan_device="cuda")
     on_cpu = width.lazy_scan(cpu, X, H_cts, lam, 1, "exp", "coupled")
     on_dev = width.lazy_scan(dev, X, H_cts, lam, 1, "exp", "coupled")
-    assert on_dev[0] == on_cpu[0] and len(on_cpu[0]) > 3
+    assert on_dev[0] == on_cpu[0] and len(on_cpu[0]) > 3 and on_dev[3] == on_cpu[3]
     np.testing.assert_allclose(on_dev[1], on_cpu[1], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(on_dev[2], on_cpu[2], rtol=1e-9, atol=1e-9)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from expreg.experiments.fitting import bootstrap_slope, fit_loglog, geometric_mean
-from expreg.experiments.search import geometric_grid
+from expreg.experiments.width_rules import geometric_grid
 
 
 def test_fit_recovers_exact_power_law():

@@ -94,10 +94,10 @@ def _synthetic(exponent: float, seeds: int = 25, cap: float = 2**12) -> pd.DataF
                     "seed": s,
                     "lambda": 1.0,
                     "theorem_log10_m": 20.0,
-                    "op_lower": lower,
-                    "op_upper": upper,
-                    "eig_lower": lower,
-                    "eig_upper": upper,
+                    "op1_2_lower": lower,
+                    "op1_2_upper": upper,
+                    "eig1_2_lower": lower,
+                    "eig1_2_upper": upper,
                 }
             )
     return pd.DataFrame(rows)
@@ -106,20 +106,20 @@ def _synthetic(exponent: float, seeds: int = 25, cap: float = 2**12) -> pd.DataF
 def test_summary_recovers_a_known_exponent_and_keeps_censored_seeds() -> None:
     cfg = get_config("width", "tiny", conv=False, ns=[8, 16, 32, 64, 128])
     df = _synthetic(1.5)
-    obs = observations(df, "op")
+    obs = observations(df, "op1_2")
     assert obs["n"].size == len(df) and np.isinf(obs["upper"]).sum() > 0  # censored kept
     summary = summarise(df, cfg)
-    row = next(r for r in summary["tables"]["fitted exponents"] if r["criterion"] == "op")
+    row = next(r for r in summary["tables"]["fitted exponents"] if r["criterion"] == "op1_2")
     _point, interval = row["exponent of m* on n [90%]"].split(" ", 1)
     lo, hi = (float(v) for v in interval.strip("[]").split(","))
     assert lo <= 1.5 <= hi and hi - lo < 0.3
-    assert row["right-censored"] == int(np.isinf(obs["upper"]).sum())
+    assert row["right-censored (by cause)"] == f"{int(np.isinf(obs['upper']).sum())} cap"
 
 
 def test_uninformative_seed_is_counted_not_fitted() -> None:
     df = _synthetic(1.0).iloc[:12].copy()
-    df.loc[0, ["op_lower", "op_upper"]] = [0.0, math.inf]
-    obs = observations(df, "op")
+    df.loc[0, ["op1_2_lower", "op1_2_upper"]] = [0.0, math.inf]
+    obs = observations(df, "op1_2")
     assert obs["uninformative"] == 1 and obs["n"].size == 11
 
 
@@ -128,8 +128,8 @@ def test_summary_fits_each_scalings_convergence_threshold_under_its_own_label() 
     cfg = get_config("width", "tiny", conv=True, scalings=["none", "ntk"], ns=[8, 16, 32, 64, 128])
     df_none, df_ntk = _synthetic(1.0), _synthetic(1.75, cap=2**16)
     df = df_none.copy()
-    df["conv_lower"] = [[a, b] for a, b in zip(df_none.op_lower, df_ntk.op_lower, strict=True)]
-    df["conv_upper"] = [[a, b] for a, b in zip(df_none.op_upper, df_ntk.op_upper, strict=True)]
+    df["conv_lower"] = [[a, b] for a, b in zip(df_none.op1_2_lower, df_ntk.op1_2_lower, strict=True)]
+    df["conv_upper"] = [[a, b] for a, b in zip(df_none.op1_2_upper, df_ntk.op1_2_upper, strict=True)]
     rows = {r["criterion"]: r for r in summarise(df, cfg)["tables"]["fitted exponents"]}
     assert {"conv, s=none", "conv, s=ntk"} <= rows.keys()
     for label, exponent in (("conv, s=none", 1.0), ("conv, s=ntk", 1.75)):

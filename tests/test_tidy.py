@@ -113,3 +113,16 @@ def test_sharded_result_has_the_same_one_line_repr(run) -> None:
     assert repr(res).startswith("ShardedTrainResult(converged=True, steps=") and "m=256" in repr(res)
     assert "\n" not in repr(res) and "W=" not in repr(res)
     assert cells(res._repr_html_())[1] == "True"
+
+
+def test_width_answer_has_a_one_line_repr_and_an_html_table() -> None:
+    from expreg.experiments.data_width import Cost, WidthAnswer
+
+    cost = Cost(**{f.name: 1 for f in __import__("dataclasses").fields(Cost)})
+    crit = {"median": 512.0, "q90": 1024.0}
+    ans = WidthAnswer(
+        n=8, d=3, lam=0.25, opnorm=9.0, variance=1.0, seeds=5, m_cap=4096, cost=cost, criteria={"op": crit}
+    )
+    assert repr(ans) == "WidthAnswer(n=8, d=3, lambda=0.25, seeds=5, m*[op] median=512, seconds=0)"
+    c = cells(ans._repr_html_())
+    assert c[c.index("m*[op] median") + 1] == "512"

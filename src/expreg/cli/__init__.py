@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import typer
 
-_COMMAND_MODULES = ("train_cmd", "theory_cmd", "distributed_cmd", "experiments_cmd", "calibrate_cmd")
+_COMMAND_MODULES = ("train_cmd", "theory_cmd", "distributed_cmd", "experiments_cmd", "calibrate_cmd", "width_cmd")
 
 
 def build_app() -> typer.Typer:

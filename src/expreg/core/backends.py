@@ -537,3 +537,15 @@ def get_backend(name: str = "numpy", device: str | None = None, threads: int | N
         if backend is None:
             backend = made.backends[key] = BACKENDS[name](device, threads)
     return backend
+
+
+def backend_for_device(device: str | None) -> Backend:
+    """The backend that computes on ``device``: NumPy for None or "cpu", PyTorch on that device otherwise
+    (e.g. "cuda", "cuda:1"; needs torch with CUDA).
+
+    >>> backend_for_device("cpu").name
+    'numpy'
+    """
+    if device is None or device == "cpu":
+        return get_backend("numpy")
+    return get_backend("torch", device=device)

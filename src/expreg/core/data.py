@@ -35,6 +35,32 @@ def sphere(n: int, d: int, *, seed: int = 0) -> np.ndarray:
     return Z / np.linalg.norm(Z, axis=1, keepdims=True)
 
 
+def equicorrelated(n: int, rho: float, *, seed: int = 0) -> np.ndarray:
+    """n unit vectors in d = n + 1 with every pairwise inner product ``rho``, shape (n, n + 1), float64.
+
+    x_i = Q (sqrt(1 - rho) e_i + sqrt(rho) e_{n+1}), Q a Haar-random rotation drawn
+    from the ``streams.DATA_POINTS`` stream of ``seed``. The Gram matrix is
+    X X^T = (1 - rho) I + rho 1 1^T for every seed, so (docs/theory.md section 6)
+
+        H^cts = (e^2 - rho e^{1+rho}) I + rho e^{1+rho} 1 1^T,   lambda = e^2 - rho e^{1+rho}
+
+    for every n: a family of data sets whose lambda stays fixed while n grows
+    (``rho = 0``: orthonormal points, H^cts = e^2 I), while ||H^cts||_op =
+    lambda + n rho e^{1+rho} grows with n when rho > 0. ``rho`` in [0, 1).
+    """
+    n = check_positive_int(n, "n")
+    if not (0.0 <= float(rho) < 1.0):
+        raise ValueError(f"rho must be in [0, 1) (the pairwise inner product of distinct unit vectors), got {rho!r}")
+    rng = streams.generator(int(seed), streams.DATA_POINTS)
+    base = np.zeros((n, n + 1))
+    base[np.arange(n), np.arange(n)] = np.sqrt(1.0 - rho)
+    base[:, n] = np.sqrt(rho)
+    Q, R = np.linalg.qr(rng.standard_normal((n + 1, n + 1)))
+    Q *= np.sign(np.diag(R))  # Haar: fix the signs of the QR factor
+    X: np.ndarray = base @ Q.T
+    return X
+
+
 def labels(n: int, kind: str = "uniform", *, seed: int = 0) -> np.ndarray:
     """n labels: uniform on [-1, 1] ("uniform") or random signs ("sign"), shape (n,).
 

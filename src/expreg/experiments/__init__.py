@@ -6,7 +6,7 @@ Needs the ``experiments`` extra (pydantic, pandas, pyarrow, matplotlib, rich);
 >>> from expreg.experiments import EXPERIMENTS, get_config
 >>> cfg = get_config("width", preset="quick")
 >>> cfg.versioned_name
-'width-v2'
+'width-v3'
 
 Run one from Python (same as ``expreg run width --preset quick --out results``)::
 

@@ -67,9 +67,9 @@ from ..core.softmax_features import VARIANTS, attention_errors
 from ..core.validation import check_sphere_sample
 from ..engine.feature_scan import nested_softmax
 from .config import ExperimentConfig
-from .search import geometric_grid
 from .thresholds import confirmed, threshold
 from .width import task_seed as width_task_seed
+from .width_rules import geometric_grid
 
 name = "attention"
 description = (

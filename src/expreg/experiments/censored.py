@@ -50,6 +50,7 @@ __all__ = [
     "local_exponents",
     "profile_interval",
     "quantile_interval",
+    "turnbull_quantile",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -608,3 +609,38 @@ def local_exponents(
         except ValueError as e:
             out.append(LocalExponent(float(n0), n1, math.nan, math.nan, math.nan, {}, str(e)))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# a check that assumes no distribution: Turnbull's nonparametric MLE
+# ---------------------------------------------------------------------------------------------
+
+
+def turnbull_quantile(lower: np.ndarray, upper: np.ndarray, q: float, *, iterations: int = 2000) -> float:
+    """The q-quantile of the nonparametric MLE (Turnbull 1976) of the distribution of interval-censored m*.
+
+    Observations are (lower, upper] as in ``fit_censored`` (lower = 0: left-, upper = inf:
+    right-censored). Mass lives on the grid points where some interval ends (its upper bound,
+    or the left end of a right-censored interval, mass "beyond" it); the self-consistency
+    (EM) iteration p_j <- mean_i [alpha_ij p_j / sum_k alpha_ik p_k] converges to the NPMLE.
+    Returns inf when more than 1 - q of the mass lies beyond every finite bound (the quantile
+    is beyond the data), nan when there are no observations.
+    """
+    lo, up = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    if lo.size == 0:
+        return math.nan
+    if not 0 < q < 1:
+        raise ValueError(f"q must lie in (0, 1), got {q}")
+    support = np.unique(np.concatenate([up[np.isfinite(up)], [math.inf]]))
+    alpha = (support[None, :] > lo[:, None]) & (support[None, :] <= up[:, None])  # support point j inside interval i
+    p = np.full(support.size, 1.0 / support.size)
+    for _ in range(iterations):
+        w = alpha * p
+        new = (w / w.sum(axis=1, keepdims=True)).mean(axis=0)
+        done = np.max(np.abs(new - p)) < 1e-10
+        p = new
+        if done:
+            break
+    cdf = np.cumsum(p)
+    j = int(np.searchsorted(cdf, q - 1e-9))
+    return float(support[min(j, support.size - 1)])

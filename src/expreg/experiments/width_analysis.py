@@ -1,86 +1,105 @@
-"""Analysis of the ``width`` experiment: censored fits of the per-seed thresholds, tables, figures.
+"""Analysis of the ``width`` experiment: censored fits of the per-seed thresholds, one function per table.
 
 Each seed's threshold is an interval (lower, upper] (``thresholds``); a seed
-whose scan reached its cap without a stable pass is right-censored (upper =
-inf) and kept. For each (activation, init, d) and criterion:
+whose scan ended without a stable pass is right-censored (upper = inf), kept,
+and its cause recorded (``<crit>_censored_by``: the cap or the give-up rule).
+Rows are grouped by variant (activation, init, design), the design being
+``d=<d>`` for sphere data and ``rho=<rho>`` for the equicorrelated family.
+For each variant and criterion (``width_rules.CRITERIA``, and GD's "conv"):
 
-- exponent of m* on n: ``censored.fit_censored`` of log m* = b0 + a log n + sigma eps,
-  with a profile-likelihood interval at ``level``; beside it the exponent of
-  m* lambda^2 (the theorem's width scales with lambda^-2);
-- pooled over d: log m* = b0 + a log n + b log lambda + sigma eps;
+- exponent of m* on n (``censored.fit_censored`` of log m* = b0 + a log n + sigma eps),
+  profile-likelihood interval at ``level``; for the equicorrelated family, whose
+  lambda does not change with n, this is the n-exponent at fixed lambda;
 - local exponents over windows [n0, window n0] (``censored.local_exponents``);
-- per n: the q-quantile width m*_q(n) of a lognormal fitted to that n's
-  intervals alone (no power law assumed), with its profile interval.
+- per n: the median and q-quantile of a lognormal fitted to that n's intervals alone,
+  and the censored count by cause.
 
-The theorem's [paper] exponent 2 is at fixed lambda; the [derived] sufficient
-width (``theory.required_width``, with lambda(n) and the e^B factors) is
-fitted against n over the same range.
+Pooled fits over d and the candidate laws scored by prediction are in
+``width_predict``; the figures in ``width_figures``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..core.activations import ACTIVATIONS
-from ._common import once_per_table
-from .censored import CensoredFit, fit_censored, local_exponents, profile_interval, quantile_interval
-from .search import geometric_grid
-from .width import eig_passes, op_passes
+from .censored import CensoredFit, fit_censored, local_exponents, quantile_interval, turnbull_quantile
+from .width_rules import CONV_LABEL, CRITERIA, PROOF
 
 THEOREM_EXPONENT = 2.0
-VARIANT = ["activation", "init", "d"]
-LABELS = {
-    "op": "||H^dis - H^cts||_op <= lambda/2",
-    "eig": "lambda_min(H^dis) >= lambda/2",
-    "conv": "GD reaches epsilon",
-}
+VARIANT = ["activation", "init", "design"]
+
+
+def label(crit: str) -> str:
+    """What criterion ``crit`` (a name of ``CRITERIA`` or "conv") passes on."""
+    return CRITERIA[crit].label if crit in CRITERIA else CONV_LABEL
+
+
+def with_design(df: Any) -> Any:
+    """``df`` with a ``design`` column ("d=8", "rho=0.25") and rows in (design, n, seed) order."""
+    df = df.copy()
+    df["data"], df["rho"] = df.get("data", "sphere"), df.get("rho", np.nan)
+    df["design"] = [
+        f"d={int(d)}" if k == "sphere" else f"rho={float(r):g}"
+        for k, d, r in zip(df["data"], df["d"], df["rho"], strict=True)
+    ]
+    df["_order"] = [
+        (k != "sphere", float(d) if k == "sphere" else float(r))
+        for k, d, r in zip(df["data"], df["d"], df["rho"], strict=True)
+    ]
+    df = df.sort_values(["_order", "n", "seed"], kind="stable").drop(columns="_order")
+    return df.reset_index(drop=True)
+
+
+def _bounds(g: Any, crit: str, scaling_index: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(rows that have the criterion, lower, upper) of one criterion."""
+    if crit != "conv":
+        return g, g[f"{crit}_lower"].to_numpy(float), g[f"{crit}_upper"].to_numpy(float)
+    if "conv_lower" not in g:
+        return g.iloc[:0], np.empty(0), np.empty(0)
+    has = g["conv_lower"].map(lambda v: isinstance(v, (list, np.ndarray)) and len(v) > scaling_index)
+    sub = g[has]
+    lower = np.array([v[scaling_index] for v in sub["conv_lower"]], dtype=float)
+    upper = np.array([v[scaling_index] for v in sub["conv_upper"]], dtype=float)
+    return sub, lower, upper
+
+
+def _column(g: Any, name: str) -> np.ndarray:
+    """Column ``name`` as floats, nan where the rows do not have it."""
+    return g[name].to_numpy(float) if name in g else np.full(len(g), np.nan)
 
 
 def observations(g: Any, crit: str, scaling_index: int = 0) -> dict[str, Any]:
-    """Arrays n, lower, upper, lambda of criterion ``crit`` ("op", "eig", "conv") over the rows of ``g``.
+    """Arrays n, d, lower, upper, lambda, opnorm, variance, cause of criterion ``crit`` over the rows of ``g``.
 
     Rows without the criterion (conv not run) are left out; so are rows whose
-    interval is (0, inf) (passed at the first grid width, failed at the cap:
-    no information), counted in ``uninformative``. Rows are taken in (n, d,
-    seed) order, not the order runs finished in, so every fit sees the same
-    arrays for the same results.
+    interval is (0, inf) (no information), counted in ``uninformative``.
+    ``cause``: "" for a threshold seen, else why its scan ended ("cap", "give-up").
     """
-    order = [c for c in ("n", "d", "seed") if c in g]
-    if order:
-        g = g.sort_values(order, kind="stable")
-    if crit == "conv":
-        if "conv_lower" not in g:
-            return {
-                "n": np.empty(0),
-                "lower": np.empty(0),
-                "upper": np.empty(0),
-                "lambda": np.empty(0),
-                "uninformative": 0,
-            }
-        sub = g[g["conv_lower"].map(lambda v: isinstance(v, (list, np.ndarray)) and len(v) > scaling_index)]
-        lower = np.array([v[scaling_index] for v in sub["conv_lower"]], dtype=float)
-        upper = np.array([v[scaling_index] for v in sub["conv_upper"]], dtype=float)
-    else:
-        sub = g
-        lower = sub[f"{crit}_lower"].to_numpy(float)
-        upper = sub[f"{crit}_upper"].to_numpy(float)
-    n = sub["n"].to_numpy(float)
-    lam = sub["lambda"].to_numpy(float)
+    sub, lower, upper = _bounds(g, crit, scaling_index)
     keep = ~((lower == 0) & np.isinf(upper))
-    return {
-        "n": n[keep],
-        "lower": lower[keep],
-        "upper": upper[keep],
-        "lambda": lam[keep],
-        "uninformative": int((~keep).sum()),
+    cause_col = f"{crit}_censored_by"
+    cause = (
+        sub[cause_col].fillna("").astype(str).to_numpy() if cause_col in sub else np.where(np.isinf(upper), "cap", "")
+    )
+    out = {
+        "n": sub["n"].to_numpy(float),
+        "d": sub["d"].to_numpy(float),
+        "lower": lower,
+        "upper": upper,
+        "lambda": sub["lambda"].to_numpy(float),
+        "opnorm": _column(sub, "lambda_max"),
+        "variance": _column(sub, "variance"),
+        "cause": np.asarray(cause, dtype=object),
     }
+    out = {k: v[keep] for k, v in out.items()}
+    out["uninformative"] = int((~keep).sum())
+    return out
 
 
-def _safe_fit(
+def safe_fit(
     lower: np.ndarray, upper: np.ndarray, X: np.ndarray, names: tuple[str, ...], level: float
 ) -> CensoredFit | str:
     """The censored fit, or the reason it cannot be made (a one-line message)."""
@@ -90,7 +109,8 @@ def _safe_fit(
         return str(exc)
 
 
-def _fmt_coef(fit: CensoredFit | str, name: str) -> str:
+def fmt_coef(fit: CensoredFit | str, name: str) -> str:
+    """A coefficient and its interval, "c [lo, hi]", or "n/a (why)"."""
     if isinstance(fit, str):
         return f"n/a ({fit})"
     i = fit.names.index(name)
@@ -98,59 +118,53 @@ def _fmt_coef(fit: CensoredFit | str, name: str) -> str:
     return f"{fit.coef[i]:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
-def _width_of(fit: CensoredFit | str, name: str) -> float:
-    if isinstance(fit, str):
-        return math.nan
-    lo, hi = fit.intervals[fit.names.index(name)]
-    return float(hi - lo)
-
-
 class PerN(NamedTuple):
-    """The fitted q-quantile of m* at one n, with what censoring left of the data."""
+    """The fitted median and q-quantile of m* at one n, with what censoring left of the data."""
 
     point: float
     low: float
     high: float
-    #: Seeds right-censored (no stable pass by the cap) ...
     censored: int
-    #: ... of this many.
     seeds: int
-    #: Seeds left-censored at the bottom of the grid (threshold <= ``floor``).
     floored: int = 0
     floor: float = math.nan
+    median: float = math.nan
+    median_low: float = math.nan
+    median_high: float = math.nan
 
 
 def per_n_quantile(obs: dict[str, np.ndarray], n: int, q: float, level: float) -> PerN:
-    """m*_q at one n from an intercept-only censored lognormal fit (nan where the fit fails)."""
+    """m*_q and the median at one n from an intercept-only censored lognormal fit (nan where the fit fails)."""
     at = obs["n"] == n
     lo, up = obs["lower"][at], obs["upper"][at]
-    censored = int(np.isinf(up).sum())
     if at.sum() == 0:
         return PerN(math.nan, math.nan, math.nan, 0, 0)
     floored = lo <= 0
-    floor = float(up[floored].max()) if floored.any() else math.nan
-    counts = (censored, int(at.sum()), int(floored.sum()), floor)
+    counts = (
+        int(np.isinf(up).sum()),
+        int(at.sum()),
+        int(floored.sum()),
+        float(up[floored].max()) if floored.any() else math.nan,
+    )
     try:
         fit = fit_censored(lo, up, np.zeros((lo.size, 0)), names=("intercept",), level=None)
         point, low, high = quantile_interval(fit, q, np.zeros((1, 0)), level=level)
-        return PerN(float(point[0]), float(low[0]), float(high[0]), *counts)
+        med, mlo, mhi = quantile_interval(fit, 0.5, np.zeros((1, 0)), level=level)
+        return PerN(
+            float(point[0]), float(low[0]), float(high[0]), *counts, float(med[0]), float(mlo[0]), float(mhi[0])
+        )
     except ValueError:
         return PerN(math.nan, math.nan, math.nan, *counts)
 
 
 def analyse_variant(g: Any, crit: str, cfg: Any, scaling_index: int = 0) -> dict[str, Any]:
-    """Every fit of one criterion for one variant's rows ``g`` (see the module docstring)."""
+    """The fits of one criterion for one variant's rows ``g``: on n, local exponents, per n."""
     obs = observations(g, crit, scaling_index)
     out: dict[str, Any] = {"obs": obs, "ns": sorted({int(v) for v in obs["n"]})}
     if obs["n"].size == 0:
         return out
-    logn, loglam = np.log(obs["n"]), np.log(obs["lambda"])
-    lam2 = obs["lambda"] ** 2
-    out["fit_n"] = _safe_fit(obs["lower"], obs["upper"], logn, ("intercept", "log n"), cfg.level)
-    out["fit_lam2"] = _safe_fit(obs["lower"] * lam2, obs["upper"] * lam2, logn, ("intercept", "log n"), cfg.level)
-    out["fit_n_lambda"] = _safe_fit(
-        obs["lower"], obs["upper"], np.column_stack([logn, loglam]), ("intercept", "log n", "log lambda"), cfg.level
-    )
+    logn = np.log(obs["n"])
+    out["fit_n"] = safe_fit(obs["lower"], obs["upper"], logn, ("intercept", "log n"), cfg.level)
     try:
         out["local"] = local_exponents(obs["n"], obs["lower"], obs["upper"], window=cfg.window, level=cfg.level)
     except ValueError:
@@ -159,56 +173,86 @@ def analyse_variant(g: Any, crit: str, cfg: Any, scaling_index: int = 0) -> dict
     return out
 
 
-def analysed(df: Any, cfg: Any, key: tuple[Any, ...], crit: str, scaling_index: int = 0) -> dict[str, Any]:
-    """``analyse_variant`` of the rows of variant ``key`` (activation, init, d), computed once per table.
-
-    ``summarise`` and ``figures`` both need every fit (``once_per_table``), so a
-    report fits each (variant, criterion) once.
-    """
-
-    def compute() -> dict[str, Any]:
-        g = df[(df.activation == key[0]) & (df.init == key[1]) & (df.d == key[2])]
-        return analyse_variant(g, crit, cfg, scaling_index)
-
-    return once_per_table(df, cfg, ("width", tuple(key), crit, scaling_index), compute)
-
-
-def pooled_over_d(df: Any, crit: str, cfg: Any) -> dict[tuple[str, str], CensoredFit | str]:
-    """Per (activation, init): log m* on log n and log lambda, every d together."""
-    out = {}
-    for (act, init), g in df.groupby(["activation", "init"], sort=True):
-        obs = observations(g, crit)
-        if obs["n"].size == 0 or g["d"].nunique() < 2:
-            continue
-        X = np.column_stack([np.log(obs["n"]), np.log(obs["lambda"])])
-        out[(act, init)] = _safe_fit(obs["lower"], obs["upper"], X, ("intercept", "log n", "log lambda"), cfg.level)
-    return out
-
-
-def theorem_slope(g: Any) -> float:
-    """Least-squares slope of log m_theorem [derived] (with lambda(n) and e^B) on log n over the rows."""
-    v = g["theorem_log10_m"].to_numpy(float) * math.log(10)
-    n = g["n"].to_numpy(float)
-    ok = np.isfinite(v)
-    if np.unique(n[ok]).size < 2:
-        return math.nan
-    return float(np.polyfit(np.log(n[ok]), v[ok], 1)[0])
-
-
-def _criteria(cfg: Any) -> list[tuple[str, int, str]]:
-    """(criterion, scaling index, label) of every analysed criterion."""
-    out = [("op", 0, "op"), ("eig", 0, "eig")]
-    if cfg.conv:
+def criteria(cfg: Any, df: Any) -> list[tuple[str, int, str]]:
+    """(criterion, scaling index, name) of every analysed criterion present in ``df``."""
+    out = [(c, 0, c) for c in CRITERIA if f"{c}_lower" in df]
+    if getattr(cfg, "conv", True) and "conv_lower" in df:
         out += [("conv", i, f"conv, s={s}") for i, s in enumerate(cfg.scalings)]
     return out
 
 
-def _fmt_m(m: PerN, cap: float, q: float) -> str:
-    """One cell of the "m* per n" table: the q-quantile and its interval, or what the censored data bound it by.
+def analysed(df: Any, cfg: Any) -> list[tuple[tuple[Any, ...], Any, list[tuple[str, str, dict[str, Any]]]]]:
+    """Every (variant key, rows, [(criterion, name, analyse_variant)]) of a table prepared by ``with_design``."""
+    out = []
+    crits = criteria(cfg, df)
+    for key, g in df.groupby(VARIANT, sort=False):
+        out.append((key, g, [(c, name, analyse_variant(g, c, cfg, i)) for c, i, name in crits]))
+    return out
 
-    Where the fit fails: "> cap" when seeds were right-censored; "<= floor" when at least a fraction q of
-    the seeds passed at the bottom of the grid (so the q-quantile lies there); "-" otherwise.
-    """
+
+def _variant_cols(key: tuple[Any, ...]) -> dict[str, Any]:
+    return {"activation": key[0], "init": key[1], "design": key[2]}
+
+
+def _cause_counts(obs: dict[str, Any]) -> str:
+    right = np.isinf(obs["upper"])
+    cap = int((right & (obs["cause"] == "cap")).sum())
+    give = int((right & (obs["cause"] == "give-up")).sum())
+    return f"{cap} cap, {give} give-up" if give else f"{cap} cap"
+
+
+def fits_table(an: list[Any], cfg: Any) -> list[dict[str, Any]]:
+    """Exponent of m* on n per variant and criterion, with the censored count by cause."""
+    rows = []
+    for key, _g, results in an:
+        for _crit, name, a in results:
+            if "fit_n" not in a:
+                continue
+            obs, ns = a["obs"], a["ns"]
+            rows.append(
+                {
+                    **_variant_cols(key),
+                    "criterion": name,
+                    "n range": f"{min(ns)}..{max(ns)}",
+                    "seeds": int(obs["n"].size),
+                    "right-censored (by cause)": _cause_counts(obs),
+                    f"exponent of m* on n [{cfg.level:.0%}]": fmt_coef(a["fit_n"], "log n"),
+                    "sigma": f"{a['fit_n'].sigma:.2f}" if not isinstance(a["fit_n"], str) else "-",
+                    "lambda over n (median)": _lambda_range(obs),
+                }
+            )
+    return rows
+
+
+def _lambda_range(obs: dict[str, Any]) -> str:
+    meds = [float(np.median(obs["lambda"][obs["n"] == n])) for n in np.unique(obs["n"])]
+    return f"{meds[0]:.3g} .. {meds[-1]:.3g}"
+
+
+def local_table(an: list[Any], cfg: Any) -> list[dict[str, Any]]:
+    """Local exponents over windows [n0, window n0], per variant and criterion."""
+    rows = []
+    for key, _g, results in an:
+        for _crit, name, a in results:
+            for e in a.get("local", []):
+                rows.append(
+                    {
+                        **_variant_cols(key),
+                        "criterion": name,
+                        "n window": f"{int(e.n_low)}..{int(e.n_high)}",
+                        f"local exponent [{cfg.level:.0%}]": (
+                            f"{e.slope:.2f} [{e.low:.2f}, {e.high:.2f}]"
+                            if math.isfinite(e.slope)
+                            else f"n/a ({e.reason})"
+                        ),
+                        "right-censored": e.counts.get("right", 0),
+                    }
+                )
+    return rows
+
+
+def fmt_m(m: PerN, cap: float, q: float) -> str:
+    """One cell of the "m* per n" table: the q-quantile and its interval, or what the censored data bound it by."""
     tail = f" ({m.censored}/{m.seeds} censored)" if m.censored else ""
     if not math.isfinite(m.point):
         if m.censored:
@@ -220,271 +264,205 @@ def _fmt_m(m: PerN, cap: float, q: float) -> str:
     return f"{m.point:.3g} [{m.low:.3g}, {hi}]{tail}"
 
 
-def _at_scaling(column: Any, i: int) -> np.ndarray:
-    """Entry ``i`` (the i-th scaling) of each run's per-scaling list in ``column``, as floats; runs without one skipped."""
-    return np.array([v[i] for v in column if isinstance(v, (list, np.ndarray)) and len(v) > i], dtype=float)
-
-
-def _training_rows(df: Any, cfg: Any) -> list[dict[str, Any]]:
-    """Along training at each seed's stable width: the criterion at t = 0, its worst value over the run, and how often it held."""
+def per_n_table(an: list[Any], cfg: Any) -> list[dict[str, Any]]:
+    """Per variant and n: lambda, ||H^cts||, the proof's median width, every criterion's q-quantile width."""
     rows = []
-    spec: dict[str, tuple[str, str, str, Callable[[float], bool]]] = {
-        "op": ("dev0", "sup_dev", "max", op_passes),
-        "eig": ("eig0", "inf_eig", "min", eig_passes),
-    }
-    for crit, (k0, kt, worst, holds) in spec.items():
-        if f"train_{crit}_{kt}" not in df:
-            continue
-        for (act, init, d, n), g in df.groupby(["activation", "init", "d", "n"], sort=True):
-            for i, s in enumerate(cfg.scalings):
-                v0, vt, conv, steps = (_at_scaling(g[f"train_{crit}_{k}"], i) for k in (k0, kt, "converged", "steps"))
-                ok = np.isfinite(vt)
-                if not ok.any():
+    for key, g, results in an:
+        for n in sorted({int(v) for v in g["n"]}):
+            at = g[g["n"] == n]
+            row = {**_variant_cols(key), "n": n, "seeds": len(at)}
+            row["lambda (median)"] = f"{np.median(at['lambda']):.3g}"
+            row["||H^cts|| (median)"] = f"{np.median(_column(at, 'lambda_max')):.3g}"
+            for crit, name, a in results:
+                if n not in a.get("per_n", {}):
                     continue
-                ratio = vt[ok] / v0[ok]
+                p = a["per_n"][n]
+                cap = float(np.max(a["obs"]["lower"][a["obs"]["n"] == n], initial=0.0))
+                if crit == PROOF:
+                    row[f"m*_{name} median"] = f"{p.median:.3g}" if math.isfinite(p.median) else "-"
+                row[f"m*_{name} q{cfg.quantile:.0%} [{cfg.level:.0%}]"] = fmt_m(p, cap, cfg.quantile)
+            if "theorem_log10_m" in at and np.isfinite(at["theorem_log10_m"]).any():
+                row["[derived] theorem width, log10"] = f"{np.nanmedian(at['theorem_log10_m']):.1f}"
+            rows.append(row)
+    return rows
+
+
+def lognormal_check_table(an: list[Any], cfg: Any) -> list[dict[str, Any]]:
+    """Per variant, n and criterion (op1_4, eig1_2): the lognormal fit's median and q-quantile beside Turnbull's
+    nonparametric MLE of the same intervals (which assumes no distribution), and the censored count by cause."""
+    rows = []
+    for key, _g, results in an:
+        for crit, name, a in results:
+            if crit not in (PROOF, "eig1_2"):
+                continue
+            obs = a["obs"]
+            for n, p in a.get("per_n", {}).items():
+                at = obs["n"] == n
+                lo, up, cause = obs["lower"][at], obs["upper"][at], obs["cause"][at]
                 rows.append(
                     {
-                        "activation": act,
-                        "init": init,
-                        "d": int(d),
-                        "n": int(n),
-                        "criterion": f"{crit}: {LABELS[crit]}",
-                        "scaling": s,
-                        "runs": int(ok.sum()),
-                        "converged": int(np.nansum(conv)),
-                        "steps (median)": int(np.median(steps[ok])),
-                        "value / lambda at t=0 (median)": f"{np.median(v0[ok]):.3f}",
-                        f"{worst} over training / lambda (median)": f"{np.median(vt[ok]):.3f}",
-                        "largest relative change over training": f"{np.max(np.abs(ratio - 1)):.2e}",
-                        "runs where it held at every record": int(sum(holds(v) for v in vt[ok])),
+                        **_variant_cols(key),
+                        "criterion": name,
+                        "n": n,
+                        "seeds": int(at.sum()),
+                        "censored: cap / give-up": f"{int((np.isinf(up) & (cause == 'cap')).sum())} / "
+                        f"{int((np.isinf(up) & (cause == 'give-up')).sum())}",
+                        "median: lognormal / nonparametric": f"{_g3(p.median)} / {_g3(turnbull_quantile(lo, up, 0.5))}",
+                        f"q{cfg.quantile:.0%}: lognormal / nonparametric": (
+                            f"{_g3(p.point)} / {_g3(turnbull_quantile(lo, up, cfg.quantile))}"
+                        ),
                     }
                 )
     return rows
 
 
-def summarise(df: Any, cfg: Any) -> dict[str, Any]:
-    """Headline exponents, tables (fits, pooled fits, local exponents, m* per n, along training) and notes."""
-    headline: dict[str, str] = {}
-    fits, local, per_n = [], [], []
-    for key, g in df.groupby(VARIANT, sort=True):
-        act, init, d = key
-        label = f"{act}, {init}, d={d}"
-        covered = act in ACTIVATIONS and ACTIVATIONS[act].theorem  # the theorem's bounds hold for this activation
-        thm = theorem_slope(g) if covered else math.nan
-        # one entry per (criterion, scaling): "conv" repeats once per scaling, so not a dict keyed by criterion
-        results = [(crit, name, analysed(df, cfg, key, crit, i)) for crit, i, name in _criteria(cfg)]
-        for crit, name, a in results:
-            if "fit_n" not in a:
+def _g3(v: float) -> str:
+    if math.isinf(v):
+        return "beyond the data"
+    return f"{v:.3g}" if math.isfinite(v) else "-"
+
+
+def fraction_ratio_table(df: Any) -> list[dict[str, Any]]:
+    """How much later the proof's criterion (lambda/4) passes than lambda/2: per-seed ratios of earliest and stable passes."""
+    rows: list[dict[str, Any]] = []
+    if "op1_4_first" not in df or "op1_2_first" not in df:
+        return rows
+    for key, g in df.groupby(VARIANT, sort=False):
+        for which in ("first", "stable"):
+            a, b = g[f"op1_4_{which}"].to_numpy(float), g[f"op1_2_{which}"].to_numpy(float)
+            ok = np.isfinite(a) & np.isfinite(b) & (b > 0)
+            if not ok.any():
                 continue
-            obs = a["obs"]
-            ns = a["ns"]
-            fits.append(
+            r = a[ok] / b[ok]
+            rows.append(
                 {
-                    "activation": act,
-                    "init": init,
-                    "d": int(d),
-                    "criterion": name,
-                    "n range": f"{min(ns)}..{max(ns)}",
-                    "seeds": int(obs["n"].size),
-                    "right-censored": int(np.isinf(obs["upper"]).sum()),
-                    f"exponent of m* on n [{cfg.level:.0%}]": _fmt_coef(a["fit_n"], "log n"),
-                    "exponent of m* lambda^2 on n": _fmt_coef(a["fit_lam2"], "log n"),
-                    "m* ~ n^a lambda^b: a": _fmt_coef(a["fit_n_lambda"], "log n"),
-                    "b": _fmt_coef(a["fit_n_lambda"], "log lambda"),
-                    "sigma": f"{a['fit_n'].sigma:.2f}" if not isinstance(a["fit_n"], str) else "-",
-                    "theorem [paper]": THEOREM_EXPONENT,
-                    "[derived] bound's exponent here": f"{thm:.2f}" if math.isfinite(thm) else "-",
+                    **_variant_cols(key),
+                    "pass": "earliest" if which == "first" else "stable",
+                    "seeds with both": int(ok.sum()),
+                    "m(lambda/4) / m(lambda/2): median": f"{np.median(r):.2f}",
+                    "range": f"{r.min():.2f} .. {r.max():.2f}",
                 }
             )
-            if crit in ("op", "eig"):
-                headline[f"{label}: m*_{crit} ({LABELS[crit]}) ~ n^a, a ="] = (
-                    f"{_fmt_coef(a['fit_n'], 'log n')} over n = {min(ns)}..{max(ns)}; m* lambda^2 ~ n^{_fmt_coef(a['fit_lam2'], 'log n')}"
-                )
-            for e in a["local"]:
-                local.append(
+    return rows
+
+
+def _at_scaling(column: Any, i: int) -> np.ndarray:
+    """Entry ``i`` (the i-th scaling) of each run's per-scaling list in ``column``, as floats; runs without one skipped."""
+    return np.array([v[i] for v in column if isinstance(v, (list, np.ndarray)) and len(v) > i], dtype=float)
+
+
+def training_table(df: Any, cfg: Any) -> list[dict[str, Any]]:
+    """Along training at each seed's stable width: the criterion at t = 0, its worst value over the run, how often it held."""
+    rows = []
+    spec = {"op1_2": ("dev0", "sup_dev", "max"), "eig1_2": ("eig0", "inf_eig", "min")}
+    for crit, (k0, kt, worst) in spec.items():
+        if f"train_{crit}_{kt}" not in df:
+            continue
+        for (*key, n), g in df.groupby([*VARIANT, "n"], sort=False):
+            for i, s in enumerate(cfg.scalings):
+                v0, vt, conv = (_at_scaling(g[f"train_{crit}_{k}"], i) for k in (k0, kt, "converged"))
+                ok = np.isfinite(vt)
+                if not ok.any():
+                    continue
+                rows.append(
                     {
-                        "activation": act,
-                        "init": init,
-                        "d": int(d),
-                        "criterion": name,
-                        "n window": f"{int(e.n_low)}..{int(e.n_high)}",
-                        f"local exponent [{cfg.level:.0%}]": (
-                            f"{e.slope:.2f} [{e.low:.2f}, {e.high:.2f}]"
-                            if math.isfinite(e.slope)
-                            else f"n/a ({e.reason})"
-                        ),
-                        "right-censored": e.counts.get("right", 0),
+                        **_variant_cols(tuple(key)),
+                        "n": int(n),
+                        "criterion": f"{crit}: {label(crit)}",
+                        "scaling": s,
+                        "runs": int(ok.sum()),
+                        "converged": int(np.nansum(conv)),
+                        "value / lambda at t=0 (median)": f"{np.median(v0[ok]):.3f}",
+                        f"{worst} over training / lambda (median)": f"{np.median(vt[ok]):.3f}",
+                        "largest relative change": f"{np.max(np.abs(vt[ok] / v0[ok] - 1)):.2e}",
+                        "runs where it held at every record": int(sum(CRITERIA[crit].passes(v) for v in vt[ok])),
                     }
                 )
-        for n in sorted({int(v) for v in g["n"]}):
-            at = g[g["n"] == n]
-            row = {
-                "activation": act,
-                "init": init,
-                "d": int(d),
-                "n": n,
-                "seeds": len(at),
-                "lambda (median)": f"{np.median(at['lambda']):.3g}",
-            }
-            for crit, name, a in results:
-                if n in a.get("per_n", {}):
-                    cap = cfg.m_max_conv if crit == "conv" else cfg.m_cap
-                    row[f"m*_{name} q{cfg.quantile:.0%} [{cfg.level:.0%}]"] = _fmt_m(a["per_n"][n], cap, cfg.quantile)
-            if covered:
-                row["[derived] theorem width, log10"] = f"{np.median(at['theorem_log10_m']):.1f}"
-            per_n.append(row)
-    pooled = []
-    for crit in ("op", "eig"):
-        for (act, init), fit in pooled_over_d(df, crit, cfg).items():
-            pooled.append(
-                {
-                    "activation": act,
-                    "init": init,
-                    "criterion": crit,
-                    "ds": ", ".join(str(int(v)) for v in sorted(set(df.d))),
-                    "a (log n)": _fmt_coef(fit, "log n"),
-                    "b (log lambda)": _fmt_coef(fit, "log lambda"),
-                    "sigma": f"{fit.sigma:.2f}" if not isinstance(fit, str) else "-",
-                }
-            )
-            headline[f"{act}, {init}, all d: m*_{crit} ~ n^a lambda^b, (a; b) ="] = (
-                f"{_fmt_coef(fit, 'log n')}; {_fmt_coef(fit, 'log lambda')} (theorem [paper]: a = 2 at fixed lambda; [derived]: b = -2)"
-            )
-    tables: dict[str, Any] = {
-        "fitted exponents": fits,
-        "pooled over d": pooled,
-        "local exponents": local,
-        "m* per n": per_n,
-    }
-    training = _training_rows(df, cfg)
-    if training:
-        tables["along training"] = training
-    grid = geometric_grid(cfg.m_min, cfg.m_cap, cfg.grid_ratio)
-    notes = [
-        f"Thresholds per seed are intervals (earliest pass, stable pass] on the width grid (ratio {cfg.grid_ratio:.4g}, "
-        f"{grid[0]}..{grid[-1]}); a scan stops once passes held over a factor {cfg.confirm_factor:g} of width, so a failure "
-        "beyond that factor is not seen. Seeds with no stable pass by the cap are right-censored and kept.",
-        f"Exponents: censored lognormal regression (maximum likelihood), {cfg.level:.0%} profile-likelihood intervals; "
-        "valid under its model (log m* linear in log n, Gaussian scatter of constant sigma); local exponents test the first.",
-        f"m*_q per n: the {cfg.quantile:.0%} quantile of a lognormal fitted to that n's intervals alone, {cfg.level:.0%} profile interval.",
-        "Each (n, d, seed) task draws its own data and network (streams.derive): tasks are independent.",
-        "theorem [paper]: m = n^{2+o(1)} log(n/delta) for s = 1 and coupled init (lambda fixed). "
-        "[derived] bound: theory.required_width(n, lambda(n), delta = 0.1), whose growth with n includes lambda(n)^-2 and e^{4B}.",
-        "These data say nothing outside the n, d and widths measured.",
-    ]
-    if cfg.conv:
-        notes.append(
-            f"conv: GD with lr = 1/lambda_max(H(W(0))), budget {cfg.budget_factor:g} x the kernel-predicted steps "
-            f"(within {cfg.min_steps}..{cfg.max_steps}), widths up to {cfg.m_max_conv}, for n <= {cfg.conv_n_max}; "
-            "diverged and out-of-budget widths are recorded per seed (conv_diverged, conv_budget)."
-        )
-    return {"headline": headline, "tables": tables, "notes": notes}
+    return rows
 
 
-def figures(df: Any, cfg: Any, directory: Any) -> list[str]:
-    """width_thresholds (per-seed intervals, censored marked, per-n quantile, fit), width_local, width_lambda."""
-    from . import plots
+def _count(g: Any, column: str, i: int) -> int:
+    """Sum of entry ``i`` of a per-scaling count column (0 when absent)."""
+    return int(_at_scaling(g[column], i).sum()) if column in g else 0
 
-    stems = []
-    crits = [c for c in _criteria(cfg)]
-    keys = [k for k, _ in df.groupby(VARIANT, sort=True)]
-    fig, axes = plots.new_figure(ncols=len(crits), nrows=1, width=5.0, height=4.2)
-    fig_l, axes_l = plots.new_figure(ncols=len(crits), nrows=1, width=5.0, height=4.0)
-    for c, (crit, si, name) in enumerate(crits):
-        ax, ax_l = axes[0][c], axes_l[0][c]
-        anchor: tuple[float, float] | None = None
-        for k, key in enumerate(keys):
-            a = analysed(df, cfg, key, crit, si)
-            if "fit_n" not in a:
-                continue
-            colour = plots.COLOURS[k % len(plots.COLOURS)]
-            obs = a["obs"]
-            jitter = np.exp((np.random.default_rng(k).random(obs["n"].size) - 0.5) * 0.15)
-            x = obs["n"] * jitter
-            fin = np.isfinite(obs["upper"])
-            low = np.maximum(obs["lower"], obs["upper"] / 64, where=fin, out=obs["lower"].copy())
-            ax.vlines(x[fin], np.maximum(low[fin], 1), obs["upper"][fin], color=colour, alpha=0.25, linewidth=1)
-            if (~fin).any():
-                ax.scatter(x[~fin], obs["lower"][~fin], marker="^", s=14, color=colour, alpha=0.6)
-            ns = np.array(a["ns"], dtype=float)
-            qs = np.array([a["per_n"][int(n)][:3] for n in ns])
-            label = f"{key[0]}, {key[1]}, d={key[2]}"
-            if not isinstance(a["fit_n"], str):
-                label += f": a = {_fmt_coef(a['fit_n'], 'log n')}"
-                xs = np.geomspace(ns.min(), ns.max(), 30)
-                ax.plot(xs, a["fit_n"].quantile(cfg.quantile, np.log(xs)), color=colour, linewidth=1.2)
-            ok = np.isfinite(qs[:, 0])
-            if anchor is None and ok.any():
-                anchor = (float(ns[ok][0]), float(qs[ok, 0][0]))
-            ax.errorbar(
-                ns[ok],
-                qs[ok, 0],
-                yerr=[qs[ok, 0] - qs[ok, 1], np.where(np.isfinite(qs[ok, 2]), qs[ok, 2], qs[ok, 0]) - qs[ok, 0]],
-                fmt="o",
-                color=colour,
-                markersize=4,
-                capsize=2,
-                label=label,
-            )
-            loc = [e for e in a["local"] if math.isfinite(e.slope) and math.isfinite(e.low) and math.isfinite(e.high)]
-            if loc:
-                xc = np.array([e.n_centre for e in loc])
-                ys = np.array([e.slope for e in loc])
-                lo_ = np.array([e.low if math.isfinite(e.low) else e.slope for e in loc])
-                hi_ = np.array([e.high if math.isfinite(e.high) else e.slope for e in loc])
-                ax_l.errorbar(
-                    xc * (1 + 0.03 * k),
-                    ys,
-                    yerr=[ys - lo_, hi_ - ys],
-                    fmt="o-",
-                    color=colour,
-                    markersize=4,
-                    capsize=2,
-                    label=f"{key[0]}, {key[1]}, d={key[2]}",
+
+def conv_table(df: Any, cfg: Any) -> list[dict[str, Any]]:
+    """GD's threshold per variant and n: median and q-quantile width, widths that diverged or ran out of budget."""
+    rows: list[dict[str, Any]] = []
+    if "conv_lower" not in df:
+        return rows
+    for key, g in df.groupby(VARIANT, sort=False):
+        for i, s in enumerate(cfg.scalings):
+            obs = observations(g, "conv", i)
+            for n in sorted({int(v) for v in obs["n"]}):
+                p = per_n_quantile(obs, n, cfg.quantile, cfg.level)
+                at = g[g["n"] == n]
+                rows.append(
+                    {
+                        **_variant_cols(key),
+                        "scaling": s,
+                        "n": n,
+                        "seeds": p.seeds,
+                        "m*_conv median": f"{p.median:.3g}" if math.isfinite(p.median) else "-",
+                        f"m*_conv q{cfg.quantile:.0%} [{cfg.level:.0%}]": fmt_m(p, float(cfg.m_max_conv), cfg.quantile),
+                        "neurons per point (median)": f"{p.median / n:.3g}" if math.isfinite(p.median) else "-",
+                        "seeds that never converged": p.censored,
+                        "widths diverged (all seeds)": _count(at, "conv_diverged", i),
+                        "widths out of budget (all seeds)": _count(at, "conv_budget", i),
+                    }
                 )
-        if anchor is not None:
-            ref = np.array([anchor[0], max(cfg.ns)], dtype=float)
-            ax.plot(
-                ref, anchor[1] * (ref / ref[0]) ** THEOREM_EXPONENT, color="k", linestyle=":", label="slope 2 (theorem)"
-            )
-        plots.log_axes(
-            ax,
-            "n (data points)",
-            f"width m (per-seed interval; ^ censored; o = q{cfg.quantile:.0%})",
-            f"{name}: {LABELS[crit.split(',')[0]]}",
-        )
-        ax_l.axhline(THEOREM_EXPONENT, color="k", linestyle=":", label="theorem: 2")
-        plots.log_axes(
-            ax_l,
-            "n (window centre)",
-            f"local exponent [{cfg.level:.0%}]",
-            f"{name}: over windows [n, {cfg.window:g} n] (windows with an unbounded interval left out)",
-            y=False,
-        )
-    stems.append(plots.save(fig, directory, "width_thresholds"))
-    stems.append(plots.save(fig_l, directory, "width_local_exponents"))
-    fig, axes = plots.new_figure()
-    ax = axes[0][0]
-    for k, ((act, d), g) in enumerate(df.groupby(["activation", "d"], sort=True)):
-        med = g.groupby("n")["lambda"].median()
-        ax.plot(
-            med.index.to_numpy(float),
-            med.to_numpy(float),
-            "o-",
-            color=plots.COLOURS[k % len(plots.COLOURS)],
-            label=f"{act}, d={d}",
-        )
-    plots.log_axes(ax, "n (data points)", "lambda = lambda_min(H^cts) (median over seeds)", "lambda(n)")
-    stems.append(plots.save(fig, directory, "width_lambda"))
-    return stems
+    return rows
 
 
-__all__ = [
-    "analyse_variant",
-    "figures",
-    "observations",
-    "pooled_over_d",
-    "profile_interval",
-    "summarise",
-    "theorem_slope",
-]
+def notes(cfg: Any) -> list[str]:
+    """What every width table assumes and cannot see."""
+    out = [
+        f"Thresholds per seed are intervals (earliest pass, stable pass] on the width grid (ratio {cfg.grid_ratio:.4g}); "
+        f"a scan stops once every criterion held over a factor {cfg.confirm_factor:g} of width, so a failure beyond "
+        "that factor is not seen. Seeds with no stable pass are right-censored, kept, and counted by cause: the cap, "
+        f"or the give-up rule (give_up = {cfg.give_up:g}: from width {cfg.give_up_from} on, stop once every eig "
+        "criterion is confirmed and even a decay like m^-1/2, give_up times faster, would miss every open op criterion "
+        "at the cap; 0 = never).",
+        "op1_4 (||H^dis - H^cts||_op <= lambda/4) is the proof's criterion (lemma 1); op1_2, op3_4 are looser; "
+        "eig1_2 is what the linear rate needs.",
+        f"Exponents: censored lognormal regression, {cfg.level:.0%} profile-likelihood intervals; valid under its model "
+        "(log m* linear in log n, Gaussian scatter of constant sigma); local exponents test the first.",
+        f"m* per n: the median and {cfg.quantile:.0%} quantile of a lognormal fitted to that n's intervals alone.",
+        "Each task draws its own data and network (streams.derive): tasks are independent.",
+        "These data say nothing outside the n, d, rho and widths measured.",
+    ]
+    if getattr(cfg, "conv", False):
+        out.append(
+            f"conv: GD with lr = 1/lambda_max(H(W(0))), budget {cfg.budget_factor:g} x the kernel-predicted steps "
+            f"(within {cfg.min_steps}..{cfg.max_steps}), widths up to {cfg.m_max_conv}, for n <= {cfg.conv_n_max}."
+        )
+    return out
+
+
+def headline(an: list[Any]) -> dict[str, str]:
+    """The exponent on n of the proof's criterion and of eig1_2, per variant."""
+    out = {}
+    for key, _g, results in an:
+        for crit, _name, a in results:
+            if crit in (PROOF, "eig1_2") and "fit_n" in a:
+                ns = a["ns"]
+                out[f"{key[0]}, {key[1]}, {key[2]}: m*_{crit} ~ n^a, a ="] = (
+                    f"{fmt_coef(a['fit_n'], 'log n')} over n = {min(ns)}..{max(ns)} ({label(crit)})"
+                )
+    return out
+
+
+def summarise(df: Any, cfg: Any) -> dict[str, Any]:
+    """Headline exponents, tables and notes of one width run (or of stored rows of several designs)."""
+    df = with_design(df)
+    an = analysed(df, cfg)
+    tables: dict[str, Any] = {
+        "fitted exponents": fits_table(an, cfg),
+        "local exponents": local_table(an, cfg),
+        "m* per n": per_n_table(an, cfg),
+        "lambda/4 against lambda/2": fraction_ratio_table(df),
+        "lognormal against nonparametric, censoring by cause": lognormal_check_table(an, cfg),
+    }
+    extra = {"GD convergence": conv_table(df, cfg), "along training": training_table(df, cfg)}
+    tables.update({k: v for k, v in extra.items() if v})
+    return {"headline": headline(an), "tables": tables, "notes": notes(cfg)}
