@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH  ?= torch==2.13.0
 
 .PHONY: demo test bench profile docs install-demo install-test install-bench install-docs clean install-chromium install-npm
-.PHONY: test-min install-min dist lint install-lint
+.PHONY: test-min install-min dist lint install-lint parity
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,21 @@ bench: install-bench
 # section of benchmarks/RESULTS.md. Run it on a quiet machine (load average well under the cores).
 profile: install-bench
 	$(PY) benchmarks/profile_step.py --md benchmarks/RESULTS.md
+
+# `make parity`: expreg beside neural-tangents 0.6.5 on every shared quantity; writes docs/parity.md and
+# benchmarks/parity.json. neural-tangents 0.6.5 needs jax/jaxlib 0.4.23, which need numpy < 2 and a scipy that
+# still has scipy.linalg.tril (< 1.13); its experimental module imports tensorflow, whose ml-dtypes must
+# import under numpy 1.x (0.5.1 does): all in their own venv, from PyPI, never in $(VENV).
+NT_VENV ?= benchmarks/.nt-venv
+NT_PKGS := neural-tangents==0.6.5 jax==0.4.23 jaxlib==0.4.23 "numpy<2" "scipy<1.13" ml-dtypes==0.5.1
+
+$(NT_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(NT_VENV)
+	$(NT_VENV)/bin/python -m pip install -q --disable-pip-version-check $(NT_PKGS)
+	touch $@
+
+parity: install-bench $(NT_VENV)/.installed
+	$(PY) benchmarks/parity.py --nt-python $(NT_VENV)/bin/python --out docs/parity.md --json benchmarks/parity.json
 
 # `make test-min`: the whole suite at the lowest versions pyproject.toml declares
 # (uv's lowest-direct resolution: each declared dependency at its lower bound, the

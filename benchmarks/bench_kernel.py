@@ -17,8 +17,7 @@ Every implementation computes the same n x n matrix (docs/theory.md section 3), 
 - ``neural-tangents``  ``nt.empirical_ntk_fn`` of the same network (``f(W) = exp(X W) a``), when the
   separate virtual environment ``--nt-python`` (neural-tangents 0.6.5 needs jax 0.4.23) exists, made with
 
-      python -m venv benchmarks/.nt-venv
-      benchmarks/.nt-venv/bin/pip install neural-tangents==0.6.5 "jax[cpu]==0.4.23" jaxlib==0.4.23 "numpy<2"
+      make benchmarks/.nt-venv/.installed      # the pins of the Makefile's NT_PKGS (also used by `make parity`)
 
 All run in this one process, interleaved round by round (each cell keeps its
 fastest round), so other load on the machine hits them alike; before each

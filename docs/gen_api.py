@@ -25,6 +25,11 @@ SUBMODULES: list[tuple[str, str, str]] = [
         "Closed-form infinite-width kernels, the finite-width NTK, eigenvalues, the kernel-predicted trajectory (theory section 3-4).",
     ),
     (
+        "Predictions",
+        "expreg.core.predict",
+        "Outputs of the linearised network at any time or step of gradient descent, on train and test points (theory section 4).",
+    ),
+    (
         "Eigenvalues",
         "expreg.core.eigen",
         "Extreme eigenvalues, spectral norms and the two lazy-regime criteria (theory section 3-4).",
@@ -114,7 +119,7 @@ SUBMODULES: list[tuple[str, str, str]] = [
 
 TOP_GROUPS: list[tuple[str, list[str]]] = [
     ("Network and training", ["ExpNet", "train", "TrainResult", "History"]),
-    ("Data", ["make_dataset", "sphere", "load_dataset", "check_points_distinct"]),
+    ("Data and results", ["make_dataset", "sphere", "load_dataset", "check_points_distinct", "load_results"]),
     ("scikit-learn estimator", ["ExpRegressor", "UnitBallScaler"]),
     (
         "Errors and warnings",

@@ -104,7 +104,7 @@ def test_closed_form_ntk_is_the_mean_of_the_finite_width_kernel(name: str) -> No
         ]
     )
     mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(len(samples))
-    assert np.all(np.abs(mean - kernels.ntk(X, name)) <= 5 * se + 1e-12)
+    assert np.all(np.abs(mean - kernels.ntk(X, activation=name)) <= 5 * se + 1e-12)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -118,21 +118,21 @@ def test_closed_form_nngp_is_the_monte_carlo_mean_of_sigma_sigma(name: str) -> N
     S = sigma(X @ W)  # (n, m)
     prods = S[:, None, :] * S[None, :, :]
     mean, se = prods.mean(-1), prods.std(-1, ddof=1) / np.sqrt(W.shape[1])
-    assert np.all(np.abs(mean - kernels.nngp(X, name)) <= 5 * se + 1e-12)
+    assert np.all(np.abs(mean - kernels.nngp(X, activation=name)) <= 5 * se + 1e-12)
 
 
 def test_kernels_between_row_sets_agree_with_the_square_ones() -> None:
     X = 0.6 * sphere(7, 3, seed=5)
-    H, K = kernels.ntk(X, EXP_HALF), kernels.nngp(X, EXP_HALF)
-    np.testing.assert_allclose(kernels.ntk_cross(X[:3], X[3:], "exp_half"), H[:3, 3:], rtol=1e-14)
-    np.testing.assert_allclose(kernels.nngp_cross(X[:3], X[3:], "exp_half"), K[:3, 3:], rtol=1e-14)
+    H, K = kernels.ntk(X, activation=EXP_HALF), kernels.nngp(X, activation=EXP_HALF)
+    np.testing.assert_allclose(kernels.ntk(X[:3], X[3:], activation="exp_half"), H[:3, 3:], rtol=1e-14)
+    np.testing.assert_allclose(kernels.nngp(X[:3], X[3:], activation="exp_half"), K[:3, 3:], rtol=1e-14)
     assert kernels.ntk_lambda(X, "exp_half") == pytest.approx(np.linalg.eigvalsh(H).min(), rel=1e-10)
 
 
 def test_scikit_learn_kernels_and_estimator_take_the_new_activation() -> None:
     X = 0.6 * sphere(8, 3, seed=6)
     y = X[:, 0] - X[:, 1]
-    np.testing.assert_allclose(NTKKernel("exp_half")(X), kernels.ntk(X, "exp_half"), rtol=1e-14)
+    np.testing.assert_allclose(NTKKernel("exp_half")(X), kernels.ntk(X, activation="exp_half"), rtol=1e-14)
     np.testing.assert_allclose(NNGPKernel("exp_half").diag(X), np.exp(np.sum((2 * X) ** 2, axis=1) / 8), rtol=1e-14)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -29,7 +29,7 @@ def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 
 def _lam(X: np.ndarray, activation: str = "exp") -> float:
-    return float(np.linalg.eigvalsh(kernels.ntk(X, activation))[0])
+    return float(np.linalg.eigvalsh(kernels.ntk(X, activation=activation))[0])
 
 
 @pytest.mark.parametrize("activation", ["exp", "relu"])

@@ -119,7 +119,7 @@ def test_realdata_matches_explicit_kernel_descent(tmp_path):
     assert np.linalg.norm(Xtr, axis=1).max() == pytest.approx(1.0) and np.abs(ytr).max() == pytest.approx(1.0)
     assert np.linalg.norm(Xte, axis=1).max() <= 1 + 1e-12
     # kernel GD in closed form == explicit iteration f <- f - lr H (f - y), extended to test points
-    H, K = kernels.ntk(Xtr), kernels.ntk_cross(Xte, Xtr)
+    H, K = kernels.ntk(Xtr), kernels.ntk(Xte, Xtr)
     lr = 1.0 / kernels.lambda_max(H)
     f, coef = np.zeros_like(ytr), np.zeros_like(ytr)
     for _ in range(cfg.max_steps):

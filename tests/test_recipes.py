@@ -57,7 +57,7 @@ def test_add_an_activation() -> None:
         assert result.final_residual < result.initial_residual
         wide = expreg.ExpNet.init(3, 200_000, seed=2, activation=half.name, init="gaussian")
         H_emp = expreg.kernels.empirical_ntk(wide, X, average=True)
-        np.testing.assert_allclose(H_emp, expreg.kernels.ntk(X, half.name), rtol=0.05, atol=0.01)
+        np.testing.assert_allclose(H_emp, expreg.kernels.ntk(X, activation=half.name), rtol=0.05, atol=0.01)
     finally:
         ACTIVATIONS.unregister(half.name)
 

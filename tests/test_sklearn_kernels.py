@@ -125,7 +125,7 @@ def test_relu_kernels_by_monte_carlo():
 
 def test_nngp_cross_checks_shapes():
     with pytest.raises(ValueError, match="X2 has 2 features but the network expects d = 3"):
-        kernels.nngp_cross(np.ones((2, 3)), np.ones((2, 2)))
+        kernels.nngp(np.ones((2, 3)), np.ones((2, 2)))
 
 
 # ------------------------------------------------------------ the Kernel interface
@@ -194,6 +194,6 @@ def test_kernel_ridge(activation):
     X, y = make_dataset(15, 4, seed=3)
     Xt, _ = make_dataset(5, 4, seed=4)
     model = KernelRidge(alpha=0.1, kernel=NTKKernel(activation)).fit(X, y)
-    H = kernels.ntk(X, activation)
-    expected = kernels.ntk_cross(Xt, X, activation) @ np.linalg.solve(H + 0.1 * np.eye(len(X)), y)
+    H = kernels.ntk(X, activation=activation)
+    expected = kernels.ntk(Xt, X, activation=activation) @ np.linalg.solve(H + 0.1 * np.eye(len(X)), y)
     np.testing.assert_allclose(model.predict(Xt), expected, rtol=1e-10)

@@ -105,7 +105,7 @@ def test_dimension_mismatch_names_both_dimensions() -> None:
         with pytest.raises(ValueError, match=r"X has 3 features but the network expects d = 4"):
             fn(GOOD_X)
     with pytest.raises(ValueError, match=r"X2 has 2 features but the network expects d = 3"):
-        kernels.ntk_cross(GOOD_X, GOOD_X[:, :2])
+        kernels.ntk(GOOD_X, GOOD_X[:, :2])
 
 
 def test_inputs_outside_the_unit_ball_warn_but_work() -> None:

@@ -15,7 +15,7 @@ True
 import typing as _typing
 
 # the modules also reached as attributes: expreg.kernels.ntk(X), expreg.data.sphere(...), ...
-from .core import data, eigen, kernels, streams, theory  # noqa: F401 (data, streams: attributes outside __all__)
+from .core import data, eigen, kernels, predict, streams, theory  # noqa: F401 (data, streams: attributes outside __all__)
 from .core._version import __version__ as __version__
 from .core.data import load_dataset, make_dataset, sphere
 from .core.errors import CheckpointError, CoincidentPointsError, ExpOverflowError, ExpregError, TrainingDivergedError
@@ -42,28 +42,35 @@ __all__ = [
     "kernels",
     "load_dataset",
     "make_dataset",
+    "predict",
     "scan",
     "sphere",
     "theory",
     "train",
 ]
 
-#: Names served by optional modules, imported on first use (the core needs numpy + scipy only).
-_OPTIONAL = {"ExpRegressor": ("sklearn", "sklearn"), "UnitBallScaler": ("sklearn", "sklearn")}
+#: Names served by optional modules, imported on first use (the core needs numpy + scipy only):
+#: name -> (module, extra, the packages of that extra a missing import may name, what to say is missing).
+_SKLEARN = ("sklearn", "sklearn", ("sklearn",), "scikit-learn")
+_OPTIONAL = {
+    "ExpRegressor": _SKLEARN,
+    "UnitBallScaler": _SKLEARN,
+    "load_results": ("experiments.tidy", "experiments", ("pandas", "pyarrow", "pydantic"), "pandas and pyarrow"),
+}
 
 
 def __getattr__(name: str) -> _typing.Any:  # PEP 562: lazy access to the optional front ends
     if name in _OPTIONAL:
-        module, extra = _OPTIONAL[name]
+        module, extra, packages, what = _OPTIONAL[name]
         import importlib
 
         try:
             mod = importlib.import_module(f"{__name__}.{module}")
         except ImportError as exc:
-            if exc.name is None or exc.name.split(".")[0] != extra:
+            if exc.name is None or exc.name.split(".")[0] not in packages:
                 raise
             raise ImportError(
-                f"expreg.{name} needs scikit-learn, which is not installed: pip install 'expreg[{extra}]'"
+                f"expreg.{name} needs {what}, which is not installed: pip install 'expreg[{extra}]'"
             ) from exc
         return getattr(mod, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,7 +50,7 @@ def check_trainable(X: np.ndarray, activation: str, *, scaled: bool) -> tuple[fl
     check_points_distinct(X, activation=activation)  # lambda = 0 exactly (issue 19's shared check)
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            H = ntk(X, activation)
+            H = ntk(X, activation=activation)
     except ExpOverflowError:
         H = np.array([np.inf])
     if not np.isfinite(H).all():

@@ -46,6 +46,20 @@ def check_network(d: Any, m: Any, seed: Any, activation: str, scaling: str, init
     return d, m, seed
 
 
+def check_scale(scale: Any) -> float:
+    """The output multiplier alpha: a positive finite number (docs/theory.md section 4)."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"scale must be a positive number (the output multiplier alpha), got {scale!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"scale must be a positive finite number (the output multiplier alpha), got {scale!r}; "
+            "alpha -> 0 is the rich regime, alpha -> inf the lazy one"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class NetSpec:
     """A network without its weights: ``ExpNet.init``'s arguments, validated.
@@ -62,6 +76,9 @@ class NetSpec:
         s = 1 or s = 1/sqrt(m), m the whole width.
     init : {"coupled", "gaussian"}
         "coupled" needs m even; a shard boundary may split a pair.
+    scale : float
+        Output multiplier alpha > 0 (default 1): s = alpha for "none",
+        alpha / sqrt(m) for "ntk" (docs/theory.md section 4, lazy and rich regimes).
     dtype : numpy.float64 or numpy.float32
     backend : {"numpy", "torch"}
     device : str, optional
@@ -87,6 +104,7 @@ class NetSpec:
     device: str | None = None
     block: int | None = None
     memory_budget: int | None = None
+    scale: float = 1.0
 
     @classmethod
     def settings_names(cls) -> tuple[str, ...]:
@@ -106,13 +124,16 @@ class NetSpec:
 
     def identity(self) -> list[tuple[str, Any]]:
         """(name, value) of what defines the network's weights and arithmetic: d, m, seed, activation, scaling,
-        init and dtype (as a string); not where it runs (backend, device) or how passes are blocked."""
+        init, dtype (as a string) and the output multiplier scale; not where it runs (backend, device) or how
+        passes are blocked."""
         return [(k, getattr(self, k)) for k in ("d", "m", "seed", "activation", "scaling", "init")] + [
-            ("dtype", str(self.dtype))
+            ("dtype", str(self.dtype)),
+            ("scale", self.scale),
         ]
 
     def __post_init__(self) -> None:
         d, m, seed = check_network(self.d, self.m, self.seed, self.activation, self.scaling, self.init)
+        object.__setattr__(self, "scale", check_scale(self.scale))
         for name, value in (
             ("d", d),
             ("m", m),
@@ -126,8 +147,8 @@ class NetSpec:
 
     @property
     def s(self) -> float:
-        """Output scale s of the whole network: 1 ("none", the paper's) or 1/sqrt(m) ("ntk")."""
-        return 1.0 if self.scaling == Scaling.none else 1.0 / math.sqrt(self.m)
+        """Output scale s of the whole network: alpha ("none"; alpha = 1 is the paper's) or alpha/sqrt(m) ("ntk")."""
+        return self.scale * (1.0 if self.scaling == Scaling.none else 1.0 / math.sqrt(self.m))
 
     @property
     def act(self) -> Activation:
@@ -258,6 +279,12 @@ class ExpNet:
             Torch device ("cpu", "cuda", ...); CPU for NumPy.
         block, memory_budget : int, optional
             Blocking of the passes (see ``ops.plan_blocks``).
+        scale : float, default 1
+            Output multiplier alpha: s = alpha ("none") or alpha / sqrt(m)
+            ("ntk"). With lr = 1/lambda_max(H(W(0))) the function moves the
+            same way for every alpha while the weights move ~ 1/alpha: large
+            alpha is lazy (kernel) training, small alpha rich (feature
+            learning) training (docs/theory.md section 4).
 
         Examples
         --------
@@ -315,6 +342,11 @@ class ExpNet:
         return self.spec.scaling
 
     @property
+    def scale(self) -> float:
+        """Output multiplier alpha (1 unless given): s = alpha * (1 or 1/sqrt(m))."""
+        return self.spec.scale
+
+    @property
     def seed(self) -> int:
         """Seed of the initial weights."""
         return self.spec.seed
@@ -357,7 +389,7 @@ class ExpNet:
 
     @property
     def s(self) -> float:
-        """Output scale s: 1 for "none", 1/sqrt(m) for "ntk" (``NetSpec.s``)."""
+        """Output scale s: alpha for "none", alpha/sqrt(m) for "ntk", alpha = ``scale`` (``NetSpec.s``)."""
         return self.spec.s
 
     @property
@@ -460,7 +492,8 @@ class ExpNet:
     def __repr__(self) -> str:
         return (
             f"ExpNet(d={self.d}, m={self.m}, activation={self.activation!r}, scaling={self.scaling!r}, "
-            f"init={self.init!r}, seed={self.seed}, dtype={self.dtype}, backend={self.backend_name!r}, device={self.device!r})"
+            + (f"scale={self.scale!r}, " if self.scale != 1.0 else "")
+            + f"init={self.init!r}, seed={self.seed}, dtype={self.dtype}, backend={self.backend_name!r}, device={self.device!r})"
         )
 
 

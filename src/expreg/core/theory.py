@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import display
 from .validation import check_positive, check_probability
 
 PAPER = "[paper]"
@@ -229,6 +230,29 @@ class TheoremQuantities:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def __repr__(self) -> str:
+        """One line: the inputs and the headline numbers (``rows()`` has all, with formulas)."""
+        return display.line(
+            "TheoremQuantities",
+            [
+                ("n", self.n),
+                ("lambda", self.lam),
+                ("delta", self.delta),
+                ("width", self.width),
+                ("step_size", self.step_size),
+                ("iterations", self.iterations),
+                ("binding", self.binding_term),
+            ],
+        )
+
+    def _repr_html_(self) -> str:
+        return display.html_table(
+            f"Theorem quantities: n = {self.n}, lambda = {display.number(self.lam)}, delta = {self.delta}, "
+            f"epsilon = {self.epsilon}",
+            self.rows(),
+            header=("quantity", "value", "formula", "provenance"),
+        )
 
 
 def theorem_quantities(

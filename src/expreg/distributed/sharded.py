@@ -185,7 +185,7 @@ def run_fields(spec: NetSpec, X: np.ndarray | None, y: np.ndarray | None, **sett
 
 
 # --------------------------------------------------------------------------- the run
-@dataclass
+@dataclass(repr=False)  # the one-line repr of RunResult
 class ShardedTrainResult(RunResult):
     """What ``train_sharded`` returns on each rank: the ``Run`` of this rank's descent and its slice.
 

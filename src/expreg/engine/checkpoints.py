@@ -82,7 +82,7 @@ def run_fingerprint(
     """Identity of a run for its checkpoints (sha256 hex digest).
 
     Hashes ``net``'s ``NetSpec.identity`` (d, m, seed, activation, scaling,
-    init, dtype), ``settings.lr`` as given (a rule,
+    init, dtype, and the output multiplier scale when it is not 1), ``settings.lr`` as given (a rule,
     "auto" or "empirical", is hashed by name: its computed value moves in
     its last bits with the BLAS thread count), what is recorded, the
     random-stream scheme (``streams.VERSION``), then ``weights`` (W(0) and
@@ -92,7 +92,9 @@ def run_fingerprint(
     """
     lr = settings.lr
     spec: NetSpec = net.spec if isinstance(net, ExpNet) else net
-    identity = tuple(value for _, value in spec.identity())  # (d, m, seed, activation, scaling, init, dtype)
+    # (d, m, seed, activation, scaling, init, dtype[, scale]): scale = 1 is left out, so that runs without a
+    # multiplier keep the fingerprints they had before it existed
+    identity = tuple(value for name, value in spec.identity() if not (name == "scale" and value == 1.0))
     recorded = (lr if isinstance(lr, str) else float(lr), settings.record_every, bool(settings.track_movement))
     h = hashlib.sha256()
     h.update(repr((*identity, *recorded, streams.VERSION)).encode())

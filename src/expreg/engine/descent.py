@@ -159,7 +159,7 @@ class Descent:
 
     def __init__(self, shard: Shard, settings: TrainOptions) -> None:
         self.shard, self.settings = shard, settings
-        self.H_cts = kernels.ntk(shard.Xn, shard.act)
+        self.H_cts = kernels.ntk(shard.Xn, activation=shard.act)
         self.lambda_cts, self.lambda_max_cts = kernels.extreme_eigenvalues(shard.kernel_scale(self.H_cts))
         self.lr, self.lr_rule = resolve_lr(
             settings.lr, shard.m, shard.s, self.lambda_max_cts, gram0=lambda: shard.gram(shard.W0)

@@ -15,12 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from ..core import display
 from ..core.backends import Array
 
 __all__ = ["History", "Run", "RunResult"]
 
 
-@dataclass
+#: The records of ``History`` kept at every step (the kernel's only every ``record_every`` steps).
+_PER_STEP = ("loss", "residual", "max_movement", "frobenius_movement")
+
+
+@dataclass(repr=False)  # the one-line repr below
 class History:
     """Per-step records of a run; arrays indexed by step t = 0, 1, ..., steps.
 
@@ -75,6 +80,42 @@ class History:
         self.kernel_step.append(step)
         self.kernel_deviation.append(deviation)
         self.kernel_lambda_min.append(lambda_min)
+
+    def to_pandas(self) -> Any:
+        """The records as a pandas DataFrame indexed by step t = 0 .. T.
+
+        Columns ``loss``, ``residual``, ``max_movement``, ``frobenius_movement``
+        (every step) and ``kernel_deviation``, ``kernel_lambda_min`` (NaN at the
+        steps where the kernel was not recorded).
+        """
+        steps = len(self.residual)
+        cols: dict[str, Any] = {k: np.asarray(getattr(self, k), dtype=float) for k in _PER_STEP}
+        for k in ("kernel_deviation", "kernel_lambda_min"):
+            col = np.full(steps, np.nan)
+            for t, v in zip(self.kernel_step, getattr(self, k), strict=True):
+                if t < steps:
+                    col[t] = v
+            cols[k] = col
+        return display.frame(cols, index=np.arange(steps), index_name="step")
+
+    def _figures(self) -> list[tuple[str, Any]]:
+        if not self.residual:
+            return [("steps", 0)]
+        pairs: list[tuple[str, Any]] = [
+            ("steps", len(self.residual) - 1),
+            ("residual", f"{display.number(self.residual[0])} -> {display.number(self.residual[-1])}"),
+        ]
+        if self.max_movement:
+            pairs.append(("max_movement", max(self.max_movement)))
+        if self.kernel_step:
+            pairs += [("kernel_records", len(self.kernel_step)), ("min_lambda_min", min(self.kernel_lambda_min))]
+        return pairs
+
+    def __repr__(self) -> str:
+        return display.line("History", self._figures())
+
+    def _repr_html_(self) -> str:
+        return display.html_table("History (to_pandas() for every step)", self._figures())
 
     def truncate(self, steps: int) -> None:
         """Drop records after step ``steps``."""
@@ -189,3 +230,24 @@ class RunResult:
             "frobenius_movement": float(self.history.frobenius_movement[-1]),
             "seconds": float(self.seconds),
         }
+
+    def _figures(self) -> list[tuple[str, Any]]:
+        width = self.net.m if hasattr(self, "net") else getattr(self, "m", None)
+        return [
+            ("converged", bool(self.converged)),
+            ("steps", int(self.steps)),
+            ("residual", f"{display.number(self.initial_residual)} -> {display.number(self.final_residual)}"),
+            ("epsilon", float(self.epsilon)),
+            ("lr", float(self.lr)),
+            ("max_movement", self.max_movement),
+            *([("m", int(width))] if width is not None else []),
+            ("seconds", float(self.seconds)),
+        ]
+
+    def __repr__(self) -> str:
+        """One line with the figures that matter; ``history``, ``run`` and the weights are attributes, not printed."""
+        return display.line(type(self).__name__, self._figures())
+
+    def _repr_html_(self) -> str:
+        rows = [*self._figures(), ("lr rule", self.lr_rule), ("lambda_min(H^cts)", float(self.lambda_cts))]
+        return display.html_table(type(self).__name__, rows)

@@ -27,7 +27,7 @@ from .shard import Shard
 __all__ = ["DIVERGENCE_FACTOR", "History", "TrainOptions", "TrainResult", "resolve_lr", "train"]
 
 
-@dataclass
+@dataclass(repr=False)  # the one-line repr of RunResult
 class TrainResult(RunResult):
     """What ``train`` returns: the ``Run`` of the descent, the trained network and the wall time.
 

@@ -1,7 +1,7 @@
 """What an experiment is: a configuration, a list of tasks, and ``run_one``.
 
 Each experiment module (``convergence``, ``width``, ``lazy``, ``kernel``,
-``realdata``, ``attention``) defines:
+``realdata``, ``regime``, ``attention``) defines:
 
 - ``Config``: a subclass of ``config.ExperimentConfig``;
 - ``PRESETS``: {"quick": {...}, "full": {...}} field overrides;
@@ -40,6 +40,7 @@ EXPERIMENTS: dict[str, str] = {
     "lazy": "lazy",
     "kernel": "kernel",
     "realdata": "realdata",
+    "regime": "regime",
     "attention": "attention",
 }
 

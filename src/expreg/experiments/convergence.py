@@ -68,7 +68,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     res = np.asarray(result.history.residual)
     m, s, lam, lr = net.m, net.s, result.lambda_cts, result.lr
     r0 = net.predict(X) - y
-    H = m * s * s * kernels.ntk(X, params["activation"])
+    H = m * s * s * kernels.ntk(X, activation=params["activation"])
     t_all = np.arange(res.size)
     predicted = kernels.predicted_trajectory(H, r0, lr).norms(t_all)
     bound = theory.linear_rate_curve(t_all, lr, m, s, lam, float(np.linalg.norm(r0)))

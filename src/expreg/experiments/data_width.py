@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import kernels, streams
+from ..core import display, kernels, streams
 from ..core.validation import check_X
 from .thresholds import threshold
 from .width import Config, conv_scan, lazy_scan
@@ -72,6 +72,18 @@ class WidthAnswer:
     law: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
 
+    def _figures(self) -> list[tuple[str, Any]]:
+        pairs: list[tuple[str, Any]] = [("n", self.n), ("d", self.d), ("lambda", self.lam), ("seeds", self.seeds)]
+        pairs += [(f"m*[{name}] median", c.get("median", float("nan"))) for name, c in self.criteria.items()]
+        return [*pairs, ("seconds", self.seconds)]
+
+    def __repr__(self) -> str:
+        """One line: the data's size, lambda and each criterion's median width (``to_dict`` has everything)."""
+        return display.line("WidthAnswer", self._figures())
+
+    def _repr_html_(self) -> str:
+        return display.html_table("Width answer (to_dict() for every figure)", self._figures())
+
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain data (the cost with its total, ``seconds``)."""
         out = asdict(self)
@@ -91,7 +103,7 @@ def check_data(X: Any) -> tuple[np.ndarray, np.ndarray, float, float]:
         )
     if (norms == 0).any():
         raise ValueError(f"row {int(np.argmin(norms))} of X is zero: H^cts is singular (lambda = 0); drop zero inputs")
-    H = kernels.ntk(Xa, "exp")
+    H = kernels.ntk(Xa, activation="exp")
     lam, top = kernels.extreme_eigenvalues(H, method="dense")
     if not lam > RELATIVE_FLOOR * top:
         raise ValueError(_singular_message(Xa, lam))

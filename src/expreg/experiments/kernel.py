@@ -81,7 +81,7 @@ cost = cost_by_width
 
 def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     X, y = dataset(cfg.n, cfg.d, seed, cfg.label_kind)
-    H_cts = kernels.ntk(X, params["activation"])
+    H_cts = kernels.ntk(X, activation=params["activation"])
     lam = kernels.lambda_min(H_cts)
     net = cfg.network(params["m"], seed, params["activation"], cfg.scaling)
     H0 = kernels.empirical_ntk(net, X, average=True)  # H^dis(W(0))

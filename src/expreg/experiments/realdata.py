@@ -13,7 +13,7 @@ scale:
 - ``kernel_gd``: the infinite-width limit of the same descent, GD on the
   kernel m s^2 H^cts for the same number of steps and the same lr m s^2
   (``kernels.predicted_trajectory`` on train, its kernel extension on test);
-- ``krr``: kernel ridge regression with H^cts (``kernels.ntk``, ``ntk_cross``),
+- ``krr``: kernel ridge regression with H^cts (``kernels.ntk(X)``, ``kernels.ntk(X_test, X)``),
   alpha = (H^cts + ridge I)^-1 y.
 """
 
@@ -121,7 +121,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
             "test_mse": _mse(result.net.predict(Xte), yte),
         }
     H = kernels.ntk(Xtr)
-    K = kernels.ntk_cross(Xte, Xtr)
+    K = kernels.ntk(Xte, Xtr)
     if params["model"] == "krr":
         alpha = scipy.linalg.solve(H + params["ridge"] * np.eye(len(ytr)), ytr, assume_a="pos")
         return {

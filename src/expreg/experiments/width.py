@@ -434,7 +434,7 @@ def along_training(
 ) -> dict[str, float]:
     """GD (lr "auto") at width m to epsilon; sup_t ||H^dis(W(t)) - H^cts|| / lambda and min_t lambda_min(H^dis(W(t))) / lambda."""
     net = ExpNet.init(X.shape[1], m, seed=seed, activation=activation, init=init, scaling=scaling)
-    H = m * net.s**2 * kernels.ntk(X, activation)
+    H = m * net.s**2 * kernels.ntk(X, activation=activation)
     lr = 1.0 / kernels.lambda_max(H)
     steps = budget(cfg, steps_to_epsilon(H, net.predict(X) - y, lr, cfg.epsilon, cfg.max_steps))
     every = max(1, math.ceil(steps / cfg.record_points))
@@ -504,7 +504,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
     act, init, d, n = params["activation"], params["init"], int(params["d"]), int(params["n"])
     ts = task_seed(seed, n, d, params.get("rho"))
     X, y = task_data(params, ts, cfg.label_kind)
-    H_cts = kernels.ntk(X, act)
+    H_cts = kernels.ntk(X, activation=act)
     lam, lam_max = kernels.extreme_eigenvalues(H_cts, method="dense")
     row: dict[str, Any] = {
         "task_seed": str(ts),

@@ -44,7 +44,7 @@ def bernstein_variance(X: np.ndarray) -> float:
     s = np.diag(G)
     A = G * np.exp(2.0 * G)
     Eh2 = np.exp(0.5 * s[:, None] + 0.5 * s[None, :] + G) * ((A * np.exp(2.0 * s)[None, :]) @ A)
-    H = kernels.ntk(Xa, "exp")
+    H = kernels.ntk(Xa, activation="exp")
     V = Eh2 - H @ H
     return float(kernels.operator_norm(0.5 * (V + V.T), method="dense"))
 

@@ -41,12 +41,15 @@ __all__ = ["NNGPKernel", "NTKKernel"]
 #: Rows per block when a cross kernel or a diagonal is built from square kernels.
 BLOCK = 256
 
-SquareFn = Callable[[np.ndarray, str], np.ndarray]
+#: A closed form of ``expreg.kernels``: (X1, X2 or None, activation=...) -> (n1, n2).
+KernelFn = Callable[..., np.ndarray]
 
 
-def _diag_from_square(square: SquareFn, X: np.ndarray, activation: str) -> np.ndarray:
+def _diag_from_square(kernel: KernelFn, X: np.ndarray, activation: str) -> np.ndarray:
     """k(x_i, x_i) for each row, (n,), from square Gram matrices of row blocks."""
-    return np.concatenate([np.diag(square(X[i : i + BLOCK], activation)) for i in range(0, X.shape[0], BLOCK)])
+    return np.concatenate(
+        [np.diag(kernel(X[i : i + BLOCK], activation=activation)) for i in range(0, X.shape[0], BLOCK)]
+    )
 
 
 def _as_2d(X: Any, name: str) -> np.ndarray:
@@ -60,8 +63,7 @@ class _InfiniteWidthKernel(Kernel):
     """Shared machinery: the input scale, evaluation, diagonal, no free hyperparameters."""
 
     _name = "abstract"
-    _square: SquareFn
-    _cross: Callable[[np.ndarray, np.ndarray, str], np.ndarray]
+    _kernel: KernelFn
 
     def __init__(self, activation: str = "exp", input_scale: float = 1.0) -> None:
         self.activation = activation
@@ -83,19 +85,16 @@ class _InfiniteWidthKernel(Kernel):
         with respect to the (empty) vector of free hyperparameters, (n, n, 0).
         """
         A = self._scaled(X, "X")
-        if Y is None:
-            K = type(self)._square(A, self.activation)
-        else:
-            if eval_gradient:
-                raise ValueError("Gradient can only be evaluated when Y is None.")
-            K = type(self)._cross(A, self._scaled(Y, "Y"), self.activation)
+        if Y is not None and eval_gradient:
+            raise ValueError("Gradient can only be evaluated when Y is None.")
+        K = type(self)._kernel(A, None if Y is None else self._scaled(Y, "Y"), activation=self.activation)
         if eval_gradient:
             return K, np.empty((A.shape[0], A.shape[0], 0))
         return K
 
     def diag(self, X: Any) -> np.ndarray:
         """k(x_i, x_i) for each row of X, shape (n,), without the n x n matrix."""
-        return _diag_from_square(type(self)._square, self._scaled(X, "X"), self.activation)
+        return _diag_from_square(type(self)._kernel, self._scaled(X, "X"), self.activation)
 
     def is_stationary(self) -> bool:
         """False: both kernels depend on the points, not only on x - x'."""
@@ -124,8 +123,7 @@ class NTKKernel(_InfiniteWidthKernel):
     True
     """
 
-    _square = staticmethod(kernels.ntk)
-    _cross = staticmethod(kernels.ntk_cross)
+    _kernel = staticmethod(kernels.ntk)
 
 
 class NNGPKernel(_InfiniteWidthKernel):
@@ -138,5 +136,4 @@ class NNGPKernel(_InfiniteWidthKernel):
         Fixed factor c: k(x, x') = K(c x, c x'). Not optimised.
     """
 
-    _square = staticmethod(kernels.nngp)
-    _cross = staticmethod(kernels.nngp_cross)
+    _kernel = staticmethod(kernels.nngp)
