@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH  ?= torch==2.13.0
 
 .PHONY: demo test bench profile docs install-demo install-test install-bench install-docs clean install-chromium install-npm
-.PHONY: test-min install-min dist lint install-lint parity
+.PHONY: test-min install-min dist lint install-lint parity install-nt
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,7 @@ demo: install-demo
 # Lint first (ruff, mypy), then the docs build (a broken example or reference fails), then the suite
 # (which runs every code block of README.md and docs/, and opens the built pages in headless Chromium)
 # and the docstring examples of src/expreg: pytest's summary is the last line it prints.
-test: install-test install-docs install-lint install-chromium
+test: install-test install-docs install-lint install-chromium install-nt
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory docs
 	$(PY) -m pytest -q --doctest-modules src/expreg tests
@@ -85,16 +85,19 @@ profile: install-bench
 # `make parity`: expreg beside neural-tangents 0.6.5 on every shared quantity; writes docs/parity.md and
 # benchmarks/parity.json. neural-tangents 0.6.5 needs jax/jaxlib 0.4.23, which need numpy < 2 and a scipy that
 # still has scipy.linalg.tril (< 1.13); its experimental module imports tensorflow, whose ml-dtypes must
-# import under numpy 1.x (0.5.1 does): all in their own venv, from PyPI, never in $(VENV).
+# import under numpy 1.x (0.5.1 does): all in their own venv, from PyPI, never in $(VENV). `make test` builds it
+# too, so the peer-library tests (tests/test_parity_nt.py) run rather than skip.
 NT_VENV ?= benchmarks/.nt-venv
 NT_PKGS := neural-tangents==0.6.5 jax==0.4.23 jaxlib==0.4.23 "numpy<2" "scipy<1.13" ml-dtypes==0.5.1
 
-$(NT_VENV)/.installed: Makefile
+$(NT_VENV)/.installed:
 	$(PYTHON) -m venv $(NT_VENV)
 	$(NT_VENV)/bin/python -m pip install -q --disable-pip-version-check $(NT_PKGS)
 	touch $@
 
-parity: install-bench $(NT_VENV)/.installed
+install-nt: $(NT_VENV)/.installed
+
+parity: install-bench install-nt
 	$(PY) benchmarks/parity.py --nt-python $(NT_VENV)/bin/python --out docs/parity.md --json benchmarks/parity.json
 
 # `make test-min`: the whole suite at the lowest versions pyproject.toml declares
