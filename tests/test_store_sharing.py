@@ -299,3 +299,63 @@ def test_expreg_run_and_report_in_a_non_utf8_directory(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert b" 0 runs done now, 4 already in the table" in proc.stdout
     assert os.path.exists(out + b"/report.html") and len(ResultStore(os.fsdecode(out) + "/lazy").read()) == 4
+
+
+@pytest.mark.parametrize("where", ["results.parquet", "a part file"])
+def test_a_flipped_bit_anywhere_in_a_file_is_an_error_naming_it(tmp_path: Path, where: str) -> None:
+    """Page checksums leave the footer (schema, offsets, metadata, the leading magic) unchecked; the digest file
+    covers every byte: each of 400 positions spread over the whole file, footer and magic included, is refused."""
+    store = ResultStore(tmp_path / "lazy")
+    store.append(_rows(["a", "b", "c"]))
+    if where == "results.parquet":
+        store.compact()
+    path = store.table_path if where == "results.parquet" else next(store.parts_dir.glob("part-*.parquet"))
+    clean = path.read_bytes()
+    positions = sorted(
+        {*range(8), *range(len(clean) - 8, len(clean)), *range(0, len(clean), max(1, len(clean) // 384))}
+    )
+    for at in positions:
+        data = bytearray(clean)
+        data[at] ^= 1 << (at % 8)
+        path.write_bytes(bytes(data))
+        with pytest.raises(CheckpointError, match="cannot be used") as info:
+            store.read()
+        assert str(path) in str(info.value), at
+    path.write_bytes(clean)
+    assert sorted(store.read()["key"]) == ["a", "b", "c"]
+
+
+def test_a_write_killed_between_digest_and_file_leaves_a_readable_store(tmp_path: Path, monkeypatch) -> None:
+    """The digest file lists old and new digests before the file is replaced: a kill there loses nothing."""
+    import expreg.experiments.store as store_module
+
+    store = ResultStore(tmp_path / "lazy")
+    store.append(_rows(["a", "b"]))
+    store.compact()
+    store.append(_rows(["c"]))
+    real = store_module.atomic_open
+
+    def killed_on_the_table(path, mode="wb"):  # the process dies while writing results.parquet itself
+        if Path(path).name == "results.parquet":
+            raise KeyboardInterrupt
+        return real(path, mode)
+
+    monkeypatch.setattr(store_module, "atomic_open", killed_on_the_table)
+    with pytest.raises(KeyboardInterrupt):
+        store.compact()
+    monkeypatch.setattr(store_module, "atomic_open", real)
+    assert len(store_module.digest_path(store.table_path).read_text().split()) == 2  # old and new accepted
+    assert sorted(ResultStore(tmp_path / "lazy").read()["key"]) == ["a", "b", "c"]
+    ResultStore(tmp_path / "lazy").compact()
+    assert sorted(ResultStore(tmp_path / "lazy").read()["key"]) == ["a", "b", "c"]
+    assert len(store_module.digest_path(store.table_path).read_text().split()) == 1
+
+
+def test_a_marked_file_without_its_digest_file_is_refused(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "lazy")
+    store.append(_rows(["a"]))
+    part = next(store.parts_dir.glob("part-*.parquet"))
+    (part.parent / (part.name + ".sha256")).unlink()
+    with pytest.raises(CheckpointError, match="digest file") as info:
+        store.read()
+    assert str(part) in str(info.value)

@@ -39,6 +39,16 @@ deserialisation is code: CVE-2023-47248) or one that cannot be parsed stops
 every such file; it is never merged nor deleted. Moved aside, its runs are
 simply recomputed by the next ``expreg run``.
 
+**Whole-file digests.** Page checksums leave the footer (schema, column
+offsets, metadata) unchecked, so every file also gets a sibling
+``NAME.sha256`` with the SHA-256 of its bytes, checked before the file is
+parsed: a flipped bit anywhere in a file is an error naming it. The digest
+file is written first, listing the digest of the file being replaced and of
+its replacement, then the file, then the digest file again with the new
+digest alone: a kill at any moment leaves a file whose bytes one listed
+digest accepts. A marked file without its digest file is refused; files
+written before digests existed (no marker) are read as before.
+
 A run's key is ``task_key(experiment, config_hash, params, seed)``.
 """
 
@@ -77,6 +87,24 @@ def task_key(experiment: str, config_hash: str, params: dict[str, Any], seed: in
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def digest_path(path: Path) -> Path:
+    """The digest file of a store file: ``NAME.sha256`` beside it."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _accepted_digests(path: Path) -> list[str]:
+    """Digests the bytes of ``path`` may have: its digest file's lines, or (no digest file) its bytes' own."""
+    side = digest_path(path)
+    if side.is_file():
+        return side.read_text(encoding="ascii", errors="replace").split()
+    return [hashlib.sha256(path.read_bytes()).hexdigest()] if path.is_file() else []
+
+
+def _write_digests(path: Path, digests: list[str]) -> None:
+    with atomic_open(digest_path(path), "wb") as fh:
+        fh.write(("\n".join(digests) + "\n").encode("ascii"))
 
 
 def _schema_problem(schema: Any) -> str | None:
@@ -150,8 +178,12 @@ class ResultStore:
             ) from None
         try:
             if write and not self._swept:
-                remove_temporaries(self.table_path)
-                remove_temporaries(self.parts_dir / "part-*.parquet")
+                for name in ("results.parquet", "parts/part-*.parquet"):
+                    remove_temporaries(self.directory / name)
+                    remove_temporaries(digest_path(self.directory / name))
+                for side in self.parts_dir.glob("part-*.parquet.sha256") if self.parts_dir.is_dir() else []:
+                    if not side.with_name(side.name[: -len(".sha256")]).exists():  # a kill before its part
+                        side.unlink(missing_ok=True)
                 self._swept = True
             yield
         finally:
@@ -164,13 +196,20 @@ class ResultStore:
         return ([self.table_path] if self.table_path.is_file() else []) + self._parts()
 
     def _write(self, path: Path, table: Any) -> None:
-        """``table`` into ``path``, atomically, marked and with page checksums."""
+        """``table`` into ``path``, atomically, marked, with page checksums and its digest file."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         meta = dict(table.schema.metadata or {})
         meta[MARKER[0]] = MARKER[1]
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table.replace_schema_metadata(meta), buffer, write_page_checksum=True)
+        data = buffer.getvalue().to_pybytes()
+        digest = hashlib.sha256(data).hexdigest()
+        _write_digests(path, [*_accepted_digests(path), digest])  # a kill from here on leaves old or new bytes
         with atomic_open(path, "wb") as fh:
-            pq.write_table(table.replace_schema_metadata(meta), fh, write_page_checksum=True)
+            fh.write(data)
+        _write_digests(path, [digest])
 
     def append(self, rows: Iterable[dict[str, Any]]) -> Path | None:
         """Write ``rows`` as one new part file (atomic). Returns its path, None for no rows.
@@ -196,15 +235,22 @@ class ResultStore:
 
     @staticmethod
     def _read_file(path: Path, columns: list[str] | None) -> Any:
-        """One file as a pyarrow Table, checked (schema first, then every page's checksum)."""
+        """One file as a pyarrow Table, checked (its bytes' digest, its schema, then every page's checksum)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         with open(path, "rb") as fh:  # a Python file object: any path the OS accepts (non-UTF-8 names too)
-            pf = pq.ParquetFile(fh, page_checksum_verification=True)
-            problem = _schema_problem(pf.schema_arrow)
-            if problem:
-                raise CheckpointError(problem)
-            return pf.read(columns=columns)
+            data = fh.read()
+        side = digest_path(path)
+        if side.is_file() and hashlib.sha256(data).hexdigest() not in _accepted_digests(path):
+            raise CheckpointError(f"its bytes do not match their checksum (SHA-256) in {side.name!r}: a changed byte")
+        pf = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
+        problem = _schema_problem(pf.schema_arrow)
+        if problem:
+            raise CheckpointError(problem)
+        if not side.is_file() and (pf.schema_arrow.metadata or {}).get(MARKER[0]) == MARKER[1]:
+            raise CheckpointError(f"its digest file {side.name!r} is missing")
+        return pf.read(columns=columns)
 
     def _tables(self, columns: list[str] | None = None) -> list[Any]:
         """Every file as a pyarrow Table (only ``columns`` when given), the table first. Call under the lock.
@@ -265,3 +311,4 @@ class ResultStore:
             self._write(self.table_path, pa.Table.from_pandas(df, preserve_index=False))
             for p in parts:
                 p.unlink(missing_ok=True)
+                digest_path(p).unlink(missing_ok=True)
