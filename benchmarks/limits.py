@@ -23,15 +23,7 @@ from typing import Any
 
 import numpy as np
 
-
-def _best(fn: Callable[[], Any], reps: int = 5) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from expreg.core.calibrate import best_seconds
 
 
 def gemm_rate(dtype: np.dtype, size: int = 2048) -> dict[str, float]:
@@ -40,13 +32,13 @@ def gemm_rate(dtype: np.dtype, size: int = 2048) -> dict[str, float]:
     A, B = rng.standard_normal((size, size)).astype(dtype), rng.standard_normal((size, size)).astype(dtype)
     C = np.empty_like(A)
     flops = 2.0 * size**3
-    out = {"numpy": flops / _best(lambda: np.matmul(A, B, out=C))}
+    out = {"numpy": flops / best_seconds(lambda: np.matmul(A, B, out=C))}
     try:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
         At, Bt, Ct = torch.from_numpy(A), torch.from_numpy(B), torch.from_numpy(C)
-        out["torch"] = flops / _best(lambda: torch.matmul(At, Bt, out=Ct))
+        out["torch"] = flops / best_seconds(lambda: torch.matmul(At, Bt, out=Ct))
     except ImportError:
         pass
     return out

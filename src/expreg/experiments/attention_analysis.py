@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from ._common import once_per_table
-from .censored import CensoredFit, fit_censored, profile_interval
-from .width_analysis import PerN, per_n_quantile
+from .censored import CensoredFit, profile_interval
+from .width_analysis import PerN, fmt_coef, per_n_quantile, safe_fit
 
 LINES = {"n": "n", "d": "d", "temperature": "tau"}
 
@@ -47,30 +47,13 @@ def bounds(g: Any, crit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lo, up, ~((lo == 0) & np.isinf(up))
 
 
-def _fit(
-    lo: np.ndarray, up: np.ndarray, X: np.ndarray, names: tuple[str, ...], level: float | None
-) -> CensoredFit | str:
-    try:
-        return fit_censored(lo, up, X, names=names, level=level)
-    except ValueError as exc:
-        return str(exc)
-
-
-def fmt_coef(fit: CensoredFit | str, name: str) -> str:
-    """'a [low, high]' of one coefficient, or 'n/a (why)'."""
-    if isinstance(fit, str):
-        return f"n/a ({fit})"
-    lo, hi = fit.intervals[fit.names.index(name)]
-    return f"{fit.coef[fit.names.index(name)]:.2f} [{lo:.2f}, {hi:.2f}]"
-
-
 def line_exponent(g: Any, crit: str, line: str, level: float) -> CensoredFit | str:
     """Censored fit of log m* on log x along a line (rows ``g`` of one variant)."""
     lo, up, keep = bounds(g, crit)
     x = g[line].to_numpy(float)[keep]
     if np.unique(x).size < 2:
         return "fewer than two values on the line"
-    return _fit(lo[keep], up[keep], np.log(x), ("intercept", f"log {LINES[line]}"), level)
+    return safe_fit(lo[keep], up[keep], np.log(x), ("intercept", f"log {LINES[line]}"), level)
 
 
 def orthogonal_gain(df: Any, dist: str, crit: str, level: float) -> tuple[float, float, float, int] | str:
@@ -89,7 +72,7 @@ def orthogonal_gain(df: Any, dist: str, crit: str, level: float) -> tuple[float,
     levels = sorted(informative)
     X = np.column_stack([orth] + [(cells == c).astype(float) for c in levels[1:]])[sel]
     names = ("intercept", "orthogonal", *(f"cell{j}" for j in range(1, len(levels))))
-    fit = _fit(lo[sel], up[sel], X, names, None)
+    fit = safe_fit(lo[sel], up[sel], X, names, None)
     if isinstance(fit, str):
         return fit
     low, high = profile_interval(fit, "orthogonal", level)

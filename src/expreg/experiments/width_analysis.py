@@ -101,7 +101,7 @@ def observations(g: Any, crit: str, scaling_index: int = 0) -> dict[str, Any]:
 
 
 def safe_fit(
-    lower: np.ndarray, upper: np.ndarray, X: np.ndarray, names: tuple[str, ...], level: float
+    lower: np.ndarray, upper: np.ndarray, X: np.ndarray, names: tuple[str, ...], level: float | None
 ) -> CensoredFit | str:
     """The censored fit, or the reason it cannot be made (a one-line message)."""
     try:
