@@ -46,7 +46,7 @@ PAGES = [
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\s*\((?P<reason>[^)]*)\)\s*-->")
 FENCE = re.compile(r"^```(?P<lang>[\w{}-]*)\s*$")
 #: How many blocks may be skipped in all (raise it only with a reason in the marker).
-MAX_SKIPPED = 9
+MAX_SKIPPED = 10
 
 
 @dataclass
