@@ -40,14 +40,18 @@ def _script(tmp_path: Path, jobs: int, guarded: bool) -> str:
     return SWEEP + call
 
 
-@pytest.mark.parametrize("how", ["file", "stdin"])
-def test_jobs_1_runs_in_this_process_without_a_guard(tmp_path, how):
-    source = _script(tmp_path, jobs=1, guarded=False)
+def _run_unguarded(tmp_path, jobs, how):
+    """The sweep script without a main guard, run as a file or fed to ``python -``."""
+    source = _script(tmp_path, jobs=jobs, guarded=False)
     if how == "file":
         (tmp_path / "sweep.py").write_text(source)
-        proc = _run(["sweep.py"], tmp_path)
-    else:
-        proc = _run(["-"], tmp_path, stdin=source)
+        return _run(["sweep.py"], tmp_path)
+    return _run(["-"], tmp_path, stdin=source)
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_jobs_1_runs_in_this_process_without_a_guard(tmp_path, how):
+    proc = _run_unguarded(tmp_path, 1, how)
     assert proc.returncode == 0, proc.stderr
     # every run done, and no forkserver (so no worker) was ever started
     assert proc.stdout.split() == ["executed", "4", "forkserver", "False"], proc.stdout
@@ -55,12 +59,7 @@ def test_jobs_1_runs_in_this_process_without_a_guard(tmp_path, how):
 
 @pytest.mark.parametrize("how", ["file", "stdin"])
 def test_a_pool_without_a_guard_stops_at_once_with_one_line(tmp_path, how):
-    source = _script(tmp_path, jobs=2, guarded=False)
-    if how == "file":
-        (tmp_path / "sweep.py").write_text(source)
-        proc = _run(["sweep.py"], tmp_path)
-    else:
-        proc = _run(["-"], tmp_path, stdin=source)
+    proc = _run_unguarded(tmp_path, 2, how)
     assert proc.returncode == 1 and proc.stdout == ""
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("expreg.experiments.inprocess.PoolStartError: ")
