@@ -285,3 +285,40 @@ def test_stored_law_constants_are_recomputed_from_the_stored_rows() -> None:
         np.testing.assert_allclose(again["coef"], stored["coef"], rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(again["lambda_range"], stored["lambda_range"], rtol=1e-9)
         assert again["n_range"] == stored["n_range"]
+
+
+def test_gd_only_rows_fill_the_gd_columns_of_the_lazy_rows_of_the_same_tasks(tmp_path) -> None:
+    """`lazy = false` runs GD's scan alone on the same data and networks; collect files it beside the lazy rows."""
+    from expreg.experiments import width_rows
+    from expreg.experiments.width import Config
+    from expreg.experiments.width_rules import CRITERIA as CRITS
+
+    base = {"ns": [8], "ds": [4], "seeds": [0], "m_cap": 2**10, "grid_ratio": 2**0.5, "m_max_conv": 64}
+    base |= {"max_steps": 3000, "train_n_max": 0}
+    with pytest.raises(ValueError, match="lazy = false keeps only GD"):
+        Config(**{**base, "train_n_max": 8}, lazy=False)
+    gd_only, lazy = Config(**base, lazy=False, conv_n_max=8), Config(**base, conv=False)
+    params = {"activation": "exp", "init": "coupled", "data": "sphere", "d": 4, "n": 8}
+    g, z = run_one(gd_only, params, 0), run_one(lazy, params, 0)
+    assert not any(k.startswith(tuple(CRITS)) for k in g) and "conv_upper" not in z
+    assert g["task_seed"] == z["task_seed"] and g["lambda"] == z["lambda"]  # the same task: same data
+    # without the lazy scan GD meets the same data and networks: its columns are those of a run with both
+    both = run_one(Config(**base, conv_n_max=8), params, 0)
+    assert {k: v for k, v in g.items() if k.startswith("conv")} == {k: v for k, v in both.items() if k.startswith("conv")}
+    assert both["op1_4_upper"] == z["op1_4_upper"] and np.isfinite(g["conv_upper"][0])
+    first_pass = g["conv_first"][0]
+
+    def stored(name: str, row: dict) -> str:
+        path = tmp_path / f"{name}.csv.gz"
+        flat = {k: (v[0] if isinstance(v, list) else v) for k, v in row.items() if not k.startswith("scan_")}
+        pd.DataFrame([{**flat, **params, "seed": 0, "rho": np.nan, "preset": "full"}]).to_csv(path, index=False)
+        return str(path)
+
+    out = tmp_path / "rows.csv.gz"
+    conflicting = dict(g, lambda_max=-1.0)  # a later entry never overwrites what an earlier one has
+    assert width_rows.collect([stored("lazy", z), stored("gd", conflicting)], out) == 1
+    merged = width_rows.read(out).iloc[0]
+    assert merged["op1_4_upper"] == z["op1_4_upper"] and merged["conv_first"] == [first_pass]
+    assert merged["lambda_max"] == pytest.approx(z["lambda_max"], rel=1e-9)
+    with pytest.raises(ValueError, match="not a stored rows file"):
+        width_rows.collect([str(tmp_path / "missing.csv.gz")], out)

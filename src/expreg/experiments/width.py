@@ -92,6 +92,11 @@ class Config(ExperimentConfig):
         description="cpu: NumPy; cuda or cuda:K: the PyTorch backend on that GPU (needs expreg[torch] with CUDA)",
     )
     epsilon: float = Field(1e-2, gt=0)
+    lazy: bool = Field(
+        True,
+        description="the nested scan at init (False: GD's convergence scan only, for rows that "
+        "width_rows.collect files beside a lazy run's under one preset)",
+    )
     conv: bool = True
     conv_n_max: int = Field(64, ge=2)
     conv_ds: list[int] | None = Field(None, description="d values with the convergence scan (None: all of ds)")
@@ -128,6 +133,11 @@ class Config(ExperimentConfig):
             raise ValueError(f"ns must be >= 2, got {self.ns}")
         if self.d is not None:
             raise ValueError("the width experiment takes a list `ds`, not `d`")
+        if not self.lazy and (self.train_n_max > 0 or not self.conv):
+            raise ValueError(
+                "lazy = false keeps only GD's convergence scan: set conv = true and train_n_max = 0 "
+                "(the along-training runs start from the lazy scan's widths)"
+            )
         return self
 
     @property
@@ -188,6 +198,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_n_max": 64,
         "train_ds": [32],
         "train_seeds": 3,
+    },
+    # GD's convergence scan on the tasks of `full` at n = 128, 256, seeds 0-9 (the same data; no lazy scan:
+    # filed as `full`). About 75 CPU-minutes, most of it d = 8 at n = 256 (slow GD: lambda ~ 0.05)
+    "full-gd": {
+        **_BASE,
+        "ns": [128, 256],
+        "ds": [8, 16, 32],
+        "seeds": list(range(10)),
+        "m_cap": 2**22,
+        "lazy": False,
+        "conv_n_max": 256,
+        "train_n_max": 0,
     },
     # the lazy scans of `full` at n <= 32 without GD (the same tasks: same data and networks, cheaper)
     "full-lazy": {
@@ -514,7 +536,7 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
         "theorem_log10_m": float(theory.required_width(n, lam, 0.1).log10_m)
         if get_activation(act).theorem
         else math.nan,
-        **_lazy_columns(cfg, X, H_cts, lam, ts, act, init),
+        **(_lazy_columns(cfg, X, H_cts, lam, ts, act, init) if cfg.lazy else {}),
     }
     if cfg.conv_runs(n, d):
         row.update(_conv_columns(cfg, X, y, ts, act, init))

@@ -43,34 +43,52 @@ def collect(run_dirs: Iterable[str | Path], path: str | Path) -> int:
     """Write the per-seed rows of each run directory to ``path`` (.csv.gz); the row count.
 
     A directory's name is its preset; ``DIR:LABEL`` files its rows under preset LABEL instead (e.g. the
-    lazy-only rerun of ``full``'s small-n tasks as ``full``). A task present twice under one label (same
-    n, d, rho, seed: the same data and network) is kept once, from the first directory given.
+    lazy-only rerun of ``full``'s small-n tasks, or the GD-only ``full-gd`` run, as ``full``). An entry that
+    is a stored rows file (``.csv.gz``, this function's output) contributes its rows as they are, so new runs
+    can be added to ``docs/results/width/rows.csv.gz`` without the run directories it was made from. A task
+    present more than once under one label (same n, d, rho, seed: the same data and network) becomes one row:
+    each column from the first entry given that has it (so a GD-only run fills the GD columns of a lazy
+    run's rows, and never overwrites what an earlier entry measured).
     """
     import pandas as pd
 
+    frames = [_stored(Path(spec)) if str(spec).endswith(".csv.gz") else _run_rows(str(spec)) for spec in run_dirs]
+    out = pd.concat(frames, ignore_index=True)
+    columns = [c for c in _columns() + LISTS if c in out]
+    key = [c for c in ("preset", "data", "n", "d", "rho", "seed") if c in out]
+    out = out.groupby(key, sort=False, dropna=False).first().reset_index()[columns]
+    from ..core.storage import atomic_open
+
+    with atomic_open(path, "wb") as fh:  # gzip without a time stamp: the same rows give the same bytes
+        out.to_csv(fh, index=False, float_format="%.10g", compression={"method": "gzip", "mtime": 0})
+    return len(out)
+
+
+def _stored(path: Path) -> Any:
+    """Rows of a stored rows file as ``collect`` writes them (list columns as scalars)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a stored rows file; give a width run directory or an existing .csv.gz")
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def _run_rows(spec: str) -> Any:
+    """The kept columns of one width run directory (``DIR`` or ``DIR:LABEL``), list columns reduced."""
     from .store import ResultStore
 
-    frames = []
-    for spec in map(str, run_dirs):
-        where, _, name = spec.partition(":")
-        run = Path(where)
-        df = ResultStore(run / "width").read()
-        if not len(df):
-            raise ValueError(
-                f"{str(run)!r} holds no width rows; run `expreg run width --preset {run.name} --out {run}`"
-            )
-        config = json.loads((run / "width" / "config.json").read_text())
-        df = df[df.config_hash == config["config_hash"]].copy()
-        df["preset"] = name or run.name
-        for col in LISTS:
-            if col in df:
-                df[col] = [v[0] if isinstance(v, (list, np.ndarray)) and len(v) else np.nan for v in df[col]]
-        frames.append(df[[c for c in _columns() + LISTS if c in df]])
-    out = pd.concat(frames, ignore_index=True)
-    out = out.drop_duplicates(subset=[c for c in ("preset", "data", "n", "d", "rho", "seed") if c in out], keep="first")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(path, index=False, float_format="%.10g")
-    return len(out)
+    where, _, name = spec.partition(":")
+    run = Path(where)
+    df = ResultStore(run / "width").read()
+    if not len(df):
+        raise ValueError(f"{str(run)!r} holds no width rows; run `expreg run width --preset {run.name} --out {run}`")
+    config = json.loads((run / "width" / "config.json").read_text())
+    df = df[df.config_hash == config["config_hash"]].copy()
+    df["preset"] = name or run.name
+    for col in LISTS:
+        if col in df:
+            df[col] = [v[0] if isinstance(v, (list, np.ndarray)) and len(v) else np.nan for v in df[col]]
+    return df[[c for c in _columns() + LISTS if c in df]]
 
 
 def read(path: str | Path) -> Any:
@@ -129,6 +147,18 @@ def check_table(df: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _with_gd_reach(cfg: Any, rows: Any) -> Any:
+    """``cfg`` with ``conv_n_max`` raised to the largest n whose rows have GD's columns (a GD-only run filed
+    under this preset, such as ``full-gd`` under ``full``, reaches further than the preset's own GD)."""
+    if "conv_lower" not in rows:
+        return cfg
+    has = rows["conv_lower"].map(lambda v: isinstance(v, list) and len(v) > 0 and np.isfinite(v[0]))
+    if not has.any():
+        return cfg
+    reach = int(rows.loc[has, "n"].max())
+    return cfg.model_copy(update={"conv_n_max": max(cfg.conv_n_max, reach)})
+
+
 def summary(path: str | Path, figures_dir: str | Path | None = None) -> dict[str, Any]:
     """Every width table (per preset, and the laws over all presets) and figure, from the stored rows alone."""
     from . import width_analysis, width_figures, width_predict
@@ -141,6 +171,7 @@ def summary(path: str | Path, figures_dir: str | Path | None = None) -> dict[str
     for preset in [p for p in _presets(df) if p not in CHECKS]:
         cfg = Config(**PRESETS[preset]) if preset in PRESETS else Config()
         rows = width_analysis.with_design(df[df["preset"] == preset])
+        cfg = _with_gd_reach(cfg, rows)
         part = width_analysis.summarise(rows, cfg)
         tables.update({f"{preset}: {k}": v for k, v in part["tables"].items()})
         headline.update({f"{preset}: {k}": v for k, v in part["headline"].items()})
