@@ -304,7 +304,9 @@ def test_gd_only_rows_fill_the_gd_columns_of_the_lazy_rows_of_the_same_tasks(tmp
     assert g["task_seed"] == z["task_seed"] and g["lambda"] == z["lambda"]  # the same task: same data
     # without the lazy scan GD meets the same data and networks: its columns are those of a run with both
     both = run_one(Config(**base, conv_n_max=8), params, 0)
-    assert {k: v for k, v in g.items() if k.startswith("conv")} == {k: v for k, v in both.items() if k.startswith("conv")}
+    assert {k: v for k, v in g.items() if k.startswith("conv")} == {
+        k: v for k, v in both.items() if k.startswith("conv")
+    }
     assert both["op1_4_upper"] == z["op1_4_upper"] and np.isfinite(g["conv_upper"][0])
     first_pass = g["conv_first"][0]
 
