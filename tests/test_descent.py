@@ -89,6 +89,43 @@ def test_single_process_shard_matches_the_formulas() -> None:
     assert not flag and sh.step_scalars(W, moved=False, overflow=True) == (0.0, 0.0, True)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block", [1, 3, 16])
+def test_the_step_and_its_movement_in_one_pass_match_the_formulas(dtype: type, block: int) -> None:
+    """ops.advance: W - lr G to the bit (any block, any thread), and the movement of the new W from W(0)."""
+    from expreg.core import ops
+    from expreg.core.backends import get_backend
+
+    rng = np.random.default_rng(4)
+    W0, G = (rng.standard_normal((5, 37)).astype(dtype) for _ in range(2))
+    W = W0 + rng.standard_normal(W0.shape).astype(dtype)
+    lr = 0.3
+    out = np.empty_like(W)
+    plan = ops.BlockPlan(block=block, keep=False)
+    worst, frob = ops.advance(get_backend("numpy"), out, W, G, lr, plan, W0)
+    np.testing.assert_array_equal(out, W + G * dtype(-lr))  # the same float operations, element by element
+    exact = np.linalg.norm((W.astype(np.float64) - lr * G.astype(np.float64)) - W0, axis=0)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    assert worst == pytest.approx(exact.max(), rel=tol) and frob == pytest.approx(np.sqrt((exact**2).sum()), rel=tol)
+    assert ops.advance(get_backend("numpy"), out, W, G, lr, plan) is None
+
+
+def test_train_records_the_movement_the_formulas_give_at_every_step() -> None:
+    """The movement taken with each step (ops.advance) is that of W(t) from W(0), recomputed from the weights."""
+    X, y = expreg.make_dataset(9, 3, seed=5)
+    net = ExpNet.init(3, 24, seed=6)
+    W0 = net.weights_numpy()[0].copy()
+    seen = []
+    for steps in (1, 2, 3):
+        run = expreg.train(net, X, y, lr=1e-3, max_steps=steps, epsilon=0.0, record_every=0)
+        seen.append(np.linalg.norm(run.net.weights_numpy()[0] - W0, axis=0))
+    h = run.history
+    assert h.max_movement[0] == 0.0
+    for t in (1, 2, 3):
+        assert h.max_movement[t] == pytest.approx(seen[t - 1].max(), rel=1e-12)
+        assert h.frobenius_movement[t] == pytest.approx(np.sqrt((seen[t - 1] ** 2).sum()), rel=1e-12)
+
+
 def test_forward_overflow_is_reported_as_no_predictions() -> None:
     X, y = expreg.make_dataset(4, 2, seed=0)
     net = ExpNet.init(2, 8, seed=0, init="gaussian")

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..core import kernels
+from ..core import kernels, ops
 from ..core.backends import Array, Backend
 from ..core.errors import CheckpointError, ExpOverflowError, TrainingDivergedError
 from .checkpoints import Checkpoints, ResultNotSavedError, check_resumable
@@ -109,7 +109,9 @@ class WeightBuffers:
 
     ``advance`` writes W(t+1) = W(t) - lr G into the buffer that held
     W(t-1), so a step allocates nothing and W(t) survives the step (the
-    last finite weights, should W(t+1) overflow).
+    last finite weights, should W(t+1) overflow). Given ``W0``, it also
+    measures the movement of W(t+1) from W(0) in the same pass
+    (``ops.advance``), kept in ``moved`` for the next step's record.
 
     Aliasing rule: ``previous`` and the buffer the next ``advance`` writes
     into are one array. ``previous`` (W(t-1)) is valid from one ``advance``
@@ -122,19 +124,22 @@ class WeightBuffers:
         W(t).
     previous : array (d, k) or None
         W(t-1); None before the first step of this run (a resumed run included).
+    moved : (float, float) or None
+        (max_r ||w_r(t) - w_r(0)||, ||W(t) - W(0)||_F) of this rank's neurons, when ``advance`` measured
+        it (None before the first step of this run, or without ``W0``).
     """
 
-    def __init__(self, be: Backend, W: Array, dtype: np.dtype) -> None:
+    def __init__(self, be: Backend, W: Array, dtype: np.dtype, plan: ops.BlockPlan, W0: Array | None = None) -> None:
+        self.be, self.plan, self.W0 = be, plan, W0
         self.current: Array = W
         self.previous: Array | None = None
+        self.moved: tuple[float, float] | None = None
         self._next: Array = be.empty(tuple(W.shape), dtype)
 
     def advance(self, G: Array, lr: float) -> None:
-        """W(t+1) = W(t) - lr G into the spare buffer; W(t) becomes ``previous``."""
+        """W(t+1) = W(t) - lr G into the spare buffer (and its movement); W(t) becomes ``previous``."""
         out = self._next
-        out[...] = G
-        out *= -lr
-        out += self.current
+        self.moved = ops.advance(self.be, out, self.current, G, lr, self.plan, self.W0)
         self.previous, self.current = self.current, out
         self._next = self.previous  # W(t-1) is no longer needed once W(t) is known finite
 
@@ -176,7 +181,7 @@ class Descent:
             W, self.history, t = resumed
             check_resumable(self.history, t, self.settings, checkpoints.location)
             self.loss0 = self.history.loss[0] if self.history.loss else None
-        return WeightBuffers(sh.be, W, sh.dtype), t
+        return WeightBuffers(sh.be, W, sh.dtype, sh.plan, sh.W0 if self.settings.track_movement else None), t
 
     def measure(self, t: int, weights: WeightBuffers, G: Array) -> float:
         """Forward and backward at W(t) (G written in place), step t recorded; returns ||u(t) - y||_2.
@@ -188,7 +193,8 @@ class Descent:
         u, grad_overflow = sh.forward_backward(W, G)
         if u is None:  # the predictions overflowed, alike on every rank
             raise self.overflowed("exp overflowed", t, weights)
-        worst, frob, any_overflow = sh.step_scalars(W, moved=cfg.track_movement and t > 0, overflow=grad_overflow)
+        moved = cfg.track_movement and t > 0
+        worst, frob, any_overflow = sh.step_scalars(W, moved=moved, overflow=grad_overflow, local=weights.moved)
         if any_overflow:  # some rank's gradient overflowed
             raise self.overflowed("exp overflowed", t, weights)
         res = residual_norm(sh.residual(u))

@@ -115,13 +115,19 @@ class Shard:
             return reduce.u, True  # only this rank's gradient overflowed
         return u, False
 
-    def step_scalars(self, W: Array, *, moved: bool, overflow: bool) -> tuple[float, float, bool]:
+    def step_scalars(
+        self, W: Array, *, moved: bool, overflow: bool, local: tuple[float, float] | None = None
+    ) -> tuple[float, float, bool]:
         """(max_r ||w_r - w_r(0)||, ||W - W(0)||_F, any rank overflowed) over all ranks.
 
-        One sum all-reduce of [||W_k - W_k(0)||_F^2, flag], and one max
-        all-reduce when ``moved`` (else the movement is 0).
+        ``local`` is this rank's movement of W when already measured (``ops.advance`` takes it with the
+        step); else it is measured here (``ops.movement``) when ``moved``, and is 0 otherwise.
+        One sum all-reduce of [||W_k - W_k(0)||_F^2, flag], and one max all-reduce when ``moved``.
         """
-        worst, frob = ops.movement(self.be, W, self.W0, self.plan) if moved else (0.0, 0.0)
+        if not moved:
+            worst, frob = 0.0, 0.0
+        else:
+            worst, frob = local if local is not None else ops.movement(self.be, W, self.W0, self.plan)
         frob_sq, flags = self.comm.sum(np.array([frob * frob, float(overflow)]))
         if moved:
             worst = float(self.comm.max(np.array([worst]))[0])
