@@ -389,7 +389,7 @@ def advance(
             block[...] = G[:, lo:hi]
             block *= -lr
             block += W[:, lo:hi]
-            if norms is not None:
+            if norms is not None and W0 is not None:
                 norms[lo:hi] = backend.column_norms(block - W0[:, lo:hi])
 
     backend.parallel(len(chunks), chunk)
