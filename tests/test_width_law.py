@@ -310,17 +310,21 @@ def test_gd_only_rows_fill_the_gd_columns_of_the_lazy_rows_of_the_same_tasks(tmp
     assert both["op1_4_upper"] == z["op1_4_upper"] and np.isfinite(g["conv_upper"][0])
     first_pass = g["conv_first"][0]
 
-    def stored(name: str, row: dict) -> str:
+    def stored(name: str, row: dict, wall: float) -> str:
         path = tmp_path / f"{name}.csv.gz"
         flat = {k: (v[0] if isinstance(v, list) else v) for k, v in row.items() if not k.startswith("scan_")}
-        pd.DataFrame([{**flat, **params, "seed": 0, "rho": np.nan, "preset": "full"}]).to_csv(path, index=False)
+        flat |= {**params, "seed": 0, "rho": np.nan, "preset": "full", "wall_seconds": wall}
+        pd.DataFrame([flat]).to_csv(path, index=False)
         return str(path)
 
     out = tmp_path / "rows.csv.gz"
     conflicting = dict(g, lambda_max=-1.0)  # a later entry never overwrites what an earlier one has
-    assert width_rows.collect([stored("lazy", z), stored("gd", conflicting)], out) == 1
+    assert width_rows.collect([stored("lazy", z, 1800.0), stored("gd", conflicting, 5400.0)], out) == 1
     merged = width_rows.read(out).iloc[0]
     assert merged["op1_4_upper"] == z["op1_4_upper"] and merged["conv_first"] == [first_pass]
     assert merged["lambda_max"] == pytest.approx(z["lambda_max"], rel=1e-9)
+    # the task's time is both runs' (0.5 h + 1.5 h): one task, so at least its 2 h on any number of cores
+    (timing,) = width_rows.time_table(width_rows.read(out))
+    assert timing["run time summed (h)"] == 2.0 and timing["wall on 2 cores, at least (h)"] == 2.0
     with pytest.raises(ValueError, match="not a stored rows file"):
         width_rows.collect([str(tmp_path / "missing.csv.gz")], out)

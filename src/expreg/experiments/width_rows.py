@@ -56,7 +56,10 @@ def collect(run_dirs: Iterable[str | Path], path: str | Path) -> int:
     out = pd.concat(frames, ignore_index=True)
     columns = [c for c in _columns() + LISTS if c in out]
     key = [c for c in ("preset", "data", "n", "d", "rho", "seed") if c in out]
-    out = out.groupby(key, sort=False, dropna=False).first().reset_index()[columns]
+    how = {c: "first" for c in columns if c not in key}
+    if "wall_seconds" in how:  # a task's time is the sum of its runs' (a lazy run and a GD-only run)
+        how["wall_seconds"] = lambda v: v.sum(min_count=1)
+    out = out.groupby(key, sort=False, dropna=False).agg(how).reset_index()[columns]
     from ..core.storage import atomic_open
 
     with atomic_open(path, "wb") as fh:  # gzip without a time stamp: the same rows give the same bytes
@@ -147,6 +150,29 @@ def check_table(df: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def time_table(df: Any, workers: int = 2) -> list[dict[str, Any]]:
+    """Per preset: its tasks' run time summed (each task's wall time in its worker) and the least wall time on
+    ``workers`` cores, max(sum / workers, longest task), as the stored rows record them."""
+    rows = []
+    for preset in _presets(df):
+        t = df.loc[df["preset"] == preset, "wall_seconds"].to_numpy(float)
+        t = t[np.isfinite(t)]
+        if not len(t):
+            continue
+        rows.append(
+            {
+                "preset": preset,
+                "tasks": len(t),
+                "run time summed (h)": round(float(t.sum()) / 3600, 2),
+                "longest task (min)": round(float(t.max()) / 60, 1),
+                f"wall on {workers} cores, at least (h)": round(
+                    max(float(t.sum()) / workers, float(t.max())) / 3600, 2
+                ),
+            }
+        )
+    return rows
+
+
 def _with_gd_reach(cfg: Any, rows: Any) -> Any:
     """``cfg`` with ``conv_n_max`` raised to the largest n whose rows have GD's columns (a GD-only run filed
     under this preset, such as ``full-gd`` under ``full``, reaches further than the preset's own GD)."""
@@ -179,6 +205,7 @@ def summary(path: str | Path, figures_dir: str | Path | None = None) -> dict[str
             an = width_analysis.analysed(rows, cfg)
             stems += width_figures.all_figures(rows, an, cfg, figures_dir)
     tables["robustness: float64 and grid ratio against full"] = check_table(df)
+    tables["run time per preset"] = time_table(df)
     every = width_analysis.with_design(df[~df["preset"].isin(list(CHECKS))])
     tables.update({f"laws: {k}": v for k, v in width_predict.law_tables(every, Config()).items()})
     notes = width_analysis.notes(Config(**PRESETS["full"]))
