@@ -12,6 +12,8 @@ lazily, so a benchmark subprocess only loads what it measures.
 
 Names
 -----
+expreg-train     ``expreg.train`` itself, default backend and settings (record_every=0): one call of
+                 ``step`` lets the running descent take one more step (its progress callback hands over)
 expreg-numpy     expreg.core.ops on the NumPy backend (threads, fused exp, kept blocks)
 expreg-torch     expreg.core.ops on the PyTorch backend (same code path)
 torch-autograd   plain PyTorch: loss.backward()
@@ -28,7 +30,16 @@ from typing import Any
 
 import numpy as np
 
-NAMES = ("expreg-numpy", "expreg-torch", "torch-autograd", "torch-compile", "torch-manual", "jax-jit", "numpy-plain")
+NAMES = (
+    "expreg-train",
+    "expreg-numpy",
+    "expreg-torch",
+    "torch-autograd",
+    "torch-compile",
+    "torch-manual",
+    "jax-jit",
+    "numpy-plain",
+)
 LR = 1e-7  # small: the weights barely move, so repeated steps cost the same
 
 
@@ -49,6 +60,7 @@ def make(
 ) -> tuple[Callable[[], None], Callable[[], None], dict[str, Any]]:
     """Build the step ``name`` on copies of the data; see the module docstring."""
     builders = {
+        "expreg-train": _expreg_train,
         "expreg-numpy": _expreg_numpy,
         "expreg-torch": _expreg_torch,
         "torch-autograd": _torch_autograd,
@@ -75,6 +87,42 @@ def device_label(library: str, device: str) -> str:
 
         return f"{torch.device(device)} ({torch.cuda.get_device_name(torch.device(device))})"
     return "cpu"
+
+
+def _expreg_train(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
+    """The path a user calls: ``expreg.train`` (default backend, movement tracked, no kernel records) runs in a
+    thread of its own; its progress callback, called once per step, waits for ``step()`` to let it go on, so a
+    timed ``step()`` is exactly one iteration of the real loop: W <- W - lr G, then forward, backward and the
+    step's records and tests."""
+    import threading
+
+    import expreg
+
+    net = expreg.ExpNet.from_weights(W, a)
+    go, done = threading.Semaphore(0), threading.Semaphore(0)
+    failed: list[BaseException] = []
+
+    def progress(t: int, residual: float) -> None:
+        done.release()
+        go.acquire()
+
+    def loop() -> None:
+        try:
+            expreg.train(net, X, y, lr=LR, epsilon=0.0, max_steps=10**9, record_every=0, progress=progress)
+        except BaseException as exc:  # pragma: no cover - reported by the next step()
+            failed.append(exc)
+            done.release()
+
+    threading.Thread(target=loop, daemon=True, name="expreg-train").start()
+    done.acquire()  # set-up (H^cts, lambda) and step 0's forward and backward: not timed
+
+    def step() -> None:
+        go.release()
+        done.acquire()
+        if failed:
+            raise RuntimeError(f"expreg.train stopped: {failed[0]!r}")
+
+    return step, lambda: None, {}
 
 
 def _expreg_numpy(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, device: str) -> Any:
