@@ -109,6 +109,12 @@ def test_presets_of_the_designs() -> None:
     assert beyond.give_up == 0 and beyond.grid[-1] >= 2**26 and len(beyond.seeds) >= 10 and beyond.ns == [128]
     sweep = get_config("width", "dsweep")
     assert sweep.ds == [4, 6, 8, 12, 16, 24, 32, 64] and sweep.ns == [16, 64] and len(sweep.seeds) == 20
+    # the GD-only presets rerun tasks of the designs they are filed under (same n, d, rho, seed: same data)
+    for extra, base in (("full-gd", "full"), ("fixedlambda-gd", "fixedlambda")):
+        cfg, ref = get_config("width", extra), get_config("width", base)
+        assert not cfg.lazy and cfg.conv_n_max >= max(cfg.ns) == 256
+        key = [(p["n"], p["d"], p.get("rho"), s) for p, s in tasks(cfg)]
+        assert set(key) <= {(p["n"], p["d"], p.get("rho"), s) for p, s in tasks(ref)}
 
 
 def _simulated(law_name: str, log_c: float, sigma: float, seed: int = 0) -> pd.DataFrame:

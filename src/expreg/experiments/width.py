@@ -242,6 +242,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "conv_n_max": 64,
         "train_n_max": 0,
     },
+    # GD's convergence scan on the tasks of `fixedlambda` at n = 128, 256, seeds 0-9 (no lazy scan: filed as
+    # `fixedlambda`)
+    "fixedlambda-gd": {
+        **_BASE,
+        "data": "equicorrelated",
+        "rhos": [0.0, 0.25],
+        "ns": [128, 256],
+        "seeds": list(range(10)),
+        "m_cap": 2**22,
+        "lazy": False,
+        "conv_n_max": 256,
+        "train_n_max": 0,
+    },
     # the censored cell of `grid` rescanned: d = 8, n = 128, no give-up rule, cap 2^26
     "beyondcap": {
         **_BASE,
