@@ -315,6 +315,13 @@ def test_gd_only_rows_fill_the_gd_columns_of_the_lazy_rows_of_the_same_tasks(tmp
     }
     assert both["op1_4_upper"] == z["op1_4_upper"] and np.isfinite(g["conv_upper"][0])
     first_pass = g["conv_first"][0]
+    # a GD-only run's own report: GD's table, no lazy criteria and no law
+    from expreg.experiments import width
+
+    df = pd.DataFrame([{**g, **params, "seed": 0, "rho": np.nan}])
+    summary = width.summarise(df, gd_only)
+    assert summary["tables"]["GD convergence"] and not any(k.startswith("laws") for k in summary["tables"])
+    assert "width_law" not in width.figures(df, gd_only, tmp_path / "figures")
 
     def stored(name: str, row: dict, wall: float) -> str:
         path = tmp_path / f"{name}.csv.gz"

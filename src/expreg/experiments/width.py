@@ -561,7 +561,8 @@ def run_one(cfg: Config, params: dict[str, Any], seed: int) -> dict[str, Any]:
 def summarise(df: Any, cfg: Config) -> dict[str, Any]:
     """Tables of the run (``width_analysis``) and the candidate laws scored by prediction (``width_predict``)."""
     summary = width_analysis.summarise(df, cfg)
-    summary["tables"].update(width_predict.law_tables(width_analysis.with_design(df), cfg))
+    if cfg.lazy:  # the laws predict the lazy criteria; a GD-only run has none
+        summary["tables"].update(width_predict.law_tables(width_analysis.with_design(df), cfg))
     return summary
 
 

@@ -56,10 +56,10 @@ def with_design(df: Any) -> Any:
 
 def _bounds(g: Any, crit: str, scaling_index: int) -> tuple[Any, np.ndarray, np.ndarray]:
     """(rows that have the criterion, lower, upper) of one criterion."""
+    if f"{crit}_lower" not in g:  # not measured by this run (GD-only rows, or conv not run)
+        return g.iloc[:0], np.empty(0), np.empty(0)
     if crit != "conv":
         return g, g[f"{crit}_lower"].to_numpy(float), g[f"{crit}_upper"].to_numpy(float)
-    if "conv_lower" not in g:
-        return g.iloc[:0], np.empty(0), np.empty(0)
     has = g["conv_lower"].map(lambda v: isinstance(v, (list, np.ndarray)) and len(v) > scaling_index)
     sub = g[has]
     lower = np.array([v[scaling_index] for v in sub["conv_lower"]], dtype=float)

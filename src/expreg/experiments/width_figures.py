@@ -163,5 +163,5 @@ def law_figure(df: Any, cfg: Any, directory: Any) -> str | None:
 def all_figures(df: Any, an: list[Any], cfg: Any, directory: Any) -> list[str]:
     """Every width figure of rows prepared by ``width_analysis.with_design``; their stems."""
     stems = [thresholds_figure(df, an, cfg, directory), local_figure(an, cfg, directory), lambda_figure(df, directory)]
-    law = law_figure(df, cfg, directory)
+    law = law_figure(df, cfg, directory) if f"{PROOF}_lower" in df else None  # GD-only rows: no law to show
     return stems + ([law] if law else [])
