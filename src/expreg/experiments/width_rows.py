@@ -105,7 +105,7 @@ def read(path: str | Path) -> Any:
             df[col] = ["" if not isinstance(v, str) else v for v in df[col].astype(object)]
     for col in LISTS:
         if col in df:
-            df[col] = [[float(v)] if np.isfinite(v) else np.nan for v in df[col].to_numpy(float)]
+            df[col] = [np.nan if np.isnan(v) else [float(v)] for v in df[col].to_numpy(float)]  # inf: censored
     return df
 
 
