@@ -91,10 +91,18 @@ def test_single_process_shard_matches_the_formulas() -> None:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("block", [1, 3, 16])
-def test_the_step_and_its_movement_in_one_pass_match_the_formulas(dtype: type, block: int) -> None:
-    """ops.advance: W - lr G to the bit (any block, any thread), and the movement of the new W from W(0)."""
-    from expreg.core import ops
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_step_and_its_movement_in_one_pass_match_the_formulas(
+    dtype: type, block: int, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ops.advance: W - lr G to the bit (any block, any thread, numba's one pass or NumPy's), and the movement of
+    the new W from W(0)."""
+    from expreg.core import fastpath, ops
     from expreg.core.backends import get_backend
+    from expreg.core.reuse import KEPT
+
+    monkeypatch.setattr(KEPT.compiled, "disabled", not compiled)
+    assert fastpath.enabled() == compiled  # numba is installed with the test extras
 
     rng = np.random.default_rng(4)
     W0, G = (rng.standard_normal((5, 37)).astype(dtype) for _ in range(2))

@@ -130,3 +130,29 @@ def exp_matvec(Z: np.ndarray, a: np.ndarray, acc: np.ndarray) -> None:
 def exp_flat(z: np.ndarray) -> None:
     """z <- exp(z) for a 1-D contiguous array, releasing the GIL."""
     exp_row(z)
+
+
+@njit(nogil=True, cache=True)
+def step_movement(
+    out: np.ndarray, W: np.ndarray, G: np.ndarray, neg_lr: Any, lo: int, hi: int, W0: np.ndarray, sq: np.ndarray
+) -> None:
+    """Columns lo..hi-1: out = W + G * neg_lr (IEEE, no contraction), sq[j - lo] = sum_i (out - W0)_ij^2.
+
+    One pass over the block (W, G, W0 read once, out written once); all (d, m) arrays C-contiguous, sq (hi - lo,).
+    """
+    for j in range(hi - lo):
+        sq[j] = 0.0
+    for i in range(out.shape[0]):
+        for j in range(lo, hi):
+            o = W[i, j] + G[i, j] * neg_lr
+            out[i, j] = o
+            t = o - W0[i, j]
+            sq[j - lo] += t * t
+
+
+@njit(nogil=True, cache=True)
+def step_only(out: np.ndarray, W: np.ndarray, G: np.ndarray, neg_lr: Any, lo: int, hi: int) -> None:
+    """Columns lo..hi-1: out = W + G * neg_lr, one pass."""
+    for i in range(out.shape[0]):
+        for j in range(lo, hi):
+            out[i, j] = W[i, j] + G[i, j] * neg_lr

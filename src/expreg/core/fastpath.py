@@ -125,6 +125,36 @@ def exp_kernels(kernel: str) -> tuple[Callable[..., np.ndarray], Callable[..., n
     raise ValueError(f"unknown exp kernel {kernel!r}; expected 'fastpath', 'numpy' or 'torch'")
 
 
+def step_block_(
+    out: np.ndarray,
+    W: np.ndarray,
+    G: np.ndarray,
+    lr: float,
+    lo: int,
+    hi: int,
+    W0: np.ndarray | None,
+    sq: np.ndarray | None,
+) -> bool:
+    """Columns lo..hi-1 of the gradient step out = W - lr G (computed as W + G * (-lr) in the arrays' dtype, as
+    NumPy's ``out = G; out *= -lr; out += W`` does) and, with W0, sq = the squared column norms of out - W0, in
+    one compiled pass; False (nothing done) when the compiled kernels are not in use or the arrays do not suit
+    them (then the caller does it with NumPy)."""
+    kernels = _get()
+    arrays = (out, W, G) if W0 is None else (out, W, G, W0)
+    if (
+        kernels is None
+        or out.dtype.char not in "fd"
+        or not all(x.flags.c_contiguous and x.dtype == out.dtype for x in arrays)
+    ):
+        return False
+    neg_lr = out.dtype.type(-lr)
+    if W0 is None or sq is None:
+        kernels["step"](out, W, G, neg_lr, lo, hi)
+    else:
+        kernels["step_movement"](out, W, G, neg_lr, lo, hi, W0, sq)
+    return True
+
+
 def warm_up() -> bool:
     """Load (or compile) the kernels for float32 and float64 now; True when they are in use.
 
@@ -164,4 +194,4 @@ def _compile() -> dict[str, Callable[..., None]]:
     """Import the numba kernels (compiled on first call per dtype, cached on disk)."""
     from . import _fastkernels as k  # ImportError without numba -> fallback
 
-    return {"exp_matvec": k.exp_matvec, "exp": k.exp_flat}
+    return {"exp_matvec": k.exp_matvec, "exp": k.exp_flat, "step_movement": k.step_movement, "step": k.step_only}

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from . import fastpath
 from .activations import Activation
 from .backends import Array, Backend
 from .errors import ExpOverflowError, overflow_checked
@@ -376,15 +377,26 @@ def advance(
     With ``W0`` it also returns ``movement(backend, out, W0, plan)``, the
     movement of the new weights, taken in the same pass while each block of
     W' is in cache (one sweep over the d x m weights instead of two, on every
-    core instead of one). Each element is computed as before, G * (-lr) + W,
-    so the weights are the same to the bit whatever the threads or blocks.
+    core instead of one). On the NumPy backend with numba, each block is one
+    compiled loop (``fastpath.step_block_``: W, G, W0 read once, W' written
+    once); otherwise NumPy's passes per block. Each element is computed the
+    same way either way, G * (-lr) + W in the arrays' dtype, so the weights
+    are the same to the bit whatever the path, threads or blocks (the
+    movement agrees to rounding: its sums run in another order).
     """
     m = int(W.shape[1])
     chunks = plan.chunks(m)
     norms = None if W0 is None else backend.empty((m,), backend.dtype_of(W))
+    compiled = backend.name == "numpy"  # fastpath's one-pass kernel where numba is in use (else NumPy below)
 
     def chunk(worker: int, c: int) -> None:
         for lo, hi in chunks[c]:
+            if compiled and fastpath.step_block_(
+                out, W, G, lr, lo, hi, W0, norms[lo:hi] if norms is not None else None
+            ):
+                if norms is not None:
+                    norms[lo:hi] = np.sqrt(norms[lo:hi])
+                continue
             block = out[:, lo:hi]
             block[...] = G[:, lo:hi]
             block *= -lr

@@ -56,7 +56,7 @@ def collect(run_dirs: Iterable[str | Path], path: str | Path) -> int:
     out = pd.concat(frames, ignore_index=True)
     columns = [c for c in _columns() + LISTS if c in out]
     key = [c for c in ("preset", "data", "n", "d", "rho", "seed") if c in out]
-    how = {c: "first" for c in columns if c not in key}
+    how: dict[str, Any] = {c: "first" for c in columns if c not in key}
     if "wall_seconds" in how:  # a task's time is the sum of its runs' (a lazy run and a GD-only run)
         how["wall_seconds"] = lambda v: v.sum(min_count=1)
     out = out.groupby(key, sort=False, dropna=False).agg(how).reset_index()[columns]
