@@ -48,20 +48,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import impls  # noqa: E402
 import report  # noqa: E402
 from runner import run_script  # noqa: E402
 
 SHAPES = [(1024, 32, 65536), (2048, 16, 131072), (512, 128, 32768)]
-CPU_IMPLS = [
-    "expreg-train",
-    "expreg-numpy",
-    "expreg-torch",
-    "torch-autograd",
-    "torch-compile",
-    "torch-manual",
-    "jax-jit",
-    "numpy-plain",
-]
+CPU_IMPLS = list(impls.NAMES)  # every implementation of the step (benchmarks/impls.py)
 GPU_IMPLS = ["expreg-torch", "torch-autograd", "torch-compile", "torch-manual", "jax-jit"]
 #: Rerun in every round: expreg on the path a user calls (``expreg.train``, default backend) and the two fastest
 #: competitors (PyTorch autograd trails torch.compile everywhere; see RESULTS.md).
