@@ -42,8 +42,12 @@ class SchedulerLostError(RuntimeError):
     """The Dask scheduler was unreachable for longer than the executor's ``lost_timeout_s``."""
 
 
+#: Dask's loggers that report a lost scheduler with a traceback (the client; the batched stream of its messages).
+_LOST_LOGGERS = ("distributed.client", "distributed.batched")
+
+
 class _OneLineLogs(logging.Filter):
-    """Dask's client logs a lost connection with a traceback: keep one line (the exception's type and first line)."""
+    """Dask logs a lost connection with a traceback: keep one line (the exception's type and first line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[1] is not None:
@@ -95,7 +99,8 @@ class DaskExecutor(Executor):
         self._address, self._lost_timeout_s = address, float(lost_timeout_s)
         self._lost_since: float | None = None
         self._log_filter = _OneLineLogs()
-        logging.getLogger("distributed.client").addFilter(self._log_filter)
+        for name in _LOST_LOGGERS:
+            logging.getLogger(name).addFilter(self._log_filter)
         self._inner = self._client.get_executor(pure=False)  # each submit is its own task, even for equal arguments
         self._workers, self._workers_at = 1, -float("inf")
         if not self._client.scheduler_info().get("workers"):
@@ -152,7 +157,8 @@ class DaskExecutor(Executor):
         finally:
             with contextlib.suppress(Exception):  # a client whose scheduler is gone may fail to close cleanly
                 self._client.close(timeout=CONNECT_TIMEOUT_S)
-            logging.getLogger("distributed.client").removeFilter(self._log_filter)
+            for name in _LOST_LOGGERS:
+                logging.getLogger(name).removeFilter(self._log_filter)
 
 
 def _probe(address: str, timeout_s: float) -> None:
