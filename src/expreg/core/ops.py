@@ -387,15 +387,14 @@ def advance(
     m = int(W.shape[1])
     chunks = plan.chunks(m)
     norms = None if W0 is None else backend.empty((m,), backend.dtype_of(W))
-    compiled = backend.name == "numpy"  # fastpath's one-pass kernel where numba is in use (else NumPy below)
+    compiled = backend.host_blas  # NumPy arrays: fastpath's one-pass kernel where numba is in use (else below)
 
     def chunk(worker: int, c: int) -> None:
         for lo, hi in chunks[c]:
-            if compiled and fastpath.step_block_(
-                out, W, G, lr, lo, hi, W0, norms[lo:hi] if norms is not None else None
-            ):
-                if norms is not None:
-                    norms[lo:hi] = np.sqrt(norms[lo:hi])
+            sq = norms[lo:hi] if norms is not None else None
+            if compiled and fastpath.step_block_(out, W, G, lr, lo, hi, W0, sq):
+                if sq is not None:
+                    np.sqrt(sq, out=sq)  # squared column norms -> norms, in place
                 continue
             block = out[:, lo:hi]
             block[...] = G[:, lo:hi]
