@@ -118,6 +118,90 @@ def test_the_step_and_its_movement_in_one_pass_match_the_formulas(
     assert ops.advance(get_backend("numpy"), out, W, G, lr, plan) is None
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block", [1, 3, 16])
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("track", [True, False])
+def test_the_step_fused_into_the_backward_pass_matches_the_formulas(
+    dtype: type, block: int, compiled: bool, track: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ops.forward_backward(step=...): G as without the step, W' = W + G * (-lr) element by element to the bit (numba's
+    one pass or NumPy's, any block), and the movement of W' from W(0) against float64 norms."""
+    from expreg.core import fastpath, ops
+    from expreg.core.activations import EXP
+    from expreg.core.backends import get_backend
+    from expreg.core.reuse import KEPT
+
+    monkeypatch.setattr(KEPT.compiled, "disabled", not compiled)
+    assert fastpath.enabled() == compiled
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((11, 4))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    W0 = rng.standard_normal((4, 37))
+    W = (W0 + 0.1 * rng.standard_normal(W0.shape)).astype(dtype)
+    W0 = W0.astype(dtype)
+    a, y = np.where(rng.random(37) < 0.5, -1.0, 1.0).astype(dtype), rng.uniform(-1, 1, 11).astype(dtype)
+    be, plan, lr = get_backend("numpy", None, 2), ops.BlockPlan(block=block, keep=False), 0.05
+    _, G_alone = ops.forward_backward(be, EXP, X.astype(dtype), W, a, y, 0.5, plan)
+    out = np.full_like(W, np.nan)
+    step = ops.Step(out, lr, W0 if track else None, np.empty(37, dtype) if track else None)
+    _, G = ops.forward_backward(be, EXP, X.astype(dtype), W, a, y, 0.5, plan, step=step)
+    assert step.taken
+    np.testing.assert_array_equal(G, G_alone)
+    np.testing.assert_array_equal(out, W + G * dtype(-lr))  # the same float operations, element by element
+    if not track:
+        assert step.moved(be) is None
+        return
+    exact = np.linalg.norm(out.astype(np.float64) - W0, axis=0)
+    worst, frob = step.moved(be)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    assert worst == pytest.approx(exact.max(), rel=tol) and frob == pytest.approx(np.sqrt((exact**2).sum()), rel=tol)
+
+
+def test_the_fused_step_is_not_taken_when_the_predictions_overflow() -> None:
+    """A forward overflow leaves the step's buffer as it was (W(t-1) lives there during a descent)."""
+    from expreg.core import ops
+    from expreg.core.activations import EXP
+    from expreg.core.backends import get_backend
+    from expreg.core.errors import ExpOverflowError
+
+    X, y = expreg.make_dataset(6, 3, seed=0)
+    W = np.random.default_rng(0).standard_normal((3, 16))
+    W[:, 4] = 1000.0 * X[2]
+    out = np.full_like(W, 7.0)
+    step = ops.Step(out, 0.1)
+    with pytest.raises(ExpOverflowError, match="predictions"):
+        ops.forward_backward(get_backend("numpy"), EXP, X, W, np.ones(16), y, 1.0, ops.BlockPlan(4, False), step=step)
+    assert not step.taken and (out == 7.0).all()
+
+
+def test_gradient_overflow_after_some_steps_keeps_the_last_finite_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """exp overflowing in the gradient at W(3), with finite predictions (float32, targets 100 y, lr 1e-3): diverged,
+    and the result is W(3) itself (finite, its step recorded), W(2) - lr G(W(2)) by the dense formula, whether or not
+    the backward pass already took the step from it into the spare buffer (the same weights to the bit)."""
+    from expreg.core.errors import TrainingDivergedError
+    from expreg.engine.descent import WeightBuffers
+
+    X, y = expreg.make_dataset(8, 3, seed=0)
+    net = ExpNet.init(3, 64, seed=0, dtype=np.float32)
+    results = []
+    for fused in (True, False):
+        if not fused:  # the step in ``advance``, as on a GPU
+            monkeypatch.setattr(WeightBuffers, "fused_step", lambda self, lr: None)
+        with pytest.raises(TrainingDivergedError, match="exp overflowed in the gradient at step 3") as info:
+            expreg.train(net, X, 100.0 * y, lr=1e-3, max_steps=50, epsilon=0.0, record_every=0)
+        results.append(info.value.result)
+    for result in results:
+        assert result.steps == 3 and len(result.history.residual) == 4
+        assert np.isfinite(np.asarray(result.net.W)).all()
+    np.testing.assert_array_equal(np.asarray(results[0].net.W), np.asarray(results[1].net.W))
+    W2 = np.asarray(expreg.train(net, X, 100.0 * y, lr=1e-3, max_steps=2, epsilon=0.0, record_every=0).net.W, float)
+    a, s = np.asarray(net.a, float), net.s
+    E = np.exp(X @ W2)
+    G = s * X.T @ ((s * E @ a - 100.0 * y)[:, None] * E * a[None, :])
+    np.testing.assert_allclose(np.asarray(results[0].net.W, float), W2 - 1e-3 * G, rtol=1e-4, atol=1e-5)
+
+
 def test_train_records_the_movement_the_formulas_give_at_every_step() -> None:
     """The movement taken with each step (ops.advance) is that of W(t) from W(0), recomputed from the weights."""
     X, y = expreg.make_dataset(9, 3, seed=5)

@@ -155,6 +155,41 @@ def step_block_(
     return True
 
 
+def scale_step_block_(
+    G: np.ndarray,
+    sa: np.ndarray,
+    lo: int,
+    hi: int,
+    out: np.ndarray | None = None,
+    W: np.ndarray | None = None,
+    lr: float = 0.0,
+    W0: np.ndarray | None = None,
+    sq: np.ndarray | None = None,
+) -> bool | None:
+    """The tail of the backward pass for columns lo..hi-1 of G, in one compiled pass while the block is in cache.
+
+    G *= sa (column j by sa[j]); with ``out`` and ``W``, also the gradient step out = W - lr G of those columns
+    (as ``step_block_`` computes it); with ``W0`` and ``sq`` too, sq = the squared column norms of out - W0.
+    Returns whether every scaled entry of G is finite, or None (nothing done) when the compiled kernels are
+    not in use or the arrays do not suit them (then the caller does it with NumPy).
+    """
+    kernels = _get()
+    arrays = [G, sa] + [x for x in (out, W, W0) if x is not None]
+    if (
+        kernels is None
+        or G.dtype.char not in "fd"
+        or not all(x.flags.c_contiguous and x.dtype == G.dtype for x in arrays)
+        or (sq is not None and sq.dtype != G.dtype)
+    ):
+        return None
+    if out is None or W is None:
+        return bool(kernels["scale_check"](G, sa, lo, hi))
+    neg_lr = G.dtype.type(-lr)
+    if W0 is None or sq is None:
+        return bool(kernels["scale_check_step"](G, sa, lo, hi, out, W, neg_lr))
+    return bool(kernels["scale_check_step_movement"](G, sa, lo, hi, out, W, neg_lr, W0, sq))
+
+
 def warm_up() -> bool:
     """Load (or compile) the kernels for float32 and float64 now; True when they are in use.
 
@@ -167,6 +202,12 @@ def warm_up() -> bool:
         Z = np.zeros((2, 8), dtype=dtype)
         exp_matvec_(Z, np.ones(8, dtype=dtype), np.zeros(2, dtype=dtype))
         exp_(Z)
+        out, sq, ones = np.empty_like(Z), np.empty(8, dtype=dtype), np.ones(8, dtype=dtype)
+        scale_step_block_(Z, ones, 0, 8)
+        scale_step_block_(Z, ones, 0, 8, out, Z, 0.1)
+        scale_step_block_(Z, ones, 0, 8, out, Z, 0.1, Z, sq)
+        step_block_(out, Z, Z, 0.1, 0, 8, None, None)
+        step_block_(out, Z, Z, 0.1, 0, 8, Z, sq)
     return True
 
 
@@ -194,4 +235,12 @@ def _compile() -> dict[str, Callable[..., None]]:
     """Import the numba kernels (compiled on first call per dtype, cached on disk)."""
     from . import _fastkernels as k  # ImportError without numba -> fallback
 
-    return {"exp_matvec": k.exp_matvec, "exp": k.exp_flat, "step_movement": k.step_movement, "step": k.step_only}
+    return {
+        "exp_matvec": k.exp_matvec,
+        "exp": k.exp_flat,
+        "step_movement": k.step_movement,
+        "step": k.step_only,
+        "scale_check": k.scale_check,
+        "scale_check_step": k.scale_check_step,
+        "scale_check_step_movement": k.scale_check_step_movement,
+    }

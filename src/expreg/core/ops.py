@@ -12,6 +12,9 @@ cache):
     E = exp(Z) in place; acc += E a_block      (one fused pass, ``fastpath``)
     ...after all blocks: u = s * sum(acc), r = u - y, Xr = X * r[:, None]...
     G_block = (Xr^T E) * (s a_block)   GEMM straight into G's columns
+    [W'_block = W_block - lr G_block]  with a ``Step``: the gradient step, in the
+                                       same compiled pass as the scaling, while
+                                       G_block is in cache
 
 X^T (r[:, None] * E) = (X * r[:, None])^T E, so the residual scales the
 n x d matrix X once per step instead of every n x b block. Blocks are
@@ -87,6 +90,41 @@ class BlockPlan:
         k = len(blocks)
         c = min(k, MAX_CHUNKS)
         return [blocks[i * k // c : (i + 1) * k // c] for i in range(c)]
+
+
+@dataclass
+class Step:
+    """The gradient step W' = W - lr G, taken inside ``forward_backward``'s backward pass (docs/theory.md section 2).
+
+    Each block of W' is written right after the block's gradient, while that block is in cache, instead of
+    in a later sweep over the d x m weights (``advance``); the arithmetic is ``advance``'s, so the weights are
+    the same to the bit. With ``W0`` (and ``norms``, an (m,) buffer) the column norms ||w'_r - w_r(0)|| are
+    taken in the same pass (``moved`` turns them into the movement).
+
+    Attributes
+    ----------
+    out : array (d, m)
+        Where W' goes (never W itself, nor G).
+    lr : float
+    W0 : array (d, m), optional
+    norms : array (m,), optional
+        Filled with the column norms of W' - W0 when ``W0`` is given.
+    taken : bool
+        Set by ``forward_backward``: True once ``out`` holds W'. False when the predictions overflowed (the
+        step is then not taken, so ``out`` keeps what it held).
+    """
+
+    out: Array
+    lr: float
+    W0: Array | None = None
+    norms: Array | None = None
+    taken: bool = False
+
+    def moved(self, backend: Backend) -> tuple[float, float] | None:
+        """(max_r ||w'_r - w_r(0)||_2, ||W' - W(0)||_F) from ``norms``; None without ``W0`` or before the step."""
+        if not self.taken or self.W0 is None or self.norms is None:
+            return None
+        return _max_and_root_sum_of_squares(backend, self.norms)
 
 
 def plan_blocks(
@@ -260,10 +298,15 @@ def _backward(
     kept: Callable[[int, int, int], Array] | None,
     G: Array,
     ws: _Workspace,
+    step: Step | None = None,
 ) -> None:
     """The backward pass into G; ``kept(k, lo, hi)`` returns block k's kept activations (None: recompute).
 
-    Sets ``ws.finite`` (one device flag per chunk) and reads nothing back
+    Each block's tail (the column scaling by s a, the finiteness test and,
+    with ``step``, the gradient step) runs on the block right after its
+    GEMM: one compiled pass on the NumPy backend with numba
+    (``fastpath.scale_step_block_``), else NumPy's or the device's passes.
+    Sets ``ws.finite`` (one flag per chunk) and reads nothing back
     to the host: the caller reads the flags, once per step.
     """
     chunks, first = ws.chunks, ws.first
@@ -272,6 +315,7 @@ def _backward(
     sa = a * scale
 
     def chunk(worker: int, c: int) -> None:
+        flags: list[bool | None] = []
         for k, (lo, hi) in enumerate(chunks[c], start=first[c]):
             if kept is not None:
                 E = kept(k, lo, hi)
@@ -283,11 +327,37 @@ def _backward(
                 backend.matmul(XrT, D, out=Gb)
             else:
                 Gb[...] = backend.matmul(XrT, D)
-            Gb *= sa[lo:hi]
-        lo, hi = chunks[c][0][0], chunks[c][-1][1]
-        ws.finite[c] = backend.isfinite_all(G[:, lo:hi])  # a device flag, computed chunk by chunk
+            flags.append(_block_tail(backend, G, sa, lo, hi, W, step))
+        if all(f is not None for f in flags):
+            ws.finite[c] = np.bool_(all(flags))  # the compiled tails tested each block
+        else:
+            lo, hi = chunks[c][0][0], chunks[c][-1][1]
+            ws.finite[c] = backend.isfinite_all(G[:, lo:hi])  # a device flag, computed chunk by chunk
 
     backend.parallel(len(chunks), chunk)
+
+
+def _block_tail(backend: Backend, G: Array, sa: Array, lo: int, hi: int, W: Array, step: Step | None) -> bool | None:
+    """Columns lo..hi-1 after the backward GEMM: G *= s a, then ``step``'s columns (``_step_block``).
+
+    Returns the block's finiteness when the compiled pass did it all (NumPy backend with numba), else None
+    (the caller tests the chunk).
+    """
+    if backend.host_blas:
+        sq = None if step is None or step.norms is None else step.norms[lo:hi]
+        if step is None:
+            ok = fastpath.scale_step_block_(G, sa, lo, hi)
+        else:
+            ok = fastpath.scale_step_block_(G, sa, lo, hi, step.out, W, step.lr, step.W0, sq)
+        if ok is not None:
+            if sq is not None:
+                np.sqrt(sq, out=sq)  # squared column norms -> norms, in place
+            return ok
+    Gb = G[:, lo:hi]
+    Gb *= sa[lo:hi]
+    if step is not None:
+        _step_block(backend, step.out, W, G, step.lr, lo, hi, step.W0, step.norms)
+    return None
 
 
 def forward_backward(
@@ -302,6 +372,7 @@ def forward_backward(
     G: Array | None = None,
     reduce: Callable[[Array], Array] | None = None,
     weights: Array | None = None,
+    step: Step | None = None,
 ) -> tuple[Array, Array]:
     """Predictions and the gradient of L = 1/2 sum_i c_i (u_i - y_i)^2 (docs/theory.md section 2; c = 1 by default).
 
@@ -332,6 +403,10 @@ def forward_backward(
 
     ``weights`` : array (n,), optional
         The per-point weights c_i of a weighted loss (``train(sample_weight=...)``).
+    ``step`` : Step, optional
+        Also take the gradient step W' = W - lr G into ``step.out``, block by block inside the backward
+        pass (see ``Step``); skipped (``step.taken`` False) when the predictions overflowed. When the
+        gradient overflowed, ``step.out`` holds values of no use, like G.
     """
     ws = _acquire(backend, X, W, plan)
     try:
@@ -344,7 +419,10 @@ def forward_backward(
             if G is None:
                 G = backend.empty(tuple(W.shape), backend.dtype_of(X))
             kept = (lambda k, lo, hi: ws.block(0, lo, hi)) if plan.keep else None
-            _backward(backend, act, X, W, a, u - y if weights is None else (u - y) * weights, scale, kept, G, ws)
+            if step is not None:  # W' only from finite predictions: a host read, on the device a synchronisation
+                step.taken = bool(backend.to_bools([u_finite])[0])
+            r = u - y if weights is None else (u - y) * weights
+            _backward(backend, act, X, W, a, r, scale, kept, G, ws, step if step is not None and step.taken else None)
         finite = backend.to_bools([u_finite, *ws.finite])
         if not finite[0]:
             raise _overflow("the predictions F(W, X)")
@@ -387,24 +465,32 @@ def advance(
     m = int(W.shape[1])
     chunks = plan.chunks(m)
     norms = None if W0 is None else backend.empty((m,), backend.dtype_of(W))
-    compiled = backend.host_blas  # NumPy arrays: fastpath's one-pass kernel where numba is in use (else below)
 
     def chunk(worker: int, c: int) -> None:
         for lo, hi in chunks[c]:
-            sq = norms[lo:hi] if norms is not None else None
-            if compiled and fastpath.step_block_(out, W, G, lr, lo, hi, W0, sq):
-                if sq is not None:
-                    np.sqrt(sq, out=sq)  # squared column norms -> norms, in place
-                continue
-            block = out[:, lo:hi]
-            block[...] = G[:, lo:hi]
-            block *= -lr
-            block += W[:, lo:hi]
-            if norms is not None and W0 is not None:
-                norms[lo:hi] = backend.column_norms(block - W0[:, lo:hi])
+            _step_block(backend, out, W, G, lr, lo, hi, W0, norms)
 
     backend.parallel(len(chunks), chunk)
     return None if norms is None else _max_and_root_sum_of_squares(backend, norms)
+
+
+def _step_block(
+    backend: Backend, out: Array, W: Array, G: Array, lr: float, lo: int, hi: int, W0: Array | None, norms: Array | None
+) -> None:
+    """Columns lo..hi-1 of out = W - lr G, as G * (-lr) + W in the arrays' dtype, and with W0 the column norms of
+    out - W0 into norms[lo:hi]: one compiled pass on the NumPy backend with numba (``fastpath.step_block_``),
+    else NumPy's or the device's passes."""
+    sq = norms[lo:hi] if norms is not None and W0 is not None else None
+    if backend.host_blas and fastpath.step_block_(out, W, G, lr, lo, hi, W0, sq):
+        if sq is not None:
+            np.sqrt(sq, out=sq)  # squared column norms -> norms, in place
+        return
+    block = out[:, lo:hi]
+    block[...] = G[:, lo:hi]
+    block *= -lr
+    block += W[:, lo:hi]
+    if norms is not None and W0 is not None:
+        norms[lo:hi] = backend.column_norms(block - W0[:, lo:hi])
 
 
 def _max_and_root_sum_of_squares(backend: Backend, norms: Array) -> tuple[float, float]:

@@ -21,7 +21,9 @@ two small objects the caller hands in:
 The loop reads as: ``Descent`` (set-up: H^cts, the step size ``lr``) ->
 ``start`` (W(0) or the resumed weights) -> per step ``measure`` (forward,
 backward, records, overflow and divergence tests) -> ``WeightBuffers.advance``
-(the gradient step) -> ``finish`` (the ``Run``). The caller wraps the ``Run``
+(the gradient step; on the host the backward pass has already written it,
+block by block while each block of the gradient was in cache) -> ``finish``
+(the ``Run``). The caller wraps the ``Run``
 in its own result type (``history.RunResult``), also the one an error
 carries (``results_as``).
 """
@@ -107,16 +109,20 @@ def residual_norm(r: np.ndarray) -> float:
 class WeightBuffers:
     """W(t) and W(t-1) of one descent in two buffers (d, k) that swap roles at every step.
 
-    ``advance`` writes W(t+1) = W(t) - lr G into the buffer that held
-    W(t-1), so a step allocates nothing and W(t) survives the step (the
-    last finite weights, should W(t+1) overflow). Given ``W0``, it also
-    measures the movement of W(t+1) from W(0) in the same pass
-    (``ops.advance``), kept in ``moved`` for the next step's record.
+    W(t+1) = W(t) - lr G is written into the buffer that held W(t-1), so a
+    step allocates nothing and W(t) survives the step (the last finite
+    weights, should W(t+1) overflow). On the host (a NumPy backend) the
+    backward pass writes it, block by block while each block of the
+    gradient is in cache: ``fused_step`` hands ``measure`` the ``ops.Step``
+    to take, and ``advance`` only swaps the buffers. Elsewhere ``advance``
+    takes the step itself (``ops.advance``), the same arithmetic. Given
+    ``W0``, the movement of W(t+1) from W(0) is measured in the same pass,
+    kept in ``moved`` for the next step's record.
 
-    Aliasing rule: ``previous`` and the buffer the next ``advance`` writes
-    into are one array. ``previous`` (W(t-1)) is valid from one ``advance``
-    until the next begins; whoever needs it longer copies it. ``current``
-    never aliases ``previous`` or the gradient ``G``.
+    Aliasing rule: ``previous`` and the buffer the next step writes into
+    are one array. ``previous`` (W(t-1)) is valid from one ``advance``
+    until the next ``measure`` begins; whoever needs it longer copies it.
+    ``current`` never aliases ``previous`` or the gradient ``G``.
 
     Attributes
     ----------
@@ -135,11 +141,23 @@ class WeightBuffers:
         self.previous: Array | None = None
         self.moved: tuple[float, float] | None = None
         self._next: Array = be.empty(tuple(W.shape), dtype)
+        self._norms: Array | None = None if W0 is None else be.empty((int(W.shape[1]),), dtype)
+        self._step: ops.Step | None = None
+
+    def fused_step(self, lr: float) -> ops.Step | None:
+        """The step W(t+1) = W(t) - lr G for the backward pass to take into the spare buffer (host backends);
+        None where ``advance`` takes it. W(t-1) is overwritten once it is taken."""
+        self._step = ops.Step(self._next, lr, self.W0, self._norms) if self.be.host_blas else None
+        return self._step
 
     def advance(self, G: Array, lr: float) -> None:
-        """W(t+1) = W(t) - lr G into the spare buffer (and its movement); W(t) becomes ``previous``."""
-        out = self._next
-        self.moved = ops.advance(self.be, out, self.current, G, lr, self.plan, self.W0)
+        """W(t+1) = W(t) - lr G into the spare buffer (and its movement), unless the backward pass took it
+        (``fused_step``); W(t) becomes ``previous``."""
+        out, step, self._step = self._next, self._step, None
+        if step is not None and step.taken:
+            self.moved = step.moved(self.be)
+        else:
+            self.moved = ops.advance(self.be, out, self.current, G, lr, self.plan, self.W0)
         self.previous, self.current = self.current, out
         self._next = self.previous  # W(t-1) is no longer needed once W(t) is known finite
 
@@ -190,21 +208,25 @@ class Descent:
         and of ``diverged`` when the loss grew past ``DIVERGENCE_FACTOR``.
         """
         sh, cfg, W = self.shard, self.settings, weights.current
-        u, grad_overflow = sh.forward_backward(W, G)
-        if u is None:  # the predictions overflowed, alike on every rank
+        u, grad_overflow = sh.forward_backward(W, G, weights.fused_step(self.lr))
+        if u is None:  # the predictions overflowed, alike on every rank (no step was taken: W(t-1) is intact)
             raise self.overflowed("exp overflowed", t, weights)
         moved = cfg.track_movement and t > 0
         worst, frob, any_overflow = sh.step_scalars(W, moved=moved, overflow=grad_overflow, local=weights.moved)
-        if any_overflow:  # some rank's gradient overflowed
-            raise self.overflowed("exp overflowed", t, weights)
         res = residual_norm(sh.residual(u))
         loss = 0.5 * res * res
-        if not math.isfinite(loss):  # u finite but ||u - y||^2 beyond float64
-            raise self.overflowed("the loss 1/2 ||u - y||^2 overflowed float64", t, weights)
-        if self.loss0 is None:
-            self.loss0 = loss
+        overflow = any_overflow or not math.isfinite(loss)
+        what = "exp overflowed in the gradient" if any_overflow else "the loss 1/2 ||u - y||^2 overflowed float64"
+        if overflow and weights.previous is None:  # at the start of this run: an error of the input, not divergence
+            raise self.overflowed(what, t, weights)
         if len(self.history.loss) == t:  # not yet recorded (a resumed run may have it)
             self.record(t, W, loss, res, worst, frob)
+        if overflow:
+            # The predictions at W(t) are finite, so the step from it may already be taken (``fused_step``):
+            # W(t), finite, is the last weights kept, its step recorded.
+            raise self.overflowed(what, t, weights, keep_current=True)
+        if self.loss0 is None:
+            self.loss0 = loss
         if t > 0 and not loss <= DIVERGENCE_FACTOR * max(self.loss0, 1e-30):
             raise self.diverged(f"the loss grew from {self.loss0:.3g} to {loss:.3g} by step {t}", t, W)
         return res
@@ -264,12 +286,15 @@ class Descent:
             ) from exc
         return run
 
-    def overflowed(self, what: str, t: int, weights: WeightBuffers) -> Exception:
-        """The error for an overflow at step t: divergence from W(t-1) when this run has taken a step."""
+    def overflowed(self, what: str, t: int, weights: WeightBuffers, *, keep_current: bool = False) -> Exception:
+        """The error for an overflow at step t: divergence when this run has taken a step, from W(t-1), or from
+        W(t) with ``keep_current`` (its predictions were finite, so its own step may already be taken)."""
         if weights.previous is None:
             return ExpOverflowError(
                 f"{what} at step {t}, before any step of this run: the inputs, targets or initial weights are too large"
             )
+        if keep_current:
+            return self.diverged(f"{what} at step {t}", t, weights.current)
         return self.diverged(f"{what} at step {t}", t - 1, weights.previous)
 
     def diverged(self, why: str, t: int, Wt: Array) -> TrainingDivergedError:

@@ -101,13 +101,27 @@ class Shard:
             )
         return buf[:-1].reshape(n, n)
 
-    def forward_backward(self, W: Array, G: Array) -> tuple[Array | None, bool]:
-        """(u, backward_overflowed), G written in place. u is None when the predictions overflowed (on every rank alike)."""
+    def forward_backward(self, W: Array, G: Array, step: ops.Step | None = None) -> tuple[Array | None, bool]:
+        """(u, backward_overflowed), G written in place (and ``step`` taken, ``ops.Step``).
+
+        u is None when the predictions overflowed (on every rank alike).
+        """
         reduce = _AllReduce(self.comm)
         try:
             with overflow_checked():  # overflow is detected by ops
                 u, _ = ops.forward_backward(
-                    self.be, self.act, self.Xb, W, self.a, self.yb, self.s, self.plan, G, reduce=reduce, weights=self.wb
+                    self.be,
+                    self.act,
+                    self.Xb,
+                    W,
+                    self.a,
+                    self.yb,
+                    self.s,
+                    self.plan,
+                    G,
+                    reduce=reduce,
+                    weights=self.wb,
+                    step=step,
                 )
         except ExpOverflowError:
             if reduce.u is None or not self.be.all_finite(reduce.u):
