@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -211,7 +212,7 @@ def warm_up() -> bool:
     return True
 
 
-def _get() -> dict[str, Callable[..., None]] | None:
+def _get() -> dict[str, Callable[..., Any]] | None:
     """The compiled kernels, or None (numba missing, or EXPREG_FASTPATH=0); state in ``reuse.KEPT.compiled``."""
     state = KEPT.compiled
     if state.kernels is not None and state.disabled is False:  # the hot path: two comparisons
@@ -231,7 +232,7 @@ def _get() -> dict[str, Callable[..., None]] | None:
     return state.kernels
 
 
-def _compile() -> dict[str, Callable[..., None]]:
+def _compile() -> dict[str, Callable[..., Any]]:
     """Import the numba kernels (compiled on first call per dtype, cached on disk)."""
     from . import _fastkernels as k  # ImportError without numba -> fallback
 

@@ -89,7 +89,7 @@ class CompiledState:
 
     def reset(self) -> None:
         """Forget the kernels and the environment: the next call loads them (and reads EXPREG_FASTPATH) again."""
-        self.kernels: dict[str, Callable[..., None]] | None = None
+        self.kernels: dict[str, Callable[..., Any]] | None = None
         self.failed: str | None = None
         self.disabled: bool | None = None
 
