@@ -3,6 +3,9 @@ backend) against the step taken by a separate sweep afterwards (``ops.advance``,
 
     python benchmarks/fused_step_ab.py 512 128 32768 fused
     python benchmarks/fused_step_ab.py 512 128 32768 unfused
+    python benchmarks/fused_step_ab.py 512 128 32768 fused float64
+
+The fused mode is ``expreg.train`` as a user calls it: ms per step on the train path.
 
 One mode per process (run the two alternately: this machine's speed drifts by tens of percent within minutes).
 Differenced timing: (7 steps - 2 steps) / 5, best of 3, so the per-call set-up (H^cts, lr) cancels.
@@ -18,10 +21,11 @@ from expreg.engine.descent import WeightBuffers
 
 n, d, m = (int(v) for v in sys.argv[1:4])
 mode = sys.argv[4] if len(sys.argv) > 4 else "fused"
+dtype = np.dtype(sys.argv[5] if len(sys.argv) > 5 else "float32")
 if mode == "unfused":
     WeightBuffers.fused_step = lambda self, lr: None  # type: ignore[method-assign]
 X, y = expreg.make_dataset(n, d, seed=0)
-net = expreg.ExpNet.draw(d, m, seed=0, dtype=np.float32)
+net = expreg.ExpNet.draw(d, m, seed=0, dtype=dtype)
 
 
 def run(k: int) -> float:
@@ -32,4 +36,4 @@ def run(k: int) -> float:
 
 run(2)
 best = min((run(7) - run(2)) / 5 for _ in range(3))
-print(f"{n} {d} {m} {mode}: {1e3 * best:.1f} ms per step", flush=True)
+print(f"{n} {d} {m} {mode} {dtype}: {1e3 * best:.1f} ms per step", flush=True)

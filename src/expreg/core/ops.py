@@ -344,7 +344,7 @@ def _block_tail(backend: Backend, G: Array, sa: Array, lo: int, hi: int, W: Arra
     (the caller tests the chunk).
     """
     if backend.host_blas:
-        sq = None if step is None or step.norms is None else step.norms[lo:hi]
+        sq = None if step is None or step.norms is None or step.W0 is None else step.norms[lo:hi]
         if step is None:
             ok = fastpath.scale_step_block_(G, sa, lo, hi)
         else:
