@@ -235,7 +235,13 @@ class ResultStore:
 
     @staticmethod
     def _read_file(path: Path, columns: list[str] | None) -> Any:
-        """One file as a pyarrow Table, checked (its bytes' digest, its schema, then every page's checksum)."""
+        """One file as a pyarrow Table, checked (its bytes' digest, its schema, then every page's checksum).
+
+        Read on the calling thread (``use_threads=False``, and ``to_pandas`` likewise in ``_frame``): result files
+        are small, and a process that has used Arrow's CPU pool can abort at exit ("terminate called without an
+        active exception", SIGABRT) when the pool's threads are torn down (apache/arrow#34314; seen with pyarrow
+        15 in 13 of 180 writer processes of ``tests/test_store_sharing.py``'s race, 0 of 180 without the pool).
+        """
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -250,7 +256,7 @@ class ResultStore:
             raise CheckpointError(problem)
         if not side.is_file() and (pf.schema_arrow.metadata or {}).get(MARKER[0]) == MARKER[1]:
             raise CheckpointError(f"its digest file {side.name!r} is missing")
-        return pf.read(columns=columns)
+        return pf.read(columns=columns, use_threads=False)
 
     def _tables(self, columns: list[str] | None = None) -> list[Any]:
         """Every file as a pyarrow Table (only ``columns`` when given), the table first. Call under the lock.
@@ -279,7 +285,7 @@ class ResultStore:
     def _frame(self) -> Any:
         import pandas as pd
 
-        frames = [t.to_pandas() for t in self._tables()]
+        frames = [t.to_pandas(use_threads=False) for t in self._tables()]  # no Arrow pool: see _read_file
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame(columns=list(KEY_COLUMNS))
