@@ -168,3 +168,28 @@ def test_the_strategy_follows_the_backends_data() -> None:
         host_blas = False
 
     assert isinstance(gram.sum_for(Elsewhere(threads=1), 8, np.dtype(np.float64)), gram.BackendSum)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_last_read_of_a_syrk_sum_is_the_kernel_and_closes_the_accumulator(dtype: type) -> None:
+    """A scan reads the kernel between additions (S intact); the last read (``gram``) may turn a float64 S into H
+    in place, no n^2 copy: both equal the dense formula, and the spent accumulator refuses more neurons."""
+    n = gram.PARTS_GRAM_MAX_N + 8  # SyrkSum
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((n, 3)) / 3
+    W = rng.standard_normal((3, 40))
+    D = np.exp(X @ W)
+    dense = lambda k: (X @ X.T) * (D[:, :k] @ D[:, :k].T)  # noqa: E731
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    acc = gram.GramAccumulator(get_backend("numpy"), EXP, X.astype(dtype), block=16)
+    assert isinstance(acc.S, gram.SyrkSum)
+    acc.add(W[:, :24].astype(dtype))
+    np.testing.assert_allclose(acc.kernel(1.0), dense(24), rtol=0, atol=tol * np.abs(dense(24)).max())
+    acc.add(W[:, 24:].astype(dtype))  # the read above left S as it was
+    S = acc.S.S
+    H = acc.kernel(1.0, last=True)
+    np.testing.assert_array_equal(H, H.T)
+    np.testing.assert_allclose(H, dense(40), rtol=0, atol=tol * np.abs(dense(40)).max())
+    assert np.shares_memory(H, S) == (dtype == np.float64)  # float64: S became H; float32: a float64 copy
+    with pytest.raises(RuntimeError, match="closed"):
+        acc.add(W)

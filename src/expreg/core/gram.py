@@ -105,8 +105,9 @@ class _HostSum:
     def __init__(self, n: int) -> None:
         self.panels = row_panels(n)
 
-    def lower(self) -> np.ndarray:  # pragma: no cover - interface
-        """The lower triangle of S (zeros above) as float64 (n, n)."""
+    def lower(self, last: bool = False) -> np.ndarray:  # pragma: no cover - interface
+        """The lower triangle of S (zeros above) as float64 (n, n); with ``last`` it may be S's own memory
+        (S is not read again)."""
         raise NotImplementedError
 
     def outer(self, backend: Backend, X: Array) -> np.ndarray:
@@ -116,9 +117,12 @@ class _HostSum:
         with limiter if limiter is not None else nullcontext():
             return Xf @ Xf.T
 
-    def kernel(self, backend: Backend, xxt: np.ndarray, factor: float) -> np.ndarray:
-        """factor * (X X^T) o S in float64 (n, n), exactly symmetric (S read from its lower triangle)."""
-        H = self.lower()  # float64, zeros above the diagonal
+    def kernel(self, backend: Backend, xxt: np.ndarray, factor: float, last: bool = False) -> np.ndarray:
+        """factor * (X X^T) o S in float64 (n, n), exactly symmetric (S read from its lower triangle).
+
+        ``last``: S is not read again, so a float64 S may become H in place (no n^2 copy).
+        """
+        H = self.lower(last)  # float64, zeros above the diagonal
         mirror_lower(H)
         np.multiply(H, xxt.T if H.flags.f_contiguous else xxt, out=H)  # X X^T is symmetric: same layout as H
         H *= factor
@@ -167,8 +171,11 @@ class PartsSum(_HostSum):
         np.matmul(D, D.T, out=T)  # A @ A.T: NumPy calls syrk and fills the other triangle (exactly symmetric)
         self.S[part] += T
 
-    def lower(self) -> np.ndarray:
-        """The lower triangle of the sum of the parts, added in part order, as float64 (zeros above)."""
+    def lower(self, last: bool = False) -> np.ndarray:
+        """The lower triangle of the sum of the parts, added in part order, as float64 (zeros above).
+
+        (A new array even with ``last``: the parts are kept for the next sum of this size.)
+        """
         total = self.S[0].astype(np.float64)
         for S in self.S[1:]:
             total += S
@@ -200,9 +207,15 @@ class SyrkSum(_HostSum):
         D = np.ascontiguousarray(D)
         self._syrk(1.0, D.T, beta=1.0, c=self.S, trans=1, lower=1, overwrite_c=1)
 
-    def lower(self) -> np.ndarray:
-        """The lower triangle of S (zeros above) as a float64 (n, n) array, Fortran-ordered like S."""
-        return self.S.astype(np.float64, order="F")  # syrk never writes above the diagonal: zeros there
+    def lower(self, last: bool = False) -> np.ndarray:
+        """The lower triangle of S (zeros above) as a float64 (n, n) array, Fortran-ordered like S.
+
+        With ``last`` and a float64 S, S itself (no n^2 copy: at n = 4096 a fresh 128 MiB array and its page
+        faults); the sum is then spent.
+        """
+        if last and self.S.dtype == np.float64:
+            return self.S  # syrk never writes above the diagonal: zeros there
+        return self.S.astype(np.float64, order="F")
 
 
 class BackendSum:
@@ -230,7 +243,7 @@ class BackendSum:
         X64 = backend.asarray(X, np.dtype(np.float64))
         return backend.symmetric_from_lower(backend.matmul(X64, X64.T))
 
-    def kernel(self, backend: Backend, xxt: Array, factor: float) -> Array:
+    def kernel(self, backend: Backend, xxt: Array, factor: float, last: bool = False) -> Array:
         H = backend.symmetric_from_lower(self.S)
         H *= xxt
         H *= factor
@@ -367,27 +380,35 @@ class GramAccumulator:
             self.S.release()
             self.S = None
 
-    def kernel(self, factor: float) -> np.ndarray:
+    def kernel(self, factor: float, last: bool = False) -> np.ndarray:
         """factor * (X X^T) o S as a symmetric NumPy float64 array (n, n).
 
         The Hadamard product and the factor are applied in float64 (the
-        accumulation stays in the dtype of X).
+        accumulation stays in the dtype of X). ``last=True`` says no neuron
+        is added nor the kernel read again (a whole pass, ``gram``): the sum
+        may then become the kernel in place, and the accumulator is closed.
 
         Raises
         ------
         ExpOverflowError
             If any entry is inf or NaN (an activation overflowed).
         """
-        return self.backend.to_numpy(self.kernel_array(factor))
+        H = self.backend.to_numpy(self.kernel_array(factor, last))
+        if last:
+            self.close()
+        return H
 
-    def kernel_array(self, factor: float) -> Array:
+    def kernel_array(self, factor: float, last: bool = False) -> Array:
         """``kernel`` as an array of the backend (float64, where S lives): nothing moves to the host."""
         be = self.backend
         if self.S is None:
             raise RuntimeError("this GramAccumulator was closed: read its kernel before close()")
         if self._xxt is None:
             self._xxt = self.S.outer(be, self.X)  # float64, once per accumulator, where the kernel is assembled
-        H = self.S.kernel(be, self._xxt, factor)
+        H = self.S.kernel(be, self._xxt, factor, last)
+        if last:  # spent (its memory may be H's now): no further add nor read
+            spent, self.S = self.S, None
+            spent.release()
         if not be.all_finite(H):
             raise ExpOverflowError(
                 "the empirical kernel H(W) has inf or NaN entries: some sigma(<w_r, x_i>) or <x_i, x_j> overflowed "
@@ -422,6 +443,6 @@ def gram(
     acc = GramAccumulator(backend, act, X, block=max(1, min(int(block), int(W.shape[1]))))
     try:
         acc.add(W, a)
-        return acc.kernel(scale * scale)
+        return acc.kernel(scale * scale, last=True)
     finally:
         acc.close()
