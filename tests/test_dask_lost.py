@@ -114,3 +114,38 @@ def test_a_lost_scheduler_ends_the_sweep_within_the_timeout_rows_kept(tmp_path: 
     assert last.startswith(f"error: lost the Dask scheduler at {address} (no answer for {LOST_S:g} s)"), err
     assert waited < LOST_S + 45  # the timeout, the poll and the shutdown; not for ever
     assert len(ResultStore(out / "lazy").done_keys()) > 0  # finished rows kept
+
+
+def test_a_closed_connection_in_an_event_loop_callback_is_logged_in_one_line() -> None:
+    """Tornado's log of a failed loop callback (how distributed 2024.1 reported a gather cut by the lost
+    scheduler, a traceback that reached the user in CI) keeps one line while a DaskExecutor is open, when the
+    exception is a closed connection (here the real CommClosedError raised from a StreamClosedError); any other
+    exception there keeps its traceback."""
+    import logging
+
+    from distributed.comm.core import CommClosedError
+    from tornado.iostream import StreamClosedError
+
+    from expreg.experiments import dask_executor
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            return logging.LogRecord(
+                "tornado.application", logging.ERROR, __file__, 1, "Exception in callback %r", ("f",), sys.exc_info()
+            )
+
+    try:
+        raise CommClosedError("in <TCP (closed) ConnectionPool.gather>: Stream is closed") from StreamClosedError()
+    except CommClosedError as exc:
+        lost = record(exc)
+    other = record(ValueError("a bug"))
+    flt = dask_executor._OneLineLogs(lost_only=True)
+    assert flt.filter(lost) and flt.filter(other)
+    text = logging.Formatter().format(lost)
+    assert "Traceback" not in text and len(text.splitlines()) == 1
+    assert (
+        text == "Exception in callback 'f': CommClosedError: in <TCP (closed) ConnectionPool.gather>: Stream is closed"
+    )
+    assert "Traceback" in logging.Formatter().format(other)  # not a lost connection: left as it was

@@ -44,14 +44,32 @@ class SchedulerLostError(RuntimeError):
 
 #: Dask's loggers that report a lost scheduler with a traceback (the client; the batched stream of its messages).
 _LOST_LOGGERS = ("distributed.client", "distributed.batched")
+#: Tornado's logger of failed event-loop callbacks: a gather whose connection closed under it lands here
+#: (seen with distributed 2024.1.0); only its lost-connection records are shortened.
+_LOOP_LOGGER = "tornado.application"
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` is a closed Dask or Tornado connection (by class name: no import of either here)."""
+    return any(cls.__name__ in ("CommClosedError", "StreamClosedError") for cls in type(exc).__mro__)
 
 
 class _OneLineLogs(logging.Filter):
-    """Dask logs a lost connection with a traceback: keep one line (the exception's type and first line)."""
+    """Dask logs a lost connection with a traceback: keep one line (the exception's type and first line).
+
+    With ``lost_only`` only records of a closed connection (``_lost_connection``) are shortened; any other
+    exception keeps its traceback.
+    """
+
+    def __init__(self, lost_only: bool = False) -> None:
+        super().__init__()
+        self.lost_only = lost_only
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
+            if self.lost_only and not _lost_connection(exc):
+                return True
             first = (str(exc).strip().splitlines() or [""])[0]
             record.msg = f"{record.getMessage() or 'lost the connection'}: {type(exc).__name__}: {first}".rstrip(": ")
             record.args, record.exc_info, record.exc_text = None, None, None
@@ -98,9 +116,10 @@ class DaskExecutor(Executor):
             ) from exc
         self._address, self._lost_timeout_s = address, float(lost_timeout_s)
         self._lost_since: float | None = None
-        self._log_filter = _OneLineLogs()
+        self._log_filter, self._loop_filter = _OneLineLogs(), _OneLineLogs(lost_only=True)
         for name in _LOST_LOGGERS:
             logging.getLogger(name).addFilter(self._log_filter)
+        logging.getLogger(_LOOP_LOGGER).addFilter(self._loop_filter)
         self._inner = self._client.get_executor(pure=False)  # each submit is its own task, even for equal arguments
         self._workers, self._workers_at = 1, -float("inf")
         if not self._client.scheduler_info().get("workers"):
@@ -159,6 +178,7 @@ class DaskExecutor(Executor):
                 self._client.close(timeout=CONNECT_TIMEOUT_S)
             for name in _LOST_LOGGERS:
                 logging.getLogger(name).removeFilter(self._log_filter)
+            logging.getLogger(_LOOP_LOGGER).removeFilter(self._loop_filter)
 
 
 def _probe(address: str, timeout_s: float) -> None:
