@@ -67,6 +67,7 @@ def test_both_commands_lead_with_the_same_options_then_their_own() -> None:
         "init_method",
         "log_every",
         "timeout",
+        "allow_unconverged",
         "json_out",
     ]
     for a, b in zip(train[: len(SHARED)], dist[: len(SHARED)], strict=True):

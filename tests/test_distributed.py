@@ -214,7 +214,7 @@ def test_final_checkpoint_holds_the_whole_run(two_rank_runs: Path) -> None:
     _assert_same_run(saved.W, saved.history, W, history, rtol=0)
 
 
-def _launch_command(world: int, tmp: Path, checkpoint_dir: Path) -> list[tuple[int, str, str]]:
+def _launch_command(world: int, tmp: Path, checkpoint_dir: Path, *extra: str) -> list[tuple[int, str, str]]:
     """``python -m expreg.distributed`` on KILLED's config, started as torchrun starts it; (rc, stdout, stderr) per rank."""
     spec, kw = CONFIGS[KILLED]
     args = [
@@ -246,6 +246,7 @@ def _launch_command(world: int, tmp: Path, checkpoint_dir: Path) -> list[tuple[i
         "--init-method",
         f"file://{tmp / uuid.uuid4().hex}",
         "--json",
+        *extra,
     ]
     env = {**os.environ, "WORLD_SIZE": str(world), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     procs = [
@@ -270,8 +271,10 @@ def test_killed_run_relaunched_by_the_command_ends_as_the_uninterrupted_run(
     shutil.copytree(directory, tmp_path / "copy")
 
     ranks = _launch_command(2, tmp_path, directory)  # the relaunch: 2 ranks again, through the command line
-    assert [rc for rc, _, _ in ranks] == [0, 0], [err[-2000:] for _, _, err in ranks]
-    assert ranks[1][1].strip() == ""  # only rank 0 prints
+    # KILLED stops at max_steps = 15 before epsilon = 1e-6: exit code 3 on every rank, as `expreg train`
+    assert [rc for rc, _, _ in ranks] == [3, 3], [err[-2000:] for _, _, err in ranks]
+    assert "stopped at --max-steps 15" in ranks[0][2] and "--allow-unconverged" in ranks[0][2]
+    assert ranks[1][1].strip() == "" and "stopped at" not in ranks[1][2]  # only rank 0 prints
     summary = json.loads(ranks[0][1])
     W_full, h_full, steps_full, _, _ = _gather(two_rank_runs, KILLED)
     saved = ckpt.load_checkpoint(directory)
@@ -280,6 +283,8 @@ def test_killed_run_relaunched_by_the_command_ends_as_the_uninterrupted_run(
     _assert_same_run(saved.W, saved.history, W_full, h_full, rtol=0)
     _W_ref, h_ref, _steps_ref, _ = _reference(KILLED)
     assert summary["final_residual"] == pytest.approx(h_ref.residual[-1], rel=1e-10)
+    again = _launch_command(2, tmp_path, directory, "--allow-unconverged")  # the finished run, from its last checkpoint
+    assert [rc for rc, _, _ in again] == [0, 0] and json.loads(again[0][1])["steps"] == steps_full
 
     spec, kw = CONFIGS[KILLED]  # relaunch as 1 process instead: it re-slices the 2 ranks' files
     X, y = _data()

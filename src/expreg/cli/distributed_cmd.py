@@ -25,7 +25,7 @@ from typing import Any
 
 import typer
 
-from ._common import USER_ERRORS, print_summary, user_errors
+from ._common import EXIT_NOT_CONVERGED, USER_ERRORS, err_console, print_summary, user_errors
 from ._options import RunOptions, plain, run_options
 
 
@@ -51,9 +51,19 @@ def distributed_command(
         300.0,
         help="Seconds the start-up and each collective wait for the other ranks before every rank stops with an error.",
     ),
+    allow_unconverged: bool = typer.Option(
+        False,
+        "--allow-unconverged",
+        help=f"Exit 0 when max_steps ends the run before epsilon (default: exit code {EXIT_NOT_CONVERGED} on every rank).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the summary on stdout (rank 0)."),
 ) -> None:
-    """Train one network with its neurons split over the ranks of a torchrun launch (gloo on CPU, NCCL on CUDA)."""
+    """Train one network with its neurons split over the ranks of a torchrun launch (gloo on CPU, NCCL on CUDA).
+
+    Exit codes, alike on every rank: 0 reached epsilon; 1 the run failed (diverged, a peer was lost, a file
+    could not be written); 2 bad command line or input; 3 stopped at --max-steps before --epsilon (unless
+    --allow-unconverged); 130 interrupted.
+    """
     from ..core.backends import check_device
     from ..distributed.sharded import check_ranks_agree, init_from_environment, shutdown, train_sharded
     from ..engine.checkpoints import ResultNotSavedError
@@ -78,6 +88,16 @@ def distributed_command(
     finally:
         shutdown(comm)
     out.summary(result)
+    if not result.converged and not allow_unconverged:  # every rank has the same residual: all exit alike
+        if comm.rank == 0:
+            err_console().print(
+                f"stopped at --max-steps {opts.max_steps} with ||u - y|| = {result.final_residual:.4g} > --epsilon "
+                f"{opts.epsilon:g}; raise --max-steps or --m, or pass --allow-unconverged to exit 0 "
+                f"(exit code {EXIT_NOT_CONVERGED})",
+                markup=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(EXIT_NOT_CONVERGED)
 
 
 def _rank_inputs(opts: RunOptions, comm: Any, checkpoint_dir: Path | None) -> tuple[Any, Any, Any]:
