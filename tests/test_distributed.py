@@ -662,3 +662,16 @@ def test_a_failed_final_save_keeps_the_finished_result(tmp_path: Path, monkeypat
     full = train_sharded(NetSpec(**spec), X, y, **kw)
     np.testing.assert_array_equal(info.value.result.W, full.W)
     _assert_same_run(info.value.result.W, info.value.result.history, full.W, full.history, rtol=0)
+
+
+def test_prune_removes_old_steps_and_the_temporaries_of_killed_writes_only(tmp_path: Path) -> None:
+    """After a complete step, rank 0's prune deletes older steps' files and what killed atomic writes left
+    (a rank's file or the manifest, named as mkstemp names them: ``.NAME.XXXXXXXX.tmp``), nothing else."""
+    keep = [tmp_path / f"step0000000006-rank0000{r}-of00002.npz" for r in (0, 1)]
+    old = [tmp_path / f"step0000000003-rank0000{r}-of00002.npz" for r in (0, 1)]
+    killed = [tmp_path / ".step0000000009-rank00001-of00002.npz.q1w2e3r4.tmp", tmp_path / ".manifest.json.z9x8c7v6.tmp"]
+    foreign = [tmp_path / ckpt.MANIFEST, tmp_path / "notes.txt", tmp_path / ".other.json.a1b2c3d4.tmp"]
+    for path in keep + old + killed + foreign:
+        path.write_bytes(b"x")
+    ckpt.prune(tmp_path, keep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep + foreign)

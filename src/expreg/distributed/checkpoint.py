@@ -22,6 +22,7 @@ same keys as ``expreg.train``'s checkpoints (``h_loss``, ...).
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import re
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from ..core import streams
 from ..core.backends import Array
 from ..core.errors import CheckpointError
 from ..core.model import NetSpec
-from ..core.storage import load_npz, save_npz_atomic, write_json_atomic
+from ..core.storage import load_npz, save_npz_atomic, temporary_glob, write_json_atomic
 from ..engine.history import History
 from ..engine.shard import Shard
 
@@ -230,13 +231,15 @@ def write_manifest(
 
 
 def prune(directory: str | os.PathLike[str], keep: list[Path]) -> None:
-    """Delete every checkpoint file except ``keep``, and stale temporary files.
+    """Delete every checkpoint file except ``keep``, and stale temporary files (of killed writes of a rank's
+    file or of the manifest: ``storage.temporary_glob``'s names).
 
     Call only after a barrier has confirmed ``keep`` is complete on every rank.
     """
     keep_names = {p.name for p in keep}
+    temporaries = (temporary_glob("step*.npz"), temporary_glob(MANIFEST))
     for path in Path(directory).iterdir():
-        stale_tmp = path.name.startswith(".step") and path.name.endswith(".tmp")
+        stale_tmp = any(fnmatch.fnmatchcase(path.name, pattern) for pattern in temporaries)
         if (_NAME.match(path.name) and path.name not in keep_names) or stale_tmp:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
