@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -83,8 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     ratios = [p / e for e, p in pairs]
     lo, hi = median_interval(ratios)
-    ratios_sorted = sorted(ratios)
-    median = (ratios_sorted[(len(ratios) - 1) // 2] + ratios_sorted[len(ratios) // 2]) / 2
+    median = statistics.median(ratios)
     result = {
         "started": started,
         "shape": [args.n, args.d, args.m],

@@ -21,7 +21,7 @@ USER_ERRORS = (ValueError, TypeError, OSError, MemoryError, OverflowError, Float
 #: The exit codes of every command (README "Command line"): 0 done; 1 the work failed at run time (a diverged
 #: run, a file that cannot be written, too little memory); 2 usage: the command line or the input it names is
 #: wrong (click's own code for a bad command line; our checks raise ValueError or TypeError); 3 ``expreg train``
-#: stopped at --max-steps before --epsilon; 130 interrupted.
+#: or ``expreg distributed`` stopped at --max-steps before --epsilon (``exit_unless_converged``); 130 interrupted.
 EXIT_RUNTIME, EXIT_USAGE, EXIT_NOT_CONVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
@@ -120,3 +120,20 @@ def print_summary(title: str, summary: dict[str, Any]) -> None:
     for k, v in summary.items():
         table.add_row(k, f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else str(v))
     Console().print(table)
+
+
+def exit_unless_converged(result: Any, max_steps: int, epsilon: float, allow: bool, *, speak: bool = True) -> None:
+    """Exit with ``EXIT_NOT_CONVERGED`` when ``max_steps`` ended the run before ``epsilon`` (unless ``allow``,
+    the command's --allow-unconverged), saying why on stderr when ``speak`` (rank 0 of a distributed run)."""
+    if result.converged or allow:
+        return
+    import typer
+
+    if speak:
+        err_console().print(
+            f"stopped at --max-steps {max_steps} with ||u - y|| = {result.final_residual:.4g} > --epsilon {epsilon:g}; "
+            f"raise --max-steps or --m, or pass --allow-unconverged to exit 0 (exit code {EXIT_NOT_CONVERGED})",
+            markup=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(EXIT_NOT_CONVERGED)

@@ -25,7 +25,7 @@ from typing import Any
 
 import typer
 
-from ._common import EXIT_NOT_CONVERGED, USER_ERRORS, err_console, print_summary, user_errors
+from ._common import EXIT_NOT_CONVERGED, USER_ERRORS, exit_unless_converged, print_summary, user_errors
 from ._options import RunOptions, plain, run_options
 
 
@@ -88,16 +88,8 @@ def distributed_command(
     finally:
         shutdown(comm)
     out.summary(result)
-    if not result.converged and not allow_unconverged:  # every rank has the same residual: all exit alike
-        if comm.rank == 0:
-            err_console().print(
-                f"stopped at --max-steps {opts.max_steps} with ||u - y|| = {result.final_residual:.4g} > --epsilon "
-                f"{opts.epsilon:g}; raise --max-steps or --m, or pass --allow-unconverged to exit 0 "
-                f"(exit code {EXIT_NOT_CONVERGED})",
-                markup=False,
-                soft_wrap=True,
-            )
-        raise typer.Exit(EXIT_NOT_CONVERGED)
+    # every rank has the same residual, so all exit alike; rank 0 says why
+    exit_unless_converged(result, opts.max_steps, opts.epsilon, allow_unconverged, speak=comm.rank == 0)
 
 
 def _rank_inputs(opts: RunOptions, comm: Any, checkpoint_dir: Path | None) -> tuple[Any, Any, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from ..core.progress import StepsToEpsilon, rich_bar
-from ._common import EXIT_NOT_CONVERGED, err_console, print_summary, user_errors
+from ._common import EXIT_NOT_CONVERGED, err_console, exit_unless_converged, print_summary, user_errors
 from ._options import RunOptions, run_options
 
 
@@ -73,14 +73,7 @@ def train_command(
             result=exc.result,
         ) from None
     report(result)
-    if not result.converged and not allow_unconverged:
-        err_console().print(
-            f"stopped at --max-steps {opts.max_steps} with ||u - y|| = {result.final_residual:.4g} > --epsilon {opts.epsilon:g}; "
-            f"raise --max-steps or --m, or pass --allow-unconverged to exit 0 (exit code {EXIT_NOT_CONVERGED})",
-            markup=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(EXIT_NOT_CONVERGED)
+    exit_unless_converged(result, opts.max_steps, opts.epsilon, allow_unconverged)
 
 
 def _checked_data(opts: RunOptions, scale_inputs: bool) -> tuple[Any, Any]:
