@@ -56,6 +56,10 @@ def blas_single_thread() -> AbstractContextManager[Any] | None:
             except ImportError:
                 kept.blas_controller = False
             else:
+                # The controller sees the BLAS libraries loaded when it is made: load SciPy's (the Gram
+                # sums' syrk, ``blas``) first, so that it too is kept to one thread inside the workers.
+                from . import blas  # noqa: F401
+
                 kept.blas_controller = ThreadpoolController()
     controller = kept.blas_controller
     if controller is False:
