@@ -135,7 +135,7 @@ def _expreg_numpy(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, de
     fastpath.exp_matvec_(
         np.zeros((1, 8), W.dtype), np.zeros(8, W.dtype), np.zeros(1, W.dtype)
     )  # compile now, not in the first step
-    plan = ops.plan_blocks(X.shape[0], W.shape[1], W.dtype.itemsize, backend=be)
+    plan = ops.plan_blocks(X.shape[0], W.shape[1], W.dtype.itemsize, backend=be, d=X.shape[1])
 
     def step() -> None:
         ops.forward_backward(be, EXP, X, W, a, y, 1.0, plan, G)
@@ -152,7 +152,7 @@ def _expreg_torch(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, de
     be = get_backend("torch", device)
     Xt, yt, Wt, at = (be.asarray(v, v.dtype) for v in (X, y, W, a))
     G = be.empty(tuple(Wt.shape), W.dtype)
-    plan = ops.plan_blocks(X.shape[0], W.shape[1], W.dtype.itemsize, backend=be)
+    plan = ops.plan_blocks(X.shape[0], W.shape[1], W.dtype.itemsize, backend=be, d=X.shape[1])
 
     def step() -> None:
         ops.forward_backward(be, EXP, Xt, Wt, at, yt, 1.0, plan, G)

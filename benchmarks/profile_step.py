@@ -71,7 +71,7 @@ class Phases:
         self.a = rng.choice([-1.0, 1.0], m).astype(dtype)
         self.y = rng.uniform(-1, 1, n).astype(dtype)
         self.be, self.n, self.m = backend, n, m
-        self.plan = ops.plan_blocks(n, m, dtype.itemsize, backend=backend)
+        self.plan = ops.plan_blocks(n, m, dtype.itemsize, backend=backend, d=d)
         self.chunks = self.plan.chunks(m)
         self.Z = np.empty((n * m,), dtype)  # every block's activations (the profile keeps them all)
         self.acc = np.zeros((len(self.chunks), n), dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,45 @@ def test_the_block_choice_reaches_the_plan() -> None:
         be = NumpyBackend(threads=1, tuning=Tuning(block_bytes=block_bytes))
         plan = ops.plan_blocks(256, 10**6, 4, backend=be)
         assert plan.block == block_bytes // (256 * 4)
+
+
+def test_wide_inputs_get_their_own_block_from_the_model_to_the_plan() -> None:
+    """d <= WIDE_D: ``block_bytes``; d > WIDE_D: ``block_bytes_wide`` (measured at d = 128), through ``ExpNet.plan``."""
+    from expreg import ExpNet
+    from expreg.core.tuning import WIDE_D
+
+    tuning = Tuning(block_bytes=2**22, block_bytes_wide=2**18, source="forced")
+    be = NumpyBackend(threads=1, tuning=tuning)
+    for d, bytes_ in ((None, 2**22), (1, 2**22), (WIDE_D, 2**22), (WIDE_D + 1, 2**18), (512, 2**18)):
+        assert ops.plan_blocks(256, 10**6, 4, backend=be, d=d).block == bytes_ // (256 * 4)
+    calibrate.use(tuning)
+    try:
+        for d, bytes_ in ((WIDE_D, 2**22), (WIDE_D + 1, 2**18)):
+            net = ExpNet.init(d, 10**5, seed=0, dtype=np.float32)
+            assert net.plan(256).block == bytes_ // (256 * 4)
+    finally:
+        calibrate.forget()
+    assert "d > 64: 256 KiB" in tuning.describe()
+    assert Tuning.from_dict(tuning.as_dict()) == tuning
+    with pytest.raises(ValueError, match="block_bytes_wide"):
+        Tuning(block_bytes_wide=100)
+
+
+def test_a_race_alternates_the_order_and_keeps_each_candidates_fastest_round() -> None:
+    calls: list[str] = []
+    slow_once = {"b": [0.03]}  # b is slow in its first timed call only
+
+    def candidate(name: str):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            calls.append(name)
+            if len(calls) > 2 and slow_once.get(name):
+                time.sleep(slow_once[name].pop())
+
+        return run
+
+    best = calibrate.race({"a": candidate("a"), "b": candidate("b")}, rounds=4)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a"] * 2  # one untimed call each, then turns, order swapped
+    assert set(best) == {"a", "b"} and max(best.values()) < 0.02  # b's slow round is not its best
 
 
 def test_the_thread_layout_choice_reaches_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,14 +206,28 @@ def test_the_first_call_measures_and_caches_later_ones_read(fresh) -> None:  # t
 def test_a_corrupt_cache_is_ignored_with_a_warning_and_rewritten(fresh) -> None:  # type: ignore[no-untyped-def]
     calls, fake, _ = fresh
     path = calibrate.cache_path(calibrate.machine_identity())
-    for bad in ("{not json", json.dumps({"format": 1, "identity": {"cpu": "another"}, "tuning": {}}), "[]"):
+    another = json.dumps({"format": calibrate.CACHE_FORMAT, "identity": {"cpu": "another"}, "tuning": {}})
+    for bad in ("{not json", another, "[]", json.dumps({"format": True})):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(bad)
         calibrate.forget()
         with pytest.warns(UserWarning, match="corrupt calibration cache"):
             assert calibrate.current() == fake
         assert json.loads(path.read_text())["tuning"]["exp_float32"] == "numpy"
-    assert len(calls) == 3
+    assert len(calls) == 4
+
+
+def test_an_older_expregs_cache_is_measured_again_without_a_warning(fresh, recwarn) -> None:  # type: ignore[no-untyped-def]
+    """A cache of format 1 (before the block for wide inputs) is not corrupt, only outdated: measured again, rewritten."""
+    calls, fake, _ = fresh
+    identity = calibrate.machine_identity()
+    path = calibrate.cache_path(identity)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = {"format": 1, "identity": identity, "tuning": {"exp_float32": "torch", "block_bytes": 4096}}
+    path.write_text(json.dumps(old))
+    assert calibrate.current() == fake and len(calls) == 1
+    assert not [w for w in recwarn if "calibration" in str(w.message)]
+    assert json.loads(path.read_text())["format"] == calibrate.CACHE_FORMAT
 
 
 def test_a_cache_with_a_lying_choice_is_refused(fresh) -> None:  # type: ignore[no-untyped-def]
@@ -227,9 +281,12 @@ def test_a_real_measurement_picks_among_the_candidates() -> None:
     options = calibrate.candidates()
     assert chosen.exp_float32 in options["exp"] and chosen.exp_float64 in options["exp"]
     assert chosen.gemm in options["gemm"] and chosen.block_bytes in BLOCK_BYTES_CHOICES
+    assert chosen.block_bytes_wide in BLOCK_BYTES_CHOICES
     assert chosen.threads in (None, 1) and chosen.source.startswith("measured at load average")
     assert all(s > 0 for s in chosen.seconds.values())
-    assert {f"pass block {b}" for b in BLOCK_BYTES_CHOICES} <= set(chosen.seconds)
+    pairs = {f"{e}/{g}" for e in options["exp"] for g in options["gemm"]}
+    assert {f"step exp_float32/gemm={p} d={d} float32" for p in pairs for d in (32, 128)} <= set(chosen.seconds)
+    assert {f"step block_bytes_wide={b} d=128 float32" for b in BLOCK_BYTES_CHOICES} <= set(chosen.seconds)
 
 
 def test_cli_calibrate_show_json(tmp_path: Path) -> None:

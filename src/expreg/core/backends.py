@@ -69,7 +69,7 @@ class Backend:
     device: str = "cpu"
     #: Worker threads ``parallel`` may use (1: the calling thread only).
     threads: int = 1
-    #: Default bytes of one block of activations (see ``ops.plan_blocks``).
+    #: Default bytes of one block of activations (see ``ops.plan_blocks`` and ``block_bytes_for``).
     block_bytes: int = 4 * 2**20
     #: Bytes of one block of activations in the Gram passes (``gram.gram_block``): larger than a step's,
     #: since the rank-k update reads and writes the n x n accumulator once per block, so a block must hold
@@ -192,6 +192,10 @@ class Backend:
             out += row
         return out
 
+    def block_bytes_for(self, d: int | None) -> int:
+        """Bytes of one block of activations for inputs of d dimensions (None: unknown): ``block_bytes`` here."""
+        return self.block_bytes
+
     def parallel(self, tasks: int, fn: Callable[[int, int], None]) -> None:
         """Call ``fn(worker, task)`` for task = 0 .. tasks-1; worker < ``threads``.
 
@@ -244,6 +248,10 @@ class NumpyBackend(Backend):
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
+
+    def block_bytes_for(self, d: int | None) -> int:
+        """The tuning's block for d (``Tuning.block_bytes_for``: one size up to ``tuning.WIDE_D``, another above)."""
+        return self.tuning.block_bytes_for(d)
 
     def asarray(self, x: Any, dtype: np.dtype) -> np.ndarray:
         return np.ascontiguousarray(host_array(x), dtype=dtype)
@@ -306,6 +314,13 @@ class NumpyBackend(Backend):
                 f.result()
         if errors:
             raise errors[0]
+
+    def close(self) -> None:
+        """End this backend's worker threads now (a later ``parallel`` starts new ones)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:

@@ -4,22 +4,31 @@ Which exp kernel, GEMM library, block size and thread layout is fastest
 depends on the CPU (AVX-512 or not, the BLAS kernels OpenBLAS picked) and
 the library versions: on an AMD EPYC numba's fused exp beat NumPy's in
 float64, on an Intel Xeon with AVX-512 NumPy's and torch's exp beat it
-(benchmarks/RESULTS.md). ``measure`` times each candidate on a small
-step-like workload (n = 512, d = 32, a few thousand neurons; a few tenths
-of a second on 2 cores, plus importing PyTorch where it is installed):
+(benchmarks/RESULTS.md). ``measure`` times whole steps, ``ops.forward_backward``
+(the step ``expreg.train`` takes, on every core), at n = 512 with 32 MiB of
+kept activations (beyond the caches, as in a real run), choosing in turn:
 
-1. the exp kernel (``tuning.EXP_KERNELS``), fused with the partial
-   predictions, on one block per dtype, on one thread;
-2. the GEMM library (``tuning.GEMM_LIBRARIES``) on a block's forward and
-   backward products, per dtype, on one thread;
-3. the block size (``tuning.BLOCK_BYTES_CHOICES``) on a whole pass over
-   the neurons on every core (float32);
-4. the thread layout: blocks on every core with BLAS on one thread each,
-   against one worker with BLAS threading each product.
+1. the exp kernel (``tuning.EXP_KERNELS``) for float32, on steps at d = 32
+   and d = 128 (their times summed), and for float64 at d = 32;
+2. the GEMM library (``tuning.GEMM_LIBRARIES``), at d = 32 and d = 128;
+3. the block size (``tuning.BLOCK_BYTES_CHOICES``) at d = 32, and at d = 128
+   for wider inputs (``Tuning.block_bytes_for``): the best block depends on
+   the GEMMs' inner dimension;
+4. the thread layout at d = 32: blocks on every core with BLAS on one
+   thread each, against one worker with BLAS threading each product.
+
+About four seconds on 2 cores (plus importing PyTorch where it is
+installed), once per machine: the choice is cached. Timing one block's exp
+or GEMM on one thread instead (as expreg did before) did not predict the
+step: on an Intel Xeon the three exp kernels tied per block, while steps
+with torch's exp took 0.6 of the time of steps with the others at d = 32
+(benchmarks/RESULTS.md). The candidates of each choice race: they take
+turns, round by round, and each keeps its fastest round (``race``), so
+that a slow spell of a shared machine hits them alike.
 
 A choice other than the default must win by ``MARGIN`` (5 %), and a
 PyTorch choice must beat every other by it (it costs each process the
-import of PyTorch, which the per-block timings do not see). The load
+import of PyTorch, which a step's timing does not see). The load
 average during the measurement is kept in the tuning's ``source``: a
 choice measured on a busy machine says so (``expreg calibrate`` on a
 quiet one measures again).
@@ -49,9 +58,8 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -61,15 +69,20 @@ import numpy as np
 from . import fastpath
 from .reuse import KEPT
 from .storage import atomic_open
-from .threads import blas_single_thread, torch_single_thread, usable_cpus
-from .tuning import BLOCK_BYTES_CHOICES, DEFAULT_BLOCK_BYTES, TUNED_DTYPES, Tuning
+from .threads import usable_cpus
+from .tuning import BLOCK_BYTES_CHOICES, DEFAULT_BLOCK_BYTES, Tuning
 
 #: The environment variable that turns calibration off ("0", "false", "no", "off").
 ENV = "EXPREG_CALIBRATE"
-#: The calibration workload: n data points, d dimensions, m neurons per pass.
-CAL_N, CAL_D, CAL_M = 512, 32, 8192
-#: Timed repetitions of each candidate (the best is kept).
-REPS = 5
+#: The calibration workload: n data points, d dimensions (and ``CAL_D_WIDE`` for ``Tuning.block_bytes_wide``).
+CAL_N, CAL_D, CAL_D_WIDE = 512, 32, 128
+#: Neurons of the whole steps that make the choices: n m float32 activations kept (32 MiB), beyond
+#: the caches as in a real run.
+CAL_PASS_M = 16384
+#: Timed repetitions of ``best_seconds``; rounds of a ``race`` (each candidate timed once per round).
+REPS = ROUNDS = 5
+#: Rounds of the races of whole steps (tens of milliseconds each).
+STEP_ROUNDS = 3
 #: The ISA extensions named in ``machine_identity`` (those present on the CPU).
 ISA_FLAGS = (
     "avx512f",
@@ -89,7 +102,7 @@ ISA_FLAGS = (
 #: of PyTorch (seconds), which a per-block timing does not see.
 MARGIN = 0.05
 #: Version of the cache file's layout.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: block_bytes_wide, measured by whole steps
 
 
 # ----------------------------------------------------------------- the choice in use
@@ -187,6 +200,8 @@ def load(path: Path, identity: dict[str, Any]) -> Tuning | None:
         return None
     try:
         data = json.loads(text)
+        if isinstance(data, dict) and type(data.get("format")) is int and 0 < data["format"] < CACHE_FORMAT:
+            return None  # written by an older expreg, whose choices this one measures differently: measure again
         if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("identity") != identity:
             raise ValueError("written for another format or another machine")
         return Tuning.from_dict(data["tuning"], source=f"cache {path}")
@@ -299,22 +314,37 @@ def candidates() -> dict[str, list[str]]:
 
 
 def measure() -> Tuning:
-    """Time every candidate on this machine (see the module docstring) and return the fastest of each."""
+    """Time every candidate on this machine by whole steps (see the module docstring); the fastest of each."""
     seconds: dict[str, float] = {}
     options = candidates()
-    chosen: dict[str, Any] = {}
-    with _one_thread():
-        for name in TUNED_DTYPES:
-            chosen[f"exp_{name}"] = _fastest(seconds, f"exp {name}", options["exp"], _exp_timer(np.dtype(name)))
-        gemm_times = {g: 0.0 for g in options["gemm"]}
-        for name in TUNED_DTYPES:
-            timer = _gemm_timer(np.dtype(name))
-            for g in options["gemm"]:
-                gemm_times[g] += seconds.setdefault(f"gemm {name} {g}", timer(g))
-        chosen["gemm"] = pick(gemm_times)
-    block, threads = _block_and_layout(seconds, chosen["exp_float32"], chosen["gemm"])
+    tuning = Tuning(source="measuring")
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    narrow, wide = (CAL_D, f32), (CAL_D_WIDE, f32)
+
+    def choose(fields: tuple[str, ...], values: list[tuple[Any, ...]], shapes: list[tuple[int, np.dtype]]) -> None:
+        """Race ``tuning`` with ``fields`` = each of ``values`` (the first is the default), times summed over
+        the shapes; keep the fastest (``pick``)."""
+        nonlocal tuning
+        names = {"/".join(map(str, v)): v for v in values}
+        total = dict.fromkeys(names, 0.0)
+        for d, dtype in shapes:
+            variants = {name: replace(tuning, **dict(zip(fields, v, strict=True))) for name, v in names.items()}
+            for name, sec in _steps(d, dtype, variants).items():
+                seconds[f"step {'/'.join(fields)}={name} d={d} {dtype.name}"] = sec
+                total[name] += sec
+        tuning = replace(tuning, **dict(zip(fields, names[pick(total, prefer=next(iter(names)))], strict=True)))
+
+    # exp and GEMM together: on an Intel Xeon, torch's GEMM was fast beside torch's exp and slow beside the others
+    pairs = [(e, g) for g in options["gemm"] for e in options["exp"]]
+    choose(("exp_float32", "gemm"), pairs, [narrow, wide])
+    choose(("exp_float64",), [(e,) for e in options["exp"]], [(CAL_D, f64)])
+    blocks = [(DEFAULT_BLOCK_BYTES,)] + [(b,) for b in BLOCK_BYTES_CHOICES if b != DEFAULT_BLOCK_BYTES]
+    choose(("block_bytes",), blocks, [narrow])
+    choose(("block_bytes_wide",), blocks, [wide])
+    if usable_cpus() > 1:
+        choose(("threads",), [(None,), (1,)], [narrow])
     source = f"measured at load average {_load():.1f} on {usable_cpus()} CPUs"
-    return Tuning(**chosen, block_bytes=block, threads=threads, source=source, seconds=seconds)
+    return replace(tuning, source=source, seconds=seconds)
 
 
 def _load() -> float:
@@ -327,39 +357,44 @@ def _load() -> float:
 def pick(times: dict[str, float], prefer: str = "numpy") -> str:
     """The fastest option, but ``prefer`` (the default choice) unless another beats it by ``MARGIN``.
 
-    "torch" must also beat every other option by ``MARGIN``: using it costs
-    each process the import of PyTorch, which a per-block timing does not see.
+    An option that uses PyTorch ("torch", or "torch" among the parts of a name such as "fastpath/torch")
+    must also beat every other option by ``MARGIN``: using it costs each process the import of PyTorch,
+    which a step's timing does not see.
 
     >>> pick({"numpy": 1.0, "torch": 0.97}), pick({"numpy": 1.0, "torch": 0.9})
     ('numpy', 'torch')
     >>> pick({"fastpath": 1.0, "numpy": 0.98}, prefer="fastpath")
     'fastpath'
+    >>> pick({"fastpath/numpy": 1.0, "torch/torch": 0.6, "fastpath/torch": 1.5}, prefer="fastpath/numpy")
+    'torch/torch'
     """
-    others = {k: v for k, v in times.items() if k != "torch"} or dict(times)
+    torch = {k for k in times if "torch" in k.split("/")}
+    others = {k: v for k, v in times.items() if k not in torch} or dict(times)
     best = min(others, key=lambda k: others[k])
     if prefer in others and others[prefer] <= (1.0 + MARGIN) * others[best]:
         best = prefer
-    if "torch" in times and times["torch"] < (1.0 - MARGIN) * min(others.values()):
-        return "torch"
+    fastest_torch = min(torch & set(times), key=lambda k: times[k], default=None)
+    if fastest_torch is not None and times[fastest_torch] < (1.0 - MARGIN) * min(others.values()):
+        return fastest_torch
     return best
 
 
-def _fastest(seconds: dict[str, float], what: str, options: list[str], timer: Callable[[str], float]) -> str:
-    for option in options:
-        seconds[f"{what} {option}"] = timer(option)
-    return pick({o: seconds[f"{what} {o}"] for o in options}, prefer=options[0])
+def race(candidates: dict[str, Callable[[], Any]], rounds: int = ROUNDS) -> dict[str, float]:
+    """The shortest of ``rounds`` timed calls of each candidate, the candidates taking turns round by round.
 
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """BLAS (and PyTorch, where installed) on one thread: per-core rates, as the blocked passes run them."""
-    with ExitStack() as stack:
-        limiter = blas_single_thread()
-        if limiter is not None:
-            stack.enter_context(limiter)
-        if torch_available():
-            stack.enter_context(torch_single_thread())
-        yield
+    Each is called once untimed first. Taking turns (rather than timing one candidate's calls, then the
+    next's) lets a slow spell of a shared machine hit every candidate alike instead of one.
+    """
+    for fn in candidates.values():
+        fn()
+    best = dict.fromkeys(candidates, float("inf"))
+    for r in range(rounds):
+        order = list(candidates) if r % 2 == 0 else list(reversed(candidates))
+        for name in order:
+            t0 = time.perf_counter()
+            candidates[name]()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
 
 
 def best_seconds(fn: Callable[[], Any], reps: int = REPS) -> float:
@@ -373,108 +408,37 @@ def best_seconds(fn: Callable[[], Any], reps: int = REPS) -> float:
     return best
 
 
-def _data(dtype: np.dtype, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _data(dtype: np.dtype, m: int, d: int = CAL_D) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """X (n, d) with rows of norm at most 1, W (d, m) standard normal / sqrt(d), a (m,) of +-1."""
     rng = np.random.default_rng(25)
-    X = rng.uniform(-1.0, 1.0, (CAL_N, CAL_D)) / np.sqrt(CAL_D)
-    W = rng.standard_normal((CAL_D, m)) / np.sqrt(CAL_D)
+    X = rng.uniform(-1.0, 1.0, (CAL_N, d)) / np.sqrt(d)
+    W = rng.standard_normal((d, m)) / np.sqrt(d)
     a = rng.choice([-1.0, 1.0], m)
     return X.astype(dtype), W.astype(dtype), a.astype(dtype)
 
 
-def _block_width(dtype: np.dtype, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
-    return max(8, (block_bytes // (CAL_N * dtype.itemsize)) // 8 * 8)
+def set_step_maker(maker: Callable[..., Any]) -> None:
+    """Register what ``measure`` times (``ops`` does, when imported: it sits above this module, through the
+    backends that read ``current()``): ``maker(tuning, X, W, a, y)`` returns ``(step, close)``, two callables,
+    the step being ``ops.forward_backward`` on a NumPy backend of that tuning. Kept in ``reuse.KEPT.tuning``."""
+    KEPT.tuning.step_maker = maker
 
 
-def _exp_timer(dtype: np.dtype) -> Callable[[str], float]:
-    """Seconds of one block's fused exp and partial predictions (refilled from the GEMM's output each time)."""
-    b = _block_width(dtype)
-    X, W, a = _data(dtype, b)
-    source = X @ W
-    Z, acc = np.empty_like(source), np.zeros(CAL_N, dtype)
+def _steps(d: int, dtype: np.dtype, variants: dict[str, Tuning]) -> dict[str, float]:
+    """Seconds of one whole step (``ops.forward_backward``, the step ``expreg.train`` takes) with each tuning, raced.
 
-    def timer(kernel: str) -> float:
-        exp_matvec = fastpath.exp_kernels(kernel)[1]
-        return best_seconds(lambda: exp_matvec(_refill(Z, source), a, acc))
-
-    return timer
-
-
-def _refill(Z: np.ndarray, source: np.ndarray) -> np.ndarray:
-    np.copyto(Z, source)
-    return Z
-
-
-def _gemm_timer(dtype: np.dtype) -> Callable[[str], float]:
-    """Seconds of one block's forward (X W_block) and backward ((X r)^T E into G's columns) products."""
-    b = _block_width(dtype)
-    X, W, _ = _data(dtype, 2 * b)
-    Z = np.empty((CAL_N, b), dtype)
-    XrT = np.ascontiguousarray(X.T)
-    G = np.empty((CAL_D, 2 * b), dtype)
-
-    def timer(library: str) -> float:
-        matmul = fastpath.torch_matmul if library == "torch" else _numpy_matmul
-
-        def step() -> None:
-            matmul(X, W[:, :b], Z)
-            matmul(XrT, Z, G[:, b:])
-
-        return best_seconds(step)
-
-    return timer
-
-
-def _numpy_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    return np.matmul(a, b, out=out)
-
-
-def _block_and_layout(seconds: dict[str, float], exp: str, gemm: str) -> tuple[int, int | None]:
-    """The block size (on every core) and the thread layout (None: blocks on every core; 1: BLAS threads)."""
-    dtype = np.dtype(np.float32)
-    X, W, a = _data(dtype, CAL_M)
-    cpus = usable_cpus()
-    with ThreadPoolExecutor(max_workers=cpus) as pool:
-        blocks_pass = _PassTimer(X, W, a, exp, gemm, pool)
-        with _one_thread():
-            for block_bytes in BLOCK_BYTES_CHOICES:
-                seconds[f"pass block {block_bytes}"] = blocks_pass(block_bytes, cpus)
-        times = {str(bb): seconds[f"pass block {bb}"] for bb in BLOCK_BYTES_CHOICES}
-        block = int(pick(times, prefer=str(DEFAULT_BLOCK_BYTES)))
-        if cpus == 1:
-            return block, None
-        seconds["pass layout blas-threads"] = blocks_pass(block, 1)
-    layout = pick(
-        {"blocks": seconds[f"pass block {block}"], "blas": seconds["pass layout blas-threads"]}, prefer="blocks"
-    )
-    return block, None if layout == "blocks" else 1
-
-
-class _PassTimer:
-    """Seconds of a step-like pass over ``CAL_M`` neurons: per block, Z = X W_b, fused exp, G_b = X^T E."""
-
-    def __init__(self, X: np.ndarray, W: np.ndarray, a: np.ndarray, exp: str, gemm: str, pool: ThreadPoolExecutor):
-        self.X, self.W, self.a, self.pool = X, W, a, pool
-        self.XT = np.ascontiguousarray(X.T)
-        self.G = np.empty_like(W)
-        self.exp_matvec = fastpath.exp_kernels(exp)[1]
-        self.matmul = fastpath.torch_matmul if gemm == "torch" else _numpy_matmul
-
-    def __call__(self, block_bytes: int, workers: int) -> float:
-        b = _block_width(self.X.dtype, block_bytes)
-        ranges = [(lo, min(lo + b, CAL_M)) for lo in range(0, CAL_M, b)]
-        shares = [ranges[w::workers] for w in range(workers)]
-        buffers = [np.empty(CAL_N * b, self.X.dtype) for _ in range(workers)]
-        sums = np.zeros((workers, CAL_N), self.X.dtype)
-
-        def work(w: int) -> None:
-            for lo, hi in shares[w]:
-                Z = self.matmul(self.X, self.W[:, lo:hi], buffers[w][: CAL_N * (hi - lo)].reshape(CAL_N, hi - lo))
-                self.exp_matvec(Z, self.a[lo:hi], sums[w])
-                self.matmul(self.XT, Z, self.G[:, lo:hi])
-
-        def run() -> None:
-            list(self.pool.map(work, range(workers)))
-
-        with np.errstate(over="ignore", invalid="ignore"):
-            return best_seconds(run, reps=3)
+    n = ``CAL_N``, d, and ``CAL_PASS_M`` float32 activations' bytes of neurons (32 MiB kept, beyond the caches
+    as in a real run; half the neurons in float64), on a fresh NumPy backend per tuning, all on the same data.
+    """
+    maker = KEPT.tuning.step_maker
+    if maker is None:
+        raise RuntimeError("expreg.core.ops registers the calibration's step when imported: import expreg first")
+    m = CAL_PASS_M * 4 // dtype.itemsize
+    X, W, a = _data(dtype, m, d)
+    y = np.zeros(CAL_N, dtype)
+    made = {name: maker(tuning, X, W, a, y) for name, tuning in variants.items()}
+    try:
+        return race({name: step for name, (step, _) in made.items()}, rounds=STEP_ROUNDS)
+    finally:
+        for _, close in made.values():
+            close()

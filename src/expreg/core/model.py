@@ -174,6 +174,7 @@ class NetSpec:
             memory_budget=self.memory_budget,
             backend=self.get_backend(),
             pairs=self.init == Init.coupled,
+            d=self.d,
         )
 
     def draw(self, lo: int = 0, hi: int | None = None) -> tuple[Array, Array]:

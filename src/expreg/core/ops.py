@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from . import fastpath
-from .activations import Activation
-from .backends import Array, Backend
+from . import calibrate, fastpath
+from .activations import EXP, Activation
+from .backends import Array, Backend, NumpyBackend
 from .errors import ExpOverflowError, overflow_checked
 from .resources import DEFAULT_MEMORY_BUDGET
 from .reuse import KEPT
@@ -136,6 +136,7 @@ def plan_blocks(
     memory_budget: int | None = None,
     backend: Backend | None = None,
     pairs: bool = False,
+    d: int | None = None,
 ) -> BlockPlan:
     """Choose the block size and whether to keep activations.
 
@@ -146,7 +147,7 @@ def plan_blocks(
     itemsize : int
         Bytes per array element (4 for float32, 8 for float64).
     block : int, optional
-        Neurons per block; default fills the backend's ``block_bytes``
+        Neurons per block; default fills the backend's ``block_bytes_for(d)``
         (``DEFAULT_BLOCK_BYTES`` without a backend), rounded to a multiple
         of 8 (whole SIMD vectors).
     memory_budget : int, optional
@@ -159,10 +160,13 @@ def plan_blocks(
         Round the block up to an even number, so that a coupled pair of
         neurons (2p, 2p+1) never straddles two blocks and its two terms
         cancel exactly (F(W(0), x) = 0 for every block size).
+    d : int, optional
+        Input dimensions: the best block depends on the GEMMs' inner
+        dimension (the NumPy backend's tuning measures two, ``tuning.WIDE_D``).
     """
     budget = default_memory_budget(backend) if memory_budget is None else int(memory_budget)
     if block is None:
-        target = backend.block_bytes if backend is not None else DEFAULT_BLOCK_BYTES
+        target = backend.block_bytes_for(d) if backend is not None else DEFAULT_BLOCK_BYTES
         block = max(8, (target // max(1, n * itemsize)) // 8 * 8)
     block = int(max(1, min(block, m)))
     if pairs and block % 2 and block < m:
@@ -497,3 +501,25 @@ def _max_and_root_sum_of_squares(backend: Backend, norms: Array) -> tuple[float,
     """(max, sqrt(sum of squares)) of the column norms, read back once and summed in float64 on the host."""
     host = backend.to_numpy(norms).astype(np.float64)
     return float(host.max()), float(np.sqrt((host**2).sum()))
+
+
+def _calibration_step(
+    tuning: Any, X: Array, W: Array, a: Array, y: Array
+) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """(step, close) for ``calibrate``: ``forward_backward`` (exp activation, s = 1/sqrt(m)) on a fresh NumPy
+    backend of ``tuning``, its kept activations and workspace as a real step keeps them; ``close`` frees them
+    and ends the backend's threads."""
+    be = NumpyBackend(tuning=tuning)
+    n, d = int(X.shape[0]), int(X.shape[1])
+    m = int(W.shape[1])
+    plan = plan_blocks(n, m, X.dtype.itemsize, backend=be, d=d)
+    G = np.empty_like(W)
+
+    def close() -> None:
+        KEPT.workspaces.clear()  # the steps' kept activations: none is used again
+        be.close()
+
+    return (lambda: forward_backward(be, EXP, X, W, a, y, 1.0 / np.sqrt(m), plan, G)), close
+
+
+calibrate.set_step_maker(_calibration_step)

@@ -121,11 +121,15 @@ class TuningState:
     chosen : tuning.Tuning or None
         Read from the cache, measured, or the default (``EXPREG_CALIBRATE=0``);
         ``calibrate.forget()`` sets it back to None.
+    step_maker : callable or None
+        What the calibration times, registered by ``ops`` when imported
+        (``calibrate.set_step_maker``): ``ops`` sits above ``calibrate``.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.chosen: Any = None
+        self.step_maker: Any = None
 
 
 class Kept:

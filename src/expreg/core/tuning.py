@@ -14,7 +14,10 @@ them on the machine at hand and keeps the winner in ``reuse.KEPT.tuning``;
   (``torch.exp`` on the same memory, then the product);
 - ``gemm``: ``"numpy"`` (NumPy's BLAS) or ``"torch"`` (PyTorch's, on the
   same memory through ``torch.from_numpy``);
-- ``block_bytes``: bytes of one block of activations (``ops.plan_blocks``);
+- ``block_bytes``, ``block_bytes_wide``: bytes of one block of activations
+  (``ops.plan_blocks``) for inputs of at most ``WIDE_D`` dimensions, and for
+  wider ones: the best block depends on the GEMM's inner dimension d
+  (on an Intel Xeon, 4 MiB at d = 32 and 1 MiB at d = 128, benchmarks/RESULTS.md);
 - ``threads``: worker threads of the blocked passes (None: every usable
   CPU, BLAS on one thread each; 1: one worker, BLAS on its own threads).
 """
@@ -34,6 +37,9 @@ GEMM_LIBRARIES = ("numpy", "torch")
 BLOCK_BYTES_CHOICES = (2**18, 2**20, 2**22)
 #: The default block of the NumPy backend: 1 MiB of activations (fits L2 beside the block's inputs).
 DEFAULT_BLOCK_BYTES = 2**20
+#: Inputs of more dimensions than this use ``Tuning.block_bytes_wide`` (measured at d = 128), others
+#: ``Tuning.block_bytes`` (measured at d = 32): 64 is their midpoint on a log scale.
+WIDE_D = 64
 #: The dtypes a tuning chooses an exp kernel for.
 TUNED_DTYPES = ("float32", "float64")
 
@@ -49,7 +55,9 @@ class Tuning:
     gemm : str
         The GEMM library, one of ``GEMM_LIBRARIES``.
     block_bytes : int
-        Bytes of one block of activations.
+        Bytes of one block of activations, for inputs of d <= ``WIDE_D``.
+    block_bytes_wide : int
+        The same for d > ``WIDE_D`` (``block_bytes_for``).
     threads : int or None
         Worker threads (None: every usable CPU).
     source : str
@@ -70,6 +78,7 @@ class Tuning:
     exp_float64: str = "fastpath"
     gemm: str = "numpy"
     block_bytes: int = DEFAULT_BLOCK_BYTES
+    block_bytes_wide: int = DEFAULT_BLOCK_BYTES
     threads: int | None = None
     source: str = field(default="default", compare=False)
     seconds: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
@@ -78,8 +87,10 @@ class Tuning:
         for dt in TUNED_DTYPES:
             _check_choice(f"exp_{dt}", getattr(self, f"exp_{dt}"), EXP_KERNELS)
         _check_choice("gemm", self.gemm, GEMM_LIBRARIES)
-        if not isinstance(self.block_bytes, int) or self.block_bytes < 1024:
-            raise ValueError(f"block_bytes must be an integer of at least 1024, got {self.block_bytes!r}")
+        for name in ("block_bytes", "block_bytes_wide"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1024:
+                raise ValueError(f"{name} must be an integer of at least 1024, got {value!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads must be None or an integer >= 1, got {self.threads!r}")
 
@@ -91,6 +102,14 @@ class Tuning:
     def exp_for(self, dtype: Any) -> str:
         """The exp kernel for ``dtype`` (float32 or float64)."""
         return str(getattr(self, f"exp_{np.dtype(dtype).name}"))
+
+    def block_bytes_for(self, d: int | None) -> int:
+        """Bytes of one block of activations for inputs of d dimensions (None: ``block_bytes``).
+
+        >>> Tuning(block_bytes=2**22, block_bytes_wide=2**20).block_bytes_for(128)
+        1048576
+        """
+        return self.block_bytes_wide if d is not None and d > WIDE_D else self.block_bytes
 
     def uses_torch(self) -> bool:
         """Whether any choice runs PyTorch code."""
@@ -105,7 +124,16 @@ class Tuning:
         """A ``Tuning`` from ``as_dict``'s output; ValueError naming the field on anything else."""
         if not isinstance(data, dict):
             raise ValueError(f"a tuning is a JSON object, got {type(data).__name__}")
-        names = {"exp_float32", "exp_float64", "gemm", "block_bytes", "threads", "source", "seconds"}
+        names = {
+            "exp_float32",
+            "exp_float64",
+            "gemm",
+            "block_bytes",
+            "block_bytes_wide",
+            "threads",
+            "source",
+            "seconds",
+        }
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown tuning fields {unknown}; expected some of {sorted(names)}")
@@ -122,7 +150,8 @@ class Tuning:
         threads = "every usable CPU" if self.threads is None else str(self.threads)
         return (
             f"exp float32={self.exp_float32}, float64={self.exp_float64}; gemm={self.gemm}; "
-            f"block={self.block_bytes // 1024} KiB; threads={threads} ({self.source})"
+            f"block={self.block_bytes // 1024} KiB (d > {WIDE_D}: {self.block_bytes_wide // 1024} KiB); "
+            f"threads={threads} ({self.source})"
         )
 
 
