@@ -135,9 +135,11 @@ def _tuning_line(mi: dict[str, Any]) -> list[str]:
             "",
         ]
     threads = "every core" if t.get("threads") is None else f"{t['threads']} worker, BLAS threads"
+    wide = f" ({t['block_bytes_wide'] // 1024} KiB for d > 64)" if "block_bytes_wide" in t else ""
     return [
         f"expreg's speed choices (`expreg calibrate --show`; {t.get('source', '?')}): exp float32 {t['exp_float32']}, "
-        f"float64 {t['exp_float64']}; GEMM {t['gemm']}; blocks of {t['block_bytes'] // 1024} KiB; threads: {threads}.",
+        f"float64 {t['exp_float64']}; GEMM {t['gemm']}; blocks of {t['block_bytes'] // 1024} KiB{wide}; "
+        f"threads: {threads}.",
         "",
     ]
 

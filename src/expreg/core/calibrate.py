@@ -20,9 +20,10 @@ kept activations (beyond the caches, as in a real run), choosing in turn:
 About four seconds on 2 cores (plus importing PyTorch where it is
 installed), once per machine: the choice is cached. Timing one block's exp
 or GEMM on one thread instead (as expreg did before) did not predict the
-step: on an Intel Xeon the three exp kernels tied per block, while steps
-with torch's exp took 0.6 of the time of steps with the others at d = 32
-(benchmarks/RESULTS.md). The candidates of each choice race: they take
+step: on an Intel Xeon the exp kernels tied per block, while with torch's
+GEMM, steps with torch's exp took about 0.6 of the time of steps with
+numba's or NumPy's (benchmarks/exp_gemm_ab.py, benchmarks/RESULTS.md).
+The candidates of each choice race: they take
 turns, round by round, and each keeps its fastest round (``race``), so
 that a slow spell of a shared machine hits them alike.
 
