@@ -17,15 +17,15 @@ kept activations (beyond the caches, as in a real run), choosing in turn:
 4. the thread layout at d = 32: blocks on every core with BLAS on one
    thread each, against one worker with BLAS threading each product.
 
-About four seconds on 2 cores (plus importing PyTorch where it is
+About five seconds on 2 cores (plus importing PyTorch where it is
 installed), once per machine: the choice is cached. Timing one block's exp
 or GEMM on one thread instead (as expreg did before) did not predict the
 step: on an Intel Xeon the exp kernels tied per block, while with torch's
 GEMM, steps with torch's exp took about 0.6 of the time of steps with
 numba's or NumPy's (benchmarks/exp_gemm_ab.py, benchmarks/RESULTS.md).
-The candidates of each choice race: they take
-turns, round by round, and each keeps its fastest round (``race``), so
-that a slow spell of a shared machine hits them alike.
+The candidates of each choice race: they take turns, round by round, and
+each keeps its fastest round (``race``), so that a slow spell of a shared
+machine hits them alike.
 
 A choice other than the default must win by ``MARGIN`` (5 %), and a
 PyTorch choice must beat every other by it (it costs each process the
@@ -80,10 +80,10 @@ CAL_N, CAL_D, CAL_D_WIDE = 512, 32, 128
 #: Neurons of the whole steps that make the choices: n m float32 activations kept (32 MiB), beyond
 #: the caches as in a real run.
 CAL_PASS_M = 16384
-#: Timed repetitions of ``best_seconds``; rounds of a ``race`` (each candidate timed once per round).
-REPS = ROUNDS = 5
-#: Rounds of the races of whole steps (tens of milliseconds each).
-STEP_ROUNDS = 3
+#: Timed repetitions of ``best_seconds``.
+REPS = 5
+#: Rounds of a ``race`` of whole steps (each candidate timed once per round; tens of milliseconds each).
+ROUNDS = 3
 #: The ISA extensions named in ``machine_identity`` (those present on the CPU).
 ISA_FLAGS = (
     "avx512f",
@@ -374,7 +374,7 @@ def pick(times: dict[str, float], prefer: str = "numpy") -> str:
     best = min(others, key=lambda k: others[k])
     if prefer in others and others[prefer] <= (1.0 + MARGIN) * others[best]:
         best = prefer
-    fastest_torch = min(torch & set(times), key=lambda k: times[k], default=None)
+    fastest_torch = min(torch, key=lambda k: times[k], default=None)
     if fastest_torch is not None and times[fastest_torch] < (1.0 - MARGIN) * min(others.values()):
         return fastest_torch
     return best
@@ -439,7 +439,7 @@ def _steps(d: int, dtype: np.dtype, variants: dict[str, Tuning]) -> dict[str, fl
     y = np.zeros(CAL_N, dtype)
     made = {name: maker(tuning, X, W, a, y) for name, tuning in variants.items()}
     try:
-        return race({name: step for name, (step, _) in made.items()}, rounds=STEP_ROUNDS)
+        return race({name: step for name, (step, _) in made.items()})
     finally:
         for _, close in made.values():
             close()

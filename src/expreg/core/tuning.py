@@ -24,7 +24,7 @@ them on the machine at hand and keeps the winner in ``reuse.KEPT.tuning``;
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -124,16 +124,7 @@ class Tuning:
         """A ``Tuning`` from ``as_dict``'s output; ValueError naming the field on anything else."""
         if not isinstance(data, dict):
             raise ValueError(f"a tuning is a JSON object, got {type(data).__name__}")
-        names = {
-            "exp_float32",
-            "exp_float64",
-            "gemm",
-            "block_bytes",
-            "block_bytes_wide",
-            "threads",
-            "source",
-            "seconds",
-        }
+        names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown tuning fields {unknown}; expected some of {sorted(names)}")
