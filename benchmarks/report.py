@@ -136,10 +136,20 @@ def _tuning_line(mi: dict[str, Any]) -> list[str]:
         ]
     threads = "every core" if t.get("threads") is None else f"{t['threads']} worker, BLAS threads"
     wide = f" ({t['block_bytes_wide'] // 1024} KiB for d > 64)" if "block_bytes_wide" in t else ""
+    keep = ""
+    if "recompute_d" in t:
+        keep = (
+            "; activations kept"
+            if not t["recompute_d"] or t.get("recompute_beyond") is None
+            else (
+                f"; activations recomputed beyond {t['recompute_beyond'] / 2**20:.0f} MiB for d <= {t['recompute_d']}"
+                f" (blocks of {t['block_bytes_recompute'] // 1024} KiB)"
+            )
+        )
     return [
         f"expreg's speed choices (`expreg calibrate --show`; {t.get('source', '?')}): exp float32 {t['exp_float32']}, "
         f"float64 {t['exp_float64']}; GEMM {t['gemm']}; blocks of {t['block_bytes'] // 1024} KiB{wide}; "
-        f"threads: {threads}.",
+        f"threads: {threads}{keep}.",
         "",
     ]
 

@@ -18,7 +18,7 @@ import pytest
 from expreg.core import calibrate, fastpath, gram, ops
 from expreg.core.activations import EXP
 from expreg.core.backends import NumpyBackend
-from expreg.core.tuning import BLOCK_BYTES_CHOICES, EXP_KERNELS, GEMM_LIBRARIES, Tuning
+from expreg.core.tuning import BLOCK_BYTES_CHOICES, EXP_KERNELS, GEMM_LIBRARIES, RECOMPUTE_D_CHOICES, Tuning
 
 TORCH = calibrate.torch_available()
 N, D, M, SCALE = 48, 6, 300, 0.05
@@ -104,6 +104,78 @@ def test_wide_inputs_get_their_own_block_from_the_model_to_the_plan() -> None:
     assert Tuning.from_dict(tuning.as_dict()) == tuning
     with pytest.raises(ValueError, match="block_bytes_wide"):
         Tuning(block_bytes_wide=100)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_recomputing_beyond_the_cache_gives_the_reference_step(dtype: type) -> None:
+    """A tuning that recomputes activations (small d, more bytes than ``recompute_beyond``) plans no kept
+    activations and a ``block_bytes_recompute`` block, and its step equals the float64 formulas."""
+    tuning = Tuning(recompute_d=D, recompute_beyond=N * M * 4 - 1, block_bytes_recompute=2**12, source="forced")
+    be = NumpyBackend(threads=2, tuning=tuning)
+    itemsize = np.dtype(dtype).itemsize
+    plan = ops.plan_blocks(N, M, itemsize, backend=be, d=D)
+    assert not plan.keep and plan.block == 2**12 // (N * itemsize) // 8 * 8
+    kept = ops.plan_blocks(N, M, itemsize, backend=be, d=D + 1)  # wider inputs keep theirs
+    assert kept.keep and kept.block == min(M, tuning.block_bytes // (N * itemsize) // 8 * 8)
+    X, W, a, y = (np.ascontiguousarray(v, dtype=dtype) for v in _problem())
+    u, G = ops.forward_backward(be, EXP, X, W, a, y, SCALE, plan)
+    u_ref, G_ref, _ = _reference()
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for got, want in ((u, u_ref), (G, G_ref)):
+        assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+def test_the_keep_or_recompute_choice_reaches_the_model_and_trains_alike() -> None:
+    """Through ``ExpNet.plan``: d <= recompute_d and more than recompute_beyond bytes recompute, else keep;
+    ``expreg.train`` then gives the same losses and weights either way, to float64 rounding (the blocks differ,
+    so sums are taken in another order)."""
+    import expreg
+    from expreg import ExpNet
+
+    n, d, m = 64, 8, 4096
+    beyond = n * m * 8 // 2
+    recompute = Tuning(recompute_d=16, recompute_beyond=beyond, block_bytes_recompute=2**16, source="forced")
+    X, y = expreg.make_dataset(n, d, seed=3)
+    results = []
+    for tuning in (Tuning(source="forced"), recompute):
+        calibrate.use(tuning)
+        try:
+            net = ExpNet.init(d, m, seed=0, dtype=np.float64)
+            assert net.plan(n).keep == (tuning is not recompute)
+            assert net.plan(n // 4).keep  # n m / 4 values fit under recompute_beyond: kept
+            assert ExpNet.init(32, m, seed=0, dtype=np.float64).plan(n).keep  # d > recompute_d: kept
+            if tuning is recompute:
+                assert net.plan(n).block == 2**16 // (n * 8)
+            trained = expreg.train(net, X, y, max_steps=8, epsilon=0.0, record_every=0)
+            results.append((np.asarray(trained.history.loss), np.asarray(net.W)))
+        finally:
+            calibrate.forget()
+    (loss_keep, W_keep), (loss_rec, W_rec) = results
+    np.testing.assert_allclose(loss_rec, loss_keep, rtol=1e-11)
+    np.testing.assert_allclose(W_rec, W_keep, rtol=1e-11, atol=1e-13)
+    assert "recomputed beyond 1 MiB for d <= 16" in recompute.describe()
+    assert Tuning.from_dict(recompute.as_dict()) == recompute
+    for bad in ({"recompute_d": -1}, {"recompute_beyond": -5}, {"recompute_d": True}, {"block_bytes_recompute": 10}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Tuning(**bad)  # type: ignore[arg-type]
+
+
+def test_the_last_level_cache_is_read_from_sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The highest level's size, instruction caches skipped, sizes in K/M or bytes; None without a readable one."""
+    entries = [(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"), (3, "Unified", "266240K")]
+    for i, (level, kind, size) in enumerate(entries):
+        entry = tmp_path / f"index{i}"
+        entry.mkdir()
+        (entry / "level").write_text(f"{level}\n")
+        (entry / "type").write_text(f"{kind}\n")
+        (entry / "size").write_text(f"{size}\n")
+    assert calibrate.last_level_cache_bytes(str(tmp_path)) == 266240 * 1024
+    (tmp_path / "index3" / "size").write_text("lots\n")  # unreadable: the next level down
+    assert calibrate.last_level_cache_bytes(str(tmp_path)) == 2048 * 1024
+    assert calibrate.last_level_cache_bytes(str(tmp_path / "missing")) is None
+    assert calibrate.beyond_cache_neurons(None) is None
+    monkeypatch.setattr(calibrate, "available_memory", lambda: None)
+    assert calibrate.beyond_cache_neurons(2**20) is None  # memory unknown: no race
 
 
 def test_a_race_alternates_the_order_and_keeps_each_candidates_fastest_round() -> None:
@@ -287,6 +359,14 @@ def test_a_real_measurement_picks_among_the_candidates() -> None:
     pairs = {f"{e}/{g}" for e in options["exp"] for g in options["gemm"]}
     assert {f"step exp_float32/gemm={p} d={d} float32" for p in pairs for d in (32, 128)} <= set(chosen.seconds)
     assert {f"step block_bytes_wide={b} d=128 float32" for b in BLOCK_BYTES_CHOICES} <= set(chosen.seconds)
+    assert {f"step block_bytes_recompute={b} d=16 float32" for b in BLOCK_BYTES_CHOICES} <= set(chosen.seconds)
+    assert chosen.block_bytes_recompute in BLOCK_BYTES_CHOICES
+    assert chosen.recompute_d in (0, *RECOMPUTE_D_CHOICES)
+    assert (chosen.recompute_beyond is None) == (chosen.recompute_d == 0)
+    if calibrate.beyond_cache_neurons(calibrate.last_level_cache_bytes()) is not None:
+        assert "step recompute_d=0 d=16 float32" in chosen.seconds
+        if chosen.recompute_d:
+            assert chosen.recompute_beyond == calibrate.last_level_cache_bytes()
 
 
 def test_cli_calibrate_show_json(tmp_path: Path) -> None:

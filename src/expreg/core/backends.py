@@ -192,9 +192,14 @@ class Backend:
             out += row
         return out
 
-    def block_bytes_for(self, d: int | None) -> int:
-        """Bytes of one block of activations for inputs of d dimensions (None: unknown): ``block_bytes`` here."""
+    def block_bytes_for(self, d: int | None, keep: bool = True) -> int:
+        """Bytes of one block of activations for inputs of d dimensions (None: unknown), kept or recomputed:
+        ``block_bytes`` here."""
         return self.block_bytes
+
+    def keeps(self, nbytes: int, d: int | None) -> bool:
+        """Whether a step keeps ``nbytes`` of activations that fit its memory budget (here: always)."""
+        return True
 
     def parallel(self, tasks: int, fn: Callable[[int, int], None]) -> None:
         """Call ``fn(worker, task)`` for task = 0 .. tasks-1; worker < ``threads``.
@@ -249,9 +254,14 @@ class NumpyBackend(Backend):
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
 
-    def block_bytes_for(self, d: int | None) -> int:
-        """The tuning's block for d (``Tuning.block_bytes_for``: one size up to ``tuning.WIDE_D``, another above)."""
-        return self.tuning.block_bytes_for(d)
+    def block_bytes_for(self, d: int | None, keep: bool = True) -> int:
+        """The tuning's block for d (``Tuning.block_bytes_for``: one size up to ``tuning.WIDE_D``, another above,
+        a third for steps that recompute their activations)."""
+        return self.tuning.block_bytes_for(d, keep)
+
+    def keeps(self, nbytes: int, d: int | None) -> bool:
+        """The tuning's word (``Tuning.keeps``): beyond the last-level cache, small d may recompute instead."""
+        return self.tuning.keeps(nbytes, d)
 
     def asarray(self, x: Any, dtype: np.dtype) -> np.ndarray:
         return np.ascontiguousarray(host_array(x), dtype=dtype)

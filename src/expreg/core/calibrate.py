@@ -6,18 +6,26 @@ the library versions: on an AMD EPYC numba's fused exp beat NumPy's in
 float64, on an Intel Xeon with AVX-512 NumPy's and torch's exp beat it
 (benchmarks/RESULTS.md). ``measure`` times whole steps, ``ops.forward_backward``
 (the step ``expreg.train`` takes, on every core), at n = 512 with 32 MiB of
-kept activations (beyond the caches, as in a real run), choosing in turn:
+kept activations (beyond the cores' own caches, as in a real run), choosing in turn:
 
 1. the exp kernel (``tuning.EXP_KERNELS``) for float32, on steps at d = 32
    and d = 128 (their times summed), and for float64 at d = 32;
 2. the GEMM library (``tuning.GEMM_LIBRARIES``), at d = 32 and d = 128;
 3. the block size (``tuning.BLOCK_BYTES_CHOICES``) at d = 32, and at d = 128
    for wider inputs (``Tuning.block_bytes_for``): the best block depends on
-   the GEMMs' inner dimension;
+   the GEMMs' inner dimension; and at d = 16 for steps that recompute their
+   activations instead of keeping them (in cache: a smaller block);
 4. the thread layout at d = 32: blocks on every core with BLAS on one
-   thread each, against one worker with BLAS threading each product.
+   thread each, against one worker with BLAS threading each product;
+5. where the last-level cache's size is known (``last_level_cache_bytes``),
+   whether activations beyond it are kept or recomputed in the backward
+   pass (``Tuning.recompute_d``): steps with ``BEYOND_CACHE`` times the
+   cache's size of kept activations, at d = 16 and, when recomputing wins
+   there, at d = 64 (``tuning.RECOMPUTE_D_CHOICES``); skipped when that
+   workload would take more than a quarter of the memory available.
 
-About five seconds on 2 cores (plus importing PyTorch where it is
+About five seconds on 2 cores, plus a few where the last-level cache is
+large (the fifth choice streams twice the cache: 520 MiB on a 260 MiB L3) (plus importing PyTorch where it is
 installed), once per machine: the choice is cached. Timing one block's exp
 or GEMM on one thread instead (as expreg did before) did not predict the
 step: on an Intel Xeon the exp kernels tied per block, while with torch's
@@ -68,18 +76,25 @@ from typing import Any
 import numpy as np
 
 from . import fastpath
+from .resources import available_memory
 from .reuse import KEPT
 from .storage import atomic_open
 from .threads import usable_cpus
-from .tuning import BLOCK_BYTES_CHOICES, DEFAULT_BLOCK_BYTES, Tuning
+from .tuning import BLOCK_BYTES_CHOICES, DEFAULT_BLOCK_BYTES, RECOMPUTE_D_CHOICES, Tuning
 
 #: The environment variable that turns calibration off ("0", "false", "no", "off").
 ENV = "EXPREG_CALIBRATE"
 #: The calibration workload: n data points, d dimensions (and ``CAL_D_WIDE`` for ``Tuning.block_bytes_wide``).
 CAL_N, CAL_D, CAL_D_WIDE = 512, 32, 128
 #: Neurons of the whole steps that make the choices: n m float32 activations kept (32 MiB), beyond
-#: the caches as in a real run.
+#: the cores' own caches as in a real run (not always beyond a shared last-level cache: ``BEYOND_CACHE``).
 CAL_PASS_M = 16384
+#: The workload of the keep-or-recompute race: kept activations of this many times the last-level cache.
+BEYOND_CACHE = 2
+#: Rounds of that race (its steps are long, and a slow spell of a shared machine would decide 3 rounds).
+BEYOND_CACHE_ROUNDS = 5
+#: The most of the memory available that race's workload may take (else it is skipped: activations kept).
+BEYOND_CACHE_MEMORY_FRACTION = 0.25
 #: Timed repetitions of ``best_seconds``.
 REPS = 5
 #: Rounds of a ``race`` of whole steps (each candidate timed once per round; tens of milliseconds each).
@@ -103,7 +118,7 @@ ISA_FLAGS = (
 #: of PyTorch (seconds), which a per-block timing does not see.
 MARGIN = 0.05
 #: Version of the cache file's layout.
-CACHE_FORMAT = 2  # 2: block_bytes_wide, measured by whole steps
+CACHE_FORMAT = 3  # 2: block_bytes_wide, measured by whole steps; 3: keep or recompute beyond the cache
 
 
 # ----------------------------------------------------------------- the choice in use
@@ -272,6 +287,53 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def last_level_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
+    """The size of CPU 0's last-level cache in bytes (Linux sysfs: the highest ``level`` of ``index*``), or None.
+
+    Sizes read like "266240K" (KiB), "32M" or plain bytes; an unreadable or odd entry is skipped.
+    """
+    best: tuple[int, int] | None = None
+    for entry in sorted(Path(root).glob("index*")):
+        try:
+            level = int((entry / "level").read_text().strip())
+            text = (entry / "size").read_text().strip().upper()
+            kind = (entry / "type").read_text().strip() if (entry / "type").exists() else "Unified"
+        except (OSError, ValueError):
+            continue
+        if kind == "Instruction":
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text[:-1] if scale > 1 else text
+        if not digits.isdigit():
+            continue
+        size = int(digits) * scale
+        if best is None or level > best[0]:
+            best = (level, size)
+    return None if best is None or best[1] <= 0 else best[1]
+
+
+def beyond_cache_neurons(cache: int | None, available: int | None = None) -> int | None:
+    """Neurons m of the keep-or-recompute race: ``CAL_N`` m float32 activations = ``BEYOND_CACHE`` caches.
+
+    None (no race) when the cache is unknown or the workload (kept activations, the step's four d x m
+    arrays at d = 64 and its scratch) would take more than ``BEYOND_CACHE_MEMORY_FRACTION`` of the memory
+    available (``resources.available_memory``).
+
+    >>> beyond_cache_neurons(2**20, available=2**34)
+    1024
+    >>> beyond_cache_neurons(2**33, available=2**34) is None
+    True
+    """
+    if cache is None:
+        return None
+    m = max(1, BEYOND_CACHE * cache // (CAL_N * 4))
+    need = 4 * m * (CAL_N + 4 * RECOMPUTE_D_CHOICES[-1])
+    available = available_memory() if available is None else available
+    if available is None or need > BEYOND_CACHE_MEMORY_FRACTION * available:
+        return None
+    return m
+
+
 def _cpuinfo() -> list[str]:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -322,15 +384,21 @@ def measure() -> Tuning:
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
     narrow, wide = (CAL_D, f32), (CAL_D_WIDE, f32)
 
-    def choose(fields: tuple[str, ...], values: list[tuple[Any, ...]], shapes: list[tuple[int, np.dtype]]) -> None:
+    def choose(
+        fields: tuple[str, ...],
+        values: list[tuple[Any, ...]],
+        shapes: list[tuple[int, np.dtype]],
+        m: int | None = None,
+        rounds: int = ROUNDS,
+    ) -> None:
         """Race ``tuning`` with ``fields`` = each of ``values`` (the first is the default), times summed over
-        the shapes; keep the fastest (``pick``)."""
+        the shapes (``m`` neurons: default ``CAL_PASS_M``'s bytes); keep the fastest (``pick``)."""
         nonlocal tuning
         names = {"/".join(map(str, v)): v for v in values}
         total = dict.fromkeys(names, 0.0)
         for d, dtype in shapes:
             variants = {name: replace(tuning, **dict(zip(fields, v, strict=True))) for name, v in names.items()}
-            for name, sec in _steps(d, dtype, variants).items():
+            for name, sec in _steps(d, dtype, variants, m, rounds).items():
                 seconds[f"step {'/'.join(fields)}={name} d={d} {dtype.name}"] = sec
                 total[name] += sec
         tuning = replace(tuning, **dict(zip(fields, names[pick(total, prefer=next(iter(names)))], strict=True)))
@@ -344,6 +412,23 @@ def measure() -> Tuning:
     choose(("block_bytes_wide",), blocks, [wide])
     if usable_cpus() > 1:
         choose(("threads",), [(None,), (1,)], [narrow])
+    # the block of steps that keep nothing (a step at d = 16 that recomputes every block; small: nothing kept)
+    tuning = replace(tuning, recompute_d=RECOMPUTE_D_CHOICES[0], recompute_beyond=0)
+    choose(("block_bytes_recompute",), blocks, [(RECOMPUTE_D_CHOICES[0], f32)])
+    tuning = replace(tuning, recompute_d=0, recompute_beyond=None)
+    cache = last_level_cache_bytes()
+    m_beyond = beyond_cache_neurons(cache)
+    if cache is not None and m_beyond is not None:
+        # keep (recompute_d = 0) against recompute at the smallest d, then (when that won) at the next
+        tuning = replace(tuning, recompute_beyond=cache)
+        smaller = 0
+        for d in RECOMPUTE_D_CHOICES:
+            choose(("recompute_d",), [(smaller,), (d,)], [(d, f32)], m=m_beyond, rounds=BEYOND_CACHE_ROUNDS)
+            if tuning.recompute_d != d:
+                break
+            smaller = d
+        if tuning.recompute_d == 0:
+            tuning = replace(tuning, recompute_beyond=None)
     source = f"measured at load average {_load():.1f} on {usable_cpus()} CPUs"
     return replace(tuning, source=source, seconds=seconds)
 
@@ -425,21 +510,24 @@ def set_step_maker(maker: Callable[..., Any]) -> None:
     KEPT.tuning.step_maker = maker
 
 
-def _steps(d: int, dtype: np.dtype, variants: dict[str, Tuning]) -> dict[str, float]:
+def _steps(
+    d: int, dtype: np.dtype, variants: dict[str, Tuning], m: int | None = None, rounds: int = ROUNDS
+) -> dict[str, float]:
     """Seconds of one whole step (``ops.forward_backward``, the step ``expreg.train`` takes) with each tuning, raced.
 
-    n = ``CAL_N``, d, and ``CAL_PASS_M`` float32 activations' bytes of neurons (32 MiB kept, beyond the caches
-    as in a real run; half the neurons in float64), on a fresh NumPy backend per tuning, all on the same data.
+    n = ``CAL_N``, d, and m neurons (default ``CAL_PASS_M`` float32 activations' bytes: 32 MiB kept, beyond the
+    cores' own caches as in a real run; half the neurons in float64), on a fresh NumPy backend per tuning, all on the same
+    data.
     """
     maker = KEPT.tuning.step_maker
     if maker is None:
         raise RuntimeError("expreg.core.ops registers the calibration's step when imported: import expreg first")
-    m = CAL_PASS_M * 4 // dtype.itemsize
+    m = CAL_PASS_M * 4 // dtype.itemsize if m is None else m
     X, W, a = _data(dtype, m, d)
     y = np.zeros(CAL_N, dtype)
     made = {name: maker(tuning, X, W, a, y) for name, tuning in variants.items()}
     try:
-        return race({name: step for name, (step, _) in made.items()})
+        return race({name: step for name, (step, _) in made.items()}, rounds)
     finally:
         for _, close in made.values():
             close()

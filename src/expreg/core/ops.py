@@ -147,13 +147,15 @@ def plan_blocks(
     itemsize : int
         Bytes per array element (4 for float32, 8 for float64).
     block : int, optional
-        Neurons per block; default fills the backend's ``block_bytes_for(d)``
+        Neurons per block; default fills the backend's ``block_bytes_for(d, keep)``
         (``DEFAULT_BLOCK_BYTES`` without a backend), rounded to a multiple
         of 8 (whole SIMD vectors).
     memory_budget : int, optional
         Bytes allowed for the kept activations; default ``DEFAULT_MEMORY_BUDGET``
         on the host, and ``DEVICE_MEMORY_FRACTION`` of the backend's
-        ``device_memory()`` on a GPU.
+        ``device_memory()`` on a GPU. Within it the backend may still
+        recompute them (``Backend.keeps``: the NumPy backend's tuning does,
+        for small d beyond the last-level cache, ``Tuning.keeps``).
     backend : Backend, optional
         The backend the passes will run on (it sets the default block and budget).
     pairs : bool
@@ -165,13 +167,14 @@ def plan_blocks(
         dimension (the NumPy backend's tuning measures two, ``tuning.WIDE_D``).
     """
     budget = default_memory_budget(backend) if memory_budget is None else int(memory_budget)
+    nbytes = n * m * itemsize
+    keep = nbytes <= budget and (backend is None or backend.keeps(nbytes, d))
     if block is None:
-        target = backend.block_bytes_for(d) if backend is not None else DEFAULT_BLOCK_BYTES
+        target = backend.block_bytes_for(d, keep) if backend is not None else DEFAULT_BLOCK_BYTES
         block = max(8, (target // max(1, n * itemsize)) // 8 * 8)
     block = int(max(1, min(block, m)))
     if pairs and block % 2 and block < m:
         block += 1
-    keep = n * m * itemsize <= budget
     return BlockPlan(block=block, keep=keep)
 
 
