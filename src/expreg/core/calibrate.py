@@ -24,9 +24,10 @@ kept activations (beyond the cores' own caches, as in a real run), choosing in t
    there, at d = 64 (``tuning.RECOMPUTE_D_CHOICES``); skipped when that
    workload would take more than a quarter of the memory available.
 
-About five seconds on 2 cores, plus a few where the last-level cache is
-large (the fifth choice streams twice the cache: 520 MiB on a 260 MiB L3) (plus importing PyTorch where it is
-installed), once per machine: the choice is cached. Timing one block's exp
+About five seconds on 2 cores, plus importing PyTorch where it is
+installed, and more where the last-level cache is large (the fifth choice
+streams twice the cache: 520 MiB, and eleven seconds in all, on an Intel
+Xeon with a 260 MiB L3), once per machine: the choice is cached. Timing one block's exp
 or GEMM on one thread instead (as expreg did before) did not predict the
 step: on an Intel Xeon the exp kernels tied per block, while with torch's
 GEMM, steps with torch's exp took about 0.6 of the time of steps with

@@ -19,8 +19,8 @@ them on the machine at hand and keeps the winner in ``reuse.KEPT.tuning``;
   wider ones: the best block depends on the GEMM's inner dimension d
   (on an Intel Xeon, 4 MiB at d = 32 and 1 MiB at d = 128, benchmarks/RESULTS.md);
   ``block_bytes_recompute`` for steps that recompute their activations
-  (nothing kept: the block's GEMM, exp and products run in cache, where a
-  block that fits the core's L2 cache wins: 23 % at d = 16 on that Xeon);
+  (nothing kept: the block's GEMM, exp and products run in cache, and the
+  best block need not be the best for kept activations);
 - ``threads``: worker threads of the blocked passes (None: every usable
   CPU, BLAS on one thread each; 1: one worker, BLAS on its own threads);
 - ``recompute_d``, ``recompute_beyond``: activations of inputs of at most
@@ -29,9 +29,10 @@ them on the machine at hand and keeps the winner in ``reuse.KEPT.tuning``;
   backward pass instead of kept (``Tuning.keeps``, ``ops.plan_blocks``):
   beyond the cache, kept activations stream through memory three times a
   step (written, read for ownership, read back), and at small d the GEMM and
-  exp that recompute a block in cache cost less (on an Intel Xeon with a
-  260 MiB L3, 15 % at d = 8 and 16, a tie at d = 32 and 64,
-  benchmarks/RESULTS.md). 0 and None: keep whatever the memory budget allows.
+  exp that recompute a block in cache can cost less (on an Intel Xeon with
+  a 260 MiB L3, about 10 % less at d = 16 beside torch's exp, more beside
+  NumPy's: benchmarks/RESULTS.md). 0 and None: keep whatever the memory
+  budget allows.
 """
 
 from __future__ import annotations
