@@ -22,7 +22,10 @@ negative when they share the cores better together). "activation traffic"
 is the bytes the kept activations cross memory with (written by the forward
 GEMM, read by exp, written by it, read by the backward GEMM: 4 n m itemsize
 bytes) when they exceed the last-level cache; a block plan that recomputes
-(n m itemsize above the memory budget) adds a forward GEMM and exp instead.
+(n m itemsize above the memory budget, or beyond the last-level cache at a
+small d where the calibration chose so: ``Tuning.keeps``) keeps nothing
+and runs the forward GEMM and exp twice instead, in cache: its phases are
+still timed once each over kept blocks, its traffic column is "-".
 Run it on a quiet machine (load average well under the core count): the
 load before and after is recorded.
 """
@@ -166,15 +169,18 @@ def render(out: dict[str, Any]) -> str:
         f"On {report.cpu_line(mi)}, expreg's NumPy backend ({out['backend']}):",
         "",
         "| shape (n, d, m) | dtype | block | forward GEMM ms | exp ms | backward GEMM ms | reductions ms | step ms | other ms "
-        "| GEMM GFLOP/s | exp G/s | activations MiB | 4 n m bytes / step time (GiB/s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| GEMM GFLOP/s | exp G/s | activations MiB | kept or recomputed | 4 n m bytes / step time (GiB/s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in out["rows"]:
         ms = r["ms"]
+        kept = r.get("keep", True)
+        traffic = f"{r['traffic_gib_per_s']:.1f}" if kept else "-"
         lines.append(
             f"| ({r['n']}, {r['d']}, {r['m']}) | {r['dtype']} | {r['block']} | {ms['forward GEMM']:.1f} | {ms['exp']:.1f} "
             f"| {ms['backward GEMM']:.1f} | {ms['reductions']:.2f} | {ms['step']:.1f} | {r['other_ms']:.1f} "
-            f"| {r['gemm_gflops']:.0f} | {r['exp_per_s'] / 1e9:.2f} | {r['activation_mib']:.0f} | {r['traffic_gib_per_s']:.1f} |"
+            f"| {r['gemm_gflops']:.0f} | {r['exp_per_s'] / 1e9:.2f} | {r['activation_mib']:.0f} "
+            f"| {'kept' if kept else 'recomputed'} | {traffic} |"
         )
     lines += ["", "Each phase timed apart over the step's own blocks and threads (`benchmarks/profile_step.py`).", ""]
     return "\n".join(lines)
@@ -200,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         forced = dict(kv.split("=", 1) for kv in args.tuning.split(","))
         values = {
             **tuning.as_dict(),
-            **{k: (int(v) if k in ("block_bytes", "threads") else v) for k, v in forced.items()},
+            **{k: (int(v) if v.isdigit() else None if v == "None" else v) for k, v in forced.items()},
         }
         tuning = Tuning.from_dict({**values, "seconds": {}}, source="forced")
     backend = NumpyBackend(tuning=tuning)

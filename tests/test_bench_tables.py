@@ -52,6 +52,12 @@ def test_profile_step_records_its_cpu_section(tmp_path: Path, monkeypatch) -> No
     slug = run_all.cpu_slug(out["machine"])
     text = md.read_text()
     assert f"<!-- profile: {slug} -->" in text and report.cpu_line(out["machine"]) in text
+    assert "| kept |" in text and "| recomputed |" not in text
+    # a tuning that recomputes (d = 4 <= recompute_d, more bytes than recompute_beyond): said so, no traffic figure
+    forced = "gemm=numpy,recompute_d=4,recompute_beyond=0,block_bytes_recompute=65536"
+    out = profile_step.main(["--shapes", "64,4,512", "--reps", "1", "--md", str(md), "--tuning", forced])
+    assert out["rows"][0]["keep"] is False and out["rows"][0]["block"] == 65536 // (64 * 4)
+    assert "| recomputed | - |" in md.read_text()
 
 
 def test_kernel_scan_eigen_sections_are_per_cpu_and_name_it(tmp_path: Path) -> None:
