@@ -178,6 +178,34 @@ def test_the_last_level_cache_is_read_from_sysfs(tmp_path: Path, monkeypatch: py
     assert calibrate.beyond_cache_neurons(2**20) is None  # memory unknown: no race
 
 
+def test_a_winner_other_than_the_default_must_win_again_against_it_alone() -> None:
+    """``decide``: one lucky race does not replace the default; two wins do; every time is kept."""
+    f32 = np.dtype(np.float32)
+
+    def scripted(*races: dict[str, float]):  # type: ignore[no-untyped-def]
+        calls = iter(races)
+
+        def steps(d, dtype, variants, m, rounds):  # type: ignore[no-untyped-def]
+            times = next(calls)
+            assert set(variants) == set(times) and all(isinstance(t, Tuning) for t in variants.values())
+            return times
+
+        return steps
+
+    values = [(2**20,), (2**18,), (2**22,)]
+    start = Tuning(source="test")
+    seconds: dict[str, float] = {}
+    once = scripted({"1048576": 1.0, "262144": 0.5, "4194304": 0.9}, {"1048576": 1.0, "262144": 1.2})
+    chosen = calibrate.decide(start, ("block_bytes",), values, [(32, f32)], seconds, steps=once)
+    assert chosen.block_bytes == 2**20  # 256 KiB won the first race only
+    assert seconds["step block_bytes=262144 d=32 float32"] == 0.5
+    assert seconds["confirm step block_bytes=262144 d=32 float32"] == 1.2
+    twice = scripted({"1048576": 1.0, "262144": 0.5, "4194304": 0.9}, {"1048576": 1.0, "262144": 0.6})
+    assert calibrate.decide(start, ("block_bytes",), values, [(32, f32)], {}, steps=twice).block_bytes == 2**18
+    default_wins = scripted({"1048576": 1.0, "262144": 1.02, "4194304": 1.1})  # within MARGIN: no second race
+    assert calibrate.decide(start, ("block_bytes",), values, [(32, f32)], {}, steps=default_wins) == start
+
+
 def test_a_race_alternates_the_order_and_keeps_each_candidates_fastest_round() -> None:
     calls: list[str] = []
     slow_once = {"b": [0.03]}  # b is slow in its first timed call only

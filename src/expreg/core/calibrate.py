@@ -26,7 +26,7 @@ kept activations (beyond the cores' own caches, as in a real run), choosing in t
 
 About five seconds on 2 cores, plus importing PyTorch where it is
 installed, and more where the last-level cache is large (the fifth choice
-streams twice the cache: 520 MiB, and eleven seconds in all, on an Intel
+streams twice the cache: 520 MiB, and fifteen seconds in all, on an Intel
 Xeon with a 260 MiB L3), once per machine: the choice is cached. Timing one block's exp
 or GEMM on one thread instead (as expreg did before) did not predict the
 step: on an Intel Xeon the exp kernels tied per block, while with torch's
@@ -36,7 +36,8 @@ The candidates of each choice race: they take turns, round by round, and
 each keeps its fastest round (``race``), so that a slow spell of a shared
 machine hits them alike.
 
-A choice other than the default must win by ``MARGIN`` (5 %), and a
+A choice other than the default must win by ``MARGIN`` (5 %), twice (a
+second race against the default alone confirms it, ``decide``), and a
 PyTorch choice must beat every other by it (it costs each process the
 import of PyTorch, which a step's timing does not see). The load
 average during the measurement is kept in the tuning's ``source``: a
@@ -92,8 +93,6 @@ CAL_N, CAL_D, CAL_D_WIDE = 512, 32, 128
 CAL_PASS_M = 16384
 #: The workload of the keep-or-recompute race: kept activations of this many times the last-level cache.
 BEYOND_CACHE = 2
-#: Rounds of that race (its steps are long, and a slow spell of a shared machine would decide 3 rounds).
-BEYOND_CACHE_ROUNDS = 5
 #: The most of the memory available that race's workload may take (else it is skipped: activations kept).
 BEYOND_CACHE_MEMORY_FRACTION = 0.25
 #: Timed repetitions of ``best_seconds``.
@@ -386,23 +385,10 @@ def measure() -> Tuning:
     narrow, wide = (CAL_D, f32), (CAL_D_WIDE, f32)
 
     def choose(
-        fields: tuple[str, ...],
-        values: list[tuple[Any, ...]],
-        shapes: list[tuple[int, np.dtype]],
-        m: int | None = None,
-        rounds: int = ROUNDS,
+        fields: tuple[str, ...], values: list[tuple[Any, ...]], shapes: list[tuple[int, np.dtype]], m: int | None = None
     ) -> None:
-        """Race ``tuning`` with ``fields`` = each of ``values`` (the first is the default), times summed over
-        the shapes (``m`` neurons: default ``CAL_PASS_M``'s bytes); keep the fastest (``pick``)."""
         nonlocal tuning
-        names = {"/".join(map(str, v)): v for v in values}
-        total = dict.fromkeys(names, 0.0)
-        for d, dtype in shapes:
-            variants = {name: replace(tuning, **dict(zip(fields, v, strict=True))) for name, v in names.items()}
-            for name, sec in _steps(d, dtype, variants, m, rounds).items():
-                seconds[f"step {'/'.join(fields)}={name} d={d} {dtype.name}"] = sec
-                total[name] += sec
-        tuning = replace(tuning, **dict(zip(fields, names[pick(total, prefer=next(iter(names)))], strict=True)))
+        tuning = decide(tuning, fields, values, shapes, seconds, m=m)
 
     # exp and GEMM together: on an Intel Xeon, torch's GEMM was fast beside torch's exp and slow beside the others
     pairs = [(e, g) for g in options["gemm"] for e in options["exp"]]
@@ -424,7 +410,7 @@ def measure() -> Tuning:
         tuning = replace(tuning, recompute_beyond=cache)
         smaller = 0
         for d in RECOMPUTE_D_CHOICES:
-            choose(("recompute_d",), [(smaller,), (d,)], [(d, f32)], m=m_beyond, rounds=BEYOND_CACHE_ROUNDS)
+            choose(("recompute_d",), [(smaller,), (d,)], [(d, f32)], m=m_beyond)
             if tuning.recompute_d != d:
                 break
             smaller = d
@@ -432,6 +418,45 @@ def measure() -> Tuning:
             tuning = replace(tuning, recompute_beyond=None)
     source = f"measured at load average {_load():.1f} on {usable_cpus()} CPUs"
     return replace(tuning, source=source, seconds=seconds)
+
+
+def decide(
+    tuning: Tuning,
+    fields: tuple[str, ...],
+    values: list[tuple[Any, ...]],
+    shapes: list[tuple[int, np.dtype]],
+    seconds: dict[str, float],
+    *,
+    m: int | None = None,
+    rounds: int = ROUNDS,
+    steps: Callable[..., dict[str, float]] | None = None,
+) -> Tuning:
+    """``tuning`` with ``fields`` set to the fastest of ``values`` (the first is the default), raced by whole steps.
+
+    Each value's step times are summed over ``shapes`` ((d, dtype) pairs; ``m`` neurons, default
+    ``CAL_PASS_M``'s bytes; ``steps`` is ``_steps``) and ``pick`` names the winner. A winner other than the
+    default must win again, in a second race against the default alone: a slow spell of a shared machine
+    that favoured it once does not decide for every later run (on an Intel Xeon one calibration in eight chose
+    one worker thread, whose step at d = 32 took 28 ms against 13 on every core in another). Every time is kept in ``seconds`` ("step ..." for the first
+    race, "confirm step ..." for the second).
+    """
+    steps = _steps if steps is None else steps
+    names = {"/".join(map(str, v)): v for v in values}
+    default = next(iter(names))
+
+    def run(candidates: list[str], label: str) -> dict[str, float]:
+        total = dict.fromkeys(candidates, 0.0)
+        for d, dtype in shapes:
+            variants = {n: replace(tuning, **dict(zip(fields, names[n], strict=True))) for n in candidates}
+            for name, sec in steps(d, dtype, variants, m, rounds).items():
+                seconds[f"{label} {'/'.join(fields)}={name} d={d} {dtype.name}"] = sec
+                total[name] += sec
+        return total
+
+    winner = pick(run(list(names), "step"), prefer=default)
+    if winner != default and pick(run([default, winner], "confirm step"), prefer=default) != winner:
+        winner = default
+    return replace(tuning, **dict(zip(fields, names[winner], strict=True)))
 
 
 def _load() -> float:
