@@ -23,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from expreg.core.calibrate import best_seconds
+from expreg.core.calibrate import race
+
+#: Timed calls of each rate (after one untimed call); the shortest is kept.
+REPS = 5
 
 
 def gemm_rate(dtype: np.dtype, size: int = 2048) -> dict[str, float]:
@@ -32,13 +35,13 @@ def gemm_rate(dtype: np.dtype, size: int = 2048) -> dict[str, float]:
     A, B = rng.standard_normal((size, size)).astype(dtype), rng.standard_normal((size, size)).astype(dtype)
     C = np.empty_like(A)
     flops = 2.0 * size**3
-    out = {"numpy": flops / best_seconds(lambda: np.matmul(A, B, out=C))}
+    out = {"numpy": flops / race({"numpy": lambda: np.matmul(A, B, out=C)}, REPS)["numpy"]}
     try:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
         At, Bt, Ct = torch.from_numpy(A), torch.from_numpy(B), torch.from_numpy(C)
-        out["torch"] = flops / best_seconds(lambda: torch.matmul(At, Bt, out=Ct))
+        out["torch"] = flops / race({"torch": lambda: torch.matmul(At, Bt, out=Ct)}, REPS)["torch"]
     except ImportError:
         pass
     return out

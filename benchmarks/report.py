@@ -7,6 +7,8 @@ from typing import Any
 
 from limits import limit_ms
 
+from expreg.core.tuning import Tuning
+
 COMPETITORS = ("torch-autograd", "torch-compile", "jax-jit")
 TARGET_SPEEDUP = {"float32": 1.5, "float64": 1.2}
 
@@ -137,15 +139,11 @@ def _tuning_line(mi: dict[str, Any]) -> list[str]:
     threads = "every core" if t.get("threads") is None else f"{t['threads']} worker, BLAS threads"
     wide = f" ({t['block_bytes_wide'] // 1024} KiB for d > 64)" if "block_bytes_wide" in t else ""
     keep = ""
-    if "recompute_d" in t:
-        keep = (
-            "; activations kept"
-            if not t["recompute_d"] or t.get("recompute_beyond") is None
-            else (
-                f"; activations recomputed beyond {t['recompute_beyond'] / 2**20:.0f} MiB for d <= {t['recompute_d']}"
-                f" (blocks of {t['block_bytes_recompute'] // 1024} KiB)"
-            )
-        )
+    if "recompute_d" in t:  # recorded since the keep-or-recompute choice exists
+        tuning = Tuning.from_dict(t)
+        keep = f"; {tuning.describe_keep()}"
+        if tuning.recompute_d and tuning.recompute_beyond is not None:
+            keep += f" (blocks of {tuning.block_bytes_recompute // 1024} KiB)"
     return [
         f"expreg's speed choices (`expreg calibrate --show`; {t.get('source', '?')}): exp float32 {t['exp_float32']}, "
         f"float64 {t['exp_float64']}; GEMM {t['gemm']}; blocks of {t['block_bytes'] // 1024} KiB{wide}; "

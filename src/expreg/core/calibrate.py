@@ -95,8 +95,6 @@ CAL_PASS_M = 16384
 BEYOND_CACHE = 2
 #: The most of the memory available that race's workload may take (else it is skipped: activations kept).
 BEYOND_CACHE_MEMORY_FRACTION = 0.25
-#: Timed repetitions of ``best_seconds``.
-REPS = 5
 #: Rounds of a ``race`` of whole steps (each candidate timed once per round; tens of milliseconds each).
 ROUNDS = 3
 #: The ISA extensions named in ``machine_identity`` (those present on the CPU).
@@ -437,8 +435,8 @@ def decide(
     ``CAL_PASS_M``'s bytes; ``steps`` is ``_steps``) and ``pick`` names the winner. A winner other than the
     default must win again, in a second race against the default alone: a slow spell of a shared machine
     that favoured it once does not decide for every later run (on an Intel Xeon one calibration in eight chose
-    one worker thread, whose step at d = 32 took 28 ms against 13 on every core in another). Every time is kept in ``seconds`` ("step ..." for the first
-    race, "confirm step ..." for the second).
+    one worker thread, whose step at d = 32 took 28 ms against 13 on every core in another). Every time is
+    kept in ``seconds`` ("step ..." for the first race, "confirm step ..." for the second).
     """
     steps = _steps if steps is None else steps
     names = {"/".join(map(str, v)): v for v in values}
@@ -506,17 +504,6 @@ def race(candidates: dict[str, Callable[[], Any]], rounds: int = ROUNDS) -> dict
             t0 = time.perf_counter()
             candidates[name]()
             best[name] = min(best[name], time.perf_counter() - t0)
-    return best
-
-
-def best_seconds(fn: Callable[[], Any], reps: int = REPS) -> float:
-    """The shortest of ``reps`` timed calls of ``fn``, after one untimed call."""
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
     return best
 
 
