@@ -434,3 +434,23 @@ def test_get_backend_calibrates_without_deadlock(monkeypatch: pytest.MonkeyPatch
         assert list((tmp_path / "expreg").glob("calibration-*.json"))
     finally:
         calibrate.forget()
+
+
+def test_the_calibration_times_the_step_train_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ops._calibration_step``: the gradient step (step size 0) with the next forward pass run ahead, as
+    ``expreg.train`` takes it, so the forward pass proper runs once; the shared data W is never written."""
+    calls: list[int] = []
+    forward = ops._forward
+    monkeypatch.setattr(ops, "_forward", lambda *a, **k: (calls.append(1), forward(*a, **k))[1])
+    rng = np.random.default_rng(0)
+    X = (rng.uniform(-1, 1, (16, 4)) / 2).astype(np.float32)
+    W = rng.standard_normal((4, 256)).astype(np.float32)
+    W_before = W.copy()
+    step, close = ops._calibration_step(calibrate.current(), X, W, np.ones(256, np.float32), np.zeros(16, np.float32))
+    try:
+        for _ in range(4):
+            step()
+    finally:
+        close()
+    assert len(calls) == 1
+    np.testing.assert_array_equal(W, W_before)

@@ -325,3 +325,117 @@ def test_two_in_memory_ranks_run_the_loop_of_train(
         for key, values in res.history.as_arrays().items():
             np.testing.assert_allclose(values, ref.history.as_arrays()[key], rtol=1e-10, atol=1e-12, err_msg=key)
         assert res.summary().keys() == {**ref.summary(), "m": 0, "world_size": 0}.keys()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_next_forward_pass_run_ahead_changes_no_bit(monkeypatch: pytest.MonkeyPatch, dtype: type) -> None:
+    """``Step.ahead``: the backward pass of step t also runs the forward pass at W(t+1), so that each step sweeps
+    the kept activations once. The weights and every recorded figure are the same to the bit as with a forward
+    pass of its own per step, and the forward pass proper runs once per run (at W(0)) instead of once per step."""
+    from expreg.core import ops
+    from expreg.engine.descent import WeightBuffers
+
+    X, y = expreg.make_dataset(24, 5, seed=3)
+    net = ExpNet.init(5, 512, seed=3, dtype=dtype)
+    assert net.plan(24).keep
+    calls: list[int] = []
+    forward = ops._forward
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "_forward", counted)
+    fused_step = WeightBuffers.fused_step
+    results, forwards = [], []
+    for ahead in (True, False):
+
+        def step(self: WeightBuffers, lr: float, ahead: bool = ahead) -> ops.Step | None:
+            taken = fused_step(self, lr)
+            assert taken is not None and taken.ahead  # the default on the host
+            taken.ahead = ahead
+            return taken
+
+        monkeypatch.setattr(WeightBuffers, "fused_step", step)
+        calls.clear()
+        results.append(expreg.train(net, X, y, lr="auto", max_steps=12, epsilon=0.0, record_every=4))
+        forwards.append(len(calls))
+    ahead, plain = results
+    np.testing.assert_array_equal(np.asarray(ahead.net.W), np.asarray(plain.net.W))
+    for field in ("loss", "residual", "max_movement", "frobenius_movement", "kernel_deviation", "kernel_lambda_min"):
+        np.testing.assert_array_equal(getattr(ahead.history, field), getattr(plain.history, field))
+    assert forwards[1] >= 13 and forwards[0] == forwards[1] - 12  # one per step without; at W(0) only with
+
+
+def test_a_forward_pass_run_ahead_is_taken_only_while_it_is_valid() -> None:
+    """``ops.Primed``: honoured for the very array W' while its workspace is untouched; after any other pass over
+    that workspace, for another array (even equal), or where activations are not kept, the forward pass runs."""
+    from expreg.core import ops
+    from expreg.core.activations import EXP
+    from expreg.core.backends import get_backend
+
+    rng = np.random.default_rng(5)
+    X, y = expreg.make_dataset(9, 4, seed=5)
+    W, W_other = rng.standard_normal((4, 64)), rng.standard_normal((4, 64))
+    a = np.where(rng.random(64) < 0.5, -1.0, 1.0)
+    be, keep = get_backend("numpy", None, 2), ops.BlockPlan(16, True)
+
+    def fresh(Wt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ops.release_workspaces()
+        u, G = ops.forward_backward(be, EXP, X, Wt.copy(), a, y, 0.5, keep)
+        return u.copy(), G.copy()
+
+    def primed_step() -> tuple[ops.Step, np.ndarray]:
+        ops.release_workspaces()
+        step = ops.Step(np.empty_like(W), 0.05, ahead=True)
+        ops.forward_backward(be, EXP, X, W, a, y, 0.5, keep, step=step)
+        assert step.taken and step.primed is not None
+        return step, step.out.copy()
+
+    step, W1 = primed_step()
+    u_ref, G_ref = fresh(W1)
+    step, _ = primed_step()
+    assert step.primed is not None and step.primed.ready(ops._acquire(be, X, step.out, keep), step.out)
+    u, G = ops.forward_backward(be, EXP, X, step.out, a, y, 0.5, keep, primed=step.primed)
+    np.testing.assert_array_equal(u, u_ref)
+    np.testing.assert_array_equal(G, G_ref)
+    # another pass over the same workspace in between: the primed sums are stale and must not be taken
+    step, _ = primed_step()
+    ops.forward_backward(be, EXP, X, W_other, a, y, 0.5, keep)
+    u, _ = ops.forward_backward(be, EXP, X, step.out, a, y, 0.5, keep, primed=step.primed)
+    np.testing.assert_array_equal(u, u_ref)
+    # an equal array that is not W' itself: not taken (the token vouches for one array only)
+    step, _ = primed_step()
+    ws = ops._acquire(be, X, step.out, keep)
+    ops._release(ws)
+    assert not step.primed.ready(ws, step.out.copy()) and step.primed.ready(ws, step.out)
+    # activations not kept: nothing is run ahead
+    ops.release_workspaces()
+    step = ops.Step(np.empty_like(W), 0.05, ahead=True)
+    ops.forward_backward(be, EXP, X, W, a, y, 0.5, ops.BlockPlan(16, False), step=step)
+    assert step.taken and step.primed is None
+
+
+def test_an_overflow_in_the_forward_pass_run_ahead_is_caught_at_the_next_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forward pass at W(t+1), run inside step t's backward pass, may overflow: the next step reports it as
+    the predictions overflowing, as without running ahead, and the run's result is the same."""
+    from expreg.core.errors import TrainingDivergedError
+    from expreg.engine.descent import WeightBuffers
+
+    X, y = expreg.make_dataset(8, 3, seed=1)
+    net = ExpNet.init(3, 64, seed=1)
+    fused_step = WeightBuffers.fused_step
+    results = []
+    for ahead in (True, False):
+
+        def step(self: WeightBuffers, lr: float, ahead: bool = ahead) -> object:
+            taken = fused_step(self, lr)
+            taken.ahead = ahead
+            return taken
+
+        monkeypatch.setattr(WeightBuffers, "fused_step", step)
+        with pytest.raises(TrainingDivergedError, match="exp overflowed at step 2") as info:
+            expreg.train(net, X, 30.0 * y, lr=0.01, max_steps=50, epsilon=0.0, record_every=0)
+        results.append(info.value.result)
+    assert results[0].steps == results[1].steps == 1  # W(2)'s predictions overflowed: W(1) is the last finite
+    np.testing.assert_array_equal(np.asarray(results[0].net.W), np.asarray(results[1].net.W))

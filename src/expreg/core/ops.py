@@ -38,6 +38,7 @@ Shapes: X (n, d), W (d, m), a (m,), y (n,), u (n,), G (d, m), H (n, n).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,14 @@ class Step:
     taken : bool
         Set by ``forward_backward``: True once ``out`` holds W'. False when the predictions overflowed (the
         step is then not taken, so ``out`` keeps what it held).
+    ahead : bool
+        Also run the next step's forward pass, at W', in the same sweep (``Primed``): each block's
+        activations exp(X W'_block) are computed right after its step, into the kept buffer that the
+        backward GEMM has just read (its lines in cache), and summed into the next predictions. Only where
+        the plan keeps activations; elsewhere ignored.
+    primed : Primed or None
+        Set by ``forward_backward`` when it ran the next forward pass (``ahead``, the step taken, every
+        gradient block finite): hand it to the next ``forward_backward`` at W = ``out``.
     """
 
     out: Array
@@ -119,12 +128,34 @@ class Step:
     W0: Array | None = None
     norms: Array | None = None
     taken: bool = False
+    ahead: bool = False
+    primed: Primed | None = None
 
     def moved(self, backend: Backend) -> tuple[float, float] | None:
         """(max_r ||w'_r - w_r(0)||_2, ||W' - W(0)||_F) from ``norms``; None without ``W0`` or before the step."""
         if not self.taken or self.W0 is None or self.norms is None:
             return None
         return _max_and_root_sum_of_squares(backend, self.norms)
+
+
+@dataclass(frozen=True)
+class Primed:
+    """The forward pass at W' already run inside the backward pass of the step that wrote W' (``Step.ahead``).
+
+    The workspace it names holds exp(X W') in its kept activations and the partial predictions per chunk in
+    ``acc``, computed block by block with the forward pass's own operations in its order, so the next
+    ``forward_backward`` at W' takes them instead of a forward pass: the same predictions to the bit, and one
+    sweep over the activations per step instead of two. It is honoured only while nothing else has used that
+    workspace since (``uses``) and for that very array W'; otherwise the forward pass runs as usual.
+    """
+
+    workspace: weakref.ref[_Workspace]
+    W: Array
+    uses: int
+
+    def ready(self, ws: _Workspace, W: Array) -> bool:
+        """Whether ``ws`` still holds the forward pass at ``W``."""
+        return self.workspace() is ws and self.W is W and ws.uses == self.uses
 
 
 def plan_blocks(
@@ -221,6 +252,7 @@ class _Workspace:
         self.acc = backend.empty((len(self.chunks), n), dtype)
         self.xrt = backend.empty((d, n), dtype)
         self.finite: list[Array] = [None] * len(self.chunks)
+        self.uses = 0  # passes that wrote the buffers (a ``Primed`` is valid for one value of it)
 
     def block(self, worker: int, lo: int, hi: int) -> Array:
         """A C-contiguous (n, hi - lo) buffer for block [lo, hi): kept or scratch."""
@@ -282,6 +314,7 @@ def forward(
 
 def _forward(backend: Backend, act: Activation, X: Array, W: Array, a: Array, ws: _Workspace) -> Array:
     chunks = ws.chunks
+    ws.uses += 1
 
     def chunk(worker: int, c: int) -> None:
         acc = ws.acc[c]
@@ -320,6 +353,9 @@ def _backward(
     ws.xrt[...] = (X * r[:, None]).T
     XrT = ws.xrt
     sa = a * scale
+    ahead = step is not None and step.ahead and kept is not None
+    if ahead:
+        ws.acc[...] = 0  # the next forward pass's partial sums (this one's were summed into u)
 
     def chunk(worker: int, c: int) -> None:
         flags: list[bool | None] = []
@@ -335,6 +371,9 @@ def _backward(
             else:
                 Gb[...] = backend.matmul(XrT, D)
             flags.append(_block_tail(backend, G, sa, lo, hi, W, step))
+            if ahead and step is not None:  # the next step's forward: into E's buffer, its lines in cache
+                Z = backend.matmul(X, step.out[:, lo:hi], out=E)
+                act.value_matvec_(backend, Z, a[lo:hi], ws.acc[c])
         if all(f is not None for f in flags):
             ws.finite[c] = np.bool_(all(flags))  # the compiled tails tested each block
         else:
@@ -380,6 +419,7 @@ def forward_backward(
     reduce: Callable[[Array], Array] | None = None,
     weights: Array | None = None,
     step: Step | None = None,
+    primed: Primed | None = None,
 ) -> tuple[Array, Array]:
     """Predictions and the gradient of L = 1/2 sum_i c_i (u_i - y_i)^2 (docs/theory.md section 2; c = 1 by default).
 
@@ -414,11 +454,19 @@ def forward_backward(
         Also take the gradient step W' = W - lr G into ``step.out``, block by block inside the backward
         pass (see ``Step``); skipped (``step.taken`` False) when the predictions overflowed. When the
         gradient overflowed, ``step.out`` holds values of no use, like G.
+    ``primed`` : Primed, optional
+        The previous call's ``step.primed`` (that call's ``Step.ahead`` ran this call's forward pass): taken
+        instead of the forward pass when it is still valid (``Primed.ready``).
     """
+    if step is not None:
+        step.primed = None
     ws = _acquire(backend, X, W, plan)
     try:
         with overflow_checked():  # inf/NaN are detected below, not warned about on the way
-            u = _forward(backend, act, X, W, a, ws)
+            if primed is not None and primed.ready(ws, W):
+                u = backend.sum_rows(ws.acc)  # the forward pass at W, run by the previous call's backward pass
+            else:
+                u = _forward(backend, act, X, W, a, ws)
             if reduce is not None:
                 u = reduce(u)
             u *= scale
@@ -429,12 +477,16 @@ def forward_backward(
             if step is not None:  # W' only from finite predictions: a host read, on the device a synchronisation
                 step.taken = bool(backend.to_bools([u_finite])[0])
             r = u - y if weights is None else (u - y) * weights
-            _backward(backend, act, X, W, a, r, scale, kept, G, ws, step if step is not None and step.taken else None)
+            taken = step if step is not None and step.taken else None
+            _backward(backend, act, X, W, a, r, scale, kept, G, ws, taken)
+            ws.uses += 1
         finite = backend.to_bools([u_finite, *ws.finite])
         if not finite[0]:
             raise _overflow("the predictions F(W, X)")
         if not all(finite[1:]):
             raise _overflow("the gradient dL/dW")
+        if taken is not None and taken.ahead and plan.keep:
+            taken.primed = Primed(weakref.ref(ws), taken.out, ws.uses)
     finally:
         _release(ws)
     return u, G
@@ -509,20 +561,36 @@ def _max_and_root_sum_of_squares(backend: Backend, norms: Array) -> tuple[float,
 def _calibration_step(
     tuning: Any, X: Array, W: Array, a: Array, y: Array
 ) -> tuple[Callable[[], Any], Callable[[], None]]:
-    """(step, close) for ``calibrate``: ``forward_backward`` (exp activation, s = 1/sqrt(m)) on a fresh NumPy
-    backend of ``tuning``, its kept activations and workspace as a real step keeps them; ``close`` frees them
-    and ends the backend's threads."""
+    """(step, close) for ``calibrate``: the step ``expreg.train`` takes, on a fresh NumPy backend of ``tuning``.
+
+    ``forward_backward`` (exp activation, s = 1/sqrt(m)) with the gradient step and the movement from W taken
+    in its backward pass and the next forward pass run ahead (``Step.ahead``), the weights in two buffers
+    that swap roles as ``descent.WeightBuffers``' do; the step size is 0, so every step is at W's values.
+    ``close`` frees the kept activations and workspace and ends the backend's threads.
+    """
     be = NumpyBackend(tuning=tuning)
     n, d = int(X.shape[0]), int(X.shape[1])
     m = int(W.shape[1])
     plan = plan_blocks(n, m, X.dtype.itemsize, backend=be, d=d)
     G = np.empty_like(W)
+    buffers = [W.copy(), np.empty_like(W)]
+    norms = np.empty((m,), W.dtype)
+    state: dict[str, Any] = {"t": 0, "primed": None}
+
+    def step() -> None:
+        t = state["t"]
+        taken = Step(buffers[1 - t % 2], 0.0, W, norms, ahead=True)
+        forward_backward(
+            be, EXP, X, buffers[t % 2], a, y, 1.0 / np.sqrt(m), plan, G, step=taken, primed=state["primed"]
+        )
+        state["t"], state["primed"] = t + 1, taken.primed
 
     def close() -> None:
+        state["primed"] = None
         KEPT.workspaces.clear()  # the steps' kept activations: none is used again
         be.close()
 
-    return (lambda: forward_backward(be, EXP, X, W, a, y, 1.0 / np.sqrt(m), plan, G)), close
+    return step, close
 
 
 calibrate.set_step_maker(_calibration_step)

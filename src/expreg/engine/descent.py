@@ -143,17 +143,19 @@ class WeightBuffers:
         self._next: Array = be.empty(tuple(W.shape), dtype)
         self._norms: Array | None = None if W0 is None else be.empty((int(W.shape[1]),), dtype)
         self._step: ops.Step | None = None
+        self.primed: ops.Primed | None = None
 
     def fused_step(self, lr: float) -> ops.Step | None:
         """The step W(t+1) = W(t) - lr G for the backward pass to take into the spare buffer (host backends);
         None where ``advance`` takes it. W(t-1) is overwritten once it is taken."""
-        self._step = ops.Step(self._next, lr, self.W0, self._norms) if self.be.host_blas else None
+        self._step = ops.Step(self._next, lr, self.W0, self._norms, ahead=True) if self.be.host_blas else None
         return self._step
 
     def advance(self, G: Array, lr: float) -> None:
         """W(t+1) = W(t) - lr G into the spare buffer (and its movement), unless the backward pass took it
         (``fused_step``); W(t) becomes ``previous``."""
         out, step, self._step = self._next, self._step, None
+        self.primed = step.primed if step is not None else None
         if step is not None and step.taken:
             self.moved = step.moved(self.be)
         else:
@@ -208,7 +210,7 @@ class Descent:
         and of ``diverged`` when the loss grew past ``DIVERGENCE_FACTOR``.
         """
         sh, cfg, W = self.shard, self.settings, weights.current
-        u, grad_overflow = sh.forward_backward(W, G, weights.fused_step(self.lr))
+        u, grad_overflow = sh.forward_backward(W, G, weights.fused_step(self.lr), weights.primed)
         if u is None:  # the predictions overflowed, alike on every rank (no step was taken: W(t-1) is intact)
             raise self.overflowed("exp overflowed", t, weights)
         moved = cfg.track_movement and t > 0

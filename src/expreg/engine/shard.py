@@ -101,8 +101,11 @@ class Shard:
             )
         return buf[:-1].reshape(n, n)
 
-    def forward_backward(self, W: Array, G: Array, step: ops.Step | None = None) -> tuple[Array | None, bool]:
-        """(u, backward_overflowed), G written in place (and ``step`` taken, ``ops.Step``).
+    def forward_backward(
+        self, W: Array, G: Array, step: ops.Step | None = None, primed: ops.Primed | None = None
+    ) -> tuple[Array | None, bool]:
+        """(u, backward_overflowed), G written in place (and ``step`` taken, ``ops.Step``; ``primed``: the
+        forward pass already run by the previous step's, ``ops.Primed``).
 
         u is None when the predictions overflowed (on every rank alike).
         """
@@ -122,6 +125,7 @@ class Shard:
                     reduce=reduce,
                     weights=self.wb,
                     step=step,
+                    primed=primed,
                 )
         except ExpOverflowError:
             if reduce.u is None or not self.be.all_finite(reduce.u):
