@@ -90,3 +90,27 @@ def test_the_paired_ratio_interval_covers_the_median_as_often_as_it_says() -> No
         for lo, hi in (paired_ratio.median_interval(list(rng.exponential(size=10))) for _ in range(4000))
     ]
     assert 0.96 <= np.mean(hits) <= 0.995  # 0.979 expected; 4000 draws: +-0.007 (3 sigma)
+
+
+def test_step_ab_parses_variants_and_runs_them_in_turn(capsys) -> None:  # type: ignore[no-untyped-def]
+    """benchmarks/step_ab.py: 'label:field=value,...' -> Tuning overrides and the run-ahead switch; a tiny run
+    trains each variant every round and leaves the tuning and ``RUN_AHEAD`` as they were."""
+    import pytest
+    import step_ab
+
+    from expreg.core import calibrate
+    from expreg.engine import descent
+
+    assert step_ab.parse_variant("plain:ahead=0") == ("plain", {}, False)
+    assert step_ab.parse_variant("r:recompute_d=16,recompute_beyond=None,exp_float32=torch") == (
+        "r",
+        {"recompute_d": 16, "recompute_beyond": None, "exp_float32": "torch"},
+        True,
+    )
+    with pytest.raises(SystemExit, match="neither"):
+        step_ab.parse_variant("x:blocks=3")
+    before = calibrate.current()
+    ms = step_ab.main(["16,3,256", "--rounds", "2", "a", "b:ahead=0,block_bytes=4096"])
+    assert {k: len(v) for k, v in ms.items()} == {"a": 2, "b": 2} and all(x > 0 for v in ms.values() for x in v)
+    assert calibrate.current() == before and descent.RUN_AHEAD
+    assert "this / a: median" in capsys.readouterr().out

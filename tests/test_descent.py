@@ -333,7 +333,7 @@ def test_the_next_forward_pass_run_ahead_changes_no_bit(monkeypatch: pytest.Monk
     the kept activations once. The weights and every recorded figure are the same to the bit as with a forward
     pass of its own per step, and the forward pass proper runs once per run (at W(0)) instead of once per step."""
     from expreg.core import ops
-    from expreg.engine.descent import WeightBuffers
+    from expreg.engine import descent
 
     X, y = expreg.make_dataset(24, 5, seed=3)
     net = ExpNet.init(5, 512, seed=3, dtype=dtype)
@@ -346,17 +346,10 @@ def test_the_next_forward_pass_run_ahead_changes_no_bit(monkeypatch: pytest.Monk
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(ops, "_forward", counted)
-    fused_step = WeightBuffers.fused_step
+    assert descent.RUN_AHEAD  # the default
     results, forwards = [], []
     for ahead in (True, False):
-
-        def step(self: WeightBuffers, lr: float, ahead: bool = ahead) -> ops.Step | None:
-            taken = fused_step(self, lr)
-            assert taken is not None and taken.ahead  # the default on the host
-            taken.ahead = ahead
-            return taken
-
-        monkeypatch.setattr(WeightBuffers, "fused_step", step)
+        monkeypatch.setattr(descent, "RUN_AHEAD", ahead)
         calls.clear()
         results.append(expreg.train(net, X, y, lr="auto", max_steps=12, epsilon=0.0, record_every=4))
         forwards.append(len(calls))
@@ -420,20 +413,13 @@ def test_an_overflow_in_the_forward_pass_run_ahead_is_caught_at_the_next_step(mo
     """The forward pass at W(t+1), run inside step t's backward pass, may overflow: the next step reports it as
     the predictions overflowing, as without running ahead, and the run's result is the same."""
     from expreg.core.errors import TrainingDivergedError
-    from expreg.engine.descent import WeightBuffers
+    from expreg.engine import descent
 
     X, y = expreg.make_dataset(8, 3, seed=1)
     net = ExpNet.init(3, 64, seed=1)
-    fused_step = WeightBuffers.fused_step
     results = []
     for ahead in (True, False):
-
-        def step(self: WeightBuffers, lr: float, ahead: bool = ahead) -> object:
-            taken = fused_step(self, lr)
-            taken.ahead = ahead
-            return taken
-
-        monkeypatch.setattr(WeightBuffers, "fused_step", step)
+        monkeypatch.setattr(descent, "RUN_AHEAD", ahead)
         with pytest.raises(TrainingDivergedError, match="exp overflowed at step 2") as info:
             expreg.train(net, X, 30.0 * y, lr=0.01, max_steps=50, epsilon=0.0, record_every=0)
         results.append(info.value.result)

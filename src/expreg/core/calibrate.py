@@ -5,8 +5,10 @@ depends on the CPU (AVX-512 or not, the BLAS kernels OpenBLAS picked) and
 the library versions: on an AMD EPYC numba's fused exp beat NumPy's in
 float64, on an Intel Xeon with AVX-512 NumPy's and torch's exp beat it
 (benchmarks/RESULTS.md). ``measure`` times whole steps, ``ops.forward_backward``
-(the step ``expreg.train`` takes, on every core), at n = 512 with 32 MiB of
-kept activations (beyond the cores' own caches, as in a real run), choosing in turn:
+as ``expreg.train`` takes it (on every core, the gradient step and the movement
+in its backward pass, with the next step's forward pass run ahead there,
+``ops.Step.ahead``), at n = 512 with 32 MiB of kept activations (beyond the
+cores' own caches, as in a real run), choosing in turn:
 
 1. the exp kernel (``tuning.EXP_KERNELS``) for float32, on steps at d = 32
    and d = 128 (their times summed), and for float64 at d = 32;
@@ -116,7 +118,7 @@ ISA_FLAGS = (
 #: of PyTorch (seconds), which a per-block timing does not see.
 MARGIN = 0.05
 #: Version of the cache file's layout.
-CACHE_FORMAT = 3  # 2: block_bytes_wide, measured by whole steps; 3: keep or recompute beyond the cache
+CACHE_FORMAT = 4  # 2: block_bytes_wide, by whole steps; 3: keep or recompute beyond the cache; 4: the train step
 
 
 # ----------------------------------------------------------------- the choice in use

@@ -60,6 +60,10 @@ __all__ = [
 
 #: The loss may grow at most this factor above its initial value before the run counts as diverged.
 DIVERGENCE_FACTOR = 1e4
+#: On the host, each step's backward pass also runs the next step's forward pass (``ops.Step.ahead``: one sweep
+#: over the kept activations per step instead of two, the same bits); False gives every step its own forward
+#: pass (benchmarks/step_ab.py compares the two).
+RUN_AHEAD = True
 
 ProgressFn = Callable[[int, float], None]
 R = TypeVar("R")
@@ -148,7 +152,7 @@ class WeightBuffers:
     def fused_step(self, lr: float) -> ops.Step | None:
         """The step W(t+1) = W(t) - lr G for the backward pass to take into the spare buffer (host backends);
         None where ``advance`` takes it. W(t-1) is overwritten once it is taken."""
-        self._step = ops.Step(self._next, lr, self.W0, self._norms, ahead=True) if self.be.host_blas else None
+        self._step = ops.Step(self._next, lr, self.W0, self._norms, ahead=RUN_AHEAD) if self.be.host_blas else None
         return self._step
 
     def advance(self, G: Array, lr: float) -> None:
