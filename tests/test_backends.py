@@ -121,6 +121,28 @@ def test_parallel_runs_every_task_once_with_blas_on_one_thread() -> None:
     assert set(blas_threads) == {1}, "BLAS must run single-threaded inside the worker threads"
 
 
+@pytest.mark.parametrize("gemm", ["torch", "numpy"])
+def test_on_one_worker_only_the_gemm_library_keeps_its_threads(gemm: str) -> None:
+    """One worker (``EXPREG_NUM_THREADS=1`` or a one-thread layout): the GEMM's library threads each product, the
+    other library stays on one thread, so two thread pools never take turns on the same cores."""
+    from threadpoolctl import threadpool_info
+
+    from expreg.core.tuning import Tuning
+
+    be = NumpyBackend(threads=1, tuning=Tuning(exp_float32="torch", exp_float64="torch", gemm=gemm, source="forced"))
+    torch.set_num_threads(2)
+    seen: list[tuple[int, set[int]]] = []
+
+    def task(worker: int, t: int) -> None:
+        seen.append((torch.get_num_threads(), {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}))
+
+    outside = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    be.parallel(3, task)
+    expected = (2, {1}) if gemm == "torch" else (1, outside)  # NumPy's BLAS as it was outside
+    assert len(seen) == 3 and all(s == expected for s in seen)
+    assert torch.get_num_threads() == 2  # restored
+
+
 def test_parallel_reraises_a_worker_error() -> None:
     def task(worker: int, t: int) -> None:
         if t == 7:
