@@ -437,7 +437,7 @@ def test_get_backend_calibrates_without_deadlock(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_calibration_times_the_step_train_takes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``ops._calibration_step``: the gradient step (step size 0) with the next forward pass run ahead, as
+    """``ops.repeatable_train_step``: the gradient step (step size 0) with the next forward pass run ahead, as
     ``expreg.train`` takes it, so the forward pass proper runs once; the shared data W is never written."""
     calls: list[int] = []
     forward = ops._forward
@@ -446,7 +446,9 @@ def test_the_calibration_times_the_step_train_takes(monkeypatch: pytest.MonkeyPa
     X = (rng.uniform(-1, 1, (16, 4)) / 2).astype(np.float32)
     W = rng.standard_normal((4, 256)).astype(np.float32)
     W_before = W.copy()
-    step, close = ops._calibration_step(calibrate.current(), X, W, np.ones(256, np.float32), np.zeros(16, np.float32))
+    step, close = ops.repeatable_train_step(
+        calibrate.current(), X, W, np.ones(256, np.float32), np.zeros(16, np.float32)
+    )
     try:
         for _ in range(4):
             step()

@@ -558,10 +558,11 @@ def _max_and_root_sum_of_squares(backend: Backend, norms: Array) -> tuple[float,
     return float(host.max()), float(np.sqrt((host**2).sum()))
 
 
-def _calibration_step(
+def repeatable_train_step(
     tuning: Any, X: Array, W: Array, a: Array, y: Array
 ) -> tuple[Callable[[], Any], Callable[[], None]]:
-    """(step, close) for ``calibrate``: the step ``expreg.train`` takes, on a fresh NumPy backend of ``tuning``.
+    """(step, close): the step ``expreg.train`` takes, on a fresh NumPy backend of ``tuning``, to time it again
+    and again (``calibrate`` races it; benchmarks/profile_step.py profiles it).
 
     ``forward_backward`` (exp activation, s = 1/sqrt(m)) with the gradient step and the movement from W taken
     in its backward pass and the next forward pass run ahead (``Step.ahead``), the weights in two buffers
@@ -593,4 +594,4 @@ def _calibration_step(
     return step, close
 
 
-calibrate.set_step_maker(_calibration_step)
+calibrate.set_step_maker(repeatable_train_step)
