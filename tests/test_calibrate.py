@@ -456,3 +456,28 @@ def test_the_calibration_times_the_step_train_takes(monkeypatch: pytest.MonkeyPa
         close()
     assert len(calls) == 1
     np.testing.assert_array_equal(W, W_before)
+
+
+def test_beyond_the_cache_a_tie_goes_to_recomputing_which_holds_less_memory() -> None:
+    """``keep_or_recompute``: recomputing is each race's default, so keeping must win by ``MARGIN`` twice; the
+    first d where keeping wins ends the races, and keeping everywhere drops ``recompute_beyond``."""
+
+    def scripted(*races: dict[str, float]):  # type: ignore[no-untyped-def]
+        calls = iter(races)
+
+        def steps(d, dtype, variants, m, rounds):  # type: ignore[no-untyped-def]
+            assert m == 1234
+            return next(calls)
+
+        return steps
+
+    start, cache = Tuning(source="test"), 2**28
+    small, wide = RECOMPUTE_D_CHOICES
+    tie = scripted({str(small): 1.0, "0": 0.97}, {str(wide): 1.3, str(small): 1.0}, {str(wide): 1.3, str(small): 1.0})
+    chosen = calibrate.keep_or_recompute(start, cache, 1234, {}, steps=tie)
+    assert (chosen.recompute_d, chosen.recompute_beyond) == (small, cache)  # 3 % is a tie at d = 16; keep at 64
+    keep = scripted({str(small): 1.0, "0": 0.8}, {str(small): 1.0, "0": 0.8})
+    chosen = calibrate.keep_or_recompute(start, cache, 1234, {}, steps=keep)
+    assert (chosen.recompute_d, chosen.recompute_beyond) == (0, None)
+    both = scripted({str(small): 1.0, "0": 1.2}, {str(wide): 1.0, str(small): 1.01})
+    assert calibrate.keep_or_recompute(start, cache, 1234, {}, steps=both).recompute_d == wide

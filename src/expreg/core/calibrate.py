@@ -21,9 +21,11 @@ cores' own caches, as in a real run), choosing in turn:
    thread each, against one worker with BLAS threading each product;
 5. where the last-level cache's size is known (``last_level_cache_bytes``),
    whether activations beyond it are kept or recomputed in the backward
-   pass (``Tuning.recompute_d``): steps with ``BEYOND_CACHE`` times the
-   cache's size of kept activations, at d = 16 and, when recomputing wins
-   there, at d = 64 (``tuning.RECOMPUTE_D_CHOICES``); skipped when that
+   pass (``Tuning.recompute_d``, ``keep_or_recompute``): steps with
+   ``BEYOND_CACHE`` times the cache's size of kept activations, at d = 16
+   and, when recomputing wins there, at d = 64
+   (``tuning.RECOMPUTE_D_CHOICES``), recomputing being the default of these
+   races (a tie goes to the choice that holds less memory); skipped when that
    workload would take more than a quarter of the memory available.
 
 About five seconds on 2 cores, plus importing PyTorch where it is
@@ -406,18 +408,36 @@ def measure() -> Tuning:
     cache = last_level_cache_bytes()
     m_beyond = beyond_cache_neurons(cache)
     if cache is not None and m_beyond is not None:
-        # keep (recompute_d = 0) against recompute at the smallest d, then (when that won) at the next
-        tuning = replace(tuning, recompute_beyond=cache)
-        smaller = 0
-        for d in RECOMPUTE_D_CHOICES:
-            choose(("recompute_d",), [(smaller,), (d,)], [(d, f32)], m=m_beyond)
-            if tuning.recompute_d != d:
-                break
-            smaller = d
-        if tuning.recompute_d == 0:
-            tuning = replace(tuning, recompute_beyond=None)
+        tuning = keep_or_recompute(tuning, cache, m_beyond, seconds)
     source = f"measured at load average {_load():.1f} on {usable_cpus()} CPUs"
     return replace(tuning, source=source, seconds=seconds)
+
+
+def keep_or_recompute(
+    tuning: Tuning,
+    cache: int,
+    m: int,
+    seconds: dict[str, float],
+    steps: Callable[..., dict[str, float]] | None = None,
+) -> Tuning:
+    """``tuning`` with ``recompute_d`` (and ``recompute_beyond``) raced on activations beyond a ``cache``-byte cache.
+
+    At each d of ``tuning.RECOMPUTE_D_CHOICES`` in turn (``m`` neurons, ``decide``), recomputing the activations
+    of inputs of up to d dimensions races keeping them (recomputing only up to the d before); the first d where
+    keeping wins ends it. Recomputing is the default of each race, so keeping must be ``MARGIN`` faster, twice,
+    to be chosen: where the two tie, the choice that holds n m fewer bytes wins (at (2048, 16, 131072) float32,
+    1 GiB).
+    """
+    tuning = replace(tuning, recompute_beyond=cache)
+    smaller = 0
+    for d in RECOMPUTE_D_CHOICES:
+        tuning = decide(
+            tuning, ("recompute_d",), [(d,), (smaller,)], [(d, np.dtype(np.float32))], seconds, m=m, steps=steps
+        )
+        if tuning.recompute_d != d:
+            break
+        smaller = d
+    return replace(tuning, recompute_beyond=None) if tuning.recompute_d == 0 else tuning
 
 
 def decide(
