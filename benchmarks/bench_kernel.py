@@ -120,7 +120,8 @@ def measure_cell(
 ) -> dict[str, Any]:
     """Seconds (best round, after one warm-up) of each implementation on one (n, d, m, dtype).
 
-    At least ``rounds`` rounds, more for fast cells: enough that the slowest implementation is timed for
+    At least ``rounds`` rounds (the implementations in turn, their order reversed every other round), more for
+    fast cells: enough that the slowest implementation is timed for
     ``MIN_TIMED_S`` in all (at most ``MAX_ROUNDS``): a best of 3 calls of 10 ms is at the mercy of the machine's
     moment-to-moment speed (seen here: the same call 7.5 ms, then 9.9 ms a few seconds later).
     ``settle`` seconds of sleep before each timed call let the thread pools of the call before go idle
@@ -146,7 +147,9 @@ def measure_cell(
     load = os.getloadavg()[0]
     done = 0
     while done < rounds or (done < MAX_ROUNDS and done * max(best.values(), default=0.0) < MIN_TIMED_S):
-        for name, fn in fns.items():
+        order = list(fns) if done % 2 == 0 else list(reversed(fns))  # no implementation always first
+        for name in order:
+            fn = fns[name]
             if settle > 0:
                 time.sleep(settle)
             t = time.perf_counter()
@@ -209,7 +212,7 @@ def section(
     d: int = 32,
     m: int = 8192,
     dtypes: list[str] | None = None,
-    rounds: int = 3,
+    rounds: int = 5,
     impls: list[str] | None = None,
     device: str = "cpu",
     nt_python: str | None = None,
@@ -323,7 +326,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--d", type=int, default=32)
     p.add_argument("--m", type=int, default=8192)
     p.add_argument("--dtypes", nargs="*", default=["float32", "float64"], choices=["float32", "float64"])
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--impls", nargs="*", default=list(IMPLS), choices=list(IMPLS))
     p.add_argument("--device", default="cpu", help="torch device of expreg-torch and torch-plain")
     p.add_argument(

@@ -23,8 +23,9 @@ run ahead in the same sweep, so the forward GEMM and exp run once per step
 either way); "other" is the step less the sum of the phases (it includes
 the gradient step and movement, which no phase times) (the overlap of phases in a real step makes it
 negative when they share the cores better together). "activation traffic"
-is the bytes the kept activations cross memory with (written by the forward
-GEMM, read by exp, written by it, read by the backward GEMM: 4 n m itemsize
+is the bytes the kept activations cross memory with in the step as
+``expreg.train`` takes it (read by the backward GEMM, then overwritten in
+cache by the next forward pass run ahead and written back: 2 n m itemsize
 bytes) when they exceed the last-level cache; a block plan that recomputes
 (n m itemsize above the memory budget, or beyond the last-level cache at a
 small d where the calibration chose so: ``Tuning.keeps``) keeps nothing
@@ -147,7 +148,7 @@ def profile(n: int, d: int, m: int, dtype: np.dtype, backend: Any, reps: int) ->
         "gemm_gflops": 4.0 * n * d * m / (t["forward GEMM"] + t["backward GEMM"]) / 1e9,
         "exp_per_s": n * m / t["exp"],
         "activation_mib": n * m * dtype.itemsize / 2**20,
-        "traffic_gib_per_s": 4 * n * m * dtype.itemsize / (t["step"] * 2**30),
+        "traffic_gib_per_s": 2 * n * m * dtype.itemsize / (t["step"] * 2**30),
     }
 
 
@@ -177,7 +178,7 @@ def render(out: dict[str, Any]) -> str:
         f"On {report.cpu_line(mi)}, expreg's NumPy backend ({out['backend']}):",
         "",
         "| shape (n, d, m) | dtype | block | forward GEMM ms | exp ms | backward GEMM ms | reductions ms | step ms | other ms "
-        "| GEMM GFLOP/s | exp G/s | activations MiB | kept or recomputed | 4 n m bytes / step time (GiB/s) |",
+        "| GEMM GFLOP/s | exp G/s | activations MiB | kept or recomputed | 2 n m bytes / step time (GiB/s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in out["rows"]:
