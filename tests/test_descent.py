@@ -425,3 +425,36 @@ def test_an_overflow_in_the_forward_pass_run_ahead_is_caught_at_the_next_step(mo
         results.append(info.value.result)
     assert results[0].steps == results[1].steps == 1  # W(2)'s predictions overflowed: W(1) is the last finite
     np.testing.assert_array_equal(np.asarray(results[0].net.W), np.asarray(results[1].net.W))
+
+
+def test_a_forward_pass_run_ahead_is_spent_by_a_backward_pass_that_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call that took a ``Primed`` and then failed in its backward pass (the buffers half rewritten) leaves that
+    token unusable: a retry with it runs the forward pass and gives the fresh predictions."""
+    from expreg.core import ops
+    from expreg.core.activations import EXP
+    from expreg.core.backends import get_backend
+
+    rng = np.random.default_rng(2)
+    X, y = expreg.make_dataset(9, 4, seed=2)
+    W, a = rng.standard_normal((4, 64)), np.where(rng.random(64) < 0.5, -1.0, 1.0)
+    be, keep = get_backend("numpy", None, 2), ops.BlockPlan(16, True)
+    ops.release_workspaces()
+    step = ops.Step(np.empty_like(W), 0.05, ahead=True)
+    ops.forward_backward(be, EXP, X, W, a, y, 0.5, keep, step=step)
+    primed, W1 = step.primed, step.out
+    assert primed is not None
+    tail = ops._block_tail
+
+    def failing(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("a worker failed")
+
+    monkeypatch.setattr(ops, "_block_tail", failing)
+    with pytest.raises(RuntimeError, match="a worker failed"):
+        ops.forward_backward(
+            be, EXP, X, W1, a, y, 0.5, keep, step=ops.Step(np.empty_like(W), 0.05, ahead=True), primed=primed
+        )
+    monkeypatch.setattr(ops, "_block_tail", tail)
+    u, _ = ops.forward_backward(be, EXP, X, W1, a, y, 0.5, keep, primed=primed)
+    ops.release_workspaces()
+    u_fresh, _ = ops.forward_backward(be, EXP, X, W1.copy(), a, y, 0.5, keep)
+    np.testing.assert_array_equal(u, u_fresh)

@@ -478,8 +478,8 @@ def forward_backward(
                 step.taken = bool(backend.to_bools([u_finite])[0])
             r = u - y if weights is None else (u - y) * weights
             taken = step if step is not None and step.taken else None
+            ws.uses += 1  # the backward pass writes the buffers: an earlier ``Primed`` is spent, even if it fails
             _backward(backend, act, X, W, a, r, scale, kept, G, ws, taken)
-            ws.uses += 1
         finite = backend.to_bools([u_finite, *ws.finite])
         if not finite[0]:
             raise _overflow("the predictions F(W, X)")
