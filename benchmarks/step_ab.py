@@ -64,7 +64,7 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any], bool]:
     return label, fields, ahead
 
 
-def one_round(n: int, d: int, m: int, dtype: np.dtype, X: np.ndarray, y: np.ndarray) -> float:
+def one_round(d: int, m: int, dtype: np.dtype, X: np.ndarray, y: np.ndarray) -> float:
     """ms of the fastest of five steps of one fresh training run."""
     net = expreg.ExpNet.draw(d, m, seed=0, dtype=dtype)
     ticks: list[float] = []
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
             for label, fields, ahead in variants if r % 2 == 0 else variants[::-1]:
                 calibrate.use(dataclasses.replace(base, **fields, source="forced"))
                 descent.RUN_AHEAD = ahead
-                ms[label].append(one_round(n, d, m, dtype, X, y))
+                ms[label].append(one_round(d, m, dtype, X, y))
     finally:
         calibrate.forget()
         descent.RUN_AHEAD = True

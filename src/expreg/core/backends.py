@@ -314,8 +314,8 @@ class NumpyBackend(Backend):
 
         With PyTorch's GEMM, NumPy's BLAS (the partial predictions' matrix-vector products) is kept to one
         thread; with NumPy's GEMM beside PyTorch's exp, PyTorch is. Two thread pools taking turns on the same
-        cores, each spinning while the other works, made a step at (2048, 16, 131072) twelve times slower
-        (3.1 s against 0.25 s, Intel Xeon, 2 cores).
+        cores, each spinning while the other works, made a step at (2048, 16, 131072) 9.8 times slower than on
+        two workers (2,750 ms against 281 ms, Intel Xeon, 2 cores; benchmarks/step_ab.py, benchmarks/RESULTS.md).
         """
         if not self.tuning.uses_torch():
             return nullcontext()

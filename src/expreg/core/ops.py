@@ -15,6 +15,10 @@ cache):
     [W'_block = W_block - lr G_block]  with a ``Step``: the gradient step, in the
                                        same compiled pass as the scaling, while
                                        G_block is in cache
+    [E'_block = exp(X W'_block); acc' += E'_block a_block]
+                                       with ``Step.ahead`` and kept activations:
+                                       the next step's forward pass, into E's
+                                       buffer (``Primed`` hands it to the next call)
 
 X^T (r[:, None] * E) = (X * r[:, None])^T E, so the residual scales the
 n x d matrix X once per step instead of every n x b block. Blocks are

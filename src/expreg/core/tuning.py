@@ -27,8 +27,9 @@ them on the machine at hand and keeps the winner in ``reuse.KEPT.tuning``;
   ``recompute_d`` dimensions whose n m values take more than
   ``recompute_beyond`` bytes (the last-level cache) are recomputed in the
   backward pass instead of kept (``Tuning.keeps``, ``ops.plan_blocks``):
-  beyond the cache, kept activations stream through memory three times a
-  step (written, read for ownership, read back), and at small d the GEMM and
+  beyond the cache, kept activations stream through memory twice a step
+  (read back by the backward pass, written back after the next forward
+  pass has overwritten them in cache, ``ops.Step.ahead``), and at small d the GEMM and
   exp that recompute a block in cache can cost less (on an Intel Xeon with
   a 260 MiB L3, about 10 % less at d = 16 beside torch's exp, more beside
   NumPy's: benchmarks/RESULTS.md). 0 and None: keep whatever the memory
