@@ -10,7 +10,7 @@ width-m network, m = ``--width-factor`` * n), times ``eigen.lazy_criteria``
 ``method="iterative"`` (Lanczos from the top for the norm, Cholesky
 shift-invert Lanczos for lambda_min), and the iterative error relative to
 the spectral norm of H^dis. ``eigen.DENSE_LIMIT`` is chosen from this table.
-Results go to ``benchmarks/eigen.json`` and the "Eigenvalues" section of RESULTS.md.
+Results go to ``benchmarks/eigen-<cpu>.json`` and this CPU's "Eigenvalues" section of RESULTS.md.
 """
 
 from __future__ import annotations

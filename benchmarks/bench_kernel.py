@@ -28,7 +28,8 @@ window shares the cores with them (``--settle 0`` measures calls back to
 back, artefact included); the ratio
 ``expreg / numpy-plain`` is the issue's target (<= 0.8). ``rel_err`` is the
 largest |H - H64| / max |H64| against the float64 NumPy reference.
-Results go to ``benchmarks/kernel.json`` and the "Kernel" section of RESULTS.md.
+Results go to ``benchmarks/kernel-<cpu>.json`` and this CPU's "Kernel" section of RESULTS.md
+(``--no-write``: printed only, for an ad-hoc rerun of a few cells that must not replace a full run).
 """
 
 from __future__ import annotations
@@ -347,6 +348,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--out", default=None, help="default benchmarks/kernel-<cpu>.json (one file per CPU)")
     p.add_argument("--md", default=str(HERE / "RESULTS.md"))
+    p.add_argument(
+        "--no-write",
+        action="store_true",
+        help="print the table only: neither the JSON file nor RESULTS.md is written (ad-hoc reruns of a few cells)",
+    )
     args = p.parse_args(argv)
     if args.out is None:
         from report import cpu_slug, this_cpu
@@ -366,6 +372,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.settle,
     )
     result["command"] = command.strip()
+    if args.no_write:
+        print(render(result, command.strip()))
+        return result
     from expreg.core.storage import write_json_atomic
 
     write_json_atomic(args.out, result)

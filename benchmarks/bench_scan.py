@@ -12,7 +12,7 @@ grid. Measured in one process, each the best of ``--rounds``:
 - ``per-width``  the way without the scan: ``kernels.empirical_ntk(ExpNet.init(d, m))``
   afresh at each width (every width redraws and recomputes its neurons)
 
-Results go to ``benchmarks/scan.json`` and the "Nested-width scan" section of RESULTS.md.
+Results go to ``benchmarks/scan-<cpu>.json`` and this CPU's "Nested-width scan" section of RESULTS.md.
 """
 
 from __future__ import annotations

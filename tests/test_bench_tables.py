@@ -73,6 +73,23 @@ def test_kernel_scan_eigen_sections_are_per_cpu_and_name_it(tmp_path: Path) -> N
     assert f"On {report.cpu_line(cpu)}:" in text and "from before, CPU not recorded" in text
 
 
+def test_bench_kernel_no_write_measures_without_touching_the_files(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``--no-write``: an ad-hoc rerun of a few cells prints its table and leaves the JSON file and RESULTS.md alone
+    (a two-cell run once replaced a full run's section); without it both are written."""
+    import bench_kernel
+
+    md, out = tmp_path / "RESULTS.md", tmp_path / "kernel.json"
+    md.write_text("## Kernel\n\nthe full run\n")
+    args = ["--ns", "16", "--m", "64", "--d", "3", "--dtypes", "float64", "--rounds", "1", "--settle", "0"]
+    args += ["--impls", "expreg", "numpy-plain", "--md", str(md), "--out", str(out)]
+    result = bench_kernel.main([*args, "--no-write"])
+    assert result["rows"][0]["ratio_vs_numpy"] > 0 and result["rows"][0]["rel_err"]["expreg"] < 1e-12
+    assert md.read_text() == "## Kernel\n\nthe full run\n" and not out.exists()
+    assert "| 16 | float64 |" in capsys.readouterr().out
+    bench_kernel.main(args)
+    assert json.loads(out.read_text())["rows"][0]["n"] == 16 and "| 16 | float64 |" in md.read_text()
+
+
 def test_the_paired_ratio_interval_covers_the_median_as_often_as_it_says() -> None:
     """benchmarks/paired_ratio.py's distribution-free interval of a median: at 10 pairs the 2nd and 9th order
     statistics (binomial coverage 1 - 2 * 11 / 1024 = 0.979; the 3rd and 8th cover only 0.891), and over
