@@ -261,6 +261,8 @@ def write_cpu_markdown(path: str, slug: str, block: str, kind: str = "cpu-table"
     """Replace (or add) the section of ``slug``'s CPU in RESULTS.md, keeping other CPUs' sections and the foreign ones.
 
     ``kind`` names the section's markers: "cpu-table" (this script's tables), "profile" (``profile_step.py``).
+    A new section of another kind goes just before its CPU's tables when they exist (so each CPU's sections
+    stay together), else before the foreign sections.
     """
     from expreg.core.storage import atomic_open
 
@@ -270,6 +272,9 @@ def write_cpu_markdown(path: str, slug: str, block: str, kind: str = "cpu-table"
     section = f"{begin}\n{block.strip()}\n{end}\n"
     if begin in old and end in old:
         new = old[: old.index(begin)] + section + old[old.index(end) + len(end) :].lstrip("\n")
+    elif kind != "cpu-table" and f"<!-- cpu-table: {slug} -->" in old:
+        cut = old.index(f"<!-- cpu-table: {slug} -->")
+        new = old[:cut] + section + old[cut:]
     else:
         starts = [old.index(h) for h in FOREIGN_SECTIONS if h in old]
         cut = min(starts) + 1 if starts else len(old)

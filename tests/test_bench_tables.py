@@ -39,6 +39,26 @@ def test_a_second_cpu_gets_its_own_section_and_a_rerun_replaces_only_its_own(tmp
         assert "Intel(R) Xeon(R) Processor" in caption and "avx512f" in caption and "SkylakeX" in caption
 
 
+def test_a_profile_section_goes_beside_its_own_cpus_tables(tmp_path: Path) -> None:
+    """A CPU's first profile lands just before that CPU's step tables, not after another CPU's; a rerun replaces it
+    in place."""
+    md = tmp_path / "RESULTS.md"
+    md.write_text(report.HEADER + "\n## Scale-out\n\nkept\n")
+    run_all.write_cpu_markdown(str(md), "amd-epyc", "## Step benchmarks on AMD\n\nA")
+    run_all.write_cpu_markdown(str(md), "intel-xeon", "## Step benchmarks on Intel\n\nI")
+    for body in ("P1", "P2"):
+        run_all.write_cpu_markdown(str(md), "amd-epyc", f"## Profile on AMD\n\n{body}", kind="profile")
+    text = md.read_text()
+    order = ["<!-- profile: amd-epyc -->", "<!-- /profile: amd-epyc -->", "<!-- cpu-table: amd-epyc -->"]
+    order += ["<!-- cpu-table: intel-xeon -->", "## Scale-out"]
+    assert [text.index(x) for x in order] == sorted(text.index(x) for x in order)
+    assert "P2" in text and "P1" not in text and text.count("<!-- profile: amd-epyc -->") == 1
+    # a CPU without step tables: before the foreign sections, as before
+    run_all.write_cpu_markdown(str(md), "arm", "## Profile on ARM\n\nR", kind="profile")
+    text = md.read_text()
+    assert text.index("<!-- cpu-table: intel-xeon -->") < text.index("<!-- profile: arm -->") < text.index("## Scale-out")
+
+
 def test_profile_step_records_its_cpu_section(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import profile_step
 
