@@ -56,7 +56,9 @@ def test_a_profile_section_goes_beside_its_own_cpus_tables(tmp_path: Path) -> No
     # a CPU without step tables: before the foreign sections, as before
     run_all.write_cpu_markdown(str(md), "arm", "## Profile on ARM\n\nR", kind="profile")
     text = md.read_text()
-    assert text.index("<!-- cpu-table: intel-xeon -->") < text.index("<!-- profile: arm -->") < text.index("## Scale-out")
+    assert (
+        text.index("<!-- cpu-table: intel-xeon -->") < text.index("<!-- profile: arm -->") < text.index("## Scale-out")
+    )
 
 
 def test_profile_step_records_its_cpu_section(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
