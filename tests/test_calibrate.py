@@ -372,7 +372,12 @@ def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_the_cache_key_changes_with_the_machine_and_versions() -> None:
     identity = calibrate.machine_identity()
     assert {"cpu", "isa", "blas", "numpy", "torch", "cpus"} <= set(identity)
-    for key, value in (("cpu", "AMD EPYC"), ("numpy", "0.0"), ("cpus", 64)):
+    # values that differ from this machine's whatever it is (a fixed "AMD EPYC" was this machine's on one)
+    for key, value in (
+        ("cpu", f"{identity['cpu']} (another)"),
+        ("numpy", "0.0"),
+        ("cpus", int(identity["cpus"] or 0) + 1),
+    ):
         assert calibrate.cache_path({**identity, key: value}) != calibrate.cache_path(identity)
 
 
